@@ -1,0 +1,142 @@
+//! Cancellation of a task by an abort signal.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::wait::lock;
+
+type Listener = Box<dyn FnOnce(Option<String>) + Send>;
+
+#[derive(Default)]
+struct Listeners {
+    reason: Option<String>,
+    next_id: u64,
+    listeners: Vec<(u64, Listener)>,
+}
+
+#[derive(Default)]
+struct Shared {
+    aborted: AtomicBool,
+    state: Mutex<Listeners>,
+}
+
+/// Fires an [`AbortSignal`]: the Rust counterpart of the web's `AbortController`.
+///
+/// Give [`signal`](AbortController::signal) to a task with
+/// [`RunOptions::signal`](crate::RunOptions::signal). Aborting a queued task removes it from
+/// the queue; aborting a running task fails it at once with [`Error::Aborted`](crate::Error)
+/// and retires its worker (threads cannot be killed: the function keeps running until it
+/// returns, and can stop early by polling [`worker::aborted`](crate::worker::aborted)).
+///
+/// ```
+/// let controller = tinypool::AbortController::new();
+/// let signal = controller.signal();
+/// assert!(!signal.aborted());
+/// controller.abort_with("user pressed cancel");
+/// assert!(signal.aborted());
+/// assert_eq!(signal.reason().as_deref(), Some("user pressed cancel"));
+/// ```
+#[derive(Default)]
+pub struct AbortController {
+    signal: AbortSignal,
+}
+
+impl AbortController {
+    /// A controller whose signal has not fired.
+    pub fn new() -> Self {
+        AbortController::default()
+    }
+
+    /// The signal this controller fires. Clones of it all fire together.
+    pub fn signal(&self) -> AbortSignal {
+        self.signal.clone()
+    }
+
+    /// Fires the signal without a reason. Firing twice does nothing more.
+    pub fn abort(&self) {
+        self.signal.fire(None);
+    }
+
+    /// Fires the signal with `reason`, which the aborted tasks' [`Error::Aborted`](crate::Error)
+    /// carries.
+    pub fn abort_with(&self, reason: impl Into<String>) {
+        self.signal.fire(Some(reason.into()));
+    }
+}
+
+impl fmt::Debug for AbortController {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortController")
+            .field("signal", &self.signal)
+            .finish()
+    }
+}
+
+/// The receiving end of an [`AbortController`]; cheap to clone.
+#[derive(Clone, Default)]
+pub struct AbortSignal {
+    shared: Arc<Shared>,
+}
+
+impl AbortSignal {
+    /// Whether the signal has fired.
+    pub fn aborted(&self) -> bool {
+        self.shared.aborted.load(Ordering::Acquire)
+    }
+
+    /// The reason it fired with, if it fired with one.
+    pub fn reason(&self) -> Option<String> {
+        lock(&self.shared.state).reason.clone()
+    }
+
+    fn fire(&self, reason: Option<String>) {
+        let listeners = {
+            let mut state = lock(&self.shared.state);
+            if self.shared.aborted.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            state.reason = reason.clone();
+            std::mem::take(&mut state.listeners)
+        };
+        // Outside the lock: a listener takes the pool's lock and may drop tasks.
+        for (_, listener) in listeners {
+            listener(reason.clone());
+        }
+    }
+
+    /// Calls `listener` once when the signal fires. Returns its id, or `None` (and drops the
+    /// listener) if the signal has already fired.
+    pub(crate) fn add_listener(
+        &self,
+        listener: impl FnOnce(Option<String>) + Send + 'static,
+    ) -> Option<u64> {
+        let mut state = lock(&self.shared.state);
+        if self.aborted() {
+            return None;
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.listeners.push((id, Box::new(listener)));
+        Some(id)
+    }
+
+    pub(crate) fn remove_listener(&self, id: u64) {
+        lock(&self.shared.state)
+            .listeners
+            .retain(|(listener, _)| *listener != id);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn listener_count(&self) -> usize {
+        lock(&self.shared.state).listeners.len()
+    }
+}
+
+impl fmt::Debug for AbortSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortSignal")
+            .field("aborted", &self.aborted())
+            .finish()
+    }
+}

@@ -1,0 +1,106 @@
+//! The one error type of the crate.
+
+use std::fmt;
+
+/// Everything that can go wrong with a task, a pool or a channel.
+///
+/// Every task resolves exactly once, either with its value or with one of these. The messages
+/// are written for the person reading a log, and the variants are for the code that matches on
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The queue already holds `max_queue` tasks.
+    QueueFull,
+    /// `max_queue` is 0 and every worker is busy.
+    NoQueue,
+    /// The task's abort signal fired, with the reason given to
+    /// [`AbortController::abort_with`](crate::AbortController::abort_with), if any.
+    Aborted {
+        /// The reason passed to the controller, if any.
+        reason: Option<String>,
+    },
+    /// The task was still queued when [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks)
+    /// was called.
+    Cancelled,
+    /// The pool was destroyed (or dropped) before the task finished, or the task was submitted
+    /// after that.
+    Terminated,
+    /// A worker was still busy `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy).
+    /// A thread cannot be killed: it is left to finish on its own, detached from the pool.
+    TerminateTimeout {
+        /// The id of the (first) worker that did not stop in time.
+        worker: usize,
+    },
+    /// The exported function panicked; the message is the panic's payload.
+    Panicked {
+        /// The panic message (`"<non-string panic payload>"` when it was not a string).
+        message: String,
+    },
+    /// No function is exported under this name.
+    NoSuchFunction {
+        /// The name that was asked for (`"default"` for the default export).
+        name: String,
+    },
+    /// The argument or the result does not have the exact type of the export (no conversions:
+    /// `i32` is not `i64`), or a worker asked for data or a port of another type than was
+    /// given.
+    TypeMismatch {
+        /// The type the export (or the data, or the port) has.
+        expected: String,
+        /// The type the caller used.
+        found: String,
+    },
+    /// A builder option is invalid; the message names it.
+    InvalidOptions(String),
+    /// The other side of a [`Port`](crate::Port) is closed: the task ended, or every handle to
+    /// the other side was dropped.
+    Disconnected,
+    /// [`worker::port`](crate::worker::port) was called outside a task that was given a channel.
+    NoChannel,
+    /// A worker could not be started (the operating system refused a thread, for example).
+    WorkerStartFailed {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn type_mismatch(expected: &str, found: &str) -> Self {
+        Error::TypeMismatch {
+            expected: expected.to_owned(),
+            found: found.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::QueueFull => f.write_str("task queue is at limit"),
+            Error::NoQueue => f.write_str("no task queue available and all workers are busy"),
+            Error::Aborted { reason: None } => f.write_str("the task has been aborted"),
+            Error::Aborted {
+                reason: Some(reason),
+            } => write!(f, "the task has been aborted: {reason}"),
+            Error::Cancelled => f.write_str("the task has been cancelled"),
+            Error::Terminated => f.write_str("the pool has been destroyed (terminating worker)"),
+            Error::TerminateTimeout { worker } => {
+                write!(f, "failed to terminate worker {worker} within terminate_timeout")
+            }
+            Error::Panicked { message } => write!(f, "the task panicked: {message}"),
+            Error::NoSuchFunction { name } => write!(f, "no function exported as \"{name}\""),
+            Error::TypeMismatch { expected, found } => {
+                write!(f, "type mismatch: expected `{expected}`, found `{found}`")
+            }
+            Error::InvalidOptions(message) => write!(f, "invalid options: {message}"),
+            Error::Disconnected => f.write_str("the other side of the channel is closed"),
+            Error::NoChannel => f.write_str("this task was not given a channel"),
+            Error::WorkerStartFailed { message } => {
+                write!(f, "failed to start a worker: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,177 @@
+//! The functions a worker exports, looked up by name.
+
+use std::any::{type_name, Any};
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::task::DEFAULT_NAME;
+use crate::Error;
+
+/// The functions a pool's workers run: the Rust counterpart of the module a Tinypool
+/// `filename` points to.
+///
+/// Each function takes one argument and returns one value. The bounds are serde's so that the
+/// same exports serve a child-process worker, where arguments and results cross a process
+/// boundary; in the threads runtime nothing is serialized, the values move. Domain errors are
+/// values: export a function returning `Result<V, E>`. A panic becomes the task's
+/// [`Error::Panicked`] and the worker stays usable.
+///
+/// ```
+/// use tinypool::Exports;
+///
+/// let exports = Exports::new()
+///     .default(|(a, b): (i32, i32)| a + b)
+///     .export("multiply", |(a, b): (i32, i32)| a * b);
+/// assert!(exports.contains("default") && exports.contains("multiply"));
+/// ```
+#[derive(Clone)]
+pub struct Exports {
+    functions: HashMap<Box<str>, Arc<dyn Export>>,
+    /// The default export again, so that the common case skips the hash lookup.
+    default: Option<Arc<dyn Export>>,
+}
+
+impl Exports {
+    /// No functions yet.
+    // No `Default` impl: `Exports::default(f)` sets the default export.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Exports {
+            functions: HashMap::new(),
+            default: None,
+        }
+    }
+
+    /// Sets the function that runs when a task names none (the name is `"default"`).
+    #[allow(clippy::should_implement_trait)]
+    pub fn default<T, R, F>(self, function: F) -> Self
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        self.export(DEFAULT_NAME, function)
+    }
+
+    /// Exports `function` as `name`, replacing any function of that name.
+    pub fn export<T, R, F>(mut self, name: &str, function: F) -> Self
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let export: Arc<dyn Export> = Arc::new(Typed {
+            function,
+            types: PhantomData,
+        });
+        if name == DEFAULT_NAME {
+            self.default = Some(export.clone());
+        }
+        self.functions.insert(name.into(), export);
+        self
+    }
+
+    /// Whether a function is exported as `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&dyn Export> {
+        if name == DEFAULT_NAME {
+            return self.default.as_deref();
+        }
+        self.functions.get(name).map(|export| &**export)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.functions.is_empty()
+    }
+}
+
+impl fmt::Debug for Exports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.functions.keys().map(|name| &**name).collect();
+        names.sort_unstable();
+        f.debug_struct("Exports").field("functions", &names).finish()
+    }
+}
+
+/// An exported function with its types erased.
+pub(crate) trait Export: Send + Sync {
+    /// Calls the function with the argument in `arg` (an `Option<A>`) and puts its result in
+    /// `out` (an `Option<R>`). The types must be exactly the function's, else
+    /// [`Error::TypeMismatch`] and the function is not called.
+    fn call(
+        &self,
+        arg: &mut dyn Any,
+        arg_type: &str,
+        out: &mut dyn Any,
+        out_type: &str,
+    ) -> Result<(), Error>;
+
+    /// Calls a teardown function (which takes `()`), dropping its result.
+    fn call_teardown(&self) -> Result<(), Error>;
+
+    /// The type of the argument.
+    fn arg_type(&self) -> &'static str;
+}
+
+struct Typed<F, T, R> {
+    function: F,
+    types: PhantomData<fn(T) -> R>,
+}
+
+impl<F, T, R> Export for Typed<F, T, R>
+where
+    F: Fn(T) -> R + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    fn call(
+        &self,
+        arg: &mut dyn Any,
+        arg_type: &str,
+        out: &mut dyn Any,
+        out_type: &str,
+    ) -> Result<(), Error> {
+        let Some(arg) = arg.downcast_mut::<Option<T>>() else {
+            return Err(Error::type_mismatch(type_name::<T>(), arg_type));
+        };
+        let Some(out) = out.downcast_mut::<Option<R>>() else {
+            return Err(Error::type_mismatch(type_name::<R>(), out_type));
+        };
+        let arg = arg.take().ok_or(Error::Terminated)?;
+        let result = catch_unwind(AssertUnwindSafe(|| (self.function)(arg)));
+        *out = Some(result.map_err(|payload| Error::Panicked {
+            message: panic_message(&*payload),
+        })?);
+        Ok(())
+    }
+
+    fn call_teardown(&self) -> Result<(), Error> {
+        let mut arg = Some(());
+        let mut out: Option<R> = None;
+        self.call(&mut arg, type_name::<()>(), &mut out, type_name::<R>())
+    }
+
+    fn arg_type(&self) -> &'static str {
+        type_name::<T>()
+    }
+}
+
+/// The message of a panic payload, as `std` prints it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
+    }
+}

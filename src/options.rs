@@ -1,0 +1,394 @@
+//! The pool's options (the [`Builder`]) and a task's ([`RunOptions`]).
+
+use std::any::type_name;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::abort::AbortSignal;
+use crate::channel::{ErasedPort, Port};
+use crate::exports::Exports;
+use crate::pool::Pool;
+use crate::task::DEFAULT_NAME;
+use crate::worker::WorkerData;
+use crate::Error;
+
+/// Where a pool's workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Runtime {
+    /// Threads of this process: arguments and results move, nothing is serialized.
+    #[default]
+    Threads,
+    /// Child processes. Not available yet: building such a pool returns
+    /// [`Error::InvalidOptions`].
+    ChildProcess,
+}
+
+/// How many tasks may wait for a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaxQueue {
+    /// No limit.
+    #[default]
+    Unbounded,
+    /// `max_threads²`, as Tinypool's `'auto'`.
+    Auto,
+    /// At most this many; 0 means no queue at all: a task that no worker can take at once
+    /// fails with [`Error::NoQueue`].
+    Limit(usize),
+}
+
+/// Limits put on each worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ResourceLimits {
+    /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB).
+    pub stack_size: Option<usize>,
+}
+
+impl ResourceLimits {
+    /// No limits.
+    pub fn new() -> Self {
+        ResourceLimits::default()
+    }
+
+    /// Sets the stack size of each worker thread, in bytes.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+}
+
+pub(crate) type ErrorHook = Arc<dyn Fn(Error) + Send + Sync>;
+
+/// The options of a [`Pool`], validated and resolved.
+#[derive(Clone)]
+pub(crate) struct Options {
+    pub(crate) exports: Arc<Exports>,
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) min_threads: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) idle_timeout: Duration,
+    /// `None`: unbounded.
+    pub(crate) max_queue: Option<usize>,
+    pub(crate) concurrent_tasks_per_worker: usize,
+    pub(crate) isolate_workers: bool,
+    pub(crate) terminate_timeout: Duration,
+    pub(crate) teardown: Option<String>,
+    pub(crate) worker_data: Option<WorkerData>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) thread_name: String,
+    pub(crate) on_error: Option<ErrorHook>,
+}
+
+/// Builds a [`Pool`]; every option mirrors Tinypool's, in snake case.
+///
+/// ```
+/// use std::time::Duration;
+/// use tinypool::{Exports, MaxQueue, Pool};
+///
+/// let pool = Pool::builder()
+///     .exports(Exports::new().default(|x: u64| x * 2))
+///     .min_threads(1)
+///     .max_threads(4)
+///     .idle_timeout(Duration::from_secs(1))
+///     .max_queue(MaxQueue::Auto)
+///     .build()?;
+/// assert_eq!(pool.run::<u64, _>(21).wait()?, 42);
+/// # Ok::<(), tinypool::Error>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    exports: Option<Exports>,
+    runtime: Runtime,
+    name: Option<Cow<'static, str>>,
+    min_threads: Option<usize>,
+    max_threads: Option<usize>,
+    idle_timeout: Duration,
+    max_queue: MaxQueue,
+    concurrent_tasks_per_worker: usize,
+    isolate_workers: bool,
+    terminate_timeout: Duration,
+    teardown: Option<String>,
+    worker_data: Option<WorkerData>,
+    resource_limits: ResourceLimits,
+    thread_name: String,
+    on_error: Option<ErrorHook>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            exports: None,
+            runtime: Runtime::Threads,
+            name: None,
+            min_threads: None,
+            max_threads: None,
+            idle_timeout: Duration::ZERO,
+            max_queue: MaxQueue::Unbounded,
+            concurrent_tasks_per_worker: 1,
+            isolate_workers: false,
+            terminate_timeout: Duration::from_secs(1),
+            teardown: None,
+            worker_data: None,
+            resource_limits: ResourceLimits::default(),
+            thread_name: "tinypool".to_owned(),
+            on_error: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The functions the workers run (required for the threads runtime).
+    pub fn exports(mut self, exports: Exports) -> Self {
+        self.exports = Some(exports);
+        self
+    }
+
+    /// Threads (the default) or child processes.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// The export [`Pool::run`] calls (default: `"default"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Workers kept alive even when idle (default: half the available parallelism, at least
+    /// 1; lowered to `max_threads` when only that was given and is smaller).
+    pub fn min_threads(mut self, n: usize) -> Self {
+        self.min_threads = Some(n);
+        self
+    }
+
+    /// The most workers alive at once (default: the available parallelism; raised to
+    /// `min_threads` when only that was given and is larger). Must be at least 1.
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = Some(n);
+        self
+    }
+
+    /// How long a worker above `min_threads` may stay idle before it exits (default: 0, it
+    /// exits as soon as it finds nothing to do).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How many tasks may wait for a worker (default: [`MaxQueue::Unbounded`]).
+    pub fn max_queue(mut self, max_queue: MaxQueue) -> Self {
+        self.max_queue = max_queue;
+        self
+    }
+
+    /// How many tasks one worker takes at once (default: 1). Exported functions are
+    /// synchronous, so a worker runs its tasks one after another from its own short queue.
+    pub fn concurrent_tasks_per_worker(mut self, n: usize) -> Self {
+        self.concurrent_tasks_per_worker = n;
+        self
+    }
+
+    /// Gives every task a fresh worker (default: false): no thread-local state carries over.
+    pub fn isolate_workers(mut self, isolate: bool) -> Self {
+        self.isolate_workers = isolate;
+        self
+    }
+
+    /// How long [`Pool::destroy`] waits for the workers to stop (default: 1 s). A worker
+    /// still running a function after that is reported as [`Error::TerminateTimeout`].
+    pub fn terminate_timeout(mut self, timeout: Duration) -> Self {
+        self.terminate_timeout = timeout;
+        self
+    }
+
+    /// The name of an export taking `()` that each worker runs before it stops (default:
+    /// none). A panic in it is reported to [`on_error`](Builder::on_error).
+    pub fn teardown(mut self, name: impl Into<String>) -> Self {
+        self.teardown = Some(name.into());
+        self
+    }
+
+    /// A value every worker can read with [`worker::data`](crate::worker::data) (default:
+    /// none).
+    pub fn worker_data<D>(mut self, data: D) -> Self
+    where
+        D: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.worker_data = Some(WorkerData {
+            value: Arc::new(data),
+            type_name: type_name::<D>(),
+        });
+        self
+    }
+
+    /// Limits put on each worker (default: none).
+    pub fn resource_limits(mut self, limits: ResourceLimits) -> Self {
+        self.resource_limits = limits;
+        self
+    }
+
+    /// The prefix of the worker threads' names, which end in `-<worker id>` (default:
+    /// `"tinypool"`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Called with errors that belong to no task, such as a teardown that panicked (default:
+    /// they are dropped).
+    pub fn on_error(mut self, hook: impl Fn(Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Validates the options and starts `min_threads` workers.
+    pub fn build(self) -> Result<Pool, Error> {
+        Pool::start(self.into_options()?)
+    }
+
+    fn into_options(self) -> Result<Options, Error> {
+        let invalid = |message: &str| Err(Error::InvalidOptions(message.to_owned()));
+        if self.runtime == Runtime::ChildProcess {
+            return invalid("runtime: the ChildProcess runtime is not available yet");
+        }
+        let Some(exports) = self.exports else {
+            return invalid("exports: a threads pool needs exports");
+        };
+        if exports.is_empty() {
+            return invalid("exports: no function is exported");
+        }
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (min_threads, max_threads) = match (self.min_threads, self.max_threads) {
+            (Some(min), Some(max)) if min > max => {
+                return invalid("min_threads and max_threads must not conflict (min > max)");
+            }
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, parallelism.max(min)),
+            (None, Some(max)) => ((parallelism / 2).max(1).min(max), max),
+            (None, None) => ((parallelism / 2).max(1), parallelism),
+        };
+        if max_threads == 0 {
+            return invalid("max_threads must be at least 1");
+        }
+        if self.concurrent_tasks_per_worker == 0 {
+            return invalid("concurrent_tasks_per_worker must be at least 1");
+        }
+        if let Some(teardown) = &self.teardown {
+            match exports.get(teardown) {
+                None => {
+                    return Err(Error::InvalidOptions(format!(
+                        "teardown: no function is exported as \"{teardown}\""
+                    )))
+                }
+                Some(export) if export.arg_type() != type_name::<()>() => {
+                    return Err(Error::InvalidOptions(format!(
+                        "teardown: \"{teardown}\" must take `()`, not `{}`",
+                        export.arg_type()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let max_queue = match self.max_queue {
+            MaxQueue::Unbounded => None,
+            MaxQueue::Auto => Some(max_threads.saturating_mul(max_threads)),
+            MaxQueue::Limit(limit) => Some(limit),
+        };
+        Ok(Options {
+            exports: Arc::new(exports),
+            name: self.name.filter(|name| name != DEFAULT_NAME),
+            min_threads,
+            max_threads,
+            idle_timeout: self.idle_timeout,
+            max_queue,
+            concurrent_tasks_per_worker: self.concurrent_tasks_per_worker,
+            isolate_workers: self.isolate_workers,
+            terminate_timeout: self.terminate_timeout,
+            teardown: self.teardown,
+            worker_data: self.worker_data,
+            stack_size: self.resource_limits.stack_size,
+            thread_name: self.thread_name,
+            on_error: self.on_error,
+        })
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("exports", &self.exports)
+            .field("runtime", &self.runtime)
+            .field("min_threads", &self.min_threads)
+            .field("max_threads", &self.max_threads)
+            .field("max_queue", &self.max_queue)
+            .field("isolate_workers", &self.isolate_workers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options of one task, for [`Pool::run_with`].
+///
+/// ```
+/// use tinypool::{AbortController, RunOptions};
+///
+/// let controller = AbortController::new();
+/// let (_main, worker) = tinypool::channel::<String>();
+/// let options = RunOptions::new()
+///     .name("multiply")
+///     .signal(controller.signal())
+///     .channel(worker);
+/// # drop(options);
+/// ```
+#[derive(Default)]
+#[must_use = "options do nothing until given to `Pool::run_with`"]
+pub struct RunOptions {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) signal: Option<AbortSignal>,
+    pub(crate) port: Option<Box<dyn ErasedPort>>,
+}
+
+impl RunOptions {
+    /// No options: the pool's default export, no signal, no channel.
+    pub fn new() -> Self {
+        RunOptions::default()
+    }
+
+    /// Runs the export of this name instead of the pool's default.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Aborts the task when `signal` fires. An abortable task never shares a worker.
+    pub fn signal(mut self, signal: AbortSignal) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// Hands `port` to the task, which reaches it with
+    /// [`worker::port`](crate::worker::port). The port closes when the task ends.
+    pub fn channel<T>(mut self, port: Port<T>) -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.port = Some(Box::new(port));
+        self
+    }
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("name", &self.name)
+            .field("signal", &self.signal)
+            .field("channel", &self.port.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,658 @@
+//! The scheduler: the queue, which worker takes a task, and when workers come and go.
+//!
+//! All bookkeeping sits in one [`State`] behind one mutex, held only for a few pointer moves
+//! and never while user code runs. A task is handed to the first idle worker, else to a new
+//! worker while there are fewer than `max_threads`, else to the least loaded worker with room
+//! (`concurrent_tasks_per_worker`), else it waits in the FIFO queue. Each worker has an inbox
+//! (the tasks it has taken) and a [`Doorbell`]; a worker that runs out of work refills its inbox
+//! from the queue, spins briefly on its doorbell and then parks. The same loop drives both
+//! runtimes: a [`Runtime`](crate::runtime::Runtime) only decides how one job is executed.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::options::Options;
+use crate::runtime::Runtime;
+use crate::task::{Completion, Job, Slot, Task};
+use crate::wait::{lock, Doorbell};
+use crate::Error;
+
+type JobRef = Arc<dyn Job>;
+
+/// Whether two handles point to the same task.
+fn same(a: &JobRef, b: &JobRef) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+/// A live worker, as the scheduler sees it.
+struct Worker {
+    serial: u64,
+    id: usize,
+    /// Tasks taken and not started.
+    inbox: VecDeque<JobRef>,
+    /// The task running now.
+    current: Option<JobRef>,
+    /// Holds an abortable task, so it takes no other.
+    exclusive: bool,
+    /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
+    recycle: bool,
+    bell: Arc<Doorbell>,
+    aborted: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn load(&self) -> usize {
+        self.inbox.len() + usize::from(self.current.is_some())
+    }
+}
+
+/// A thread the pool started and has not joined yet (live, retired or finished).
+struct ThreadRecord {
+    serial: u64,
+    id: usize,
+    handle: Option<JoinHandle<()>>,
+    finished: bool,
+    /// Completed when this thread finishes (`recycle_workers` waits on them).
+    on_exit: Vec<Arc<Countdown>>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<JobRef>,
+    workers: Vec<Worker>,
+    /// `ids_in_use[id - 1]`: whether a live worker has that id.
+    ids_in_use: Vec<bool>,
+    next_serial: u64,
+    destroyed: bool,
+    threads: Vec<ThreadRecord>,
+}
+
+impl State {
+    fn position(&self, serial: u64) -> Option<usize> {
+        self.workers.iter().position(|worker| worker.serial == serial)
+    }
+
+    /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
+    /// Its thread leaves as soon as it notices.
+    fn retire(&mut self, index: usize) -> Worker {
+        let worker = self.workers.remove(index);
+        self.ids_in_use[worker.id - 1] = false;
+        worker.bell.ring();
+        worker
+    }
+}
+
+/// What a new worker thread needs to know about itself.
+pub(crate) struct WorkerStart {
+    pub(crate) serial: u64,
+    pub(crate) id: usize,
+    pub(crate) bell: Arc<Doorbell>,
+    pub(crate) aborted: Arc<AtomicBool>,
+}
+
+/// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id, as [`worker::id`](crate::worker::id) returns it inside.
+    pub id: usize,
+    /// The child's process id in the child-process runtime; `None` for threads.
+    pub pid: Option<u32>,
+    /// Tasks the worker has taken: the running one and those waiting in its own queue.
+    pub running: usize,
+}
+
+/// Counts workers down to zero, then resolves a task (`recycle_workers`).
+struct Countdown {
+    remaining: AtomicUsize,
+    slot: Slot<()>,
+}
+
+impl Countdown {
+    fn count_down(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.slot.complete(Ok(()));
+        }
+    }
+}
+
+impl Completion<()> for Countdown {
+    fn slot(&self) -> &Slot<()> {
+        &self.slot
+    }
+}
+
+/// The pool's state, shared by its handles and its workers.
+pub(crate) struct Shared {
+    pub(crate) options: Options,
+    runtime: Box<dyn Runtime>,
+    state: Mutex<State>,
+    /// Notified whenever a worker thread finishes.
+    thread_finished: Condvar,
+    completed: AtomicU64,
+    created: Instant,
+}
+
+impl Shared {
+    pub(crate) fn new(options: Options, runtime: Box<dyn Runtime>) -> Arc<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ids_in_use: vec![false; options.max_threads],
+                ..State::default()
+            }),
+            options,
+            runtime,
+            thread_finished: Condvar::new(),
+            completed: AtomicU64::new(0),
+            created: Instant::now(),
+        });
+        let starts = {
+            let mut state = shared.lock();
+            (0..shared.options.min_threads)
+                .map(|_| Self::reserve(&mut state, None))
+                .collect()
+        };
+        shared.start_all(starts);
+        shared
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    // ---- Submitting -------------------------------------------------------------------------
+
+    /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
+    pub(crate) fn submit(self: &Arc<Self>, job: JobRef) {
+        let options = &self.options;
+        let mut state = self.lock();
+        if state.destroyed {
+            drop(state);
+            job.fail(Error::Terminated);
+            return;
+        }
+        let mut start = None;
+        if state.queue.is_empty() {
+            if let Some(worker) = state.workers.iter_mut().find(|w| w.load() == 0 && !w.recycle) {
+                worker.exclusive = job.abortable();
+                worker.inbox.push_back(job);
+                worker.bell.ring();
+                return;
+            }
+            if state.workers.len() < options.max_threads {
+                let start = Self::reserve(&mut state, Some(job));
+                drop(state);
+                self.start(start);
+                return;
+            }
+            if !job.abortable() {
+                let concurrency = options.concurrent_tasks_per_worker;
+                let roomiest = state
+                    .workers
+                    .iter_mut()
+                    .filter(|w| !w.exclusive && !w.recycle && w.load() < concurrency)
+                    .min_by_key(|w| w.load());
+                if let Some(worker) = roomiest {
+                    worker.inbox.push_back(job);
+                    worker.bell.ring();
+                    return;
+                }
+            }
+        } else if state.workers.len() < options.max_threads {
+            // Tasks wait although a worker could be added (the oldest is abortable and every
+            // worker busy): add one for the oldest, and queue this one behind the rest.
+            let oldest = state.queue.pop_front();
+            start = Some(Self::reserve(&mut state, oldest));
+        }
+        let rejected = match options.max_queue {
+            Some(0) => Some(Error::NoQueue),
+            Some(limit) if state.queue.len() >= limit => Some(Error::QueueFull),
+            _ => None,
+        };
+        if rejected.is_none() {
+            state.queue.push_back(job.clone());
+        }
+        drop(state);
+        if let Some(start) = start {
+            self.start(start);
+        }
+        if let Some(error) = rejected {
+            job.fail(error);
+        }
+    }
+
+    /// Registers `job` with its abort signal's listener. Called after `submit`, so a signal that
+    /// fires in between still finds the task wherever it went.
+    pub(crate) fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
+        let shared = Arc::downgrade(self);
+        let job: Weak<dyn Job> = Arc::downgrade(job);
+        move |reason| {
+            if let (Some(shared), Some(job)) = (shared.upgrade(), job.upgrade()) {
+                shared.abort(&job, reason);
+            }
+        }
+    }
+
+    fn abort(self: &Arc<Self>, job: &JobRef, reason: Option<String>) {
+        let error = Error::Aborted { reason };
+        let mut state = self.lock();
+        if let Some(index) = state.queue.iter().position(|queued| same(queued, job)) {
+            state.queue.remove(index);
+            drop(state);
+            job.fail(error);
+            return;
+        }
+        let running = state.workers.iter().position(|worker| {
+            worker.current.as_ref().is_some_and(|current| same(current, job))
+        });
+        let waiting = state
+            .workers
+            .iter()
+            .position(|worker| worker.inbox.iter().any(|queued| same(queued, job)));
+        if let Some(index) = waiting {
+            let worker = &mut state.workers[index];
+            worker.inbox.retain(|queued| !same(queued, job));
+            worker.exclusive = worker.current.as_ref().is_some_and(|job| job.abortable());
+            drop(state);
+            job.fail(error);
+        } else if let Some(index) = running {
+            if !job.fail(error) {
+                return; // It resolved first.
+            }
+            // A thread cannot be stopped: retire the worker, so that it leaves once the
+            // function returns and no longer counts toward `max_threads`.
+            let worker = state.retire(index);
+            worker.aborted.store(true, Ordering::Release);
+            let starts = self.replenish(&mut state);
+            drop(state);
+            self.start_all(starts);
+        }
+    }
+
+    // ---- Workers coming and going ---------------------------------------------------------
+
+    /// Adds a worker to the state (it counts at once) and returns what its thread needs.
+    fn reserve(state: &mut State, first: Option<JobRef>) -> WorkerStart {
+        let index = state
+            .ids_in_use
+            .iter()
+            .position(|used| !used)
+            .expect("callers never exceed max_threads");
+        state.ids_in_use[index] = true;
+        let serial = state.next_serial;
+        state.next_serial += 1;
+        let bell = Arc::new(Doorbell::new());
+        let aborted = Arc::new(AtomicBool::new(false));
+        let exclusive = first.as_ref().is_some_and(|job| job.abortable());
+        state.workers.push(Worker {
+            serial,
+            id: index + 1,
+            inbox: first.into_iter().collect(),
+            current: None,
+            exclusive,
+            recycle: false,
+            bell: bell.clone(),
+            aborted: aborted.clone(),
+        });
+        state.threads.push(ThreadRecord {
+            serial,
+            id: index + 1,
+            handle: None,
+            finished: false,
+            on_exit: Vec::new(),
+        });
+        WorkerStart {
+            serial,
+            id: index + 1,
+            bell,
+            aborted,
+        }
+    }
+
+    /// Reserves workers until there are `min_threads`, and enough for the queue.
+    fn replenish(&self, state: &mut State) -> Vec<WorkerStart> {
+        if state.destroyed {
+            return Vec::new();
+        }
+        let options = &self.options;
+        let wanted = options
+            .min_threads
+            .max(state.queue.len().min(options.max_threads));
+        let mut starts = Vec::new();
+        while state.workers.len() < wanted {
+            starts.push(Self::reserve(state, None));
+        }
+        starts
+    }
+
+    fn start_all(self: &Arc<Self>, starts: Vec<WorkerStart>) {
+        for start in starts {
+            self.start(start);
+        }
+    }
+
+    /// Starts the thread of a reserved worker, outside the lock (spawning is a syscall).
+    fn start(self: &Arc<Self>, start: WorkerStart) {
+        let serial = start.serial;
+        let spawned = self.runtime.spawn(self.clone(), start);
+        let mut state = self.lock();
+        let finished: Vec<JoinHandle<()>> = Self::take_finished(&mut state);
+        match spawned {
+            Ok(handle) => {
+                if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+                    record.handle = Some(handle);
+                }
+                drop(state);
+            }
+            Err(error) => {
+                let error = Error::WorkerStartFailed {
+                    message: error.to_string(),
+                };
+                state.threads.retain(|record| record.serial != serial);
+                let mut failed: Vec<JobRef> = Vec::new();
+                if let Some(index) = state.position(serial) {
+                    failed.extend(state.retire(index).inbox);
+                }
+                // With no worker left, nothing would ever take the queue.
+                if state.workers.is_empty() {
+                    failed.extend(state.queue.drain(..));
+                }
+                drop(state);
+                for job in failed {
+                    job.fail(error.clone());
+                }
+                self.report(error);
+            }
+        }
+        join_all(finished);
+    }
+
+    fn take_finished(state: &mut State) -> Vec<JoinHandle<()>> {
+        let mut handles = Vec::new();
+        state.threads.retain_mut(|record| {
+            if record.finished && record.handle.is_some() {
+                handles.extend(record.handle.take());
+                false
+            } else {
+                true
+            }
+        });
+        handles
+    }
+
+    /// The worker thread's loop: take a task, run it with `execute`, publish it, repeat;
+    /// leave when retired, recycled, isolated or idle for `idle_timeout` above `min_threads`.
+    pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, execute: &mut dyn FnMut(&JobRef)) {
+        let options = &self.options;
+        me.bell.bind_current_thread();
+        let mut state = self.lock();
+        loop {
+            let Some(index) = state.position(me.serial) else {
+                break; // Retired: aborted, recycled while idle, or the pool was destroyed.
+            };
+            self.refill(&mut state, index);
+            let worker = &mut state.workers[index];
+            if let Some(job) = worker.inbox.pop_front() {
+                worker.current = Some(job.clone());
+                drop(state);
+                execute(&job);
+                if let Some(port) = job.port() {
+                    port.close();
+                }
+                self.completed.fetch_add(1, Ordering::Relaxed);
+                if !options.isolate_workers {
+                    job.publish();
+                }
+                state = self.lock();
+                let Some(index) = state.position(me.serial) else {
+                    // Retired while running (aborted, destroyed): the task already failed.
+                    job.publish();
+                    break;
+                };
+                let worker = &mut state.workers[index];
+                worker.current = None;
+                worker.exclusive = worker.inbox.front().is_some_and(|job| job.abortable());
+                if options.isolate_workers || (worker.recycle && worker.inbox.is_empty()) {
+                    // Publish only after the replacement counts, so a caller woken by the
+                    // result sees the pool at full strength.
+                    self.leave(state, index);
+                    job.publish();
+                    return;
+                }
+                continue;
+            }
+            if worker.recycle {
+                self.leave(state, index);
+                return;
+            }
+            let may_idle_out = state.workers.len() > options.min_threads;
+            drop(state);
+            let deadline = may_idle_out.then(|| Instant::now() + options.idle_timeout);
+            let rung = me.bell.wait(deadline);
+            state = self.lock();
+            if !rung && state.workers.len() > options.min_threads && state.queue.is_empty() {
+                if let Some(index) = state.position(me.serial) {
+                    if state.workers[index].load() == 0 {
+                        state.retire(index);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retires the worker at `index` and starts its replacements.
+    fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, State>, index: usize) {
+        state.retire(index);
+        let starts = self.replenish(&mut state);
+        drop(state);
+        self.start_all(starts);
+    }
+
+    /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
+    /// abortable task at the head waits until the worker is empty, and then goes alone.
+    fn refill(&self, state: &mut State, index: usize) {
+        let concurrency = self.options.concurrent_tasks_per_worker;
+        let State { queue, workers, .. } = state;
+        let worker = &mut workers[index];
+        if worker.recycle || worker.exclusive {
+            return;
+        }
+        while worker.load() < concurrency {
+            let Some(head) = queue.front() else { break };
+            if head.abortable() {
+                if worker.load() == 0 {
+                    worker.exclusive = true;
+                    worker.inbox.extend(queue.pop_front());
+                }
+                break;
+            }
+            worker.inbox.extend(queue.pop_front());
+        }
+    }
+
+    /// Called by every worker thread as its very last step.
+    pub(crate) fn thread_finished(self: &Arc<Self>, serial: u64) {
+        let mut state = self.lock();
+        let mut countdowns = Vec::new();
+        if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+            record.finished = true;
+            countdowns = std::mem::take(&mut record.on_exit);
+        }
+        // A worker that left its loop by a panic (a bug of ours) is still listed: retire it
+        // and fail what it held, so nothing hangs.
+        let mut orphans: Vec<JobRef> = Vec::new();
+        let mut starts = Vec::new();
+        if let Some(index) = state.position(serial) {
+            let worker = state.retire(index);
+            orphans.extend(worker.inbox.into_iter().chain(worker.current));
+            starts = self.replenish(&mut state);
+        }
+        drop(state);
+        for job in orphans {
+            job.fail(Error::Terminated);
+        }
+        self.start_all(starts);
+        self.thread_finished.notify_all();
+        for countdown in countdowns {
+            countdown.count_down();
+        }
+    }
+
+    /// Calls the `on_error` hook, if any.
+    pub(crate) fn report(&self, error: Error) {
+        if let Some(hook) = &self.options.on_error {
+            hook(error);
+        }
+    }
+
+    // ---- Pool operations --------------------------------------------------------------------
+
+    pub(crate) fn cancel_pending(&self) {
+        let cancelled: Vec<JobRef> = {
+            let mut state = self.lock();
+            let State { queue, workers, .. } = &mut *state;
+            let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
+            for worker in workers.iter_mut() {
+                cancelled.extend(worker.inbox.drain(..));
+                worker.exclusive = worker.current.as_ref().is_some_and(|job| job.abortable());
+            }
+            cancelled
+        };
+        for job in cancelled {
+            job.fail(Error::Cancelled);
+        }
+    }
+
+    pub(crate) fn recycle(self: &Arc<Self>) -> Task<()> {
+        let countdown = Arc::new(Countdown {
+            remaining: AtomicUsize::new(1),
+            slot: Slot::new(),
+        });
+        let mut state = self.lock();
+        let mut index = 0;
+        while index < state.workers.len() {
+            if state.workers[index].load() > 0 {
+                state.workers[index].recycle = true;
+                index += 1;
+                continue;
+            }
+            let serial = state.retire(index).serial;
+            if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+                countdown.remaining.fetch_add(1, Ordering::Relaxed);
+                record.on_exit.push(countdown.clone());
+            }
+        }
+        let starts = self.replenish(&mut state);
+        drop(state);
+        self.start_all(starts);
+        // The count started at 1 so that no exit could complete it while idle workers were
+        // still being counted.
+        countdown.count_down();
+        Task::new(countdown)
+    }
+
+    /// Fails every task, retires every worker and marks the pool destroyed. Idempotent.
+    pub(crate) fn shut_down(&self) {
+        let doomed: Vec<JobRef> = {
+            let mut state = self.lock();
+            state.destroyed = true;
+            let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
+            while !state.workers.is_empty() {
+                let worker = state.retire(0);
+                worker.aborted.store(true, Ordering::Release);
+                doomed.extend(worker.current);
+                doomed.extend(worker.inbox);
+            }
+            doomed
+        };
+        for job in doomed {
+            job.fail(Error::Terminated);
+        }
+    }
+
+    /// Waits until every worker thread has finished or `deadline` passes, and joins them.
+    /// The calling thread, when it is one of them, is not waited for.
+    pub(crate) fn join_threads(&self, deadline: Instant) -> Result<(), Error> {
+        let me = thread::current().id();
+        let is_me = |record: &ThreadRecord| {
+            record
+                .handle
+                .as_ref()
+                .is_some_and(|handle| handle.thread().id() == me)
+        };
+        let mut state = self.lock();
+        let stuck = loop {
+            let stuck = state
+                .threads
+                .iter()
+                .filter(|record| !record.finished && !is_me(record))
+                .map(|record| record.id)
+                .min();
+            let now = Instant::now();
+            match stuck {
+                None => break None,
+                Some(id) if now >= deadline => break Some(id),
+                Some(_) => {
+                    state = self
+                        .thread_finished
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                }
+            }
+        };
+        let finished = Self::take_finished(&mut state);
+        drop(state);
+        join_all(finished);
+        match stuck {
+            None => Ok(()),
+            Some(worker) => Err(Error::TerminateTimeout { worker }),
+        }
+    }
+
+    // ---- Observation ----------------------------------------------------------------------
+
+    pub(crate) fn threads(&self) -> usize {
+        self.lock().workers.len()
+    }
+
+    pub(crate) fn queue_size(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
+        self.lock()
+            .workers
+            .iter()
+            .map(|worker| WorkerInfo {
+                id: worker.id,
+                pid: None,
+                running: worker.load(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn duration(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    pub(crate) fn is_destroyed(&self) -> bool {
+        self.lock().destroyed
+    }
+}
+
+fn join_all(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        // A worker thread catches every panic of user code; an error here is a bug of ours,
+        // and its tasks were already failed by `thread_finished`.
+        let _ = handle.join();
+    }
+}

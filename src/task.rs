@@ -1,0 +1,387 @@
+//! The task handle: a result slot that is both a `Future` and blockable.
+//!
+//! One allocation per task, [`TaskCell`], holds the argument on its way in and the result on
+//! its way out. The scheduler sees it as a [`Job`]; the caller sees it as a [`Task`]. The result
+//! slot moves through `Pending → Staged → Ready → Taken`: a worker *stages* a result and
+//! *publishes* it once its own bookkeeping is done (so an isolated pool already counts the
+//! replacement worker when the caller wakes up), while an abort or `destroy` can complete the
+//! task with an error at any point before publication. Whatever comes first wins; everything
+//! after it is dropped. That is how every task resolves exactly once.
+
+use std::any::type_name;
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::abort::AbortSignal;
+use crate::channel::ErasedPort;
+use crate::exports::Exports;
+use crate::wait::{lock, spin_until, Waiter};
+use crate::Error;
+
+/// The name of the default export.
+pub(crate) const DEFAULT_NAME: &str = "default";
+
+enum State<R> {
+    Pending,
+    Staged(Result<R, Error>),
+    Ready(Result<R, Error>),
+    Taken,
+}
+
+struct SlotInner<R> {
+    state: State<R>,
+    waiter: Waiter,
+}
+
+/// Where a result waits for its reader.
+pub(crate) struct Slot<R> {
+    /// Mirrors `state` being `Ready` or `Taken`, so that waiters can spin without the lock.
+    ready: AtomicBool,
+    inner: Mutex<SlotInner<R>>,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new() -> Self {
+        Slot {
+            ready: AtomicBool::new(false),
+            inner: Mutex::new(SlotInner {
+                state: State::Pending,
+                waiter: Waiter::Nobody,
+            }),
+        }
+    }
+
+    /// A slot that already holds `result`.
+    pub(crate) fn ready(result: Result<R, Error>) -> Self {
+        let slot = Slot::new();
+        slot.complete(result);
+        slot
+    }
+
+    /// Holds `result` back until [`publish`](Self::publish); ignored if the task already
+    /// resolved.
+    fn stage(&self, result: Result<R, Error>) {
+        let mut inner = lock(&self.inner);
+        if let State::Pending = inner.state {
+            inner.state = State::Staged(result);
+        }
+    }
+
+    /// Makes a staged result visible; returns false if the task had already resolved (or
+    /// nothing was staged).
+    fn publish(&self) -> bool {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.state, State::Taken) {
+            State::Staged(result) => self.make_ready(inner, result),
+            other => {
+                inner.state = other;
+                false
+            }
+        }
+    }
+
+    /// Resolves the task with `result` unless it already resolved; returns whether it did.
+    /// A staged result is dropped: an abort or a termination wins over it.
+    pub(crate) fn complete(&self, result: Result<R, Error>) -> bool {
+        let inner = lock(&self.inner);
+        match inner.state {
+            State::Pending | State::Staged(_) => self.make_ready(inner, result),
+            State::Ready(_) | State::Taken => false,
+        }
+    }
+
+    fn make_ready(
+        &self,
+        mut inner: std::sync::MutexGuard<'_, SlotInner<R>>,
+        result: Result<R, Error>,
+    ) -> bool {
+        inner.state = State::Ready(result);
+        let waiter = std::mem::take(&mut inner.waiter);
+        self.ready.store(true, Ordering::Release);
+        drop(inner);
+        waiter.wake();
+        true
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn take(&self) -> Result<R, Error> {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.state, State::Taken) {
+            State::Ready(result) => result,
+            _ => panic!("tinypool::Task polled after it returned its result"),
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<R, Error>> {
+        if !self.is_ready() {
+            let mut inner = lock(&self.inner);
+            if !matches!(inner.state, State::Ready(_) | State::Taken) {
+                inner.waiter.set_waker(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.take())
+    }
+
+    /// Blocks until the result is ready or `deadline` passes (`None` then).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<R, Error>> {
+        if !spin_until(|| self.is_ready()) {
+            {
+                let mut inner = lock(&self.inner);
+                if self.is_ready() {
+                    drop(inner);
+                    return Some(self.take());
+                }
+                inner.waiter = Waiter::Thread(thread::current());
+            }
+            while !self.is_ready() {
+                match deadline {
+                    None => thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            let mut inner = lock(&self.inner);
+                            if self.is_ready() {
+                                break;
+                            }
+                            inner.waiter = Waiter::Nobody;
+                            return None;
+                        }
+                        thread::park_timeout(deadline - now);
+                    }
+                }
+            }
+        }
+        Some(self.take())
+    }
+}
+
+/// What a [`Task`] reads its result from.
+pub(crate) trait Completion<R>: Send + Sync {
+    fn slot(&self) -> &Slot<R>;
+}
+
+impl<R: Send> Completion<R> for Slot<R> {
+    fn slot(&self) -> &Slot<R> {
+        self
+    }
+}
+
+/// The handle to a task's result.
+///
+/// A `Task` is a [`Future`] (it needs no particular async runtime: it is woken by the worker
+/// that finishes the task) and can also be waited on by a blocking caller with
+/// [`wait`](Task::wait) or [`wait_timeout`](Task::wait_timeout). Dropping it detaches the task:
+/// it still runs, and its result is dropped.
+///
+/// ```
+/// # let pool = tinypool::Pool::builder()
+/// #     .exports(tinypool::Exports::new().default(|(a, b): (i32, i32)| a + b))
+/// #     .build()?;
+/// let task = pool.run::<i32, _>((4, 6));
+/// assert_eq!(task.wait()?, 10);
+/// # Ok::<(), tinypool::Error>(())
+/// ```
+#[must_use = "a task runs even if its handle is dropped; wait on it or await it for the result"]
+pub struct Task<R> {
+    completion: Arc<dyn Completion<R>>,
+}
+
+impl<R: Send + 'static> Task<R> {
+    pub(crate) fn new(completion: Arc<dyn Completion<R>>) -> Self {
+        Task { completion }
+    }
+
+    /// A task that has already resolved with `result`.
+    pub(crate) fn ready(result: Result<R, Error>) -> Self {
+        Task::new(Arc::new(Slot::ready(result)))
+    }
+
+    /// Blocks the current thread until the task resolves.
+    pub fn wait(self) -> Result<R, Error> {
+        self.completion
+            .slot()
+            .wait(None)
+            .expect("a wait without deadline returns a result")
+    }
+
+    /// Blocks for at most `timeout`. On timeout the handle comes back (`Err`) and the task
+    /// keeps running.
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<R, Error>, Task<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.completion.slot().wait(deadline) {
+            Some(result) => Ok(result),
+            None => Err(self),
+        }
+    }
+
+    /// Whether the result is ready, so that [`wait`](Task::wait) would not block.
+    pub fn is_finished(&self) -> bool {
+        self.completion.slot().is_ready()
+    }
+}
+
+impl<R: Send + 'static> Future for Task<R> {
+    type Output = Result<R, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.completion.slot().poll(cx)
+    }
+}
+
+impl<R> fmt::Debug for Task<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("finished", &self.completion.slot().is_ready())
+            .finish()
+    }
+}
+
+/// A task as the scheduler and the workers see it: something to run once, then publish, or to
+/// fail.
+pub(crate) trait Job: Send + Sync {
+    /// Runs the exported function in this thread and stages its result.
+    fn run(&self, exports: &Exports);
+    /// Publishes the staged result; false if the task had already resolved.
+    fn publish(&self) -> bool;
+    /// Resolves the task with `error` unless it already resolved; returns whether it did.
+    fn fail(&self, error: Error) -> bool;
+    /// The export to run.
+    fn name(&self) -> &str;
+    /// The worker side of the task's channel, if it was given one.
+    fn port(&self) -> Option<&dyn ErasedPort>;
+    /// Whether the task carries an abort signal (it then never shares a worker).
+    fn abortable(&self) -> bool;
+}
+
+/// Where an abortable task's listener sits on its signal, so it can be removed once the task
+/// resolved (the signal may outlive the task by far).
+struct AbortHook {
+    signal: AbortSignal,
+    listener: u64,
+}
+
+/// The one allocation behind a task: its argument, its result, and what the scheduler needs.
+pub(crate) struct TaskCell<A, R> {
+    slot: Slot<R>,
+    arg: Mutex<Option<A>>,
+    name: Option<Cow<'static, str>>,
+    port: Option<Box<dyn ErasedPort>>,
+    abortable: bool,
+    abort_hook: OnceLock<AbortHook>,
+}
+
+impl<A, R> TaskCell<A, R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    pub(crate) fn new(
+        arg: A,
+        name: Option<Cow<'static, str>>,
+        port: Option<Box<dyn ErasedPort>>,
+        abortable: bool,
+    ) -> Self {
+        TaskCell {
+            slot: Slot::new(),
+            arg: Mutex::new(Some(arg)),
+            name,
+            port,
+            abortable,
+            abort_hook: OnceLock::new(),
+        }
+    }
+
+    /// Remembers the listener registered on `signal` for this task.
+    pub(crate) fn set_abort_hook(&self, signal: AbortSignal, listener: u64) {
+        let _ = self.abort_hook.set(AbortHook { signal, listener });
+        // The task may have resolved before the hook was stored.
+        if self.slot.is_ready() {
+            self.remove_abort_hook();
+        }
+    }
+
+    fn remove_abort_hook(&self) {
+        if let Some(hook) = self.abort_hook.get() {
+            hook.signal.remove_listener(hook.listener);
+        }
+    }
+
+    fn resolved(&self, did: bool) -> bool {
+        if did && self.abortable {
+            self.remove_abort_hook();
+        }
+        did
+    }
+}
+
+impl<A, R> Completion<R> for TaskCell<A, R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    fn slot(&self) -> &Slot<R> {
+        &self.slot
+    }
+}
+
+impl<A, R> Job for TaskCell<A, R>
+where
+    A: Send + 'static,
+    R: Send + 'static,
+{
+    fn run(&self, exports: &Exports) {
+        if self.slot.is_ready() {
+            return; // Aborted or cancelled on its way to the worker.
+        }
+        // The scheduler runs a job once; the `None` arm only keeps a broken invariant from
+        // turning into a hang.
+        let arg = lock(&self.arg).take();
+        let result = match (arg, exports.get(self.name())) {
+            (None, _) => Err(Error::Terminated),
+            (_, None) => Err(Error::NoSuchFunction {
+                name: self.name().to_owned(),
+            }),
+            (Some(arg), Some(export)) => {
+                let mut arg = Some(arg);
+                let mut out: Option<R> = None;
+                export
+                    .call(&mut arg, type_name::<A>(), &mut out, type_name::<R>())
+                    .map(|()| out.expect("a successful call fills the result"))
+            }
+        };
+        self.slot.stage(result);
+    }
+
+    fn publish(&self) -> bool {
+        let did = self.slot.publish();
+        self.resolved(did)
+    }
+
+    fn fail(&self, error: Error) -> bool {
+        let did = self.slot.complete(Err(error));
+        self.resolved(did)
+    }
+
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(DEFAULT_NAME)
+    }
+
+    fn port(&self) -> Option<&dyn ErasedPort> {
+        self.port.as_deref()
+    }
+
+    fn abortable(&self) -> bool {
+        self.abortable
+    }
+}
