@@ -140,3 +140,30 @@ impl fmt::Debug for AbortSignal {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_listeners_are_gone_and_fired_ones_run_once() {
+        let controller = AbortController::new();
+        let signal = controller.signal();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let log = fired.clone();
+        let kept = signal.add_listener(move |reason| lock(&log).push(reason));
+        let removed = signal.add_listener(|_| panic!("a removed listener must not run"));
+        assert_eq!(signal.listener_count(), 2);
+        signal.remove_listener(removed.expect("not fired yet"));
+        assert_eq!(signal.listener_count(), 1);
+        controller.abort_with("stop");
+        controller.abort();
+        assert!(kept.is_some());
+        assert_eq!(*lock(&fired), vec![Some("stop".to_owned())]);
+        assert_eq!(signal.listener_count(), 0);
+        assert!(
+            signal.add_listener(|_| {}).is_none(),
+            "a fired signal takes no listener"
+        );
+    }
+}

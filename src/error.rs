@@ -86,7 +86,10 @@ impl fmt::Display for Error {
             Error::Cancelled => f.write_str("the task has been cancelled"),
             Error::Terminated => f.write_str("the pool has been destroyed (terminating worker)"),
             Error::TerminateTimeout { worker } => {
-                write!(f, "failed to terminate worker {worker} within terminate_timeout")
+                write!(
+                    f,
+                    "failed to terminate worker {worker} within terminate_timeout"
+                )
             }
             Error::Panicked { message } => write!(f, "the task panicked: {message}"),
             Error::NoSuchFunction { name } => write!(f, "no function exported as \"{name}\""),

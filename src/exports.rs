@@ -98,7 +98,9 @@ impl fmt::Debug for Exports {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<&str> = self.functions.keys().map(|name| &**name).collect();
         names.sort_unstable();
-        f.debug_struct("Exports").field("functions", &names).finish()
+        f.debug_struct("Exports")
+            .field("functions", &names)
+            .finish()
     }
 }
 

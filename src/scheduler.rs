@@ -72,7 +72,9 @@ struct State {
 
 impl State {
     fn position(&self, serial: u64) -> Option<usize> {
-        self.workers.iter().position(|worker| worker.serial == serial)
+        self.workers
+            .iter()
+            .position(|worker| worker.serial == serial)
     }
 
     /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
@@ -176,7 +178,11 @@ impl Shared {
         }
         let mut start = None;
         if state.queue.is_empty() {
-            if let Some(worker) = state.workers.iter_mut().find(|w| w.load() == 0 && !w.recycle) {
+            if let Some(worker) = state
+                .workers
+                .iter_mut()
+                .find(|w| w.load() == 0 && !w.recycle)
+            {
                 worker.exclusive = job.abortable();
                 worker.inbox.push_back(job);
                 worker.bell.ring();
@@ -246,7 +252,10 @@ impl Shared {
             return;
         }
         let running = state.workers.iter().position(|worker| {
-            worker.current.as_ref().is_some_and(|current| same(current, job))
+            worker
+                .current
+                .as_ref()
+                .is_some_and(|current| same(current, job))
         });
         let waiting = state
             .workers
@@ -385,14 +394,17 @@ impl Shared {
 
     /// The worker thread's loop: take a task, run it with `execute`, publish it, repeat;
     /// leave when retired, recycled, isolated or idle for `idle_timeout` above `min_threads`.
-    pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, execute: &mut dyn FnMut(&JobRef)) {
+    pub(crate) fn worker_loop(
+        self: &Arc<Self>,
+        me: &WorkerStart,
+        execute: &mut dyn FnMut(&JobRef),
+    ) {
         let options = &self.options;
         me.bell.bind_current_thread();
         let mut state = self.lock();
-        loop {
-            let Some(index) = state.position(me.serial) else {
-                break; // Retired: aborted, recycled while idle, or the pool was destroyed.
-            };
+        // The loop ends when the worker is retired: aborted, recycled while idle, or the pool
+        // was destroyed.
+        while let Some(index) = state.position(me.serial) {
             self.refill(&mut state, index);
             let worker = &mut state.workers[index];
             if let Some(job) = worker.inbox.pop_front() {

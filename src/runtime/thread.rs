@@ -15,7 +15,8 @@ pub(crate) struct Threads;
 impl Runtime for Threads {
     fn spawn(&self, shared: Arc<Shared>, start: WorkerStart) -> io::Result<JoinHandle<()>> {
         let options = &shared.options;
-        let mut builder = thread::Builder::new().name(format!("{}-{}", options.thread_name, start.id));
+        let mut builder =
+            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.id));
         if let Some(size) = options.stack_size {
             builder = builder.stack_size(size);
         }
@@ -54,11 +55,7 @@ fn run_worker(shared: &Arc<Shared>, start: &WorkerStart) {
     });
     if let Some(name) = &options.teardown {
         let teardown = exports.get(name).map(|export| export.call_teardown());
-        let result = teardown.unwrap_or_else(|| {
-            Err(Error::NoSuchFunction {
-                name: name.clone(),
-            })
-        });
+        let result = teardown.unwrap_or_else(|| Err(Error::NoSuchFunction { name: name.clone() }));
         if let Err(error) = result {
             shared.report(error);
         }
