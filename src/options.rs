@@ -98,7 +98,7 @@ pub(crate) struct Options {
 ///     .idle_timeout(Duration::from_secs(1))
 ///     .max_queue(MaxQueue::Auto)
 ///     .build()?;
-/// assert_eq!(pool.run::<u64, _>(21).wait()?, 42);
+/// assert_eq!(pool.run::<u64, _>(21u64).wait()?, 42);
 /// # Ok::<(), tinypool::Error>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
