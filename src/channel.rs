@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::Serialization;
 use crate::wait::lock;
 use crate::Error;
 
@@ -49,9 +50,14 @@ where
     )
 }
 
+/// Called, instead of queuing, for each message sent to a side that lives in another process.
+type Forward<T> = Box<dyn Fn(T) -> Result<(), Error> + Send>;
+
 /// Messages on their way to one side.
 struct Inbox<T> {
     messages: VecDeque<T>,
+    /// Set when this side is bridged to a child process.
+    forward: Option<Forward<T>>,
     /// This side is closed: sending to it fails.
     closed: bool,
     /// The other side is closed: once drained, receiving fails.
@@ -63,6 +69,7 @@ impl<T> Default for Inbox<T> {
     fn default() -> Self {
         Inbox {
             messages: VecDeque::new(),
+            forward: None,
             closed: false,
             peer_closed: false,
             wakers: Vec::new(),
@@ -88,6 +95,7 @@ impl<T> Core<T> {
     fn close(&self, side: usize) {
         let mut own = lock(&self.inboxes[side]);
         own.closed = true;
+        own.forward = None;
         self.notify(side, own);
         let mut peer = lock(&self.inboxes[1 - side]);
         peer.peer_closed = true;
@@ -109,8 +117,22 @@ impl<T: Send + 'static> Port<T> {
         if inbox.closed || inbox.peer_closed {
             return Err(Error::Disconnected);
         }
+        if let Some(forward) = &inbox.forward {
+            return forward(message);
+        }
         inbox.messages.push_back(message);
         self.core.notify(peer, inbox);
+        Ok(())
+    }
+
+    /// From now on, messages sent to this side go to `forward` (what already waits here goes
+    /// first, in order). Used where this side's reader is in another process.
+    pub(crate) fn forward_to(&self, forward: Forward<T>) -> Result<(), Error> {
+        let mut inbox = lock(&self.core.inboxes[self.side]);
+        while let Some(message) = inbox.messages.pop_front() {
+            forward(message)?;
+        }
+        inbox.forward = Some(forward);
         Ok(())
     }
 
@@ -242,6 +264,15 @@ pub(crate) trait ErasedPort: Send + Sync {
     fn message_type(&self) -> &'static str;
     /// Closes this side (the task ended).
     fn close(&self);
+    /// Bridges this side to a child process: messages for it are encoded and handed to
+    /// `send`.
+    fn forward_encoded(
+        &self,
+        codec: Serialization,
+        send: Box<dyn Fn(Vec<u8>) -> Result<(), Error> + Send>,
+    ) -> Result<(), Error>;
+    /// Sends, from this side, a message that arrived encoded from a child process.
+    fn send_encoded(&self, codec: Serialization, message: &[u8]) -> Result<(), Error>;
 }
 
 impl<T> ErasedPort for Port<T>
@@ -258,5 +289,17 @@ where
 
     fn close(&self) {
         Port::close(self);
+    }
+
+    fn forward_encoded(
+        &self,
+        codec: Serialization,
+        send: Box<dyn Fn(Vec<u8>) -> Result<(), Error> + Send>,
+    ) -> Result<(), Error> {
+        self.forward_to(Box::new(move |message: T| send(codec.encode(&message)?)))
+    }
+
+    fn send_encoded(&self, codec: Serialization, message: &[u8]) -> Result<(), Error> {
+        self.send(codec.decode(message)?)
     }
 }

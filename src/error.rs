@@ -58,9 +58,32 @@ pub enum Error {
     Disconnected,
     /// [`worker::port`](crate::worker::port) was called outside a task that was given a channel.
     NoChannel,
-    /// A worker could not be started (the operating system refused a thread, for example).
+    /// A worker could not be started: the operating system refused a thread or a process, or
+    /// a child never completed the handshake (wrong binary, `serve_if_worker` not called,
+    /// crashed at start, `startup_timeout` passed).
     WorkerStartFailed {
-        /// What went wrong.
+        /// What went wrong, with the worker executable's path for a child process.
+        message: String,
+    },
+    /// A child-process worker died while running the task: `exit(n)`, a signal (a crash, a
+    /// kill from outside, `abort()`), or a panic in a build with `panic = "abort"`.
+    WorkerExited {
+        /// The exit code, if it exited.
+        code: Option<i32>,
+        /// The signal that killed it, if one did.
+        signal: Option<i32>,
+        /// The panic message, when the child could send it before dying.
+        message: Option<String>,
+    },
+    /// A child-process worker hit a limit set with `resource_limits`.
+    ResourceLimit {
+        /// The limit: `"memory"` or `"cpu time"`.
+        limit: String,
+    },
+    /// A message between the pool and a child-process worker was malformed, truncated or over
+    /// `max_message_size`, or could not be (de)serialized.
+    Protocol {
+        /// What was wrong with it.
         message: String,
     },
 }
@@ -102,6 +125,27 @@ impl fmt::Display for Error {
             Error::WorkerStartFailed { message } => {
                 write!(f, "failed to start a worker: {message}")
             }
+            Error::WorkerExited {
+                code,
+                signal,
+                message,
+            } => {
+                f.write_str("the worker process exited")?;
+                if let Some(code) = code {
+                    write!(f, " with code {code}")?;
+                }
+                if let Some(signal) = signal {
+                    write!(f, " on signal {signal}")?;
+                }
+                if let Some(message) = message {
+                    write!(f, " after a panic: {message}")?;
+                }
+                Ok(())
+            }
+            Error::ResourceLimit { limit } => {
+                write!(f, "the worker process hit its {limit} limit")
+            }
+            Error::Protocol { message } => write!(f, "worker protocol error: {message}"),
         }
     }
 }

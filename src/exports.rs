@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec::Serialization;
 use crate::task::DEFAULT_NAME;
 use crate::Error;
 
@@ -117,6 +118,16 @@ pub(crate) trait Export: Send + Sync {
         out_type: &str,
     ) -> Result<(), Error>;
 
+    /// Calls the function in a child process: the argument arrives encoded with `codec`, the
+    /// result leaves encoded. The type names are the caller's; they must be the function's.
+    fn call_encoded(
+        &self,
+        codec: Serialization,
+        arg: &[u8],
+        arg_type: &str,
+        out_type: &str,
+    ) -> Result<Vec<u8>, Error>;
+
     /// Calls a teardown function (which takes `()`), dropping its result.
     fn call_teardown(&self) -> Result<(), Error>;
 
@@ -154,6 +165,27 @@ where
             message: panic_message(&*payload),
         })?);
         Ok(())
+    }
+
+    fn call_encoded(
+        &self,
+        codec: Serialization,
+        arg: &[u8],
+        arg_type: &str,
+        out_type: &str,
+    ) -> Result<Vec<u8>, Error> {
+        if arg_type != type_name::<T>() {
+            return Err(Error::type_mismatch(type_name::<T>(), arg_type));
+        }
+        if out_type != type_name::<R>() {
+            return Err(Error::type_mismatch(type_name::<R>(), out_type));
+        }
+        let arg: T = codec.decode(arg)?;
+        let result = catch_unwind(AssertUnwindSafe(|| (self.function)(arg)));
+        let result = result.map_err(|payload| Error::Panicked {
+            message: panic_message(&*payload),
+        })?;
+        codec.encode(&result)
     }
 
     fn call_teardown(&self) -> Result<(), Error> {

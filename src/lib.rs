@@ -39,10 +39,12 @@
 
 mod abort;
 mod channel;
+mod codec;
 mod error;
 mod exports;
 mod options;
 mod pool;
+mod protocol;
 mod runtime;
 mod scheduler;
 mod task;
@@ -51,6 +53,7 @@ pub mod worker;
 
 pub use abort::{AbortController, AbortSignal};
 pub use channel::{channel, Port, Recv};
+pub use codec::Serialization;
 pub use error::Error;
 pub use exports::Exports;
 pub use options::{Builder, MaxQueue, ResourceLimits, RunOptions, Runtime};

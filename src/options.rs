@@ -2,7 +2,9 @@
 
 use std::any::type_name;
 use std::borrow::Cow;
+use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +13,10 @@ use serde::Serialize;
 
 use crate::abort::AbortSignal;
 use crate::channel::{ErasedPort, Port};
+use crate::codec::Serialization;
 use crate::exports::Exports;
 use crate::pool::Pool;
+use crate::protocol::{DEFAULT_MAX_MESSAGE_SIZE, WORKER_ENV};
 use crate::task::DEFAULT_NAME;
 use crate::worker::WorkerData;
 use crate::Error;
@@ -24,8 +28,9 @@ pub enum Runtime {
     /// Threads of this process: arguments and results move, nothing is serialized.
     #[default]
     Threads,
-    /// Child processes. Not available yet: building such a pool returns
-    /// [`Error::InvalidOptions`].
+    /// Child processes (Unix): each worker is this program re-executed (or the `filename`
+    /// executable), talking to the pool over a private socket. A crash, abort or `exit` in a
+    /// child fails only its own task; the pool replaces the child.
     ChildProcess,
 }
 
@@ -46,8 +51,13 @@ pub enum MaxQueue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ResourceLimits {
-    /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB).
+    /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB). Threads runtime.
     pub stack_size: Option<usize>,
+    /// A hard cap on each child's address space (`RLIMIT_AS`), in bytes. Child processes.
+    pub max_memory: Option<u64>,
+    /// A cap on each child's CPU time (`RLIMIT_CPU`, whole seconds, rounded up). Child
+    /// processes.
+    pub max_cpu_time: Option<Duration>,
 }
 
 impl ResourceLimits {
@@ -59,6 +69,19 @@ impl ResourceLimits {
     /// Sets the stack size of each worker thread, in bytes.
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Caps each child's address space, in bytes. A task that hits it fails with
+    /// [`Error::ResourceLimit`].
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Caps each child's CPU time. A task that hits it fails with [`Error::ResourceLimit`].
+    pub fn max_cpu_time(mut self, time: Duration) -> Self {
+        self.max_cpu_time = Some(time);
         self
     }
 }
@@ -83,6 +106,23 @@ pub(crate) struct Options {
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: String,
     pub(crate) on_error: Option<ErrorHook>,
+    /// Set for the child-process runtime.
+    pub(crate) process: Option<Arc<ProcessOptions>>,
+}
+
+/// What the child-process runtime needs to start and drive children.
+pub(crate) struct ProcessOptions {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) serialization: Serialization,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) max_message_size: usize,
+    pub(crate) memory_recycle: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
+    pub(crate) max_cpu_time: Option<Duration>,
+    /// `worker_data`, encoded once for every child: its type name and bytes.
+    pub(crate) worker_data: Option<(&'static str, Vec<u8>)>,
 }
 
 /// Builds a [`Pool`]; every option mirrors Tinypool's, in snake case.
@@ -118,6 +158,13 @@ pub struct Builder {
     resource_limits: ResourceLimits,
     thread_name: String,
     on_error: Option<ErrorHook>,
+    filename: Option<PathBuf>,
+    argv: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    serialization: Serialization,
+    startup_timeout: Duration,
+    max_message_size: usize,
+    memory_recycle: Option<u64>,
 }
 
 impl Default for Builder {
@@ -138,6 +185,13 @@ impl Default for Builder {
             resource_limits: ResourceLimits::default(),
             thread_name: "tinypool".to_owned(),
             on_error: None,
+            filename: None,
+            argv: Vec::new(),
+            env: Vec::new(),
+            serialization: Serialization::Postcard,
+            startup_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            memory_recycle: None,
         }
     }
 }
@@ -221,9 +275,12 @@ impl Builder {
     where
         D: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
+        let value = Arc::new(data);
+        let encoded = value.clone();
         self.worker_data = Some(WorkerData {
-            value: Arc::new(data),
+            value,
             type_name: type_name::<D>(),
+            encode: Arc::new(move |codec| codec.encode(&*encoded)),
         });
         self
     }
@@ -248,21 +305,100 @@ impl Builder {
         self
     }
 
+    /// Child processes: the worker executable (default: this program, re-executed). Its
+    /// `main` must call [`worker::serve_if_worker`](crate::worker::serve_if_worker) first.
+    pub fn filename(mut self, path: impl Into<PathBuf>) -> Self {
+        self.filename = Some(path.into());
+        self
+    }
+
+    /// Child processes: the arguments each child is started with (default: none).
+    pub fn argv<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.argv = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Child processes: sets an environment variable for each child, as `Command::env` does.
+    /// Children inherit this process's environment, then these are applied.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Child processes: how values cross to a child (default: [`Serialization::Postcard`]).
+    pub fn serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = serialization;
+        self
+    }
+
+    /// Child processes: how long a child may take to start and answer the handshake before
+    /// its tasks fail with [`Error::WorkerStartFailed`] (default: 10 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Child processes: the largest message between the pool and a child, in bytes (default:
+    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Child processes: a child whose resident memory exceeds `bytes` after a task is
+    /// replaced (default: never).
+    pub fn max_memory_limit_before_recycle(mut self, bytes: u64) -> Self {
+        self.memory_recycle = Some(bytes);
+        self
+    }
+
     /// Validates the options and starts `min_threads` workers.
     pub fn build(self) -> Result<Pool, Error> {
         Pool::start(self.into_options()?)
     }
 
-    fn into_options(self) -> Result<Options, Error> {
+    fn into_options(mut self) -> Result<Options, Error> {
         let invalid = |message: &str| Err(Error::InvalidOptions(message.to_owned()));
-        if self.runtime == Runtime::ChildProcess {
-            return invalid("runtime: the ChildProcess runtime is not available yet");
-        }
-        let Some(exports) = self.exports else {
-            return invalid("exports: a threads pool needs exports");
+        let threads = self.runtime == Runtime::Threads;
+        let exports = match self.exports.take() {
+            Some(exports) if exports.is_empty() => {
+                return invalid("exports: no function is exported");
+            }
+            Some(exports) => exports,
+            None if threads => return invalid("exports: a threads pool needs exports"),
+            // A child-process pool's workers own their exports.
+            None => Exports::new(),
         };
-        if exports.is_empty() {
-            return invalid("exports: no function is exported");
+        let process_only = [
+            (self.filename.is_some(), "filename"),
+            (!self.argv.is_empty(), "argv"),
+            (!self.env.is_empty(), "env"),
+            (
+                self.memory_recycle.is_some(),
+                "max_memory_limit_before_recycle",
+            ),
+            (
+                self.resource_limits.max_memory.is_some(),
+                "resource_limits.max_memory",
+            ),
+            (
+                self.resource_limits.max_cpu_time.is_some(),
+                "resource_limits.max_cpu_time",
+            ),
+        ];
+        for (set, option) in process_only {
+            if threads && set {
+                return Err(Error::InvalidOptions(format!(
+                    "{option}: only the ChildProcess runtime can honour it"
+                )));
+            }
+        }
+        if !threads && self.resource_limits.stack_size.is_some() {
+            return invalid("resource_limits.stack_size: only the Threads runtime can honour it");
         }
         let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (min_threads, max_threads) = match (self.min_threads, self.max_threads) {
@@ -280,7 +416,7 @@ impl Builder {
         if self.concurrent_tasks_per_worker == 0 {
             return invalid("concurrent_tasks_per_worker must be at least 1");
         }
-        if let Some(teardown) = &self.teardown {
+        if let Some(teardown) = self.teardown.as_ref().filter(|_| threads) {
             match exports.get(teardown) {
                 None => {
                     return Err(Error::InvalidOptions(format!(
@@ -301,7 +437,13 @@ impl Builder {
             MaxQueue::Auto => Some(max_threads.saturating_mul(max_threads)),
             MaxQueue::Limit(limit) => Some(limit),
         };
+        let process = if threads {
+            None
+        } else {
+            Some(Arc::new(self.process_options()?))
+        };
         Ok(Options {
+            process,
             exports: Arc::new(exports),
             name: self.name.filter(|name| name != DEFAULT_NAME),
             min_threads,
@@ -316,6 +458,49 @@ impl Builder {
             stack_size: self.resource_limits.stack_size,
             thread_name: self.thread_name,
             on_error: self.on_error,
+        })
+    }
+}
+
+impl Builder {
+    fn process_options(&self) -> Result<ProcessOptions, Error> {
+        let invalid = |message: String| Err(Error::InvalidOptions(message));
+        if !cfg!(unix) {
+            return invalid("runtime: the ChildProcess runtime needs a Unix system".into());
+        }
+        if std::env::var_os(WORKER_ENV).is_some() {
+            return invalid(format!(
+                "runtime: this process was started as a tinypool worker ({WORKER_ENV} is set) \
+                 but did not call tinypool::worker::serve_if_worker first in main"
+            ));
+        }
+        if !self.serialization.available() {
+            return invalid("serialization: Json needs the crate's `json` feature".into());
+        }
+        if self.max_message_size < 64 {
+            return invalid("max_message_size must be at least 64 bytes".into());
+        }
+        let program = match &self.filename {
+            Some(path) => path.clone(),
+            None => std::env::current_exe().map_err(|e| {
+                Error::InvalidOptions(format!("filename: cannot find this executable: {e}"))
+            })?,
+        };
+        let worker_data = match &self.worker_data {
+            Some(data) => Some((data.type_name, (data.encode)(self.serialization)?)),
+            None => None,
+        };
+        Ok(ProcessOptions {
+            program,
+            args: self.argv.clone(),
+            env: self.env.clone(),
+            serialization: self.serialization,
+            startup_timeout: self.startup_timeout,
+            max_message_size: self.max_message_size,
+            memory_recycle: self.memory_recycle,
+            max_memory: self.resource_limits.max_memory,
+            max_cpu_time: self.resource_limits.max_cpu_time,
+            worker_data,
         })
     }
 }

@@ -11,7 +11,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::options::{Builder, Options, RunOptions};
+#[cfg(unix)]
+use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
+use crate::runtime::Runtime;
 use crate::scheduler::{Shared, WorkerInfo};
 use crate::task::{Job, Slot, Task, TaskCell};
 use crate::Error;
@@ -50,7 +53,7 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.shut_down();
-        let deadline = Instant::now() + self.shared.options.terminate_timeout;
+        let deadline = self.shared.stop_deadline();
         // Nobody is left to hear about a stuck worker; it stays detached.
         let _ = self.shared.join_threads(deadline);
     }
@@ -63,7 +66,16 @@ impl Pool {
     }
 
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
-        let shared = Shared::new(options, Box::new(Threads));
+        let runtime: Box<dyn Runtime> = match &options.process {
+            #[cfg(unix)]
+            Some(process) => Box::new(Processes {
+                options: process.clone(),
+            }),
+            #[cfg(not(unix))]
+            Some(_) => unreachable!("the builder refuses child processes off Unix"),
+            None => Box::new(Threads),
+        };
+        let shared = Shared::new(options, runtime);
         Ok(Pool {
             handle: Arc::new(Handle { shared }),
         })
@@ -128,7 +140,7 @@ impl Pool {
         let shared = self.shared().clone();
         shared.shut_down();
         Destroy {
-            deadline: Instant::now() + shared.options.terminate_timeout,
+            deadline: shared.stop_deadline(),
             shared,
             reaper: None,
         }

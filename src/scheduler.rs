@@ -15,7 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::options::Options;
-use crate::runtime::Runtime;
+use crate::runtime::{Executor, Flow, Runtime};
 use crate::task::{Completion, Job, Slot, Task};
 use crate::wait::{lock, Doorbell};
 use crate::Error;
@@ -41,6 +41,8 @@ struct Worker {
     recycle: bool,
     bell: Arc<Doorbell>,
     aborted: Arc<AtomicBool>,
+    /// The child's process id, in the child-process runtime.
+    pid: Option<u32>,
 }
 
 impl Worker {
@@ -305,6 +307,7 @@ impl Shared {
             recycle: false,
             bell: bell.clone(),
             aborted: aborted.clone(),
+            pid: None,
         });
         state.threads.push(ThreadRecord {
             serial,
@@ -346,9 +349,16 @@ impl Shared {
     /// Starts the thread of a reserved worker, outside the lock (spawning is a syscall).
     fn start(self: &Arc<Self>, start: WorkerStart) {
         let serial = start.serial;
-        let spawned = self.runtime.spawn(self.clone(), start);
+        let options = &self.options;
+        let mut builder =
+            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.id));
+        if let Some(size) = options.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let shared = self.clone();
+        let spawned = builder.spawn(move || shared.run_worker(start));
         let mut state = self.lock();
-        let finished: Vec<JoinHandle<()>> = Self::take_finished(&mut state);
+        let finished = Self::take_finished(&mut state);
         match spawned {
             Ok(handle) => {
                 if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
@@ -357,26 +367,64 @@ impl Shared {
                 drop(state);
             }
             Err(error) => {
-                let error = Error::WorkerStartFailed {
-                    message: error.to_string(),
-                };
                 state.threads.retain(|record| record.serial != serial);
-                let mut failed: Vec<JobRef> = Vec::new();
-                if let Some(index) = state.position(serial) {
-                    failed.extend(state.retire(index).inbox);
-                }
-                // With no worker left, nothing would ever take the queue.
-                if state.workers.is_empty() {
-                    failed.extend(state.queue.drain(..));
-                }
                 drop(state);
-                for job in failed {
-                    job.fail(error.clone());
-                }
-                self.report(error);
+                self.start_failed(
+                    serial,
+                    Error::WorkerStartFailed {
+                        message: format!("spawning a thread: {error}"),
+                    },
+                );
             }
         }
         join_all(finished);
+    }
+
+    /// The body of every worker thread.
+    fn run_worker(self: Arc<Self>, me: WorkerStart) {
+        /// Marks the thread finished however it ends, so that `destroy` never waits for a
+        /// thread that is gone.
+        struct Finished<'a>(&'a Arc<Shared>, u64);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                self.0.thread_finished(self.1);
+            }
+        }
+        let _finished = Finished(&self, me.serial);
+        let mut executor = match self.runtime.start(&self, &me) {
+            Ok(executor) => executor,
+            Err(error) => return self.start_failed(me.serial, error),
+        };
+        if let Some(pid) = executor.pid() {
+            let mut state = self.lock();
+            if let Some(index) = state.position(me.serial) {
+                state.workers[index].pid = Some(pid);
+            }
+        }
+        self.worker_loop(&me, &mut *executor);
+        executor.stop();
+    }
+
+    /// A worker could not start: the tasks it took fail, and so does the queue when no other
+    /// worker is left to take it. Nothing is respawned here, so a pool whose workers cannot
+    /// start fails its tasks instead of spinning; the next task tries again.
+    fn start_failed(&self, serial: u64, error: Error) {
+        let mut state = self.lock();
+        let mut failed: Vec<JobRef> = Vec::new();
+        if let Some(index) = state.position(serial) {
+            failed.extend(state.retire(index).inbox);
+        }
+        if state.workers.is_empty() {
+            failed.extend(state.queue.drain(..));
+        }
+        drop(state);
+        if failed.is_empty() {
+            self.report(error);
+        } else {
+            for job in failed {
+                job.fail(error.clone());
+            }
+        }
     }
 
     fn take_finished(state: &mut State) -> Vec<JoinHandle<()>> {
@@ -392,13 +440,10 @@ impl Shared {
         handles
     }
 
-    /// The worker thread's loop: take a task, run it with `execute`, publish it, repeat;
-    /// leave when retired, recycled, isolated or idle for `idle_timeout` above `min_threads`.
-    pub(crate) fn worker_loop(
-        self: &Arc<Self>,
-        me: &WorkerStart,
-        execute: &mut dyn FnMut(&JobRef),
-    ) {
+    /// The worker thread's loop: take a task, let the executor run it, publish it, repeat;
+    /// leave when retired, recycled, isolated, told to by the executor, or idle for
+    /// `idle_timeout` above `min_threads`.
+    pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, executor: &mut dyn Executor) {
         let options = &self.options;
         me.bell.bind_current_thread();
         let mut state = self.lock();
@@ -410,12 +455,13 @@ impl Shared {
             if let Some(job) = worker.inbox.pop_front() {
                 worker.current = Some(job.clone());
                 drop(state);
-                execute(&job);
+                let flow = executor.execute(&job);
                 if let Some(port) = job.port() {
                     port.close();
                 }
                 self.completed.fetch_add(1, Ordering::Relaxed);
-                if !options.isolate_workers {
+                let leaving = options.isolate_workers || flow == Flow::Leave;
+                if !leaving {
                     job.publish();
                 }
                 state = self.lock();
@@ -427,7 +473,7 @@ impl Shared {
                 let worker = &mut state.workers[index];
                 worker.current = None;
                 worker.exclusive = worker.inbox.front().is_some_and(|job| job.abortable());
-                if options.isolate_workers || (worker.recycle && worker.inbox.is_empty()) {
+                if leaving || (worker.recycle && worker.inbox.is_empty()) {
                     // Publish only after the replacement counts, so a caller woken by the
                     // result sees the pool at full strength.
                     self.leave(state, index);
@@ -442,8 +488,27 @@ impl Shared {
             }
             let may_idle_out = state.workers.len() > options.min_threads;
             drop(state);
-            let deadline = may_idle_out.then(|| Instant::now() + options.idle_timeout);
+            let now = Instant::now();
+            let idle_deadline = may_idle_out.then(|| now + options.idle_timeout);
+            let check_deadline = executor.check_interval().map(|interval| now + interval);
+            let deadline = match (idle_deadline, check_deadline) {
+                (Some(idle), Some(check)) => Some(idle.min(check)),
+                (idle, check) => idle.or(check),
+            };
             let rung = me.bell.wait(deadline);
+            if !rung && idle_deadline.is_none_or(|idle| Instant::now() < idle) {
+                // Woken to check the worker's health, not to leave for idleness.
+                if executor.check() == Flow::Leave {
+                    state = self.lock();
+                    match state.position(me.serial) {
+                        Some(index) => self.leave(state, index),
+                        None => drop(state),
+                    }
+                    return;
+                }
+                state = self.lock();
+                continue;
+            }
             state = self.lock();
             if !rung && state.workers.len() > options.min_threads && state.queue.is_empty() {
                 if let Some(index) = state.position(me.serial) {
@@ -458,7 +523,18 @@ impl Shared {
 
     /// Retires the worker at `index` and starts its replacements.
     fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, State>, index: usize) {
-        state.retire(index);
+        let taken = state.retire(index).inbox;
+        if !taken.is_empty() {
+            // Tasks it took but never started (the siblings of an isolated task, with
+            // `concurrent_tasks_per_worker` > 1) go back to the head of the queue, in order,
+            // for an idle worker or a replacement; dropping them would hang their callers.
+            for job in taken.into_iter().rev() {
+                state.queue.push_front(job);
+            }
+            for worker in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
+                worker.bell.ring();
+            }
+        }
         let starts = self.replenish(&mut state);
         drop(state);
         self.start_all(starts);
@@ -642,7 +718,7 @@ impl Shared {
             .iter()
             .map(|worker| WorkerInfo {
                 id: worker.id,
-                pid: None,
+                pid: worker.pid,
                 running: worker.load(),
             })
             .collect()
@@ -654,6 +730,12 @@ impl Shared {
 
     pub(crate) fn duration(&self) -> Duration {
         self.created.elapsed()
+    }
+
+    /// When a worker told to stop now must be gone: `terminate_timeout`, plus the runtime's
+    /// grace for reaping what it killed at that deadline.
+    pub(crate) fn stop_deadline(&self) -> Instant {
+        Instant::now() + self.options.terminate_timeout + self.runtime.stop_grace()
     }
 
     pub(crate) fn is_destroyed(&self) -> bool {

@@ -19,8 +19,12 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
+use crate::codec::Serialization;
 use crate::exports::Exports;
 use crate::wait::{lock, spin_until, Waiter};
 use crate::Error;
@@ -262,6 +266,18 @@ pub(crate) trait Job: Send + Sync {
     fn port(&self) -> Option<&dyn ErasedPort>;
     /// Whether the task carries an abort signal (it then never shares a worker).
     fn abortable(&self) -> bool;
+
+    // The child-process runtime's side: the argument leaves encoded, the result comes back
+    // encoded, each with its type's name so that a mismatch is an error, not a misreading.
+
+    /// Takes the argument out, encoded.
+    fn encode_arg(&self, codec: Serialization) -> Result<Vec<u8>, Error>;
+    /// The argument's type name.
+    fn arg_type(&self) -> &'static str;
+    /// The expected result's type name.
+    fn result_type(&self) -> &'static str;
+    /// Decodes a child's result and stages it.
+    fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>);
 }
 
 /// Where an abortable task's listener sits on its signal, so it can be removed once the task
@@ -337,12 +353,21 @@ where
 
 impl<A, R> Job for TaskCell<A, R>
 where
-    A: Send + 'static,
-    R: Send + 'static,
+    A: Serialize + Send + 'static,
+    R: DeserializeOwned + Send + 'static,
 {
     fn run(&self, exports: &Exports) {
         if self.slot.is_ready() {
             return; // Aborted or cancelled on its way to the worker.
+        }
+        // Its signal fired, but the listener (run one at a time when a signal is shared) has
+        // not reached it yet: an aborted task must never start.
+        if let Some(hook) = self.abort_hook.get() {
+            if hook.signal.aborted() {
+                let reason = hook.signal.reason();
+                self.slot.stage(Err(Error::Aborted { reason }));
+                return;
+            }
         }
         // The scheduler runs a job once; the `None` arm only keeps a broken invariant from
         // turning into a hang.
@@ -370,6 +395,14 @@ where
 
     fn fail(&self, error: Error) -> bool {
         let did = self.slot.complete(Err(error));
+        if did {
+            // The task ended (cancelled, aborted, terminated, refused): close its channel, so
+            // the caller drains and then gets `Disconnected` instead of waiting forever, and
+            // a function still blocked on the port wakes up.
+            if let Some(port) = &self.port {
+                port.close();
+            }
+        }
         self.resolved(did)
     }
 
@@ -383,5 +416,23 @@ where
 
     fn abortable(&self) -> bool {
         self.abortable
+    }
+
+    fn encode_arg(&self, codec: Serialization) -> Result<Vec<u8>, Error> {
+        let arg = lock(&self.arg).take().ok_or(Error::Terminated)?;
+        codec.encode(&arg)
+    }
+
+    fn arg_type(&self) -> &'static str {
+        type_name::<A>()
+    }
+
+    fn result_type(&self) -> &'static str {
+        type_name::<R>()
+    }
+
+    fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>) {
+        self.slot
+            .stage(result.and_then(|bytes| codec.decode(bytes)));
     }
 }

@@ -21,6 +21,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::Port;
+use crate::codec::Serialization;
+use crate::exports::Exports;
 use crate::task::Job;
 use crate::Error;
 
@@ -29,15 +31,39 @@ use crate::Error;
 pub(crate) struct WorkerData {
     pub(crate) value: Arc<dyn Any + Send + Sync>,
     pub(crate) type_name: &'static str,
+    /// Encodes the value for a child process.
+    pub(crate) encode: Arc<dyn Fn(Serialization) -> Result<Vec<u8>, Error> + Send + Sync>,
+}
+
+/// The pool's `worker_data` as a worker holds it.
+pub(crate) enum Data {
+    /// In a worker thread: the value itself.
+    Local(WorkerData),
+    /// In a child process: as it crossed the socket.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Encoded {
+        type_name: String,
+        bytes: Vec<u8>,
+        codec: Serialization,
+    },
+}
+
+/// Where the running task's channel is.
+pub(crate) enum TaskPort {
+    None,
+    /// In a worker thread: the task itself holds the port.
+    Local(Arc<dyn Job>),
+    /// In a child process: the bridge to the pool's side.
+    #[cfg(unix)]
+    Remote(Arc<crate::runtime::child::Bridge>),
 }
 
 /// Who this thread is, when it is a worker.
 pub(crate) struct Context {
     pub(crate) id: usize,
-    pub(crate) data: Option<WorkerData>,
+    pub(crate) data: Option<Data>,
     pub(crate) aborted: Arc<AtomicBool>,
-    /// The running task, when it carries a channel.
-    pub(crate) job: Option<Arc<dyn Job>>,
+    pub(crate) task: TaskPort,
 }
 
 thread_local! {
@@ -49,11 +75,11 @@ pub(crate) fn set_context(context: Option<Context>) {
     CONTEXT.with(|cell| *cell.borrow_mut() = context);
 }
 
-/// Tells `port()` which task is running.
-pub(crate) fn set_job(job: Option<Arc<dyn Job>>) {
+/// Tells `port()` where the running task's channel is.
+pub(crate) fn set_task_port(task: TaskPort) {
     CONTEXT.with(|cell| {
         if let Some(context) = cell.borrow_mut().as_mut() {
-            context.job = job;
+            context.task = task;
         }
     });
 }
@@ -79,13 +105,24 @@ pub fn data<D>() -> Result<Option<D>, Error>
 where
     D: DeserializeOwned + Clone + 'static,
 {
-    let Some(Some(data)) = with(|context| context.data.clone()) else {
-        return Ok(None);
-    };
-    match data.value.downcast_ref::<D>() {
-        Some(value) => Ok(Some(value.clone())),
-        None => Err(Error::type_mismatch(data.type_name, type_name::<D>())),
-    }
+    with(|context| match &context.data {
+        None => Ok(None),
+        Some(Data::Local(data)) => match data.value.downcast_ref::<D>() {
+            Some(value) => Ok(Some(value.clone())),
+            None => Err(Error::type_mismatch(data.type_name, type_name::<D>())),
+        },
+        Some(Data::Encoded {
+            type_name: name,
+            bytes,
+            codec,
+        }) => {
+            if name != type_name::<D>() {
+                return Err(Error::type_mismatch(name, type_name::<D>()));
+            }
+            codec.decode(bytes).map(Some)
+        }
+    })
+    .unwrap_or(Ok(None))
 }
 
 /// The worker side of the running task's channel (see
@@ -95,15 +132,53 @@ pub fn port<T>() -> Result<Port<T>, Error>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
-    with(|context| {
-        let port = context.job.as_ref().and_then(|job| job.port());
-        let port = port.ok_or(Error::NoChannel)?;
-        port.as_any()
-            .downcast_ref::<Port<T>>()
-            .cloned()
-            .ok_or_else(|| Error::type_mismatch(port.message_type(), type_name::<T>()))
+    with(|context| match &context.task {
+        TaskPort::None => Err(Error::NoChannel),
+        TaskPort::Local(job) => {
+            let port = job.port().ok_or(Error::NoChannel)?;
+            port.as_any()
+                .downcast_ref::<Port<T>>()
+                .cloned()
+                .ok_or_else(|| Error::type_mismatch(port.message_type(), type_name::<T>()))
+        }
+        #[cfg(unix)]
+        TaskPort::Remote(bridge) => bridge.port::<T>(),
     })
     .unwrap_or(Err(Error::NoChannel))
+}
+
+/// Serves tasks if this process was started as a child-process worker, and returns at once
+/// otherwise. Call it first thing in `main` of every program that builds a
+/// [`Runtime::ChildProcess`](crate::Runtime::ChildProcess) pool (the pool re-executes the
+/// program) or that is a pool's `filename` worker executable:
+///
+/// ```no_run
+/// use tinypool::{Exports, Pool, Runtime};
+///
+/// fn exports() -> Exports {
+///     Exports::new().default(|(a, b): (i32, i32)| a + b)
+/// }
+///
+/// fn main() -> Result<(), tinypool::Error> {
+///     tinypool::worker::serve_if_worker(exports()); // In a worker: serves, then exits.
+///     let pool = Pool::builder().runtime(Runtime::ChildProcess).build()?;
+///     println!("{}", pool.run::<i32, _>((4, 6)).wait()?);
+///     pool.destroy().wait()
+/// }
+/// ```
+///
+/// In a worker process it never returns: it exits with code 0 when the pool stops it or goes
+/// away, and with code 2 and a message on stderr when the process was started with the
+/// worker marker but not by a pool.
+pub fn serve_if_worker(exports: Exports) {
+    #[cfg(unix)]
+    if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
+        // Before any thread exists; children of this worker's own pools must not see it.
+        std::env::remove_var(crate::protocol::WORKER_ENV);
+        crate::runtime::child::serve(exports, fd);
+    }
+    #[cfg(not(unix))]
+    let _ = exports;
 }
 
 /// Whether the running task has been aborted or the pool destroyed: a long function can poll

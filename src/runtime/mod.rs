@@ -1,21 +1,65 @@
 //! The runtimes: where a worker's tasks actually run.
 //!
-//! The scheduler owns one thread per worker and drives it with
-//! [`Shared::worker_loop`](crate::scheduler::Shared::worker_loop); a runtime starts that thread
-//! and says how it executes one task. In the threads runtime the thread *is* the worker and
-//! calls the exported function itself.
+//! The scheduler gives every worker a thread of its own and drives it with
+//! [`Shared::worker_loop`](crate::scheduler::Shared::worker_loop). A [`Runtime`] turns that
+//! thread into a worker ([`Runtime::start`]) and says, through the [`Executor`] it returns, how
+//! one task is executed. In the threads runtime the thread *is* the worker and calls the
+//! exported function itself; in the child-process runtime it drives a child over a socket.
 
-use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::scheduler::{Shared, WorkerStart};
+use crate::task::Job;
+use crate::Error;
 
+#[cfg(unix)]
+pub(crate) mod child;
+#[cfg(unix)]
+pub(crate) mod process;
 pub(crate) mod thread;
 
-/// Starts worker threads for the scheduler.
+/// What the worker does after a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Takes the next task.
+    Continue,
+    /// Leaves the pool (its child died, or passed its memory limit); a replacement starts.
+    Leave,
+}
+
+/// Makes workers of one kind.
 pub(crate) trait Runtime: Send + Sync + 'static {
-    /// Spawns the thread of the worker `start`, which must run `shared.worker_loop` and call
-    /// `shared.thread_finished` as its last step.
-    fn spawn(&self, shared: Arc<Shared>, start: WorkerStart) -> io::Result<JoinHandle<()>>;
+    /// Runs on the new worker's thread and makes it a worker, or says why it could not.
+    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error>;
+
+    /// How long after `terminate_timeout` a stopping worker may still take to be gone (a
+    /// child killed at the deadline still has to be reaped).
+    fn stop_grace(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// A started worker, owned by its thread.
+pub(crate) trait Executor {
+    /// The worker's process id, when it is a process.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// Runs `job` to the end: stages its result, or fails it.
+    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow;
+
+    /// How often an idle worker calls [`check`](Executor::check); `None`: never.
+    fn check_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Checks an idle worker's health.
+    fn check(&mut self) -> Flow {
+        Flow::Continue
+    }
+
+    /// Stops the worker for good: runs the teardown, then ends the worker.
+    fn stop(self: Box<Self>);
 }

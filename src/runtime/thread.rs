@@ -1,63 +1,60 @@
 //! The threads runtime: each worker is a thread of this process that calls the exported
 //! functions itself. Arguments and results move; nothing is serialized.
 
-use std::io;
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
 
-use super::Runtime;
+use super::{Executor, Flow, Runtime};
+use crate::exports::Exports;
 use crate::scheduler::{Shared, WorkerStart};
-use crate::worker::{self, Context};
+use crate::task::Job;
+use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
 
 pub(crate) struct Threads;
 
 impl Runtime for Threads {
-    fn spawn(&self, shared: Arc<Shared>, start: WorkerStart) -> io::Result<JoinHandle<()>> {
+    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
         let options = &shared.options;
-        let mut builder =
-            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.id));
-        if let Some(size) = options.stack_size {
-            builder = builder.stack_size(size);
-        }
-        builder.spawn(move || run_worker(&shared, &start))
+        worker::set_context(Some(Context {
+            id: me.id,
+            data: options.worker_data.clone().map(Data::Local),
+            aborted: me.aborted.clone(),
+            task: TaskPort::None,
+        }));
+        Ok(Box::new(ThreadWorker {
+            shared: shared.clone(),
+            exports: options.exports.clone(),
+        }))
     }
 }
 
-fn run_worker(shared: &Arc<Shared>, start: &WorkerStart) {
-    /// Marks the thread finished even if the loop panics, so that `destroy` never waits for
-    /// a thread that is gone.
-    struct Finished<'a>(&'a Arc<Shared>, u64);
-    impl Drop for Finished<'_> {
-        fn drop(&mut self) {
-            worker::set_context(None);
-            self.0.thread_finished(self.1);
-        }
-    }
-    let _finished = Finished(shared, start.serial);
+struct ThreadWorker {
+    shared: Arc<Shared>,
+    exports: Arc<Exports>,
+}
 
-    let options = &shared.options;
-    worker::set_context(Some(Context {
-        id: start.id,
-        data: options.worker_data.clone(),
-        aborted: start.aborted.clone(),
-        job: None,
-    }));
-    let exports = options.exports.clone();
-    shared.worker_loop(start, &mut |job| {
+impl Executor for ThreadWorker {
+    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow {
         if job.port().is_some() {
-            worker::set_job(Some(job.clone()));
-            job.run(&exports);
-            worker::set_job(None);
+            worker::set_task_port(TaskPort::Local(job.clone()));
+            job.run(&self.exports);
+            worker::set_task_port(TaskPort::None);
         } else {
-            job.run(&exports);
+            job.run(&self.exports);
         }
-    });
-    if let Some(name) = &options.teardown {
-        let teardown = exports.get(name).map(|export| export.call_teardown());
-        let result = teardown.unwrap_or_else(|| Err(Error::NoSuchFunction { name: name.clone() }));
-        if let Err(error) = result {
-            shared.report(error);
+        Flow::Continue
+    }
+
+    fn stop(self: Box<Self>) {
+        if let Some(name) = &self.shared.options.teardown {
+            let result = match self.exports.get(name) {
+                Some(export) => export.call_teardown(),
+                None => Err(Error::NoSuchFunction { name: name.clone() }),
+            };
+            if let Err(error) = result {
+                self.shared.report(error);
+            }
         }
+        worker::set_context(None);
     }
 }

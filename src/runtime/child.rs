@@ -1,0 +1,429 @@
+//! The child-process runtime, child side: what
+//! [`worker::serve_if_worker`](crate::worker::serve_if_worker) runs in a worker process.
+//!
+//! Two threads: a reader that takes frames off the socket (tasks go to the main thread, channel
+//! messages straight to the running task's port, end of stream ends the process: the parent is
+//! gone), and the main thread, which runs the exported functions and writes their results.
+
+use std::any::{type_name, Any};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::process;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::channel::{channel, Port};
+use crate::codec::Serialization;
+use crate::exports::{panic_message, Exports};
+use crate::protocol::{
+    read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
+    PANICKING, PORT, RUN, STOP, VERSION, WORKER_ENV,
+};
+use crate::wait::lock;
+use crate::worker::{self, Context, Data, TaskPort};
+use crate::Error;
+
+type Writer = Arc<Mutex<UnixStream>>;
+/// Decodes a channel message and hands it to the task's port.
+type Deliver = Box<dyn Fn(&[u8]) + Send>;
+
+/// Serves tasks until the pool says stop (exit 0) or goes away; exits 2 with a message on
+/// stderr when this process was not started by a pool.
+pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
+    match run(exports, &fd) {
+        Ok(()) => process::exit(0),
+        Err(message) => {
+            eprintln!("tinypool worker: {message}");
+            process::exit(2)
+        }
+    }
+}
+
+/// What the main thread is handed.
+enum Command {
+    Run(Run),
+    Stop,
+}
+
+struct Run {
+    task: u64,
+    name: String,
+    arg_type: String,
+    result_type: String,
+    arg: Vec<u8>,
+    bridge: Option<Arc<Bridge>>,
+}
+
+struct Settings {
+    codec: Serialization,
+    max: usize,
+    teardown: String,
+}
+
+fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
+    let fd: i32 = fd
+        .to_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{WORKER_ENV}={fd:?} is not a file descriptor"))?;
+    if !is_socket(fd) {
+        return Err(format!(
+            "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
+             not its channel: worker processes are started by a tinypool Pool, not by hand"
+        ));
+    }
+    // SAFETY: fd is a socket this process owns (checked above) and nothing else wraps it.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // Grandchildren (a pool built inside a task) must not inherit it.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let writer: Writer = Arc::new(Mutex::new(stream.try_clone().map_err(|e| e.to_string())?));
+    let hello = Frame::new(HELLO)
+        .raw(MAGIC)
+        .u32(VERSION)
+        .u32(process::id())
+        .finish(DEFAULT_MAX_MESSAGE_SIZE);
+    send(&writer, hello).map_err(|e| e.to_string())?;
+
+    let mut reader = stream;
+    let init = read_frame(&mut reader, DEFAULT_MAX_MESSAGE_SIZE).map_err(|e| e.to_string())?;
+    let Some((INIT, body)) = init else {
+        return Err("the pool did not answer the handshake".to_owned());
+    };
+    let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
+    worker::set_context(Some(Context {
+        id,
+        data,
+        aborted: Arc::new(AtomicBool::new(false)),
+        task: TaskPort::None,
+    }));
+    install_panic_hook(writer.clone(), settings.max);
+
+    let (commands, inbox) = mpsc::channel();
+    let current: Arc<Mutex<Option<Arc<Bridge>>>> = Arc::default();
+    {
+        let (writer, current, codec, max) = (
+            writer.clone(),
+            current.clone(),
+            settings.codec,
+            settings.max,
+        );
+        std::thread::Builder::new()
+            .name("tinypool-reader".to_owned())
+            .spawn(move || read_loop(reader, writer, current, commands, codec, max))
+            .map_err(|e| e.to_string())?;
+    }
+
+    for command in inbox {
+        match command {
+            Command::Run(run) => {
+                let Run {
+                    task,
+                    name,
+                    arg_type,
+                    result_type,
+                    arg,
+                    bridge,
+                } = run;
+                if let Some(bridge) = &bridge {
+                    worker::set_task_port(TaskPort::Remote(bridge.clone()));
+                }
+                let result = match exports.get(&name) {
+                    Some(export) => {
+                        export.call_encoded(settings.codec, &arg, &arg_type, &result_type)
+                    }
+                    None => Err(Error::NoSuchFunction { name }),
+                };
+                if let Some(bridge) = bridge {
+                    worker::set_task_port(TaskPort::None);
+                    bridge.close();
+                }
+                *lock(&current) = None;
+                send_done(&writer, task, result, settings.max)?;
+            }
+            Command::Stop => break,
+        }
+    }
+    if !settings.teardown.is_empty() {
+        let result = match exports.get(&settings.teardown) {
+            Some(export) => export.call_teardown(),
+            None => Err(Error::NoSuchFunction {
+                name: settings.teardown.clone(),
+            }),
+        };
+        if let Err(error) = result {
+            send_done(&writer, 0, Err(error), settings.max)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
+    let mut body = Body::new(body);
+    let id = body.u64()? as usize;
+    let codec = Serialization::from_code(body.u8()?)?;
+    let max = body.u64()? as usize;
+    let teardown = body.str()?.to_owned();
+    let data = match body.u8()? {
+        0 => None,
+        _ => Some(Data::Encoded {
+            type_name: body.str()?.to_owned(),
+            bytes: body.bytes()?.to_vec(),
+            codec,
+        }),
+    };
+    body.end()?;
+    Ok((
+        id,
+        Settings {
+            codec,
+            max,
+            teardown,
+        },
+        data,
+    ))
+}
+
+fn read_loop(
+    mut reader: UnixStream,
+    writer: Writer,
+    current: Arc<Mutex<Option<Arc<Bridge>>>>,
+    commands: mpsc::Sender<Command>,
+    codec: Serialization,
+    max: usize,
+) {
+    loop {
+        let frame = match read_frame(&mut reader, max) {
+            // The pool is gone: nobody is left to serve.
+            Ok(None) => process::exit(0),
+            Ok(Some(frame)) => frame,
+            Err(error) => {
+                eprintln!("tinypool worker: {error}");
+                process::exit(2);
+            }
+        };
+        if frame.0 == PORT {
+            let mut body = Body::new(&frame.1);
+            if let (Ok(task), Ok(message)) = (body.u64(), body.bytes()) {
+                let bridge = lock(&current).clone();
+                if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
+                    bridge.receive(message);
+                }
+            }
+            continue;
+        }
+        let command = match parse_command(frame, &writer, codec, max) {
+            Ok(command) => command,
+            Err(error) => {
+                eprintln!("tinypool worker: {error}");
+                process::exit(2);
+            }
+        };
+        match command {
+            Some(Command::Run(run)) => {
+                // Set before the task reaches the main thread: its messages may follow at once.
+                *lock(&current) = run.bridge.clone();
+                let _ = commands.send(Command::Run(run));
+            }
+            Some(Command::Stop) => {
+                let _ = commands.send(Command::Stop);
+            }
+            None => {}
+        }
+    }
+}
+
+fn parse_command(
+    (kind, body): (u8, Vec<u8>),
+    writer: &Writer,
+    codec: Serialization,
+    max: usize,
+) -> Result<Option<Command>, Error> {
+    let mut fields = Body::new(&body);
+    match kind {
+        RUN => {
+            let task = fields.u64()?;
+            let name = fields.str()?.to_owned();
+            let arg_type = fields.str()?.to_owned();
+            let result_type = fields.str()?.to_owned();
+            let port_type = fields.str()?.to_owned();
+            let arg = fields.bytes()?.to_vec();
+            fields.end()?;
+            let bridge = (!port_type.is_empty()).then(|| {
+                Arc::new(Bridge {
+                    task,
+                    port_type,
+                    codec,
+                    max,
+                    writer: writer.clone(),
+                    state: Mutex::default(),
+                })
+            });
+            Ok(Some(Command::Run(Run {
+                task,
+                name,
+                arg_type,
+                result_type,
+                arg,
+                bridge,
+            })))
+        }
+        STOP => Ok(Some(Command::Stop)),
+        other => Err(Error::Protocol {
+            message: format!("unexpected frame kind {other} from the pool"),
+        }),
+    }
+}
+
+fn send(writer: &Writer, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
+    write_frame(&mut *lock(writer), &frame?)
+}
+
+fn send_done(
+    writer: &Writer,
+    task: u64,
+    result: Result<Vec<u8>, Error>,
+    max: usize,
+) -> Result<(), String> {
+    let frame = |result: &Result<Vec<u8>, Error>| {
+        let frame = Frame::new(DONE).u64(task).u64(resident_memory());
+        match result {
+            Ok(value) => frame.u8(0).bytes(value),
+            Err(error) => frame.u8(1).error(error),
+        }
+        .finish(max)
+    };
+    // A result too big for a frame becomes the task's error.
+    let frame = frame(&result).or_else(|error| frame(&Err(error)));
+    send(writer, frame).map_err(|e| e.to_string())
+}
+
+/// Tells the pool the panic message before the default hook prints it, in case the process
+/// then dies (`panic = "abort"`).
+fn install_panic_hook(writer: Writer, max: usize) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = panic_message(info.payload());
+        if let Ok(mut writer) = writer.try_lock() {
+            if let Ok(frame) = Frame::new(PANICKING).str(&message).finish(max) {
+                let _ = write_frame(&mut *writer, &frame);
+            }
+        }
+        previous(info);
+    }));
+}
+
+/// This process's resident memory, in bytes (0 where it cannot be read).
+fn resident_memory() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        pages * page.max(0) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+fn is_socket(fd: i32) -> bool {
+    // SAFETY: fstat writes into a zeroed stat we own; an invalid fd gives -1.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+#[derive(Default)]
+struct BridgeState {
+    /// Messages that arrived before the task asked for its port.
+    pending: VecDeque<Vec<u8>>,
+    deliver: Option<Deliver>,
+    /// The task's typed port (a `Port<T>`), once asked for.
+    port: Option<Box<dyn Any + Send>>,
+    close: Option<Box<dyn Fn() + Send>>,
+    closed: bool,
+}
+
+/// The child's end of a task's channel. The message type is known only when the task asks
+/// for its port, so messages wait here as bytes until then.
+pub(crate) struct Bridge {
+    task: u64,
+    port_type: String,
+    codec: Serialization,
+    max: usize,
+    writer: Writer,
+    state: Mutex<BridgeState>,
+}
+
+impl Bridge {
+    /// The task's port, typed `T`.
+    pub(crate) fn port<T>(&self) -> Result<Port<T>, Error>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if self.port_type != type_name::<T>() {
+            return Err(Error::type_mismatch(&self.port_type, type_name::<T>()));
+        }
+        let mut state = lock(&self.state);
+        if let Some(port) = state
+            .port
+            .as_ref()
+            .and_then(|port| port.downcast_ref::<Port<T>>())
+        {
+            return Ok(port.clone());
+        }
+        let (task_side, pool_side) = channel::<T>();
+        let (task, codec, max, writer) = (self.task, self.codec, self.max, self.writer.clone());
+        pool_side.forward_to(Box::new(move |message: T| {
+            let message = codec.encode(&message)?;
+            let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
+            write_frame(&mut *lock(&writer), &frame)
+        }))?;
+        let deliver_side = pool_side.clone();
+        let deliver = move |bytes: &[u8]| {
+            if let Ok(message) = codec.decode::<T>(bytes) {
+                let _ = deliver_side.send(message);
+            }
+        };
+        while let Some(bytes) = state.pending.pop_front() {
+            deliver(&bytes);
+        }
+        if state.closed {
+            pool_side.close();
+        }
+        state.deliver = Some(Box::new(deliver));
+        state.close = Some(Box::new(move || pool_side.close()));
+        state.port = Some(Box::new(task_side.clone()));
+        Ok(task_side)
+    }
+
+    fn receive(&self, bytes: &[u8]) {
+        let mut state = lock(&self.state);
+        match &state.deliver {
+            _ if state.closed => {}
+            Some(deliver) => deliver(bytes),
+            None => state.pending.push_back(bytes.to_vec()),
+        }
+    }
+
+    fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.deliver = None;
+        state.port = None;
+        if let Some(close) = state.close.take() {
+            close();
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The child-process runtime, pool side: each worker thread starts a child and drives it over a
+//! private socket (frames in [`protocol`](crate::protocol)).
+//!
+//! A child's death (exit, signal, crash) fails only the task it was running, with
+//! [`Error::WorkerExited`]; the worker then leaves and the scheduler starts a replacement. An
+//! abort or `destroy` while a task runs kills the child: SIGTERM, then SIGKILL after
+//! `terminate_timeout`. Children die with their parent: `PR_SET_PDEATHSIG` on Linux, and
+//! everywhere they exit when their socket reaches end of stream.
+
+use std::io::{BufReader, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Executor, Flow, Runtime};
+use crate::options::ProcessOptions;
+use crate::protocol::{
+    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PORT, RUN,
+    STOP, VERSION, WORKER_ENV,
+};
+use crate::scheduler::{Shared, WorkerStart};
+use crate::task::Job;
+use crate::wait::lock;
+use crate::Error;
+
+/// How often a waiting driver looks at its abort flag, and an idle one at its child.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often an idle driver checks that its child is alive.
+const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+pub(crate) struct Processes {
+    pub(crate) options: Arc<ProcessOptions>,
+}
+
+impl Runtime for Processes {
+    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
+        let options = &self.options;
+        let failed = |what: String| Error::WorkerStartFailed {
+            message: format!("{what} (worker executable `{}`)", options.program.display()),
+        };
+        let (ours, theirs) =
+            UnixStream::pair().map_err(|e| failed(format!("creating a socket pair: {e}")))?;
+        let mut command = Command::new(&options.program);
+        command
+            .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
+            .env(WORKER_ENV, CHILD_FD.to_string())
+            .stdin(Stdio::null());
+        let child_end = theirs.as_raw_fd();
+        let limits = Limits {
+            memory: options.max_memory,
+            cpu_seconds: options
+                .max_cpu_time
+                .map(|time| time.as_secs() + u64::from(time.subsec_nanos() > 0)),
+        };
+        // SAFETY: the closure runs in the forked child before exec, and only makes
+        // async-signal-safe calls (dup2, fcntl, prctl, getppid, setrlimit).
+        let parent = std::process::id();
+        unsafe {
+            command.pre_exec(move || prepare_child(child_end, parent, limits));
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| failed(format!("spawning the child: {e}")))?;
+        drop(theirs);
+        let mut worker = ChildWorker {
+            shared: shared.clone(),
+            options: options.clone(),
+            aborted: me.aborted.clone(),
+            pid: child.id(),
+            child,
+            reader: BufReader::with_capacity(
+                64 << 10,
+                ours.try_clone().map_err(|e| failed(e.to_string()))?,
+            ),
+            writer: Arc::new(Mutex::new(ours)),
+            next_task: 1,
+            last_panic: None,
+            exited: None,
+        };
+        if let Err(error) = worker.handshake(me.id) {
+            let status = worker.kill_and_reap(Duration::ZERO);
+            return Err(failed(format!("{error}; the child {}", describe(status))));
+        }
+        Ok(Box::new(worker))
+    }
+
+    fn stop_grace(&self) -> Duration {
+        // A child killed at the deadline is reaped right after.
+        Duration::from_millis(500)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Limits {
+    memory: Option<u64>,
+    cpu_seconds: Option<u64>,
+}
+
+/// Runs in the child between fork and exec: moves its end of the socket to fd 3, ties its
+/// life to the parent's, and applies the resource limits.
+fn prepare_child(child_end: i32, parent: u32, limits: Limits) -> std::io::Result<()> {
+    let check = |result: libc::c_int| {
+        if result == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: plain syscalls on fds and limits of this (forked) process.
+    unsafe {
+        if child_end == CHILD_FD {
+            // dup2 onto itself would keep close-on-exec; clear it instead.
+            check(libc::fcntl(CHILD_FD, libc::F_SETFD, 0))?;
+        } else {
+            check(libc::dup2(child_end, CHILD_FD))?;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
+            // The parent may have died before prctl: then nobody would send the signal.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("the parent exited"));
+            }
+        }
+        let _ = parent;
+        if let Some(bytes) = limits.memory {
+            let limit = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            check(libc::setrlimit(libc::RLIMIT_AS, &limit))?;
+        }
+        if let Some(seconds) = limits.cpu_seconds {
+            // The soft limit sends SIGXCPU, which names the limit; the hard one, a second
+            // later, SIGKILL.
+            let limit = libc::rlimit {
+                rlim_cur: seconds as libc::rlim_t,
+                rlim_max: (seconds + 1) as libc::rlim_t,
+            };
+            check(libc::setrlimit(libc::RLIMIT_CPU, &limit))?;
+        }
+    }
+    Ok(())
+}
+
+/// Describes how a child ended, for start-up errors.
+fn describe(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (_, Some(signal)) => format!("was killed by signal {signal}"),
+            _ => "ended".to_owned(),
+        },
+        None => "did not exit".to_owned(),
+    }
+}
+
+/// One child, driven by its worker thread.
+struct ChildWorker {
+    shared: Arc<Shared>,
+    options: Arc<ProcessOptions>,
+    aborted: Arc<AtomicBool>,
+    pid: u32,
+    child: Child,
+    reader: BufReader<UnixStream>,
+    /// Shared with the bridges of task channels, which write from the sender's thread.
+    writer: Arc<Mutex<UnixStream>>,
+    next_task: u64,
+    /// The last message of the child's panic hook: what it said before dying.
+    last_panic: Option<String>,
+    /// How the child ended, once reaped.
+    exited: Option<ExitStatus>,
+}
+
+/// Why waiting for a frame stopped without one.
+enum Broken {
+    /// The child is gone (or its stream broke); it has been reaped.
+    Died(Error),
+    /// The worker was retired (abort, destroy) and the child killed.
+    Killed,
+}
+
+impl ChildWorker {
+    fn max(&self) -> usize {
+        self.options.max_message_size
+    }
+
+    fn send(&self, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
+        write_frame(&mut *lock(&self.writer), &frame?)
+    }
+
+    fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
+        let timeout = self.options.startup_timeout;
+        let (kind, body) = match self.read_before(Instant::now() + timeout)? {
+            Some(frame) => frame,
+            None => {
+                return Err(Error::Protocol {
+                    message: format!(
+                        "no handshake within startup_timeout ({timeout:?}): does its main \
+                         call tinypool::worker::serve_if_worker first?"
+                    ),
+                })
+            }
+        };
+        let mut body = Body::new(&body);
+        if kind != HELLO || body.raw(MAGIC.len())? != MAGIC {
+            return Err(Error::Protocol {
+                message: "the child is not a tinypool worker".to_owned(),
+            });
+        }
+        let version = body.u32()?;
+        if version != VERSION {
+            return Err(Error::Protocol {
+                message: format!("protocol version {version}, this pool speaks {VERSION}"),
+            });
+        }
+        let options = &self.options;
+        let mut init = Frame::new(INIT)
+            .u64(worker_id as u64)
+            .u8(options.serialization.code())
+            .u64(options.max_message_size as u64)
+            .str(self.shared.options.teardown.as_deref().unwrap_or(""));
+        init = match &options.worker_data {
+            Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
+            None => init.u8(0),
+        };
+        self.send(init.finish(self.max()))
+    }
+
+    /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
+    /// if the stream ended or broke.
+    fn read_before(&mut self, deadline: Instant) -> Result<Option<(u8, Vec<u8>)>, Error> {
+        loop {
+            if self.reader.buffer().is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !poll_readable(self.reader.get_ref(), left.min(POLL_INTERVAL)) {
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+            }
+            let max = self.max();
+            return match read_frame(&mut self.reader, max)? {
+                Some(frame) => Ok(Some(frame)),
+                None => Err(Error::Protocol {
+                    message: "the child closed its channel".to_owned(),
+                }),
+            };
+        }
+    }
+
+    /// Waits for the next frame of a running task, killing the child if the worker gets
+    /// retired meanwhile.
+    fn next_frame(&mut self) -> Result<(u8, Vec<u8>), Broken> {
+        let mut kill_deadline = None;
+        loop {
+            if self.aborted.load(Ordering::Acquire) {
+                let deadline = *kill_deadline.get_or_insert_with(|| {
+                    signal(self.pid, libc::SIGTERM);
+                    Instant::now() + self.shared.options.terminate_timeout
+                });
+                if Instant::now() >= deadline {
+                    self.kill_and_reap(Duration::ZERO);
+                    return Err(Broken::Killed);
+                }
+            }
+            if !self.reader.buffer().is_empty()
+                || poll_readable(self.reader.get_ref(), POLL_INTERVAL)
+            {
+                let max = self.max();
+                match read_frame(&mut self.reader, max) {
+                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(None) => return Err(self.died()),
+                    Err(error) => {
+                        // A broken stream from a live child: it cannot be trusted any more.
+                        if self.child.try_wait().ok().flatten().is_none() {
+                            self.kill_and_reap(Duration::ZERO);
+                            return Err(Broken::Died(error));
+                        }
+                        return Err(self.died());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The child closed its end: reap it and say how it died.
+    fn died(&mut self) -> Broken {
+        if self.aborted.load(Ordering::Acquire) {
+            self.kill_and_reap(self.shared.options.terminate_timeout);
+            return Broken::Killed;
+        }
+        let status = self.kill_and_reap(self.shared.options.terminate_timeout);
+        Broken::Died(self.death_error(status))
+    }
+
+    fn death_error(&mut self, status: Option<ExitStatus>) -> Error {
+        let (code, signal) = status.map_or((None, None), |s| (s.code(), s.signal()));
+        let message = self.last_panic.take();
+        let options = &self.options;
+        if signal == Some(libc::SIGXCPU) && options.max_cpu_time.is_some() {
+            return Error::ResourceLimit {
+                limit: "cpu time".to_owned(),
+            };
+        }
+        // An allocation refused under RLIMIT_AS aborts without a panic message.
+        if signal == Some(libc::SIGABRT) && message.is_none() && options.max_memory.is_some() {
+            return Error::ResourceLimit {
+                limit: "memory".to_owned(),
+            };
+        }
+        Error::WorkerExited {
+            code,
+            signal,
+            message,
+        }
+    }
+
+    /// Waits up to `grace` for the child to exit, then kills it; returns how it ended.
+    fn kill_and_reap(&mut self, grace: Duration) -> Option<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Some(status);
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.exited = Some(status);
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    // The child's exit closes the socket, which wakes this poll.
+                    poll_readable(self.reader.get_ref(), Duration::from_millis(5));
+                    let _ = self.reader.get_mut().read(&mut [0u8; 4096]);
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let status = self.child.wait().ok();
+                    self.exited = status;
+                    return status;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Runs one task in the child.
+    fn run(&mut self, job: &Arc<dyn Job>) -> Result<Flow, Broken> {
+        let codec = self.options.serialization;
+        let task = self.next_task;
+        self.next_task += 1;
+        let frame = job.encode_arg(codec).and_then(|arg| {
+            Frame::new(RUN)
+                .u64(task)
+                .str(job.name())
+                .str(job.arg_type())
+                .str(job.result_type())
+                .str(job.port().map_or("", |port| port.message_type()))
+                .bytes(&arg)
+                .finish(self.max())
+        });
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => {
+                job.fail(error);
+                return Ok(Flow::Continue);
+            }
+        };
+        if let Some(port) = job.port() {
+            let writer = self.writer.clone();
+            let max = self.max();
+            let bridged = port.forward_encoded(
+                codec,
+                Box::new(move |message| {
+                    let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
+                    write_frame(&mut *lock(&writer), &frame)
+                }),
+            );
+            if let Err(error) = bridged {
+                job.fail(error);
+                return Ok(Flow::Continue);
+            }
+        }
+        if write_frame(&mut *lock(&self.writer), &frame).is_err() {
+            return Err(self.died());
+        }
+        loop {
+            let (kind, body) = self.next_frame()?;
+            let mut body = Body::new(&body);
+            let parsed: Result<Option<Flow>, Error> = (|| match kind {
+                DONE => {
+                    if body.u64()? != task {
+                        return Err(Error::Protocol {
+                            message: "a result for another task".to_owned(),
+                        });
+                    }
+                    let rss = body.u64()?;
+                    let result = match body.u8()? {
+                        0 => Ok(body.bytes()?),
+                        _ => Err(body.error()?),
+                    };
+                    body.end()?;
+                    job.stage_encoded(codec, result);
+                    let over = self.options.memory_recycle.is_some_and(|limit| rss > limit);
+                    Ok(Some(if over { Flow::Leave } else { Flow::Continue }))
+                }
+                PORT => {
+                    if body.u64()? == task {
+                        if let Some(port) = job.port() {
+                            // The caller may have dropped its side: not the task's problem.
+                            let _ = port.send_encoded(codec, body.bytes()?);
+                        }
+                    }
+                    Ok(None)
+                }
+                PANICKING => {
+                    self.last_panic = Some(body.str()?.to_owned());
+                    Ok(None)
+                }
+                other => Err(Error::Protocol {
+                    message: format!("unexpected frame kind {other} from the child"),
+                }),
+            })();
+            match parsed {
+                Ok(Some(flow)) => return Ok(flow),
+                Ok(None) => {}
+                Err(error) => {
+                    self.kill_and_reap(Duration::ZERO);
+                    return Err(Broken::Died(error));
+                }
+            }
+        }
+    }
+}
+
+impl Executor for ChildWorker {
+    fn pid(&self) -> Option<u32> {
+        Some(self.pid)
+    }
+
+    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow {
+        self.last_panic = None;
+        match self.run(job) {
+            Ok(flow) => flow,
+            Err(Broken::Died(error)) => {
+                job.fail(error);
+                Flow::Leave
+            }
+            Err(Broken::Killed) => Flow::Leave,
+        }
+    }
+
+    fn check_interval(&self) -> Option<Duration> {
+        Some(CHECK_INTERVAL)
+    }
+
+    fn check(&mut self) -> Flow {
+        match self.child.try_wait() {
+            Ok(None) => Flow::Continue,
+            Ok(Some(status)) => {
+                self.exited = Some(status);
+                // Drain what the child said before dying (its panic message, say).
+                while let Ok(Some((PANICKING, body))) = self.read_before(Instant::now()) {
+                    self.last_panic = Body::new(&body).str().ok().map(str::to_owned);
+                }
+                let error = self.death_error(Some(status));
+                self.shared.report(error);
+                Flow::Leave
+            }
+            Err(_) => Flow::Continue,
+        }
+    }
+
+    fn stop(mut self: Box<Self>) {
+        let grace = self.shared.options.terminate_timeout;
+        if self.exited.is_none() && self.send(Frame::new(STOP).finish(usize::MAX)).is_ok() {
+            // The child runs its teardown, reports a failure as a result for task 0, and exits.
+            let deadline = Instant::now() + grace;
+            while let Ok(Some((kind, body))) = self.read_before(deadline) {
+                if kind == DONE {
+                    let mut body = Body::new(&body);
+                    let failed = body.u64().and_then(|_| body.u64()).and_then(|_| body.u8());
+                    if let (Ok(1), Ok(error)) = (failed, body.error()) {
+                        self.shared.report(error);
+                    }
+                }
+            }
+        }
+        self.kill_and_reap(grace);
+    }
+}
+
+/// Sends `signal` to `pid`.
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child we have not reaped, so the pid is still ours.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// Waits up to `timeout` for `stream` to be readable (or closed).
+fn poll_readable(stream: &UnixStream, timeout: Duration) -> bool {
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: one valid pollfd, for the duration of the call.
+    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
+    ready > 0
+}
