@@ -58,6 +58,8 @@ struct Inbox<T> {
     messages: VecDeque<T>,
     /// Set when this side is bridged to a child process.
     forward: Option<Forward<T>>,
+    /// Tells the bridged side that the other side closed.
+    on_peer_close: Option<Box<dyn FnOnce() + Send>>,
     /// This side is closed: sending to it fails.
     closed: bool,
     /// The other side is closed: once drained, receiving fails.
@@ -70,6 +72,7 @@ impl<T> Default for Inbox<T> {
         Inbox {
             messages: VecDeque::new(),
             forward: None,
+            on_peer_close: None,
             closed: false,
             peer_closed: false,
             wakers: Vec::new(),
@@ -99,6 +102,9 @@ impl<T> Core<T> {
         self.notify(side, own);
         let mut peer = lock(&self.inboxes[1 - side]);
         peer.peer_closed = true;
+        if let Some(on_peer_close) = peer.on_peer_close.take() {
+            on_peer_close();
+        }
         self.notify(1 - side, peer);
     }
 }
@@ -127,12 +133,22 @@ impl<T: Send + 'static> Port<T> {
 
     /// From now on, messages sent to this side go to `forward` (what already waits here goes
     /// first, in order). Used where this side's reader is in another process.
-    pub(crate) fn forward_to(&self, forward: Forward<T>) -> Result<(), Error> {
+    /// `on_peer_close` runs once the other side closes (at once if it already has).
+    pub(crate) fn forward_to(
+        &self,
+        forward: Forward<T>,
+        on_peer_close: Box<dyn FnOnce() + Send>,
+    ) -> Result<(), Error> {
         let mut inbox = lock(&self.core.inboxes[self.side]);
         while let Some(message) = inbox.messages.pop_front() {
             forward(message)?;
         }
         inbox.forward = Some(forward);
+        if inbox.peer_closed {
+            on_peer_close();
+        } else {
+            inbox.on_peer_close = Some(on_peer_close);
+        }
         Ok(())
     }
 
@@ -265,11 +281,12 @@ pub(crate) trait ErasedPort: Send + Sync {
     /// Closes this side (the task ended).
     fn close(&self);
     /// Bridges this side to a child process: messages for it are encoded and handed to
-    /// `send`.
+    /// `send`; `closed` runs when the other side closes.
     fn forward_encoded(
         &self,
         codec: Serialization,
         send: Box<dyn Fn(Vec<u8>) -> Result<(), Error> + Send>,
+        closed: Box<dyn FnOnce() + Send>,
     ) -> Result<(), Error>;
     /// Sends, from this side, a message that arrived encoded from a child process.
     fn send_encoded(&self, codec: Serialization, message: &[u8]) -> Result<(), Error>;
@@ -295,8 +312,12 @@ where
         &self,
         codec: Serialization,
         send: Box<dyn Fn(Vec<u8>) -> Result<(), Error> + Send>,
+        closed: Box<dyn FnOnce() + Send>,
     ) -> Result<(), Error> {
-        self.forward_to(Box::new(move |message: T| send(codec.encode(&message)?)))
+        self.forward_to(
+            Box::new(move |message: T| send(codec.encode(&message)?)),
+            closed,
+        )
     }
 
     fn send_encoded(&self, codec: Serialization, message: &[u8]) -> Result<(), Error> {

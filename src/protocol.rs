@@ -15,6 +15,7 @@
 //! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 teardown:str has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` | both | task:u64 message:bytes |
+//! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
 //! | `STOP` | pool → child | (empty): run the teardown and exit |
 //! | `DONE` | child → pool | task:u64 rss:u64 outcome:u8 (0 = value, 1 = error) value:bytes or error |
 //! | `PANICKING` | child → pool | message:str, sent by the panic hook in case the child then dies |
@@ -43,6 +44,7 @@ pub(crate) const PORT: u8 = 4;
 pub(crate) const STOP: u8 = 5;
 pub(crate) const DONE: u8 = 6;
 pub(crate) const PANICKING: u8 = 7;
+pub(crate) const PORT_CLOSED: u8 = 8;
 
 /// The default cap on a frame, 64 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
@@ -230,6 +232,7 @@ fn write_error(frame: Frame, error: &Error) -> Frame {
         Error::TypeMismatch { expected, found } => frame.u8(3).str(expected).str(found),
         Error::Disconnected => frame.u8(4),
         Error::NoChannel => frame.u8(5),
+        Error::Protocol { message } => frame.u8(6).str(message),
         other => frame.u8(6).str(&other.to_string()),
     }
 }

@@ -447,6 +447,10 @@ impl Shared {
         let options = &self.options;
         me.bell.bind_current_thread();
         let mut state = self.lock();
+        // The task just run, published as soon as the lock is next released: once its caller
+        // wakes, this worker no longer counts it (a pool with `max_queue` 0 takes the next
+        // task, `workers()` shows the worker free), at no extra lock per task.
+        let mut done: Option<JobRef> = None;
         // The loop ends when the worker is retired: aborted, recycled while idle, or the pool
         // was destroyed.
         while let Some(index) = state.position(me.serial) {
@@ -455,15 +459,15 @@ impl Shared {
             if let Some(job) = worker.inbox.pop_front() {
                 worker.current = Some(job.clone());
                 drop(state);
+                if let Some(done) = done.take() {
+                    done.publish();
+                }
                 let flow = executor.execute(&job);
                 if let Some(port) = job.port() {
                     port.close();
                 }
                 self.completed.fetch_add(1, Ordering::Relaxed);
                 let leaving = options.isolate_workers || flow == Flow::Leave;
-                if !leaving {
-                    job.publish();
-                }
                 state = self.lock();
                 let Some(index) = state.position(me.serial) else {
                     // Retired while running (aborted, destroyed): the task already failed.
@@ -480,14 +484,21 @@ impl Shared {
                     job.publish();
                     return;
                 }
+                done = Some(job);
                 continue;
             }
             if worker.recycle {
                 self.leave(state, index);
+                if let Some(done) = done.take() {
+                    done.publish();
+                }
                 return;
             }
             let may_idle_out = state.workers.len() > options.min_threads;
             drop(state);
+            if let Some(done) = done.take() {
+                done.publish();
+            }
             let now = Instant::now();
             let idle_deadline = may_idle_out.then(|| now + options.idle_timeout);
             let check_deadline = executor.check_interval().map(|interval| now + interval);
@@ -518,6 +529,10 @@ impl Shared {
                     }
                 }
             }
+        }
+        drop(state);
+        if let Some(done) = done {
+            done.publish();
         }
     }
 

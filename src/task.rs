@@ -270,8 +270,9 @@ pub(crate) trait Job: Send + Sync {
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
 
-    /// Takes the argument out, encoded.
-    fn encode_arg(&self, codec: Serialization) -> Result<Vec<u8>, Error>;
+    /// Takes the argument out, encoded; `None` if the task resolved on its way to the worker
+    /// (then it must not be sent).
+    fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
     /// The argument's type name.
     fn arg_type(&self) -> &'static str;
     /// The expected result's type name.
@@ -333,6 +334,25 @@ where
         }
     }
 
+    /// Takes the argument to start the task: `None` if it resolved on its way to the worker
+    /// (cancelled, aborted, terminated), an error if its signal fired but the listener (run
+    /// one at a time when a signal is shared) has not reached it yet: an aborted task must
+    /// never start.
+    fn take_arg(&self) -> Option<Result<A, Error>> {
+        if self.slot.is_ready() {
+            return None;
+        }
+        if let Some(hook) = self.abort_hook.get() {
+            if hook.signal.aborted() {
+                let reason = hook.signal.reason();
+                return Some(Err(Error::Aborted { reason }));
+            }
+        }
+        // The scheduler starts a job once; the error only keeps a broken invariant from
+        // turning into a hang.
+        Some(lock(&self.arg).take().ok_or(Error::Terminated))
+    }
+
     fn resolved(&self, did: bool) -> bool {
         if did && self.abortable {
             self.remove_abort_hook();
@@ -357,27 +377,13 @@ where
     R: DeserializeOwned + Send + 'static,
 {
     fn run(&self, exports: &Exports) {
-        if self.slot.is_ready() {
-            return; // Aborted or cancelled on its way to the worker.
-        }
-        // Its signal fired, but the listener (run one at a time when a signal is shared) has
-        // not reached it yet: an aborted task must never start.
-        if let Some(hook) = self.abort_hook.get() {
-            if hook.signal.aborted() {
-                let reason = hook.signal.reason();
-                self.slot.stage(Err(Error::Aborted { reason }));
-                return;
-            }
-        }
-        // The scheduler runs a job once; the `None` arm only keeps a broken invariant from
-        // turning into a hang.
-        let arg = lock(&self.arg).take();
-        let result = match (arg, exports.get(self.name())) {
-            (None, _) => Err(Error::Terminated),
+        let result = match (self.take_arg(), exports.get(self.name())) {
+            (None, _) => return, // Resolved on its way to the worker.
+            (Some(Err(error)), _) => Err(error),
             (_, None) => Err(Error::NoSuchFunction {
                 name: self.name().to_owned(),
             }),
-            (Some(arg), Some(export)) => {
+            (Some(Ok(arg)), Some(export)) => {
                 let mut arg = Some(arg);
                 let mut out: Option<R> = None;
                 export
@@ -418,9 +424,9 @@ where
         self.abortable
     }
 
-    fn encode_arg(&self, codec: Serialization) -> Result<Vec<u8>, Error> {
-        let arg = lock(&self.arg).take().ok_or(Error::Terminated)?;
-        codec.encode(&arg)
+    fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {
+        self.take_arg()
+            .map(|arg| arg.and_then(|arg| codec.encode(&arg)))
     }
 
     fn arg_type(&self) -> &'static str {

@@ -23,7 +23,7 @@ use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
-    PANICKING, PORT, RUN, STOP, VERSION, WORKER_ENV,
+    PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::wait::lock;
 use crate::worker::{self, Context, Data, TaskPort};
@@ -207,12 +207,14 @@ fn read_loop(
                 process::exit(2);
             }
         };
-        if frame.0 == PORT {
+        if frame.0 == PORT || frame.0 == PORT_CLOSED {
             let mut body = Body::new(&frame.1);
-            if let (Ok(task), Ok(message)) = (body.u64(), body.bytes()) {
-                let bridge = lock(&current).clone();
-                if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
-                    bridge.receive(message);
+            let Ok(task) = body.u64() else { continue };
+            let bridge = lock(&current).clone();
+            if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
+                match body.bytes() {
+                    Ok(message) if frame.0 == PORT => bridge.receive(message),
+                    _ => bridge.peer_closed(),
                 }
             }
             continue;
@@ -352,7 +354,10 @@ struct BridgeState {
     /// The task's typed port (a `Port<T>`), once asked for.
     port: Option<Box<dyn Any + Send>>,
     close: Option<Box<dyn Fn() + Send>>,
+    /// The task ended.
     closed: bool,
+    /// The caller's side closed.
+    peer_closed: bool,
 }
 
 /// The child's end of a task's channel. The message type is known only when the task asks
@@ -385,11 +390,15 @@ impl Bridge {
         }
         let (task_side, pool_side) = channel::<T>();
         let (task, codec, max, writer) = (self.task, self.codec, self.max, self.writer.clone());
-        pool_side.forward_to(Box::new(move |message: T| {
-            let message = codec.encode(&message)?;
-            let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-            write_frame(&mut *lock(&writer), &frame)
-        }))?;
+        // The pool learns that the task's side closed from the task's result.
+        pool_side.forward_to(
+            Box::new(move |message: T| {
+                let message = codec.encode(&message)?;
+                let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
+                write_frame(&mut *lock(&writer), &frame)
+            }),
+            Box::new(|| {}),
+        )?;
         let deliver_side = pool_side.clone();
         let deliver = move |bytes: &[u8]| {
             if let Ok(message) = codec.decode::<T>(bytes) {
@@ -399,7 +408,7 @@ impl Bridge {
         while let Some(bytes) = state.pending.pop_front() {
             deliver(&bytes);
         }
-        if state.closed {
+        if state.closed || state.peer_closed {
             pool_side.close();
         }
         state.deliver = Some(Box::new(deliver));
@@ -414,6 +423,15 @@ impl Bridge {
             _ if state.closed => {}
             Some(deliver) => deliver(bytes),
             None => state.pending.push_back(bytes.to_vec()),
+        }
+    }
+
+    /// The caller's side closed: the task drains what came, then gets `Disconnected`.
+    fn peer_closed(&self) {
+        let mut state = lock(&self.state);
+        state.peer_closed = true;
+        if let Some(close) = &state.close {
+            close();
         }
     }
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PORT, RUN,
-    STOP, VERSION, WORKER_ENV,
+    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
+    PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 use crate::task::Job;
@@ -171,7 +171,8 @@ struct ChildWorker {
     /// Shared with the bridges of task channels, which write from the sender's thread.
     writer: Arc<Mutex<UnixStream>>,
     next_task: u64,
-    /// The last message of the child's panic hook: what it said before dying.
+    /// What the child's panic hook said during the task (see [`note_panic`]): its last words
+    /// if it then dies.
     last_panic: Option<String>,
     /// How the child ended, once reaped.
     exited: Option<ExitStatus>,
@@ -355,7 +356,10 @@ impl ChildWorker {
         let codec = self.options.serialization;
         let task = self.next_task;
         self.next_task += 1;
-        let frame = job.encode_arg(codec).and_then(|arg| {
+        let Some(arg) = job.encode_arg(codec) else {
+            return Ok(Flow::Continue); // Resolved on its way here: nothing to send.
+        };
+        let frame = arg.and_then(|arg| {
             Frame::new(RUN)
                 .u64(task)
                 .str(job.name())
@@ -372,23 +376,30 @@ impl ChildWorker {
                 return Ok(Flow::Continue);
             }
         };
+        if write_frame(&mut *lock(&self.writer), &frame).is_err() {
+            return Err(self.died());
+        }
+        // Bridged only after RUN went out: the child must know the task before its messages.
         if let Some(port) = job.port() {
             let writer = self.writer.clone();
             let max = self.max();
+            let closer = writer.clone();
             let bridged = port.forward_encoded(
                 codec,
                 Box::new(move |message| {
                     let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
                     write_frame(&mut *lock(&writer), &frame)
                 }),
+                Box::new(move || {
+                    if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(max) {
+                        let _ = write_frame(&mut *lock(&closer), &frame);
+                    }
+                }),
             );
             if let Err(error) = bridged {
+                // The task runs on in the child; its result will be dropped.
                 job.fail(error);
-                return Ok(Flow::Continue);
             }
-        }
-        if write_frame(&mut *lock(&self.writer), &frame).is_err() {
-            return Err(self.died());
         }
         loop {
             let (kind, body) = self.next_frame()?;
@@ -420,7 +431,7 @@ impl ChildWorker {
                     Ok(None)
                 }
                 PANICKING => {
-                    self.last_panic = Some(body.str()?.to_owned());
+                    note_panic(&mut self.last_panic, body.str()?);
                     Ok(None)
                 }
                 other => Err(Error::Protocol {
@@ -467,7 +478,9 @@ impl Executor for ChildWorker {
                 self.exited = Some(status);
                 // Drain what the child said before dying (its panic message, say).
                 while let Ok(Some((PANICKING, body))) = self.read_before(Instant::now()) {
-                    self.last_panic = Body::new(&body).str().ok().map(str::to_owned);
+                    if let Ok(message) = Body::new(&body).str() {
+                        note_panic(&mut self.last_panic, message);
+                    }
                 }
                 let error = self.death_error(Some(status));
                 self.shared.report(error);
@@ -493,6 +506,22 @@ impl Executor for ChildWorker {
             }
         }
         self.kill_and_reap(grace);
+    }
+}
+
+/// Adds a message of the child's panic hook to what it said. A panic while panicking (a `Drop`
+/// that panics during unwinding) aborts the child after several messages: the first is the
+/// cause, the later ones (the second panic, then "panic in a destructor during cleanup") say
+/// why it aborted. So the first is kept, followed by a few more.
+fn note_panic(said: &mut Option<String>, message: &str) {
+    const THEN: &str = "; then: ";
+    match said {
+        None => *said = Some(message.to_owned()),
+        Some(said) if said.matches(THEN).count() < 3 => {
+            said.push_str(THEN);
+            said.push_str(message);
+        }
+        Some(_) => {}
     }
 }
 

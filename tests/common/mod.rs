@@ -79,7 +79,11 @@ impl Counter {
         let mut count = count.lock().unwrap();
         while *count < n {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "timed out waiting for {n} events, saw {}", *count);
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {n} events, saw {}",
+                *count
+            );
             count = changed.wait_timeout(count, left).unwrap().0;
         }
     }
@@ -101,5 +105,62 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// One test of a `harness = false` test binary.
+pub type TestFn = fn();
+
+/// The test runner of the child-process test binaries. They need their own `main`, which
+/// first lets a worker process serve (`tinypool::worker::serve_if_worker`), then runs the
+/// tests: one after another, each named, an optional substring filter from the command line,
+/// and libtest's summary line at the end.
+pub fn run_tests(tests: &[(&str, TestFn)]) {
+    run_cases(
+        tests
+            .iter()
+            .map(|&(name, test)| (name.to_owned(), Box::new(test) as Box<dyn Fn()>))
+            .collect(),
+    );
+}
+
+/// [`run_tests`] for tests made at run time (one body, several runtimes).
+pub fn run_cases(tests: Vec<(String, Box<dyn Fn()>)>) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let total = tests.len();
+    let selected: Vec<(String, Box<dyn Fn()>)> = tests
+        .into_iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+        println!(
+            "test {name} ... {}",
+            if outcome.is_ok() { "ok" } else { "FAILED" }
+        );
+        if outcome.is_err() {
+            failed.push(name.clone());
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        for name in &failed {
+            println!("    {name}");
+        }
+    }
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; {} filtered out\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        total - selected.len(),
+    );
+    if !failed.is_empty() {
+        std::process::exit(101);
     }
 }

@@ -1,0 +1,683 @@
+//! Aborting tasks with an `AbortController` (spec §2.10, §2.19 item 4, scenarios 84-93): in
+//! every state a task can be in, with and without a reason, and what happens to its worker.
+
+mod common;
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, Counter, Gate};
+use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Task};
+
+/// Turns a hang into a failure: no test here waits for anything close to this long.
+fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
+    task.wait_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
+}
+
+/// Worker threads of the pool named `prefix` that have not begun to exit.
+///
+/// A joined thread can still be listed in `/proc` for a moment: `join` returns once the
+/// kernel has released the thread's memory, slightly before it removes the task. Such a
+/// thread is already in `do_exit` (`PF_EXITING` is set), so it is not counted; a thread that
+/// was not joined is.
+fn live(prefix: &str) -> usize {
+    const PF_EXITING: u64 = 0x4;
+    let prefix = format!("{prefix}-");
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the `(comm)` field: state ppid pgrp session tty_nr tpgid flags ...
+            let flags: u64 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(6)?
+                .parse()
+                .ok()?;
+            Some(comm.starts_with(&prefix) && flags & PF_EXITING == 0)
+        })
+        .filter(|&counted| counted)
+        .count()
+}
+
+fn aborted(reason: Option<&str>) -> Error {
+    Error::Aborted {
+        reason: reason.map(str::to_owned),
+    }
+}
+
+fn with_signal(controller: &AbortController) -> RunOptions {
+    RunOptions::new().signal(controller.signal())
+}
+
+fn named_with_signal(name: &'static str, controller: &AbortController) -> RunOptions {
+    RunOptions::new().name(name).signal(controller.signal())
+}
+
+/// Blocks until the running task is aborted (or the pool destroyed), as a well-behaved long
+/// function does.
+fn until_aborted() {
+    while !worker::aborted() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+thread_local! {
+    static RUNS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Counts the tasks this worker thread ran.
+fn bump_runs() -> u32 {
+    RUNS.with(|runs| {
+        runs.set(runs.get() + 1);
+        runs.get()
+    })
+}
+
+/// Scenario 84: aborting a running task fails it at once, although the function (which
+/// ignores the abort here) is still blocked.
+#[test]
+fn abort_while_running_fails_the_task_at_once() {
+    let (started, release) = (Counter::new(), Gate::new());
+    let exports = {
+        let (started, release) = (started.clone(), release.clone());
+        Exports::new().default(move |()| {
+            started.bump();
+            release.wait();
+            1u32
+        })
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let task = pool.run_with::<u32, _>((), with_signal(&controller));
+    started.wait_for(1);
+    assert!(!task.is_finished());
+
+    controller.abort();
+    assert!(
+        task.is_finished(),
+        "an abort resolves the task synchronously"
+    );
+    let error = finish(task).unwrap_err();
+    assert_eq!(error, aborted(None));
+    assert_eq!(error.to_string(), "the task has been aborted");
+
+    release.open();
+    // The retired thread finishes once its function returns, and destroy joins it.
+    pool.destroy().wait().unwrap();
+}
+
+/// A running abort retires the worker at once (with `min_threads` 0 nothing replaces it), the
+/// function sees `worker::aborted()` and can return early, and the pool keeps serving on a
+/// new worker while the old thread is still finishing.
+#[test]
+fn running_abort_retires_the_worker_and_the_function_sees_aborted() {
+    const P: &str = "ab-ret";
+    let (started, saw_abort, release) = (Counter::new(), Counter::new(), Gate::new());
+    let exports = {
+        let (started, saw_abort, release) = (started.clone(), saw_abort.clone(), release.clone());
+        Exports::new()
+            .default(move |()| {
+                started.bump();
+                until_aborted();
+                saw_abort.bump();
+                release.wait();
+                1u32
+            })
+            .export("probe", |()| (worker::id(), worker::aborted()))
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(1)
+        .thread_name(P)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let task = pool.run_with::<u32, _>((), with_signal(&controller));
+    started.wait_for(1);
+    assert_eq!(pool.threads(), 1);
+
+    controller.abort_with("enough");
+    assert_eq!(pool.threads(), 0, "the aborted worker no longer counts");
+    assert!(pool.workers().is_empty());
+    assert_eq!(finish(task), Err(aborted(Some("enough"))));
+    saw_abort.wait_for(1);
+    // The old thread is still alive (its function waits at `release`), yet the pool, whose
+    // max_threads is 1, starts a new worker for the next task; its id is free again and it
+    // has not been aborted.
+    let probe = pool.run_with::<(Option<usize>, bool), _>((), RunOptions::new().name("probe"));
+    assert_eq!(finish(probe), Ok((Some(1), false)));
+    assert!(live(P) >= 1);
+
+    release.open();
+    pool.destroy().wait().unwrap();
+    assert_eq!(live(P), 0);
+    assert_eq!(started.get(), 1);
+}
+
+/// With `min_threads` 1 the retired worker is replaced at once, and the replacement runs
+/// tasks while the old thread is still stuck in the aborted function.
+#[test]
+fn running_abort_starts_a_replacement_up_to_min_threads() {
+    const P: &str = "ab-repl";
+    let (started, release) = (Counter::new(), Gate::new());
+    let exports = {
+        let (started, release) = (started.clone(), release.clone());
+        Exports::new()
+            .default(move |()| {
+                started.bump();
+                release.wait();
+                bump_runs()
+            })
+            .export("runs", |()| bump_runs())
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .thread_name(P)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let task = pool.run_with::<u32, _>((), with_signal(&controller));
+    started.wait_for(1);
+
+    controller.abort();
+    assert_eq!(pool.threads(), 1, "a replacement counts at once");
+    let workers = pool.workers();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].id, 1, "the retired worker's id is reused");
+    assert_eq!(workers[0].running, 0);
+    assert_eq!(finish(task), Err(aborted(None)));
+
+    // A fresh thread: its thread-local count starts over.
+    let next = pool.run_with::<u32, _>((), RunOptions::new().name("runs"));
+    assert_eq!(finish(next), Ok(1));
+    assert_eq!(
+        live(P),
+        2,
+        "the replacement and the old thread, still in the aborted function"
+    );
+
+    release.open();
+    eventually("the retired thread exits", || live(P) == 1);
+    assert_eq!(pool.threads(), 1);
+    pool.destroy().wait().unwrap();
+    assert_eq!(live(P), 0);
+}
+
+/// Scenario 86: aborting a queued task removes it from the queue; the running task is not
+/// disturbed and the aborted function never runs.
+#[test]
+fn abort_while_queued_removes_the_task_and_never_runs_it() {
+    let (release, called) = (Gate::new(), Counter::new());
+    let exports = {
+        let (release, called) = (release.clone(), called.clone());
+        Exports::new()
+            .default(move |x: u32| {
+                release.wait();
+                x + 1
+            })
+            .export("victim", move |()| called.bump())
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let first = pool.run::<u32, _>(1u32);
+    let controller = AbortController::new();
+    let second = pool.run_with::<(), _>((), named_with_signal("victim", &controller));
+    assert_eq!(pool.queue_size(), 1);
+
+    controller.abort();
+    assert!(second.is_finished());
+    assert_eq!(pool.queue_size(), 0);
+    assert_eq!(finish(second), Err(aborted(None)));
+    assert!(!first.is_finished());
+
+    release.open();
+    assert_eq!(finish(first), Ok(2));
+    // FIFO: had the aborted task stayed queued, it would have run before this one.
+    assert_eq!(finish(pool.run::<u32, _>(5u32)), Ok(6));
+    assert_eq!(called.get(), 0, "an aborted queued task never runs");
+    assert_eq!(pool.completed(), 2);
+    pool.destroy().wait().unwrap();
+}
+
+/// Scenario 87: with two tasks per worker, a plain task shares the busy worker, but an
+/// abortable one does not: it waits in the pool's queue.
+#[test]
+fn abortable_task_posted_second_does_not_share_a_busy_worker() {
+    let release = Gate::new();
+    let exports = {
+        let release = release.clone();
+        Exports::new()
+            .default(move |x: u32| {
+                release.wait();
+                x
+            })
+            .export("quick", |x: u32| x * 10)
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let blocking = pool.run::<u32, _>(1u32);
+    let shared = pool.run_with::<u32, _>(2u32, RunOptions::new().name("quick"));
+    assert_eq!(pool.queue_size(), 0, "a plain task shares the worker");
+    assert_eq!(pool.workers()[0].running, 2);
+
+    let controller = AbortController::new();
+    let abortable = pool.run_with::<u32, _>(3u32, named_with_signal("quick", &controller));
+    assert_eq!(
+        pool.queue_size(),
+        1,
+        "an abortable task never shares a worker"
+    );
+    assert_eq!(pool.workers()[0].running, 2);
+
+    release.open();
+    assert_eq!(finish(blocking), Ok(1));
+    assert_eq!(finish(shared), Ok(20));
+    assert_eq!(finish(abortable), Ok(30));
+    pool.destroy().wait().unwrap();
+}
+
+/// Scenario 88: a task posted after a running abortable one waits (even with room for two
+/// tasks per worker) and runs once the abortable one is aborted, on a worker started for it
+/// (`min_threads` 0).
+#[test]
+fn abortable_task_posted_first_does_not_share_and_the_next_runs_after_the_abort() {
+    let started = Counter::new();
+    let exports = {
+        let started = started.clone();
+        Exports::new()
+            .default(move |()| {
+                started.bump();
+                until_aborted();
+            })
+            .export("answer", |()| 42u32)
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let abortable = pool.run_with::<(), _>((), with_signal(&controller));
+    started.wait_for(1);
+    let next = pool.run_with::<u32, _>((), RunOptions::new().name("answer"));
+    assert_eq!(pool.queue_size(), 1);
+    assert_eq!(pool.workers()[0].running, 1);
+
+    controller.abort();
+    assert_eq!(finish(abortable), Err(aborted(None)));
+    assert_eq!(finish(next), Ok(42));
+    pool.destroy().wait().unwrap();
+}
+
+/// Scenario 89: an abortable task waits until its worker is empty, so it runs only after
+/// both tasks the worker had already taken.
+#[test]
+fn abortable_task_waits_for_an_empty_worker() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (gates, started) = ([Gate::new(), Gate::new()], Counter::new());
+    let exports = {
+        let (log, gates, started) = (log.clone(), gates.clone(), started.clone());
+        Exports::new().default(move |i: usize| {
+            log.lock().unwrap().push(format!("start {i}"));
+            started.bump();
+            if let Some(gate) = gates.get(i) {
+                gate.wait();
+            }
+            log.lock().unwrap().push(format!("end {i}"));
+            i
+        })
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let a = pool.run::<usize, _>(0usize);
+    let b = pool.run::<usize, _>(1usize);
+    let c = pool.run_with::<usize, _>(2usize, with_signal(&controller));
+    assert_eq!(pool.queue_size(), 1);
+    assert_eq!(pool.workers()[0].running, 2);
+
+    started.wait_for(1);
+    gates[0].open();
+    assert_eq!(finish(a), Ok(0));
+    started.wait_for(2);
+    // `b` runs; the worker has room for one more task, but not for the abortable one.
+    assert_eq!(pool.queue_size(), 1);
+    assert_eq!(pool.workers()[0].running, 1);
+    assert!(!c.is_finished());
+
+    gates[1].open();
+    assert_eq!(finish(b), Ok(1));
+    assert_eq!(finish(c), Ok(2));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
+    );
+    pool.destroy().wait().unwrap();
+}
+
+/// Scenario 90: destroying the pool fails a queued abortable task with `Terminated`, and a
+/// later abort does not change that.
+#[test]
+fn destroy_fails_a_queued_abortable_task_with_terminated() {
+    let (release, started) = (Gate::new(), Counter::new());
+    let exports = {
+        let (release, started) = (release.clone(), started.clone());
+        Exports::new().default(move |x: u32| {
+            started.bump();
+            release.wait();
+            x
+        })
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let running = pool.run::<u32, _>(1u32);
+    let queued = pool.run::<u32, _>(2u32);
+    let abortable = pool.run_with::<u32, _>(3u32, with_signal(&controller));
+    started.wait_for(1);
+    assert_eq!(pool.queue_size(), 2);
+
+    let destroy = pool.destroy();
+    controller.abort();
+    assert_eq!(finish(running), Err(Error::Terminated));
+    assert_eq!(finish(queued), Err(Error::Terminated));
+    assert_eq!(finish(abortable), Err(Error::Terminated));
+
+    release.open();
+    destroy.wait().unwrap();
+    assert_eq!(started.get(), 1);
+}
+
+/// Scenario 91: a task with a signal that already fired fails at once; nothing is queued, no
+/// worker starts, the function is never called, and its channel is never handed over.
+#[test]
+fn pre_aborted_signal_fails_at_once_and_queues_nothing() {
+    const P: &str = "ab-pre";
+    let called = Counter::new();
+    let exports = {
+        let called = called.clone();
+        Exports::new().default(move |()| called.bump())
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(1)
+        .thread_name(P)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    controller.abort();
+    let (main_port, worker_port) = tinypool::channel::<u32>();
+    let task = pool.run_with::<(), _>((), with_signal(&controller).channel(worker_port));
+    assert!(task.is_finished(), "a pre-aborted task fails synchronously");
+    assert_eq!(pool.queue_size(), 0);
+    assert_eq!(pool.threads(), 0, "no worker was started for it");
+    assert_eq!(live(P), 0);
+    assert_eq!(finish(task), Err(aborted(None)));
+    assert_eq!(main_port.recv(), Err(Error::Disconnected));
+    assert_eq!(main_port.send(1), Err(Error::Disconnected));
+
+    // The same on a busy pool with a queue: the task does not join it.
+    let (release, busy) = (Gate::new(), Counter::new());
+    let blocking = {
+        let (release, busy) = (release.clone(), busy.clone());
+        Exports::new().default(move |()| {
+            busy.bump();
+            release.wait();
+        })
+    };
+    let busy_pool = Pool::builder()
+        .exports(blocking)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    let running = busy_pool.run::<(), _>(());
+    let queued = busy_pool.run::<(), _>(());
+    busy.wait_for(1);
+    assert_eq!(busy_pool.queue_size(), 1);
+    let pre = busy_pool.run_with::<(), _>((), with_signal(&controller));
+    assert!(pre.is_finished());
+    assert_eq!(busy_pool.queue_size(), 1);
+    assert_eq!(finish(pre), Err(aborted(None)));
+    release.open();
+    assert_eq!(finish(running), Ok(()));
+    assert_eq!(finish(queued), Ok(()));
+    assert_eq!(busy.get(), 2);
+
+    pool.destroy().wait().unwrap();
+    busy_pool.destroy().wait().unwrap();
+    assert_eq!(called.get(), 0);
+}
+
+/// Scenario 93: the reason given to `abort_with` travels in `Error::Aborted`, whether the
+/// signal fired before the run, while the task was queued or while it ran.
+#[test]
+fn abort_reason_travels_in_the_error() {
+    let started = Counter::new();
+    let exports = {
+        let started = started.clone();
+        Exports::new().default(move |()| {
+            started.bump();
+            until_aborted();
+        })
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+
+    let pre = AbortController::new();
+    pre.abort_with("before");
+    assert_eq!(pre.signal().reason().as_deref(), Some("before"));
+    let task = pool.run_with::<(), _>((), with_signal(&pre));
+    let error = finish(task).unwrap_err();
+    assert_eq!(error, aborted(Some("before")));
+    assert_eq!(error.to_string(), "the task has been aborted: before");
+
+    let running = AbortController::new();
+    let queued = AbortController::new();
+    let first = pool.run_with::<(), _>((), with_signal(&running));
+    let second = pool.run_with::<(), _>((), with_signal(&queued));
+    started.wait_for(1);
+    assert_eq!(pool.queue_size(), 1);
+    queued.abort_with("while queued");
+    assert_eq!(finish(second), Err(aborted(Some("while queued"))));
+    running.abort_with("while running");
+    assert_eq!(finish(first), Err(aborted(Some("while running"))));
+
+    // Firing again changes nothing: the first reason stays.
+    running.abort_with("again");
+    assert_eq!(running.signal().reason().as_deref(), Some("while running"));
+    pool.destroy().wait().unwrap();
+}
+
+/// An abort after the task finished keeps its result and leaves its worker alone.
+#[test]
+fn abort_after_the_task_finished_keeps_the_result_and_the_worker() {
+    const P: &str = "ab-done";
+    let exports = Exports::new().default(|()| bump_runs());
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .thread_name(P)
+        .build()
+        .unwrap();
+
+    // Aborted after its result was read.
+    let controller = AbortController::new();
+    let task = pool.run_with::<u32, _>((), with_signal(&controller));
+    assert_eq!(finish(task), Ok(1));
+    controller.abort();
+
+    // Aborted after it finished but before its result was read: one worker runs tasks in
+    // order, so once the next task resolved, this one had resolved too.
+    let late = AbortController::new();
+    let task = pool.run_with::<u32, _>((), with_signal(&late));
+    assert_eq!(finish(pool.run::<u32, _>(())), Ok(3));
+    assert!(task.is_finished());
+    late.abort_with("too late");
+    assert_eq!(finish(task), Ok(2));
+
+    // Same worker thread: its thread-local count carries on.
+    assert_eq!(pool.threads(), 1);
+    assert_eq!(finish(pool.run::<u32, _>(())), Ok(4));
+    assert_eq!(live(P), 1);
+    pool.destroy().wait().unwrap();
+}
+
+/// An abortable task handed to a worker that has not started it yet (a fresh worker started
+/// for it) is aborted all the same: whether it had started or not, it fails with `Aborted`,
+/// and the pool keeps serving.
+#[test]
+fn abort_of_a_task_handed_to_a_starting_worker_fails_it() {
+    let exports = Exports::new()
+        .default(|()| until_aborted())
+        .export("answer", |()| 42u32);
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    for _ in 0..20 {
+        let controller = AbortController::new();
+        let task = pool.run_with::<(), _>((), with_signal(&controller));
+        controller.abort();
+        assert!(task.is_finished());
+        assert_eq!(finish(task), Err(aborted(None)));
+        let next = pool.run_with::<u32, _>((), RunOptions::new().name("answer"));
+        assert_eq!(finish(next), Ok(42));
+    }
+    pool.destroy().wait().unwrap();
+}
+
+/// §2.19 item 4: an aborted task is never run later, whichever queue it waited in, even with
+/// room for two tasks per worker.
+#[test]
+fn aborted_tasks_never_run_later() {
+    let (release, started, victims) = (Gate::new(), Counter::new(), Counter::new());
+    let exports = {
+        let (release, started, victims) = (release.clone(), started.clone(), victims.clone());
+        Exports::new()
+            .default(move |x: u32| {
+                started.bump();
+                release.wait();
+                x
+            })
+            .export("victim", move |()| victims.bump())
+            .export("plain", |x: u32| x)
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    let controller = AbortController::new();
+    let running = pool.run::<u32, _>(1u32);
+    let victims_tasks: Vec<Task<()>> = (0..3)
+        .map(|_| pool.run_with::<(), _>((), named_with_signal("victim", &controller)))
+        .collect();
+    let after = pool.run_with::<u32, _>(9u32, RunOptions::new().name("plain"));
+    started.wait_for(1);
+    assert_eq!(pool.queue_size(), 4);
+
+    controller.abort();
+    assert_eq!(pool.queue_size(), 1);
+    release.open();
+    assert_eq!(finish(running), Ok(1));
+    assert_eq!(finish(after), Ok(9));
+    for task in victims_tasks {
+        assert_eq!(finish(task), Err(aborted(None)));
+    }
+    assert_eq!(victims.get(), 0);
+    pool.destroy().wait().unwrap();
+    assert_eq!(victims.get(), 0);
+}
+
+/// One signal shared by many tasks, some running and some queued, aborts them all; a task
+/// with another signal is untouched and runs on a worker started for it.
+#[test]
+fn one_signal_aborts_every_task_that_shares_it() {
+    const P: &str = "ab-many";
+    let (started, after_abort) = (Counter::new(), Counter::new());
+    let exports = {
+        let (started, after_abort) = (started.clone(), after_abort.clone());
+        Exports::new()
+            .default(move |()| {
+                started.bump();
+                until_aborted();
+                after_abort.bump();
+            })
+            .export("other", |x: u32| x + 1)
+    };
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(0)
+        .max_threads(2)
+        .thread_name(P)
+        .build()
+        .unwrap();
+    let shared = AbortController::new();
+    let other = AbortController::new();
+    let tasks: Vec<Task<()>> = (0..5)
+        .map(|_| pool.run_with::<(), _>((), with_signal(&shared)))
+        .collect();
+    let survivor = pool.run_with::<u32, _>(1u32, named_with_signal("other", &other));
+    started.wait_for(2);
+    assert_eq!(pool.threads(), 2);
+    assert_eq!(pool.queue_size(), 4);
+
+    shared.abort_with("all of them");
+    for task in &tasks {
+        assert!(task.is_finished());
+    }
+    for task in tasks {
+        assert_eq!(finish(task), Err(aborted(Some("all of them"))));
+    }
+    assert_eq!(finish(survivor), Ok(2));
+    assert!(!other.signal().aborted());
+    after_abort.wait_for(2);
+
+    pool.destroy().wait().unwrap();
+    assert_eq!(live(P), 0);
+    assert_eq!(started.get(), 2, "the queued tasks never ran");
+}

@@ -1,0 +1,889 @@
+//! Faults of child-process workers: a crash, an `exit`, a kill from outside, an abort, a
+//! double panic, a resource limit, a start failure or an oversized message fails only its
+//! own task, and no worker process outlives its pool, or its killed parent.
+//!
+//! A `harness = false` binary: the pools here re-execute it as their workers, so `main` first
+//! lets a worker serve; some tests also re-execute it as a "parent" program (see [`ROLE`]).
+
+mod common;
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tinypool::{
+    worker, AbortController, Builder, Error, Exports, Pool, Port, ResourceLimits, RunOptions,
+    Runtime, Task,
+};
+
+use common::eventually;
+
+/// Set on this binary re-executed as a parent program: which one it plays (see [`play`]).
+const ROLE: &str = "PROCESS_FAULTS_ROLE";
+/// An argument that selects no test, in case a re-executed binary ever reached the runner.
+const NO_TESTS: &str = "__process_faults_no_test__";
+/// A bound that only a bug reaches: it turns a hang into a failure. Never a timing assertion.
+const BOUND: Duration = Duration::from_secs(30);
+const DOUBLE_PANIC: &str = "the first panic of the double panic";
+
+/// What the `fault` export does, after it sent its pid on the task's channel (if it has one).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Fault {
+    Segfault,
+    Exit(i32),
+    /// Returns the next message from the channel.
+    WaitForMessage,
+    /// An infinite loop (bounded far beyond any test, so that a bug cannot leave it behind).
+    Spin,
+    /// The same, deaf to SIGTERM.
+    SpinIgnoringSigterm,
+    /// A panic whose unwinding drops a value whose `Drop` panics: the process aborts.
+    DoublePanic,
+    /// Allocates (and does not touch) this many bytes.
+    Allocate(u64),
+}
+
+fn exports() -> Exports {
+    Exports::new()
+        .default(|x: i32| x)
+        .export("pid", |()| std::process::id())
+        .export("print", |()| {
+            println!("Worker message");
+            eprintln!("Worker error");
+        })
+        .export("fault", fault)
+        .export("leak", leak)
+        .export("len", |bytes: Vec<u8>| bytes.len())
+        .export("bytes", |n: usize| vec![7u8; n])
+}
+
+fn fault(fault: Fault) -> u32 {
+    let port = worker::port::<u32>().ok();
+    if let Some(port) = &port {
+        port.send(std::process::id()).expect("the test listens");
+    }
+    match fault {
+        Fault::Segfault => {
+            // SAFETY: plain signal calls. std's own SIGSEGV handler (stack-overflow detection)
+            // returns from a fault that is not on a guard page, so a raised signal would be
+            // swallowed: restore the default action first.
+            unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::raise(libc::SIGSEGV);
+            }
+            u32::MAX
+        }
+        Fault::Exit(code) => std::process::exit(code),
+        Fault::WaitForMessage => port.expect("a channel").recv().unwrap_or(u32::MAX),
+        Fault::Spin => spin(),
+        Fault::SpinIgnoringSigterm => {
+            // SAFETY: sets a signal disposition.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            spin()
+        }
+        Fault::DoublePanic => {
+            let _bomb = PanicsOnDrop;
+            panic!("{DOUBLE_PANIC}");
+        }
+        Fault::Allocate(bytes) => {
+            let memory = vec![0u8; bytes as usize];
+            black_box(&memory);
+            u32::MAX
+        }
+    }
+}
+
+/// Burns CPU "forever": two minutes, far beyond what any test waits.
+fn spin() -> u32 {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(120) {
+        std::hint::spin_loop();
+    }
+    u32::MAX
+}
+
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a second panic, while unwinding the first");
+    }
+}
+
+/// Leaks `mib` MiB of touched memory; returns the worker's pid and resident memory.
+fn leak(mib: usize) -> (u32, u64) {
+    let memory = vec![1u8; mib << 20];
+    black_box(Box::leak(memory.into_boxed_slice()));
+    (std::process::id(), resident_memory())
+}
+
+fn resident_memory() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+// ---- Helpers --------------------------------------------------------------------------------
+
+fn child_pool(min: usize, max: usize) -> Builder {
+    Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(min)
+        .max_threads(max)
+}
+
+/// The task's outcome; a task that never settles fails the test instead of hanging it.
+fn settle<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
+    task.wait_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("the task did not settle within {BOUND:?}"))
+}
+
+fn named(name: &'static str) -> RunOptions {
+    RunOptions::new().name(name)
+}
+
+/// The pid of the worker that runs this task.
+fn pid_of(pool: &Pool) -> u32 {
+    settle(pool.run_with::<u32, _>((), named("pid"))).expect("the pid task succeeds")
+}
+
+/// Starts `fault` with a channel (and `options`): the task, the test's side of the channel,
+/// and the pid of the worker running it, which the task sends first.
+fn start_fault(pool: &Pool, fault: Fault, options: RunOptions) -> (Task<u32>, Port<u32>, u32) {
+    let (ours, theirs) = tinypool::channel::<u32>();
+    let task = pool.run_with::<u32, _>(fault, options.name("fault").channel(theirs));
+    let pid = ours
+        .recv_timeout(BOUND)
+        .expect("the task sends its pid before anything else")
+        .expect("the task started within the bound");
+    (task, ours, pid)
+}
+
+fn signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2); the pid is a child that nobody has reaped yet.
+    let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Whether the process is gone for good: exited and reaped (a zombie still has its entry).
+fn gone(pid: u32) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The child processes of this process (of all its threads).
+fn children() -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = entry.expect("a task entry").path().join("children");
+        // A thread that ended meanwhile has no file any more.
+        let list = std::fs::read_to_string(path).unwrap_or_default();
+        pids.extend(
+            list.split_whitespace()
+                .map(|pid| pid.parse::<u32>().unwrap()),
+        );
+    }
+    pids.sort_unstable();
+    pids
+}
+
+fn destroy(pool: Pool) {
+    pool.destroy().wait().expect("the pool stops in time");
+}
+
+/// This test binary, re-executed as a parent program playing `role`.
+fn parent_program(role: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("this executable"));
+    command.env(ROLE, role).arg(NO_TESTS).stdin(Stdio::null());
+    command
+}
+
+/// `Command::output`, bounded: a process still running after [`BOUND`] is killed and fails
+/// the test.
+fn output_within(mut command: Command, what: &str) -> Output {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("spawning the process");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(BOUND) {
+        Ok(output) => output,
+        Err(_) => {
+            // Not reaped yet (the waiter still waits), so the pid is still this child's.
+            signal(pid, libc::SIGKILL);
+            let _ = finished.recv();
+            let _ = waiter.join();
+            panic!("{what} did not finish within {BOUND:?}");
+        }
+    };
+    waiter.join().expect("the waiter thread");
+    output.expect("waiting for the process")
+}
+
+// ---- The programs this binary plays when re-executed ------------------------------------------
+
+fn play(role: &str) -> ! {
+    match role {
+        // Runs a task that prints on stdout and stderr, then stops cleanly.
+        "print" => {
+            let pool = child_pool(1, 1).build().expect("a pool");
+            settle(pool.run_with::<(), _>((), named("print"))).expect("the print task");
+            destroy(pool);
+            std::process::exit(0);
+        }
+        // Starts two workers, prints their pids, and waits to be killed.
+        "hold-workers" => {
+            let pool = child_pool(2, 2).build().expect("a pool");
+            // Two tasks submitted together go to the two idle workers, one each.
+            let tasks = [
+                pool.run_with::<u32, _>((), named("pid")),
+                pool.run_with::<u32, _>((), named("pid")),
+            ];
+            let mut ran: Vec<u32> = tasks.map(|task| settle(task).expect("a pid")).into();
+            let mut pids: Vec<u32> = pool
+                .workers()
+                .iter()
+                .map(|info| info.pid.expect("a started worker has a pid"))
+                .collect();
+            ran.sort_unstable();
+            pids.sort_unstable();
+            assert_eq!(ran, pids, "the tasks ran on the pool's two workers");
+            let line: Vec<String> = pids.iter().map(u32::to_string).collect();
+            println!("{}", line.join(" "));
+            loop {
+                thread::park();
+            }
+        }
+        other => {
+            eprintln!("unknown {ROLE}: {other}");
+            std::process::exit(100);
+        }
+    }
+}
+
+// ---- 1. Output ----------------------------------------------------------------------------------
+
+fn a_childs_stdout_and_stderr_reach_the_parents() {
+    let output = output_within(parent_program("print"), "the parent program");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the parent program failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.lines().any(|line| line == "Worker message"),
+        "stdout: {stdout:?}"
+    );
+    assert!(
+        stderr.lines().any(|line| line == "Worker error"),
+        "stderr: {stderr:?}"
+    );
+    assert!(!stdout.contains("Worker error"), "stdout: {stdout:?}");
+    assert!(!stderr.contains("Worker message"), "stderr: {stderr:?}");
+}
+
+// ---- 2. A dying worker fails only its task ------------------------------------------------------
+
+/// Runs `fault` on one of two workers while the other holds a task, which must not notice;
+/// returns the fault's error after checking that the next task runs on a new worker and that
+/// the dead child was reaped.
+fn fails_only_its_task(fault: Fault, kill_it: Option<libc::c_int>) -> Error {
+    let pool = child_pool(2, 2).build().expect("a pool");
+    let (bystander, bystander_port, bystander_pid) =
+        start_fault(&pool, Fault::WaitForMessage, RunOptions::new());
+    let (task, _port, pid) = start_fault(&pool, fault, RunOptions::new());
+    assert_ne!(pid, bystander_pid, "the two tasks run on different workers");
+    if let Some(sig) = kill_it {
+        let listed = pool.workers().iter().any(|info| info.pid == Some(pid));
+        assert!(listed, "pool.workers() lists the busy worker's pid {pid}");
+        signal(pid, sig);
+    }
+    let error = settle(task).expect_err("the task fails");
+    assert!(gone(pid), "the dead child {pid} was reaped");
+
+    // The other worker and its task did not notice.
+    bystander_port.send(7).expect("the bystander still runs");
+    assert_eq!(settle(bystander), Ok(7));
+    // The dead worker was replaced: the next two tasks run on two live workers, neither the
+    // dead one.
+    let (first, first_port, first_pid) =
+        start_fault(&pool, Fault::WaitForMessage, RunOptions::new());
+    let second_pid = pid_of(&pool);
+    assert_ne!(first_pid, pid, "a new worker");
+    assert_ne!(second_pid, pid, "a new worker");
+    first_port.send(1).unwrap();
+    assert_eq!(settle(first), Ok(1));
+    assert_eq!(pool.threads(), 2);
+    destroy(pool);
+    error
+}
+
+fn a_segfault_fails_only_its_task() {
+    let error = fails_only_its_task(Fault::Segfault, None);
+    assert_eq!(
+        error,
+        Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGSEGV),
+            message: None
+        }
+    );
+}
+
+fn an_exit_fails_only_its_task() {
+    let error = fails_only_its_task(Fault::Exit(3), None);
+    assert_eq!(
+        error,
+        Error::WorkerExited {
+            code: Some(3),
+            signal: None,
+            message: None
+        }
+    );
+}
+
+fn a_worker_killed_from_outside_fails_only_its_task() {
+    let error = fails_only_its_task(Fault::WaitForMessage, Some(libc::SIGKILL));
+    assert_eq!(
+        error,
+        Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGKILL),
+            message: None
+        }
+    );
+}
+
+fn an_aborted_infinite_loop_fails_only_its_task() {
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let controller = AbortController::new();
+    let (task, _port, pid) = start_fault(
+        &pool,
+        Fault::Spin,
+        RunOptions::new().signal(controller.signal()),
+    );
+    controller.abort();
+    assert_eq!(settle(task), Err(Error::Aborted { reason: None }));
+    // The spinning child is killed and reaped; it has no event of its own to wait on.
+    eventually("the aborted child is gone", || gone(pid));
+    let next = pid_of(&pool);
+    assert_ne!(next, pid, "the next task runs on a new worker");
+    destroy(pool);
+}
+
+// ---- 3. Double panic ----------------------------------------------------------------------------
+
+fn a_double_panic_aborts_the_child_with_the_panic_message() {
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let (task, _port, pid) = start_fault(&pool, Fault::DoublePanic, RunOptions::new());
+    match settle(task) {
+        Err(Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGABRT),
+            message: Some(message),
+        }) => assert!(
+            message.starts_with(DOUBLE_PANIC),
+            "the error carries the panic message first, got {message:?}"
+        ),
+        other => panic!("expected WorkerExited on SIGABRT with a message, got {other:?}"),
+    }
+    assert!(gone(pid));
+    assert_ne!(pid_of(&pool), pid, "the next task runs on a new worker");
+    destroy(pool);
+}
+
+// ---- 4. Death while idle ------------------------------------------------------------------------
+
+fn a_worker_that_dies_while_idle_is_reported_and_replaced() {
+    let (report, reports) = mpsc::channel();
+    let pool = child_pool(1, 1)
+        .on_error(move |error| {
+            let _ = report.send(error);
+        })
+        .build()
+        .expect("a pool");
+    let pid = pid_of(&pool);
+    assert_eq!(pool.workers()[0].pid, Some(pid));
+    signal(pid, libc::SIGKILL);
+    let error = reports
+        .recv_timeout(BOUND)
+        .expect("on_error hears of the idle worker's death");
+    assert_eq!(
+        error,
+        Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGKILL),
+            message: None
+        }
+    );
+    // The replacement has no event of its own: it starts on its own thread.
+    eventually("a new worker replaces the dead one", || {
+        let workers = pool.workers();
+        workers.len() == 1 && workers[0].pid.is_some_and(|new| new != pid)
+    });
+    assert_eq!(pool.threads(), 1);
+    assert!(gone(pid), "the dead child was reaped");
+    let new = pool.workers()[0].pid;
+    assert_eq!(Some(pid_of(&pool)), new, "the replacement serves");
+    destroy(pool);
+    assert!(reports.try_recv().is_err(), "nothing else was reported");
+}
+
+// ---- 5. Recycling on memory -----------------------------------------------------------------
+
+fn a_worker_over_the_recycle_limit_is_replaced_after_its_task() {
+    const LEAK_MIB: usize = 8;
+    const LIMIT: u64 = 48 << 20;
+    let pool = child_pool(1, 1)
+        .max_memory_limit_before_recycle(LIMIT)
+        .build()
+        .expect("a pool");
+    let leak_once = || -> (u32, u64) {
+        settle(pool.run_with::<(u32, u64), _>(LEAK_MIB, named("leak"))).expect("a leak")
+    };
+    let (first_pid, first_rss) = leak_once();
+    assert!(
+        first_rss + (1 << 20) < LIMIT,
+        "the test needs a worker well under the limit after one leak: {first_rss} bytes"
+    );
+    let (second_pid, mut rss) = leak_once();
+    assert_eq!(second_pid, first_pid, "not recycled after the first task");
+    let mut pid = second_pid;
+    let mut tasks = 2;
+    loop {
+        let (next_pid, next_rss) = leak_once();
+        tasks += 1;
+        if next_pid != pid {
+            assert!(
+                rss + (1 << 20) > LIMIT,
+                "recycled after a task that left {rss} bytes resident, under the limit"
+            );
+            break;
+        }
+        rss = next_rss;
+        pid = next_pid;
+        assert!(
+            tasks < 2 + 2 * (LIMIT as usize >> 20) / LEAK_MIB,
+            "never recycled, at {rss} bytes resident"
+        );
+    }
+    destroy(pool);
+}
+
+// ---- 6. Resource limits -------------------------------------------------------------------------
+
+fn the_memory_limit_fails_the_task_with_resource_limit() {
+    const CAP: u64 = 512 << 20;
+    let pool = child_pool(1, 1)
+        .resource_limits(ResourceLimits::new().max_memory(CAP))
+        .build()
+        .expect("a pool");
+    let (task, _port, pid) = start_fault(&pool, Fault::Allocate(4 * CAP), RunOptions::new());
+    assert_eq!(
+        settle(task),
+        Err(Error::ResourceLimit {
+            limit: "memory".to_owned()
+        })
+    );
+    assert!(gone(pid));
+    // Under the cap, the next worker serves.
+    assert_ne!(pid_of(&pool), pid);
+    let (task, _port, _) = start_fault(&pool, Fault::Allocate(1 << 20), RunOptions::new());
+    assert_eq!(settle(task), Ok(u32::MAX));
+    destroy(pool);
+}
+
+fn the_cpu_time_limit_fails_the_task_with_resource_limit() {
+    let pool = child_pool(1, 1)
+        .resource_limits(ResourceLimits::new().max_cpu_time(Duration::from_secs(1)))
+        .build()
+        .expect("a pool");
+    let (task, _port, pid) = start_fault(&pool, Fault::Spin, RunOptions::new());
+    assert_eq!(
+        settle(task),
+        Err(Error::ResourceLimit {
+            limit: "cpu time".to_owned()
+        })
+    );
+    assert!(gone(pid));
+    assert_ne!(pid_of(&pool), pid, "the next task runs on a new worker");
+    destroy(pool);
+}
+
+// ---- 7. A killed parent ---------------------------------------------------------------------
+
+fn set_child_subreaper(on: bool) {
+    // SAFETY: prctl on this process.
+    let set = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, libc::c_ulong::from(on)) };
+    assert_eq!(set, 0, "PR_SET_CHILD_SUBREAPER");
+}
+
+fn a_killed_parent_leaves_no_worker_process() {
+    // Orphans of the parent become this process's children, so it can watch them exit.
+    set_child_subreaper(true);
+    let mut parent = parent_program("hold-workers")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning the parent program");
+    let stdout = parent.stdout.take().expect("its stdout");
+    let (said, line) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = said.send(line);
+    });
+    let line = line.recv_timeout(BOUND);
+    // Killed with SIGKILL: no destructor, no teardown runs in the parent.
+    parent.kill().expect("killing the parent");
+    let status = parent.wait().expect("reaping the parent");
+    let _ = reader.join();
+    let line = line.expect("the parent prints its workers' pids");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    let pids: Vec<libc::pid_t> = line
+        .split_whitespace()
+        .map(|pid| pid.parse().expect("a pid"))
+        .collect();
+    assert_eq!(pids.len(), 2, "two workers: {line:?}");
+
+    // The workers must exit on their own; reap them as they do.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut alive = pids.clone();
+    let mut problems = Vec::new();
+    while !alive.is_empty() && Instant::now() < deadline {
+        alive.retain(|&pid| {
+            let mut status = 0;
+            // SAFETY: waitpid on a pid that is this process's child once orphaned.
+            match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+                0 => true,
+                -1 => {
+                    problems.push(format!(
+                        "waitpid({pid}): {}",
+                        std::io::Error::last_os_error()
+                    ));
+                    false
+                }
+                _ => false,
+            }
+        });
+        if !alive.is_empty() {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    for &pid in &alive {
+        // SAFETY: kill and reap our own orphaned children, so that nothing is left behind.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    set_child_subreaper(false);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(
+        alive.is_empty(),
+        "workers {alive:?} outlived their killed parent"
+    );
+}
+
+// ---- 8. destroy reaps -------------------------------------------------------------------------
+
+fn destroy_leaves_no_child_process_and_no_zombie() {
+    let before = children();
+    let pool = child_pool(2, 2).build().expect("a pool");
+    let tasks = [
+        pool.run_with::<u32, _>((), named("pid")),
+        pool.run_with::<u32, _>((), named("pid")),
+    ];
+    let pids = tasks.map(|task| settle(task).expect("a pid"));
+    assert_ne!(pids[0], pids[1], "two workers");
+    for pid in pids {
+        assert!(
+            children().contains(&pid),
+            "{pid} is a child of this process"
+        );
+    }
+    destroy(pool);
+    for pid in pids {
+        assert!(gone(pid), "worker {pid} is gone, not even a zombie");
+    }
+    assert_eq!(children(), before, "no child process is left");
+}
+
+// ---- 9. Start failures --------------------------------------------------------------------
+
+/// A pool whose workers cannot start: each task fails with `WorkerStartFailed`, and the pool
+/// does not keep spawning.
+fn start_fails(builder: Builder, expected: &[&str]) {
+    let before = children();
+    let pool = builder
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .expect("a pool");
+    for _ in 0..2 {
+        match settle(pool.run::<i32, _>(5i32)) {
+            Err(Error::WorkerStartFailed { message }) => {
+                for part in expected {
+                    assert!(message.contains(part), "{message:?} names {part:?}");
+                }
+            }
+            other => panic!("expected WorkerStartFailed, got {other:?}"),
+        }
+        assert_eq!(pool.threads(), 0, "no worker is left trying");
+        assert_eq!(children(), before, "no child process is left");
+    }
+    destroy(pool);
+}
+
+fn a_worker_that_exits_before_the_handshake_fails_to_start() {
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .filename("/bin/true"),
+        &["/bin/true"],
+    );
+}
+
+fn a_worker_that_never_answers_fails_at_the_startup_timeout() {
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .filename("/bin/sleep")
+            .argv(["30"])
+            .startup_timeout(Duration::from_millis(200)),
+        &["/bin/sleep", "startup_timeout"],
+    );
+}
+
+fn a_worker_that_cannot_be_spawned_fails_to_start() {
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .filename("/nonexistent/tinypool-worker"),
+        &["/nonexistent/tinypool-worker", "spawning"],
+    );
+    // Too little address space to load the program at all.
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .resource_limits(ResourceLimits::new().max_memory(1 << 20)),
+        &["process_faults"],
+    );
+}
+
+// ---- 10. A worker started by hand -------------------------------------------------------------
+
+/// Runs in the child between fork and exec.
+type PrepareFd3 = fn() -> std::io::Result<()>;
+
+/// This binary with the worker marker but no pool on the other end; `fd3` prepares fd 3.
+fn started_by_hand(marker: &str, fd3: Option<PrepareFd3>) -> Output {
+    let mut command = Command::new(std::env::current_exe().expect("this executable"));
+    command.env("TINYPOOL_WORKER_FD", marker).arg(NO_TESTS);
+    if let Some(fd3) = fd3 {
+        // SAFETY: each preparation only calls open, dup2 or close: async-signal-safe.
+        unsafe { command.pre_exec(fd3) };
+    }
+    output_within(command, "a worker started by hand")
+}
+
+fn a_worker_started_by_hand_exits_with_code_2() {
+    fn dev_null_on_fd_3() -> std::io::Result<()> {
+        // SAFETY: between fork and exec: open and dup2 only.
+        unsafe {
+            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if fd < 0 || (fd != 3 && libc::dup2(fd, 3) != 3) {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+    fn nothing_on_fd_3() -> std::io::Result<()> {
+        // SAFETY: between fork and exec: close only (EBADF is fine).
+        unsafe { libc::close(3) };
+        Ok(())
+    }
+    let cases: [(&str, Option<PrepareFd3>, &str); 3] = [
+        ("3", Some(dev_null_on_fd_3), "fd 3 is not its channel"),
+        ("3", Some(nothing_on_fd_3), "fd 3 is not its channel"),
+        ("not-a-number", None, "is not a file descriptor"),
+    ];
+    for (marker, fd3, says) in cases {
+        let output = started_by_hand(marker, fd3);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+        assert!(
+            stderr.contains("tinypool worker") && stderr.contains(says),
+            "a clear message on stderr, got {stderr:?}"
+        );
+        assert!(output.stdout.is_empty(), "it ran nothing else");
+    }
+}
+
+// ---- 11. Message size ---------------------------------------------------------------------
+
+fn an_oversized_message_fails_only_its_task() {
+    let pool = child_pool(1, 1)
+        .max_message_size(1024)
+        .build()
+        .expect("a pool");
+    let pid = pid_of(&pool);
+    // An argument too big to send.
+    match settle(pool.run_with::<usize, _>(vec![0u8; 4096], named("len"))) {
+        Err(Error::Protocol { message }) => {
+            assert!(message.contains("max_message_size"), "{message:?}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(
+        settle(pool.run_with::<usize, _>(vec![0u8; 512], named("len"))),
+        Ok(512)
+    );
+    // A result too big to send back.
+    match settle(pool.run_with::<Vec<u8>, _>(4096usize, named("bytes"))) {
+        Err(Error::Protocol { message }) => {
+            assert!(message.contains("max_message_size"), "{message:?}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(
+        settle(pool.run_with::<Vec<u8>, _>(16usize, named("bytes"))),
+        Ok(vec![7u8; 16])
+    );
+    assert_eq!(pid_of(&pool), pid, "the same worker kept serving");
+    destroy(pool);
+}
+
+// ---- 12. destroy during an infinite loop -------------------------------------------------------
+
+fn destroy_kills_a_child_stuck_in_an_infinite_loop() {
+    let pool = child_pool(1, 1)
+        .terminate_timeout(Duration::from_secs(5))
+        .build()
+        .expect("a pool");
+    let (task, _port, pid) = start_fault(&pool, Fault::Spin, RunOptions::new());
+    let destroyed = pool.destroy();
+    assert_eq!(settle(task), Err(Error::Terminated));
+    destroyed
+        .wait()
+        .expect("SIGTERM stops the child before the timeout");
+    assert!(gone(pid), "the child was killed and reaped");
+}
+
+fn destroy_kills_a_child_deaf_to_sigterm() {
+    let pool = child_pool(1, 1)
+        .terminate_timeout(Duration::from_millis(200))
+        .build()
+        .expect("a pool");
+    let (task, _port, pid) = start_fault(&pool, Fault::SpinIgnoringSigterm, RunOptions::new());
+    let destroyed = pool.destroy();
+    assert_eq!(settle(task), Err(Error::Terminated));
+    // SIGKILL follows terminate_timeout; on a loaded machine the reaping may come after
+    // destroy's own deadline, which it then reports.
+    match destroyed.wait() {
+        Ok(()) | Err(Error::TerminateTimeout { .. }) => {}
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+    eventually("the deaf child is killed and reaped", || gone(pid));
+}
+
+fn main() {
+    worker::serve_if_worker(exports());
+    // Crashing workers must not leave core files behind (children inherit this).
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit on this process.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
+    if let Some(role) = std::env::var_os(ROLE) {
+        play(&role.to_string_lossy());
+    }
+    common::run_tests(&[
+        (
+            "a_childs_stdout_and_stderr_reach_the_parents",
+            a_childs_stdout_and_stderr_reach_the_parents,
+        ),
+        (
+            "a_segfault_fails_only_its_task",
+            a_segfault_fails_only_its_task,
+        ),
+        ("an_exit_fails_only_its_task", an_exit_fails_only_its_task),
+        (
+            "a_worker_killed_from_outside_fails_only_its_task",
+            a_worker_killed_from_outside_fails_only_its_task,
+        ),
+        (
+            "an_aborted_infinite_loop_fails_only_its_task",
+            an_aborted_infinite_loop_fails_only_its_task,
+        ),
+        (
+            "a_double_panic_aborts_the_child_with_the_panic_message",
+            a_double_panic_aborts_the_child_with_the_panic_message,
+        ),
+        (
+            "a_worker_that_dies_while_idle_is_reported_and_replaced",
+            a_worker_that_dies_while_idle_is_reported_and_replaced,
+        ),
+        (
+            "a_worker_over_the_recycle_limit_is_replaced_after_its_task",
+            a_worker_over_the_recycle_limit_is_replaced_after_its_task,
+        ),
+        (
+            "the_memory_limit_fails_the_task_with_resource_limit",
+            the_memory_limit_fails_the_task_with_resource_limit,
+        ),
+        (
+            "the_cpu_time_limit_fails_the_task_with_resource_limit",
+            the_cpu_time_limit_fails_the_task_with_resource_limit,
+        ),
+        (
+            "a_killed_parent_leaves_no_worker_process",
+            a_killed_parent_leaves_no_worker_process,
+        ),
+        (
+            "destroy_leaves_no_child_process_and_no_zombie",
+            destroy_leaves_no_child_process_and_no_zombie,
+        ),
+        (
+            "a_worker_that_exits_before_the_handshake_fails_to_start",
+            a_worker_that_exits_before_the_handshake_fails_to_start,
+        ),
+        (
+            "a_worker_that_never_answers_fails_at_the_startup_timeout",
+            a_worker_that_never_answers_fails_at_the_startup_timeout,
+        ),
+        (
+            "a_worker_that_cannot_be_spawned_fails_to_start",
+            a_worker_that_cannot_be_spawned_fails_to_start,
+        ),
+        (
+            "a_worker_started_by_hand_exits_with_code_2",
+            a_worker_started_by_hand_exits_with_code_2,
+        ),
+        (
+            "an_oversized_message_fails_only_its_task",
+            an_oversized_message_fails_only_its_task,
+        ),
+        (
+            "destroy_kills_a_child_stuck_in_an_infinite_loop",
+            destroy_kills_a_child_stuck_in_an_infinite_loop,
+        ),
+        (
+            "destroy_kills_a_child_deaf_to_sigterm",
+            destroy_kills_a_child_deaf_to_sigterm,
+        ),
+    ]);
+}
