@@ -220,14 +220,18 @@ impl Shared {
             Some(limit) if state.queue.len() >= limit => Some(Error::QueueFull),
             _ => None,
         };
-        if rejected.is_none() {
-            state.queue.push_back(job.clone());
-        }
+        let rejected = match rejected {
+            None => {
+                state.queue.push_back(job);
+                None
+            }
+            Some(error) => Some((job, error)),
+        };
         drop(state);
         if let Some(start) = start {
             self.start(start);
         }
-        if let Some(error) = rejected {
+        if let Some((job, error)) = rejected {
             job.fail(error);
         }
     }
@@ -443,14 +447,16 @@ impl Shared {
     /// The worker thread's loop: take a task, let the executor run it, publish it, repeat;
     /// leave when retired, recycled, isolated, told to by the executor, or idle for
     /// `idle_timeout` above `min_threads`.
+    ///
+    /// A finished task is published only once the worker's bookkeeping is done and the lock
+    /// released again (`done` holds it meanwhile): a caller woken by its result finds the
+    /// worker free (a `max_queue(0)` pool takes its next task, `workers()` shows it idle), or,
+    /// when the worker leaves, its replacement already counted. It costs no extra lock.
     pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, executor: &mut dyn Executor) {
         let options = &self.options;
         me.bell.bind_current_thread();
-        let mut state = self.lock();
-        // The task just run, published as soon as the lock is next released: once its caller
-        // wakes, this worker no longer counts it (a pool with `max_queue` 0 takes the next
-        // task, `workers()` shows the worker free), at no extra lock per task.
         let mut done: Option<JobRef> = None;
+        let mut state = self.lock();
         // The loop ends when the worker is retired: aborted, recycled while idle, or the pool
         // was destroyed.
         while let Some(index) = state.position(me.serial) {
@@ -458,47 +464,33 @@ impl Shared {
             let worker = &mut state.workers[index];
             if let Some(job) = worker.inbox.pop_front() {
                 worker.current = Some(job.clone());
-                drop(state);
-                if let Some(done) = done.take() {
-                    done.publish();
-                }
+                release(state, &mut done);
                 let flow = executor.execute(&job);
                 if let Some(port) = job.port() {
                     port.close();
                 }
                 self.completed.fetch_add(1, Ordering::Relaxed);
-                let leaving = options.isolate_workers || flow == Flow::Leave;
+                done = Some(job);
                 state = self.lock();
                 let Some(index) = state.position(me.serial) else {
-                    // Retired while running (aborted, destroyed): the task already failed.
-                    job.publish();
-                    break;
+                    break; // Retired while running (aborted, destroyed): it already failed.
                 };
                 let worker = &mut state.workers[index];
                 worker.current = None;
                 worker.exclusive = worker.inbox.front().is_some_and(|job| job.abortable());
-                if leaving || (worker.recycle && worker.inbox.is_empty()) {
-                    // Publish only after the replacement counts, so a caller woken by the
-                    // result sees the pool at full strength.
+                let recycled = worker.recycle && worker.inbox.is_empty();
+                if options.isolate_workers || flow == Flow::Leave || recycled {
                     self.leave(state, index);
-                    job.publish();
-                    return;
+                    return publish(done);
                 }
-                done = Some(job);
                 continue;
             }
             if worker.recycle {
                 self.leave(state, index);
-                if let Some(done) = done.take() {
-                    done.publish();
-                }
-                return;
+                return publish(done);
             }
             let may_idle_out = state.workers.len() > options.min_threads;
-            drop(state);
-            if let Some(done) = done.take() {
-                done.publish();
-            }
+            release(state, &mut done);
             let now = Instant::now();
             let idle_deadline = may_idle_out.then(|| now + options.idle_timeout);
             let check_deadline = executor.check_interval().map(|interval| now + interval);
@@ -509,16 +501,12 @@ impl Shared {
             let rung = me.bell.wait(deadline);
             if !rung && idle_deadline.is_none_or(|idle| Instant::now() < idle) {
                 // Woken to check the worker's health, not to leave for idleness.
-                if executor.check() == Flow::Leave {
-                    state = self.lock();
-                    match state.position(me.serial) {
-                        Some(index) => self.leave(state, index),
-                        None => drop(state),
-                    }
-                    return;
-                }
+                let healthy = executor.check() == Flow::Continue;
                 state = self.lock();
-                continue;
+                match state.position(me.serial) {
+                    Some(index) if !healthy => return self.leave(state, index),
+                    _ => continue,
+                }
             }
             state = self.lock();
             if !rung && state.workers.len() > options.min_threads && state.queue.is_empty() {
@@ -530,10 +518,7 @@ impl Shared {
                 }
             }
         }
-        drop(state);
-        if let Some(done) = done {
-            done.publish();
-        }
+        release(state, &mut done);
     }
 
     /// Retires the worker at `index` and starts its replacements.
@@ -755,6 +740,18 @@ impl Shared {
 
     pub(crate) fn is_destroyed(&self) -> bool {
         self.lock().destroyed
+    }
+}
+
+/// Releases the state lock, then publishes the task the worker just finished.
+fn release(state: MutexGuard<'_, State>, done: &mut Option<JobRef>) {
+    drop(state);
+    publish(done.take());
+}
+
+fn publish(done: Option<JobRef>) {
+    if let Some(job) = done {
+        job.publish();
     }
 }
 

@@ -72,6 +72,12 @@ pub(crate) struct Doorbell {
     thread: std::sync::OnceLock<Thread>,
 }
 
+impl Default for Doorbell {
+    fn default() -> Self {
+        Doorbell::new()
+    }
+}
+
 impl Doorbell {
     pub(crate) fn new() -> Self {
         Doorbell {

@@ -12,7 +12,6 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -25,7 +24,8 @@ use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
     PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::wait::lock;
+use crate::wait::{lock, Doorbell};
+
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
 
@@ -104,22 +104,23 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     }));
     install_panic_hook(writer.clone(), settings.max);
 
-    let (commands, inbox) = mpsc::channel();
+    let mailbox = Arc::new(Mailbox::default());
     let current: Arc<Mutex<Option<Arc<Bridge>>>> = Arc::default();
     {
-        let (writer, current, codec, max) = (
-            writer.clone(),
-            current.clone(),
-            settings.codec,
-            settings.max,
-        );
+        let (writer, current, mailbox) = (writer.clone(), current.clone(), mailbox.clone());
+        let (codec, max) = (settings.codec, settings.max);
         std::thread::Builder::new()
             .name("tinypool-reader".to_owned())
-            .spawn(move || read_loop(reader, writer, current, commands, codec, max))
+            .spawn(move || read_loop(reader, writer, current, mailbox, codec, max))
             .map_err(|e| e.to_string())?;
     }
 
-    for command in inbox {
+    mailbox.bell.bind_current_thread();
+    loop {
+        let Some(command) = lock(&mailbox.commands).pop_front() else {
+            mailbox.bell.wait(None);
+            continue;
+        };
         match command {
             Command::Run(run) => {
                 let Run {
@@ -189,11 +190,26 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     ))
 }
 
+/// Hands commands from the reader thread to the main thread: a queue and a doorbell, so the
+/// main thread spins briefly before it parks, as a pool's workers do.
+#[derive(Default)]
+struct Mailbox {
+    commands: Mutex<VecDeque<Command>>,
+    bell: Doorbell,
+}
+
+impl Mailbox {
+    fn post(&self, command: Command) {
+        lock(&self.commands).push_back(command);
+        self.bell.ring();
+    }
+}
+
 fn read_loop(
     mut reader: UnixStream,
     writer: Writer,
     current: Arc<Mutex<Option<Arc<Bridge>>>>,
-    commands: mpsc::Sender<Command>,
+    mailbox: Arc<Mailbox>,
     codec: Serialization,
     max: usize,
 ) {
@@ -230,11 +246,9 @@ fn read_loop(
             Some(Command::Run(run)) => {
                 // Set before the task reaches the main thread: its messages may follow at once.
                 *lock(&current) = run.bridge.clone();
-                let _ = commands.send(Command::Run(run));
+                mailbox.post(Command::Run(run));
             }
-            Some(Command::Stop) => {
-                let _ = commands.send(Command::Stop);
-            }
+            Some(Command::Stop) => mailbox.post(Command::Stop),
             None => {}
         }
     }

@@ -1,0 +1,131 @@
+//! The `serialization` option of the child-process runtime: what crosses with postcard (the
+//! default) and with JSON (the `json` feature), and the clear error when a value cannot.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tinypool::{worker, Error, Exports, Pool, RunOptions, Runtime, Serialization};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Circle { radius: f64 },
+    Square(u32),
+    Empty,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Payload {
+    name: String,
+    shapes: Vec<Shape>,
+    tags: BTreeMap<String, Option<i64>>,
+    bytes: Vec<u8>,
+}
+
+/// Needs a self-describing format: postcard cannot decode it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Number(i64),
+    Text(String),
+}
+
+fn exports() -> Exports {
+    Exports::new()
+        .default(|payload: Payload| payload)
+        .export("loose", |value: Loose| value)
+        .export("data", |()| {
+            worker::data::<Payload>().map_err(|e| e.to_string())
+        })
+}
+
+fn payload() -> Payload {
+    Payload {
+        name: "ünïcode ✓".to_owned(),
+        shapes: vec![
+            Shape::Circle { radius: 1.5 },
+            Shape::Square(4),
+            Shape::Empty,
+        ],
+        tags: [("a".to_owned(), Some(-1)), ("b".to_owned(), None)].into(),
+        bytes: (0..=255).collect(),
+    }
+}
+
+fn pool(serialization: Serialization) -> Result<Pool, Error> {
+    Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(1)
+        .max_threads(1)
+        .serialization(serialization)
+        .worker_data(payload())
+        .build()
+}
+
+fn postcard_carries_rich_types_both_ways() {
+    let pool = pool(Serialization::Postcard).unwrap();
+    assert_eq!(pool.run::<Payload, _>(payload()).wait(), Ok(payload()));
+    let data =
+        pool.run_with::<Result<Option<Payload>, String>, _>((), RunOptions::new().name("data"));
+    assert_eq!(data.wait(), Ok(Ok(Some(payload()))));
+    pool.destroy().wait().unwrap();
+}
+
+fn postcard_refuses_self_describing_types_with_a_clear_error() {
+    let pool = pool(Serialization::Postcard).unwrap();
+    let loose = pool.run_with::<Loose, _>(Loose::Text("x".into()), RunOptions::new().name("loose"));
+    match loose.wait() {
+        Err(Error::Protocol { message }) => assert!(message.contains("Loose"), "{message}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(
+        pool.run::<Payload, _>(payload()).wait(),
+        Ok(payload()),
+        "the pool serves on"
+    );
+    pool.destroy().wait().unwrap();
+}
+
+#[cfg(feature = "json")]
+fn json_carries_what_postcard_cannot() {
+    let pool = pool(Serialization::Json).unwrap();
+    for value in [Loose::Number(-7), Loose::Text("seven".into())] {
+        let echoed = pool.run_with::<Loose, _>(value.clone(), RunOptions::new().name("loose"));
+        assert_eq!(echoed.wait(), Ok(value));
+    }
+    assert_eq!(pool.run::<Payload, _>(payload()).wait(), Ok(payload()));
+    pool.destroy().wait().unwrap();
+}
+
+#[cfg(not(feature = "json"))]
+fn json_without_the_feature_is_an_invalid_option() {
+    match pool(Serialization::Json) {
+        Err(Error::InvalidOptions(message)) => assert!(message.contains("json"), "{message}"),
+        other => panic!("expected InvalidOptions, got {other:?}"),
+    }
+}
+
+fn main() {
+    worker::serve_if_worker(exports());
+    common::run_tests(&[
+        (
+            "postcard_carries_rich_types_both_ways",
+            postcard_carries_rich_types_both_ways,
+        ),
+        (
+            "postcard_refuses_self_describing_types_with_a_clear_error",
+            postcard_refuses_self_describing_types_with_a_clear_error,
+        ),
+        #[cfg(feature = "json")]
+        (
+            "json_carries_what_postcard_cannot",
+            json_carries_what_postcard_cannot,
+        ),
+        #[cfg(not(feature = "json"))]
+        (
+            "json_without_the_feature_is_an_invalid_option",
+            json_without_the_feature_is_an_invalid_option,
+        ),
+    ]);
+}
