@@ -345,4 +345,318 @@ mod tests {
     fn an_empty_frame_is_an_error() {
         assert!(matches!(decode(&[0, 0, 0, 0]), Err(Error::Protocol { .. })));
     }
+
+    // ---- Properties: any input ends in a frame or a clean error --------------------------------
+
+    mod properties {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+        use std::io;
+
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use super::MAX;
+
+        /// Records the largest allocation this thread asks for while measuring, to show that
+        /// no buffer is sized from a length the cap did not bound first.
+        struct Tracking;
+
+        thread_local! {
+            static MEASURING: Cell<bool> = const { Cell::new(false) };
+            static LARGEST: Cell<usize> = const { Cell::new(0) };
+        }
+
+        fn note(size: usize) {
+            let _ = MEASURING.try_with(|measuring| {
+                if measuring.get() {
+                    LARGEST.with(|largest| largest.set(largest.get().max(size)));
+                }
+            });
+        }
+
+        // SAFETY: every call is passed on to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Tracking {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                System.alloc(layout)
+            }
+
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                System.alloc_zeroed(layout)
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size);
+                System.realloc(ptr, layout, new_size)
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                System.dealloc(ptr, layout)
+            }
+        }
+
+        #[global_allocator]
+        static ALLOCATOR: Tracking = Tracking;
+
+        /// Runs `f`, returning its output and the largest allocation it made on this thread.
+        fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            LARGEST.with(|largest| largest.set(0));
+            MEASURING.with(|measuring| measuring.set(true));
+            let output = f();
+            MEASURING.with(|measuring| measuring.set(false));
+            (output, LARGEST.with(Cell::get))
+        }
+
+        /// Room for an error message on top of a frame's body.
+        const MESSAGE: usize = 256;
+
+        fn is_protocol(error: &Error) -> bool {
+            matches!(error, Error::Protocol { .. })
+        }
+
+        /// Hands out its bytes in the given chunk sizes, with an `Interrupted` before some, and
+        /// optionally fails for good at the end instead of saying end of stream.
+        struct Chunked<'a> {
+            bytes: &'a [u8],
+            chunks: Vec<(usize, bool)>,
+            next: usize,
+            fail_at_end: bool,
+        }
+
+        impl io::Read for Chunked<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.bytes.is_empty() {
+                    return if self.fail_at_end {
+                        Err(io::Error::new(io::ErrorKind::ConnectionReset, "reset"))
+                    } else {
+                        Ok(0)
+                    };
+                }
+                let (size, interrupt) = self.chunks.get(self.next).copied().unwrap_or((7, false));
+                self.next += 1;
+                if interrupt {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                let n = size.max(1).min(buf.len()).min(self.bytes.len());
+                buf[..n].copy_from_slice(&self.bytes[..n]);
+                self.bytes = &self.bytes[n..];
+                Ok(n)
+            }
+        }
+
+        /// A frame built from arbitrary fields.
+        fn any_frame() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
+            (
+                any::<u8>(),
+                any::<u64>(),
+                ".{0,40}",
+                vec(any::<u8>(), 0..200),
+            )
+        }
+
+        fn build((kind, n, text, bytes): &(u8, u64, String, Vec<u8>)) -> Vec<u8> {
+            Frame::new(*kind)
+                .u64(*n)
+                .str(text)
+                .bytes(bytes)
+                .finish(MAX)
+                .unwrap()
+        }
+
+        #[test]
+        fn the_tracker_sees_a_frames_allocation() {
+            let frame = Frame::new(RUN).raw(&[1; 1000]).finish(MAX).unwrap();
+            let (decoded, largest) = largest_allocation(|| read_frame(&mut &frame[..], MAX));
+            assert!(matches!(decoded, Ok(Some((RUN, _)))));
+            assert!(largest >= 1000, "the body's buffer was seen: {largest}");
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Any byte stream decodes, frame after frame, into frames that re-encode to the
+            /// bytes consumed, until a clean end or a `Protocol` error; never a panic, never an
+            /// allocation above the cap.
+            #[test]
+            fn any_bytes_decode_to_frames_or_a_clean_error(
+                bytes in vec(any::<u8>(), 0..3_000),
+                max in 1usize..2_048,
+            ) {
+                let mut reader = &bytes[..];
+                let mut consumed = Vec::new();
+                // Every frame takes at least 5 bytes: this many reads end it.
+                for _ in 0..=bytes.len() / 5 + 1 {
+                    let (decoded, largest) = largest_allocation(|| read_frame(&mut reader, max));
+                    prop_assert!(largest <= max.max(MESSAGE), "allocated {} with max {}", largest, max);
+                    match decoded {
+                        Ok(Some((kind, body))) => {
+                            prop_assert!(body.len() < max);
+                            consumed.extend_from_slice(&(body.len() as u32 + 1).to_le_bytes());
+                            consumed.push(kind);
+                            consumed.extend_from_slice(&body);
+                            prop_assert_eq!(&bytes[..consumed.len()], &consumed[..]);
+                        }
+                        Ok(None) => {
+                            prop_assert_eq!(consumed.len(), bytes.len(), "a clean end only at the end");
+                            return Ok(());
+                        }
+                        Err(error) => {
+                            prop_assert!(is_protocol(&error), "{:?}", error);
+                            return Ok(());
+                        }
+                    }
+                }
+                prop_assert!(false, "the stream never ended");
+            }
+
+            /// A length prefix above the cap is refused from the header alone, whatever follows.
+            #[test]
+            fn huge_length_prefixes_are_refused_before_allocating(
+                max in 1usize..(64 << 20),
+                excess in 1u64..=u64::from(u32::MAX),
+                rest in vec(any::<u8>(), 0..64),
+            ) {
+                let len = (max as u64 + excess).min(u64::from(u32::MAX)) as u32;
+                prop_assume!(len as usize > max);
+                let mut bytes = len.to_le_bytes().to_vec();
+                bytes.extend(rest);
+                let (decoded, largest) = largest_allocation(|| read_frame(&mut &bytes[..], max));
+                prop_assert!(largest <= MESSAGE, "allocated {} for a refused frame", largest);
+                match decoded {
+                    Err(Error::Protocol { message }) => prop_assert!(message.contains("exceeds")),
+                    other => prop_assert!(false, "expected a refusal, got {:?}", other),
+                }
+            }
+
+            /// Frames of any kind (unknown kinds are the reader's to refuse) and any fields round
+            /// trip, however the stream cuts them into reads, with `Interrupted` in between.
+            #[test]
+            fn built_frames_round_trip_through_any_chunking(
+                frames in vec(any_frame(), 1..6),
+                chunks in vec((1usize..64, proptest::bool::weighted(0.1)), 0..64),
+            ) {
+                let stream: Vec<u8> = frames.iter().flat_map(build).collect();
+                let mut reader = Chunked { bytes: &stream, chunks, next: 0, fail_at_end: false };
+                for (kind, n, text, bytes) in &frames {
+                    let decoded = read_frame(&mut reader, MAX);
+                    let Ok(Some((got_kind, body))) = decoded else {
+                        return Err(TestCaseError::fail(format!("{decoded:?}")));
+                    };
+                    prop_assert_eq!(got_kind, *kind);
+                    let mut body = Body::new(&body);
+                    prop_assert_eq!(body.u64()?, *n);
+                    prop_assert_eq!(body.str()?, text.as_str());
+                    prop_assert_eq!(body.bytes()?, &bytes[..]);
+                    body.end()?;
+                }
+                prop_assert_eq!(read_frame(&mut reader, MAX)?, None);
+            }
+
+            /// Every cut of a stream of frames, and every read error, is a clean error: a cut at
+            /// a frame boundary is a clean end, anything else `Protocol`.
+            #[test]
+            fn cut_or_failing_streams_are_protocol_errors(
+                frames in vec(any_frame(), 1..4),
+                cut in any::<proptest::sample::Index>(),
+                fail_at_end in any::<bool>(),
+            ) {
+                let stream: Vec<u8> = frames.iter().flat_map(build).collect();
+                let cut = cut.index(stream.len());
+                let boundaries: Vec<usize> = frames
+                    .iter()
+                    .scan(0, |end, frame| {
+                        *end += build(frame).len();
+                        Some(*end)
+                    })
+                    .collect();
+                let mut reader = Chunked {
+                    bytes: &stream[..cut],
+                    chunks: Vec::new(),
+                    next: 0,
+                    fail_at_end,
+                };
+                let whole = boundaries.iter().filter(|&&end| end <= cut).count();
+                for _ in 0..whole {
+                    prop_assert!(matches!(read_frame(&mut reader, MAX), Ok(Some(_))));
+                }
+                match read_frame(&mut reader, MAX) {
+                    Ok(None) => prop_assert!(!fail_at_end && (cut == 0 || boundaries.contains(&cut))),
+                    Err(error) => prop_assert!(is_protocol(&error), "{:?}", error),
+                    Ok(Some(frame)) => prop_assert!(false, "a frame past the cut: {:?}", frame),
+                }
+            }
+
+            /// Reading any body with any sequence of field readers gives values or `Protocol`
+            /// errors, and allocates no more than the body holds.
+            #[test]
+            fn body_readers_never_panic(
+                body in vec(any::<u8>(), 0..256),
+                reads in vec(0u8..8, 1..24),
+            ) {
+                let ((), largest) = largest_allocation(|| {
+                    let mut fields = Body::new(&body);
+                    for read in &reads {
+                        let outcome = match read {
+                            0 => fields.u8().map(drop),
+                            1 => fields.u32().map(drop),
+                            2 => fields.u64().map(drop),
+                            3 => fields.bytes().map(drop),
+                            4 => fields.str().map(drop),
+                            5 => fields.error().map(drop),
+                            6 => fields.raw(usize::from(body.first().copied().unwrap_or(0))).map(drop),
+                            _ => fields.end(),
+                        };
+                        if let Err(error) = outcome {
+                            assert!(is_protocol(&error), "{error:?}");
+                        }
+                    }
+                });
+                prop_assert!(largest <= body.len() + MESSAGE, "allocated {}", largest);
+            }
+
+            /// Errors round trip; any error code with any fields decodes or fails cleanly.
+            #[test]
+            fn errors_round_trip_and_unknown_codes_fail_cleanly(
+                texts in (".{0,30}", ".{0,30}"),
+                code in any::<u8>(),
+                tail in vec(any::<u8>(), 0..40),
+            ) {
+                let (a, b) = texts;
+                for error in [
+                    Error::Panicked { message: a.clone() },
+                    Error::NoSuchFunction { name: a.clone() },
+                    Error::TypeMismatch { expected: a.clone(), found: b.clone() },
+                    Error::Protocol { message: b.clone() },
+                    Error::Disconnected,
+                    Error::NoChannel,
+                ] {
+                    let frame = Frame::new(DONE).error(&error).finish(MAX).unwrap();
+                    let (_, body) = read_frame(&mut &frame[..], MAX)?.unwrap();
+                    let mut body = Body::new(&body);
+                    prop_assert_eq!(body.error()?, error);
+                    body.end()?;
+                }
+                let mut bytes = vec![code];
+                bytes.extend(tail);
+                match Body::new(&bytes).error() {
+                    Ok(_) => prop_assert!((1..=6).contains(&code)),
+                    Err(error) => prop_assert!(is_protocol(&error)),
+                }
+            }
+
+            /// A frame too big for the cap is refused when built, whatever it holds.
+            #[test]
+            fn frames_over_the_cap_are_refused_when_built(
+                max in 64usize..512,
+                extra in 1usize..64,
+            ) {
+                let body = vec![0u8; max + extra];
+                prop_assert!(Frame::new(PORT).raw(&body).finish(max).is_err());
+                prop_assert!(Frame::new(PORT).raw(&body[..max - 1]).finish(max).is_ok());
+            }
+        }
+    }
 }

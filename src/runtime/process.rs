@@ -7,7 +7,8 @@
 //! `terminate_timeout`. Children die with their parent: `PR_SET_PDEATHSIG` on Linux, and
 //! everywhere they exit when their socket reaches end of stream.
 
-use std::io::{BufReader, Read};
+use std::io::{self, BufReader, Read};
+use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -75,7 +76,11 @@ impl Runtime for Processes {
             child,
             reader: BufReader::with_capacity(
                 64 << 10,
-                ours.try_clone().map_err(|e| failed(e.to_string()))?,
+                ChildStream {
+                    stream: ours.try_clone().map_err(|e| failed(e.to_string()))?,
+                    aborted: me.aborted.clone(),
+                    deadline: None,
+                },
             ),
             writer: Arc::new(Mutex::new(ours)),
             next_task: 1,
@@ -167,7 +172,7 @@ struct ChildWorker {
     aborted: Arc<AtomicBool>,
     pid: u32,
     child: Child,
-    reader: BufReader<UnixStream>,
+    reader: BufReader<ChildStream>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
     writer: Arc<Mutex<UnixStream>>,
     next_task: u64,
@@ -236,6 +241,8 @@ impl ChildWorker {
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
     /// if the stream ended or broke.
     fn read_before(&mut self, deadline: Instant) -> Result<Option<(u8, Vec<u8>)>, Error> {
+        // A frame that stops half-way gives up at the deadline too.
+        self.reader.get_mut().deadline = Some(deadline);
         loop {
             if self.reader.buffer().is_empty() {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -259,6 +266,7 @@ impl ChildWorker {
     /// Waits for the next frame of a running task, killing the child if the worker gets
     /// retired meanwhile.
     fn next_frame(&mut self) -> Result<(u8, Vec<u8>), Broken> {
+        self.reader.get_mut().deadline = None;
         // Most results come back within microseconds: spin on the socket before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
         if self.reader.buffer().is_empty() {
@@ -284,12 +292,15 @@ impl ChildWorker {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => return Err(self.died()),
                     Err(error) => {
-                        // A broken stream from a live child: it cannot be trusted any more.
-                        if self.child.try_wait().ok().flatten().is_none() {
-                            self.kill_and_reap(Duration::ZERO);
-                            return Err(Broken::Died(error));
+                        // The stream was cut (reset, or ended inside a frame): the child is
+                        // dying, maybe not yet reapable. Report how it died, as at a clean end.
+                        let exited = self.child.try_wait().ok().flatten().is_some();
+                        if exited || peer_closed(self.reader.get_ref()) {
+                            return Err(self.died());
                         }
-                        return Err(self.died());
+                        // A malformed frame from a live child: it cannot be trusted any more.
+                        self.kill_and_reap(Duration::ZERO);
+                        return Err(Broken::Died(error));
                     }
                 }
             }
@@ -341,9 +352,11 @@ impl ChildWorker {
                     return Some(status);
                 }
                 Ok(None) if Instant::now() < deadline => {
-                    // The child's exit closes the socket, which wakes this poll.
-                    poll_readable(self.reader.get_ref(), Duration::from_millis(5));
-                    let _ = self.reader.get_mut().read(&mut [0u8; 4096]);
+                    // The child's exit closes the socket, which wakes this poll. What it still
+                    // says is dropped; a silent child must not block this read.
+                    if poll_readable(self.reader.get_ref(), Duration::from_millis(5)) {
+                        let _ = self.reader.get_mut().read(&mut [0u8; 4096]);
+                    }
                 }
                 Ok(None) => {
                     let _ = self.child.kill();
@@ -402,8 +415,13 @@ impl ChildWorker {
                 }),
             );
             if let Err(error) = bridged {
-                // The task runs on in the child; its result will be dropped.
+                // The task runs on in the child; its result will be dropped. Its side of the
+                // channel hears that the caller's closed, so a function waiting on it returns
+                // instead of holding the worker forever.
                 job.fail(error);
+                if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(self.max()) {
+                    let _ = write_frame(&mut *lock(&self.writer), &frame);
+                }
             }
         }
         loop {
@@ -481,7 +499,9 @@ impl Executor for ChildWorker {
             Ok(None) => Flow::Continue,
             Ok(Some(status)) => {
                 self.exited = Some(status);
-                // Drain what the child said before dying (its panic message, say).
+                // A panic of the last task was caught and reported with it: not these last
+                // words. Drain what the child said before dying (its panic message, say).
+                self.last_panic = None;
                 while let Ok(Some((PANICKING, body))) = self.read_before(Instant::now()) {
                     if let Ok(message) = Body::new(&body).str() {
                         note_panic(&mut self.last_panic, message);
@@ -496,10 +516,10 @@ impl Executor for ChildWorker {
     }
 
     fn stop(mut self: Box<Self>) {
-        let grace = self.shared.options.terminate_timeout;
+        // One deadline for the teardown and the exit: a child still there then is killed.
+        let deadline = Instant::now() + self.shared.options.terminate_timeout;
         if self.exited.is_none() && self.send(Frame::new(STOP).finish(usize::MAX)).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
-            let deadline = Instant::now() + grace;
             while let Ok(Some((kind, body))) = self.read_before(deadline) {
                 if kind == DONE {
                     let mut body = Body::new(&body);
@@ -510,7 +530,7 @@ impl Executor for ChildWorker {
                 }
             }
         }
-        self.kill_and_reap(grace);
+        self.kill_and_reap(deadline.saturating_duration_since(Instant::now()));
     }
 }
 
@@ -536,6 +556,78 @@ fn signal(pid: u32, signal: libc::c_int) {
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
     }
+}
+
+/// The pool's end of a child's socket, as the frame reader reads it. A read waiting for the
+/// rest of a frame checks every `POLL_INTERVAL` whether the worker was retired (abort,
+/// destroy) or `deadline` passed (handshake, stop), and then gives up: a child that stops in
+/// the middle of a frame cannot hold its worker, or `destroy`, forever.
+struct ChildStream {
+    stream: UnixStream,
+    aborted: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Deref for ChildStream {
+    type Target = UnixStream;
+
+    fn deref(&self) -> &UnixStream {
+        &self.stream
+    }
+}
+
+impl Read for ChildStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: recv into `buf`, borrowed for the call; MSG_DONTWAIT never blocks.
+            let read = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if read >= 0 {
+                return Ok(read as usize);
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
+            let wait = self.deadline.map_or(POLL_INTERVAL, |deadline| {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(POLL_INTERVAL)
+            });
+            if !poll_readable(&self.stream, wait) {
+                let late = self
+                    .deadline
+                    .is_some_and(|deadline| Instant::now() >= deadline);
+                if late || self.aborted.load(Ordering::Acquire) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the child stopped in the middle of a message",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Whether the other end of `stream` is closed: a read would say end of stream at once.
+fn peer_closed(stream: &UnixStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a byte we own; it never blocks.
+    let peeked = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    peeked == 0
 }
 
 /// Waits up to `timeout` for `stream` to be readable (or closed).

@@ -1,0 +1,795 @@
+//! Torture: many caller threads hammer one pool while faults are injected at random moments,
+//! with both runtimes and several configurations (isolation on and off, queue limits,
+//! concurrency). Injected: panics, aborts (before, at and after submission, some signals shared
+//! by several tasks), `cancel_pending_tasks`, `recycle_workers`, a `destroy` under load, and,
+//! with child processes, SIGKILL of random live workers from outside.
+//!
+//! Checked at the end of each round: every task resolved exactly once, every value is right,
+//! every error is one the injected faults explain, the pool still serves, and after `destroy`
+//! no worker thread, no child process (zombies included) and no file descriptor is left.
+//!
+//! `TINYPOOL_TORTURE_SECS` (default 8) is the time spent hammering, split between the two
+//! runtimes; `TINYPOOL_TORTURE_SEED` replays a run's random choices (thread interleavings
+//! still differ). A `harness = false` binary: the child-process pools re-execute it as their
+//! workers, so `main` first lets a worker serve.
+
+mod common;
+#[path = "common/procfs.rs"]
+mod procfs;
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tinypool::{
+    worker, AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task,
+};
+
+/// Turns a hang into a failure. Never a timing assertion: nothing here should come close.
+const BOUND: Duration = Duration::from_secs(60);
+/// Every panic the tasks raise starts with this (the panic hook keeps them off stderr).
+const PANIC_PREFIX: &str = "torture panic ";
+/// Longest a round of one configuration lasts in a long run, so pools keep being rebuilt.
+const MAX_ROUND: Duration = Duration::from_secs(5);
+/// Tasks a caller keeps in flight at most.
+const MAX_IN_FLIGHT: usize = 8;
+
+// ---- The exports (identical in the test process and in its child workers) ------------------
+
+fn mix(x: u64) -> u64 {
+    (x ^ 0x9E37_79B9_7F4A_7C15)
+        .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        .rotate_left(17)
+}
+
+fn exports() -> Exports {
+    Exports::new()
+        .default(mix)
+        // Sleeps a little: tasks pile up in queues, so cancels and aborts find some there.
+        .export("slow", |(x, micros): (u64, u32)| {
+            thread::sleep(Duration::from_micros(micros.into()));
+            mix(x)
+        })
+        .export("panic", |id: u64| -> u64 { panic!("{PANIC_PREFIX}{id}") })
+        // Runs a while unless aborted (threads) or killed (child processes).
+        .export("hold", |(x, millis): (u64, u32)| {
+            let until = Instant::now() + Duration::from_millis(millis.into());
+            while Instant::now() < until && !worker::aborted() {
+                thread::sleep(Duration::from_micros(200));
+            }
+            mix(x)
+        })
+}
+
+// ---- A small deterministic PRNG -------------------------------------------------------------
+
+/// xorshift64*: enough randomness for choosing faults, and replayable from its seed.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        // Zero is xorshift's one fixed point.
+        Rng(mix(seed) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `percent` %.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+// ---- Configurations -------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    runtime: Runtime,
+    min_threads: usize,
+    max_threads: usize,
+    isolate: bool,
+    max_queue: MaxQueue,
+    concurrency: usize,
+    idle_timeout_ms: u64,
+    /// Callers call `cancel_pending_tasks` now and then.
+    cancels: bool,
+    /// Callers call `recycle_workers` now and then.
+    recycles: bool,
+    /// SIGKILL random live workers (child processes only).
+    kills: bool,
+    /// The pool is destroyed while the callers still submit; the round then checks that every
+    /// task resolved and nothing was left behind, not that the pool still serves.
+    destroy_under_load: bool,
+}
+
+fn configs(runtime: Runtime) -> Vec<Config> {
+    let processes = runtime == Runtime::ChildProcess;
+    let base = Config {
+        runtime,
+        min_threads: 1,
+        max_threads: 4,
+        isolate: false,
+        max_queue: MaxQueue::Unbounded,
+        concurrency: 1,
+        idle_timeout_ms: 0,
+        cancels: true,
+        recycles: true,
+        kills: processes,
+        destroy_under_load: false,
+    };
+    vec![
+        base,
+        Config {
+            min_threads: 0,
+            max_threads: 3,
+            isolate: true,
+            max_queue: MaxQueue::Limit(8),
+            ..base
+        },
+        Config {
+            min_threads: 2,
+            max_threads: 2,
+            max_queue: MaxQueue::Auto,
+            concurrency: 3,
+            idle_timeout_ms: 5,
+            ..base
+        },
+        Config {
+            max_threads: 3,
+            max_queue: MaxQueue::Limit(0),
+            concurrency: 2,
+            idle_timeout_ms: 2,
+            ..base
+        },
+        Config {
+            max_threads: 3,
+            max_queue: MaxQueue::Limit(16),
+            destroy_under_load: true,
+            ..base
+        },
+    ]
+}
+
+// ---- What a task may end with -----------------------------------------------------------------
+
+/// What a submitted task was, to judge its outcome.
+struct Expect {
+    /// The value a successful run returns; `None` for a task that panics.
+    value: Option<u64>,
+    panic_message: Option<String>,
+    /// The abort reason, for a task given a signal, and whether that signal has fired.
+    abort: Option<(String, Arc<AtomicBool>)>,
+}
+
+/// Counts of outcomes and injected faults, summed over rounds.
+#[derive(Default, Debug, Clone)]
+struct Tally {
+    rounds: u64,
+    submitted: u64,
+    resolved: u64,
+    outcomes: BTreeMap<&'static str, u64>,
+    panics_injected: u64,
+    aborts_fired: u64,
+    aborts_before_submit: u64,
+    cancels: u64,
+    recycles: u64,
+    kills: u64,
+    idle_deaths_reported: u64,
+    destroys_under_load: u64,
+    served_after: u64,
+    violations: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.rounds += other.rounds;
+        self.submitted += other.submitted;
+        self.resolved += other.resolved;
+        for (key, n) in other.outcomes {
+            *self.outcomes.entry(key).or_default() += n;
+        }
+        self.panics_injected += other.panics_injected;
+        self.aborts_fired += other.aborts_fired;
+        self.aborts_before_submit += other.aborts_before_submit;
+        self.cancels += other.cancels;
+        self.recycles += other.recycles;
+        self.kills += other.kills;
+        self.idle_deaths_reported += other.idle_deaths_reported;
+        self.destroys_under_load += other.destroys_under_load;
+        self.served_after += other.served_after;
+        self.violations.extend(other.violations);
+    }
+
+    /// Faults that took effect: panics raised (not the panicking tasks refused before they
+    /// ran), signals fired, cancels, recycles, kills, destroys.
+    fn faults(&self) -> u64 {
+        self.outcomes.get("panicked").copied().unwrap_or(0)
+            + self.aborts_fired
+            + self.aborts_before_submit
+            + self.cancels
+            + self.recycles
+            + self.kills
+            + self.destroys_under_load
+    }
+}
+
+/// What happens around the callers, shared with them.
+struct Round {
+    config: Config,
+    pool: Pool,
+    stop: AtomicBool,
+    /// Set once the pool was destroyed under load.
+    destroyed: AtomicBool,
+    /// Set once a `cancel_pending_tasks` was issued.
+    cancelled: AtomicBool,
+    killed: Mutex<HashSet<u32>>,
+    next_id: AtomicU64,
+}
+
+/// Judges one outcome; returns its name for the tally, or a violation.
+fn judge(
+    round: &Round,
+    expect: &Expect,
+    outcome: &Result<u64, Error>,
+) -> Result<&'static str, String> {
+    let config = &round.config;
+    let killed_signal = Some(libc::SIGKILL);
+    let verdict = match outcome {
+        Ok(value) => match expect.value {
+            Some(right) if *value == right => Ok("ok"),
+            Some(right) => Err(format!("wrong value {value}, expected {right}")),
+            None => Err(format!("a panicking task returned {value}")),
+        },
+        Err(Error::Panicked { message }) => match &expect.panic_message {
+            Some(right) if message == right => Ok("panicked"),
+            _ => Err(format!("unexpected panic {message:?}")),
+        },
+        Err(Error::Aborted { reason }) => match &expect.abort {
+            Some((right, fired))
+                if reason.as_deref() == Some(right.as_str()) && fired.load(Ordering::Acquire) =>
+            {
+                Ok("aborted")
+            }
+            _ => Err(format!("unexpected abort {reason:?}")),
+        },
+        Err(Error::Cancelled) if config.cancels && round.cancelled.load(Ordering::Acquire) => {
+            Ok("cancelled")
+        }
+        Err(Error::QueueFull) if matches!(config.max_queue, MaxQueue::Auto) => Ok("queue full"),
+        Err(Error::QueueFull) if matches!(config.max_queue, MaxQueue::Limit(n) if n > 0) => {
+            Ok("queue full")
+        }
+        Err(Error::NoQueue) if matches!(config.max_queue, MaxQueue::Limit(0)) => Ok("no queue"),
+        Err(Error::Terminated) if round.destroyed.load(Ordering::Acquire) => Ok("terminated"),
+        Err(Error::WorkerExited {
+            code: None,
+            signal,
+            message,
+        }) if config.kills && *signal == killed_signal => {
+            // Killed while panicking, the child's last words are the panic's.
+            if message.is_none() || *message == expect.panic_message {
+                Ok("worker killed")
+            } else {
+                Err(format!("a killed worker said {message:?}"))
+            }
+        }
+        Err(other) => Err(format!("unexpected error {other:?}")),
+    };
+    verdict.map_err(|why| format!("{config:?}: {why}"))
+}
+
+// ---- One caller thread ------------------------------------------------------------------------
+
+struct InFlight {
+    task: Task<u64>,
+    expect: Expect,
+}
+
+/// Submits, aborts and waits until told to stop, then waits for everything it submitted.
+fn caller(round: &Round, seed: u64) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    let mut in_flight: Vec<InFlight> = Vec::new();
+    // Live controllers and the flag each one sets when fired.
+    let mut controllers: Vec<(AbortController, String, Arc<AtomicBool>)> = Vec::new();
+    let pool = &round.pool;
+    let config = &round.config;
+    while !round.stop.load(Ordering::Acquire) {
+        match rng.below(1000) {
+            // Submit a task.
+            0..=499 if in_flight.len() < MAX_IN_FLIGHT => {
+                let id = round.next_id.fetch_add(1, Ordering::Relaxed);
+                let x = rng.next();
+                let kind = rng.below(100);
+                let mut options = RunOptions::new();
+                let mut expect = Expect {
+                    value: Some(mix(x)),
+                    panic_message: None,
+                    abort: None,
+                };
+                // A signal: a fresh controller, or one shared with earlier tasks.
+                if rng.chance(20) {
+                    let shared = !controllers.is_empty() && rng.chance(30);
+                    if !shared {
+                        let reason = format!("abort {id}");
+                        controllers.push((
+                            AbortController::new(),
+                            reason,
+                            Arc::new(AtomicBool::new(false)),
+                        ));
+                    }
+                    let index = if shared {
+                        rng.below(controllers.len() as u64) as usize
+                    } else {
+                        controllers.len() - 1
+                    };
+                    let (controller, reason, fired) = &controllers[index];
+                    // Some fire before the task is even submitted.
+                    if !shared && rng.chance(5) {
+                        fired.store(true, Ordering::Release);
+                        controller.abort_with(reason.clone());
+                        tally.aborts_before_submit += 1;
+                    }
+                    options = options.signal(controller.signal());
+                    expect.abort = Some((reason.clone(), fired.clone()));
+                }
+                let task = match kind {
+                    0..=49 => pool.run_with::<u64, _>(x, options),
+                    50..=79 => {
+                        let micros = rng.below(1_500) as u32;
+                        pool.run_with((x, micros), options.name("slow"))
+                    }
+                    80..=87 => {
+                        let millis = 1 + rng.below(5) as u32;
+                        pool.run_with((x, millis), options.name("hold"))
+                    }
+                    _ => {
+                        expect.value = None;
+                        expect.panic_message = Some(format!("{PANIC_PREFIX}{id}"));
+                        tally.panics_injected += 1;
+                        pool.run_with(id, options.name("panic"))
+                    }
+                };
+                tally.submitted += 1;
+                let refused = task.is_finished();
+                in_flight.push(InFlight { task, expect });
+                // Refused at once (a full queue, say): back off as a real caller would, by
+                // waiting for the oldest task first, or letting another thread run.
+                if refused {
+                    let refused = in_flight.pop().expect("just pushed");
+                    settle(round, refused, false, &mut tally);
+                    if in_flight.is_empty() {
+                        thread::yield_now();
+                    } else {
+                        let oldest = in_flight.remove(0);
+                        settle(round, oldest, false, &mut tally);
+                    }
+                }
+            }
+            // Fire a signal (it may be shared, or its tasks long finished).
+            500..=539 if !controllers.is_empty() => {
+                let index = rng.below(controllers.len() as u64) as usize;
+                let (controller, reason, fired) = controllers.swap_remove(index);
+                fired.store(true, Ordering::Release);
+                controller.abort_with(reason);
+                tally.aborts_fired += 1;
+            }
+            540..=542 if config.cancels => {
+                round.cancelled.store(true, Ordering::Release);
+                pool.cancel_pending_tasks();
+                tally.cancels += 1;
+            }
+            543..=545 if config.recycles => {
+                let recycled = pool.recycle_workers();
+                tally.recycles += 1;
+                let outcome = recycled.wait_timeout(BOUND);
+                match outcome {
+                    // Also after a destroy under load: there is nothing left to recycle.
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tally
+                        .violations
+                        .push(format!("{config:?}: recycle_workers failed: {error:?}")),
+                    Err(_) => tally
+                        .violations
+                        .push(format!("{config:?}: recycle_workers never resolved")),
+                }
+            }
+            // Wait for a task: the oldest or a random one, blocking or as a future.
+            _ if !in_flight.is_empty() => {
+                let index = if rng.chance(50) {
+                    0
+                } else {
+                    rng.below(in_flight.len() as u64) as usize
+                };
+                let task = in_flight.remove(index);
+                let as_future = rng.chance(20);
+                settle(round, task, as_future, &mut tally);
+            }
+            _ => thread::yield_now(),
+        }
+        // Forget the oldest controllers (unfired), so the list stays short.
+        if controllers.len() > 16 {
+            controllers.remove(0);
+        }
+    }
+    for task in in_flight {
+        settle(round, task, false, &mut tally);
+    }
+    tally
+}
+
+/// Waits for one task (bounded) and judges its outcome.
+fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally) {
+    let InFlight { task, expect } = in_flight;
+    let outcome = if as_future {
+        poll_until(task, Instant::now() + BOUND)
+    } else {
+        task.wait_timeout(BOUND).ok()
+    };
+    let Some(outcome) = outcome else {
+        tally
+            .violations
+            .push(format!("{:?}: a task never resolved (lost)", round.config));
+        return;
+    };
+    tally.resolved += 1;
+    match judge(round, &expect, &outcome) {
+        Ok(name) => *tally.outcomes.entry(name).or_default() += 1,
+        Err(violation) => tally.violations.push(violation),
+    }
+}
+
+/// Awaits `task` as a future, with no async runtime: the worker that resolves it wakes this
+/// thread through the waker. `None` if it did not resolve by `deadline`.
+fn poll_until(task: Task<u64>, deadline: Instant) -> Option<Result<u64, Error>> {
+    struct Unpark(thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut task = pin!(task);
+    loop {
+        if let Poll::Ready(outcome) = task.as_mut().poll(&mut cx) {
+            return Some(outcome);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        thread::park_timeout(left);
+    }
+}
+
+/// SIGKILLs random live workers until told to stop.
+fn killer(round: &Round, seed: u64) -> Tally {
+    let mut rng = Rng::new(seed);
+    let mut tally = Tally::default();
+    while !round.stop.load(Ordering::Acquire) {
+        // Pacing only: how often a worker dies.
+        thread::sleep(Duration::from_micros(500 + rng.below(8_000)));
+        let pids: Vec<u32> = round.pool.workers().iter().filter_map(|w| w.pid).collect();
+        if pids.is_empty() {
+            continue;
+        }
+        let pid = pids[rng.below(pids.len() as u64) as usize];
+        if procfs::kill_child(pid) {
+            round.killed.lock().unwrap().insert(pid);
+            tally.kills += 1;
+        }
+    }
+    tally
+}
+
+// ---- A round ------------------------------------------------------------------------------------
+
+fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
+    let prefix = format!("tt{index}");
+    assert!(
+        procfs::children().is_empty(),
+        "a child process was left before round {index}: {:?}",
+        procfs::children()
+    );
+    let fds_before = procfs::open_fds();
+    let reports: Arc<Mutex<Vec<Error>>> = Arc::default();
+    let pool = {
+        let reports = reports.clone();
+        let builder = Pool::builder()
+            .runtime(config.runtime)
+            .min_threads(config.min_threads)
+            .max_threads(config.max_threads)
+            .isolate_workers(config.isolate)
+            .max_queue(config.max_queue)
+            .concurrent_tasks_per_worker(config.concurrency)
+            .idle_timeout(Duration::from_millis(config.idle_timeout_ms))
+            .thread_name(prefix.clone())
+            .on_error(move |error| reports.lock().unwrap().push(error));
+        let builder = match config.runtime {
+            Runtime::Threads => builder.exports(exports()),
+            _ => builder,
+        };
+        builder.build().expect("a pool")
+    };
+    let round = Round {
+        config,
+        pool,
+        stop: AtomicBool::new(false),
+        destroyed: AtomicBool::new(false),
+        cancelled: AtomicBool::new(false),
+        killed: Mutex::default(),
+        next_id: AtomicU64::new(0),
+    };
+    let callers = 6;
+    let mut tally = thread::scope(|scope| {
+        let round = &round;
+        let mut handles: Vec<_> = (0..callers)
+            .map(|i| {
+                thread::Builder::new()
+                    .name(format!("caller-{i}"))
+                    .spawn_scoped(scope, move || caller(round, seed ^ ((i + 1) * 0x1000_0001)))
+                    .expect("a caller thread")
+            })
+            .collect();
+        if config.kills {
+            handles.push(
+                thread::Builder::new()
+                    .name("killer".into())
+                    .spawn_scoped(scope, move || killer(round, seed ^ 0xDEAD))
+                    .expect("the killer thread"),
+            );
+        }
+        // Pacing: the round's length. The callers run meanwhile.
+        let mut destroyed = Ok(());
+        if config.destroy_under_load {
+            thread::sleep(length * 9 / 10);
+            round.destroyed.store(true, Ordering::Release);
+            destroyed = round.pool.destroy().wait();
+            // A moment of submitting to, aborting on and recycling a destroyed pool.
+            thread::sleep(Duration::from_millis(20));
+        } else {
+            thread::sleep(length);
+        }
+        round.stop.store(true, Ordering::Release);
+        let mut tally = Tally::default();
+        if let Err(error) = destroyed {
+            tally
+                .violations
+                .push(format!("{config:?}: destroy under load failed: {error:?}"));
+        }
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => tally.add(part),
+                Err(_) => tally.violations.push("a caller thread panicked".into()),
+            }
+        }
+        tally
+    });
+    tally.rounds = 1;
+    let pool = &round.pool;
+
+    if config.destroy_under_load {
+        tally.destroys_under_load = 1;
+        if !matches!(
+            pool.run::<u64, _>(1u64).wait_timeout(BOUND),
+            Ok(Err(Error::Terminated))
+        ) {
+            tally.violations.push("a destroyed pool took a task".into());
+        }
+    } else {
+        // Deaths of idle workers are noticed on the workers' own schedule.
+        let killed = round.killed.lock().unwrap().clone();
+        common::eventually("every killed worker was replaced", || {
+            pool.workers()
+                .iter()
+                .all(|w| w.pid.is_none_or(|pid| !killed.contains(&pid)))
+        });
+        if pool.queue_size() != 0 || pool.workers().iter().any(|w| w.running != 0) {
+            tally.violations.push(format!(
+                "{config:?}: work left after every task resolved: queue {}, workers {:?}",
+                pool.queue_size(),
+                pool.workers()
+            ));
+        }
+        let ok = tally.outcomes.get("ok").copied().unwrap_or(0);
+        let panicked = tally.outcomes.get("panicked").copied().unwrap_or(0);
+        if pool.completed() < ok + panicked {
+            tally.violations.push(format!(
+                "completed() = {} < {} tasks that a worker ran to the end",
+                pool.completed(),
+                ok + panicked
+            ));
+        }
+        // The pool still serves: one task at a time (no queue needed), then a burst where a
+        // queue may hold it.
+        for x in 0..20u64 {
+            match pool.run::<u64, _>(x).wait_timeout(BOUND) {
+                Ok(Ok(value)) if value == mix(x) => tally.served_after += 1,
+                other => tally.violations.push(format!(
+                    "{config:?}: after the storm, task {x} gave {other:?}"
+                )),
+            }
+        }
+        if matches!(config.max_queue, MaxQueue::Unbounded) {
+            let burst: Vec<Task<u64>> = (0..200u64).map(|x| pool.run(x)).collect();
+            for (x, task) in burst.into_iter().enumerate() {
+                match task.wait_timeout(BOUND) {
+                    Ok(Ok(value)) if value == mix(x as u64) => tally.served_after += 1,
+                    other => tally.violations.push(format!(
+                        "{config:?}: after the storm, burst task {x} gave {other:?}"
+                    )),
+                }
+            }
+        }
+        if let Err(error) = pool.destroy().wait() {
+            tally
+                .violations
+                .push(format!("{config:?}: destroy failed: {error:?}"));
+        }
+    }
+    let killed = round.killed.lock().unwrap().clone();
+    drop(round);
+
+    // Nothing is left behind.
+    let threads = procfs::live_threads(&prefix);
+    if !threads.is_empty() {
+        tally
+            .violations
+            .push(format!("{config:?}: worker threads left: {threads:?}"));
+    }
+    let children = procfs::children();
+    if !children.is_empty() {
+        tally
+            .violations
+            .push(format!("{config:?}: child processes left: {children:?}"));
+    }
+    let fds_after = procfs::open_fds();
+    if fds_after != fds_before {
+        tally.violations.push(format!(
+            "{config:?}: file descriptors leaked: {}",
+            procfs::fd_diff(&fds_before, &fds_after)
+        ));
+    }
+    for error in reports.lock().unwrap().drain(..) {
+        match error {
+            Error::WorkerExited {
+                code: None,
+                signal: Some(libc::SIGKILL),
+                message: None,
+            } if config.kills => tally.idle_deaths_reported += 1,
+            other => tally
+                .violations
+                .push(format!("{config:?}: on_error heard {other:?}")),
+        }
+    }
+    if tally.idle_deaths_reported > killed.len() as u64 {
+        tally.violations.push(format!(
+            "{} idle deaths reported, {} workers killed",
+            tally.idle_deaths_reported,
+            killed.len()
+        ));
+    }
+    if tally.submitted != tally.resolved {
+        tally.violations.push(format!(
+            "{config:?}: {} tasks submitted, {} resolved",
+            tally.submitted, tally.resolved
+        ));
+    }
+    tally
+}
+
+fn torture(runtime: Runtime, budget: Duration, seed: u64) {
+    let configs = configs(runtime);
+    let length = (budget / configs.len() as u32).clamp(Duration::from_millis(200), MAX_ROUND);
+    let started = Instant::now();
+    let mut total = Tally::default();
+    let mut index = 0u64;
+    // Every configuration at least once, then round after round until the budget is spent.
+    while index < configs.len() as u64 || started.elapsed() + length <= budget {
+        let config = configs[(index % configs.len() as u64) as usize];
+        let part = round(config, index, seed ^ index.wrapping_mul(0x9E37), length);
+        total.add(part);
+        index += 1;
+    }
+    let faults = total.faults();
+    let lost = total.submitted - total.resolved;
+    println!(
+        "torture {runtime:?}: seed {seed}, {} rounds, {} tasks submitted, {} resolved, {lost} \
+         lost; outcomes {:?}; faults injected {faults} (panics raised {} of {} panicking tasks, \
+         signals fired {} + {} before submission, cancels {}, recycles {}, SIGKILLs {}, destroys under load {}); idle deaths \
+         reported {}; {} tasks served after the storms; {} violations",
+        total.rounds,
+        total.submitted,
+        total.resolved,
+        total.outcomes,
+        total.outcomes.get("panicked").copied().unwrap_or(0),
+        total.panics_injected,
+        total.aborts_fired,
+        total.aborts_before_submit,
+        total.cancels,
+        total.recycles,
+        total.kills,
+        total.destroys_under_load,
+        total.idle_deaths_reported,
+        total.served_after,
+        total.violations.len(),
+    );
+    if !total.violations.is_empty() {
+        let shown: Vec<&String> = total.violations.iter().take(20).collect();
+        panic!(
+            "torture {runtime:?} (TINYPOOL_TORTURE_SEED={seed}): {} violations, first ones:\n{}",
+            total.violations.len(),
+            shown
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert!(total.submitted > 0, "the storm submitted nothing");
+}
+
+fn budget() -> Duration {
+    let secs: f64 = std::env::var("TINYPOOL_TORTURE_SECS")
+        .ok()
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or(8.0);
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+fn seed() -> u64 {
+    match std::env::var("TINYPOOL_TORTURE_SEED") {
+        Ok(seed) => seed.parse().expect("TINYPOOL_TORTURE_SEED is a u64"),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_nanos() as u64),
+    }
+}
+
+fn main() {
+    // The injected panics would flood stderr; every other panic is printed as usual. Set
+    // before `serve_if_worker`, so a child worker's own hook passes on to it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !message.starts_with(PANIC_PREFIX) {
+            default_hook(info);
+        }
+    }));
+    worker::serve_if_worker(exports());
+    let seed = seed();
+    let budget = budget();
+    println!("torture: TINYPOOL_TORTURE_SEED={seed} TINYPOOL_TORTURE_SECS={budget:?}");
+    common::run_cases(vec![
+        (
+            "torture_threads".to_owned(),
+            Box::new(move || torture(Runtime::Threads, budget / 2, seed)),
+        ),
+        (
+            "torture_child_processes".to_owned(),
+            Box::new(move || torture(Runtime::ChildProcess, budget / 2, seed ^ 0xC41D)),
+        ),
+    ]);
+}
