@@ -1,9 +1,12 @@
 //! The child-process runtime, child side: what
 //! [`worker::serve_if_worker`](crate::worker::serve_if_worker) runs in a worker process.
 //!
-//! Two threads: a reader that takes frames off the socket (tasks go to the main thread, channel
-//! messages straight to the running task's port, end of stream ends the process: the parent is
-//! gone), and the main thread, which runs the exported functions and writes their results.
+//! The main thread reads the socket itself and runs the exported functions: one thread, no
+//! hand-off per task. A task with a channel needs its messages delivered while its function
+//! runs, so for such a task the main thread hands the socket to a reader thread, which feeds
+//! the task's port and reads on until the next task, which it hands back. End of stream ends
+//! the process: the pool is gone (a parent that dies mid-task is also caught by
+//! `PR_SET_PDEATHSIG` on Linux).
 
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
@@ -24,7 +27,8 @@ use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
     PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::wait::{lock, Doorbell};
+use crate::wait::{lock, spin_until, Doorbell};
+use std::time::Duration;
 
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
@@ -90,7 +94,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         .finish(DEFAULT_MAX_MESSAGE_SIZE);
     send(&writer, hello).map_err(|e| e.to_string())?;
 
-    let mut reader = stream;
+    let mut reader = &stream;
     let init = read_frame(&mut reader, DEFAULT_MAX_MESSAGE_SIZE).map_err(|e| e.to_string())?;
     let Some((INIT, body)) = init else {
         return Err("the pool did not answer the handshake".to_owned());
@@ -104,22 +108,39 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     }));
     install_panic_hook(writer.clone(), settings.max);
 
+    let inbound = Arc::new(Inbound {
+        stream,
+        writer: writer.clone(),
+        current: Mutex::default(),
+        codec: settings.codec,
+        max: settings.max,
+    });
     let mailbox = Arc::new(Mailbox::default());
-    let current: Arc<Mutex<Option<Arc<Bridge>>>> = Arc::default();
+    let reader_bell = Arc::new(Doorbell::new());
     {
-        let (writer, current, mailbox) = (writer.clone(), current.clone(), mailbox.clone());
-        let (codec, max) = (settings.codec, settings.max);
+        let (inbound, mailbox, bell) = (inbound.clone(), mailbox.clone(), reader_bell.clone());
         std::thread::Builder::new()
             .name("tinypool-reader".to_owned())
-            .spawn(move || read_loop(reader, writer, current, mailbox, codec, max))
+            .spawn(move || {
+                bell.bind_current_thread();
+                loop {
+                    bell.wait(None);
+                    mailbox.post(inbound.next_command());
+                }
+            })
             .map_err(|e| e.to_string())?;
     }
 
     mailbox.bell.bind_current_thread();
+    // Who reads the socket: this thread, or (after a task with a channel) the reader thread,
+    // which hands the next command over through the mailbox.
+    let mut main_reads = true;
     loop {
-        let Some(command) = lock(&mailbox.commands).pop_front() else {
-            mailbox.bell.wait(None);
-            continue;
+        let command = if main_reads {
+            inbound.next_command()
+        } else {
+            main_reads = true;
+            mailbox.take()
         };
         match command {
             Command::Run(run) => {
@@ -132,7 +153,10 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
                     bridge,
                 } = run;
                 if let Some(bridge) = &bridge {
+                    *lock(&inbound.current) = Some(bridge.clone());
                     worker::set_task_port(TaskPort::Remote(bridge.clone()));
+                    main_reads = false;
+                    reader_bell.ring();
                 }
                 let result = match exports.get(&name) {
                     Some(export) => {
@@ -142,9 +166,9 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
                 };
                 if let Some(bridge) = bridge {
                     worker::set_task_port(TaskPort::None);
+                    *lock(&inbound.current) = None;
                     bridge.close();
                 }
-                *lock(&current) = None;
                 send_done(&writer, task, result, settings.max)?;
             }
             Command::Stop => break,
@@ -190,66 +214,76 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     ))
 }
 
-/// Hands commands from the reader thread to the main thread: a queue and a doorbell, so the
+/// Hands a command from the reader thread to the main thread: a slot and a doorbell, so the
 /// main thread spins briefly before it parks, as a pool's workers do.
 #[derive(Default)]
 struct Mailbox {
-    commands: Mutex<VecDeque<Command>>,
+    command: Mutex<Option<Command>>,
     bell: Doorbell,
 }
 
 impl Mailbox {
     fn post(&self, command: Command) {
-        lock(&self.commands).push_back(command);
+        *lock(&self.command) = Some(command);
         self.bell.ring();
+    }
+
+    fn take(&self) -> Command {
+        loop {
+            if let Some(command) = lock(&self.command).take() {
+                return command;
+            }
+            self.bell.wait(None);
+        }
     }
 }
 
-fn read_loop(
-    mut reader: UnixStream,
+/// The pool's side of the socket, read by one thread at a time.
+struct Inbound {
+    stream: UnixStream,
     writer: Writer,
-    current: Arc<Mutex<Option<Arc<Bridge>>>>,
-    mailbox: Arc<Mailbox>,
+    /// The running task's channel, for its `PORT` frames.
+    current: Mutex<Option<Arc<Bridge>>>,
     codec: Serialization,
     max: usize,
-) {
-    loop {
-        let frame = match read_frame(&mut reader, max) {
-            // The pool is gone: nobody is left to serve.
-            Ok(None) => process::exit(0),
-            Ok(Some(frame)) => frame,
-            Err(error) => {
-                eprintln!("tinypool worker: {error}");
-                process::exit(2);
+}
+
+impl Inbound {
+    /// Reads frames until the next task or the order to stop, delivering channel messages on
+    /// the way. Ends the process when the pool is gone or talks nonsense.
+    fn next_command(&self) -> Command {
+        loop {
+            // The next task usually follows within microseconds: spin before blocking.
+            spin_until(|| super::process::poll_readable(&self.stream, Duration::ZERO));
+            let frame = match read_frame(&mut &self.stream, self.max) {
+                // The pool is gone: nobody is left to serve.
+                Ok(None) => process::exit(0),
+                Ok(Some(frame)) => frame,
+                Err(error) => {
+                    eprintln!("tinypool worker: {error}");
+                    process::exit(2);
+                }
+            };
+            if frame.0 == PORT || frame.0 == PORT_CLOSED {
+                let mut body = Body::new(&frame.1);
+                let Ok(task) = body.u64() else { continue };
+                let bridge = lock(&self.current).clone();
+                // Late messages of a finished task find no bridge and are dropped.
+                if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
+                    match body.bytes() {
+                        Ok(message) if frame.0 == PORT => bridge.receive(message),
+                        _ => bridge.peer_closed(),
+                    }
+                }
+                continue;
             }
-        };
-        if frame.0 == PORT || frame.0 == PORT_CLOSED {
-            let mut body = Body::new(&frame.1);
-            let Ok(task) = body.u64() else { continue };
-            let bridge = lock(&current).clone();
-            if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
-                match body.bytes() {
-                    Ok(message) if frame.0 == PORT => bridge.receive(message),
-                    _ => bridge.peer_closed(),
+            match parse_command(frame, &self.writer, self.codec, self.max) {
+                Ok(command) => return command,
+                Err(error) => {
+                    eprintln!("tinypool worker: {error}");
+                    process::exit(2);
                 }
             }
-            continue;
-        }
-        let command = match parse_command(frame, &writer, codec, max) {
-            Ok(command) => command,
-            Err(error) => {
-                eprintln!("tinypool worker: {error}");
-                process::exit(2);
-            }
-        };
-        match command {
-            Some(Command::Run(run)) => {
-                // Set before the task reaches the main thread: its messages may follow at once.
-                *lock(&current) = run.bridge.clone();
-                mailbox.post(Command::Run(run));
-            }
-            Some(Command::Stop) => mailbox.post(Command::Stop),
-            None => {}
         }
     }
 }
@@ -259,7 +293,7 @@ fn parse_command(
     writer: &Writer,
     codec: Serialization,
     max: usize,
-) -> Result<Option<Command>, Error> {
+) -> Result<Command, Error> {
     let mut fields = Body::new(&body);
     match kind {
         RUN => {
@@ -280,16 +314,16 @@ fn parse_command(
                     state: Mutex::default(),
                 })
             });
-            Ok(Some(Command::Run(Run {
+            Ok(Command::Run(Run {
                 task,
                 name,
                 arg_type,
                 result_type,
                 arg,
                 bridge,
-            })))
+            }))
         }
-        STOP => Ok(Some(Command::Stop)),
+        STOP => Ok(Command::Stop),
         other => Err(Error::Protocol {
             message: format!("unexpected frame kind {other} from the pool"),
         }),
