@@ -6,12 +6,14 @@
 //! tinypool-bench hyperfine <system> <export.json>       W3: hyperfine's export as a JSON line
 //! tinypool-bench time <system> <runs> <warmup> -- command...   W3 without hyperfine
 //! tinypool-bench table <results.jsonl>                  the markdown table of many runs
+//! tinypool-bench soak [--minutes N] [--runtime threads|process]   a long mixed load
 //! ```
 //!
 //! See bench/README.md for the systems, the workloads and the JSON line.
 
 mod measure;
 mod report;
+mod soak;
 mod systems;
 
 use std::io::{self, Write};
@@ -28,14 +30,23 @@ usage: tinypool-bench <system> <workload> [n] [repeats]
        tinypool-bench hyperfine <system> <hyperfine-export.json>
        tinypool-bench time <system> <runs> <warmup> -- command...
        tinypool-bench table <results.jsonl>
+       tinypool-bench soak [--minutes N | --seconds N] [--runtime threads|process]
 systems:   tinypool-threads tinypool-process rayon threadpool tokio floor-mpsc floor-unix
 workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 (w3, w6 and w7 are the processes that
            hyperfine and `measure` look at)";
+
+/// Set by `soak` for itself and its workers: panics print nothing.
+const QUIET_PANICS: &str = "TINYPOOL_BENCH_QUIET_PANICS";
 
 /// The W5 buffer: 1 MiB.
 const PAYLOAD_BYTES: usize = 1 << 20;
 
 fn main() {
+    // The soak panics on purpose thousands of times: keep its output (and its worker
+    // processes', which inherit the variable) to the reports.
+    if std::env::var_os(QUIET_PANICS).is_some() {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     systems::init_fault();
     systems::init_heap();
     // A tinypool-process worker is this binary re-executed: it serves here and exits.
@@ -83,6 +94,14 @@ fn run(args: &[String]) -> Res<()> {
         "hyperfine" => return report::hyperfine(&args[1..]),
         "time" => return report::time(&args[1..]),
         "table" => return report::table(&args[1..]),
+        "soak" => {
+            if std::env::var_os(QUIET_PANICS).is_none() {
+                // Before any thread exists, and inherited by the worker processes.
+                std::env::set_var(QUIET_PANICS, "1");
+                std::panic::set_hook(Box::new(|_| {}));
+            }
+            return soak::soak(&args[1..]);
+        }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return Ok(());

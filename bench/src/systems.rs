@@ -105,6 +105,8 @@ pub fn exports() -> Exports {
         .default(add)
         .export("add", add)
         .export("payload", payload)
+        // For the soak: a task that fails.
+        .export("panic", |message: String| -> u64 { panic!("{message}") })
 }
 
 /// The results and errors of the systems.
