@@ -9,14 +9,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{block_on, Counter, Gate};
+use common::{block_on, finish, Counter, Gate};
 use tinypool::{AbortController, Error, Exports, Pool, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 /// Turns a hang of an awaited future into a failure.
 async fn within_30s<F: Future>(future: F) -> F::Output {

@@ -3,16 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Counter, Gate};
+use common::{finish, Counter, Gate};
 use tinypool::{AbortController, Error, Exports, Pool, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 /// A default export that reports it started, blocks until `gate` opens and returns its
 /// argument.

@@ -9,14 +9,8 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{block_on, Counter, Gate};
-use tinypool::{channel, worker, Error, Exports, Pool, Port, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
+use common::{block_on, finish, Counter, Gate};
+use tinypool::{channel, worker, Error, Exports, Pool, Port, RunOptions};
 
 /// Like `recv`, but a hang fails the test.
 fn recv<T: Send + 'static>(port: &Port<T>) -> Result<T, Error> {

@@ -9,45 +9,12 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{block_on, eventually, Counter, Gate};
+use common::{block_on, eventually, finish, live, Counter, Gate};
 use tinypool::{worker, AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 fn next<T>(rx: &Receiver<T>) -> T {
     rx.recv_timeout(Duration::from_secs(30))
         .expect("no message within 30 s")
-}
-
-/// Worker threads of the pool named `prefix` that have not begun to exit.
-///
-/// A joined thread can still be listed in `/proc` for a moment: `join` returns once the
-/// kernel has released the thread's memory, slightly before it removes the task. Such a
-/// thread is already in `do_exit` (`PF_EXITING` is set), so it is not counted; a thread that
-/// was not joined is.
-fn live(prefix: &str) -> usize {
-    const PF_EXITING: u64 = 0x4;
-    let prefix = format!("{prefix}-");
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            // After the `(comm)` field: state ppid pgrp session tty_nr tpgid flags ...
-            let flags: u64 = stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(6)?
-                .parse()
-                .ok()?;
-            Some(comm.starts_with(&prefix) && flags & PF_EXITING == 0)
-        })
-        .filter(|&counted| counted)
-        .count()
 }
 
 /// Blocks until the pool is destroyed (or the task aborted), as a well-behaved long function.

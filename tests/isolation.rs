@@ -6,16 +6,9 @@ mod common;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use common::{eventually, threads_named, Counter, Gate};
+use common::{eventually, finish, threads_named, Counter, Gate};
 use tinypool::{worker, Error, Exports, Pool, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 /// A number unique to the calling thread: tells whether two tasks ran on the same worker.
 fn marker() -> u64 {

@@ -3,16 +3,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{eventually, threads_named, Counter, Gate};
+use common::{eventually, finish, threads_named, Counter, Gate};
 use tinypool::{Error, Exports, MaxQueue, Pool, Runtime, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 fn parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -7,14 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{block_on, eventually, threads_named, Counter, Gate};
+use common::{block_on, eventually, finish, threads_named, Counter, Gate};
 use tinypool::{Error, Exports, MaxQueue, Pool, RunOptions, Task};
-
-/// Turns a hang into a failure: no test here waits for anything close to this long.
-fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
-}
 
 /// A number unique to the calling thread: tells whether two tasks ran on the same worker.
 fn marker() -> u64 {

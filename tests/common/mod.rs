@@ -89,13 +89,42 @@ impl Counter {
     }
 }
 
-/// Threads of this process whose name starts with `prefix` (names are cut to 15 bytes).
+/// Threads of this process whose name starts with `prefix` (names are cut to 15 bytes) and
+/// that have not begun to exit.
+///
+/// A joined thread can still be listed in `/proc` for a moment: `join` returns once the kernel
+/// has released the thread's memory, slightly before it removes the task. Such a thread is
+/// already in `do_exit` (`PF_EXITING` is set), so it is not counted; a thread that was not
+/// joined is.
 pub fn threads_named(prefix: &str) -> usize {
+    const PF_EXITING: u64 = 0x4;
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end().starts_with(prefix))
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the `(comm)` field: state ppid pgrp session tty_nr tpgid flags ...
+            let flags: u64 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(6)?
+                .parse()
+                .ok()?;
+            Some(comm.starts_with(prefix) && flags & PF_EXITING == 0)
+        })
+        .filter(|&counted| counted)
         .count()
+}
+
+/// Live worker threads of the pool whose `thread_name` is `prefix`.
+pub fn live(prefix: &str) -> usize {
+    threads_named(&format!("{prefix}-"))
+}
+
+/// Waits for a task, turning a hang into a failure after 30 s.
+pub fn finish<R: Send + 'static>(task: tinypool::Task<R>) -> Result<R, tinypool::Error> {
+    task.wait_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
 }
 
 /// Waits until `condition` holds, checking every few milliseconds; panics after 30 s. For
