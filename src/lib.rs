@@ -47,6 +47,7 @@ mod pool;
 mod protocol;
 mod runtime;
 mod scheduler;
+mod sync;
 mod task;
 mod wait;
 pub mod worker;

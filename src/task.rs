@@ -13,10 +13,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -26,7 +24,8 @@ use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::codec::Serialization;
 use crate::exports::Exports;
-use crate::wait::{lock, spin_until, Waiter};
+use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::wait::{spin_until, Waiter};
 use crate::Error;
 
 /// The name of the default export.
@@ -103,7 +102,7 @@ impl<R> Slot<R> {
 
     fn make_ready(
         &self,
-        mut inner: std::sync::MutexGuard<'_, SlotInner<R>>,
+        mut inner: MutexGuard<'_, SlotInner<R>>,
         result: Result<R, Error>,
     ) -> bool {
         inner.state = State::Ready(result);
@@ -440,5 +439,78 @@ where
     fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>) {
         self.slot
             .stage(result.and_then(|bytes| codec.decode(bytes)));
+    }
+}
+
+/// Model checks of the result slot under every interleaving loom finds:
+/// `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    fn aborted() -> Error {
+        Error::Aborted { reason: None }
+    }
+
+    #[test]
+    fn a_result_reaches_a_waiter_that_parks() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::<u32>::new());
+            let worker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || assert!(slot.complete(Ok(7))))
+            };
+            assert_eq!(slot.wait(None), Some(Ok(7)));
+            worker.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn complete_races_abort_and_exactly_one_wins() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::<u32>::new());
+            let worker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || {
+                    slot.stage(Ok(1));
+                    slot.publish()
+                })
+            };
+            let abort = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || slot.complete(Err(aborted())))
+            };
+            let published = worker.join().unwrap();
+            let aborted_first = abort.join().unwrap();
+            assert!(published != aborted_first, "exactly one resolves the task");
+            let expected = if published { Ok(1) } else { Err(aborted()) };
+            assert_eq!(slot.wait(None), Some(expected));
+        });
+    }
+
+    #[test]
+    fn complete_races_dropping_the_handle() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::<String>::new());
+            let worker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || slot.complete(Ok("done".to_owned())))
+            };
+            drop(Task::<String>::new(slot));
+            assert!(worker.join().unwrap(), "the worker still resolves a detached task");
+        });
+    }
+
+    #[test]
+    fn a_waker_registered_before_completion_is_woken() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::<u32>::new());
+            let worker = {
+                let slot = slot.clone();
+                loom::thread::spawn(move || slot.complete(Ok(3)))
+            };
+            assert_eq!(loom::future::block_on(Task::<u32>::new(slot)), Ok(3));
+            worker.join().unwrap();
+        });
     }
 }
