@@ -164,4 +164,32 @@ mod loom_tests {
             ringer.join().unwrap();
         });
     }
+
+    /// The scheduler's hand-off, in its shape: work is pushed under the lock and the bell rung
+    /// after; the worker looks under the lock and waits on the bell after releasing it. No
+    /// interleaving may leave the work unseen and the worker asleep.
+    #[test]
+    fn work_handed_over_under_a_lock_is_never_missed() {
+        use crate::sync::{lock, Mutex};
+        loom::model(|| {
+            let inbox = Arc::new(Mutex::new(Vec::new()));
+            let bell = Arc::new(Doorbell::new());
+            bell.bind_current_thread();
+            let submitter = {
+                let (inbox, bell) = (inbox.clone(), bell.clone());
+                loom::thread::spawn(move || {
+                    lock(&inbox).push(1);
+                    bell.ring();
+                })
+            };
+            let taken = loop {
+                if let Some(job) = lock(&inbox).pop() {
+                    break job;
+                }
+                bell.wait(None);
+            };
+            assert_eq!(taken, 1);
+            submitter.join().unwrap();
+        });
+    }
 }
