@@ -31,5 +31,7 @@ pub(crate) use std::hint::spin_loop;
 
 /// Locks one of these mutexes, ignoring poisoning (see [`crate::wait::lock`]).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

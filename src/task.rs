@@ -497,7 +497,10 @@ mod loom_tests {
                 loom::thread::spawn(move || slot.complete(Ok("done".to_owned())))
             };
             drop(Task::<String>::new(slot));
-            assert!(worker.join().unwrap(), "the worker still resolves a detached task");
+            assert!(
+                worker.join().unwrap(),
+                "the worker still resolves a detached task"
+            );
         });
     }
 
