@@ -10,15 +10,16 @@ use std::collections::HashSet;
 use std::future::{poll_fn, Future};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use common::{block_on, eventually, run_cases};
+use serde::{Deserialize, Serialize};
 use tinypool::{
-    worker, AbortController, AbortSignal, Error, Exports, MaxQueue, Pool, Port, RunOptions,
-    Runtime, Task,
+    worker, AbortController, AbortSignal, Error, Exports, MaxQueue, Pool, Port, ResourceLimits,
+    RunOptions, Runtime, Task,
 };
 
 thread_local! {
@@ -28,6 +29,13 @@ thread_local! {
 /// Where the "stuck" export waits. Only the threads case of the stuck-worker test opens it (in
 /// this process); a child's copy is never opened: the child is killed instead.
 static STUCK: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// A `worker_data` that is a struct: a child gets it through serde.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Config {
+    name: String,
+    level: u8,
+}
 
 /// Unique per worker in both runtimes: a child's pid, a thread's id.
 fn identity() -> String {
@@ -50,7 +58,6 @@ fn exports() -> Exports {
         .export("multiply", |(a, b): (i32, i32)| a * b)
         .export("panic", |message: String| -> i32 { panic!("{message}") })
         .export("id", |()| worker::id())
-        // Unique per worker in both runtimes: a child's pid, a thread's id.
         .export("identity", |()| identity())
         .export("counter", |()| COUNTER.with(|c| c.replace(c.get() + 1)))
         .export("data", |()| {
@@ -185,25 +192,43 @@ fn exports() -> Exports {
                 Err(other) => Err((other.to_string(), String::new())),
             }
         })
+        .export("config", |()| {
+            worker::data::<Config>().map_err(|e| e.to_string())
+        })
         .export("context", |()| {
             (worker::is_worker(), worker::aborted(), worker::id())
         })
-        // Runs a threads pool of its own, inside the worker.
-        .export("nested", |x: i32| -> Result<i32, String> {
-            let inner = Pool::builder()
-                .exports(exports())
-                .max_threads(1)
-                .isolate_workers(true)
-                .thread_name("nested")
-                .build()
-                .map_err(|e| e.to_string())?;
-            let sum = inner
-                .run::<i32, _>((x, x))
-                .wait()
-                .map_err(|e| e.to_string())?;
-            inner.destroy().wait().map_err(|e| e.to_string())?;
-            Ok(sum + 1)
-        })
+        // Runs a pool of its own inside the worker, of threads or of child processes (this
+        // binary again, as grandchildren); returns x + x + 1 and the pid of its worker.
+        .export(
+            "nested",
+            |(x, children): (i32, bool)| -> Result<(i32, u32), String> {
+                let runtime = if children {
+                    Runtime::ChildProcess
+                } else {
+                    Runtime::Threads
+                };
+                let inner = Pool::builder()
+                    .runtime(runtime)
+                    .exports(exports())
+                    .min_threads(1)
+                    .max_threads(1)
+                    .thread_name("nested")
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let sum = inner
+                    .run::<i32, _>((x, x))
+                    .wait()
+                    .map_err(|e| e.to_string())?;
+                let options = RunOptions::new().name("identity");
+                let identity: String = inner
+                    .run_with((), options)
+                    .wait()
+                    .map_err(|e| e.to_string())?;
+                inner.destroy().wait().map_err(|e| e.to_string())?;
+                Ok((sum + 1, pid_of(&identity)))
+            },
+        )
 }
 
 /// A test body, run once per runtime.
@@ -226,6 +251,7 @@ macro_rules! bodies {
 fn main() {
     worker::serve_if_worker(exports());
     let tests = bodies![
+        // ---- One of each area ----
         default_and_named_exports,
         unknown_names_fail_their_task,
         a_panic_fails_only_its_task,
@@ -257,6 +283,9 @@ fn main() {
         workers_lists_each_live_worker_with_its_id_pid_and_load,
         completed_counts_tasks_that_ran_and_duration_grows,
         tasks_from_several_caller_threads_all_resolve,
+        a_resolved_task_no_longer_occupies_its_worker,
+        max_queue_auto_is_max_threads_squared,
+        each_runtime_refuses_the_options_only_the_other_can_honour,
         build_starts_min_threads_and_refuses_conflicting_limits,
         // ---- Isolation and recycling ----
         isolated_workers_have_unique_ids_within_max_threads,
@@ -280,6 +309,7 @@ fn main() {
         destroy_fails_queued_and_running_tasks_and_stops_every_worker,
         destroy_twice_is_fine_and_later_runs_fail_with_terminated,
         dropping_the_last_pool_clone_destroys_it,
+        destroy_right_after_build_fails_the_task,
         a_worker_deaf_to_destroy_times_out_as_a_thread_and_is_killed_as_a_child,
         an_isolated_pool_runs_the_teardown_once_per_task,
         a_shared_worker_runs_its_teardown_only_at_destroy,
@@ -291,10 +321,12 @@ fn main() {
         // ---- Cancel ----
         cancel_fails_queued_tasks_and_closes_their_channels,
         cancel_also_fails_tasks_a_worker_took_but_did_not_start,
+        cancel_with_nothing_queued_changes_nothing,
         // ---- Channels ----
         the_caller_drains_what_was_sent_then_gets_disconnected,
         send_to_a_finished_task_fails_with_disconnected,
         recv_timeout_and_try_recv_give_none_while_nothing_was_sent,
+        recv_async_is_woken_by_the_tasks_message,
         worker_port_of_the_wrong_type_is_a_type_mismatch,
         worker_port_without_a_channel_is_no_channel,
         a_task_blocked_on_recv_wakes_with_disconnected_when_the_caller_drops_its_port,
@@ -302,6 +334,7 @@ fn main() {
         a_panic_with_a_non_string_payload_fails_the_task,
         domain_errors_are_result_values_not_task_errors,
         worker_data_of_another_type_is_a_type_mismatch_and_zero_is_kept,
+        worker_data_of_a_struct_reaches_every_worker,
         the_default_export_can_be_named_and_a_missing_pool_name_fails,
         the_worker_context_is_visible_only_inside_a_worker,
         a_function_can_run_a_pool_of_its_own,
@@ -310,6 +343,7 @@ fn main() {
         a_pending_task_is_woken_when_it_finishes,
         wait_timeout_gives_the_handle_back,
         a_dropped_task_still_runs,
+        is_finished_tells_whether_wait_would_block,
     ];
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
     for (name, body) in tests {
@@ -793,7 +827,8 @@ fn live(prefix: &str) -> usize {
 /// Whether the process `pid` is gone and reaped (a zombie still exists).
 fn gone(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid as libc::pid_t, 0) == -1 }
+    let result = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    result == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
 /// The pids of the pool's workers: `Some` and distinct for child processes, `None` for
@@ -825,7 +860,7 @@ fn log_path(test: &str, runtime: Runtime) -> PathBuf {
 }
 
 /// The log's lines, sorted (workers append concurrently).
-fn log_lines(path: &PathBuf) -> Vec<String> {
+fn log_lines(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines.sort_unstable();
@@ -2263,14 +2298,22 @@ fn the_worker_context_is_visible_only_inside_a_worker(runtime: Runtime) {
     pool.destroy().wait().unwrap();
 }
 
-/// A function may build a pool of its own (of threads), run a task on it and destroy it.
+/// A function may build a pool of its own, of its own runtime (a child's pool re-executes
+/// the binary as grandchildren), run tasks on it and destroy it, leaving no process behind.
 fn a_function_can_run_a_pool_of_its_own(runtime: Runtime) {
     let pool = pool(runtime).max_threads(2).build().unwrap();
-    let tasks: Vec<Task<Result<i32, String>>> = (0..4)
-        .map(|x| pool.run_with(x, RunOptions::new().name("nested")))
+    let children = runtime == Runtime::ChildProcess;
+    let tasks: Vec<Task<Result<(i32, u32), String>>> = (0..4)
+        .map(|x| pool.run_with((x, children), RunOptions::new().name("nested")))
         .collect();
     for (x, task) in (0..4).zip(tasks) {
-        assert_eq!(finish(task), Ok(Ok(2 * x + 1)));
+        let (value, inner_pid) = finish(task).unwrap().unwrap();
+        assert_eq!(value, 2 * x + 1);
+        if children {
+            assert!(gone(inner_pid), "the inner pool reaped its child");
+        } else {
+            assert_eq!(inner_pid, std::process::id(), "threads of this process");
+        }
     }
     pool.destroy().wait().unwrap();
 }
@@ -2384,5 +2427,199 @@ fn a_dropped_task_still_runs(runtime: Runtime) {
     assert_eq!(finish(named::<u32>(&pool, "counter")), Ok(2));
     drop(named::<u32>(&pool, "counter"));
     assert_eq!(finish(named::<u32>(&pool, "counter")), Ok(4));
+    pool.destroy().wait().unwrap();
+}
+
+/// Once a caller has its result the worker is free: with no queue, the next task is accepted,
+/// every time, and the snapshot shows the worker idle.
+fn a_resolved_task_no_longer_occupies_its_worker(runtime: Runtime) {
+    let pool = pool(runtime)
+        .min_threads(1)
+        .max_threads(1)
+        .max_queue(MaxQueue::Limit(0))
+        .build()
+        .unwrap();
+    for x in 0..200 {
+        assert_eq!(finish(pool.run::<i32, _>((x, 1))), Ok(x + 1), "task {x}");
+        assert_eq!(loads(&pool), [0], "after task {x}");
+    }
+    assert_eq!(pool.completed(), 200);
+    pool.destroy().wait().unwrap();
+}
+
+/// `MaxQueue::Auto` is max_threads²: with 2 busy workers, 4 tasks wait and the fifth is
+/// refused.
+fn max_queue_auto_is_max_threads_squared(runtime: Runtime) {
+    let pool = pool(runtime)
+        .min_threads(0)
+        .max_threads(2)
+        .max_queue(MaxQueue::Auto)
+        .build()
+        .unwrap();
+    let running = [hold(&pool, 0), hold(&pool, 1)];
+    for (tag, (_, port)) in (0..).zip(&running) {
+        assert_eq!(next(port), Ok(tag));
+    }
+    let queued: Vec<Task<i32>> = (0..4).map(|i| pool.run((i, i))).collect();
+    assert_eq!(pool.queue_size(), 4);
+    assert!(queued.iter().all(|task| !task.is_finished()));
+    assert_eq!(finish(pool.run::<i32, _>((1, 1))), Err(Error::QueueFull));
+    assert_eq!(pool.queue_size(), 4);
+
+    for (_, port) in &running {
+        port.send(0).unwrap();
+    }
+    for (task, _) in running {
+        held(task);
+    }
+    for (i, task) in (0..4).zip(queued) {
+        assert_eq!(finish(task), Ok(2 * i));
+    }
+    pool.destroy().wait().unwrap();
+}
+
+/// Each runtime honours its own options and refuses, naming it, an option only the other
+/// runtime can honour (a thread has a stack size; a child has an address space, a memory
+/// recycle limit, an executable).
+fn each_runtime_refuses_the_options_only_the_other_can_honour(runtime: Runtime) {
+    let own = match runtime {
+        Runtime::Threads => {
+            pool(runtime).resource_limits(ResourceLimits::new().stack_size(1 << 20))
+        }
+        _ => pool(runtime).max_memory_limit_before_recycle(1 << 40),
+    };
+    let pool_ok = own.build().unwrap();
+    assert_eq!(finish(pool_ok.run::<i32, _>((1, 2))), Ok(3));
+    pool_ok.destroy().wait().unwrap();
+
+    let others: Vec<(tinypool::Builder, &str)> = match runtime {
+        Runtime::Threads => vec![
+            (pool(runtime).filename("/bin/true"), "filename"),
+            (
+                pool(runtime).resource_limits(ResourceLimits::new().max_memory(1 << 30)),
+                "resource_limits.max_memory",
+            ),
+            (
+                pool(runtime).max_memory_limit_before_recycle(1 << 30),
+                "max_memory_limit_before_recycle",
+            ),
+        ],
+        _ => vec![(
+            pool(runtime).resource_limits(ResourceLimits::new().stack_size(1 << 20)),
+            "resource_limits.stack_size",
+        )],
+    };
+    for (builder, option) in others {
+        match builder.build() {
+            Err(Error::InvalidOptions(message)) => assert!(message.contains(option), "{message}"),
+            other => panic!("expected InvalidOptions naming {option}, got {other:?}"),
+        }
+    }
+}
+
+/// Scenario 44: destroying an isolated pool right after it was built, with a task submitted
+/// (its worker, a child maybe still starting, is stopped all the same).
+fn destroy_right_after_build_fails_the_task(runtime: Runtime) {
+    let prefix = prefix("rt-init", runtime);
+    let pool = pool(runtime)
+        .isolate_workers(true)
+        .thread_name(&prefix)
+        .build()
+        .unwrap();
+    let (task, _port) = hold(&pool, 0);
+    let destroy = pool.destroy();
+    assert_eq!(finish(task), Err(Error::Terminated));
+    assert_eq!(destroy.wait(), Ok(()));
+    assert_eq!(live(&prefix), 0);
+}
+
+/// With nothing queued, cancelling changes nothing: an idle pool keeps its worker, a running
+/// task finishes, and the pool serves on.
+fn cancel_with_nothing_queued_changes_nothing(runtime: Runtime) {
+    let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
+    pool.cancel_pending_tasks();
+    assert_eq!(pool.threads(), 1);
+    let (running, port) = hold(&pool, 0);
+    assert_eq!(next(&port), Ok(0));
+    pool.cancel_pending_tasks();
+    assert!(!running.is_finished());
+    assert_eq!(sizes(&pool), (1, 0));
+    port.send(8).unwrap();
+    assert_eq!(held(running).3, 8);
+    pool.cancel_pending_tasks();
+    assert_eq!(finish(pool.run::<i32, _>((4, 4))), Ok(8));
+    pool.destroy().wait().unwrap();
+}
+
+/// `recv_async` needs no async runtime: it is pending until the task replies, then woken (the
+/// task is sent its number only once the receive is known to be pending).
+fn recv_async_is_woken_by_the_tasks_message(runtime: Runtime) {
+    let pool = pool(runtime).build().unwrap();
+    let (port, theirs) = tinypool::channel::<u32>();
+    let task: Task<u32> = pool.run_with((), RunOptions::new().name("echo").channel(theirs));
+    let mut pending = 0;
+    let reply = block_on(async {
+        let mut recv = pin!(port.recv_async());
+        poll_fn(|cx| match recv.as_mut().poll(cx) {
+            Poll::Pending => {
+                pending += 1;
+                if pending == 1 {
+                    port.send(41).unwrap();
+                }
+                Poll::Pending
+            }
+            ready => ready,
+        })
+        .await
+    });
+    assert_eq!(reply, Ok(42));
+    assert!(pending >= 1);
+    drop(port);
+    assert_eq!(finish(task), Ok(1));
+    pool.destroy().wait().unwrap();
+}
+
+/// Scenario 14: a struct given as `worker_data` reaches every worker (each task of an
+/// isolated pool has a fresh one); the caller's thread is no worker and sees none.
+fn worker_data_of_a_struct_reaches_every_worker(runtime: Runtime) {
+    let config = Config {
+        name: "ABC".to_owned(),
+        level: 3,
+    };
+    let pool = pool(runtime)
+        .worker_data(config.clone())
+        .isolate_workers(true)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let data = finish(named::<Result<Option<Config>, String>>(&pool, "config"));
+        assert_eq!(data, Ok(Ok(Some(config.clone()))));
+    }
+    assert_eq!(worker::data::<Config>(), Ok(None));
+    pool.destroy().wait().unwrap();
+}
+
+/// `is_finished` is false while the function runs and true once the result is in (errors
+/// included), so that waiting no longer blocks.
+fn is_finished_tells_whether_wait_would_block(runtime: Runtime) {
+    let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
+    let (first, port) = hold(&pool, 0);
+    let second = pool.run_with::<i32, _>((2, 3), RunOptions::new().name("multiply"));
+    assert!(!first.is_finished());
+    assert!(!second.is_finished());
+    assert_eq!(format!("{first:?}"), "Task { finished: false }");
+    assert_eq!(next(&port), Ok(0));
+    port.send(0).unwrap();
+    // One worker runs the tasks in order: once the second is done, the first is too.
+    assert_eq!(finish(second), Ok(6));
+    assert!(first.is_finished());
+    assert_eq!(format!("{first:?}"), "Task { finished: true }");
+    held(first);
+
+    let mismatch = pool.run::<String, _>((1, 1));
+    let other = pool.run_with::<i32, _>((3, 3), RunOptions::new().name("multiply"));
+    assert_eq!(finish(other), Ok(9));
+    assert!(mismatch.is_finished());
+    assert!(matches!(finish(mismatch), Err(Error::TypeMismatch { .. })));
     pool.destroy().wait().unwrap();
 }
