@@ -140,6 +140,18 @@ struct Typed<F, T, R> {
     types: PhantomData<fn(T) -> R>,
 }
 
+impl<F, T, R> Typed<F, T, R>
+where
+    F: Fn(T) -> R,
+{
+    /// Calls the function; a panic becomes the task's error, with its message.
+    fn invoke(&self, arg: T) -> Result<R, Error> {
+        catch_unwind(AssertUnwindSafe(|| (self.function)(arg))).map_err(|payload| Error::Panicked {
+            message: panic_message(&*payload),
+        })
+    }
+}
+
 impl<F, T, R> Export for Typed<F, T, R>
 where
     F: Fn(T) -> R + Send + Sync + 'static,
@@ -159,11 +171,7 @@ where
         let Some(out) = out.downcast_mut::<Option<R>>() else {
             return Err(Error::type_mismatch(type_name::<R>(), out_type));
         };
-        let arg = arg.take().ok_or(Error::Terminated)?;
-        let result = catch_unwind(AssertUnwindSafe(|| (self.function)(arg)));
-        *out = Some(result.map_err(|payload| Error::Panicked {
-            message: panic_message(&*payload),
-        })?);
+        *out = Some(self.invoke(arg.take().ok_or(Error::Terminated)?)?);
         Ok(())
     }
 
@@ -180,12 +188,7 @@ where
         if out_type != type_name::<R>() {
             return Err(Error::type_mismatch(type_name::<R>(), out_type));
         }
-        let arg: T = codec.decode(arg)?;
-        let result = catch_unwind(AssertUnwindSafe(|| (self.function)(arg)));
-        let result = result.map_err(|payload| Error::Panicked {
-            message: panic_message(&*payload),
-        })?;
-        codec.encode(&result)
+        codec.encode(&self.invoke(codec.decode(arg)?)?)
     }
 
     fn call_teardown(&self) -> Result<(), Error> {
