@@ -12,25 +12,29 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 teardown:str has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` | both | task:u64 message:bytes |
 //! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
 //! | `STOP` | pool → child | (empty): run the teardown and exit |
-//! | `DONE` | child → pool | task:u64 rss:u64 outcome:u8 (0 = value, 1 = error) value:bytes or error |
+//! | `DONE` | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error |
 //! | `PANICKING` | child → pool | message:str, sent by the panic hook in case the child then dies |
 //!
 //! An error is `code:u8` followed by its fields as `str`s (see [`write_error`]). The child sends
 //! `HELLO` first; the pool checks magic and version and answers `INIT`. Anything malformed,
 //! truncated, of an unknown kind or longer than the cap is an [`Error::Protocol`], and no
 //! buffer is ever sized from a length the cap did not first bound.
+//!
+//! A pool may send several `RUN` frames before the first `DONE` (as many as
+//! `concurrent_tasks_per_worker`); the child runs them in order and answers each in order. A
+//! task with a channel is never sent behind another: its `PORT` frames follow its `RUN`.
 
 use std::io::{self, Read, Write};
 
 use crate::Error;
 
 /// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;
@@ -135,12 +139,12 @@ pub(crate) fn read_frame(
             "a frame of {len} bytes exceeds max_message_size ({max} bytes)"
         )));
     }
-    let mut body = vec![0u8; len];
-    if read_full(reader, &mut body)? != len {
+    let mut kind = [0u8; 1];
+    let mut body = vec![0u8; len - 1];
+    if read_full(reader, &mut kind)? != 1 || read_full(reader, &mut body)? != len - 1 {
         return Err(protocol("the stream ended inside a frame"));
     }
-    let kind = body.remove(0);
-    Ok(Some((kind, body)))
+    Ok(Some((kind[0], body)))
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.

@@ -33,8 +33,9 @@ struct Worker {
     id: usize,
     /// Tasks taken and not started.
     inbox: VecDeque<JobRef>,
-    /// The task running now.
-    current: Option<JobRef>,
+    /// Tasks handed to the executor and not finished, oldest first: the running one, and in
+    /// the child-process runtime those sent ahead to the child (see [`Executor::depth`]).
+    running: VecDeque<JobRef>,
     /// Holds an abortable task, so it takes no other.
     exclusive: bool,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
@@ -47,7 +48,15 @@ struct Worker {
 
 impl Worker {
     fn load(&self) -> usize {
-        self.inbox.len() + usize::from(self.current.is_some())
+        self.inbox.len() + self.running.len()
+    }
+
+    /// Whether it holds an abortable task, which it runs alone.
+    fn holds_abortable(&self) -> bool {
+        self.running
+            .front()
+            .or(self.inbox.front())
+            .is_some_and(|job| job.abortable())
     }
 }
 
@@ -257,12 +266,10 @@ impl Shared {
             job.fail(error);
             return;
         }
-        let running = state.workers.iter().position(|worker| {
-            worker
-                .current
-                .as_ref()
-                .is_some_and(|current| same(current, job))
-        });
+        let running = state
+            .workers
+            .iter()
+            .position(|worker| worker.running.iter().any(|running| same(running, job)));
         let waiting = state
             .workers
             .iter()
@@ -270,7 +277,7 @@ impl Shared {
         if let Some(index) = waiting {
             let worker = &mut state.workers[index];
             worker.inbox.retain(|queued| !same(queued, job));
-            worker.exclusive = worker.current.as_ref().is_some_and(|job| job.abortable());
+            worker.exclusive = worker.holds_abortable();
             drop(state);
             job.fail(error);
         } else if let Some(index) = running {
@@ -278,7 +285,8 @@ impl Shared {
                 return; // It resolved first.
             }
             // A thread cannot be stopped: retire the worker, so that it leaves once the
-            // function returns and no longer counts toward `max_threads`.
+            // function returns and no longer counts toward `max_threads`. (An abortable task
+            // runs alone, so nothing else was running on it.)
             let worker = state.retire(index);
             worker.aborted.store(true, Ordering::Release);
             let starts = self.replenish(&mut state);
@@ -306,7 +314,7 @@ impl Shared {
             serial,
             id: index + 1,
             inbox: first.into_iter().collect(),
-            current: None,
+            running: VecDeque::new(),
             exclusive,
             recycle: false,
             bell: bell.clone(),
@@ -444,9 +452,9 @@ impl Shared {
         handles
     }
 
-    /// The worker thread's loop: take a task, let the executor run it, publish it, repeat;
-    /// leave when retired, recycled, isolated, told to by the executor, or idle for
-    /// `idle_timeout` above `min_threads`.
+    /// The worker thread's loop: take tasks, hand them to the executor, publish each as it
+    /// finishes, repeat; leave when retired, recycled, isolated, told to by the executor, or
+    /// idle for `idle_timeout` above `min_threads`.
     ///
     /// A finished task is published only once the worker's bookkeeping is done and the lock
     /// released again (`done` holds it meanwhile): a caller woken by its result finds the
@@ -454,18 +462,48 @@ impl Shared {
     /// when the worker leaves, its replacement already counted. It costs no extra lock.
     pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, executor: &mut dyn Executor) {
         let options = &self.options;
+        // An isolated worker runs one task per worker: nothing may be sent ahead.
+        let depth = if options.isolate_workers {
+            1
+        } else {
+            executor.depth().max(1)
+        };
         me.bell.bind_current_thread();
         let mut done: Option<JobRef> = None;
+        // The tasks to hand over at the next release of the lock (kept to reuse its buffer).
+        let mut starting: Vec<JobRef> = Vec::new();
+        // Told to leave once what it started has finished.
+        let mut draining = false;
         let mut state = self.lock();
         // The loop ends when the worker is retired: aborted, recycled while idle, or the pool
         // was destroyed.
         while let Some(index) = state.position(me.serial) {
             self.refill(&mut state, index);
             let worker = &mut state.workers[index];
-            if let Some(job) = worker.inbox.pop_front() {
-                worker.current = Some(job.clone());
+            // Topped up once half of what it holds has finished, so that tasks leave in
+            // batches (one write for many `RUN` frames) rather than one per finished task.
+            let top_up = worker.running.len() <= depth / 2;
+            while top_up && !draining && worker.running.len() < depth {
+                // A task with a channel runs alone: its messages follow its `RUN` frame, and
+                // a child reads no further than the next task while one runs.
+                let alone = |job: &JobRef| job.port().is_some();
+                let Some(next) = worker.inbox.front() else {
+                    break;
+                };
+                if !worker.running.is_empty() && (alone(next) || worker.running.iter().any(alone)) {
+                    break;
+                }
+                let job = worker.inbox.pop_front().expect("checked above");
+                worker.running.push_back(job.clone());
+                starting.push(job);
+            }
+            if let Some(job) = worker.running.front().cloned() {
                 release(state, &mut done);
-                let flow = executor.execute(&job);
+                if !starting.is_empty() {
+                    executor.start(&starting);
+                    starting.clear();
+                }
+                let flow = executor.finish(&job);
                 if let Some(port) = job.port() {
                     port.close();
                 }
@@ -476,16 +514,21 @@ impl Shared {
                     break; // Retired while running (aborted, destroyed): it already failed.
                 };
                 let worker = &mut state.workers[index];
-                worker.current = None;
-                worker.exclusive = worker.inbox.front().is_some_and(|job| job.abortable());
-                let recycled = worker.recycle && worker.inbox.is_empty();
-                if options.isolate_workers || flow == Flow::Leave || recycled {
+                worker.running.pop_front();
+                worker.exclusive = worker.holds_abortable();
+                draining |= flow == Flow::Leave;
+                let finished = worker.running.is_empty();
+                let recycled = worker.recycle && worker.inbox.is_empty() && finished;
+                if flow == Flow::Dead
+                    || (finished && (draining || options.isolate_workers))
+                    || recycled
+                {
                     self.leave(state, index);
                     return publish(done);
                 }
                 continue;
             }
-            if worker.recycle {
+            if worker.recycle || draining {
                 self.leave(state, index);
                 return publish(done);
             }
@@ -523,11 +566,14 @@ impl Shared {
 
     /// Retires the worker at `index` and starts its replacements.
     fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, State>, index: usize) {
-        let taken = state.retire(index).inbox;
+        let worker = state.retire(index);
+        // Tasks it took but never started go back to the head of the queue, in order, for an
+        // idle worker or a replacement; dropping them would hang their callers. They are the
+        // siblings of an isolated task (with `concurrent_tasks_per_worker` > 1), and the tasks
+        // sent ahead to a child that died: a child runs its tasks in order, so those after the
+        // one it died in never started.
+        let taken: Vec<JobRef> = worker.running.into_iter().chain(worker.inbox).collect();
         if !taken.is_empty() {
-            // Tasks it took but never started (the siblings of an isolated task, with
-            // `concurrent_tasks_per_worker` > 1) go back to the head of the queue, in order,
-            // for an idle worker or a replacement; dropping them would hang their callers.
             for job in taken.into_iter().rev() {
                 state.queue.push_front(job);
             }
@@ -576,7 +622,7 @@ impl Shared {
         let mut starts = Vec::new();
         if let Some(index) = state.position(serial) {
             let worker = state.retire(index);
-            orphans.extend(worker.inbox.into_iter().chain(worker.current));
+            orphans.extend(worker.running.into_iter().chain(worker.inbox));
             starts = self.replenish(&mut state);
         }
         drop(state);
@@ -606,7 +652,7 @@ impl Shared {
             let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
             for worker in workers.iter_mut() {
                 cancelled.extend(worker.inbox.drain(..));
-                worker.exclusive = worker.current.as_ref().is_some_and(|job| job.abortable());
+                worker.exclusive = worker.holds_abortable();
             }
             cancelled
         };
@@ -652,7 +698,7 @@ impl Shared {
             while !state.workers.is_empty() {
                 let worker = state.retire(0);
                 worker.aborted.store(true, Ordering::Release);
-                doomed.extend(worker.current);
+                doomed.extend(worker.running);
                 doomed.extend(worker.inbox);
             }
             doomed

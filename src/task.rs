@@ -269,8 +269,8 @@ pub(crate) trait Job: Send + Sync {
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
 
-    /// Takes the argument out, encoded; `None` if the task resolved on its way to the worker
-    /// (then it must not be sent).
+    /// The argument, encoded (it stays in the task until its result is staged); `None` if
+    /// the task resolved on its way to the worker (then it must not be sent).
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
     /// The argument's type name.
     fn arg_type(&self) -> &'static str;
@@ -333,11 +333,10 @@ where
         }
     }
 
-    /// Takes the argument to start the task: `None` if it resolved on its way to the worker
-    /// (cancelled, aborted, terminated), an error if its signal fired but the listener (run
-    /// one at a time when a signal is shared) has not reached it yet: an aborted task must
-    /// never start.
-    fn take_arg(&self) -> Option<Result<A, Error>> {
+    /// Whether the task may start: `None` if it resolved on its way to the worker (cancelled,
+    /// aborted, terminated), an error if its signal fired but the listener (run one at a time
+    /// when a signal is shared) has not reached it yet: an aborted task must never start.
+    fn may_start(&self) -> Option<Result<(), Error>> {
         if self.slot.is_ready() {
             return None;
         }
@@ -347,9 +346,15 @@ where
                 return Some(Err(Error::Aborted { reason }));
             }
         }
+        Some(Ok(()))
+    }
+
+    /// Takes the argument to start the task (see [`may_start`](Self::may_start)).
+    fn take_arg(&self) -> Option<Result<A, Error>> {
         // The scheduler starts a job once; the error only keeps a broken invariant from
         // turning into a hang.
-        Some(lock(&self.arg).take().ok_or(Error::Terminated))
+        let taken = || lock(&self.arg).take().ok_or(Error::Terminated);
+        self.may_start().map(|start| start.and_then(|()| taken()))
     }
 
     fn resolved(&self, did: bool) -> bool {
@@ -424,8 +429,13 @@ where
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {
-        self.take_arg()
-            .map(|arg| arg.and_then(|arg| codec.encode(&arg)))
+        // The argument stays until the result is in: a child that dies with this task sent
+        // ahead and not started gives it back to the queue, to be sent again.
+        let encoded = || match &*lock(&self.arg) {
+            Some(arg) => codec.encode(arg),
+            None => Err(Error::Terminated),
+        };
+        self.may_start().map(|start| start.and_then(|()| encoded()))
     }
 
     fn arg_type(&self) -> &'static str {
@@ -437,6 +447,7 @@ where
     }
 
     fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>) {
+        drop(lock(&self.arg).take());
         self.slot
             .stage(result.and_then(|bytes| codec.decode(bytes)));
     }

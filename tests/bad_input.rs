@@ -56,7 +56,7 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 // ---- Values that refuse to cross ----------------------------------------------------------
 

@@ -158,6 +158,15 @@ fn error(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// `concurrent_tasks_per_worker` for tinypool's pools: `BENCH_CONCURRENCY`, default 1 (as in
+/// Tinypool and Piscina). run.sh also runs W2 with 32, where a child takes 32 tasks at once.
+fn concurrency() -> usize {
+    std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1)
+}
+
 /// tinypool, either runtime.
 struct Tinypool {
     /// The pool.
@@ -171,7 +180,8 @@ impl Tinypool {
             .runtime(runtime)
             .min_threads(workers)
             .max_threads(workers)
-            .isolate_workers(isolate);
+            .isolate_workers(isolate)
+            .concurrent_tasks_per_worker(concurrency());
         if runtime == Runtime::Threads {
             // A child-process pool's workers own their exports (`serve_if_worker` in main).
             builder = builder.exports(exports());

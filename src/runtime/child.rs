@@ -11,6 +11,7 @@
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
@@ -67,6 +68,9 @@ struct Run {
 struct Settings {
     codec: Serialization,
     max: usize,
+    /// Whether each result reports the process's resident memory (reading it costs a few
+    /// syscalls, so only for `max_memory_limit_before_recycle`).
+    measure_memory: bool,
     teardown: String,
 }
 
@@ -109,7 +113,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     install_panic_hook(writer.clone(), settings.max);
 
     let inbound = Arc::new(Inbound {
-        stream,
+        reader: Mutex::new(BufReader::with_capacity(64 << 10, stream)),
         writer: writer.clone(),
         current: Mutex::default(),
         codec: settings.codec,
@@ -169,7 +173,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
                     *lock(&inbound.current) = None;
                     bridge.close();
                 }
-                send_done(&writer, task, result, settings.max)?;
+                send_done(&writer, task, result, &settings)?;
             }
             Command::Stop => break,
         }
@@ -182,7 +186,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
             }),
         };
         if let Err(error) = result {
-            send_done(&writer, 0, Err(error), settings.max)?;
+            send_done(&writer, 0, Err(error), &settings)?;
         }
     }
     Ok(())
@@ -193,6 +197,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     let id = body.u64()? as usize;
     let codec = Serialization::from_code(body.u8()?)?;
     let max = body.u64()? as usize;
+    let measure_memory = body.u8()? != 0;
     let teardown = body.str()?.to_owned();
     let data = match body.u8()? {
         0 => None,
@@ -208,6 +213,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
         Settings {
             codec,
             max,
+            measure_memory,
             teardown,
         },
         data,
@@ -240,7 +246,8 @@ impl Mailbox {
 
 /// The pool's side of the socket, read by one thread at a time.
 struct Inbound {
-    stream: UnixStream,
+    /// Buffered: a pool sends many tasks in one write when it has them.
+    reader: Mutex<BufReader<UnixStream>>,
     writer: Writer,
     /// The running task's channel, for its `PORT` frames.
     current: Mutex<Option<Arc<Bridge>>>,
@@ -253,9 +260,14 @@ impl Inbound {
     /// the way. Ends the process when the pool is gone or talks nonsense.
     fn next_command(&self) -> Command {
         loop {
-            // The next task usually follows within microseconds: spin before blocking.
-            spin_until(|| super::process::poll_readable(&self.stream, Duration::ZERO));
-            let frame = match read_frame(&mut &self.stream, self.max) {
+            let mut reader = lock(&self.reader);
+            if reader.buffer().is_empty() {
+                // The next task usually follows within microseconds: spin before blocking.
+                spin_until(|| super::process::poll_readable(reader.get_ref(), Duration::ZERO));
+            }
+            let frame = read_frame(&mut *reader, self.max);
+            drop(reader);
+            let frame = match frame {
                 // The pool is gone: nobody is left to serve.
                 Ok(None) => process::exit(0),
                 Ok(Some(frame)) => frame,
@@ -338,10 +350,16 @@ fn send_done(
     writer: &Writer,
     task: u64,
     result: Result<Vec<u8>, Error>,
-    max: usize,
+    settings: &Settings,
 ) -> Result<(), String> {
+    let rss = if settings.measure_memory {
+        resident_memory()
+    } else {
+        0
+    };
+    let max = settings.max;
     let frame = |result: &Result<Vec<u8>, Error>| {
-        let frame = Frame::new(DONE).u64(task).u64(resident_memory());
+        let frame = Frame::new(DONE).u64(task).u64(rss);
         match result {
             Ok(value) => frame.u8(0).bytes(value),
             Err(error) => frame.u8(1).error(error),

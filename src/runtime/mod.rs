@@ -24,8 +24,12 @@ pub(crate) mod thread;
 pub(crate) enum Flow {
     /// Takes the next task.
     Continue,
-    /// Leaves the pool (its child died, or passed its memory limit); a replacement starts.
+    /// Finishes the tasks it started, then leaves the pool (its child passed its memory
+    /// limit); a replacement starts.
     Leave,
+    /// Leaves the pool at once: it is gone (its child died or was killed). The tasks started
+    /// after this one never ran, and go back to the queue.
+    Dead,
 }
 
 /// Makes workers of one kind.
@@ -47,8 +51,20 @@ pub(crate) trait Executor {
         None
     }
 
-    /// Runs `job` to the end: stages its result, or fails it.
-    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow;
+    /// How many tasks it may hold started and not finished. One runs a task at a time; a
+    /// child process takes `concurrent_tasks_per_worker` at once (many `RUN` frames per
+    /// write), and runs them in order.
+    fn depth(&self) -> usize {
+        1
+    }
+
+    /// Starts `jobs`, in order, after those already started and not finished.
+    fn start(&mut self, jobs: &[Arc<dyn Job>]) {
+        let _ = jobs; // A thread starts a task when it gets to it, in `finish`.
+    }
+
+    /// Sees the oldest started job to its end: stages its result, or fails it.
+    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow;
 
     /// How often an idle worker calls [`check`](Executor::check); `None`: never.
     fn check_interval(&self) -> Option<Duration> {

@@ -7,6 +7,7 @@
 //! `terminate_timeout`. Children die with their parent: `PR_SET_PDEATHSIG` on Linux, and
 //! everywhere they exit when their socket reaches end of stream.
 
+use std::collections::VecDeque;
 use std::io::{self, BufReader, Read};
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
@@ -82,7 +83,14 @@ impl Runtime for Processes {
                     deadline: None,
                 },
             ),
-            writer: Arc::new(Mutex::new(ours)),
+            writer: Arc::new(Mutex::new(Outbound {
+                stream: ours,
+                pending: Vec::new(),
+                bridged: 0,
+                broken: false,
+            })),
+            depth: shared.options.concurrent_tasks_per_worker,
+            in_flight: VecDeque::new(),
             next_task: 1,
             last_panic: None,
             exited: None,
@@ -174,7 +182,12 @@ struct ChildWorker {
     child: Child,
     reader: BufReader<ChildStream>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
-    writer: Arc<Mutex<UnixStream>>,
+    writer: Arc<Mutex<Outbound>>,
+    /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
+    depth: usize,
+    /// The tasks started and not finished, oldest first: the id of each one's `RUN` frame, or
+    /// `None` if nothing was sent (it resolved on its way, or could not be encoded).
+    in_flight: VecDeque<Option<u64>>,
     next_task: u64,
     /// What the child's panic hook said during the task (see [`note_panic`]): its last words
     /// if it then dies.
@@ -197,7 +210,7 @@ impl ChildWorker {
     }
 
     fn send(&self, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
-        write_frame(&mut *lock(&self.writer), &frame?)
+        write_frame(&mut lock(&self.writer).stream, &frame?)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
@@ -230,6 +243,7 @@ impl ChildWorker {
             .u64(worker_id as u64)
             .u8(options.serialization.code())
             .u64(options.max_message_size as u64)
+            .u8(u8::from(options.memory_recycle.is_some()))
             .str(self.shared.options.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
@@ -270,10 +284,17 @@ impl ChildWorker {
         // Most results come back within microseconds: spin on the socket before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
         if self.reader.buffer().is_empty() {
-            spin_until(|| poll_readable(self.reader.get_ref(), Duration::ZERO));
+            spin_until(|| {
+                self.flush_if_pending();
+                poll_readable(self.reader.get_ref(), Duration::ZERO)
+            });
         }
         let mut kill_deadline = None;
         loop {
+            if lock(&self.writer).broken {
+                // The child stopped reading for good: it is dead or dying.
+                return Err(self.died());
+            }
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     signal(self.pid, libc::SIGTERM);
@@ -284,8 +305,9 @@ impl ChildWorker {
                     return Err(Broken::Killed);
                 }
             }
+            let sending = self.flush_if_pending();
             if !self.reader.buffer().is_empty()
-                || poll_readable(self.reader.get_ref(), POLL_INTERVAL)
+                || poll(self.reader.get_ref(), sending, POLL_INTERVAL).0
             {
                 let max = self.max();
                 match read_frame(&mut self.reader, max) {
@@ -305,6 +327,12 @@ impl ChildWorker {
                 }
             }
         }
+    }
+
+    /// Sends more of the frames sent ahead, if some wait; returns whether some still wait.
+    fn flush_if_pending(&self) -> bool {
+        let mut out = lock(&self.writer);
+        !out.pending.is_empty() && out.flush()
     }
 
     /// The child closed its end: reap it and say how it died.
@@ -369,14 +397,15 @@ impl ChildWorker {
         }
     }
 
-    /// Runs one task in the child.
-    fn run(&mut self, job: &Arc<dyn Job>) -> Result<Flow, Broken> {
+    /// Sends `job`'s `RUN` frame (or as much of it as the socket takes now: the rest goes out
+    /// while the driver waits for results); returns the task's id, or `None` if nothing was
+    /// sent.
+    fn send_run(&mut self, job: &Arc<dyn Job>) -> Option<u64> {
         let codec = self.options.serialization;
+        // `None`: it resolved on its way here, nothing to send.
+        let arg = job.encode_arg(codec)?;
         let task = self.next_task;
         self.next_task += 1;
-        let Some(arg) = job.encode_arg(codec) else {
-            return Ok(Flow::Continue); // Resolved on its way here: nothing to send.
-        };
         let frame = arg.and_then(|arg| {
             Frame::new(RUN)
                 .u64(task)
@@ -391,39 +420,54 @@ impl ChildWorker {
             Ok(frame) => frame,
             Err(error) => {
                 job.fail(error);
-                return Ok(Flow::Continue);
+                return None;
             }
         };
-        if write_frame(&mut *lock(&self.writer), &frame).is_err() {
-            return Err(self.died());
+        let mut out = lock(&self.writer);
+        out.push(&frame);
+        let Some(port) = job.port() else {
+            return Some(task);
+        };
+        // A task with a channel runs alone, and its messages must follow its `RUN` frame
+        // whole: the child is idle and reads it, so this wait is short.
+        while out.flush() {
+            poll(&out.stream, true, POLL_INTERVAL);
         }
-        // Bridged only after RUN went out: the child must know the task before its messages.
-        if let Some(port) = job.port() {
-            let writer = self.writer.clone();
-            let max = self.max();
-            let closer = writer.clone();
-            let bridged = port.forward_encoded(
-                codec,
-                Box::new(move |message| {
-                    let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-                    write_frame(&mut *lock(&writer), &frame)
-                }),
-                Box::new(move || {
-                    if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(max) {
-                        let _ = write_frame(&mut *lock(&closer), &frame);
-                    }
-                }),
-            );
-            if let Err(error) = bridged {
-                // The task runs on in the child; its result will be dropped. Its side of the
-                // channel hears that the caller's closed, so a function waiting on it returns
-                // instead of holding the worker forever.
-                job.fail(error);
-                if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(self.max()) {
-                    let _ = write_frame(&mut *lock(&self.writer), &frame);
+        out.bridged = task;
+        drop(out);
+        let writer = self.writer.clone();
+        let max = self.max();
+        let closer = writer.clone();
+        let bridged = port.forward_encoded(
+            codec,
+            Box::new(move |message| {
+                let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
+                lock(&writer).send_port(task, &frame)
+            }),
+            Box::new(move || {
+                if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(max) {
+                    let _ = lock(&closer).send_port(task, &frame);
                 }
+            }),
+        );
+        if let Err(error) = bridged {
+            // The task runs on in the child; its result will be dropped. Its side of the
+            // channel hears that the caller's closed, so a function waiting on it returns
+            // instead of holding the worker forever.
+            job.fail(error);
+            if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(self.max()) {
+                let _ = lock(&self.writer).send_port(task, &frame);
             }
         }
+        Some(task)
+    }
+
+    /// Waits for the result of the oldest task started, `job`.
+    fn finish_one(&mut self, job: &Arc<dyn Job>) -> Result<Flow, Broken> {
+        let Some(task) = self.in_flight.pop_front().flatten() else {
+            return Ok(Flow::Continue); // Nothing was sent: it already resolved.
+        };
+        let codec = self.options.serialization;
         loop {
             let (kind, body) = self.next_frame()?;
             let mut body = Body::new(&body);
@@ -462,7 +506,13 @@ impl ChildWorker {
                 }),
             })();
             match parsed {
-                Ok(Some(flow)) => return Ok(flow),
+                Ok(Some(flow)) => {
+                    if job.port().is_some() {
+                        // Late messages of the caller are dropped here, not sent to the child.
+                        lock(&self.writer).bridged = 0;
+                    }
+                    return Ok(flow);
+                }
                 Ok(None) => {}
                 Err(error) => {
                     self.kill_and_reap(Duration::ZERO);
@@ -478,15 +528,26 @@ impl Executor for ChildWorker {
         Some(self.pid)
     }
 
-    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow {
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn start(&mut self, jobs: &[Arc<dyn Job>]) {
+        for job in jobs {
+            let task = self.send_run(job);
+            self.in_flight.push_back(task);
+        }
+    }
+
+    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         self.last_panic = None;
-        match self.run(job) {
+        match self.finish_one(job) {
             Ok(flow) => flow,
             Err(Broken::Died(error)) => {
                 job.fail(error);
-                Flow::Leave
+                Flow::Dead
             }
-            Err(Broken::Killed) => Flow::Leave,
+            Err(Broken::Killed) => Flow::Dead,
         }
     }
 
@@ -509,7 +570,7 @@ impl Executor for ChildWorker {
                 }
                 let error = self.death_error(Some(status));
                 self.shared.report(error);
-                Flow::Leave
+                Flow::Dead
             }
             Err(_) => Flow::Continue,
         }
@@ -555,6 +616,85 @@ fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2) on a child we have not reaped, so the pid is still ours.
     unsafe {
         libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// The pool's end of a child's socket, for writing: the driver's frames, and the messages of a
+/// task's channel, which its bridge writes from the sender's thread.
+///
+/// Frames sent ahead never block the driver: what the socket does not take at once waits in
+/// `pending` and goes out while the driver waits for results. Otherwise a driver blocked on a
+/// full socket, and a child blocked writing a result nobody reads, would wait for each other.
+struct Outbound {
+    stream: UnixStream,
+    /// Bytes written to the socket only in part; always whole frames when empty.
+    pending: Vec<u8>,
+    /// The task whose channel is bridged to the child now; 0 for none.
+    bridged: u64,
+    /// Writing failed: the child is gone or going.
+    broken: bool,
+}
+
+impl Outbound {
+    /// Queues `frame` behind what is pending, and sends what the socket takes.
+    fn push(&mut self, frame: &[u8]) {
+        if self.pending.is_empty() {
+            let sent = self.send_some(frame);
+            self.pending.extend_from_slice(&frame[sent..]);
+        } else {
+            self.pending.extend_from_slice(frame);
+            self.flush();
+        }
+    }
+
+    /// Sends what the socket takes of `pending`; returns whether some is still pending.
+    fn flush(&mut self) -> bool {
+        let mut pending = std::mem::take(&mut self.pending);
+        let sent = self.send_some(&pending);
+        if !self.broken {
+            pending.drain(..sent);
+            self.pending = pending;
+        }
+        !self.pending.is_empty()
+    }
+
+    /// Writes what the socket takes of `bytes` without blocking; returns how much.
+    fn send_some(&mut self, bytes: &[u8]) -> usize {
+        let mut sent = 0;
+        while sent < bytes.len() && !self.broken {
+            // SAFETY: send from a slice borrowed for the call; it never blocks, and a closed
+            // peer is an error (EPIPE), not a SIGPIPE.
+            let written = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    bytes[sent..].as_ptr().cast(),
+                    bytes.len() - sent,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if written >= 0 {
+                sent += written as usize;
+                continue;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => break,
+                io::ErrorKind::Interrupted => {}
+                _ => {
+                    self.broken = true;
+                    self.pending.clear();
+                }
+            }
+        }
+        sent
+    }
+
+    /// Sends a frame of task `task`'s channel, unless the task has finished (the child would
+    /// drop it). Nothing is pending while a channel is bridged: its task runs alone.
+    fn send_port(&mut self, task: u64, frame: &[u8]) -> Result<(), Error> {
+        if self.bridged != task {
+            return Ok(());
+        }
+        write_frame(&mut self.stream, frame)
     }
 }
 
@@ -632,13 +772,24 @@ fn peer_closed(stream: &UnixStream) -> bool {
 
 /// Waits up to `timeout` for `stream` to be readable (or closed).
 pub(crate) fn poll_readable(stream: &UnixStream, timeout: Duration) -> bool {
+    poll(stream, false, timeout).0
+}
+
+/// Waits up to `timeout` for `stream` to be readable (or closed), or, if `write`, writable;
+/// returns (readable, writable).
+fn poll(stream: &UnixStream, write: bool, timeout: Duration) -> (bool, bool) {
     let mut fd = libc::pollfd {
         fd: stream.as_raw_fd(),
-        events: libc::POLLIN,
+        events: if write {
+            libc::POLLIN | libc::POLLOUT
+        } else {
+            libc::POLLIN
+        },
         revents: 0,
     };
     let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
     // SAFETY: one valid pollfd, for the duration of the call.
     let ready = unsafe { libc::poll(&mut fd, 1, millis) };
-    ready > 0
+    let readable = ready > 0 && fd.revents & !libc::POLLOUT != 0;
+    (readable, ready > 0 && fd.revents & libc::POLLOUT != 0)
 }

@@ -34,7 +34,7 @@ struct ThreadWorker {
 }
 
 impl Executor for ThreadWorker {
-    fn execute(&mut self, job: &Arc<dyn Job>) -> Flow {
+    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         if job.port().is_some() {
             worker::set_task_port(TaskPort::Local(job.clone()));
             job.run(&self.exports);

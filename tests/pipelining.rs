@@ -1,0 +1,327 @@
+//! Child processes take `concurrent_tasks_per_worker` tasks at once: the driver sends their
+//! `RUN` frames together and the child runs them in order. These tests pin what a user relies
+//! on: every task still runs exactly once and resolves with its own outcome, when the child
+//! dies in the middle of a batch, when it passes its memory limit, with payloads larger than
+//! the socket's buffers, and next to a task with a channel.
+//!
+//! A `harness = false` binary: the pools here re-execute it as their workers. Tasks are held
+//! by *gates*, two FIFOs per task: the task writes a byte to `started` (the test reads it: it
+//! is running) and then waits for the test to open and close `go`.
+
+mod common;
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
+
+use common::finish;
+
+fn exports() -> Exports {
+    Exports::new()
+        .export("gate", gate)
+        .export("record", record)
+        .export("exit", |code: i32| -> u32 { std::process::exit(code) })
+        .export("leak", leak)
+        .export("echo", |bytes: Vec<u8>| bytes)
+        .export("talk", |()| -> u32 {
+            let port = worker::port::<u32>().expect("a channel");
+            let message = port.recv().expect("the test sends one message");
+            port.send(message + 1).expect("the test listens");
+            message
+        })
+}
+
+/// Announces that it runs, then waits until the test lets it go; returns its pid.
+fn gate(dir: String) -> u32 {
+    let dir = Path::new(&dir);
+    File::options()
+        .write(true)
+        .open(dir.join("started"))
+        .and_then(|mut started| started.write_all(b"!"))
+        .expect("the test reads `started`");
+    let mut go = File::open(dir.join("go")).expect("the test opens `go`");
+    go.read_to_end(&mut Vec::new()).expect("reading `go`");
+    std::process::id()
+}
+
+/// Appends `tag pid` to the log at `path`; returns its pid.
+fn record((path, tag): (String, u32)) -> u32 {
+    let pid = std::process::id();
+    let mut log = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .expect("the log opens");
+    writeln!(log, "{tag} {pid}").expect("the log is written");
+    pid
+}
+
+/// Holds `mib` MiB of touched memory for the rest of the process; returns its pid.
+fn leak(mib: usize) -> u32 {
+    let memory = vec![1u8; mib << 20];
+    std::hint::black_box(Box::leak(memory.into_boxed_slice()));
+    std::process::id()
+}
+
+// ---- Helpers --------------------------------------------------------------------------------
+
+/// A pool of one child-process worker that holds up to `concurrency` tasks.
+fn one_worker(concurrency: usize) -> Builder {
+    Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(concurrency)
+}
+
+/// A fresh directory for one test's FIFOs and log.
+fn scratch() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tinypool-pipelining-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// A gated task and the test's side of its gate.
+struct Gate {
+    dir: PathBuf,
+    task: Task<u32>,
+}
+
+impl Gate {
+    fn new(pool: &Pool, dir: &Path, name: &str) -> Gate {
+        let dir = dir.join(name);
+        fs::create_dir(&dir).expect("the gate's directory");
+        for fifo in ["started", "go"] {
+            let path = CString::new(dir.join(fifo).into_os_string().into_encoded_bytes()).unwrap();
+            // SAFETY: mkfifo with a valid, NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+        }
+        let task = pool.run_with::<u32, _>(
+            dir.to_string_lossy().into_owned(),
+            RunOptions::new().name("gate"),
+        );
+        Gate { dir, task }
+    }
+
+    /// Blocks until the task runs (opening a FIFO waits for its other end: no polling).
+    fn wait_started(&self) {
+        let mut byte = [0u8];
+        File::open(self.dir.join("started"))
+            .and_then(|mut started| started.read_exact(&mut byte))
+            .expect("the gated task announces itself");
+    }
+
+    /// Lets the task return.
+    fn open(&self) {
+        drop(File::options().write(true).open(self.dir.join("go")));
+    }
+}
+
+fn record_task(pool: &Pool, log: &Path, tag: u32) -> Task<u32> {
+    let arg = (log.to_string_lossy().into_owned(), tag);
+    pool.run_with::<u32, _>(arg, RunOptions::new().name("record"))
+}
+
+/// The log's lines as (tag, pid), in the order they were written.
+fn log_lines(log: &Path) -> Vec<(u32, u32)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let (tag, pid) = line.split_once(' ').expect("`tag pid`");
+            (tag.parse().unwrap(), pid.parse().unwrap())
+        })
+        .collect()
+}
+
+// ---- Tests ----------------------------------------------------------------------------------
+
+/// Tasks a worker held when it got to them go to its child together: they count as started,
+/// so `cancel_pending_tasks` leaves them be, and they run in order, each once.
+fn a_child_takes_its_tasks_at_once_and_runs_them_in_order() {
+    let pool = one_worker(4).build().unwrap();
+    let dir = scratch();
+    let log = dir.join("log");
+    let first = Gate::new(&pool, &dir, "first");
+    first.wait_started();
+    // Taken by the busy worker (it has room), and sent together when the first one ends.
+    let second = Gate::new(&pool, &dir, "second");
+    let records: Vec<Task<u32>> = (1..=2).map(|tag| record_task(&pool, &log, tag)).collect();
+    assert_eq!(pool.queue_size(), 0);
+    first.open();
+    let pid = finish(first.task).unwrap();
+    second.wait_started();
+
+    pool.cancel_pending_tasks();
+    second.open();
+    assert_eq!(finish(second.task), Ok(pid));
+    for task in records {
+        assert_eq!(
+            finish(task),
+            Ok(pid),
+            "sent with the second gate: not cancelled"
+        );
+    }
+    assert_eq!(log_lines(&log), [(1, pid), (2, pid)]);
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A child that dies in the middle of a batch fails only the task it died in; the tasks sent
+/// after it never started, and run once, on its replacement.
+fn a_child_dying_mid_batch_fails_only_its_own_task() {
+    let pool = one_worker(4).build().unwrap();
+    let dir = scratch();
+    let log = dir.join("log");
+    let first = Gate::new(&pool, &dir, "first");
+    first.wait_started();
+    let exit = pool.run_with::<u32, _>(3, RunOptions::new().name("exit"));
+    let records: Vec<Task<u32>> = (1..=3).map(|tag| record_task(&pool, &log, tag)).collect();
+    first.open();
+    let old = finish(first.task).unwrap();
+
+    match finish(exit) {
+        Err(Error::WorkerExited { code, .. }) => assert_eq!(code, Some(3)),
+        other => panic!("expected WorkerExited, got {other:?}"),
+    }
+    let pids: Vec<u32> = records.into_iter().map(|t| finish(t).unwrap()).collect();
+    assert!(pids.iter().all(|&pid| pid != old), "ran on the replacement");
+    let lines = log_lines(&log);
+    assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        lines.iter().all(|l| l.1 != old),
+        "none ran in the dead child"
+    );
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A child that passes `max_memory_limit_before_recycle` with tasks sent after the one that
+/// passed it runs those too (they are in its socket already), and is then replaced.
+fn a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced() {
+    let pool = one_worker(4)
+        .max_memory_limit_before_recycle(64 << 20)
+        .build()
+        .unwrap();
+    let dir = scratch();
+    let log = dir.join("log");
+    let first = Gate::new(&pool, &dir, "first");
+    first.wait_started();
+    let leak = pool.run_with::<u32, _>(128usize, RunOptions::new().name("leak"));
+    let records: Vec<Task<u32>> = (1..=2).map(|tag| record_task(&pool, &log, tag)).collect();
+    first.open();
+    let old = finish(first.task).unwrap();
+
+    assert_eq!(finish(leak), Ok(old));
+    for task in records {
+        assert_eq!(
+            finish(task),
+            Ok(old),
+            "sent in the same batch: ran in the same child"
+        );
+    }
+    assert_eq!(log_lines(&log), [(1, old), (2, old)]);
+    let next = finish(record_task(&pool, &log, 3)).unwrap();
+    assert_ne!(next, old, "then the child was replaced");
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Many megabytes in flight both ways at once: a driver whose socket is full keeps reading
+/// results, so neither side waits for the other forever.
+fn batches_larger_than_the_socket_buffers_go_through() {
+    let pool = one_worker(8).build().unwrap();
+    let payload: Vec<u8> = (0..1 << 20).map(|k| (k & 0xff) as u8).collect();
+    let tasks: Vec<Task<Vec<u8>>> = (0..32)
+        .map(|_| pool.run_with(payload.clone(), RunOptions::new().name("echo")))
+        .collect();
+    for task in tasks {
+        assert!(
+            finish(task).unwrap() == payload,
+            "the payload came back whole"
+        );
+    }
+    pool.destroy().wait().unwrap();
+}
+
+/// A task with a channel runs alone in its child (its messages follow its `RUN` frame), with
+/// tasks before and after it in the same worker's hands.
+fn a_task_with_a_channel_runs_alone_between_batched_tasks() {
+    let pool = one_worker(4).build().unwrap();
+    let dir = scratch();
+    let log = dir.join("log");
+    let first = Gate::new(&pool, &dir, "first");
+    first.wait_started();
+    let before = record_task(&pool, &log, 1);
+    let (ours, theirs) = tinypool::channel::<u32>();
+    let talk = pool.run_with::<u32, _>((), RunOptions::new().name("talk").channel(theirs));
+    let after = record_task(&pool, &log, 2);
+    first.open();
+    let pid = finish(first.task).unwrap();
+
+    ours.send(41).unwrap();
+    assert_eq!(ours.recv(), Ok(42));
+    assert_eq!(finish(talk), Ok(41));
+    assert_eq!((finish(before), finish(after)), (Ok(pid), Ok(pid)));
+    assert_eq!(log_lines(&log), [(1, pid), (2, pid)]);
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Many small tasks with a deep pipeline: every result is its own.
+fn many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value() {
+    let pool = Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(2)
+        .max_threads(2)
+        .concurrent_tasks_per_worker(32)
+        .build()
+        .unwrap();
+    let tasks: Vec<Task<Vec<u8>>> = (0..20_000u32)
+        .map(|i| pool.run_with(i.to_le_bytes().to_vec(), RunOptions::new().name("echo")))
+        .collect();
+    for (i, task) in (0u32..).zip(tasks) {
+        assert_eq!(finish(task), Ok(i.to_le_bytes().to_vec()));
+    }
+    pool.destroy().wait().unwrap();
+}
+
+fn main() {
+    tinypool::worker::serve_if_worker(exports());
+    common::run_tests(&[
+        (
+            "a_child_takes_its_tasks_at_once_and_runs_them_in_order",
+            a_child_takes_its_tasks_at_once_and_runs_them_in_order,
+        ),
+        (
+            "a_child_dying_mid_batch_fails_only_its_own_task",
+            a_child_dying_mid_batch_fails_only_its_own_task,
+        ),
+        (
+            "a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced",
+            a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced,
+        ),
+        (
+            "batches_larger_than_the_socket_buffers_go_through",
+            batches_larger_than_the_socket_buffers_go_through,
+        ),
+        (
+            "a_task_with_a_channel_runs_alone_between_batched_tasks",
+            a_task_with_a_channel_runs_alone_between_batched_tasks,
+        ),
+        (
+            "many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value",
+            many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value,
+        ),
+    ]);
+}
