@@ -244,6 +244,13 @@ impl Builder {
 
     /// How many tasks one worker takes at once (default: 1). Exported functions are
     /// synchronous, so a worker runs its tasks one after another from its own short queue.
+    ///
+    /// A child-process worker sends the tasks it takes to its child together (many per
+    /// write), which is the way to many small tasks per second across processes: such tasks
+    /// count as started, so [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks)
+    /// leaves them be. A task with a channel or an abort signal still runs alone. The default
+    /// of 1 keeps a short task from waiting behind a long one in a busy child while another
+    /// worker is free.
     pub fn concurrent_tasks_per_worker(mut self, n: usize) -> Self {
         self.concurrent_tasks_per_worker = n;
         self

@@ -147,7 +147,8 @@ impl Pool {
     }
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks
-    /// finish.
+    /// finish. Tasks already sent to a child process count as started (see
+    /// [`Builder::concurrent_tasks_per_worker`](crate::Builder::concurrent_tasks_per_worker)).
     pub fn cancel_pending_tasks(&self) {
         self.shared().cancel_pending();
     }

@@ -1,7 +1,9 @@
 //! The wire frames between a pool and its child-process workers.
 //!
 //! Each worker has a private `UnixStream` pair; the child's end sits on fd 3 (stdin, stdout
-//! and stderr stay the user's). On it travel frames:
+//! and stderr stay the user's). On Linux, fd 4 is a page of memory the two sides share, where
+//! each counts its writes so that the other can spin on it before blocking (see
+//! `runtime/shared_page.rs`; `INIT` says whether it is there). On the socket travel frames:
 //!
 //! ```text
 //! frame   = length:u32le kind:u8 body          length counts kind + body, at most max_message_size
@@ -12,7 +14,7 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 shared_page:u8 teardown:str has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` | both | task:u64 message:bytes |
 //! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
@@ -38,6 +40,8 @@ pub(crate) const VERSION: u32 = 2;
 pub(crate) const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;
+/// The file descriptor of the page the pool shares with its child (see `INIT`'s `shared_page`).
+pub(crate) const PAGE_FD: i32 = 4;
 /// The environment variable that marks a worker process; its value is the fd.
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
 

@@ -16,25 +16,25 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::shared_page::{spin_for_frame, Direction, SharedPage};
 use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
-    PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    PAGE_FD, PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::wait::{lock, spin_until, Doorbell};
-use std::time::Duration;
+use crate::wait::{lock, Doorbell};
 
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
 
-type Writer = Arc<Mutex<UnixStream>>;
+type Writer = Arc<Outlet>;
 /// Decodes a channel message and hands it to the task's port.
 type Deliver = Box<dyn Fn(&[u8]) + Send>;
 
@@ -71,6 +71,8 @@ struct Settings {
     /// Whether each result reports the process's resident memory (reading it costs a few
     /// syscalls, so only for `max_memory_limit_before_recycle`).
     measure_memory: bool,
+    /// Whether fd 4 is a page shared with the pool.
+    shared_page: bool,
     teardown: String,
 }
 
@@ -90,7 +92,10 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     // Grandchildren (a pool built inside a task) must not inherit it.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let writer: Writer = Arc::new(Mutex::new(stream.try_clone().map_err(|e| e.to_string())?));
+    let writer: Writer = Arc::new(Outlet {
+        stream: Mutex::new(stream.try_clone().map_err(|e| e.to_string())?),
+        page: OnceLock::new(),
+    });
     let hello = Frame::new(HELLO)
         .raw(MAGIC)
         .u32(VERSION)
@@ -104,6 +109,13 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         return Err("the pool did not answer the handshake".to_owned());
     };
     let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
+    if settings.shared_page {
+        if let Some(page) = SharedPage::map(PAGE_FD) {
+            let _ = writer.page.set(page);
+        }
+        // SAFETY: fd 4 was handed to this process for the page, which stays mapped without it.
+        unsafe { libc::close(PAGE_FD) };
+    }
     worker::set_context(Some(Context {
         id,
         data,
@@ -198,6 +210,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     let codec = Serialization::from_code(body.u8()?)?;
     let max = body.u64()? as usize;
     let measure_memory = body.u8()? != 0;
+    let shared_page = body.u8()? != 0;
     let teardown = body.str()?.to_owned();
     let data = match body.u8()? {
         0 => None,
@@ -214,6 +227,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
             codec,
             max,
             measure_memory,
+            shared_page,
             teardown,
         },
         data,
@@ -263,7 +277,8 @@ impl Inbound {
             let mut reader = lock(&self.reader);
             if reader.buffer().is_empty() {
                 // The next task usually follows within microseconds: spin before blocking.
-                spin_until(|| super::process::poll_readable(reader.get_ref(), Duration::ZERO));
+                let page = self.writer.page.get();
+                spin_for_frame(reader.get_ref(), page, Direction::ToChild, || {});
             }
             let frame = read_frame(&mut *reader, self.max);
             drop(reader);
@@ -343,7 +358,29 @@ fn parse_command(
 }
 
 fn send(writer: &Writer, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
-    write_frame(&mut *lock(writer), &frame?)
+    writer.write(&frame?)
+}
+
+/// The child's end of the socket, for writing: results, channel messages (from the function's
+/// threads) and panic messages.
+struct Outlet {
+    stream: Mutex<UnixStream>,
+    /// Where this side counts its writes, for a waiting pool to spin on (once `INIT` says).
+    page: OnceLock<SharedPage>,
+}
+
+impl Outlet {
+    fn write(&self, frame: &[u8]) -> Result<(), Error> {
+        self.write_locked(&mut lock(&self.stream), frame)
+    }
+
+    fn write_locked(&self, stream: &mut UnixStream, frame: &[u8]) -> Result<(), Error> {
+        write_frame(stream, frame)?;
+        if let Some(page) = self.page.get() {
+            page.bump(Direction::ToPool);
+        }
+        Ok(())
+    }
 }
 
 fn send_done(
@@ -377,9 +414,9 @@ fn install_panic_hook(writer: Writer, max: usize) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = panic_message(info.payload());
-        if let Ok(mut writer) = writer.try_lock() {
+        if let Ok(mut stream) = writer.stream.try_lock() {
             if let Ok(frame) = Frame::new(PANICKING).str(&message).finish(max) {
-                let _ = write_frame(&mut *writer, &frame);
+                let _ = writer.write_locked(&mut stream, &frame);
             }
         }
         previous(info);
@@ -461,7 +498,7 @@ impl Bridge {
             Box::new(move |message: T| {
                 let message = codec.encode(&message)?;
                 let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-                write_frame(&mut *lock(&writer), &frame)
+                writer.write(&frame)
             }),
             Box::new(|| {}),
         )?;

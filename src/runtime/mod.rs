@@ -17,6 +17,8 @@ use crate::Error;
 pub(crate) mod child;
 #[cfg(unix)]
 pub(crate) mod process;
+#[cfg(unix)]
+mod shared_page;
 pub(crate) mod thread;
 
 /// What the worker does after a task.

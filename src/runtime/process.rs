@@ -18,15 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::shared_page::{spin_for_frame, Direction, SharedPage};
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
-    PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PAGE_FD, PANICKING,
+    PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 use crate::task::Job;
-use crate::wait::{lock, spin_until};
+use crate::wait::lock;
 use crate::Error;
 
 /// How often a waiting driver looks at its abort flag, and an idle one at its child.
@@ -53,6 +54,11 @@ impl Runtime for Processes {
             .env(WORKER_ENV, CHILD_FD.to_string())
             .stdin(Stdio::null());
         let child_end = theirs.as_raw_fd();
+        let (page, page_fd) = match SharedPage::create() {
+            Some((page, fd)) => (Some(Arc::new(page)), Some(fd)),
+            None => (None, None),
+        };
+        let page_end = page_fd.as_ref().map(|fd| fd.as_raw_fd());
         let limits = Limits {
             memory: options.max_memory,
             cpu_seconds: options
@@ -60,15 +66,16 @@ impl Runtime for Processes {
                 .map(|time| time.as_secs() + u64::from(time.subsec_nanos() > 0)),
         };
         // SAFETY: the closure runs in the forked child before exec, and only makes
-        // async-signal-safe calls (dup2, fcntl, prctl, getppid, setrlimit).
+        // async-signal-safe calls (fcntl, dup2, close, prctl, getppid, setrlimit).
         let parent = std::process::id();
         unsafe {
-            command.pre_exec(move || prepare_child(child_end, parent, limits));
+            command.pre_exec(move || prepare_child(child_end, page_end, parent, limits));
         }
         let child = command
             .spawn()
             .map_err(|e| failed(format!("spawning the child: {e}")))?;
         drop(theirs);
+        drop(page_fd);
         let mut worker = ChildWorker {
             shared: shared.clone(),
             options: options.clone(),
@@ -88,7 +95,9 @@ impl Runtime for Processes {
                 pending: Vec::new(),
                 bridged: 0,
                 broken: false,
+                page: page.clone(),
             })),
+            page,
             depth: shared.options.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
             next_task: 1,
@@ -114,9 +123,14 @@ struct Limits {
     cpu_seconds: Option<u64>,
 }
 
-/// Runs in the child between fork and exec: moves its end of the socket to fd 3, ties its
-/// life to the parent's, and applies the resource limits.
-fn prepare_child(child_end: i32, parent: u32, limits: Limits) -> std::io::Result<()> {
+/// Runs in the child between fork and exec: moves its end of the socket to fd 3 (and the
+/// shared page to fd 4), ties its life to the parent's, and applies the resource limits.
+fn prepare_child(
+    child_end: i32,
+    page_end: Option<i32>,
+    parent: u32,
+    limits: Limits,
+) -> std::io::Result<()> {
     let check = |result: libc::c_int| {
         if result == -1 {
             Err(std::io::Error::last_os_error())
@@ -126,11 +140,20 @@ fn prepare_child(child_end: i32, parent: u32, limits: Limits) -> std::io::Result
     };
     // SAFETY: plain syscalls on fds and limits of this (forked) process.
     unsafe {
-        if child_end == CHILD_FD {
-            // dup2 onto itself would keep close-on-exec; clear it instead.
-            check(libc::fcntl(CHILD_FD, libc::F_SETFD, 0))?;
-        } else {
-            check(libc::dup2(child_end, CHILD_FD))?;
+        // Each goes to a free number above both targets first, so that neither dup2 can
+        // overwrite the other's source; dup2 also clears close-on-exec on the target.
+        let moves = [(Some(child_end), CHILD_FD), (page_end, PAGE_FD)];
+        let mut staged = [-1; 2];
+        for (stage, (from, _)) in staged.iter_mut().zip(moves) {
+            if let Some(from) = from {
+                *stage = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, PAGE_FD + 1);
+                check(*stage)?;
+            }
+        }
+        for (stage, (_, to)) in staged.into_iter().zip(moves) {
+            if stage >= 0 {
+                check(libc::dup2(stage, to))?;
+            }
         }
         #[cfg(target_os = "linux")]
         {
@@ -183,6 +206,8 @@ struct ChildWorker {
     reader: BufReader<ChildStream>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
     writer: Arc<Mutex<Outbound>>,
+    /// Where the child counts its writes, for a waiting driver to spin on.
+    page: Option<Arc<SharedPage>>,
     /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
     depth: usize,
     /// The tasks started and not finished, oldest first: the id of each one's `RUN` frame, or
@@ -244,6 +269,7 @@ impl ChildWorker {
             .u8(options.serialization.code())
             .u64(options.max_message_size as u64)
             .u8(u8::from(options.memory_recycle.is_some()))
+            .u8(u8::from(self.page.is_some()))
             .str(self.shared.options.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
@@ -284,9 +310,9 @@ impl ChildWorker {
         // Most results come back within microseconds: spin on the socket before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
         if self.reader.buffer().is_empty() {
-            spin_until(|| {
+            let page = self.page.as_deref();
+            spin_for_frame(self.reader.get_ref(), page, Direction::ToPool, || {
                 self.flush_if_pending();
-                poll_readable(self.reader.get_ref(), Duration::ZERO)
             });
         }
         let mut kill_deadline = None;
@@ -633,6 +659,8 @@ struct Outbound {
     bridged: u64,
     /// Writing failed: the child is gone or going.
     broken: bool,
+    /// Where this side counts its writes, for the child to spin on.
+    page: Option<Arc<SharedPage>>,
 }
 
 impl Outbound {
@@ -674,6 +702,9 @@ impl Outbound {
             };
             if written >= 0 {
                 sent += written as usize;
+                if let Some(page) = &self.page {
+                    page.bump(Direction::ToChild);
+                }
                 continue;
             }
             match io::Error::last_os_error().kind() {
@@ -694,7 +725,11 @@ impl Outbound {
         if self.bridged != task {
             return Ok(());
         }
-        write_frame(&mut self.stream, frame)
+        write_frame(&mut self.stream, frame)?;
+        if let Some(page) = &self.page {
+            page.bump(Direction::ToChild);
+        }
+        Ok(())
     }
 }
 
