@@ -112,6 +112,15 @@ each_system() {
 w1_run() { record "w1 $1" "${@:2}" w1 "${w1[@]}"; }
 w1_pinned() { record "w1 pinned $1" env BENCH_LABEL=pinned "${pin[@]}" "${@:2}" w1 "${w1[@]}"; }
 w2_run() { record "w2 $1" "${@:2}" w2 "${w2[@]}"; }
+# W2 again with 32 tasks per worker, for the pools that have the option: a child-process worker
+# of tinypool then gets its tasks 32 at a time (many per write).
+w2_batched() {
+  case ${1#node-} in
+    tinypool-threads | tinypool-process | piscina)
+      record "w2 c32 $1" env BENCH_LABEL=c32 BENCH_CONCURRENCY=32 "${@:2}" w2 "${w2[@]}"
+      ;;
+  esac
+}
 w4_run() { record "w4 $1" "${@:2}" w4 "${w4[@]}"; }
 w5_run() {
   record "w5copy $1" "${@:2}" w5copy "${w5[@]}"
@@ -166,6 +175,8 @@ if [[ ${#pin[@]} -gt 0 ]]; then
 fi
 log "W2 throughput"
 each_system w2_run
+log "W2 throughput, concurrent_tasks_per_worker 32"
+each_system w2_batched
 log "W3 cold start"
 each_system w3_run
 log "W4 isolation"

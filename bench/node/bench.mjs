@@ -44,6 +44,9 @@ const workerEnv = process.env.TINYPOOL_BENCH_FAULT
   ? { env: { TINYPOOL_BENCH_FAULT: process.env.TINYPOOL_BENCH_FAULT } }
   : {};
 
+// Tasks a worker takes at once: BENCH_CONCURRENCY, default 1 (run.sh also runs W2 with 32).
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 1);
+
 // A pool of `workers` workers of `system` running `filename`, as { run(arg, move), close() }.
 async function makePool(system, workers, filename, isolate) {
   if (system === 'piscina') {
@@ -53,7 +56,13 @@ async function makePool(system, workers, filename, isolate) {
       // them at a time, as for the Rust peers.
       return isolated(() => makePool(system, 1, filename, false), workers);
     }
-    const pool = new Piscina({ filename, minThreads: workers, maxThreads: workers, ...workerEnv });
+    const pool = new Piscina({
+      filename,
+      minThreads: workers,
+      maxThreads: workers,
+      concurrentTasksPerWorker: concurrency,
+      ...workerEnv,
+    });
     return {
       run: (arg, move) => pool.run(move ? Piscina.move(arg) : arg),
       close: () => pool.destroy(),
@@ -66,6 +75,7 @@ async function makePool(system, workers, filename, isolate) {
     minThreads: workers,
     maxThreads: workers,
     isolateWorkers: isolate,
+    concurrentTasksPerWorker: concurrency,
     // Node's default IPC serialization, 'json', turns a Uint8Array into an object of numbered
     // keys; the payload workload needs 'advanced' (V8's structured clone). The add workloads
     // keep the default.

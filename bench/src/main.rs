@@ -79,7 +79,7 @@ pub fn arg_or(args: &[String], index: usize, default: u64, what: &str) -> u64 {
 }
 
 /// The label of every line this process prints: `BENCH_LABEL` (run.sh sets `pinned` for the
-/// `taskset -c 0` runs), empty by default.
+/// `taskset -c 0` runs, `c32` for the W2 runs with `BENCH_CONCURRENCY=32`), empty by default.
 pub fn label() -> String {
     std::env::var("BENCH_LABEL").unwrap_or_default()
 }
