@@ -33,10 +33,11 @@ if [[ ${QUICK:-0} == 1 ]]; then
 else
   w1=(20000 5) w2=(200000 5) w4=(200 5) w5=(200 5) w6=(100 3) w7=(5 1) w3_warmup=3 w3_runs=20
 fi
-rust_systems=(tinypool-threads tinypool-process rayon threadpool tokio floor-mpsc floor-unix)
+rust_systems=(tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio floor-mpsc
+  floor-unix)
 node_systems=(tinypool-threads tinypool-process piscina)
 # The systems whose workers are threads: the only ones with a w5transfer.
-threads() { [[ $1 != tinypool-process && $1 != floor-unix ]]; }
+threads() { [[ $1 != tinypool-process* && $1 != floor-unix ]]; }
 
 # --- What it needs --------------------------------------------------------------------------
 if ! command -v hyperfine >/dev/null; then
@@ -116,7 +117,7 @@ w2_run() { record "w2 $1" "${@:2}" w2 "${w2[@]}"; }
 # of tinypool then gets its tasks 32 at a time (many per write).
 w2_batched() {
   case ${1#node-} in
-    tinypool-threads | tinypool-process | piscina)
+    tinypool-threads | tinypool-process* | piscina)
       record "w2 c32 $1" env BENCH_LABEL=c32 BENCH_CONCURRENCY=32 "${@:2}" w2 "${w2[@]}"
       ;;
   esac

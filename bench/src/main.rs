@@ -15,6 +15,7 @@ mod measure;
 mod report;
 mod soak;
 mod systems;
+mod worker;
 
 use std::io::{self, Write};
 use std::process;
@@ -31,7 +32,7 @@ usage: tinypool-bench <system> <workload> [n] [repeats]
        tinypool-bench time <system> <runs> <warmup> -- command...
        tinypool-bench table <results.jsonl>
        tinypool-bench soak [--minutes N | --seconds N] [--runtime threads|process]
-systems:   tinypool-threads tinypool-process rayon threadpool tokio floor-mpsc floor-unix
+systems:   tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio floor-mpsc floor-unix
 workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 (w3, w6 and w7 are the processes that
            hyperfine and `measure` look at)";
 
@@ -41,16 +42,30 @@ const QUIET_PANICS: &str = "TINYPOOL_BENCH_QUIET_PANICS";
 /// The W5 buffer: 1 MiB.
 const PAYLOAD_BYTES: usize = 1 << 20;
 
+/// Makes the heap steady for W5, here and in the worker processes started from now on.
+///
+/// By default glibc serves a 1 MiB buffer with `mmap` (or, after its threshold adapts, from
+/// a heap it trims back to the kernel), so that dropping one in a worker thread unmaps its
+/// pages, with a TLB shoot-down to the other cores, and which of these happens depends on the
+/// history of the process. That cost, tens of µs, dominates a 1 MiB hand-over and swings
+/// tenfold between runs. With a fixed 32 MiB mmap threshold and no trimming, buffers come from
+/// and go back to the heap, and W5 times the pool's hand-over (and, for w5copy, the copy).
+pub fn steady_heap() {
+    // Only the driver's single thread exists yet, and the variable is only read at start-up.
+    std::env::set_var(worker::HEAP_ENV, "1");
+    worker::tune_heap();
+}
+
 fn main() {
     // The soak panics on purpose thousands of times: keep its output (and its worker
     // processes', which inherit the variable) to the reports.
     if std::env::var_os(QUIET_PANICS).is_some() {
         std::panic::set_hook(Box::new(|_| {}));
     }
-    systems::init_fault();
-    systems::init_heap();
+    worker::init_fault();
+    worker::init_heap();
     // A tinypool-process worker is this binary re-executed: it serves here and exits.
-    tinypool::worker::serve_if_worker(systems::exports());
+    tinypool::worker::serve_if_worker(worker::exports());
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(systems::FLOOR_CHILD) {
         systems::floor_child();
@@ -300,7 +315,7 @@ fn payload_trip(pool: &mut dyn System, buf: Vec<u8>) -> Res<()> {
 /// to model the copy that a structured clone makes in Node. `w5transfer` (threads systems
 /// only) moves each buffer, zero-copy: the `n` buffers are cloned before the timed section,
 /// and only their hand-over (and their drop in the worker) is timed. Both modes first make the
-/// heap steady ([`systems::steady_heap`]), in this process and in the workers it starts.
+/// heap steady ([`steady_heap`]), in this process and in the workers it starts.
 fn payload(system: &str, workload: &str, args: &[String]) -> Res<()> {
     let n = arg_or(args, 2, 200, "n");
     let repeats = arg_or(args, 3, 5, "repeats");
@@ -310,7 +325,7 @@ fn payload(system: &str, workload: &str, args: &[String]) -> Res<()> {
             "w5transfer is for threads systems: {system} always copies (run w5copy)"
         ));
     }
-    systems::steady_heap();
+    steady_heap();
     let buf = payload_buffer();
     let samples = with_pool(system, 1, false, |pool| {
         for _ in 0..(n / 10).max(1) {

@@ -168,7 +168,7 @@ const WORKLOADS: &[(&str, &str)] = &[
 fn is_process(system: &str) -> bool {
     matches!(
         system,
-        "tinypool-process" | "floor-unix" | "node-tinypool-process"
+        "tinypool-process" | "tinypool-process-exe" | "floor-unix" | "node-tinypool-process"
     )
 }
 
@@ -181,7 +181,7 @@ fn target(
 ) -> Option<(&'static str, Option<bool>)> {
     let threads = match system {
         "tinypool-threads" => true,
-        "tinypool-process" => false,
+        "tinypool-process" | "tinypool-process-exe" => false,
         _ => return None,
     };
     let at_most = |limit: f64, text: &'static str| Some((text, Some(value <= limit)));

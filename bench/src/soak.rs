@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tinypool::{AbortController, Error, MaxQueue, Pool, RunOptions, Runtime, Task};
 
-use crate::systems::{self, Res};
+use crate::systems::Res;
 
 /// Counts of what the tasks came back with.
 #[derive(Default)]
@@ -72,7 +72,7 @@ pub fn soak(args: &[String]) -> Res<()> {
         .max_threads(2)
         .max_queue(MaxQueue::Limit(2_000));
     let pool = match runtime {
-        Runtime::Threads => builder.exports(systems::exports()),
+        Runtime::Threads => builder.exports(crate::worker::exports()),
         _ => builder,
     }
     .build()

@@ -6,11 +6,12 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::{self, JoinHandle};
 
-use tinypool::{Exports, Pool, RunOptions, Runtime, Task};
+use tinypool::{Pool, RunOptions, Runtime, Task};
+
+use crate::worker::{add, exports, payload};
 
 /// The first argument that makes this binary a floor-unix child instead of the driver.
 pub const FLOOR_CHILD: &str = "__floor-unix-child";
@@ -19,95 +20,13 @@ pub const FLOOR_CHILD: &str = "__floor-unix-child";
 pub const SYSTEMS: &[&str] = &[
     "tinypool-threads",
     "tinypool-process",
+    "tinypool-process-exe",
     "rayon",
     "threadpool",
     "tokio",
     "floor-mpsc",
     "floor-unix",
 ];
-
-/// What `add` adds to every sum: 1 when `TINYPOOL_BENCH_FAULT` is set, so that the harness's
-/// result checks can be seen to fail (the workers of both process systems inherit it).
-static FAULT: AtomicU64 = AtomicU64::new(0);
-
-/// Reads `TINYPOOL_BENCH_FAULT`; call before anything else in `main`.
-pub fn init_fault() {
-    let fault = std::env::var_os("TINYPOOL_BENCH_FAULT").is_some_and(|v| !v.is_empty());
-    FAULT.store(u64::from(fault), Ordering::Relaxed);
-}
-
-/// Set by the W5 modes, for themselves and the worker processes they start: see
-/// [`steady_heap`].
-const HEAP_ENV: &str = "TINYPOOL_BENCH_STEADY_HEAP";
-
-/// Makes the heap steady if this process is a worker of a W5 run; call first in `main`.
-pub fn init_heap() {
-    if std::env::var_os(HEAP_ENV).is_some() {
-        tune_heap();
-    }
-}
-
-/// Makes the heap steady for W5, here and in the worker processes started from now on.
-///
-/// By default glibc serves a 1 MiB buffer with `mmap` (or, after its threshold adapts, from
-/// a heap it trims back to the kernel), so that dropping one in a worker thread unmaps its
-/// pages, with a TLB shoot-down to the other cores, and which of these happens depends on the
-/// history of the process. That cost, tens of µs, dominates a 1 MiB hand-over and swings
-/// tenfold between runs. With a fixed 32 MiB mmap threshold and no trimming, buffers come from
-/// and go back to the heap, and W5 times the pool's hand-over (and, for w5copy, the copy).
-pub fn steady_heap() {
-    // Only the driver's single thread exists yet, and the variable is only read at start-up.
-    std::env::set_var(HEAP_ENV, "1");
-    tune_heap();
-}
-
-/// Fixes glibc's mmap threshold at 32 MiB and turns trimming off.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_heap() {
-    use std::os::raw::c_int;
-    extern "C" {
-        /// glibc's `mallopt(3)`.
-        fn mallopt(param: c_int, value: c_int) -> c_int;
-    }
-    const M_TRIM_THRESHOLD: c_int = -1;
-    const M_MMAP_THRESHOLD: c_int = -3;
-    // SAFETY: mallopt takes plain integers, may be called at any time, and these parameters
-    // and values are valid.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20);
-        mallopt(M_TRIM_THRESHOLD, c_int::MAX);
-    }
-}
-
-/// Elsewhere the allocator is left as it is.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_heap() {}
-
-/// The task of W1–W4, W6 and W7: `add(a, b)` (wrong by one under `TINYPOOL_BENCH_FAULT`).
-#[inline]
-pub fn add(a: u64, b: u64) -> u64 {
-    a.wrapping_add(b)
-        .wrapping_add(FAULT.load(Ordering::Relaxed))
-}
-
-/// The task of W5: the length of the buffer it was given.
-#[inline]
-pub fn payload(buf: Vec<u8>) -> usize {
-    buf.len()
-}
-
-/// The functions tinypool's workers export; a child-process worker serves these. `add` is also
-/// the default export, so that W1–W4 take the pool's default path, as a Tinypool pool with a
-/// single-function `filename` does.
-pub fn exports() -> Exports {
-    let add = |(a, b): (u64, u64)| add(a, b);
-    Exports::new()
-        .default(add)
-        .export("add", add)
-        .export("payload", payload)
-        // For the soak: a task that fails.
-        .export("panic", |message: String| -> u64 { panic!("{message}") })
-}
 
 /// The results and errors of the systems.
 pub type Res<T> = Result<T, String>;
@@ -127,7 +46,10 @@ pub trait System {
 /// Whether `system` runs its workers in threads of this process, so that a buffer can move to
 /// them (W5 transfer).
 pub fn is_threads(system: &str) -> bool {
-    !matches!(system, "tinypool-process" | "floor-unix")
+    !matches!(
+        system,
+        "tinypool-process" | "tinypool-process-exe" | "floor-unix"
+    )
 }
 
 /// Builds a pool of `workers` workers of `system`, each task on a fresh worker when `isolate`.
@@ -144,6 +66,7 @@ pub fn build(system: &str, workers: usize, isolate: bool) -> Res<Box<dyn System>
     Ok(match system {
         "tinypool-threads" => Box::new(Tinypool::new(Runtime::Threads, workers, isolate)?),
         "tinypool-process" => Box::new(Tinypool::new(Runtime::ChildProcess, workers, isolate)?),
+        "tinypool-process-exe" => Box::new(Tinypool::with_worker_exe(workers, isolate)?),
         "rayon" => Box::new(Rayon::new(workers)?),
         "threadpool" => Box::new(ThreadPool::new(workers)),
         "tokio" => Box::new(Tokio::new(workers)?),
@@ -176,12 +99,7 @@ struct Tinypool {
 impl Tinypool {
     /// A pool of `workers` workers, each task on a fresh one when `isolate`.
     fn new(runtime: Runtime, workers: usize, isolate: bool) -> Res<Self> {
-        let mut builder = Pool::builder()
-            .runtime(runtime)
-            .min_threads(workers)
-            .max_threads(workers)
-            .isolate_workers(isolate)
-            .concurrent_tasks_per_worker(concurrency());
+        let mut builder = Self::builder(runtime, workers, isolate);
         if runtime == Runtime::Threads {
             // A child-process pool's workers own their exports (`serve_if_worker` in main).
             builder = builder.exports(exports());
@@ -189,6 +107,31 @@ impl Tinypool {
         Ok(Tinypool {
             pool: builder.build().map_err(error)?,
         })
+    }
+
+    /// The same with child processes of `tinypool-bench-worker`, found next to this program.
+    fn with_worker_exe(workers: usize, isolate: bool) -> Res<Self> {
+        let exe = std::env::current_exe().map_err(error)?;
+        let worker = exe.with_file_name("tinypool-bench-worker");
+        if !worker.exists() {
+            return Err(format!(
+                "{} is missing: cargo build --release -p tinypool-bench builds it",
+                worker.display()
+            ));
+        }
+        let builder = Self::builder(Runtime::ChildProcess, workers, isolate).filename(worker);
+        Ok(Tinypool {
+            pool: builder.build().map_err(error)?,
+        })
+    }
+
+    fn builder(runtime: Runtime, workers: usize, isolate: bool) -> tinypool::Builder {
+        Pool::builder()
+            .runtime(runtime)
+            .min_threads(workers)
+            .max_threads(workers)
+            .isolate_workers(isolate)
+            .concurrent_tasks_per_worker(concurrency())
     }
 }
 

@@ -132,21 +132,8 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         max: settings.max,
     });
     let mailbox = Arc::new(Mailbox::default());
-    let reader_bell = Arc::new(Doorbell::new());
-    {
-        let (inbound, mailbox, bell) = (inbound.clone(), mailbox.clone(), reader_bell.clone());
-        std::thread::Builder::new()
-            .name("tinypool-reader".to_owned())
-            .spawn(move || {
-                bell.bind_current_thread();
-                loop {
-                    bell.wait(None);
-                    mailbox.post(inbound.next_command());
-                }
-            })
-            .map_err(|e| e.to_string())?;
-    }
-
+    // Started for the first task with a channel: most workers never need it.
+    let mut reader_bell: Option<Arc<Doorbell>> = None;
     mailbox.bell.bind_current_thread();
     // Who reads the socket: this thread, or (after a task with a channel) the reader thread,
     // which hands the next command over through the mailbox.
@@ -172,7 +159,11 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
                     *lock(&inbound.current) = Some(bridge.clone());
                     worker::set_task_port(TaskPort::Remote(bridge.clone()));
                     main_reads = false;
-                    reader_bell.ring();
+                    let bell = match &reader_bell {
+                        Some(bell) => bell,
+                        None => reader_bell.insert(start_reader(&inbound, &mailbox)?),
+                    };
+                    bell.ring();
                 }
                 let result = match exports.get(&name) {
                     Some(export) => {
@@ -202,6 +193,24 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Starts the thread that reads the socket while a task with a channel runs: it waits for its
+/// doorbell, reads up to the next command, which it posts to `mailbox`, and waits again.
+fn start_reader(inbound: &Arc<Inbound>, mailbox: &Arc<Mailbox>) -> Result<Arc<Doorbell>, String> {
+    let bell = Arc::new(Doorbell::new());
+    let (inbound, mailbox, theirs) = (inbound.clone(), mailbox.clone(), bell.clone());
+    std::thread::Builder::new()
+        .name("tinypool-reader".to_owned())
+        .spawn(move || {
+            theirs.bind_current_thread();
+            loop {
+                theirs.wait(None);
+                mailbox.post(inbound.next_command());
+            }
+        })
+        .map_err(|e| format!("starting the channel reader: {e}"))?;
+    Ok(bell)
 }
 
 fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
