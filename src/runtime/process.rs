@@ -490,6 +490,10 @@ impl ChildWorker {
 
     /// Waits for the result of the oldest task started, `job`.
     fn finish_one(&mut self, job: &Arc<dyn Job>) -> Result<Flow, Broken> {
+        debug_assert!(
+            !self.in_flight.is_empty(),
+            "the scheduler starts a job first"
+        );
         let Some(task) = self.in_flight.pop_front().flatten() else {
             return Ok(Flow::Continue); // Nothing was sent: it already resolved.
         };
