@@ -70,6 +70,8 @@ pub fn soak(args: &[String]) -> Res<()> {
         .runtime(runtime)
         .min_threads(2)
         .max_threads(2)
+        // A child takes its tasks 4 at a time: the batched path is soaked too.
+        .concurrent_tasks_per_worker(4)
         .max_queue(MaxQueue::Limit(2_000));
     let pool = match runtime {
         Runtime::Threads => builder.exports(crate::worker::exports()),
