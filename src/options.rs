@@ -53,10 +53,11 @@ pub enum MaxQueue {
 pub struct ResourceLimits {
     /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB). Threads runtime.
     pub stack_size: Option<usize>,
-    /// A hard cap on each child's address space (`RLIMIT_AS`), in bytes. Child processes.
+    /// A hard cap on each child's address space (`RLIMIT_AS`), in bytes. Child processes;
+    /// a child applies it once started, before its first task.
     pub max_memory: Option<u64>,
-    /// A cap on each child's CPU time (`RLIMIT_CPU`, whole seconds, rounded up). Child
-    /// processes.
+    /// A cap on each child's CPU time (`RLIMIT_CPU`, whole seconds, rounded up), counted
+    /// from the child's start. Child processes.
     pub max_cpu_time: Option<Duration>,
 }
 

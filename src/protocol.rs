@@ -14,7 +14,7 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 shared_page:u8 teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 shared_page:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` | both | task:u64 message:bytes |
 //! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
@@ -44,6 +44,8 @@ pub(crate) const CHILD_FD: i32 = 3;
 pub(crate) const PAGE_FD: i32 = 4;
 /// The environment variable that marks a worker process; its value is the fd.
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
+/// The pool's process id, for the child to tie its life to (`PR_SET_PDEATHSIG`).
+pub(crate) const PARENT_ENV: &str = "TINYPOOL_WORKER_PARENT";
 
 pub(crate) const HELLO: u8 = 1;
 pub(crate) const INIT: u8 = 2;

@@ -674,13 +674,6 @@ fn a_worker_that_cannot_be_spawned_fails_to_start() {
             .filename("/nonexistent/tinypool-worker"),
         &["/nonexistent/tinypool-worker", "spawning"],
     );
-    // Too little address space to load the program at all.
-    start_fails(
-        Pool::builder()
-            .runtime(Runtime::ChildProcess)
-            .resource_limits(ResourceLimits::new().max_memory(1 << 20)),
-        &["process_faults"],
-    );
 }
 
 // ---- 10. A worker started by hand -------------------------------------------------------------

@@ -10,7 +10,7 @@
 
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
@@ -27,7 +27,7 @@ use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
-    PAGE_FD, PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    PAGE_FD, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::wait::{lock, Doorbell};
 
@@ -41,6 +41,12 @@ type Deliver = Box<dyn Fn(&[u8]) + Send>;
 /// Serves tasks until the pool says stop (exit 0) or goes away; exits 2 with a message on
 /// stderr when this process was not started by a pool.
 pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
+    // Before any thread exists, as the caller's removal of the marker.
+    let parent = std::env::var_os(PARENT_ENV);
+    std::env::remove_var(PARENT_ENV);
+    if let Some(parent) = parent {
+        tie_to_parent(&parent);
+    }
     match run(exports, &fd) {
         Ok(()) => process::exit(0),
         Err(message) => {
@@ -48,6 +54,52 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
             process::exit(2)
         }
     }
+}
+
+/// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
+/// have died before this call: then nobody would send it, so the worker exits now.
+fn tie_to_parent(parent: &OsStr) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent: Option<libc::pid_t> = parent.to_str().and_then(|p| p.parse().ok());
+        // SAFETY: prctl and getppid on this process.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if parent.is_some_and(|parent| libc::getppid() != parent) {
+                process::exit(0);
+            }
+        }
+    }
+    let _ = parent;
+}
+
+/// Applies `resource_limits`, before any task runs.
+fn limit_resources(settings: &Settings) -> Result<(), String> {
+    let limit = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit on this process, from a local.
+        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "applying resource_limits: {}",
+                std::io::Error::last_os_error()
+            ))
+        }
+    };
+    if settings.max_memory > 0 {
+        limit(libc::RLIMIT_AS, settings.max_memory, settings.max_memory)?;
+    }
+    if settings.max_cpu_seconds > 0 {
+        // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
+        // SIGKILL.
+        let seconds = settings.max_cpu_seconds;
+        limit(libc::RLIMIT_CPU, seconds, seconds + 1)?;
+    }
+    Ok(())
 }
 
 /// What the main thread is handed.
@@ -73,6 +125,9 @@ struct Settings {
     measure_memory: bool,
     /// Whether fd 4 is a page shared with the pool.
     shared_page: bool,
+    /// `resource_limits`: bytes of address space, seconds of CPU time; 0 for none.
+    max_memory: u64,
+    max_cpu_seconds: u64,
     teardown: String,
 }
 
@@ -109,6 +164,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         return Err("the pool did not answer the handshake".to_owned());
     };
     let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
+    limit_resources(&settings)?;
     if settings.shared_page {
         if let Some(page) = SharedPage::map(PAGE_FD) {
             let _ = writer.page.set(page);
@@ -220,6 +276,8 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     let max = body.u64()? as usize;
     let measure_memory = body.u8()? != 0;
     let shared_page = body.u8()? != 0;
+    let max_memory = body.u64()?;
+    let max_cpu_seconds = body.u64()?;
     let teardown = body.str()?.to_owned();
     let data = match body.u8()? {
         0 => None,
@@ -237,6 +295,8 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
             max,
             measure_memory,
             shared_page,
+            max_memory,
+            max_cpu_seconds,
             teardown,
         },
         data,

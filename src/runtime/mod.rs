@@ -19,6 +19,8 @@ pub(crate) mod child;
 pub(crate) mod process;
 #[cfg(unix)]
 mod shared_page;
+#[cfg(unix)]
+mod spawn;
 pub(crate) mod thread;
 
 /// What the worker does after a task.

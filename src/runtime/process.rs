@@ -12,18 +12,19 @@ use std::io::{self, BufReader, Read};
 use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::shared_page::{spin_for_frame, Direction, SharedPage};
+use super::spawn::ChildProcess;
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PAGE_FD, PANICKING,
-    PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 use crate::task::Job;
@@ -47,32 +48,16 @@ impl Runtime for Processes {
         };
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| failed(format!("creating a socket pair: {e}")))?;
-        let mut command = Command::new(&options.program);
-        command
-            .args(&options.args)
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .env(WORKER_ENV, CHILD_FD.to_string())
-            .stdin(Stdio::null());
-        let child_end = theirs.as_raw_fd();
         let (page, page_fd) = match SharedPage::create() {
             Some((page, fd)) => (Some(Arc::new(page)), Some(fd)),
             None => (None, None),
         };
-        let page_end = page_fd.as_ref().map(|fd| fd.as_raw_fd());
-        let limits = Limits {
-            memory: options.max_memory,
-            cpu_seconds: options
-                .max_cpu_time
-                .map(|time| time.as_secs() + u64::from(time.subsec_nanos() > 0)),
-        };
-        // SAFETY: the closure runs in the forked child before exec, and only makes
-        // async-signal-safe calls (fcntl, dup2, close, prctl, getppid, setrlimit).
-        let parent = std::process::id();
-        unsafe {
-            command.pre_exec(move || prepare_child(child_end, page_end, parent, limits));
-        }
-        let child = command
-            .spawn()
+        let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
+        fds.extend(page_fd.as_ref().map(|fd| (fd.as_raw_fd(), PAGE_FD)));
+        let mut env = options.env.clone();
+        env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
+        env.push((PARENT_ENV.into(), std::process::id().to_string().into()));
+        let child = ChildProcess::spawn(&options.program, &options.args, &env, &fds)
             .map_err(|e| failed(format!("spawning the child: {e}")))?;
         drop(theirs);
         drop(page_fd);
@@ -117,73 +102,6 @@ impl Runtime for Processes {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Limits {
-    memory: Option<u64>,
-    cpu_seconds: Option<u64>,
-}
-
-/// Runs in the child between fork and exec: moves its end of the socket to fd 3 (and the
-/// shared page to fd 4), ties its life to the parent's, and applies the resource limits.
-fn prepare_child(
-    child_end: i32,
-    page_end: Option<i32>,
-    parent: u32,
-    limits: Limits,
-) -> std::io::Result<()> {
-    let check = |result: libc::c_int| {
-        if result == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    };
-    // SAFETY: plain syscalls on fds and limits of this (forked) process.
-    unsafe {
-        // Each goes to a free number above both targets first, so that neither dup2 can
-        // overwrite the other's source; dup2 also clears close-on-exec on the target.
-        let moves = [(Some(child_end), CHILD_FD), (page_end, PAGE_FD)];
-        let mut staged = [-1; 2];
-        for (stage, (from, _)) in staged.iter_mut().zip(moves) {
-            if let Some(from) = from {
-                *stage = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, PAGE_FD + 1);
-                check(*stage)?;
-            }
-        }
-        for (stage, (_, to)) in staged.into_iter().zip(moves) {
-            if stage >= 0 {
-                check(libc::dup2(stage, to))?;
-            }
-        }
-        #[cfg(target_os = "linux")]
-        {
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL))?;
-            // The parent may have died before prctl: then nobody would send the signal.
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other("the parent exited"));
-            }
-        }
-        let _ = parent;
-        if let Some(bytes) = limits.memory {
-            let limit = libc::rlimit {
-                rlim_cur: bytes as libc::rlim_t,
-                rlim_max: bytes as libc::rlim_t,
-            };
-            check(libc::setrlimit(libc::RLIMIT_AS, &limit))?;
-        }
-        if let Some(seconds) = limits.cpu_seconds {
-            // The soft limit sends SIGXCPU, which names the limit; the hard one, a second
-            // later, SIGKILL.
-            let limit = libc::rlimit {
-                rlim_cur: seconds as libc::rlim_t,
-                rlim_max: (seconds + 1) as libc::rlim_t,
-            };
-            check(libc::setrlimit(libc::RLIMIT_CPU, &limit))?;
-        }
-    }
-    Ok(())
-}
-
 /// Describes how a child ended, for start-up errors.
 fn describe(status: Option<ExitStatus>) -> String {
     match status {
@@ -202,7 +120,7 @@ struct ChildWorker {
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     pid: u32,
-    child: Child,
+    child: ChildProcess,
     reader: BufReader<ChildStream>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
     writer: Arc<Mutex<Outbound>>,
@@ -270,6 +188,11 @@ impl ChildWorker {
             .u64(options.max_message_size as u64)
             .u8(u8::from(options.memory_recycle.is_some()))
             .u8(u8::from(self.page.is_some()))
+            .u64(options.max_memory.unwrap_or(0))
+            .u64(options.max_cpu_time.map_or(0, |time| {
+                // Whole seconds, rounded up: what RLIMIT_CPU counts in.
+                time.as_secs() + u64::from(time.subsec_nanos() > 0)
+            }))
             .str(self.shared.options.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
@@ -323,7 +246,7 @@ impl ChildWorker {
             }
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
-                    signal(self.pid, libc::SIGTERM);
+                    self.child.signal(libc::SIGTERM);
                     Instant::now() + self.shared.options.terminate_timeout
                 });
                 if Instant::now() >= deadline {
@@ -399,6 +322,7 @@ impl ChildWorker {
             return Some(status);
         }
         let deadline = Instant::now() + grace;
+        let mut nap = Duration::from_micros(20);
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => {
@@ -406,14 +330,20 @@ impl ChildWorker {
                     return Some(status);
                 }
                 Ok(None) if Instant::now() < deadline => {
-                    // The child's exit closes the socket, which wakes this poll. What it still
-                    // says is dropped; a silent child must not block this read.
-                    if poll_readable(self.reader.get_ref(), Duration::from_millis(5)) {
-                        let _ = self.reader.get_mut().read(&mut [0u8; 4096]);
+                    // The child's exit closes the socket, which wakes this poll; what it still
+                    // says is dropped (a silent child must not block this read). A closed
+                    // socket stays readable: then wait in growing naps until the exit can be
+                    // reaped, rather than spin on it.
+                    let stream = self.reader.get_ref();
+                    if poll_readable(stream, Duration::from_millis(5))
+                        && matches!(self.reader.get_mut().read(&mut [0u8; 4096]), Ok(0) | Err(_))
+                    {
+                        std::thread::sleep(nap);
+                        nap = (nap * 2).min(Duration::from_millis(5));
                     }
                 }
                 Ok(None) => {
-                    let _ = self.child.kill();
+                    self.child.kill();
                     let status = self.child.wait().ok();
                     self.exited = status;
                     return status;
@@ -638,14 +568,6 @@ fn note_panic(said: &mut Option<String>, message: &str) {
             said.push_str(message);
         }
         Some(_) => {}
-    }
-}
-
-/// Sends `signal` to `pid`.
-fn signal(pid: u32, signal: libc::c_int) {
-    // SAFETY: kill(2) on a child we have not reaped, so the pid is still ours.
-    unsafe {
-        libc::kill(pid as libc::pid_t, signal);
     }
 }
 

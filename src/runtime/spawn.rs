@@ -1,0 +1,210 @@
+//! Starting a worker process with `posix_spawn`, and waiting for it.
+//!
+//! `std::process::Command` forks when it has to run code between fork and exec (to move the
+//! socket to fd 3, say), and forking a multi-threaded parent copies its page tables and then
+//! pays a copy-on-write fault, with a TLB shoot-down to every core, for each page the parent
+//! writes next: a cost that grows with the parent's memory. `posix_spawn` starts the child
+//! without copying the parent (glibc uses `CLONE_VM | CLONE_VFORK`), and its file actions
+//! place the descriptors. What the child used to do before exec (its parent-death signal, its
+//! resource limits) it now does itself, first thing in `serve_if_worker`.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+/// A child process this process started and has not reaped yet.
+pub(crate) struct ChildProcess {
+    pid: libc::pid_t,
+    status: Option<ExitStatus>,
+}
+
+impl ChildProcess {
+    /// Starts `program` with `args` and this process's environment plus `env`; stdin reads
+    /// `/dev/null`, stdout and stderr are shared; `fds` are `(ours, theirs)`: each of our
+    /// descriptors appears in the child as `theirs` (nothing else of ours does).
+    pub(crate) fn spawn(
+        program: &Path,
+        args: &[OsString],
+        env: &[(OsString, OsString)],
+        fds: &[(RawFd, RawFd)],
+    ) -> io::Result<ChildProcess> {
+        let c_string = |text: &OsStr| {
+            CString::new(text.as_bytes()).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a NUL byte in {text:?}"),
+                )
+            })
+        };
+        let program = c_string(program.as_os_str())?;
+        let mut argv = vec![program.clone()];
+        for arg in args {
+            argv.push(c_string(arg)?);
+        }
+        let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| !env.iter().any(|(set, _)| set == key))
+            .collect();
+        for (key, value) in env {
+            vars.retain(|(old, _)| old != key);
+            vars.push((key.clone(), value.clone()));
+        }
+        let mut envp = Vec::with_capacity(vars.len());
+        for (key, value) in &vars {
+            let mut pair = key.clone();
+            pair.push("=");
+            pair.push(value);
+            envp.push(c_string(&pair)?);
+        }
+        // Each descriptor first gets a number above every target, so that no dup2 overwrites
+        // the source of another; these copies close on exec, the targets do not.
+        let above = fds.iter().map(|&(_, theirs)| theirs).max().unwrap_or(2) + 1;
+        let mut staged: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(fds.len());
+        for &(ours, theirs) in fds {
+            // SAFETY: fcntl on a descriptor the caller owns; the copy is owned from here on.
+            let copy = unsafe { libc::fcntl(ours, libc::F_DUPFD_CLOEXEC, above) };
+            if copy < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `copy` was just created and nothing else owns it.
+            staged.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
+        }
+        let pid = spawn(&program, &argv, &envp, &staged)?;
+        Ok(ChildProcess { pid, status: None })
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// How it ended, if it has; reaps it then.
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_with(libc::WNOHANG)
+    }
+
+    /// Waits until it ends and reaps it.
+    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.wait_with(0)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// SIGKILL, unless it was reaped already (its pid may belong to another process by then).
+    pub(crate) fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Sends `signal`, unless it was reaped already.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        if self.status.is_none() {
+            // SAFETY: kill(2) on our unreaped child: the pid is still ours.
+            unsafe { libc::kill(self.pid, signal) };
+        }
+    }
+
+    fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let mut status = 0;
+        // SAFETY: waitpid on our own child, into a local.
+        let reaped = unsafe { libc::waitpid(self.pid, &mut status, flags) };
+        match reaped {
+            0 => Ok(None),
+            pid if pid == self.pid => {
+                let status = ExitStatus::from_raw(status);
+                self.status = Some(status);
+                Ok(Some(status))
+            }
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() == io::ErrorKind::Interrupted {
+                    Ok(None)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+/// The `posix_spawnp` call itself, with its attributes and file actions.
+fn spawn(
+    program: &CString,
+    argv: &[CString],
+    envp: &[CString],
+    fds: &[(OwnedFd, RawFd)],
+) -> io::Result<libc::pid_t> {
+    let check = |code: libc::c_int| {
+        if code == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(code))
+        }
+    };
+    let mut argv: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(std::ptr::null_mut());
+    let mut envp: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+    // SAFETY: the attribute and file-action objects are initialized before use and destroyed
+    // on every path (the guards below); every pointer handed to posix_spawnp lives until it
+    // returns, and the argument and environment arrays end with a null pointer.
+    unsafe {
+        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+        check(libc::posix_spawn_file_actions_init(&mut actions))?;
+        let actions = Guard(&mut actions, libc::posix_spawn_file_actions_destroy);
+        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
+        check(libc::posix_spawnattr_init(&mut attributes))?;
+        let attributes = Guard(&mut attributes, libc::posix_spawnattr_destroy);
+        check(libc::posix_spawn_file_actions_addopen(
+            actions.0,
+            0,
+            c"/dev/null".as_ptr(),
+            libc::O_RDONLY,
+            0,
+        ))?;
+        for (ours, theirs) in fds {
+            check(libc::posix_spawn_file_actions_adddup2(
+                actions.0,
+                ours.as_raw_fd(),
+                *theirs,
+            ))?;
+        }
+        // As `Command` does: an empty signal mask, and SIGPIPE back to its default (a Rust
+        // program ignores it, and ignored signals stay ignored across exec).
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        check(libc::posix_spawnattr_setsigmask(attributes.0, &none))?;
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        check(libc::posix_spawnattr_setsigdefault(attributes.0, &pipe))?;
+        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        check(libc::posix_spawnattr_setflags(attributes.0, flags as _))?;
+        let mut pid = 0;
+        check(libc::posix_spawnp(
+            &mut pid,
+            program.as_ptr(),
+            actions.0,
+            attributes.0,
+            argv.as_ptr(),
+            envp.as_ptr(),
+        ))?;
+        Ok(pid)
+    }
+}
+
+/// Runs its function on the pointer when dropped: the `_destroy` of a posix_spawn object.
+struct Guard<T>(*mut T, unsafe extern "C" fn(*mut T) -> libc::c_int);
+
+impl<T> Drop for Guard<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer was initialized by the matching `_init` and is destroyed once.
+        unsafe { (self.1)(self.0) };
+    }
+}
