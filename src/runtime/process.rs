@@ -232,12 +232,12 @@ impl ChildWorker {
         self.reader.get_mut().deadline = None;
         // Most results come back within microseconds: spin on the socket before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
-        let page = self.page.as_deref();
-        // Whether a read need not `poll` first.
-        let mut ready = !self.reader.buffer().is_empty()
-            || spin_for_frame(self.reader.get_ref(), page, Direction::ToPool, || {
+        if self.reader.buffer().is_empty() {
+            let page = self.page.as_deref();
+            spin_for_frame(self.reader.get_ref(), page, Direction::ToPool, || {
                 self.flush_if_pending();
             });
+        }
         let mut kill_deadline = None;
         loop {
             if lock(&self.writer).broken {
@@ -255,8 +255,7 @@ impl ChildWorker {
                 }
             }
             let sending = self.flush_if_pending();
-            if std::mem::take(&mut ready)
-                || !self.reader.buffer().is_empty()
+            if !self.reader.buffer().is_empty()
                 || poll(self.reader.get_ref(), sending, POLL_INTERVAL).0
             {
                 let max = self.max();

@@ -16,18 +16,17 @@ use super::process::poll_readable;
 use crate::wait::spin_until;
 
 /// Spins briefly, calling `meanwhile` each round, until a frame written `direction` is
-/// probably waiting on `stream`; returns whether one probably is. The caller then reads, or
-/// blocks in `poll` as it would have.
+/// probably waiting on `stream`: the caller then reads, or blocks in `poll` as it would have.
 pub(crate) fn spin_for_frame(
     stream: &UnixStream,
     page: Option<&SharedPage>,
     direction: Direction,
     mut meanwhile: impl FnMut(),
-) -> bool {
+) {
     // Noted before the socket is looked at: a write after that look moves the count.
     let seen = page.map(|page| page.count(direction));
     if poll_readable(stream, Duration::ZERO) {
-        return true;
+        return;
     }
     spin_until(|| {
         meanwhile();
@@ -35,7 +34,7 @@ pub(crate) fn spin_for_frame(
             (Some(page), Some(seen)) => page.moved(direction, seen),
             _ => poll_readable(stream, Duration::ZERO),
         }
-    })
+    });
 }
 
 /// Which way the frames go whose writes a counter counts.
