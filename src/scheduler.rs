@@ -9,15 +9,18 @@
 //! runtimes: a [`Runtime`](crate::runtime::Runtime) only decides how one job is executed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::options::Options;
 use crate::runtime::{Executor, Flow, Runtime};
+// From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{
+    lock, wait_timeout, AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
+};
 use crate::task::{Completion, Job, Slot, Task};
-use crate::wait::{lock, Doorbell};
+use crate::wait::Doorbell;
 use crate::Error;
 
 type JobRef = Arc<dyn Job>;
@@ -685,11 +688,7 @@ impl Shared {
                 None => break None,
                 Some(id) if now >= deadline => break Some(id),
                 Some(_) => {
-                    state = self
-                        .thread_finished
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
+                    state = wait_timeout(&self.thread_finished, state, deadline - now);
                 }
             }
         };

@@ -14,7 +14,6 @@ use std::ffi::OsString;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -27,6 +26,7 @@ use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
     PANICKING, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
+use crate::sync::AtomicBool;
 use crate::wait::{lock, spin_until, Doorbell};
 use std::time::Duration;
 

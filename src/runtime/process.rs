@@ -13,7 +13,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,8 @@ use crate::protocol::{
     PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
+// The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
+use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
 use crate::wait::{lock, spin_until};
 use crate::Error;
