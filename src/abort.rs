@@ -1,10 +1,9 @@
 //! Cancellation of a task by an abort signal.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::wait::lock;
+use crate::sync::{lock, AtomicBool, Mutex, Ordering};
 
 type Listener = Box<dyn FnOnce(Option<String>) + Send>;
 

@@ -369,7 +369,7 @@ impl Builder {
         Pool::start(self.into_options()?)
     }
 
-    fn into_options(mut self) -> Result<Options, Error> {
+    pub(crate) fn into_options(mut self) -> Result<Options, Error> {
         let invalid = |message: &str| Err(Error::InvalidOptions(message.to_owned()));
         let threads = self.runtime == Runtime::Threads;
         let exports = match self.exports.take() {

@@ -9,15 +9,18 @@
 //! runtimes: a [`Runtime`](crate::runtime::Runtime) only decides how one job is executed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::options::Options;
 use crate::runtime::{Executor, Flow, Runtime};
+// From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{
+    lock, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
+};
 use crate::task::{Completion, Job, Slot, Task};
-use crate::wait::{lock, Doorbell};
+use crate::wait::Doorbell;
 use crate::Error;
 
 type JobRef = Arc<dyn Job>;
@@ -733,11 +736,7 @@ impl Shared {
                 None => break None,
                 Some(id) if now >= deadline => break Some(id),
                 Some(_) => {
-                    state = self
-                        .thread_finished
-                        .wait_timeout(state, deadline - now)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
+                    state = wait_timeout(&self.thread_finished, state, deadline - now);
                 }
             }
         };
@@ -804,9 +803,211 @@ fn publish(done: Option<JobRef>) {
 }
 
 fn join_all(handles: Vec<JoinHandle<()>>) {
+    let me = thread::current().id();
     for handle in handles {
+        // A thread that finishes may itself start a replacement (`thread_finished`, after a
+        // bug of ours made it leave its loop), whose start collects finished threads: its own
+        // handle among them. Joining itself would fail; dropping the handle detaches it.
+        if handle.thread().id() == me {
+            continue;
+        }
         // A worker thread catches every panic of user code; an error here is a bug of ours,
         // and its tasks were already failed by `thread_finished`.
         let _ = handle.join();
+    }
+}
+
+/// Model checks of the scheduler's own code, a real [`Shared`] driving threads-runtime
+/// workers: `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
+///
+/// Time: loom models no clock, and a timed wait under loom is an untimed one (src/sync.rs).
+/// So every deadline here is either already past when the scheduler computes it, or far
+/// beyond the model's run, and no outcome depends on how much real time passes:
+/// - `idle_timeout` is zero: an idle worker above `min_threads` finds its idle deadline
+///   (`now + 0`) already passed after its brief spin on the doorbell, never parks, and
+///   retires unless work arrived. Every interleaving of that exit with a submit is explored.
+///   (With `min_threads` workers, the idle ones have no deadline and park untimed.)
+/// - `terminate_timeout` is an hour: `join_threads` only ever ends by the last worker's
+///   notification, as it must whenever workers finish their functions, so a model left
+///   waiting there is a real lost notification, which loom reports as a deadlock.
+///
+/// loom allows five threads per model, the models' own included, and every worker the
+/// scheduler spawns (a replacement too) is one.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::abort::AbortController;
+    use crate::exports::Exports;
+    use crate::options::Builder;
+    use crate::runtime::thread::Threads;
+    use crate::task::TaskCell;
+
+    /// `terminate_timeout`: never reached while a model runs (see the module's doc).
+    const FAR: Duration = Duration::from_secs(3600);
+
+    /// Checks `f` under every interleaving with at most `preemptions` preemptions (a switch
+    /// away from a thread that could go on; switches where a thread blocks are free).
+    /// Unbounded, these models do not finish in minutes: each scheduler step is a few locks
+    /// and atomics, and DPOR still leaves millions of interleavings. The bounds keep each
+    /// model within seconds; `LOOM_MAX_PREEMPTIONS` overrides them for a deeper local run.
+    fn model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = builder.preemption_bound.or(Some(preemptions));
+        builder.check(f);
+    }
+
+    fn pool(min_threads: usize, max_threads: usize) -> Arc<Shared> {
+        let options = Builder::default()
+            .exports(Exports::new().default(|(a, b): (i32, i32)| a + b))
+            .min_threads(min_threads)
+            .max_threads(max_threads)
+            .idle_timeout(Duration::ZERO)
+            .terminate_timeout(FAR)
+            .into_options()
+            .expect("valid options");
+        Shared::new(options, Box::new(Threads))
+    }
+
+    /// As `Pool::run_with` does it, with an abort signal or without.
+    fn run(shared: &Arc<Shared>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
+        let cell = Arc::new(TaskCell::<(i32, i32), i32>::new(
+            arg,
+            None,
+            None,
+            abort.is_some(),
+        ));
+        let job: JobRef = cell.clone();
+        shared.submit(job.clone());
+        if let Some(signal) = abort.map(AbortController::signal) {
+            match signal.add_listener(shared.abort_listener(&job)) {
+                Some(listener) => cell.set_abort_hook(signal, listener),
+                None => (shared.abort_listener(&job))(signal.reason()),
+            }
+        }
+        Task::new(cell)
+    }
+
+    /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
+    /// worker with its thread record.
+    fn check_consistent(shared: &Shared) {
+        let state = shared.lock();
+        let mut in_use = vec![false; shared.options.max_threads];
+        for worker in &state.workers {
+            assert!((1..=in_use.len()).contains(&worker.id), "id out of range");
+            assert!(
+                !in_use[worker.id - 1],
+                "two live workers share id {}",
+                worker.id
+            );
+            in_use[worker.id - 1] = true;
+            assert!(
+                state
+                    .threads
+                    .iter()
+                    .any(|r| r.serial == worker.serial && !r.finished),
+                "a live worker without a running thread"
+            );
+        }
+        assert_eq!(
+            state.ids_in_use, in_use,
+            "ids_in_use disagrees with the workers"
+        );
+    }
+
+    /// `Pool::destroy().wait()`: every worker retired, every thread finished.
+    fn destroy(shared: &Arc<Shared>) {
+        shared.shut_down();
+        assert_eq!(shared.join_threads(shared.stop_deadline()), Ok(()));
+        let state = shared.lock();
+        assert!(state.workers.is_empty() && state.queue.is_empty());
+        assert!(state.threads.iter().all(|record| record.finished));
+        assert!(state.ids_in_use.iter().all(|used| !used));
+    }
+
+    /// A worker idles out the moment it has nothing to do (`min_threads` 0, zero
+    /// `idle_timeout`), racing the next submit: that task goes to it, or to a new worker once
+    /// it is gone, never nowhere.
+    #[test]
+    fn loom_submit_races_a_worker_idling_out() {
+        model(4, || {
+            let shared = pool(0, 1);
+            assert_eq!(run(&shared, (1, 2), None).wait(), Ok(3));
+            check_consistent(&shared);
+            assert_eq!(run(&shared, (3, 4), None).wait(), Ok(7));
+            check_consistent(&shared);
+            assert_eq!(shared.completed(), 2);
+            destroy(&shared);
+        });
+    }
+
+    /// Two callers submit at once to a one-worker pool whose worker idles out between tasks:
+    /// the second task is handed to the busy worker's queue, to the idle worker, or to a new
+    /// worker, and both resolve with their own value.
+    #[test]
+    fn loom_concurrent_submits_each_resolve_once() {
+        model(2, || {
+            let shared = pool(0, 1);
+            let other = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || run(&shared, (10, 20), None).wait())
+            };
+            assert_eq!(run(&shared, (1, 2), None).wait(), Ok(3));
+            assert_eq!(other.join().unwrap(), Ok(30));
+            check_consistent(&shared);
+            assert_eq!(shared.completed(), 2);
+            destroy(&shared);
+        });
+    }
+
+    /// An abort fired from another thread while the worker runs (or is about to run, or has
+    /// just finished) the task: the caller sees one outcome, the worker is retired only if
+    /// the abort won, and its replacement (`min_threads` 1) takes the next task.
+    #[test]
+    fn loom_abort_races_publish() {
+        model(2, || {
+            let shared = pool(1, 1);
+            let controller = AbortController::new();
+            let task = run(&shared, (1, 2), Some(&controller));
+            let aborter = loom::thread::spawn(move || controller.abort());
+            let outcome = task.wait();
+            assert!(
+                matches!(outcome, Ok(3) | Err(Error::Aborted { reason: None })),
+                "{outcome:?}"
+            );
+            aborter.join().unwrap();
+            check_consistent(&shared);
+            let ids: Vec<usize> = shared.workers().iter().map(|w| w.id).collect();
+            assert_eq!(ids, [1], "one worker, the first or its replacement");
+            assert_eq!(run(&shared, (3, 4), None).wait(), Ok(7));
+            destroy(&shared);
+        });
+    }
+
+    /// `destroy` from another thread while the task runs, or before it starts, or after it
+    /// finished: the task resolves (value or `Terminated`), every worker thread finishes and
+    /// `join_threads` sees it, and later tasks are refused.
+    #[test]
+    fn loom_destroy_races_a_running_task() {
+        model(4, || {
+            let shared = pool(0, 1);
+            let task = run(&shared, (1, 2), None);
+            let destroyer = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    shared.shut_down();
+                    shared.join_threads(shared.stop_deadline())
+                })
+            };
+            let outcome = task.wait();
+            assert!(
+                matches!(outcome, Ok(3) | Err(Error::Terminated)),
+                "{outcome:?}"
+            );
+            assert_eq!(destroyer.join().unwrap(), Ok(()));
+            destroy(&shared);
+            assert_eq!(run(&shared, (3, 4), None).wait(), Err(Error::Terminated));
+        });
     }
 }

@@ -10,7 +10,7 @@
 use std::task::Waker;
 
 use crate::sync::thread::{self, Thread};
-use crate::sync::{spin_loop, AtomicBool, Ordering};
+use crate::sync::{spin_loop, take, AtomicBool, Ordering};
 
 /// Rounds of busy-spinning, each twice as long as the last, before yielding: 31 `PAUSE`s in
 /// all. Short on purpose: when both threads share one core (a `taskset -c 0` run), spinning
@@ -118,7 +118,7 @@ impl Doorbell {
             return true;
         }
         loop {
-            if self.rung.swap(false, Ordering::AcqRel) {
+            if take(&self.rung) {
                 return true;
             }
             match deadline {

@@ -14,7 +14,6 @@
 
 use std::any::{type_name, Any};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -23,6 +22,7 @@ use serde::Serialize;
 use crate::channel::Port;
 use crate::codec::Serialization;
 use crate::exports::Exports;
+use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
 use crate::Error;
 
@@ -66,8 +66,14 @@ pub(crate) struct Context {
     pub(crate) task: TaskPort,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+// loom runs its threads as coroutines of one OS thread: a std thread-local would be shared.
+#[cfg(loom)]
+loom::thread_local! {
+    static CONTEXT: RefCell<Option<Context>> = RefCell::new(None);
 }
 
 /// Makes the current thread a worker (or, with `None`, a plain thread again).

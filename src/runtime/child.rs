@@ -15,7 +15,6 @@ use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::de::DeserializeOwned;
@@ -29,6 +28,7 @@ use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
     PAGE_FD, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
+use crate::sync::AtomicBool;
 use crate::wait::{lock, Doorbell};
 
 use crate::worker::{self, Context, Data, TaskPort};

@@ -14,7 +14,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,8 @@ use crate::protocol::{
     PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
+// The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
+use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
 use crate::wait::lock;
 use crate::Error;
