@@ -488,13 +488,16 @@ impl Shared {
             let top_up = worker.running.len() <= depth / 2;
             while top_up && !draining && worker.running.len() < depth {
                 // A task with a channel runs alone: its messages follow its `RUN` frame, and
-                // a child reads no further than the next task while one runs.
+                // a child reads no further than the next task while one runs. (So if one is
+                // running, it is the only one, at the front.)
                 let alone = |job: &JobRef| job.port().is_some();
                 let Some(next) = worker.inbox.front() else {
                     break;
                 };
-                if !worker.running.is_empty() && (alone(next) || worker.running.iter().any(alone)) {
-                    break;
+                if let Some(first) = worker.running.front() {
+                    if alone(next) || alone(first) {
+                        break;
+                    }
                 }
                 let job = worker.inbox.pop_front().expect("checked above");
                 worker.running.push_back(job.clone());
