@@ -127,21 +127,64 @@ impl Gate {
     }
 }
 
-fn record_task(pool: &Pool, log: &Path, tag: u32) -> Task<u32> {
-    let arg = (log.to_string_lossy().into_owned(), tag);
-    pool.run_with::<u32, _>(arg, RunOptions::new().name("record"))
+/// A test's pool, scratch directory and log, with a first task held at its gate: the tasks
+/// submitted next wait in the busy worker's hands, and go to its child together once the
+/// first one ends ([`Scene::release`]).
+struct Scene {
+    pool: Pool,
+    dir: PathBuf,
+    log: PathBuf,
+    first: Option<Gate>,
 }
 
-/// The log's lines as (tag, pid), in the order they were written.
-fn log_lines(log: &Path) -> Vec<(u32, u32)> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let (tag, pid) = line.split_once(' ').expect("`tag pid`");
-            (tag.parse().unwrap(), pid.parse().unwrap())
-        })
-        .collect()
+impl Scene {
+    fn new(builder: Builder) -> Scene {
+        let pool = builder.build().unwrap();
+        let dir = scratch();
+        let first = Gate::new(&pool, &dir, "first");
+        first.wait_started();
+        Scene {
+            pool,
+            log: dir.join("log"),
+            dir,
+            first: Some(first),
+        }
+    }
+
+    /// A task that logs `tag` and its pid.
+    fn record(&self, tag: u32) -> Task<u32> {
+        let arg = (self.log.to_string_lossy().into_owned(), tag);
+        self.pool
+            .run_with::<u32, _>(arg, RunOptions::new().name("record"))
+    }
+
+    fn records(&self, tags: std::ops::RangeInclusive<u32>) -> Vec<Task<u32>> {
+        tags.map(|tag| self.record(tag)).collect()
+    }
+
+    /// Lets the first task end; returns the pid of the child it ran in.
+    fn release(&mut self) -> u32 {
+        let first = self.first.take().expect("released once");
+        first.open();
+        finish(first.task).unwrap()
+    }
+
+    /// The log's lines as (tag, pid), in the order they were written.
+    fn log(&self) -> Vec<(u32, u32)> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let (tag, pid) = line.split_once(' ').expect("`tag pid`");
+                (tag.parse().unwrap(), pid.parse().unwrap())
+            })
+            .collect()
+    }
+
+    fn end(self) {
+        self.pool.destroy().wait().unwrap();
+        fs::remove_dir_all(self.dir).unwrap();
+    }
 }
 
 // ---- Tests ----------------------------------------------------------------------------------
@@ -149,20 +192,14 @@ fn log_lines(log: &Path) -> Vec<(u32, u32)> {
 /// Tasks a worker held when it got to them go to its child together: they count as started,
 /// so `cancel_pending_tasks` leaves them be, and they run in order, each once.
 fn a_child_takes_its_tasks_at_once_and_runs_them_in_order() {
-    let pool = one_worker(4).build().unwrap();
-    let dir = scratch();
-    let log = dir.join("log");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    // Taken by the busy worker (it has room), and sent together when the first one ends.
-    let second = Gate::new(&pool, &dir, "second");
-    let records: Vec<Task<u32>> = (1..=2).map(|tag| record_task(&pool, &log, tag)).collect();
-    assert_eq!(pool.queue_size(), 0);
-    first.open();
-    let pid = finish(first.task).unwrap();
+    let mut scene = Scene::new(one_worker(4));
+    let second = Gate::new(&scene.pool, &scene.dir, "second");
+    let records = scene.records(1..=2);
+    assert_eq!(scene.pool.queue_size(), 0, "the busy worker took them");
+    let pid = scene.release();
     second.wait_started();
 
-    pool.cancel_pending_tasks();
+    scene.pool.cancel_pending_tasks();
     second.open();
     assert_eq!(finish(second.task), Ok(pid));
     for task in records {
@@ -172,23 +209,19 @@ fn a_child_takes_its_tasks_at_once_and_runs_them_in_order() {
             "sent with the second gate: not cancelled"
         );
     }
-    assert_eq!(log_lines(&log), [(1, pid), (2, pid)]);
-    pool.destroy().wait().unwrap();
-    fs::remove_dir_all(dir).unwrap();
+    assert_eq!(scene.log(), [(1, pid), (2, pid)]);
+    scene.end();
 }
 
 /// A child that dies in the middle of a batch fails only the task it died in; the tasks sent
 /// after it never started, and run once, on its replacement.
 fn a_child_dying_mid_batch_fails_only_its_own_task() {
-    let pool = one_worker(4).build().unwrap();
-    let dir = scratch();
-    let log = dir.join("log");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    let exit = pool.run_with::<u32, _>(3, RunOptions::new().name("exit"));
-    let records: Vec<Task<u32>> = (1..=3).map(|tag| record_task(&pool, &log, tag)).collect();
-    first.open();
-    let old = finish(first.task).unwrap();
+    let mut scene = Scene::new(one_worker(4));
+    let exit = scene
+        .pool
+        .run_with::<u32, _>(3, RunOptions::new().name("exit"));
+    let records = scene.records(1..=3);
+    let old = scene.release();
 
     match finish(exit) {
         Err(Error::WorkerExited { code, .. }) => assert_eq!(code, Some(3)),
@@ -196,31 +229,24 @@ fn a_child_dying_mid_batch_fails_only_its_own_task() {
     }
     let pids: Vec<u32> = records.into_iter().map(|t| finish(t).unwrap()).collect();
     assert!(pids.iter().all(|&pid| pid != old), "ran on the replacement");
-    let lines = log_lines(&log);
+    let lines = scene.log();
     assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(
         lines.iter().all(|l| l.1 != old),
         "none ran in the dead child"
     );
-    pool.destroy().wait().unwrap();
-    fs::remove_dir_all(dir).unwrap();
+    scene.end();
 }
 
 /// A child that passes `max_memory_limit_before_recycle` with tasks sent after the one that
 /// passed it runs those too (they are in its socket already), and is then replaced.
 fn a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced() {
-    let pool = one_worker(4)
-        .max_memory_limit_before_recycle(64 << 20)
-        .build()
-        .unwrap();
-    let dir = scratch();
-    let log = dir.join("log");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    let leak = pool.run_with::<u32, _>(128usize, RunOptions::new().name("leak"));
-    let records: Vec<Task<u32>> = (1..=2).map(|tag| record_task(&pool, &log, tag)).collect();
-    first.open();
-    let old = finish(first.task).unwrap();
+    let mut scene = Scene::new(one_worker(4).max_memory_limit_before_recycle(64 << 20));
+    let leak = scene
+        .pool
+        .run_with::<u32, _>(128usize, RunOptions::new().name("leak"));
+    let records = scene.records(1..=2);
+    let old = scene.release();
 
     assert_eq!(finish(leak), Ok(old));
     for task in records {
@@ -230,11 +256,10 @@ fn a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced() {
             "sent in the same batch: ran in the same child"
         );
     }
-    assert_eq!(log_lines(&log), [(1, old), (2, old)]);
-    let next = finish(record_task(&pool, &log, 3)).unwrap();
+    assert_eq!(scene.log(), [(1, old), (2, old)]);
+    let next = finish(scene.record(3)).unwrap();
     assert_ne!(next, old, "then the child was replaced");
-    pool.destroy().wait().unwrap();
-    fs::remove_dir_all(dir).unwrap();
+    scene.end();
 }
 
 /// Many megabytes in flight both ways at once: a driver whose socket is full keeps reading
@@ -257,25 +282,21 @@ fn batches_larger_than_the_socket_buffers_go_through() {
 /// A task with a channel runs alone in its child (its messages follow its `RUN` frame), with
 /// tasks before and after it in the same worker's hands.
 fn a_task_with_a_channel_runs_alone_between_batched_tasks() {
-    let pool = one_worker(4).build().unwrap();
-    let dir = scratch();
-    let log = dir.join("log");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    let before = record_task(&pool, &log, 1);
+    let mut scene = Scene::new(one_worker(4));
+    let before = scene.record(1);
     let (ours, theirs) = tinypool::channel::<u32>();
-    let talk = pool.run_with::<u32, _>((), RunOptions::new().name("talk").channel(theirs));
-    let after = record_task(&pool, &log, 2);
-    first.open();
-    let pid = finish(first.task).unwrap();
+    let talk = scene
+        .pool
+        .run_with::<u32, _>((), RunOptions::new().name("talk").channel(theirs));
+    let after = scene.record(2);
+    let pid = scene.release();
 
     ours.send(41).unwrap();
     assert_eq!(ours.recv(), Ok(42));
     assert_eq!(finish(talk), Ok(41));
     assert_eq!((finish(before), finish(after)), (Ok(pid), Ok(pid)));
-    assert_eq!(log_lines(&log), [(1, pid), (2, pid)]);
-    pool.destroy().wait().unwrap();
-    fs::remove_dir_all(dir).unwrap();
+    assert_eq!(scene.log(), [(1, pid), (2, pid)]);
+    scene.end();
 }
 
 /// Many small tasks with a deep pipeline: every result is its own.
