@@ -8,7 +8,7 @@
 //!   [`Task::wait`].
 //! - Options mirror Tinypool's: min/max threads, idle timeout, max queue, concurrent tasks per
 //!   worker, isolated workers, recycling, teardown, terminate timeout, worker data.
-//! - Cancellation with an [`AbortController`], message [`channel`]s between the caller and a
+//! - Cancellation with an [`AbortController`], message [`channel`](fn@channel)s between the caller and a
 //!   running task, and one error type, [`Error`], through which every failure arrives.
 //!
 //! ## Quick start

@@ -6,7 +6,7 @@
 //! (`concurrent_tasks_per_worker`), else it waits in the FIFO queue. Each worker has an inbox
 //! (the tasks it has taken) and a [`Doorbell`]; a worker that runs out of work refills its inbox
 //! from the queue, spins briefly on its doorbell and then parks. The same loop drives both
-//! runtimes: a [`Runtime`](crate::runtime::Runtime) only decides how one job is executed.
+//! runtimes: a [`Runtime`] only decides how one job is executed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};

@@ -9,7 +9,7 @@
 //! every deadline is either already past when it is computed (a zero `idle_timeout`: the
 //! caller sees it passed and never waits) or far beyond the model's run (an hour-long
 //! `terminate_timeout`: in reality too, only a wake-up ends that wait). A wait loom cannot
-//! end is then a real lost wake-up, which loom reports as a deadlock. [`untimed`] catches a
+//! end is then a real lost wake-up, which loom reports as a deadlock. `untimed` catches a
 //! model that breaks this rule, rather than letting it fail as a misleading deadlock.
 
 use std::time::Duration;
@@ -125,7 +125,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Waits on `condvar` for at most `timeout` (or a notification, or spuriously), ignoring
-/// poisoning. Under loom it waits for a notification only (see [`untimed`]).
+/// poisoning. Under loom it waits for a notification only (see `untimed`).
 pub(crate) fn wait_timeout<'a, T>(
     condvar: &Condvar,
     guard: MutexGuard<'a, T>,
