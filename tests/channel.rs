@@ -1,6 +1,8 @@
-//! Message channels between the caller and a running task (the seed's MessageChannel
-//! example, spec §1.10): both directions, blocking and non-blocking receives, what happens
-//! when the task ends, and the errors of `worker::port`.
+//! Message channels between the caller and a running task, with worker threads only (spec
+//! §1.10): bursts of messages in flight, `try_recv` once a message was provably sent,
+//! `recv_async` inside a worker, and what a running task's channel keeps when the task is
+//! aborted or the pool destroyed. The rest (both directions, draining, `Disconnected`, the
+//! errors of `worker::port`) is tested for both runtimes in `tests/runtimes.rs`.
 
 mod common;
 
@@ -37,27 +39,6 @@ where
     RunOptions::new().channel(port)
 }
 
-/// The seed's example: the worker receives the main thread's message and replies.
-#[test]
-fn worker_receives_the_callers_message_and_replies() {
-    let pool = pool(Exports::new().default(|()| -> Result<String, String> {
-        let port = worker::port::<String>().map_err(|e| e.to_string())?;
-        let message = port.recv().map_err(|e| e.to_string())?;
-        port.send("Hello from worker thread!".to_owned())
-            .map_err(|e| e.to_string())?;
-        Ok(message)
-    }));
-    let (main_port, worker_port) = channel::<String>();
-    let task = pool.run_with::<Result<String, String>, _>((), with_channel(worker_port));
-
-    main_port
-        .send("Hello from main thread!".to_owned())
-        .unwrap();
-    assert_eq!(recv(&main_port).as_deref(), Ok("Hello from worker thread!"));
-    assert_eq!(finish(task), Ok(Ok("Hello from main thread!".to_owned())));
-    pool.destroy().wait().unwrap();
-}
-
 /// Many messages both ways, in order: a ping-pong, then bursts. The worker stops when the
 /// caller closes its side.
 #[test]
@@ -90,72 +71,6 @@ fn many_messages_round_trip_in_order_both_ways() {
     main_port.close();
     assert_eq!(finish(task), Ok(Ok(1500)));
     assert_eq!(main_port.try_recv(), Err(Error::Disconnected));
-    pool.destroy().wait().unwrap();
-}
-
-/// When the task ends its side closes: the caller still receives everything it sent, then
-/// every way of receiving reports `Disconnected`.
-#[test]
-fn caller_drains_what_was_sent_then_gets_disconnected() {
-    let pool = pool(Exports::new().default(|n: u32| {
-        let port = worker::port::<u32>().unwrap();
-        for i in 0..n {
-            port.send(i).unwrap();
-        }
-    }));
-    let (main_port, worker_port) = channel::<u32>();
-    let task = pool.run_with::<(), _>(3u32, with_channel(worker_port));
-    assert_eq!(finish(task), Ok(()));
-
-    assert_eq!(main_port.recv(), Ok(0));
-    assert_eq!(main_port.try_recv(), Ok(Some(1)));
-    assert_eq!(main_port.recv_timeout(Duration::from_secs(30)), Ok(Some(2)));
-    assert_eq!(main_port.recv(), Err(Error::Disconnected));
-    assert_eq!(main_port.try_recv(), Err(Error::Disconnected));
-    assert_eq!(
-        main_port.recv_timeout(Duration::from_secs(30)),
-        Err(Error::Disconnected)
-    );
-    assert_eq!(block_on(main_port.recv_async()), Err(Error::Disconnected));
-    pool.destroy().wait().unwrap();
-}
-
-/// Sending to a task that has finished is an error, never a panic.
-#[test]
-fn send_to_a_finished_task_fails_with_disconnected() {
-    let pool = pool(Exports::new().default(|()| worker::port::<String>().is_ok()));
-    let (main_port, worker_port) = channel::<String>();
-    let task = pool.run_with::<bool, _>((), with_channel(worker_port));
-    assert_eq!(finish(task), Ok(true));
-    assert_eq!(main_port.send("late".to_owned()), Err(Error::Disconnected));
-    // A clone of the caller's side sees the same.
-    assert_eq!(
-        main_port.clone().send("late".to_owned()),
-        Err(Error::Disconnected)
-    );
-    pool.destroy().wait().unwrap();
-}
-
-/// `recv_timeout` gives `Ok(None)` when nothing arrives in time, and the message once it does.
-#[test]
-fn recv_timeout_returns_none_on_timeout() {
-    let pool = pool(Exports::new().default(|()| {
-        let port = worker::port::<u32>().unwrap();
-        let n = port.recv().unwrap();
-        port.send(n + 1).unwrap();
-    }));
-    let (main_port, worker_port) = channel::<u32>();
-    let task = pool.run_with::<(), _>((), with_channel(worker_port));
-
-    // The worker sends nothing before it hears from us.
-    assert_eq!(main_port.recv_timeout(Duration::from_millis(5)), Ok(None));
-    assert_eq!(main_port.recv_timeout(Duration::ZERO), Ok(None));
-    main_port.send(41).unwrap();
-    assert_eq!(
-        main_port.recv_timeout(Duration::from_secs(30)),
-        Ok(Some(42))
-    );
-    assert_eq!(finish(task), Ok(()));
     pool.destroy().wait().unwrap();
 }
 
@@ -227,114 +142,6 @@ fn recv_async_resolves_under_block_on() {
     assert!(pending >= 1);
     assert_eq!(finish(task), Ok(()));
     assert_eq!(block_on(main_port.recv_async()), Err(Error::Disconnected));
-    pool.destroy().wait().unwrap();
-}
-
-/// When the caller closes its side, the worker drains what was sent, then gets
-/// `Disconnected`, and its sends fail.
-#[test]
-fn worker_sees_disconnected_once_the_caller_closes() {
-    let pool = pool(Exports::new().default(|()| {
-        let port = worker::port::<u32>().unwrap();
-        let mut got = Vec::new();
-        let end = loop {
-            match port.recv() {
-                Ok(n) => got.push(n),
-                Err(error) => break error,
-            }
-        };
-        (
-            got,
-            end == Error::Disconnected,
-            port.send(9) == Err(Error::Disconnected),
-        )
-    }));
-    let (main_port, worker_port) = channel::<u32>();
-    let task = pool.run_with::<(Vec<u32>, bool, bool), _>((), with_channel(worker_port));
-    main_port.send(1).unwrap();
-    main_port.send(2).unwrap();
-    drop(main_port);
-    assert_eq!(finish(task), Ok((vec![1, 2], true, true)));
-    pool.destroy().wait().unwrap();
-}
-
-/// `worker::port` with another message type than the channel's is a `TypeMismatch` naming
-/// both types.
-#[test]
-fn worker_port_of_the_wrong_type_is_a_type_mismatch() {
-    let pool = pool(Exports::new().default(|()| match worker::port::<u32>() {
-        Err(Error::TypeMismatch { expected, found }) => Some((expected, found)),
-        _ => None,
-    }));
-    let (_main_port, worker_port) = channel::<String>();
-    let task = pool.run_with::<Option<(String, String)>, _>((), with_channel(worker_port));
-    let (expected, found) = finish(task).unwrap().expect("a TypeMismatch");
-    assert!(expected.contains("String"), "{expected}");
-    assert_eq!(found, "u32");
-    pool.destroy().wait().unwrap();
-}
-
-/// A task given no channel gets `NoChannel`, and so does code outside any worker.
-#[test]
-fn worker_port_without_a_channel_is_no_channel() {
-    let pool =
-        pool(Exports::new().default(|()| matches!(worker::port::<u32>(), Err(Error::NoChannel))));
-    assert_eq!(finish(pool.run::<bool, _>(())), Ok(true));
-
-    // A channel given to one task is not seen by the next one on the same worker.
-    let (_main_port, worker_port) = channel::<u32>();
-    let pool1 = Pool::builder()
-        .exports(Exports::new().default(|()| worker::port::<u32>().is_ok()))
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
-    assert_eq!(
-        finish(pool1.run_with::<bool, _>((), with_channel(worker_port))),
-        Ok(true)
-    );
-    assert_eq!(finish(pool1.run::<bool, _>(())), Ok(false));
-
-    assert_eq!(worker::port::<u32>().unwrap_err(), Error::NoChannel);
-    pool.destroy().wait().unwrap();
-    pool1.destroy().wait().unwrap();
-}
-
-/// A task that ends without running (cancelled while queued) closes its channel too: the
-/// caller is not left waiting for messages that can never come.
-#[test]
-fn channel_of_a_task_cancelled_in_the_queue_is_disconnected() {
-    let (release, started) = (Gate::new(), Counter::new());
-    let exports = {
-        let (release, started) = (release.clone(), started.clone());
-        Exports::new()
-            .default(move |()| {
-                started.bump();
-                release.wait();
-            })
-            .export("talk", |()| {
-                worker::port::<u32>().unwrap().send(1).unwrap();
-            })
-    };
-    let pool = Pool::builder()
-        .exports(exports)
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
-    let blocking = pool.run::<(), _>(());
-    started.wait_for(1);
-    let (main_port, worker_port) = channel::<u32>();
-    let talk = pool.run_with::<(), _>((), with_channel(worker_port).name("talk"));
-    assert_eq!(pool.queue_size(), 1);
-
-    pool.cancel_pending_tasks();
-    assert_eq!(main_port.try_recv(), Err(Error::Disconnected));
-    assert_eq!(main_port.send(2), Err(Error::Disconnected));
-    assert_eq!(finish(talk), Err(Error::Cancelled));
-
-    release.open();
-    assert_eq!(finish(blocking), Ok(()));
     pool.destroy().wait().unwrap();
 }
 

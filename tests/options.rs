@@ -1,5 +1,8 @@
-//! Builder options: their defaults, how min/max are reconciled, what is rejected, and what
-//! `MaxQueue::Auto` resolves to (spec §1.2, scenarios 4, 26-28, 105, 106).
+//! Builder options with worker threads only: their defaults, thread names, how min/max are
+//! reconciled when only one is given, what is rejected, and what `MaxQueue::Auto` resolves to
+//! (spec §1.2, scenarios 4, 26-28, 105, 106). `min_threads` at build, conflicting limits,
+//! `MaxQueue` limits and a teardown that is not exported are tested for both runtimes in
+//! `tests/runtimes.rs`.
 
 mod common;
 
@@ -93,24 +96,6 @@ fn thread_name_sets_the_prefix_of_worker_thread_names() {
 }
 
 #[test]
-fn threads_equal_min_threads_right_after_build() {
-    for (min, max, prefix) in [(0, 2, "o-min0"), (1, 2, "o-min1"), (2, 2, "o-min2")] {
-        let pool = Pool::builder()
-            .exports(double())
-            .min_threads(min)
-            .max_threads(max)
-            .thread_name(prefix)
-            .build()
-            .unwrap();
-        assert_eq!(pool.threads(), min, "min_threads {min}");
-        assert_eq!(pool.workers().len(), min, "min_threads {min}");
-        eventually("min_threads worker threads run", || {
-            threads_named(prefix) == min
-        });
-    }
-}
-
-#[test]
 fn only_max_threads_given_lowers_the_default_min_to_it() {
     // The default min is half the parallelism; a smaller max must pull it down instead of
     // conflicting with it.
@@ -173,32 +158,6 @@ fn only_min_threads_given_raises_the_default_max_to_it() {
 }
 
 #[test]
-fn min_threads_greater_than_max_threads_is_invalid_and_named() {
-    let message = invalid_options(
-        Pool::builder()
-            .exports(double())
-            .min_threads(3)
-            .max_threads(2)
-            .build(),
-    );
-    assert!(message.contains("min_threads"), "{message}");
-    assert!(message.contains("max_threads"), "{message}");
-}
-
-#[test]
-fn equal_min_and_max_threads_are_accepted() {
-    let pool = Pool::builder()
-        .exports(double())
-        .min_threads(2)
-        .max_threads(2)
-        .thread_name("o-equal")
-        .build()
-        .unwrap();
-    assert_eq!(pool.threads(), 2);
-    assert_eq!(finish(pool.run::<u32, _>(21u32)), Ok(42));
-}
-
-#[test]
 fn max_threads_zero_is_invalid_instead_of_hanging() {
     for builder in [
         Pool::builder().exports(double()).max_threads(0),
@@ -210,30 +169,6 @@ fn max_threads_zero_is_invalid_instead_of_hanging() {
         let message = invalid_options(builder.build());
         assert!(message.contains("max_threads"), "{message}");
     }
-}
-
-#[test]
-fn min_threads_zero_is_allowed_and_starts_workers_on_demand() {
-    let pool = Pool::builder()
-        .exports(double())
-        .min_threads(0)
-        .max_threads(1)
-        .thread_name("o-zeromin")
-        .build()
-        .unwrap();
-    assert_eq!(pool.threads(), 0);
-    assert_eq!(finish(pool.run::<u32, _>(21u32)), Ok(42));
-}
-
-#[test]
-fn concurrent_tasks_per_worker_zero_is_invalid() {
-    let message = invalid_options(
-        Pool::builder()
-            .exports(double())
-            .concurrent_tasks_per_worker(0)
-            .build(),
-    );
-    assert!(message.contains("concurrent_tasks_per_worker"), "{message}");
 }
 
 #[test]
@@ -276,18 +211,6 @@ fn the_threads_runtime_is_the_default_and_can_be_named() {
 }
 
 #[test]
-fn a_teardown_that_is_not_exported_is_invalid() {
-    let message = invalid_options(
-        Pool::builder()
-            .exports(double())
-            .teardown("namedTeardown")
-            .build(),
-    );
-    assert!(message.contains("teardown"), "{message}");
-    assert!(message.contains("namedTeardown"), "{message}");
-}
-
-#[test]
 fn a_teardown_that_does_not_take_unit_is_invalid() {
     let message = invalid_options(
         Pool::builder()
@@ -298,18 +221,6 @@ fn a_teardown_that_does_not_take_unit_is_invalid() {
     assert!(message.contains("namedTeardown"), "{message}");
     assert!(message.contains("()"), "{message}");
     assert!(message.contains("i32"), "{message}");
-}
-
-#[test]
-fn a_teardown_taking_unit_is_accepted() {
-    let pool = Pool::builder()
-        .exports(double().export("namedTeardown", |()| 7u8))
-        .teardown("namedTeardown")
-        .max_threads(1)
-        .thread_name("o-teardown")
-        .build()
-        .unwrap();
-    assert_eq!(finish(pool.run::<u32, _>(1u32)), Ok(2));
 }
 
 /// Fills `max_threads` workers with blocking tasks, then queues until the queue refuses
@@ -341,32 +252,6 @@ fn queued_before_queue_full(
 }
 
 #[test]
-fn max_queue_auto_is_max_threads_squared() {
-    let (gate, started) = (Gate::new(), Counter::new());
-    let pool = Pool::builder()
-        .exports(blocking(&gate, &started))
-        .min_threads(0)
-        .max_threads(2)
-        .max_queue(MaxQueue::Auto)
-        .thread_name("o-auto")
-        .build()
-        .unwrap();
-    let running: Vec<Task<()>> = (0..2).map(|_| pool.run(())).collect();
-    started.wait_for(2);
-    let queued: Vec<Task<()>> = (0..4).map(|_| pool.run(())).collect();
-    assert_eq!(pool.queue_size(), 4);
-    assert!(queued.iter().all(|task| !task.is_finished()));
-    let fifth = pool.run::<(), _>(());
-    assert_eq!(finish(fifth), Err(Error::QueueFull));
-    assert_eq!(pool.queue_size(), 4);
-
-    gate.open();
-    for task in running.into_iter().chain(queued) {
-        finish(task).unwrap();
-    }
-}
-
-#[test]
 fn max_queue_auto_uses_the_reconciled_max_threads() {
     // Only min_threads given: max is raised to it before `Auto` is resolved.
     let min = parallelism() + 1;
@@ -380,21 +265,6 @@ fn max_queue_auto_uses_the_reconciled_max_threads() {
         .unwrap();
     let accepted = queued_before_queue_full(&pool, min, &started, min * min);
     assert_eq!(accepted, min * min);
-    gate.open();
-}
-
-#[test]
-fn max_queue_limit_is_the_number_of_waiting_tasks() {
-    let (gate, started) = (Gate::new(), Counter::new());
-    let pool = Pool::builder()
-        .exports(blocking(&gate, &started))
-        .min_threads(1)
-        .max_threads(1)
-        .max_queue(MaxQueue::Limit(3))
-        .thread_name("o-limit")
-        .build()
-        .unwrap();
-    assert_eq!(queued_before_queue_full(&pool, 1, &started, 3), 3);
     gate.open();
 }
 

@@ -398,31 +398,50 @@ fn pool_with_name(runtime: Runtime) -> Pool {
     pool(runtime).name("multiply").build().unwrap()
 }
 
+/// Scenario 82: an unknown name fails its task with `NoSuchFunction`, and the same worker
+/// runs the next task.
 fn unknown_names_fail_their_task(runtime: Runtime) {
-    let pool = pool(runtime).build().unwrap();
+    let pool = pool(runtime).max_threads(1).build().unwrap();
+    let before: String = finish(named(&pool, "identity")).unwrap();
     let missing = pool.run_with::<i32, _>((1, 2), RunOptions::new().name("divide"));
+    let error = finish(missing).unwrap_err();
     assert_eq!(
-        finish(missing),
-        Err(Error::NoSuchFunction {
+        error,
+        Error::NoSuchFunction {
             name: "divide".into()
-        })
+        }
     );
+    assert!(error.to_string().contains("\"divide\""), "{error}");
     assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
+    let after: String = finish(named(&pool, "identity")).unwrap();
+    assert_eq!(before, after, "the same worker serves on");
     pool.destroy().wait().unwrap();
 }
 
+/// Scenarios 78 and 110: a panic fails its task with its message (a formatted one or a
+/// literal), and the same worker serves on.
 fn a_panic_fails_only_its_task(runtime: Runtime) {
     let pool = pool(runtime).max_threads(1).build().unwrap();
     let before: String = finish(named(&pool, "identity")).unwrap();
     let panicked = pool.run_with::<i32, _>("boom".to_owned(), RunOptions::new().name("panic"));
+    let error = finish(panicked).unwrap_err();
     assert_eq!(
-        finish(panicked),
-        Err(Error::Panicked {
+        error,
+        Error::Panicked {
             message: "boom".into()
+        }
+    );
+    assert!(error.to_string().contains("boom"), "{error}");
+    // `panic!` with a literal: a `&'static str` payload.
+    assert_eq!(
+        finish(named::<u32>(&pool, "panic_teardown")),
+        Err(Error::Panicked {
+            message: "teardown failed".into()
         })
     );
     let after: String = finish(named(&pool, "identity")).unwrap();
     assert_eq!(before, after, "the same worker serves on");
+    assert_eq!(pool.threads(), 1);
     pool.destroy().wait().unwrap();
 }
 
@@ -638,6 +657,8 @@ fn destroy_fails_running_and_queued_tasks(runtime: Runtime) {
     assert_eq!(finish(pool.run::<i32, _>((1, 2))), Err(Error::Terminated));
 }
 
+/// Scenario 70, with concurrency 3: with no queue, a fixed worker takes as many tasks as its
+/// concurrency allows, refuses the next, and every task it took finishes.
 fn a_worker_takes_several_tasks_at_once(runtime: Runtime) {
     let pool = pool(runtime)
         .max_threads(1)
@@ -648,22 +669,26 @@ fn a_worker_takes_several_tasks_at_once(runtime: Runtime) {
     let (running, port) = start_gate(&pool);
     // With no queue, these are accepted only because the busy worker has room.
     let more: Vec<Task<i32>> = (0..2).map(|i| pool.run((i, 1))).collect();
+    assert_eq!(sizes(&pool), (1, 0));
     assert_eq!(pool.workers()[0].running, 3);
     assert_eq!(finish(pool.run::<i32, _>((9, 9))), Err(Error::NoQueue));
     port.send(3).unwrap();
     assert_eq!(finish(running).unwrap().unwrap().1, 3);
     let sums: Vec<i32> = more.into_iter().map(|t| finish(t).unwrap()).collect();
     assert_eq!(sums, [1, 2]);
+    assert_eq!(sizes(&pool), (1, 0));
     pool.destroy().wait().unwrap();
 }
 
+/// Scenario 32: ten thousand tasks on two workers all resolve with their own values.
 fn many_tasks_all_resolve_correctly(runtime: Runtime) {
-    let pool = pool(runtime).min_threads(2).build().unwrap();
-    let tasks: Vec<Task<i32>> = (0..2_000).map(|i| pool.run((i, 1))).collect();
+    let pool = pool(runtime).min_threads(2).max_threads(2).build().unwrap();
+    let tasks: Vec<Task<i32>> = (0..10_000).map(|i| pool.run((i, 1))).collect();
     for (i, task) in tasks.into_iter().enumerate() {
         assert_eq!(finish(task), Ok(i as i32 + 1));
     }
-    assert_eq!(pool.completed(), 2_000);
+    assert_eq!(pool.completed(), 10_000);
+    assert_eq!(sizes(&pool), (2, 0));
     pool.destroy().wait().unwrap();
 }
 
@@ -1107,10 +1132,12 @@ fn queued_tasks_start_in_submission_order(runtime: Runtime) {
 /// Scenario 33: min 1 / max 2, idle_timeout: the second worker leaves once idle and a new
 /// one comes for the next burst (one stayed, one left, one came: 3 identities).
 fn idle_workers_leave_and_come_back_on_demand(runtime: Runtime) {
+    let prefix = prefix("rt-idle", runtime);
     let pool = pool(runtime)
         .min_threads(1)
         .max_threads(2)
         .idle_timeout(Duration::from_millis(20))
+        .thread_name(&prefix)
         .build()
         .unwrap();
     assert_eq!(pool.threads(), 1);
@@ -1130,6 +1157,7 @@ fn idle_workers_leave_and_come_back_on_demand(runtime: Runtime) {
         eventually("the idle worker above min_threads left", || {
             pool.threads() == 1
         });
+        eventually("its thread exited", || live(&prefix) == 1);
     }
     let distinct: HashSet<&String> = identities.iter().collect();
     assert_eq!(distinct.len(), 3, "one stayed, one left, one came");
@@ -1201,8 +1229,12 @@ fn completed_counts_tasks_that_ran_and_duration_grows(runtime: Runtime) {
     held(blocked);
     assert_eq!(pool.completed(), 5);
 
+    std::thread::sleep(Duration::from_millis(5));
     let later = pool.duration();
-    assert!(later >= built, "{built:?} then {later:?}");
+    assert!(
+        later >= built + Duration::from_millis(5),
+        "{built:?} then {later:?}"
+    );
     assert!(later <= before.elapsed());
     pool.destroy().wait().unwrap();
 }
@@ -1216,44 +1248,59 @@ fn tasks_from_several_caller_threads_all_resolve(runtime: Runtime) {
             let pool = pool.clone();
             scope.spawn(move || {
                 let tasks: Vec<Task<i32>> =
-                    (0..250).map(|i| pool.run((i, caller * 1000))).collect();
-                for (i, task) in (0..250).zip(tasks) {
+                    (0..2_500).map(|i| pool.run((i, caller * 10_000))).collect();
+                for (i, task) in (0..2_500).zip(tasks) {
                     let result = if caller % 2 == 0 {
                         finish(task)
                     } else {
                         block_on(task)
                     };
-                    assert_eq!(result, Ok(i + caller * 1000));
+                    assert_eq!(result, Ok(i + caller * 10_000));
                 }
             });
         }
     });
-    assert_eq!(pool.completed(), 1000);
+    assert_eq!(pool.completed(), 10_000);
     assert_eq!(sizes(&pool), (2, 0));
     pool.destroy().wait().unwrap();
 }
 
-/// `min_threads` workers are there right after build; conflicting limits are refused.
+/// `min_threads` workers (and their threads) are there right after build, min 0 included,
+/// and equal limits are fine; conflicting limits are refused, naming the options.
 fn build_starts_min_threads_and_refuses_conflicting_limits(runtime: Runtime) {
     for min in [0, 1, 2] {
+        let prefix = prefix(&format!("rt-min{min}"), runtime);
         let pool = pool(runtime)
             .min_threads(min)
             .max_threads(2)
+            .thread_name(&prefix)
             .build()
             .unwrap();
         assert_eq!(pool.threads(), min);
         assert_eq!(pool.workers().len(), min);
+        eventually("min_threads worker threads run", || live(&prefix) == min);
+        assert_eq!(finish(pool.run::<i32, _>((20, 22))), Ok(42), "min {min}");
         pool.destroy().wait().unwrap();
     }
-    let invalid = |builder: tinypool::Builder, option: &str| match builder.build() {
-        Err(Error::InvalidOptions(message)) => assert!(message.contains(option), "{message}"),
-        other => panic!("expected InvalidOptions naming {option}, got {other:?}"),
+    let invalid = |builder: tinypool::Builder, options: &[&str]| match builder.build() {
+        Err(Error::InvalidOptions(message)) => {
+            for option in options {
+                assert!(message.contains(option), "{message}");
+            }
+        }
+        other => panic!("expected InvalidOptions naming {options:?}, got {other:?}"),
     };
-    invalid(pool(runtime).min_threads(3).max_threads(2), "min_threads");
-    invalid(pool(runtime).min_threads(0).max_threads(0), "max_threads");
+    invalid(
+        pool(runtime).min_threads(3).max_threads(2),
+        &["min_threads", "max_threads"],
+    );
+    invalid(
+        pool(runtime).min_threads(0).max_threads(0),
+        &["max_threads"],
+    );
     invalid(
         pool(runtime).concurrent_tasks_per_worker(0),
-        "concurrent_tasks_per_worker",
+        &["concurrent_tasks_per_worker"],
     );
 }
 
@@ -1270,7 +1317,7 @@ fn isolated_workers_have_unique_ids_within_max_threads(runtime: Runtime) {
         .build()
         .unwrap();
     let mut seen = HashSet::new();
-    for round in 0..3 {
+    for round in 0..10 {
         let holds: Vec<Hold> = (0..max as u32).map(|tag| hold(&pool, tag)).collect();
         for (tag, (_, port)) in (0..).zip(&holds) {
             assert_eq!(next(port), Ok(tag), "round {round}: all run at once");
@@ -1290,10 +1337,12 @@ fn isolated_workers_have_unique_ids_within_max_threads(runtime: Runtime) {
         seen.extend(fresh);
     }
     // Many more tasks than workers, all at once.
-    let tasks: Vec<Task<Option<usize>>> = (0..8).map(|_| named(&pool, "id")).collect();
-    for task in tasks {
-        let id = finish(task).unwrap();
-        assert!(matches!(id, Some(1..=3)), "{id:?}");
+    for _ in 0..3 {
+        let tasks: Vec<Task<Option<usize>>> = (0..8).map(|_| named(&pool, "id")).collect();
+        for task in tasks {
+            let id = finish(task).unwrap();
+            assert!(matches!(id, Some(1..=3)), "{id:?}");
+        }
     }
     pool.destroy().wait().unwrap();
 }
@@ -1548,28 +1597,38 @@ fn an_abortable_task_waits_for_an_empty_worker(runtime: Runtime) {
 }
 
 /// Scenario 90: destroy fails a queued abortable task with `Terminated`, and a later abort
-/// does not change that.
+/// does not change that; the queued tasks never start.
 fn destroy_fails_a_queued_abortable_task_with_terminated(runtime: Runtime) {
     let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
     let (running, port) = hold(&pool, 0);
-    let queued = pool.run::<i32, _>((1, 2));
+    let (queued, queued_port) = hold(&pool, 1);
     let controller = AbortController::new();
-    let abortable = pool.run_with::<i32, _>((3, 4), RunOptions::new().signal(controller.signal()));
+    let (abortable, abortable_port) = hold_with(&pool, 2, Some(controller.signal()));
     assert_eq!(next(&port), Ok(0));
     assert_eq!(pool.queue_size(), 2);
 
     let destroy = pool.destroy();
     controller.abort();
     assert_eq!(finish(running), Err(Error::Terminated));
+    destroy.wait().unwrap();
+    // Checked while the task handles live (dropping one drops its channel too).
+    for port in [&queued_port, &abortable_port] {
+        assert_eq!(next(port), Err(Error::Disconnected), "never started");
+    }
     assert_eq!(finish(queued), Err(Error::Terminated));
     assert_eq!(finish(abortable), Err(Error::Terminated));
-    destroy.wait().unwrap();
 }
 
 /// Scenario 91: a task whose signal already fired fails at once: nothing is queued, no
 /// worker starts, and its channel is closed without being handed over.
 fn a_pre_aborted_signal_fails_at_once_and_queues_nothing(runtime: Runtime) {
-    let pool = pool(runtime).min_threads(0).max_threads(1).build().unwrap();
+    let prefix = prefix("rt-pre", runtime);
+    let pool = pool(runtime)
+        .min_threads(0)
+        .max_threads(1)
+        .thread_name(&prefix)
+        .build()
+        .unwrap();
     let controller = AbortController::new();
     controller.abort_with("before");
     let (port, theirs) = tinypool::channel::<u32>();
@@ -1580,6 +1639,7 @@ fn a_pre_aborted_signal_fails_at_once_and_queues_nothing(runtime: Runtime) {
     let task = pool.run_with::<Result<Held, String>, _>(0u32, options);
     assert!(task.is_finished(), "a pre-aborted task fails synchronously");
     assert_eq!(sizes(&pool), (0, 0), "no worker was started for it");
+    assert_eq!(live(&prefix), 0);
     assert_eq!(finish(task), Err(aborted(Some("before"))));
     assert_eq!(port.recv(), Err(Error::Disconnected));
     assert_eq!(port.send(1), Err(Error::Disconnected));
@@ -1603,7 +1663,13 @@ fn a_pre_aborted_signal_fails_at_once_and_queues_nothing(runtime: Runtime) {
 /// An abort after the task finished keeps its result and leaves its worker alone: the
 /// worker's state carries on.
 fn an_abort_after_the_task_finished_keeps_the_result_and_the_worker(runtime: Runtime) {
-    let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
+    let prefix = prefix("rt-late", runtime);
+    let pool = pool(runtime)
+        .min_threads(1)
+        .max_threads(1)
+        .thread_name(&prefix)
+        .build()
+        .unwrap();
     let counter = |signal: &AbortController| {
         let options = RunOptions::new().name("counter").signal(signal.signal());
         pool.run_with::<u32, _>((), options)
@@ -1628,6 +1694,7 @@ fn an_abort_after_the_task_finished_keeps_the_result_and_the_worker(runtime: Run
         Ok(3),
         "the same worker"
     );
+    assert_eq!(live(&prefix), 1);
     pool.destroy().wait().unwrap();
 }
 
@@ -1707,7 +1774,7 @@ fn an_abort_of_a_task_handed_to_a_starting_worker_fails_it(runtime: Runtime) {
         .concurrent_tasks_per_worker(2)
         .build()
         .unwrap();
-    for _ in 0..10 {
+    for _ in 0..20 {
         let controller = AbortController::new();
         let options = RunOptions::new().name("spin").signal(controller.signal());
         let task = pool.run_with::<(), _>((), options);
@@ -1757,7 +1824,12 @@ fn destroy_fails_queued_and_running_tasks_and_stops_every_worker(runtime: Runtim
 /// Destroying twice, or from two clones, is fine; afterwards every run fails with
 /// `Terminated` at once and starts no worker.
 fn destroy_twice_is_fine_and_later_runs_fail_with_terminated(runtime: Runtime) {
-    let pool = pool(runtime).max_threads(1).build().unwrap();
+    let prefix = prefix("rt-twice", runtime);
+    let pool = pool(runtime)
+        .max_threads(1)
+        .thread_name(&prefix)
+        .build()
+        .unwrap();
     let (task, port) = hold(&pool, 0);
     assert_eq!(next(&port), Ok(0));
     let clone = pool.clone();
@@ -1775,6 +1847,7 @@ fn destroy_twice_is_fine_and_later_runs_fail_with_terminated(runtime: Runtime) {
     let abortable = pool.run_with::<i32, _>((1, 2), RunOptions::new().signal(controller.signal()));
     assert_eq!(finish(abortable), Err(Error::Terminated));
     assert_eq!(sizes(&pool), (0, 0));
+    assert_eq!(live(&prefix), 0);
 }
 
 /// Dropping the last `Pool` clone destroys the pool: its workers are gone when the drop
@@ -1839,6 +1912,10 @@ fn a_worker_deaf_to_destroy_times_out_as_a_thread_and_is_killed_as_a_child(runti
     match runtime {
         Runtime::Threads => {
             assert_eq!(result, Err(Error::TerminateTimeout { worker: stuck_id }));
+            assert_eq!(
+                result.unwrap_err().to_string(),
+                format!("failed to terminate worker {stuck_id} within terminate_timeout")
+            );
             assert_eq!(live(&prefix), 1, "only the stuck worker's thread is left");
             let (open, changed) = &STUCK;
             *open.lock().unwrap() = true;
@@ -1938,10 +2015,12 @@ fn recycle_runs_the_teardown_of_the_replaced_worker(runtime: Runtime) {
 /// tear down.
 fn idle_timeout_runs_the_teardown(runtime: Runtime) {
     let log = log_path("teardown-idle", runtime);
+    let prefix = prefix("rt-tidle", runtime);
     let pool = logging_pool(runtime, &log)
         .min_threads(0)
         .max_threads(1)
         .idle_timeout(Duration::ZERO)
+        .thread_name(&prefix)
         .build()
         .unwrap();
     assert_eq!(finish(named::<u32>(&pool, "counter")), Ok(0));
@@ -1949,6 +2028,7 @@ fn idle_timeout_runs_the_teardown(runtime: Runtime) {
         !log_lines(&log).is_empty()
     });
     assert_eq!(pool.threads(), 0);
+    eventually("its thread exited", || live(&prefix) == 0);
     pool.destroy().wait().unwrap();
     assert_eq!(log_lines(&log), ["teardown Some(1) after 1"]);
     let _ = std::fs::remove_file(&log);
@@ -1976,6 +2056,11 @@ fn an_aborted_thread_runs_its_teardown_but_a_killed_child_cannot(runtime: Runtim
     let children = pids(&pool, runtime);
     controller.abort();
     assert_eq!(finish(task), Err(aborted(None)));
+    if runtime == Runtime::Threads {
+        eventually("the retired thread ran its teardown", || {
+            !log_lines(&log).is_empty()
+        });
+    }
     // Destroy waits for the retired worker too.
     pool.destroy().wait().unwrap();
     let expected: &[&str] = match runtime {
@@ -2061,7 +2146,9 @@ fn cancel_fails_queued_tasks_and_closes_their_channels(runtime: Runtime) {
     for task in queued {
         assert_eq!(finish(task), Err(Error::Cancelled));
     }
-    assert_eq!(finish(talk), Err(Error::Cancelled));
+    let error = finish(talk).unwrap_err();
+    assert_eq!(error, Error::Cancelled);
+    assert_eq!(error.to_string(), "the task has been cancelled");
 
     assert!(!running.is_finished());
     port.send(3).unwrap();
@@ -2301,7 +2388,12 @@ fn the_worker_context_is_visible_only_inside_a_worker(runtime: Runtime) {
 /// A function may build a pool of its own, of its own runtime (a child's pool re-executes
 /// the binary as grandchildren), run tasks on it and destroy it, leaving no process behind.
 fn a_function_can_run_a_pool_of_its_own(runtime: Runtime) {
-    let pool = pool(runtime).max_threads(2).build().unwrap();
+    let prefix = prefix("rt-outer", runtime);
+    let pool = pool(runtime)
+        .max_threads(2)
+        .thread_name(&prefix)
+        .build()
+        .unwrap();
     let children = runtime == Runtime::ChildProcess;
     let tasks: Vec<Task<Result<(i32, u32), String>>> = (0..4)
         .map(|x| pool.run_with((x, children), RunOptions::new().name("nested")))
@@ -2316,6 +2408,8 @@ fn a_function_can_run_a_pool_of_its_own(runtime: Runtime) {
         }
     }
     pool.destroy().wait().unwrap();
+    assert_eq!(live(&prefix), 0);
+    assert_eq!(live("nested"), 0, "every inner pool joined its thread");
 }
 
 // ---- Tasks as futures and handles -----------------------------------------------------------
@@ -2339,10 +2433,10 @@ fn tasks_can_be_awaited_on_tokio_runtimes(runtime: Runtime) {
         .unwrap();
     multi.block_on(async {
         assert_eq!(within_bound(pool.run::<i32, _>((4, 6))).await, Ok(10));
-        let handles: Vec<_> = (0..20)
+        let handles: Vec<_> = (0..50)
             .map(|i| tokio::spawn(pool.run::<i32, _>((i, i))))
             .collect();
-        for (i, handle) in (0..20).zip(handles) {
+        for (i, handle) in (0..50).zip(handles) {
             assert_eq!(within_bound(handle).await.unwrap(), Ok(2 * i));
         }
     });
@@ -2406,10 +2500,15 @@ fn wait_timeout_gives_the_handle_back(runtime: Runtime) {
         Err(_) => panic!("the task did not resolve in time"),
     }
 
+    // After a timeout the same handle can be awaited, or waited on without a limit.
     let (task, port) = hold(&pool, 1);
     let task = task.wait_timeout(Duration::ZERO).unwrap_err();
     port.send(4).unwrap();
     assert_eq!(block_on(task).unwrap().unwrap().3, 4);
+    let (task, port) = hold(&pool, 2);
+    let task = task.wait_timeout(Duration::from_millis(1)).unwrap_err();
+    port.send(5).unwrap();
+    assert_eq!(task.wait().unwrap().unwrap().3, 5);
     pool.destroy().wait().unwrap();
 }
 
@@ -2439,11 +2538,11 @@ fn a_resolved_task_no_longer_occupies_its_worker(runtime: Runtime) {
         .max_queue(MaxQueue::Limit(0))
         .build()
         .unwrap();
-    for x in 0..200 {
+    for x in 0..500 {
         assert_eq!(finish(pool.run::<i32, _>((x, 1))), Ok(x + 1), "task {x}");
         assert_eq!(loads(&pool), [0], "after task {x}");
     }
-    assert_eq!(pool.completed(), 200);
+    assert_eq!(pool.completed(), 500);
     pool.destroy().wait().unwrap();
 }
 
