@@ -20,6 +20,8 @@ pub(crate) mod process;
 #[cfg(unix)]
 mod shared_page;
 #[cfg(unix)]
+mod socket;
+#[cfg(unix)]
 mod spawn;
 pub(crate) mod thread;
 

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::process::poll_readable;
+use super::socket::poll_readable;
 use crate::wait::spin_until;
 
 /// Spins briefly, calling `meanwhile` each round, until a frame written `direction` is
