@@ -6,19 +6,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{eventually, finish, threads_named, Counter};
+use common::{eventually, finish, marker, threads_named, Counter};
 use tinypool::{worker, Exports, Pool, Task};
-
-/// A number unique to the calling thread: tells whether two tasks ran on the same worker.
-fn marker() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static MARKER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    MARKER.with(|marker| *marker)
-}
 
 /// Tasks that wait until `target` tasks in all have reached them (so they provably run at
 /// the same time), then return their worker's id and thread marker.

@@ -5,21 +5,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, finish, threads_named, Counter, Gate};
+use common::{eventually, finish, marker, threads_named, Counter, Gate};
 use tinypool::{Exports, Pool, Task};
-
-/// A number unique to the calling thread: tells whether two tasks ran on the same worker.
-fn marker() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static MARKER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    MARKER.with(|marker| *marker)
-}
 
 /// A default export that waits until `target` tasks in all have reached it, so that tasks
 /// provably run at the same time, and returns its thread's marker.

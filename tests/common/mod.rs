@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
@@ -192,4 +193,13 @@ pub fn run_cases(tests: Vec<(String, Box<dyn Fn()>)>) {
     if !failed.is_empty() {
         std::process::exit(101);
     }
+}
+
+/// A number unique to the calling thread: tells whether two tasks ran on the same worker.
+pub fn marker() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static MARKER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    MARKER.with(|marker| *marker)
 }
