@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use common::{block_on, eventually, run_cases};
+use common::{block_on, eventually, live, run_cases};
 use serde::{Deserialize, Serialize};
 use tinypool::{
     worker, AbortController, AbortSignal, Error, Exports, MaxQueue, Pool, Port, ResourceLimits,
@@ -818,35 +818,6 @@ fn prefix(base: &str, runtime: Runtime) -> String {
         _ => "c",
     };
     format!("{base}-{tag}")
-}
-
-/// Worker threads named `<prefix>-<id>` that have not begun to exit.
-///
-/// A joined thread can still be listed in `/proc` for a moment: `join` returns once the
-/// kernel has released the thread's memory, slightly before it removes the task. Such a
-/// thread is already in `do_exit` (`PF_EXITING` is set), so it is not counted. Other threads
-/// of the pool (`<prefix>-destroy`, which awaits a `destroy`) are not worker threads.
-fn live(prefix: &str) -> usize {
-    const PF_EXITING: u64 = 0x4;
-    let prefix = format!("{prefix}-");
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            // After the `(comm)` field: state ppid pgrp session tty_nr tpgid flags ...
-            let flags: u64 = stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(6)?
-                .parse()
-                .ok()?;
-            let id = comm.trim_end().strip_prefix(&prefix)?;
-            let worker = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
-            Some(worker && flags & PF_EXITING == 0)
-        })
-        .filter(|&counted| counted)
-        .count()
 }
 
 /// Whether the process `pid` is gone and reaped (a zombie still exists).

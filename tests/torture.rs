@@ -764,20 +764,7 @@ fn seed() -> u64 {
 }
 
 fn main() {
-    // The injected panics would flood stderr; every other panic is printed as usual. Set
-    // before `serve_if_worker`, so a child worker's own hook passes on to it.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if !message.starts_with(PANIC_PREFIX) {
-            default_hook(info);
-        }
-    }));
+    common::quiet_panics(PANIC_PREFIX);
     worker::serve_if_worker(exports());
     let seed = seed();
     let budget = budget();

@@ -64,7 +64,6 @@ impl Runtime for Processes {
             shared: shared.clone(),
             options: options.clone(),
             aborted: me.aborted.clone(),
-            pid: child.id(),
             child,
             reader: BufReader::with_capacity(
                 64 << 10,
@@ -86,7 +85,6 @@ impl Runtime for Processes {
             in_flight: VecDeque::new(),
             next_task: 1,
             last_panic: None,
-            exited: None,
         };
         if let Err(error) = worker.handshake(me.id) {
             let status = worker.kill_and_reap(Duration::ZERO);
@@ -118,7 +116,6 @@ struct ChildWorker {
     shared: Arc<Shared>,
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
-    pid: u32,
     child: ChildProcess,
     reader: BufReader<ChildStream>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
@@ -134,8 +131,6 @@ struct ChildWorker {
     /// What the child's panic hook said during the task (see [`note_panic`]): its last words
     /// if it then dies.
     last_panic: Option<String>,
-    /// How the child ended, once reaped.
-    exited: Option<ExitStatus>,
 }
 
 /// Why waiting for a frame stopped without one.
@@ -234,15 +229,15 @@ impl ChildWorker {
         if self.reader.buffer().is_empty() {
             let page = self.page.as_deref();
             spin_for_frame(self.reader.get_ref(), page, Direction::ToPool, || {
-                self.flush_if_pending();
+                self.flush_pending();
             });
         }
         let mut kill_deadline = None;
         loop {
-            if lock(&self.writer).broken {
+            let Some(sending) = self.flush_pending() else {
                 // The child stopped reading for good: it is dead or dying.
                 return Err(self.died());
-            }
+            };
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     self.child.signal(libc::SIGTERM);
@@ -253,7 +248,6 @@ impl ChildWorker {
                     return Err(Broken::Killed);
                 }
             }
-            let sending = self.flush_if_pending();
             if !self.reader.buffer().is_empty()
                 || poll(self.reader.get_ref(), sending, POLL_INTERVAL).0
             {
@@ -277,10 +271,12 @@ impl ChildWorker {
         }
     }
 
-    /// Sends more of the frames sent ahead, if some wait; returns whether some still wait.
-    fn flush_if_pending(&self) -> bool {
+    /// Sends more of the frames sent ahead, if some wait; returns whether some still wait,
+    /// or `None` once writing failed (the child is dead or dying). One lock for both.
+    fn flush_pending(&self) -> Option<bool> {
         let mut out = lock(&self.writer);
-        !out.pending.is_empty() && out.flush()
+        let waiting = out.flush();
+        (!out.broken).then_some(waiting)
     }
 
     /// The child closed its end: reap it and say how it died.
@@ -317,17 +313,11 @@ impl ChildWorker {
 
     /// Waits up to `grace` for the child to exit, then kills it; returns how it ended.
     fn kill_and_reap(&mut self, grace: Duration) -> Option<ExitStatus> {
-        if let Some(status) = self.exited {
-            return Some(status);
-        }
         let deadline = Instant::now() + grace;
         let mut nap = Duration::from_micros(20);
         loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.exited = Some(status);
-                    return Some(status);
-                }
+                Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => {
                     // The child's exit closes the socket, which wakes this poll; what it still
                     // says is dropped (a silent child must not block this read). A closed
@@ -343,9 +333,7 @@ impl ChildWorker {
                 }
                 Ok(None) => {
                     self.child.kill();
-                    let status = self.child.wait().ok();
-                    self.exited = status;
-                    return status;
+                    return self.child.wait().ok();
                 }
                 Err(_) => return None,
             }
@@ -484,7 +472,7 @@ impl ChildWorker {
 
 impl Executor for ChildWorker {
     fn pid(&self) -> Option<u32> {
-        Some(self.pid)
+        Some(self.child.id())
     }
 
     fn depth(&self) -> usize {
@@ -518,7 +506,6 @@ impl Executor for ChildWorker {
         match self.child.try_wait() {
             Ok(None) => Flow::Continue,
             Ok(Some(status)) => {
-                self.exited = Some(status);
                 // A panic of the last task was caught and reported with it: not these last
                 // words. Drain what the child said before dying (its panic message, say).
                 self.last_panic = None;
@@ -538,7 +525,7 @@ impl Executor for ChildWorker {
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
         let deadline = Instant::now() + self.shared.options.terminate_timeout;
-        if self.exited.is_none() && self.send(Frame::new(STOP).finish(usize::MAX)).is_ok() {
+        if self.child.status().is_none() && self.send(Frame::new(STOP).finish(usize::MAX)).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
             while let Ok(Some((kind, body))) = self.read_before(deadline) {
                 if kind == DONE {

@@ -48,6 +48,9 @@ impl Outbound {
 
     /// Sends what the socket takes of `pending`; returns whether some is still pending.
     pub(crate) fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         let sent = self.send_some(&pending);
         if !self.broken {

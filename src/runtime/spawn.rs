@@ -80,6 +80,11 @@ impl ChildProcess {
         self.pid as u32
     }
 
+    /// How it ended, if it was reaped.
+    pub(crate) fn status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
     /// How it ended, if it has; reaps it then.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         self.wait_with(libc::WNOHANG)

@@ -92,12 +92,27 @@ impl Counter {
 
 /// Threads of this process whose name starts with `prefix` (names are cut to 15 bytes) and
 /// that have not begun to exit.
+pub fn threads_named(prefix: &str) -> usize {
+    threads_where(|name| name.starts_with(prefix))
+}
+
+/// Live worker threads of the pool whose `thread_name` is `prefix`: those named
+/// `<prefix>-<id>` (not, say, a `<prefix>-destroy` thread of the test's own).
+pub fn live(prefix: &str) -> usize {
+    let prefix = format!("{prefix}-");
+    threads_where(|name| {
+        name.strip_prefix(&prefix)
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Threads of this process whose name passes `named` and that have not begun to exit.
 ///
 /// A joined thread can still be listed in `/proc` for a moment: `join` returns once the kernel
 /// has released the thread's memory, slightly before it removes the task. Such a thread is
 /// already in `do_exit` (`PF_EXITING` is set), so it is not counted; a thread that was not
 /// joined is.
-pub fn threads_named(prefix: &str) -> usize {
+fn threads_where(named: impl Fn(&str) -> bool) -> usize {
     const PF_EXITING: u64 = 0x4;
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
@@ -111,15 +126,10 @@ pub fn threads_named(prefix: &str) -> usize {
                 .nth(6)?
                 .parse()
                 .ok()?;
-            Some(comm.starts_with(prefix) && flags & PF_EXITING == 0)
+            Some(named(comm.trim_end()) && flags & PF_EXITING == 0)
         })
         .filter(|&counted| counted)
         .count()
-}
-
-/// Live worker threads of the pool whose `thread_name` is `prefix`.
-pub fn live(prefix: &str) -> usize {
-    threads_named(&format!("{prefix}-"))
 }
 
 /// Waits for a task, turning a hang into a failure after 30 s.
@@ -202,4 +212,22 @@ pub fn marker() -> u64 {
         static MARKER: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
     }
     MARKER.with(|marker| *marker)
+}
+
+/// Keeps the panics a test raises on purpose (their message starts with `prefix`) off stderr;
+/// every other panic is printed as usual. Call before `serve_if_worker`, so that a child
+/// worker's own hook passes on to it.
+pub fn quiet_panics(prefix: &'static str) {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !message.starts_with(prefix) {
+            default_hook(info);
+        }
+    }));
 }
