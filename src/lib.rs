@@ -42,6 +42,7 @@ mod channel;
 mod codec;
 mod error;
 mod exports;
+mod intake;
 mod options;
 mod pool;
 mod protocol;

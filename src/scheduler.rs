@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::intake::Intake;
 use crate::options::Options;
 use crate::runtime::{Executor, Flow, Runtime};
 // From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
@@ -84,6 +85,10 @@ struct State {
     /// Tasks the workers ran to their end (`Pool::completed`).
     completed: u64,
     threads: Vec<ThreadRecord>,
+    /// Whether the [`Intake`] is open (it opens and closes only under this lock).
+    intake_open: bool,
+    /// The buffer swapped into the intake when it is emptied.
+    intake_spare: Vec<JobRef>,
 }
 
 impl State {
@@ -148,6 +153,8 @@ pub(crate) struct Shared {
     pub(crate) options: Options,
     runtime: Box<dyn Runtime>,
     state: Mutex<State>,
+    /// Tasks submitted while the pool is saturated, on their way to the queue.
+    intake: Intake,
     /// Notified whenever a worker thread finishes.
     thread_finished: Condvar,
     created: Instant,
@@ -162,6 +169,7 @@ impl Shared {
             }),
             options,
             runtime,
+            intake: Intake::new(),
             thread_finished: Condvar::new(),
             created: Instant::now(),
         });
@@ -179,10 +187,48 @@ impl Shared {
         lock(&self.state)
     }
 
+    /// Moves the intake's tasks to the back of the queue, closing it if `close`; returns
+    /// whether any moved.
+    fn take_intake(&self, state: &mut State, close: bool) -> bool {
+        if !state.intake_open {
+            return false;
+        }
+        state.intake_open = !close;
+        let before = state.queue.len();
+        self.intake
+            .drain_into(&mut state.queue, &mut state.intake_spare, close);
+        state.queue.len() > before
+    }
+
+    /// Opens the intake when a task joins the queue of a pool that can do nothing else with
+    /// the next ones: it is at `max_threads`, every worker is busy (so each comes back to the
+    /// lock), and the queue is unbounded.
+    fn open_intake_if_saturated(&self, state: &mut State) {
+        let saturated = !state.intake_open
+            && !state.destroyed
+            && self.options.max_queue.is_none()
+            && !state.queue.is_empty()
+            && state.workers.len() == self.options.max_threads
+            && state.workers.iter().all(|worker| worker.load() > 0);
+        if saturated {
+            self.intake.open();
+            state.intake_open = true;
+        }
+    }
+
     // ---- Submitting -------------------------------------------------------------------------
 
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
     pub(crate) fn submit(self: &Arc<Self>, job: JobRef) {
+        // A task with an abort signal needs the scheduler's choice of worker (it runs alone).
+        let job = if job.abortable() {
+            job
+        } else {
+            match self.intake.offer(job) {
+                Ok(()) => return,
+                Err(job) => job,
+            }
+        };
         let options = &self.options;
         let mut state = self.lock();
         if state.destroyed {
@@ -190,6 +236,8 @@ impl Shared {
             job.fail(Error::Terminated);
             return;
         }
+        // Behind what the intake holds, which was submitted earlier.
+        self.take_intake(&mut state, false);
         let mut start = None;
         if state.queue.is_empty() {
             if let Some(worker) = state
@@ -235,6 +283,7 @@ impl Shared {
         let rejected = match rejected {
             None => {
                 state.queue.push_back(job);
+                self.open_intake_if_saturated(&mut state);
                 None
             }
             Some(error) => Some((job, error)),
@@ -341,6 +390,8 @@ impl Shared {
 
     /// Reserves workers until there are `min_threads`, and enough for the queue.
     fn replenish(&self, state: &mut State) -> Vec<WorkerStart> {
+        // The pool has lost a worker: the intake's tasks join the queue, which counts.
+        self.take_intake(state, true);
         if state.destroyed {
             return Vec::new();
         }
@@ -429,6 +480,7 @@ impl Shared {
         if let Some(index) = state.position(serial) {
             failed.extend(state.retire(index).inbox);
         }
+        self.take_intake(&mut state, true);
         if state.workers.is_empty() {
             failed.extend(state.queue.drain(..));
         }
@@ -540,6 +592,11 @@ impl Shared {
                 self.leave(state, index);
                 return publish(done);
             }
+            // About to idle: the pool is no longer saturated. Tasks that came in meanwhile
+            // are this worker's to take.
+            if self.take_intake(&mut state, true) {
+                continue;
+            }
             let may_idle_out = state.workers.len() > options.min_threads;
             release(state, &mut done);
             let now = Instant::now();
@@ -598,11 +655,14 @@ impl Shared {
     /// abortable task at the head waits until the worker is empty, and then goes alone.
     fn refill(&self, state: &mut State, index: usize) {
         let concurrency = self.options.concurrent_tasks_per_worker;
-        let State { queue, workers, .. } = state;
-        let worker = &mut workers[index];
-        if worker.recycle || worker.exclusive {
+        if state.workers[index].recycle || state.workers[index].exclusive {
             return;
         }
+        if state.queue.len() < concurrency {
+            self.take_intake(state, false);
+        }
+        let State { queue, workers, .. } = state;
+        let worker = &mut workers[index];
         while worker.load() < concurrency {
             let Some(head) = queue.front() else { break };
             if head.abortable() {
@@ -656,6 +716,7 @@ impl Shared {
     pub(crate) fn cancel_pending(&self) {
         let cancelled: Vec<JobRef> = {
             let mut state = self.lock();
+            self.take_intake(&mut state, false);
             let State { queue, workers, .. } = &mut *state;
             let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
             for worker in workers.iter_mut() {
@@ -702,6 +763,7 @@ impl Shared {
         let doomed: Vec<JobRef> = {
             let mut state = self.lock();
             state.destroyed = true;
+            self.take_intake(&mut state, true);
             let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
             while !state.workers.is_empty() {
                 let worker = state.retire(0);
@@ -759,7 +821,13 @@ impl Shared {
     }
 
     pub(crate) fn queue_size(&self) -> usize {
-        self.lock().queue.len()
+        let state = self.lock();
+        let in_intake = if state.intake_open {
+            self.intake.len()
+        } else {
+            0
+        };
+        state.queue.len() + in_intake
     }
 
     pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
@@ -917,6 +985,9 @@ mod loom_tests {
             state.ids_in_use, in_use,
             "ids_in_use disagrees with the workers"
         );
+        if !state.intake_open {
+            assert_eq!(shared.intake.len(), 0, "a closed intake holds tasks");
+        }
     }
 
     /// `Pool::destroy().wait()`: every worker retired, every thread finished.
@@ -1011,6 +1082,49 @@ mod loom_tests {
             assert_eq!(destroyer.join().unwrap(), Ok(()));
             destroy(&shared);
             assert_eq!(run(&shared, (3, 4), None).wait(), Err(Error::Terminated));
+        });
+    }
+
+    /// A one-worker pool that idles out at once, three tasks submitted back to back: the
+    /// second joins the queue while the worker is busy (opening the intake), the third may go
+    /// through the intake while the worker empties the queue, idles and leaves. Whatever the
+    /// order, every task resolves with its own value.
+    #[test]
+    fn loom_tasks_in_the_intake_are_never_lost() {
+        model(2, || {
+            let shared = pool(0, 1);
+            let tasks = [(1, 2), (3, 4), (5, 6)].map(|arg| run(&shared, arg, None));
+            let results = tasks.map(Task::wait);
+            assert_eq!(results, [Ok(3), Ok(7), Ok(11)]);
+            check_consistent(&shared);
+            assert_eq!(shared.completed(), 3);
+            destroy(&shared);
+        });
+    }
+
+    /// `destroy` racing submits that may go through the open intake: each task resolves with
+    /// its value or `Terminated`, and nothing is left in the intake.
+    #[test]
+    fn loom_destroy_races_the_intake() {
+        model(2, || {
+            let shared = pool(1, 1);
+            let first = [(1, 2), (3, 4)].map(|arg| run(&shared, arg, None));
+            let destroyer = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || shared.shut_down())
+            };
+            let last = run(&shared, (5, 6), None);
+            destroyer.join().unwrap();
+            let [a, b] = first.map(Task::wait);
+            let outcomes = [a, b, last.wait()];
+            for (outcome, value) in outcomes.into_iter().zip([3, 7, 11]) {
+                assert!(
+                    matches!(&outcome, Ok(v) if *v == value) || outcome == Err(Error::Terminated),
+                    "{outcome:?}"
+                );
+            }
+            assert_eq!(shared.intake.len(), 0);
+            destroy(&shared);
         });
     }
 }

@@ -279,6 +279,7 @@ fn main() {
         two_workers_with_concurrency_2_take_four_tasks_and_run_two,
         a_new_worker_takes_as_many_queued_tasks_as_its_concurrency_allows,
         queued_tasks_start_in_submission_order,
+        abortable_and_plain_tasks_start_in_submission_order,
         idle_workers_leave_and_come_back_on_demand,
         workers_lists_each_live_worker_with_its_id_pid_and_load,
         completed_counts_tasks_that_ran_and_duration_grows,
@@ -1097,6 +1098,33 @@ fn queued_tasks_start_in_submission_order(runtime: Runtime) {
     for (position, task) in counters.into_iter().enumerate() {
         assert_eq!(finish(task), Ok(position as u32));
     }
+    pool.destroy().wait().unwrap();
+}
+
+/// The order holds when tasks with an abort signal (which the scheduler places itself) are
+/// submitted among tasks without one (which join a saturated pool's queue by the intake):
+/// each "counter" task returns how many ran on the one worker before it.
+fn abortable_and_plain_tasks_start_in_submission_order(runtime: Runtime) {
+    let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
+    let (first, port) = hold(&pool, 0);
+    let controller = AbortController::new();
+    let counters: Vec<Task<u32>> = (0..12)
+        .map(|i| {
+            let mut options = RunOptions::new().name("counter");
+            if i % 4 == 3 {
+                options = options.signal(controller.signal());
+            }
+            pool.run_with((), options)
+        })
+        .collect();
+    assert_eq!(next(&port), Ok(0));
+    assert_eq!(pool.queue_size(), 12);
+    port.send(0).unwrap();
+    held(first);
+    for (position, task) in counters.into_iter().enumerate() {
+        assert_eq!(finish(task), Ok(position as u32));
+    }
+    assert_eq!(pool.queue_size(), 0);
     pool.destroy().wait().unwrap();
 }
 

@@ -163,6 +163,20 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             destroy_under_load: true,
             ..base
         },
+        // Unbounded queues, where a saturated pool takes tasks by its intake: workers idling
+        // out and a destroy racing it.
+        Config {
+            min_threads: 0,
+            max_threads: 2,
+            concurrency: 2,
+            idle_timeout_ms: 1,
+            ..base
+        },
+        Config {
+            max_threads: 2,
+            destroy_under_load: true,
+            ..base
+        },
     ]
 }
 

@@ -1,0 +1,97 @@
+//! The intake: where tasks submitted to a saturated pool wait for the scheduler, without its
+//! lock.
+//!
+//! When every worker is busy and tasks already wait, a new task can only join the back of the
+//! queue. Taking the pool's state lock for that made the submitting thread and the workers
+//! fight over one mutex on every task (the largest item of a saturated pool's profile). So the
+//! scheduler *opens* the intake while the pool is saturated, and a submitter then only appends
+//! to it, under a lock of its own that the workers take once per batch: a worker that empties
+//! the queue moves the whole intake into it in one swap.
+//!
+//! The rules that keep every task found (all under the state lock, taken before this one):
+//! - open only while every worker is busy, so that each comes back to the state lock;
+//! - a worker about to idle, a pool losing a worker and a destroyed pool close it, and move
+//!   what it holds to the queue (or fail it);
+//! - a task goes to the queue only after what the intake holds, so that FIFO holds.
+//!
+//! A task with an abort signal never comes here: it needs the scheduler's choice of worker.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::sync::{lock, AtomicBool, Mutex, Ordering};
+use crate::task::Job;
+
+type JobRef = Arc<dyn Job>;
+
+/// Aligned to its own cache lines (128 bytes: two, for the adjacent-line prefetcher), so that
+/// the workers' writes to the pool's state next to it do not slow every submitter down.
+#[repr(align(128))]
+pub(crate) struct Intake {
+    inner: Mutex<Inner>,
+    /// `inner.open`, readable without the lock: a submitter that sees it closed goes straight
+    /// to the scheduler. Only a hint: `inner.open` decides.
+    open_hint: AtomicBool,
+}
+
+struct Inner {
+    open: bool,
+    jobs: Vec<JobRef>,
+}
+
+impl Intake {
+    pub(crate) fn new() -> Self {
+        Intake {
+            inner: Mutex::new(Inner {
+                open: false,
+                jobs: Vec::new(),
+            }),
+            open_hint: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes `job` if the intake is open; gives it back otherwise.
+    pub(crate) fn offer(&self, job: JobRef) -> Result<(), JobRef> {
+        if !self.open_hint.load(Ordering::Relaxed) {
+            return Err(job);
+        }
+        let mut inner = lock(&self.inner);
+        if !inner.open {
+            return Err(job);
+        }
+        inner.jobs.push(job);
+        Ok(())
+    }
+
+    /// Opens the intake. Called with the state lock held, the pool saturated.
+    pub(crate) fn open(&self) {
+        let mut inner = lock(&self.inner);
+        inner.open = true;
+        self.open_hint.store(true, Ordering::Relaxed);
+    }
+
+    /// Moves what the intake holds to the back of `queue`, and closes it if `close`.
+    /// Called with the state lock held; `spare` is an empty buffer swapped in, so that the
+    /// intake's lock is held for a swap, not for a copy.
+    pub(crate) fn drain_into(
+        &self,
+        queue: &mut VecDeque<JobRef>,
+        spare: &mut Vec<JobRef>,
+        close: bool,
+    ) {
+        {
+            let mut inner = lock(&self.inner);
+            if close {
+                inner.open = false;
+                self.open_hint.store(false, Ordering::Relaxed);
+            }
+            std::mem::swap(&mut inner.jobs, spare);
+        }
+        queue.extend(spare.drain(..));
+    }
+
+    /// How many tasks it holds.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.inner).jobs.len()
+    }
+}
