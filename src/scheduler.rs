@@ -658,7 +658,9 @@ impl Shared {
         if state.workers[index].recycle || state.workers[index].exclusive {
             return;
         }
-        if state.queue.len() < concurrency {
+        // Only when the queue cannot fill the worker: each take is a cache miss for the
+        // submitting thread.
+        if state.queue.len() < concurrency - state.workers[index].load() {
             self.take_intake(state, false);
         }
         let State { queue, workers, .. } = state;
