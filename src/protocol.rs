@@ -1,9 +1,11 @@
 //! The wire frames between a pool and its child-process workers.
 //!
 //! Each worker has a private `UnixStream` pair; the child's end sits on fd 3 (stdin, stdout
-//! and stderr stay the user's). On Linux, fd 4 is a page of memory the two sides share, where
-//! each counts its writes so that the other can spin on it before blocking (see
-//! `runtime/shared_page.rs`; `INIT` says whether it is there). On the socket travel frames:
+//! and stderr stay the user's). On Linux, fd 4 is a memory region the two sides share, with a
+//! ring per direction (`runtime/ring.rs`; `INIT` says whether it is there): after `INIT`, the
+//! frames travel in the rings, and the socket carries only what a ring announces (frames too
+//! big for it, wake-ups) and, by its end, a side's death. Whichever way they travel, frames
+//! are:
 //!
 //! ```text
 //! frame   = length:u32le kind:u8 body          length counts kind + body, at most max_message_size
@@ -14,7 +16,7 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 shared_page:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` | both | task:u64 message:bytes |
 //! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
@@ -36,12 +38,12 @@ use std::io::{self, Read, Write};
 use crate::Error;
 
 /// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 pub(crate) const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;
-/// The file descriptor of the page the pool shares with its child (see `INIT`'s `shared_page`).
-pub(crate) const PAGE_FD: i32 = 4;
+/// The file descriptor of the region the pool shares with its child (see `INIT`'s `rings`).
+pub(crate) const RINGS_FD: i32 = 4;
 /// The environment variable that marks a worker process; its value is the fd.
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
 /// The pool's process id, for the child to tie its life to (`PR_SET_PDEATHSIG`).

@@ -23,7 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -56,7 +56,16 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+
+// The rings of `src/runtime/ring.rs`, written out as well: after `INIT` a pool's frames travel
+// in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
+// head, sleeping; the ring to the child first), then each ring's 8 KiB. A chunk is a `u32`
+// header (kind << 30 | length) and its bytes, padded to 4; kind 0 carries bytes, kind 2 says
+// a byte on the socket only woke the reader.
+const RINGS_FD: i32 = 4;
+const RING: usize = 8 << 10;
+const REGION: usize = 4096 + 2 * RING;
 
 // ---- Values that refuse to cross ----------------------------------------------------------
 
@@ -335,25 +344,103 @@ fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
 
 /// The parts this binary plays as a pool's fake worker, on fd 3:
 /// - `hello`: sends the bytes instead of a handshake;
-/// - `reply`: shakes hands properly, then answers the first task with the bytes.
+/// - `reply`: shakes hands properly, then answers the first task with the bytes, in the ring
+///   to the pool as a real worker does (on the socket where there are no rings);
+/// - `reply-outside`: the same, but on the socket, where no chunk of the ring announced them.
 ///
-/// Either then reads until the pool closes the channel, and exits 0.
+/// Each then reads until the pool closes the channel, and exits 0.
 fn fake_worker(role: &str) -> ! {
     // SAFETY: fd 3 is the channel the pool gave this process; nothing else owns it.
     let mut channel = unsafe { UnixStream::from_raw_fd(CHILD_FD) };
     let bytes = unhex(&std::env::var(BYTES).unwrap_or_default());
-    if role == "reply" {
+    let mut in_ring = false;
+    if role.starts_with("reply") {
         channel
             .write_all(&frame(HELLO, &hello_body(MAGIC, VERSION)))
             .expect("hello");
-        let (kind, _) = read_frame(&mut channel).expect("init");
+        let (kind, body) = read_frame(&mut channel).expect("init");
         assert_eq!(kind, INIT);
-        let (kind, _) = read_frame(&mut channel).expect("run");
-        assert_eq!(kind, RUN);
+        // worker id, codec, max_message_size, measure_memory, then whether there are rings.
+        if body[8 + 1 + 8 + 1] == 1 {
+            let region = Region::map();
+            region.wait_for_the_task();
+            if role == "reply" {
+                in_ring = region.reply(&mut channel, &bytes);
+            }
+        } else {
+            let (kind, _) = read_frame(&mut channel).expect("run");
+            assert_eq!(kind, RUN);
+        }
     }
-    let _ = channel.write_all(&bytes);
+    if !in_ring {
+        let _ = channel.write_all(&bytes);
+    }
     let _ = std::io::copy(&mut channel, &mut std::io::sink());
     std::process::exit(0)
+}
+
+/// A fake worker's view of the rings.
+struct Region(*mut u8);
+
+impl Region {
+    fn map() -> Region {
+        // SAFETY: maps the region the pool gave this process on fd 4.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                RINGS_FD,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "the rings");
+        Region(base.cast())
+    }
+
+    /// Line `line` (0 tail, 1 head, 2 sleeping) of ring `ring` (0 to the child, 1 to the pool).
+    fn line(&self, ring: usize, line: usize) -> &AtomicU32 {
+        // SAFETY: within the first page of the mapping, 64-byte aligned.
+        unsafe { &*self.0.add(ring * 192 + line * 64).cast::<AtomicU32>() }
+    }
+
+    /// Waits for the task's `RUN` in the ring to the child (the pool kills this process if
+    /// the test gives up first).
+    fn wait_for_the_task(&self) {
+        while self.line(0, 0).load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+    }
+
+    /// Puts `bytes` in the ring to the pool as one chunk, and nudges a pool asleep; `false`
+    /// if they do not fit in a chunk.
+    fn reply(&self, channel: &mut UnixStream, bytes: &[u8]) -> bool {
+        let padded = bytes.len().div_ceil(4) * 4;
+        if bytes.is_empty() || 4 + padded + 4 > RING / 4 {
+            return false;
+        }
+        // SAFETY: the ring to the pool starts at 4096 + RING; the chunk and a nudge fit.
+        unsafe {
+            let ring = self.0.add(4096 + RING);
+            ring.cast::<u32>().write(bytes.len() as u32);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ring.add(4), bytes.len());
+        }
+        self.line(1, 0).store(4 + padded as u32, Ordering::SeqCst);
+        if self.line(1, 2).load(Ordering::SeqCst) != 0 {
+            // SAFETY: as above, right after the chunk.
+            unsafe {
+                self.0
+                    .add(4096 + RING + 4 + padded)
+                    .cast::<u32>()
+                    .write(2 << 30 | 1)
+            };
+            self.line(1, 0)
+                .store(4 + padded as u32 + 4, Ordering::SeqCst);
+            channel.write_all(&[0]).expect("nudge");
+        }
+        true
+    }
 }
 
 /// A pool whose every worker is this binary playing `role` with `bytes`.
@@ -520,6 +607,25 @@ fn a_worker_answering_garbage_fails_only_its_task() {
         })
         .unwrap_or_else(|failure| panic!("{failure}"));
     println!("    {} bad answers tried", tried.load(Ordering::Relaxed));
+}
+
+/// A worker that answers on the socket what no chunk of the rings announced: the task fails
+/// with a protocol error, the worker is killed.
+fn a_worker_answering_outside_the_rings_fails_its_task() {
+    let good = {
+        let mut body = 1u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u64.to_le_bytes());
+        body.push(0);
+        body.extend(str_field(&[2]));
+        frame(DONE, &body)
+    };
+    let pool = fake_pool("reply-outside", &good);
+    match settle(pool.run::<i32, _>(1)) {
+        Err(Error::Protocol { message }) => assert!(message.contains("no chunk"), "{message}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    destroy(pool);
+    assert_eq!(procfs::children(), vec![]);
 }
 
 // ---- 4. Garbage to a real worker after a valid handshake -------------------------------------
@@ -732,7 +838,7 @@ fn main() {
         "channel_messages_that_fail_to_serialize",
         channel_messages_that_fail_to_serialize,
     ));
-    let single: [(&str, fn()); 4] = [
+    let single: [(&str, fn()); 5] = [
         (
             "a_bad_teardown_in_a_child_is_reported",
             a_bad_teardown_in_a_child_is_reported,
@@ -744,6 +850,10 @@ fn main() {
         (
             "a_worker_answering_garbage_fails_only_its_task",
             a_worker_answering_garbage_fails_only_its_task,
+        ),
+        (
+            "a_worker_answering_outside_the_rings_fails_its_task",
+            a_worker_answering_outside_the_rings_fails_its_task,
         ),
         (
             "a_real_worker_fed_garbage_exits_cleanly",

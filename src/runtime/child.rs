@@ -15,21 +15,22 @@ use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::shared_page::{spin_for_frame, Direction, SharedPage};
+use super::ring::{Direction, Region, RingWriter, INLINE_MAX};
+use super::socket::Inlet;
 use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
-    PAGE_FD, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::sync::AtomicBool;
-use crate::wait::{lock, Doorbell};
+use crate::wait::{lock, spin_until, Doorbell};
 
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
@@ -123,8 +124,8 @@ struct Settings {
     /// Whether each result reports the process's resident memory (reading it costs a few
     /// syscalls, so only for `max_memory_limit_before_recycle`).
     measure_memory: bool,
-    /// Whether fd 4 is a page shared with the pool.
-    shared_page: bool,
+    /// Whether fd 4 is the region of rings shared with the pool.
+    rings: bool,
     /// `resource_limits`: bytes of address space, seconds of CPU time; 0 for none.
     max_memory: u64,
     max_cpu_seconds: u64,
@@ -148,8 +149,10 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     let writer: Writer = Arc::new(Outlet {
-        stream: Mutex::new(stream.try_clone().map_err(|e| e.to_string())?),
-        page: OnceLock::new(),
+        out: Mutex::new(Out {
+            stream: stream.try_clone().map_err(|e| e.to_string())?,
+            ring: None,
+        }),
     });
     let hello = Frame::new(HELLO)
         .raw(MAGIC)
@@ -165,12 +168,14 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     };
     let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
     limit_resources(&settings)?;
-    if settings.shared_page {
-        if let Some(page) = SharedPage::map(PAGE_FD) {
-            let _ = writer.page.set(page);
-        }
-        // SAFETY: fd 4 was handed to this process for the page, which stays mapped without it.
-        unsafe { libc::close(PAGE_FD) };
+    let mut inlet = Inlet::new(stream, None);
+    if settings.rings {
+        // The pool writes to the rings from now on: without them this worker cannot serve.
+        let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
+        // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
+        unsafe { libc::close(RINGS_FD) };
+        inlet.attach(region.reader(Direction::ToChild));
+        lock(&writer.out).ring = Some(region.writer(Direction::ToPool));
     }
     worker::set_context(Some(Context {
         id,
@@ -181,7 +186,7 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
     install_panic_hook(writer.clone(), settings.max);
 
     let inbound = Arc::new(Inbound {
-        reader: Mutex::new(BufReader::with_capacity(64 << 10, stream)),
+        reader: Mutex::new(BufReader::with_capacity(64 << 10, inlet)),
         writer: writer.clone(),
         current: Mutex::default(),
         codec: settings.codec,
@@ -275,7 +280,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
     let codec = Serialization::from_code(body.u8()?)?;
     let max = body.u64()? as usize;
     let measure_memory = body.u8()? != 0;
-    let shared_page = body.u8()? != 0;
+    let rings = body.u8()? != 0;
     let max_memory = body.u64()?;
     let max_cpu_seconds = body.u64()?;
     let teardown = body.str()?.to_owned();
@@ -294,7 +299,7 @@ fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
             codec,
             max,
             measure_memory,
-            shared_page,
+            rings,
             max_memory,
             max_cpu_seconds,
             teardown,
@@ -330,7 +335,7 @@ impl Mailbox {
 /// The pool's side of the socket, read by one thread at a time.
 struct Inbound {
     /// Buffered: a pool sends many tasks in one write when it has them.
-    reader: Mutex<BufReader<UnixStream>>,
+    reader: Mutex<BufReader<Inlet>>,
     writer: Writer,
     /// The running task's channel, for its `PORT` frames.
     current: Mutex<Option<Arc<Bridge>>>,
@@ -343,12 +348,9 @@ impl Inbound {
     /// the way. Ends the process when the pool is gone or talks nonsense.
     fn next_command(&self) -> Command {
         loop {
+            // The next task usually follows within microseconds: the read spins before it
+            // blocks.
             let mut reader = lock(&self.reader);
-            if reader.buffer().is_empty() {
-                // The next task usually follows within microseconds: spin before blocking.
-                let page = self.writer.page.get();
-                spin_for_frame(reader.get_ref(), page, Direction::ToChild, || {});
-            }
             let frame = read_frame(&mut *reader, self.max);
             drop(reader);
             let frame = match frame {
@@ -430,25 +432,55 @@ fn send(writer: &Writer, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
     writer.write(&frame?)
 }
 
-/// The child's end of the socket, for writing: results, channel messages (from the function's
-/// threads) and panic messages.
+/// The child's writing end, for results, channel messages (from the function's threads) and
+/// panic messages.
 struct Outlet {
-    stream: Mutex<UnixStream>,
-    /// Where this side counts its writes, for a waiting pool to spin on (once `INIT` says).
-    page: OnceLock<SharedPage>,
+    out: Mutex<Out>,
+}
+
+struct Out {
+    stream: UnixStream,
+    /// The ring to the pool, once `INIT` says there is one.
+    ring: Option<RingWriter>,
 }
 
 impl Outlet {
     fn write(&self, frame: &[u8]) -> Result<(), Error> {
-        self.write_locked(&mut lock(&self.stream), frame)
+        lock(&self.out).write(frame)
     }
+}
 
-    fn write_locked(&self, stream: &mut UnixStream, frame: &[u8]) -> Result<(), Error> {
-        write_frame(stream, frame)?;
-        if let Some(page) = self.page.get() {
-            page.bump(Direction::ToPool);
+impl Out {
+    /// Writes `frame` whole, in the ring or announced there and on the socket (see
+    /// `ring.rs`), waiting for room if the pool is behind. (If the pool is gone, the kernel
+    /// ends this process: `PR_SET_PDEATHSIG`.)
+    fn write(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let Some(ring) = &mut self.ring else {
+            return write_frame(&mut self.stream, frame);
+        };
+        if frame.len() <= INLINE_MAX {
+            wait_for_room(|| ring.try_inline(frame));
+            if ring.reader_sleeping() && ring.nudge() {
+                write_frame(&mut self.stream, &[0])?;
+            }
+            Ok(())
+        } else {
+            wait_for_room(|| ring.try_socket(frame.len()));
+            write_frame(&mut self.stream, frame)
         }
-        Ok(())
+    }
+}
+
+/// Retries `write` until the ring has room: the pool empties it as it reads, without telling,
+/// so the wait spins, then naps.
+fn wait_for_room(mut write: impl FnMut() -> bool) {
+    if spin_until(&mut write) {
+        return;
+    }
+    let mut nap = std::time::Duration::from_micros(20);
+    while !write() {
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(std::time::Duration::from_millis(1));
     }
 }
 
@@ -483,9 +515,9 @@ fn install_panic_hook(writer: Writer, max: usize) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = panic_message(info.payload());
-        if let Ok(mut stream) = writer.stream.try_lock() {
+        if let Ok(mut out) = writer.out.try_lock() {
             if let Ok(frame) = Frame::new(PANICKING).str(&message).finish(max) {
-                let _ = writer.write_locked(&mut stream, &frame);
+                let _ = out.write(&frame);
             }
         }
         previous(info);

@@ -18,7 +18,7 @@ pub(crate) mod child;
 #[cfg(unix)]
 pub(crate) mod process;
 #[cfg(unix)]
-mod shared_page;
+mod ring;
 #[cfg(unix)]
 mod socket;
 #[cfg(unix)]

@@ -16,20 +16,20 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::shared_page::{spin_for_frame, Direction, SharedPage};
-use super::socket::{peer_closed, poll, poll_readable, ChildStream, Outbound, POLL_INTERVAL};
+use super::ring::{Direction, Region};
+use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, write_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PAGE_FD, PANICKING,
-    PARENT_ENV, PORT, PORT_CLOSED, RUN, STOP, VERSION, WORKER_ENV,
+    read_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PARENT_ENV, PORT,
+    PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-use crate::wait::lock;
+use crate::wait::{lock, spin_until};
 use crate::Error;
 
 /// How often an idle driver checks that its child is alive.
@@ -47,19 +47,19 @@ impl Runtime for Processes {
         };
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| failed(format!("creating a socket pair: {e}")))?;
-        let (page, page_fd) = match SharedPage::create() {
-            Some((page, fd)) => (Some(Arc::new(page)), Some(fd)),
+        let (region, region_fd) = match Region::create() {
+            Some((region, fd)) => (Some(region), Some(fd)),
             None => (None, None),
         };
         let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
-        fds.extend(page_fd.as_ref().map(|fd| (fd.as_raw_fd(), PAGE_FD)));
+        fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
         let mut env = options.env.clone();
         env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
         env.push((PARENT_ENV.into(), std::process::id().to_string().into()));
         let child = ChildProcess::spawn(&options.program, &options.args, &env, &fds)
             .map_err(|e| failed(format!("spawning the child: {e}")))?;
         drop(theirs);
-        drop(page_fd);
+        drop(region_fd);
         let mut worker = ChildWorker {
             shared: shared.clone(),
             options: options.clone(),
@@ -67,20 +67,13 @@ impl Runtime for Processes {
             child,
             reader: BufReader::with_capacity(
                 64 << 10,
-                ChildStream {
-                    stream: ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                    aborted: me.aborted.clone(),
-                    deadline: None,
-                },
+                Inlet::new(
+                    ours.try_clone().map_err(|e| failed(e.to_string()))?,
+                    Some(me.aborted.clone()),
+                ),
             ),
-            writer: Arc::new(Mutex::new(Outbound {
-                stream: ours,
-                pending: Vec::new(),
-                bridged: 0,
-                broken: false,
-                page: page.clone(),
-            })),
-            page,
+            writer: Arc::new(Mutex::new(Outbound::new(ours))),
+            region,
             depth: shared.options.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
             next_task: 1,
@@ -117,11 +110,11 @@ struct ChildWorker {
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     child: ChildProcess,
-    reader: BufReader<ChildStream>,
+    reader: BufReader<Inlet>,
     /// Shared with the bridges of task channels, which write from the sender's thread.
     writer: Arc<Mutex<Outbound>>,
-    /// Where the child counts its writes, for a waiting driver to spin on.
-    page: Option<Arc<SharedPage>>,
+    /// The rings shared with the child (Linux), in use once the handshake is done.
+    region: Option<Arc<Region>>,
     /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
     depth: usize,
     /// The tasks started and not finished, oldest first: the id of each one's `RUN` frame, or
@@ -147,7 +140,7 @@ impl ChildWorker {
     }
 
     fn send(&self, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
-        write_frame(&mut lock(&self.writer).stream, &frame?)
+        lock(&self.writer).send_all(&frame?)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
@@ -181,7 +174,7 @@ impl ChildWorker {
             .u8(options.serialization.code())
             .u64(options.max_message_size as u64)
             .u8(u8::from(options.memory_recycle.is_some()))
-            .u8(u8::from(self.page.is_some()))
+            .u8(u8::from(self.region.is_some()))
             .u64(options.max_memory.unwrap_or(0))
             .u64(options.max_cpu_time.map_or(0, |time| {
                 // Whole seconds, rounded up: what RLIMIT_CPU counts in.
@@ -192,7 +185,15 @@ impl ChildWorker {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
             None => init.u8(0),
         };
-        self.send(init.finish(self.max()))
+        self.send(init.finish(self.max()))?;
+        // The child reads `INIT` from the socket, then everything else from the rings.
+        if let Some(region) = &self.region {
+            self.reader
+                .get_mut()
+                .attach(region.reader(Direction::ToPool));
+            lock(&self.writer).attach(region.writer(Direction::ToChild));
+        }
+        Ok(())
     }
 
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
@@ -201,9 +202,14 @@ impl ChildWorker {
         // A frame that stops half-way gives up at the deadline too.
         self.reader.get_mut().deadline = Some(deadline);
         loop {
-            if self.reader.buffer().is_empty() {
+            if self.reader.buffer().is_empty() && !self.reader.get_mut().ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if !poll_readable(self.reader.get_ref(), left.min(POLL_INTERVAL)) {
+                if !self
+                    .reader
+                    .get_mut()
+                    .sleep(false, left.min(POLL_INTERVAL))
+                    .0
+                {
                     if left.is_zero() {
                         return Ok(None);
                     }
@@ -224,12 +230,13 @@ impl ChildWorker {
     /// retired meanwhile.
     fn next_frame(&mut self) -> Result<(u8, Vec<u8>), Broken> {
         self.reader.get_mut().deadline = None;
-        // Most results come back within microseconds: spin on the socket before sleeping in
+        // Most results come back within microseconds: spin on the ring before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
         if self.reader.buffer().is_empty() {
-            let page = self.page.as_deref();
-            spin_for_frame(self.reader.get_ref(), page, Direction::ToPool, || {
-                self.flush_pending();
+            let (reader, writer) = (&mut self.reader, &self.writer);
+            spin_until(|| {
+                flush_pending(writer);
+                reader.get_mut().ready()
             });
         }
         let mut kill_deadline = None;
@@ -249,7 +256,8 @@ impl ChildWorker {
                 }
             }
             if !self.reader.buffer().is_empty()
-                || poll(self.reader.get_ref(), sending, POLL_INTERVAL).0
+                || self.reader.get_mut().ready()
+                || self.reader.get_mut().sleep(sending, POLL_INTERVAL).0
             {
                 let max = self.max();
                 match read_frame(&mut self.reader, max) {
@@ -259,7 +267,7 @@ impl ChildWorker {
                         // The stream was cut (reset, or ended inside a frame): the child is
                         // dying, maybe not yet reapable. Report how it died, as at a clean end.
                         let exited = self.child.try_wait().ok().flatten().is_some();
-                        if exited || peer_closed(self.reader.get_ref()) {
+                        if exited || peer_closed(&self.reader.get_ref().stream) {
                             return Err(self.died());
                         }
                         // A malformed frame from a live child: it cannot be trusted any more.
@@ -271,12 +279,8 @@ impl ChildWorker {
         }
     }
 
-    /// Sends more of the frames sent ahead, if some wait; returns whether some still wait,
-    /// or `None` once writing failed (the child is dead or dying). One lock for both.
     fn flush_pending(&self) -> Option<bool> {
-        let mut out = lock(&self.writer);
-        let waiting = out.flush();
-        (!out.broken).then_some(waiting)
+        flush_pending(&self.writer)
     }
 
     /// The child closed its end: reap it and say how it died.
@@ -323,9 +327,10 @@ impl ChildWorker {
                     // says is dropped (a silent child must not block this read). A closed
                     // socket stays readable: then wait in growing naps until the exit can be
                     // reaped, rather than spin on it.
-                    let stream = self.reader.get_ref();
-                    if poll_readable(stream, Duration::from_millis(5))
-                        && matches!(self.reader.get_mut().read(&mut [0u8; 4096]), Ok(0) | Err(_))
+                    let inlet = self.reader.get_mut();
+                    inlet.discard();
+                    if poll_readable(&inlet.stream, Duration::from_millis(5))
+                        && matches!((&inlet.stream).read(&mut [0u8; 4096]), Ok(0) | Err(_))
                     {
                         std::thread::sleep(nap);
                         nap = (nap * 2).min(Duration::from_millis(5));
@@ -367,15 +372,14 @@ impl ChildWorker {
             }
         };
         let mut out = lock(&self.writer);
-        out.push(&frame);
         let Some(port) = job.port() else {
+            out.push(&frame);
             return Some(task);
         };
         // A task with a channel runs alone, and its messages must follow its `RUN` frame
-        // whole: the child is idle and reads it, so this wait is short.
-        while out.flush() {
-            poll(&out.stream, true, POLL_INTERVAL);
-        }
+        // whole: the child is idle and reads it, so this wait is short. A child gone meanwhile
+        // is found by the driver's next read.
+        let _ = out.send_all(&frame);
         out.bridged = task;
         drop(out);
         let writer = self.writer.clone();
@@ -539,6 +543,14 @@ impl Executor for ChildWorker {
         }
         self.kill_and_reap(deadline.saturating_duration_since(Instant::now()));
     }
+}
+
+/// Sends more of the frames sent ahead, if some wait; returns whether some still wait, or
+/// `None` once writing failed (the child is dead or dying). One lock for both.
+fn flush_pending(writer: &Mutex<Outbound>) -> Option<bool> {
+    let mut out = lock(writer);
+    let waiting = out.flush();
+    (!out.broken).then_some(waiting)
 }
 
 /// Adds a message of the child's panic hook to what it said. A panic while panicking (a `Drop`

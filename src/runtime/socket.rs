@@ -1,63 +1,150 @@
-//! The pool's end of a child's socket: [`Outbound`] for writing (frames sent ahead never block
-//! the driver), [`ChildStream`] for reading (a read never waits forever), and `poll`.
+//! The two ends of a worker's channel, a socket and (on Linux) two rings of shared memory
+//! (`ring.rs`): [`Outbound`], the pool's writing end (frames sent ahead never block the
+//! driver), and [`Inlet`], either side's reading end (a read never waits forever); and `poll`.
 
 use std::io::{self, Read};
-use std::ops::Deref;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::shared_page::{Direction, SharedPage};
-use crate::protocol::write_frame;
+use super::ring::{Chunk, RingReader, RingWriter, INLINE_MAX};
 use crate::sync::{AtomicBool, Ordering};
-use crate::Error;
+use crate::wait::spin_until;
 
 /// How often a waiting read looks at its worker's abort flag and deadline.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-/// The pool's end of a child's socket, for writing: the driver's frames, and the messages of a
-/// task's channel, which its bridge writes from the sender's thread.
+/// The pool's end of a child's channel, for writing: the driver's frames, and the messages of
+/// a task's channel, which its bridge writes from the sender's thread.
 ///
-/// Frames sent ahead never block the driver: what the socket does not take at once waits in
-/// `pending` and goes out while the driver waits for results. Otherwise a driver blocked on a
-/// full socket, and a child blocked writing a result nobody reads, would wait for each other.
+/// Frames sent ahead never block the driver: what the ring and the socket do not take at once
+/// waits here and goes out while the driver waits for results. Otherwise a driver blocked on
+/// a full channel, and a child blocked writing a result nobody reads, would wait for each
+/// other.
 pub(crate) struct Outbound {
     pub(crate) stream: UnixStream,
-    /// Bytes written to the socket only in part; always whole frames when empty.
-    pub(crate) pending: Vec<u8>,
+    ring: Option<RingWriter>,
+    /// Whole frames not yet placed: the ring was full.
+    pending: Vec<u8>,
+    /// Bytes the socket owes the child, in order: the frames of a `SOCKET` chunk, nudges, or,
+    /// without a ring, every frame.
+    owed: Vec<u8>,
     /// The task whose channel is bridged to the child now; 0 for none.
     pub(crate) bridged: u64,
     /// Writing failed: the child is gone or going.
     pub(crate) broken: bool,
-    /// Where this side counts its writes, for the child to spin on.
-    pub(crate) page: Option<Arc<SharedPage>>,
 }
 
 impl Outbound {
-    /// Queues `frame` behind what is pending, and sends what the socket takes.
-    pub(crate) fn push(&mut self, frame: &[u8]) {
-        if self.pending.is_empty() {
-            let sent = self.send_some(frame);
-            self.pending.extend_from_slice(&frame[sent..]);
-        } else {
-            self.pending.extend_from_slice(frame);
-            self.flush();
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        Outbound {
+            stream,
+            ring: None,
+            pending: Vec::new(),
+            owed: Vec::new(),
+            bridged: 0,
+            broken: false,
         }
     }
 
-    /// Sends what the socket takes of `pending`; returns whether some is still pending.
+    /// From now on, frames travel in `ring` (after the handshake).
+    pub(crate) fn attach(&mut self, ring: RingWriter) {
+        self.ring = Some(ring);
+    }
+
+    /// Queues `frame` behind what is pending, and sends what the channel takes.
+    pub(crate) fn push(&mut self, frame: &[u8]) {
+        if !(self.pending.is_empty() && self.place(frame)) {
+            self.pending.extend_from_slice(frame);
+        }
+        self.flush();
+    }
+
+    /// Sends what the channel takes of what waits; returns whether some still waits.
     pub(crate) fn flush(&mut self) -> bool {
-        if self.pending.is_empty() {
-            return false;
+        self.send_owed();
+        let mut placed = 0;
+        while placed < self.pending.len() && !self.broken {
+            let header: [u8; 4] = self.pending[placed..placed + 4]
+                .try_into()
+                .expect("4 bytes");
+            let end = placed + 4 + u32::from_le_bytes(header) as usize;
+            let frame = std::mem::take(&mut self.pending);
+            let took = self.place(&frame[placed..end]);
+            self.pending = frame;
+            if !took {
+                break;
+            }
+            placed = end;
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        let sent = self.send_some(&pending);
-        if !self.broken {
-            pending.drain(..sent);
-            self.pending = pending;
+        self.pending.drain(..placed);
+        self.send_owed();
+        let waiting = !self.pending.is_empty() || !self.owed.is_empty();
+        waiting && !self.broken
+    }
+
+    /// Pushes `frame` and waits until all of it is out (a `STOP`, a channel message).
+    pub(crate) fn send_all(&mut self, frame: &[u8]) -> Result<(), crate::Error> {
+        self.push(frame);
+        let mut nap = Duration::from_micros(20);
+        while self.flush() {
+            if self.owed.is_empty() {
+                // The ring is full: the child empties it as it reads.
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(1));
+            } else {
+                poll(&self.stream, true, POLL_INTERVAL);
+            }
         }
-        !self.pending.is_empty()
+        if self.broken {
+            return Err(crate::Error::Protocol {
+                message: "writing the worker channel: the child is gone".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Puts `frame` in the ring, or announces it there and owes it on the socket; `false` if
+    /// the ring is full.
+    fn place(&mut self, frame: &[u8]) -> bool {
+        match &mut self.ring {
+            Some(ring) if frame.len() <= INLINE_MAX => {
+                if !ring.try_inline(frame) {
+                    return false;
+                }
+                if ring.reader_sleeping() && ring.nudge() {
+                    self.owe(&[0]);
+                }
+            }
+            Some(ring) => {
+                if !ring.try_socket(frame.len()) {
+                    return false;
+                }
+                self.owe(frame);
+            }
+            None => self.owe(frame),
+        }
+        true
+    }
+
+    /// Sends `bytes` after what the socket already owes, keeping what it does not take now.
+    fn owe(&mut self, bytes: &[u8]) {
+        if self.owed.is_empty() {
+            let sent = self.send_some(bytes);
+            self.owed.extend_from_slice(&bytes[sent..]);
+        } else {
+            self.owed.extend_from_slice(bytes);
+        }
+    }
+
+    fn send_owed(&mut self) {
+        if !self.owed.is_empty() {
+            let owed = std::mem::take(&mut self.owed);
+            let sent = self.send_some(&owed);
+            self.owed = owed;
+            self.owed.drain(..sent);
+        }
     }
 
     /// Writes what the socket takes of `bytes` without blocking; returns how much.
@@ -76,9 +163,6 @@ impl Outbound {
             };
             if written >= 0 {
                 sent += written as usize;
-                if let Some(page) = &self.page {
-                    page.bump(Direction::ToChild);
-                }
                 continue;
             }
             match io::Error::last_os_error().kind() {
@@ -87,6 +171,7 @@ impl Outbound {
                 _ => {
                     self.broken = true;
                     self.pending.clear();
+                    self.owed.clear();
                 }
             }
         }
@@ -94,39 +179,120 @@ impl Outbound {
     }
 
     /// Sends a frame of task `task`'s channel, unless the task has finished (the child would
-    /// drop it). Nothing is pending while a channel is bridged: its task runs alone.
-    pub(crate) fn send_port(&mut self, task: u64, frame: &[u8]) -> Result<(), Error> {
+    /// drop it). Nothing else is pending while a channel is bridged: its task runs alone.
+    pub(crate) fn send_port(&mut self, task: u64, frame: &[u8]) -> Result<(), crate::Error> {
         if self.bridged != task {
             return Ok(());
         }
-        write_frame(&mut self.stream, frame)?;
-        if let Some(page) = &self.page {
-            page.bump(Direction::ToChild);
-        }
-        Ok(())
+        self.send_all(frame)
     }
 }
 
-/// The pool's end of a child's socket, as the frame reader reads it. A read waiting for the
-/// rest of a frame checks every `POLL_INTERVAL` whether the worker was retired (abort,
-/// destroy) or `deadline` passed (handshake, stop), and then gives up: a child that stops in
-/// the middle of a frame cannot hold its worker, or `destroy`, forever.
-pub(crate) struct ChildStream {
+/// A side's reading end: the stream of frames from the other side, out of the ring and the
+/// socket in the order the ring gives (see `ring.rs`), or from the socket alone before the
+/// handshake ends or without a ring.
+///
+/// A read waits as the pool's waits do (spin, then sleep in `poll`), and, while it waits,
+/// checks every `POLL_INTERVAL` whether the worker was retired (`aborted`: abort, destroy) or
+/// `deadline` passed (handshake, stop), and then gives up: a child that stops in the middle
+/// of a frame cannot hold its worker, or `destroy`, forever. The child's side has neither.
+pub(crate) struct Inlet {
     pub(crate) stream: UnixStream,
-    pub(crate) aborted: Arc<AtomicBool>,
+    ring: Option<RingReader>,
+    /// Bytes of the stream a chunk announced on the socket, not read yet.
+    on_socket: usize,
+    /// Bytes of nudges on the socket, to skip.
+    to_skip: usize,
+    pub(crate) aborted: Option<Arc<AtomicBool>>,
     pub(crate) deadline: Option<Instant>,
 }
 
-impl Deref for ChildStream {
-    type Target = UnixStream;
-
-    fn deref(&self) -> &UnixStream {
-        &self.stream
+impl Inlet {
+    pub(crate) fn new(stream: UnixStream, aborted: Option<Arc<AtomicBool>>) -> Self {
+        Inlet {
+            stream,
+            ring: None,
+            on_socket: 0,
+            to_skip: 0,
+            aborted,
+            deadline: None,
+        }
     }
-}
 
-impl Read for ChildStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// From now on, frames arrive by `ring` (after the handshake).
+    pub(crate) fn attach(&mut self, ring: RingReader) {
+        self.ring = Some(ring);
+    }
+
+    /// Whether a read finds bytes of a frame without sleeping (bytes a chunk announced on
+    /// the socket count: a read waits for them with its deadline). Nudges do not count: it
+    /// steps past them.
+    pub(crate) fn ready(&mut self) -> bool {
+        let Some(ring) = &mut self.ring else {
+            return poll_readable(&self.stream, Duration::ZERO);
+        };
+        if self.on_socket > 0 {
+            return true;
+        }
+        loop {
+            match ring.chunk() {
+                Ok(Some(Chunk::Nudge(len))) => {
+                    ring.skip_header();
+                    self.to_skip += len;
+                }
+                Ok(None) => return false,
+                // A read then reports a corrupt ring.
+                Ok(Some(_)) | Err(_) => return true,
+            }
+        }
+    }
+
+    /// Sleeps up to `timeout` until there is something to read (or the socket's end), or, if
+    /// `write`, until the socket takes more; returns (readable, writable).
+    pub(crate) fn sleep(&mut self, write: bool, timeout: Duration) -> (bool, bool) {
+        let Some(ring) = &self.ring else {
+            return poll(&self.stream, write, timeout);
+        };
+        ring.set_sleeping(true);
+        if self.ready() {
+            self.set_awake();
+            return (true, false);
+        }
+        let (readable, writable) = poll(&self.stream, write, timeout);
+        self.set_awake();
+        if self.ready() {
+            return (true, writable);
+        }
+        if readable {
+            // Nudges that woke it are skipped; bytes beyond them, which no chunk announced,
+            // are the socket's end (or a broken peer), which a read reports.
+            self.skip_nudges();
+            let more = self.to_skip == 0 && poll_readable(&self.stream, Duration::ZERO);
+            return (more || self.ready(), writable);
+        }
+        (false, writable)
+    }
+
+    fn set_awake(&self) {
+        if let Some(ring) = &self.ring {
+            ring.set_sleeping(false);
+        }
+    }
+
+    /// Skips the nudge bytes already on the socket.
+    fn skip_nudges(&mut self) {
+        while self.to_skip > 0 {
+            let mut nudges = [0u8; 16];
+            let n = self.to_skip.min(nudges.len());
+            match self.recv_now(&mut nudges[..n]) {
+                Ok(Some(read)) if read > 0 => self.to_skip -= read,
+                _ => return,
+            }
+        }
+    }
+
+    /// Reads what the socket holds now: `None` if nothing.
+    fn recv_now(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
         loop {
             // SAFETY: recv into `buf`, borrowed for the call; MSG_DONTWAIT never blocks.
             let read = unsafe {
@@ -138,26 +304,126 @@ impl Read for ChildStream {
                 )
             };
             if read >= 0 {
-                return Ok(read as usize);
+                return Ok(Some(read as usize));
             }
             let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::WouldBlock {
-                return Err(error);
+            match error.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
             }
-            let wait = self.deadline.map_or(POLL_INTERVAL, |deadline| {
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(POLL_INTERVAL)
-            });
-            if !poll_readable(&self.stream, wait) {
-                let late = self
-                    .deadline
-                    .is_some_and(|deadline| Instant::now() >= deadline);
-                if late || self.aborted.load(Ordering::Acquire) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the child stopped in the middle of a message",
-                    ));
+        }
+    }
+
+    /// Drops what the ring holds, so that a child blocked on a full ring can exit.
+    pub(crate) fn discard(&mut self) {
+        if let Some(ring) = &mut self.ring {
+            ring.discard();
+        }
+    }
+
+    /// Whether waiting must stop: the worker was retired, or the deadline passed.
+    fn give_up(&self) -> io::Result<()> {
+        let late = self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        let aborted = self
+            .aborted
+            .as_ref()
+            .is_some_and(|aborted| aborted.load(Ordering::Acquire));
+        if late || aborted {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the child stopped in the middle of a message",
+            ));
+        }
+        Ok(())
+    }
+
+    fn wait_time(&self) -> Duration {
+        self.deadline.map_or(POLL_INTERVAL, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(POLL_INTERVAL)
+        })
+    }
+
+    /// Reads from the socket, waiting for it.
+    fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if let Some(read) = self.recv_now(buf)? {
+                return Ok(read);
+            }
+            if !poll_readable(&self.stream, self.wait_time()) {
+                self.give_up()?;
+            }
+        }
+    }
+
+    /// Waits for the next chunk; `Ok(false)` at the socket's end.
+    fn wait_chunk(&mut self) -> io::Result<bool> {
+        if spin_until(|| self.ready()) {
+            return Ok(true);
+        }
+        loop {
+            let (readable, _) = self.sleep(false, self.wait_time());
+            if self.ready() {
+                return Ok(true);
+            }
+            if readable {
+                let mut byte = [0u8; 1];
+                match self.recv_now(&mut byte)? {
+                    Some(0) => return Ok(false),
+                    Some(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "bytes on the socket that no chunk announced",
+                        ))
+                    }
+                    None => {}
+                }
+            }
+            self.give_up()?;
+        }
+    }
+}
+
+impl Read for Inlet {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ring.is_none() {
+            return self.read_socket(buf);
+        }
+        loop {
+            if self.to_skip > 0 {
+                let mut nudges = [0u8; 16];
+                let n = self.to_skip.min(nudges.len());
+                match self.read_socket(&mut nudges[..n])? {
+                    0 => return Ok(0),
+                    read => self.to_skip -= read,
+                }
+                continue;
+            }
+            if self.on_socket > 0 {
+                let n = self.on_socket.min(buf.len());
+                let read = self.read_socket(&mut buf[..n])?;
+                self.on_socket -= read;
+                return Ok(read);
+            }
+            let ring = self.ring.as_mut().expect("checked above");
+            match ring.chunk()? {
+                Some(Chunk::Inline { at, len }) => return Ok(ring.copy_out(at, len, buf)),
+                Some(Chunk::Socket(len)) => {
+                    ring.skip_header();
+                    self.on_socket = len;
+                }
+                Some(Chunk::Nudge(len)) => {
+                    ring.skip_header();
+                    self.to_skip = len;
+                }
+                None => {
+                    if !self.wait_chunk()? {
+                        return Ok(0);
+                    }
                 }
             }
         }
