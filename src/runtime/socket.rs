@@ -340,11 +340,17 @@ impl Inlet {
         Ok(())
     }
 
+    /// How long one sleep may last: until the deadline, and short enough to notice an abort;
+    /// unbounded in the child, which has neither (so an idle worker never wakes).
     fn wait_time(&self) -> Duration {
-        self.deadline.map_or(POLL_INTERVAL, |deadline| {
+        let check = match self.aborted {
+            Some(_) => POLL_INTERVAL,
+            None => Duration::from_secs(3600),
+        };
+        self.deadline.map_or(check, |deadline| {
             deadline
                 .saturating_duration_since(Instant::now())
-                .min(POLL_INTERVAL)
+                .min(check)
         })
     }
 
