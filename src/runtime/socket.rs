@@ -2,6 +2,7 @@
 //! (`ring.rs`): [`Outbound`], the pool's writing end (frames sent ahead never block the
 //! driver), and [`Inlet`], either side's reading end (a read never waits forever); and `poll`.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -25,8 +26,8 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 pub(crate) struct Outbound {
     pub(crate) stream: UnixStream,
     ring: Option<RingWriter>,
-    /// Whole frames not yet placed: the ring was full.
-    pending: Vec<u8>,
+    /// Frames not yet placed: the ring was full.
+    pending: VecDeque<Vec<u8>>,
     /// Bytes the socket owes the child, in order: the frames of a `SOCKET` chunk, nudges, or,
     /// without a ring, every frame.
     owed: Vec<u8>,
@@ -41,7 +42,7 @@ impl Outbound {
         Outbound {
             stream,
             ring: None,
-            pending: Vec::new(),
+            pending: VecDeque::new(),
             owed: Vec::new(),
             bridged: 0,
             broken: false,
@@ -56,29 +57,19 @@ impl Outbound {
     /// Queues `frame` behind what is pending, and sends what the channel takes.
     pub(crate) fn push(&mut self, frame: &[u8]) {
         if !(self.pending.is_empty() && self.place(frame)) {
-            self.pending.extend_from_slice(frame);
+            self.pending.push_back(frame.to_vec());
         }
         self.flush();
     }
 
     /// Sends what the channel takes of what waits; returns whether some still waits.
     pub(crate) fn flush(&mut self) -> bool {
-        self.send_owed();
-        let mut placed = 0;
-        while placed < self.pending.len() && !self.broken {
-            let header: [u8; 4] = self.pending[placed..placed + 4]
-                .try_into()
-                .expect("4 bytes");
-            let end = placed + 4 + u32::from_le_bytes(header) as usize;
-            let frame = std::mem::take(&mut self.pending);
-            let took = self.place(&frame[placed..end]);
-            self.pending = frame;
-            if !took {
+        while let Some(frame) = self.pending.pop_front() {
+            if !self.place(&frame) {
+                self.pending.push_front(frame);
                 break;
             }
-            placed = end;
         }
-        self.pending.drain(..placed);
         self.send_owed();
         let waiting = !self.pending.is_empty() || !self.owed.is_empty();
         waiting && !self.broken
