@@ -139,8 +139,9 @@ impl ChildWorker {
         self.options.max_message_size
     }
 
-    fn send(&self, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
-        lock(&self.writer).send_all(&frame?)
+    /// Sends a frame whole, or gives up at `deadline`.
+    fn send(&self, frame: Result<Vec<u8>, Error>, deadline: Instant) -> Result<(), Error> {
+        lock(&self.writer).send_all(&frame?, Some(deadline))
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
@@ -185,7 +186,7 @@ impl ChildWorker {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
             None => init.u8(0),
         };
-        self.send(init.finish(self.max()))?;
+        self.send(init.finish(self.max()), Instant::now() + timeout)?;
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
             self.reader
@@ -379,7 +380,7 @@ impl ChildWorker {
         // A task with a channel runs alone, and its messages must follow its `RUN` frame
         // whole: the child is idle and reads it, so this wait is short. A child gone meanwhile
         // is found by the driver's next read.
-        let _ = out.send_all(&frame);
+        let _ = out.send_all(&frame, None);
         out.bridged = task;
         drop(out);
         let writer = self.writer.clone();
@@ -529,7 +530,8 @@ impl Executor for ChildWorker {
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
         let deadline = Instant::now() + self.shared.options.terminate_timeout;
-        if self.child.status().is_none() && self.send(Frame::new(STOP).finish(usize::MAX)).is_ok() {
+        let stop = Frame::new(STOP).finish(usize::MAX);
+        if self.child.status().is_none() && self.send(stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
             while let Ok(Some((kind, body))) = self.read_before(deadline) {
                 if kind == DONE {

@@ -75,17 +75,30 @@ impl Outbound {
         waiting && !self.broken
     }
 
-    /// Pushes `frame` and waits until all of it is out (a `STOP`, a channel message).
-    pub(crate) fn send_all(&mut self, frame: &[u8]) -> Result<(), crate::Error> {
+    /// Pushes `frame` and waits until all of it is out (`INIT`, `STOP`, a channel message),
+    /// or `deadline` passes.
+    pub(crate) fn send_all(
+        &mut self,
+        frame: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), crate::Error> {
         self.push(frame);
         let mut nap = Duration::from_micros(20);
         while self.flush() {
+            let left = deadline.map_or(POLL_INTERVAL, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Err(crate::Error::Protocol {
+                    message: "writing the worker channel: the child does not read".to_owned(),
+                });
+            }
             if self.owed.is_empty() {
-                // The ring is full: the child empties it as it reads.
-                std::thread::sleep(nap);
+                // The ring is full: the child empties it as it reads, without telling.
+                std::thread::sleep(nap.min(left));
                 nap = (nap * 2).min(Duration::from_millis(1));
             } else {
-                poll(&self.stream, true, POLL_INTERVAL);
+                poll(&self.stream, true, left.min(POLL_INTERVAL));
             }
         }
         if self.broken {
@@ -175,7 +188,7 @@ impl Outbound {
         if self.bridged != task {
             return Ok(());
         }
-        self.send_all(frame)
+        self.send_all(frame, None)
     }
 }
 
