@@ -11,8 +11,8 @@
 //! A ring is a stream of 4-byte aligned chunks, each a `u32` header (two bits of kind, thirty
 //! of length) and maybe bytes:
 //! - `INLINE`: the next `len` bytes of the stream, here in the ring;
-//! - `SOCKET`: the next `len` bytes of the stream are on the socket (a frame too big to copy
-//!   through the ring);
+//! - `SOCKET`: the next `n` bytes of the stream are on the socket (a frame too big to copy
+//!   through the ring); `n` is the chunk's 8 bytes (a frame may exceed thirty bits);
 //! - `NUDGE`: `len` bytes on the socket carry nothing: they woke the reader;
 //! - `WRAP`: the rest of the ring is unused, the next chunk is at its start.
 //!
@@ -164,6 +164,7 @@ impl Region {
             region: self.clone(),
             direction,
             taken: 0,
+            size: 0,
         }
     }
 }
@@ -228,7 +229,8 @@ impl RingWriter {
 
     /// Announces `len` bytes that the writer then sends on the socket, if the ring has room.
     pub(crate) fn try_socket(&mut self, len: usize) -> bool {
-        self.try_chunk(SOCKET, &[], len)
+        let len = (len as u64).to_le_bytes();
+        self.try_chunk(SOCKET, &len, len.len())
     }
 
     /// After a chunk: whether the reader sleeps in `poll` and must be sent a nudge.
@@ -259,6 +261,8 @@ pub(crate) struct RingReader {
     head: u32,
     /// Bytes of the inline chunk at the head already read.
     taken: usize,
+    /// The size of the `Socket` or `Nudge` chunk at the head, for [`skip`](Self::skip).
+    size: usize,
 }
 
 impl RingReader {
@@ -313,9 +317,27 @@ impl RingReader {
                     }
                     return Ok(Some(Chunk::Inline { at, len }));
                 }
-                SOCKET if len > 0 => return Ok(Some(Chunk::Socket(len))),
-                NUDGE if len > 0 => return Ok(Some(Chunk::Nudge(len))),
-                _ => return Err(corrupt("an empty chunk")),
+                SOCKET => {
+                    self.size = chunk_size(8);
+                    if len != 8 || self.size > RING - at || self.size > available {
+                        return Err(corrupt("a socket chunk out of bounds"));
+                    }
+                    let mut bytes = [0u8; 8];
+                    // SAFETY: `at + 12 <= RING`, checked above; copied, never borrowed.
+                    unsafe {
+                        let from = self.region.data(self.direction).add(at + 4);
+                        ptr::copy_nonoverlapping(from, bytes.as_mut_ptr(), 8);
+                    }
+                    return match usize::try_from(u64::from_le_bytes(bytes)) {
+                        Ok(len) if len > 0 => Ok(Some(Chunk::Socket(len))),
+                        _ => Err(corrupt("a socket chunk of no length")),
+                    };
+                }
+                NUDGE if len > 0 => {
+                    self.size = chunk_size(0);
+                    return Ok(Some(Chunk::Nudge(len)));
+                }
+                _ => return Err(corrupt("an empty nudge")),
             }
         }
     }
@@ -338,9 +360,9 @@ impl RingReader {
         n
     }
 
-    /// Moves past a chunk that carries no bytes in the ring (`Socket`, `Nudge`).
-    pub(crate) fn skip_header(&mut self) {
-        self.advance(chunk_size(0));
+    /// Moves past the `Socket` or `Nudge` chunk [`chunk`](Self::chunk) returned.
+    pub(crate) fn skip(&mut self) {
+        self.advance(self.size);
     }
 
     /// Drops everything the ring holds (a dying writer blocked on a full ring can then exit).
@@ -373,9 +395,14 @@ mod tests {
                     assert_eq!(first + second, len);
                     out.extend_from_slice(&buf);
                 }
+                // A big one stands for itself by its length.
+                Chunk::Socket(len) if len > 3 => {
+                    out.extend_from_slice(&len.to_le_bytes());
+                    reader.skip();
+                }
                 Chunk::Socket(len) | Chunk::Nudge(len) => {
                     out.extend(std::iter::repeat_n(b'#', len));
-                    reader.skip_header();
+                    reader.skip();
                 }
             }
         }
@@ -410,6 +437,15 @@ mod tests {
                 }
                 sent.extend_from_slice(b"###");
             }
+            if round == 4_000 {
+                // A frame longer than thirty bits can count, announced whole.
+                let len = (5usize << 30) + 1;
+                if !writer.try_socket(len) {
+                    received.extend(drain(&mut reader));
+                    assert!(writer.try_socket(len));
+                }
+                sent.extend_from_slice(&len.to_le_bytes());
+            }
         }
         received.extend(drain(&mut reader));
         assert_eq!(received.len(), sent.len());
@@ -422,10 +458,14 @@ mod tests {
         let (region, _fd) = Region::create().expect("memfd");
         let mut writer = region.writer(Direction::ToPool);
         while writer.try_inline(&[7; 100]) {}
-        while writer.try_socket(1) {}
-        assert!(!writer.try_inline(&[7]));
-        assert!(writer.nudge());
-        assert!(!writer.nudge());
+        assert!(
+            writer.nudge(),
+            "a ring that refused a frame still takes a nudge"
+        );
+        while writer.try_socket(1 << 40) {}
+        assert!(writer.nudge(), "and again");
+        while writer.nudge() {}
+        assert!(!writer.try_inline(&[7]) && !writer.try_socket(1));
     }
 
     /// Garbage published by a broken peer is an error, never a read out of bounds.

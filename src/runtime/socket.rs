@@ -241,7 +241,7 @@ impl Inlet {
         loop {
             match ring.chunk() {
                 Ok(Some(Chunk::Nudge(len))) => {
-                    ring.skip_header();
+                    ring.skip();
                     self.to_skip += len;
                 }
                 Ok(None) => return false,
@@ -423,11 +423,11 @@ impl Read for Inlet {
             match ring.chunk()? {
                 Some(Chunk::Inline { at, len }) => return Ok(ring.copy_out(at, len, buf)),
                 Some(Chunk::Socket(len)) => {
-                    ring.skip_header();
+                    ring.skip();
                     self.on_socket = len;
                 }
                 Some(Chunk::Nudge(len)) => {
-                    ring.skip_header();
+                    ring.skip();
                     self.to_skip = len;
                 }
                 None => {
