@@ -367,6 +367,46 @@ fn a_worker_killed_from_outside_fails_only_its_task() {
     );
 }
 
+/// A caller flooding the channel of a task whose child stopped reading (SIGSTOP) fills what
+/// lies between them; the child is then killed: every send returns (the last ones with an
+/// error, the task being gone), the task fails with `WorkerExited`, and the pool serves on.
+fn sends_to_the_channel_of_a_killed_worker_return() {
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let (task, port, pid) = start_fault(&pool, Fault::Spin, RunOptions::new());
+    signal(pid, libc::SIGSTOP);
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood = {
+        let sent = sent.clone();
+        thread::spawn(move || {
+            for n in 0..5_000 {
+                let _ = port.send(n);
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+    };
+    eventually("the caller has sent some", || {
+        sent.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    });
+    signal(pid, libc::SIGKILL);
+    let (done, joined) = mpsc::channel();
+    thread::spawn(move || done.send(flood.join().is_ok()));
+    assert_eq!(
+        joined.recv_timeout(BOUND),
+        Ok(true),
+        "every send returned within the bound"
+    );
+    assert_eq!(
+        settle(task),
+        Err(Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGKILL),
+            message: None
+        })
+    );
+    assert_eq!(settle(pool.run::<i32, _>(5)), Ok(5));
+    destroy(pool);
+}
+
 fn an_aborted_infinite_loop_fails_only_its_task() {
     let pool = child_pool(1, 1).build().expect("a pool");
     let controller = AbortController::new();
@@ -817,6 +857,10 @@ fn main() {
         (
             "a_worker_killed_from_outside_fails_only_its_task",
             a_worker_killed_from_outside_fails_only_its_task,
+        ),
+        (
+            "sends_to_the_channel_of_a_killed_worker_return",
+            sends_to_the_channel_of_a_killed_worker_return,
         ),
         (
             "an_aborted_infinite_loop_fails_only_its_task",

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::ring::{Direction, Region, RingWriter, INLINE_MAX};
-use super::socket::Inlet;
+use super::socket::{hung_up, Inlet};
 use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
@@ -459,26 +459,29 @@ impl Out {
             return write_frame(&mut self.stream, frame);
         };
         if frame.len() <= INLINE_MAX {
-            wait_for_room(|| ring.try_inline(frame));
+            wait_for_room(&self.stream, || ring.try_inline(frame));
             if ring.reader_sleeping() && ring.nudge() {
                 write_frame(&mut self.stream, &[0])?;
             }
             Ok(())
         } else {
-            wait_for_room(|| ring.try_socket(frame.len()));
+            wait_for_room(&self.stream, || ring.try_socket(frame.len()));
             write_frame(&mut self.stream, frame)
         }
     }
 }
 
 /// Retries `write` until the ring has room: the pool empties it as it reads, without telling,
-/// so the wait spins, then naps.
-fn wait_for_room(mut write: impl FnMut() -> bool) {
+/// so the wait spins, then naps. A pool that closed its end never will: this worker exits.
+fn wait_for_room(stream: &UnixStream, mut write: impl FnMut() -> bool) {
     if spin_until(&mut write) {
         return;
     }
     let mut nap = std::time::Duration::from_micros(20);
     while !write() {
+        if hung_up(stream) {
+            process::exit(0);
+        }
         std::thread::sleep(nap);
         nap = (nap * 2).min(std::time::Duration::from_millis(1));
     }

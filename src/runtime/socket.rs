@@ -94,7 +94,12 @@ impl Outbound {
                 });
             }
             if self.owed.is_empty() {
-                // The ring is full: the child empties it as it reads, without telling.
+                // The ring is full: the child empties it as it reads, without telling, or it
+                // is gone, which only the socket says.
+                if hung_up(&self.stream) {
+                    self.broken = true;
+                    break;
+                }
                 std::thread::sleep(nap.min(left));
                 nap = (nap * 2).min(Duration::from_millis(1));
             } else {
@@ -453,6 +458,19 @@ pub(crate) fn peer_closed(stream: &UnixStream) -> bool {
         )
     };
     peeked == 0
+}
+
+/// Whether the other side closed its end (it exited, or was killed): writes to a ring it no
+/// longer reads would wait forever.
+pub(crate) fn hung_up(stream: &UnixStream) -> bool {
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, for the duration of the call; it never blocks.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// Waits up to `timeout` for `stream` to be readable (or closed).
