@@ -477,7 +477,9 @@ impl Shared {
     fn start_failed(&self, serial: u64, error: Error) {
         let mut state = self.lock();
         let mut failed: Vec<JobRef> = Vec::new();
-        if let Some(index) = state.position(serial) {
+        // A worker retired while it started (abort, destroy) has nothing to report.
+        let live = state.position(serial);
+        if let Some(index) = live {
             failed.extend(state.retire(index).inbox);
         }
         self.take_intake(&mut state, true);
@@ -486,7 +488,9 @@ impl Shared {
         }
         drop(state);
         if failed.is_empty() {
-            self.report(error);
+            if live.is_some() {
+                self.report(error);
+            }
         } else {
             for job in failed {
                 job.fail(error.clone());

@@ -146,7 +146,17 @@ impl ChildWorker {
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
         let timeout = self.options.startup_timeout;
-        let (kind, body) = match self.read_before(Instant::now() + timeout)? {
+        let deadline = Instant::now() + timeout;
+        // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
+        let hello = loop {
+            let step = (Instant::now() + POLL_INTERVAL).min(deadline);
+            match self.read_before(step)? {
+                None if self.aborted.load(Ordering::Acquire) => return Err(Error::Terminated),
+                None if Instant::now() < deadline => {}
+                hello => break hello,
+            }
+        };
+        let (kind, body) = match hello {
             Some(frame) => frame,
             None => {
                 return Err(Error::Protocol {
