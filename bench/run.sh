@@ -33,11 +33,11 @@ if [[ ${QUICK:-0} == 1 ]]; then
 else
   w1=(20000 5) w2=(200000 5) w4=(200 5) w5=(200 5) w6=(100 3) w7=(5 1) w3_warmup=3 w3_runs=20
 fi
-rust_systems=(tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio floor-mpsc
-  floor-unix)
+rust_systems=(tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio procspawn
+  floor-mpsc floor-unix)
 node_systems=(tinypool-threads tinypool-process piscina)
 # The systems whose workers are threads: the only ones with a w5transfer.
-threads() { [[ $1 != tinypool-process* && $1 != floor-unix ]]; }
+threads() { [[ $1 != tinypool-process* && $1 != procspawn && $1 != floor-unix ]]; }
 
 # --- What it needs --------------------------------------------------------------------------
 if ! command -v hyperfine >/dev/null; then

@@ -32,7 +32,7 @@ usage: tinypool-bench <system> <workload> [n] [repeats]
        tinypool-bench time <system> <runs> <warmup> -- command...
        tinypool-bench table <results.jsonl>
        tinypool-bench soak [--minutes N | --seconds N] [--runtime threads|process]
-systems:   tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio floor-mpsc floor-unix
+systems:   tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio procspawn floor-mpsc floor-unix
 workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 (w3, w6 and w7 are the processes that
            hyperfine and `measure` look at)";
 
@@ -66,6 +66,8 @@ fn main() {
     worker::init_heap();
     // A tinypool-process worker is this binary re-executed: it serves here and exits.
     tinypool::worker::serve_if_worker(worker::exports());
+    // A procspawn worker too.
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(systems::FLOOR_CHILD) {
         systems::floor_child();

@@ -168,7 +168,11 @@ const WORKLOADS: &[(&str, &str)] = &[
 fn is_process(system: &str) -> bool {
     matches!(
         system,
-        "tinypool-process" | "tinypool-process-exe" | "floor-unix" | "node-tinypool-process"
+        "tinypool-process"
+            | "tinypool-process-exe"
+            | "procspawn"
+            | "floor-unix"
+            | "node-tinypool-process"
     )
 }
 

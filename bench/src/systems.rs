@@ -1,5 +1,5 @@
 //! The systems under test, behind one small trait: tinypool (both runtimes), the Rust peers
-//! (rayon, threadpool, tokio) and the two floors (a bare thread on std mpsc, a bare child
+//! (rayon, threadpool, tokio; procspawn for processes) and the two floors (a bare thread on std mpsc, a bare child
 //! process on a `UnixStream`).
 
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -24,6 +24,7 @@ pub const SYSTEMS: &[&str] = &[
     "rayon",
     "threadpool",
     "tokio",
+    "procspawn",
     "floor-mpsc",
     "floor-unix",
 ];
@@ -48,7 +49,7 @@ pub trait System {
 pub fn is_threads(system: &str) -> bool {
     !matches!(
         system,
-        "tinypool-process" | "tinypool-process-exe" | "floor-unix"
+        "tinypool-process" | "tinypool-process-exe" | "procspawn" | "floor-unix"
     )
 }
 
@@ -70,6 +71,7 @@ pub fn build(system: &str, workers: usize, isolate: bool) -> Res<Box<dyn System>
         "rayon" => Box::new(Rayon::new(workers)?),
         "threadpool" => Box::new(ThreadPool::new(workers)),
         "tokio" => Box::new(Tokio::new(workers)?),
+        "procspawn" => Box::new(Procspawn::new(workers)?),
         "floor-mpsc" => Box::new(FloorMpsc::new(workers)?),
         "floor-unix" => Box::new(FloorUnix::new(workers)?),
         _ => return Err(format!("unknown system {system:?}")),
@@ -223,6 +225,50 @@ impl System for Rayon {
     fn close(self: Box<Self>) -> Res<()> {
         // Dropping a rayon pool tells its threads to stop; it does not wait for them.
         drop(self);
+        Ok(())
+    }
+}
+
+/// procspawn: a `Pool` of this binary re-executed (`procspawn::init` in main), each task a
+/// function pointer and its arguments over ipc-channel, awaited by `JoinHandle::join`.
+struct Procspawn {
+    /// The pool.
+    pool: procspawn::Pool,
+}
+
+impl Procspawn {
+    /// A pool of `workers` processes.
+    fn new(workers: usize) -> Res<Self> {
+        Ok(Procspawn {
+            pool: procspawn::Pool::new(workers).map_err(error)?,
+        })
+    }
+}
+
+impl System for Procspawn {
+    fn add(&mut self, a: u64, b: u64) -> Res<u64> {
+        let handle = self.pool.spawn((a, b), |(a, b): (u64, u64)| add(a, b));
+        handle.join().map_err(error)
+    }
+
+    fn add_all(&mut self, n: u64) -> Res<u64> {
+        let handles: Vec<_> = (0..n)
+            .map(|i| self.pool.spawn((i, 1), |(a, b): (u64, u64)| add(a, b)))
+            .collect();
+        let mut sum = 0;
+        for handle in handles {
+            sum += handle.join().map_err(error)?;
+        }
+        Ok(sum)
+    }
+
+    fn payload(&mut self, buf: Vec<u8>) -> Res<usize> {
+        let handle = self.pool.spawn(buf, payload);
+        handle.join().map_err(error)
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
+        self.pool.shutdown();
         Ok(())
     }
 }
