@@ -252,11 +252,19 @@ impl System for Procspawn {
     }
 
     fn add_all(&mut self, n: u64) -> Res<u64> {
-        let handles: Vec<_> = (0..n)
-            .map(|i| self.pool.spawn((i, 1), |(a, b): (u64, u64)| add(a, b)))
-            .collect();
+        // Each pending task holds two ipc-channels (four file descriptors): 200,000 at once
+        // exceed any fd limit, so at most `WINDOW` are in flight, the oldest joined first.
+        const WINDOW: usize = 1_000;
+        let mut pending = std::collections::VecDeque::with_capacity(WINDOW);
         let mut sum = 0;
-        for handle in handles {
+        for i in 0..n {
+            if pending.len() == WINDOW {
+                let handle: procspawn::JoinHandle<u64> = pending.pop_front().expect("full");
+                sum += handle.join().map_err(error)?;
+            }
+            pending.push_back(self.pool.spawn((i, 1), |(a, b): (u64, u64)| add(a, b)));
+        }
+        for handle in pending {
             sum += handle.join().map_err(error)?;
         }
         Ok(sum)
