@@ -24,7 +24,7 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// a full channel, and a child blocked writing a result nobody reads, would wait for each
 /// other.
 pub(crate) struct Outbound {
-    pub(crate) stream: UnixStream,
+    stream: UnixStream,
     ring: Option<RingWriter>,
     /// Frames not yet placed: the ring was full.
     pending: VecDeque<Vec<u8>>,
