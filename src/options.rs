@@ -4,7 +4,7 @@ use std::any::type_name;
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,7 +113,12 @@ pub(crate) struct Options {
 
 /// What the child-process runtime needs to start and drive children.
 pub(crate) struct ProcessOptions {
+    /// The worker executable's path: its name in messages, and its children's `argv[0]`.
     pub(crate) program: PathBuf,
+    /// What is executed. When the worker is this program re-executed, on Linux, the running
+    /// image itself (`/proc/self/exe`): the file at `program` may have been replaced since
+    /// (an upgrade), and workers must run the same code as their pool.
+    pub(crate) executable: PathBuf,
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) serialization: Serialization,
@@ -231,7 +236,8 @@ impl Builder {
     }
 
     /// How long a worker above `min_threads` may stay idle before it exits (default: 0, it
-    /// exits as soon as it finds nothing to do).
+    /// exits as soon as it finds nothing to do). Like every `Duration` option, any value is
+    /// accepted: one too large to count from now (`Duration::MAX`) means "never".
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
@@ -264,7 +270,8 @@ impl Builder {
     }
 
     /// How long [`Pool::destroy`] waits for the workers to stop (default: 1 s). A worker
-    /// still running a function after that is reported as [`Error::TerminateTimeout`].
+    /// still running a function after that is reported as [`Error::TerminateTimeout`]; a
+    /// child process is killed. `Duration::MAX` waits for as long as it takes.
     pub fn terminate_timeout(mut self, timeout: Duration) -> Self {
         self.terminate_timeout = timeout;
         self
@@ -351,7 +358,8 @@ impl Builder {
     }
 
     /// Child processes: the largest message between the pool and a child, in bytes (default:
-    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`].
+    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`]; a `worker_data` too big
+    /// for it makes [`build`](Builder::build) fail with [`Error::InvalidOptions`].
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -488,18 +496,41 @@ impl Builder {
         if self.max_message_size < 64 {
             return invalid("max_message_size must be at least 64 bytes".into());
         }
-        let program = match &self.filename {
-            Some(path) => path.clone(),
-            None => std::env::current_exe().map_err(|e| {
-                Error::InvalidOptions(format!("filename: cannot find this executable: {e}"))
-            })?,
+        let (program, executable) = match &self.filename {
+            Some(path) => (path.clone(), path.clone()),
+            None => {
+                let program = std::env::current_exe().map_err(|e| {
+                    Error::InvalidOptions(format!("filename: cannot find this executable: {e}"))
+                })?;
+                let running = Path::new("/proc/self/exe");
+                let executable = if cfg!(target_os = "linux") && running.exists() {
+                    running.to_owned()
+                } else {
+                    program.clone()
+                };
+                (program, executable)
+            }
         };
         let worker_data = match &self.worker_data {
             Some(data) => Some((data.type_name, (data.encode)(self.serialization)?)),
             None => None,
         };
+        if let Some((type_name, bytes)) = &worker_data {
+            // `INIT` carries it, with a few fields beside: it must fit under the cap.
+            let teardown = self.teardown.as_ref().map_or(0, String::len);
+            let init = bytes.len() + type_name.len() + teardown + 128;
+            if init > self.max_message_size {
+                return invalid(format!(
+                    "worker_data: {} bytes encoded, more than max_message_size ({} bytes) \
+                     lets a child receive",
+                    bytes.len(),
+                    self.max_message_size
+                ));
+            }
+        }
         Ok(ProcessOptions {
             program,
+            executable,
             args: self.argv.clone(),
             env: self.env.clone(),
             serialization: self.serialization,

@@ -34,6 +34,7 @@
 //! task with a channel is never sent behind another: its `PORT` frames follow its `RUN`.
 
 use std::io::{self, Read, Write};
+use std::time::Duration;
 
 use crate::Error;
 
@@ -48,6 +49,10 @@ pub(crate) const RINGS_FD: i32 = 4;
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
 /// The pool's process id, for the child to tie its life to (`PR_SET_PDEATHSIG`).
 pub(crate) const PARENT_ENV: &str = "TINYPOOL_WORKER_PARENT";
+/// What the child needs before `INIT`: the frame cap (`INIT` carries `worker_data`, which may
+/// be as large as the pool's cap) and how long to wait for `INIT`, in milliseconds:
+/// `"<max_message_size>,<startup_timeout_ms>"`.
+pub(crate) const LIMITS_ENV: &str = "TINYPOOL_WORKER_LIMITS";
 
 pub(crate) const HELLO: u8 = 1;
 pub(crate) const INIT: u8 = 2;
@@ -60,6 +65,35 @@ pub(crate) const PORT_CLOSED: u8 = 8;
 
 /// The default cap on a frame, 64 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// What a child needs to know before `INIT`, passed in [`LIMITS_ENV`].
+pub(crate) struct Limits {
+    /// The cap on `INIT`.
+    pub(crate) max: usize,
+    /// How long to wait for `INIT` after `HELLO`.
+    pub(crate) startup: Duration,
+}
+
+impl Limits {
+    /// From [`LIMITS_ENV`]; the defaults when it is missing or garbled.
+    pub(crate) fn from_env(value: Option<&std::ffi::OsStr>) -> Self {
+        let parsed = value.and_then(|value| {
+            let (max, startup) = value.to_str()?.split_once(',')?;
+            Some((max.parse().ok()?, startup.parse().ok()?))
+        });
+        let (max, startup_ms) = parsed.unwrap_or((DEFAULT_MAX_MESSAGE_SIZE, 10_000));
+        Limits {
+            max,
+            startup: Duration::from_millis(startup_ms),
+        }
+    }
+
+    /// The value a pool passes in [`LIMITS_ENV`].
+    pub(crate) fn to_env(max: usize, startup: Duration) -> String {
+        let startup_ms = u64::try_from(startup.as_millis()).unwrap_or(u64::MAX);
+        format!("{max},{startup_ms}")
+    }
+}
 
 fn protocol(message: impl Into<String>) -> Error {
     Error::Protocol {

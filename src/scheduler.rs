@@ -21,6 +21,7 @@ use crate::sync::{
     lock, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
 };
 use crate::task::{Completion, Job, Slot, Task};
+use crate::wait::deadline_after;
 use crate::wait::Doorbell;
 use crate::Error;
 
@@ -533,6 +534,9 @@ impl Shared {
         let mut starting: Vec<JobRef> = Vec::new();
         // Told to leave once what it started has finished.
         let mut draining = false;
+        // When it last finished a task, or started: its idle time counts from there, across
+        // the wake-ups that check a child's health.
+        let mut idle_since = Instant::now();
         let mut state = self.lock();
         // The loop ends when the worker is retired: aborted, recycled while idle, or the pool
         // was destroyed.
@@ -566,6 +570,7 @@ impl Shared {
                     starting.clear();
                 }
                 let flow = executor.finish(&job);
+                idle_since = Instant::now();
                 if let Some(port) = job.port() {
                     port.close();
                 }
@@ -603,9 +608,11 @@ impl Shared {
             }
             let may_idle_out = state.workers.len() > options.min_threads;
             release(state, &mut done);
-            let now = Instant::now();
-            let idle_deadline = may_idle_out.then(|| now + options.idle_timeout);
-            let check_deadline = executor.check_interval().map(|interval| now + interval);
+            // `None`: never (an `idle_timeout` too long to count is no timeout).
+            let idle_deadline = may_idle_out
+                .then(|| idle_since.checked_add(options.idle_timeout))
+                .flatten();
+            let check_deadline = executor.check_interval().map(deadline_after);
             let deadline = match (idle_deadline, check_deadline) {
                 (Some(idle), Some(check)) => Some(idle.min(check)),
                 (idle, check) => idle.or(check),
@@ -859,7 +866,11 @@ impl Shared {
     /// When a worker told to stop now must be gone: `terminate_timeout`, plus the runtime's
     /// grace for reaping what it killed at that deadline.
     pub(crate) fn stop_deadline(&self) -> Instant {
-        Instant::now() + self.options.terminate_timeout + self.runtime.stop_grace()
+        deadline_after(
+            self.options
+                .terminate_timeout
+                .saturating_add(self.runtime.stop_grace()),
+        )
     }
 
     pub(crate) fn is_destroyed(&self) -> bool {

@@ -135,6 +135,16 @@ impl Doorbell {
     }
 }
 
+/// The instant `timeout` from now. Every `Duration` option accepts any value: one too large to
+/// count from now (`Duration::MAX`) means "never", a deadline a century away.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
 /// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
 /// consistent before anything that may panic, and user code never runs under these locks.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

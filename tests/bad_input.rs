@@ -89,9 +89,37 @@ impl<'de> Deserialize<'de> for Touchy {
     }
 }
 
+/// User code that panics inside the codec: `Serialize` panics for 1, `Deserialize` for 2.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fragile(u8);
+
+impl Serialize for Fragile {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, 1, "Fragile(1) panics when serialized");
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fragile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u8::deserialize(deserializer)?;
+        assert_ne!(value, 2, "Fragile(2) panics when deserialized");
+        Ok(Fragile(value))
+    }
+}
+
+/// A recursive value (a fake worker answers one nested a million levels deep).
+#[derive(Debug, Serialize, Deserialize)]
+enum Nest {
+    Leaf,
+    Node(Box<Nest>),
+}
+
 fn exports() -> Exports {
     Exports::new()
         .default(|x: i32| x)
+        .export("make_fragile", Fragile)
+        .export("take_fragile", |value: Fragile| value.0)
         .export("pid", |()| std::process::id())
         .export("make_touchy", Touchy)
         .export("take_touchy", |value: Touchy| value.0)
@@ -263,6 +291,37 @@ fn channel_messages_that_fail_to_serialize(runtime: Runtime) {
     destroy(pool);
 }
 
+/// User code that panics while a value is serialized or deserialized, on either side (the
+/// pool encoding an argument or decoding a result, the child decoding an argument or encoding
+/// a result): the task fails with `Panicked` naming the panic, the worker serves on, nothing
+/// is left behind. Threads move values and serialize nothing.
+fn serde_code_that_panics(runtime: Runtime) {
+    let pool = pool(runtime).build().unwrap();
+    let pid = pid(&pool, runtime);
+    let take =
+        |value: u8| settle(pool.run_with::<u8, _>(Fragile(value), named("take_fragile"))).map(drop);
+    let make =
+        |value: u8| settle(pool.run_with::<Fragile, _>(value, named("make_fragile"))).map(drop);
+    let cases = [
+        (take(1), "Fragile(1) panics when serialized"),
+        (take(2), "Fragile(2) panics when deserialized"),
+        (make(1), "Fragile(1) panics when serialized"),
+        (make(2), "Fragile(2) panics when deserialized"),
+    ];
+    for (result, says) in cases {
+        match (runtime, result) {
+            (Runtime::Threads, result) => assert_eq!(result, Ok(())),
+            (_, Err(Error::Panicked { message })) => {
+                assert!(message.contains(says), "{message:?} says {says:?}")
+            }
+            (_, other) => panic!("expected a panic that says {says:?}: {other:?}"),
+        }
+        still_serves(&pool, pid);
+    }
+    destroy(pool);
+    assert_eq!(procfs::children(), vec![]);
+}
+
 // ---- 2. Misuse: a teardown the child does not export, or of the wrong type --------------------
 
 /// The threads runtime refuses these at `build` (`tests/options.rs`); a child-process pool
@@ -321,6 +380,15 @@ fn str_field(text: &[u8]) -> Vec<u8> {
     field
 }
 
+/// The `DONE` of task 1: a result (`encoded`), no resident memory reported.
+fn done_frame(encoded: &[u8]) -> Vec<u8> {
+    let mut body = 1u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&0u64.to_le_bytes());
+    body.push(0);
+    body.extend(str_field(encoded));
+    frame(DONE, &body)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -366,6 +434,21 @@ fn fake_worker(role: &str) -> ! {
             region.wait_for_the_task();
             if role == "reply" {
                 in_ring = region.reply(&mut channel, &bytes);
+            }
+            if role == "reply-shrunk" {
+                // Tries to shrink the memory it shares with the pool (a pool that then reads
+                // it would die of SIGBUS), then answers the task properly.
+                // SAFETY: ftruncate on the region's fd; it is refused when the pool sealed it.
+                let shrunk = unsafe { libc::ftruncate(RINGS_FD, 0) } == 0;
+                eprintln!("fake worker: ftruncate of the rings succeeded: {shrunk}");
+                in_ring = region.reply(&mut channel, &bytes);
+            }
+            if role == "reply-nested" {
+                // A result nested a million levels deep: a million times variant 1, then 0.
+                let mut nested = vec![1u8; 1 << 20];
+                nested.push(0);
+                region.reply_on_socket(&mut channel, &done_frame(&nested));
+                in_ring = true;
             }
         } else {
             let (kind, _) = read_frame(&mut channel).expect("run");
@@ -440,6 +523,34 @@ impl Region {
             channel.write_all(&[0]).expect("nudge");
         }
         true
+    }
+}
+
+impl Region {
+    /// Announces `bytes` in the ring to the pool as on the socket (as a frame too big for the
+    /// ring travels), sends them there, and nudges a pool asleep.
+    fn reply_on_socket(&self, channel: &mut UnixStream, bytes: &[u8]) {
+        let len = (bytes.len() as u64).to_le_bytes();
+        // SAFETY: the ring to the pool starts at 4096 + RING; the chunk (a header and 8 bytes)
+        // and a nudge after it fit.
+        unsafe {
+            let ring = self.0.add(4096 + RING);
+            ring.cast::<u32>().write(1 << 30 | 8);
+            std::ptr::copy_nonoverlapping(len.as_ptr(), ring.add(4), len.len());
+        }
+        self.line(1, 0).store(12, Ordering::SeqCst);
+        channel.write_all(bytes).expect("the frame");
+        if self.line(1, 2).load(Ordering::SeqCst) != 0 {
+            // SAFETY: as above, right after the chunk.
+            unsafe {
+                self.0
+                    .add(4096 + RING + 12)
+                    .cast::<u32>()
+                    .write(2 << 30 | 1)
+            };
+            self.line(1, 0).store(16, Ordering::SeqCst);
+            channel.write_all(&[0]).expect("nudge");
+        }
     }
 }
 
@@ -612,16 +723,32 @@ fn a_worker_answering_garbage_fails_only_its_task() {
 /// A worker that answers on the socket what no chunk of the rings announced: the task fails
 /// with a protocol error, the worker is killed.
 fn a_worker_answering_outside_the_rings_fails_its_task() {
-    let good = {
-        let mut body = 1u64.to_le_bytes().to_vec();
-        body.extend_from_slice(&0u64.to_le_bytes());
-        body.push(0);
-        body.extend(str_field(&[2]));
-        frame(DONE, &body)
-    };
+    let good = done_frame(&[2]);
     let pool = fake_pool("reply-outside", &good);
     match settle(pool.run::<i32, _>(1)) {
         Err(Error::Protocol { message }) => assert!(message.contains("no chunk"), "{message}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    destroy(pool);
+    assert_eq!(procfs::children(), vec![]);
+}
+
+/// A worker that shrinks the memory it shares with the pool cannot kill the pool's process
+/// with SIGBUS: the pool sealed its size, and the task gets its answer.
+fn a_worker_cannot_shrink_the_memory_it_shares_with_the_pool() {
+    let good = done_frame(&[2]);
+    let pool = fake_pool("reply-shrunk", &good);
+    assert_eq!(settle(pool.run::<i32, _>(1)), Ok(1));
+    destroy(pool);
+    assert_eq!(procfs::children(), vec![]);
+}
+
+/// A value nested deeper than a decoder's stack holds (here a worker's answer a million levels
+/// deep): a protocol error, never a stack overflow that aborts the pool's process.
+fn a_worker_answering_a_value_nested_a_million_deep_fails_its_task() {
+    let pool = fake_pool("reply-nested", &[]);
+    match settle(pool.run::<Nest, _>(1)) {
+        Err(Error::Protocol { message }) => assert!(message.contains("Nest"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }
     destroy(pool);
@@ -838,7 +965,8 @@ fn main() {
         "channel_messages_that_fail_to_serialize",
         channel_messages_that_fail_to_serialize,
     ));
-    let single: [(&str, fn()); 5] = [
+    cases.extend(both("serde_code_that_panics", serde_code_that_panics));
+    let single: [(&str, fn()); 7] = [
         (
             "a_bad_teardown_in_a_child_is_reported",
             a_bad_teardown_in_a_child_is_reported,
@@ -858,6 +986,14 @@ fn main() {
         (
             "a_real_worker_fed_garbage_exits_cleanly",
             a_real_worker_fed_garbage_exits_cleanly,
+        ),
+        (
+            "a_worker_cannot_shrink_the_memory_it_shares_with_the_pool",
+            a_worker_cannot_shrink_the_memory_it_shares_with_the_pool,
+        ),
+        (
+            "a_worker_answering_a_value_nested_a_million_deep_fails_its_task",
+            a_worker_answering_a_value_nested_a_million_deep_fails_its_task,
         ),
     ];
     for (name, body) in single {

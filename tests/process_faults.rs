@@ -8,10 +8,14 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -47,6 +51,9 @@ enum Fault {
     DoublePanic,
     /// Allocates (and does not touch) this many bytes.
     Allocate(u64),
+    /// Forks a helper (no exec) that holds the worker's channel for two minutes, sends the
+    /// helper's pid, then aborts.
+    ForkThenAbort,
 }
 
 fn exports() -> Exports {
@@ -61,6 +68,48 @@ fn exports() -> Exports {
         .export("leak", leak)
         .export("len", |bytes: Vec<u8>| bytes.len())
         .export("bytes", |n: usize| vec![7u8; n])
+        .export("data_len", |()| {
+            worker::data::<Vec<u8>>()
+                .map(|data| data.map_or(0, |data| data.len()))
+                .map_err(|e| e.to_string())
+        })
+        .export("fork_helper", |()| fork_helper())
+        // Announces its pid on its channel, then never reads it (and ignores aborts: it can
+        // only be killed).
+        .export("deaf", |()| {
+            let port = worker::port::<Vec<u8>>().expect("a channel");
+            let pid = std::process::id().to_le_bytes().to_vec();
+            port.send(pid).expect("the test listens");
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(120) {
+                thread::sleep(Duration::from_millis(10));
+            }
+        })
+        // The descriptors open in the worker.
+        .export("open_fds", |()| {
+            (0..1024)
+                // SAFETY: F_GETFD only reads a descriptor's flags; -1 for one not open.
+                .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+                .collect::<Vec<i32>>()
+        })
+}
+
+/// Forks (no exec) a helper that keeps every descriptor of the worker for two minutes, doing
+/// nothing; returns its pid.
+fn fork_helper() -> u32 {
+    // SAFETY: the forked child only calls async-signal-safe functions (sleep, _exit).
+    unsafe {
+        match libc::fork() {
+            0 => {
+                libc::sleep(120);
+                libc::_exit(0)
+            }
+            pid => {
+                assert!(pid > 0, "fork failed");
+                pid as u32
+            }
+        }
+    }
 }
 
 fn fault(fault: Fault) -> u32 {
@@ -95,6 +144,13 @@ fn fault(fault: Fault) -> u32 {
             let memory = vec![0u8; bytes as usize];
             black_box(&memory);
             u32::MAX
+        }
+        Fault::ForkThenAbort => {
+            let helper = fork_helper();
+            port.expect("a channel")
+                .send(helper)
+                .expect("the test listens");
+            std::process::abort()
         }
     }
 }
@@ -264,6 +320,39 @@ fn play(role: &str) -> ! {
             loop {
                 thread::park();
             }
+        }
+        // Handles Ctrl-C itself: prints "ready" once a task runs, waits for SIGINT, then lets
+        // the task finish and prints its result.
+        "ctrl-c" => {
+            static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+            extern "C" fn on_sigint(_: libc::c_int) {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+            }
+            // SAFETY: installs a handler that only stores to an atomic.
+            unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+            let pool = child_pool(1, 1).build().expect("a pool");
+            let (task, port, _) = start_fault(&pool, Fault::WaitForMessage, RunOptions::new());
+            println!("ready");
+            std::io::stdout().flush().expect("stdout");
+            eventually("SIGINT arrived", || INTERRUPTED.load(Ordering::SeqCst));
+            port.send(5).expect("the task still runs");
+            println!("{:?}", settle(task));
+            destroy(pool);
+            std::process::exit(0);
+        }
+        // Its program file is replaced (an upgrade renames a new file over it) before its
+        // first worker starts; prints that worker's answer.
+        "upgraded" => {
+            let pool = child_pool(0, 1).build().expect("a pool");
+            let program = std::env::current_exe().expect("this executable");
+            let upgrade = program.with_extension("new");
+            std::fs::write(&upgrade, "#!/bin/sh\nexit 0\n").expect("writing the upgrade");
+            let executable = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(&upgrade, executable).expect("chmod");
+            std::fs::rename(&upgrade, &program).expect("replacing the program");
+            println!("{:?}", settle(pool.run::<i32, _>(5)));
+            destroy(pool);
+            std::process::exit(0);
         }
         other => {
             eprintln!("unknown {ROLE}: {other}");
@@ -765,6 +854,54 @@ fn a_worker_started_by_hand_exits_with_code_2() {
     }
 }
 
+/// A process started with the marker by mistake, its fd 3 a socket of some other program,
+/// must not talk to that socket's peer or wait for it forever.
+fn a_stray_worker_marker_exits_with_code_2() {
+    fn datagram_socket_on_fd_3() -> std::io::Result<()> {
+        // SAFETY: between fork and exec: socket and dup2 only.
+        unsafe {
+            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+            if fd < 0 || (fd != 3 && libc::dup2(fd, 3) != 3) {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+    let output = started_by_hand("3", Some(datagram_socket_on_fd_3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("fd 3 is not its channel"), "{stderr:?}");
+
+    // A Unix stream socket whose peer reads the handshake and never answers.
+    let (peer, theirs) = UnixStream::pair().expect("a socket pair");
+    let theirs_fd = theirs.as_raw_fd();
+    let mut command = Command::new(std::env::current_exe().expect("this executable"));
+    command
+        .env("TINYPOOL_WORKER_FD", "3")
+        // How long a worker waits for the pool's answer (the pool passes its startup_timeout;
+        // a stray marker has none and waits 10 s): short, so the test is quick.
+        .env("TINYPOOL_WORKER_LIMITS", "1048576,300")
+        .arg(NO_TESTS);
+    // SAFETY: between fork and exec: dup2 only (the pair closes on exec; fd 3 does not).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(theirs_fd, 3) != 3 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let output = output_within(command, "a worker whose peer never answers");
+    drop((peer, theirs));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("did not answer the handshake within 300ms"),
+        "{stderr:?}"
+    );
+    assert!(output.stdout.is_empty(), "it ran nothing else");
+}
+
 // ---- 11. Message size ---------------------------------------------------------------------
 
 fn an_oversized_message_fails_only_its_task() {
@@ -830,6 +967,212 @@ fn destroy_kills_a_child_deaf_to_sigterm() {
         Err(other) => panic!("unexpected {other:?}"),
     }
     eventually("the deaf child is killed and reaped", || gone(pid));
+}
+
+// ---- 13. What a child holds, and what holds it --------------------------------------------
+
+/// Runs `f` on a thread of its own; fails the test unless it returns within [`BOUND`].
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    finished
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("{what} did not return within {BOUND:?}"))
+}
+
+/// A process a worker forked: killed when the test is done with it, even if it fails.
+struct Helper(u32);
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the helper (an orphan by now, reaped by init); at worst a no-op.
+        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+/// A worker that forks a helper (which inherits its channel) and then dies is found dead at
+/// once, not when the helper lets go of the channel: its task fails with how it died, it is
+/// reaped, and the pool serves on.
+fn a_worker_whose_forked_helper_outlives_it_is_found_dead() {
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let (task, port, pid) = start_fault(&pool, Fault::ForkThenAbort, RunOptions::new());
+    let helper = Helper(
+        port.recv_timeout(BOUND)
+            .expect("the helper's pid")
+            .expect("within the bound"),
+    );
+    assert_eq!(
+        settle(task),
+        Err(Error::WorkerExited {
+            code: None,
+            signal: Some(libc::SIGABRT),
+            message: None
+        })
+    );
+    assert!(gone(pid), "the dead worker {pid} was reaped");
+    assert_eq!(settle(pool.run::<i32, _>(5)), Ok(5), "the pool serves on");
+    within("destroy", move || destroy(pool));
+    drop(helper);
+}
+
+/// `destroy` waits for its workers, not for what they forked: a helper that holds a worker's
+/// channel does not hold `destroy` (here until a `terminate_timeout` of two minutes).
+fn destroy_does_not_wait_for_a_helper_a_worker_forked() {
+    let pool = child_pool(1, 1)
+        .terminate_timeout(Duration::from_secs(120))
+        .build()
+        .expect("a pool");
+    let helper = Helper(settle(pool.run_with::<u32, _>((), named("fork_helper"))).unwrap());
+    let pid = pool.workers()[0].pid.expect("a started worker");
+    within("destroy", move || destroy(pool));
+    assert!(gone(pid), "the worker {pid} was reaped");
+    drop(helper);
+}
+
+/// A caller sending 8 MiB on the channel of a task whose child does not read (stopped, here)
+/// is never blocked by it, and neither are `abort` and `destroy`.
+fn a_channel_to_a_child_that_does_not_read_blocks_nobody() {
+    let pool = child_pool(1, 1)
+        .terminate_timeout(Duration::from_millis(500))
+        .build()
+        .expect("a pool");
+    let (ours, theirs) = tinypool::channel::<Vec<u8>>();
+    let controller = AbortController::new();
+    let options = named("deaf").channel(theirs).signal(controller.signal());
+    let task = pool.run_with::<(), _>((), options);
+    let said = ours
+        .recv_timeout(BOUND)
+        .expect("the task sends its pid")
+        .expect("within the bound");
+    let pid = u32::from_le_bytes(said.try_into().expect("4 bytes"));
+    signal(pid, libc::SIGSTOP);
+    let ours = within("8 MiB of sends", move || {
+        for _ in 0..8 {
+            ours.send(vec![1u8; 1 << 20]).expect("the task still runs");
+        }
+        ours
+    });
+    within("abort", move || controller.abort());
+    assert_eq!(settle(task), Err(Error::Aborted { reason: None }));
+    within("destroy", move || destroy(pool));
+    assert!(gone(pid), "the stopped worker {pid} was killed and reaped");
+    drop(ours);
+}
+
+/// `worker_data` may be as large as `max_message_size` allows, past the default 64 MiB; larger
+/// than that, `build()` refuses it.
+fn worker_data_up_to_max_message_size_reaches_the_child() {
+    let size = 70 << 20;
+    let pool = child_pool(1, 1)
+        .max_message_size(128 << 20)
+        .worker_data(vec![7u8; size])
+        .build()
+        .expect("a pool");
+    let len = settle(pool.run_with::<Result<usize, String>, _>((), named("data_len")));
+    assert_eq!(len, Ok(Ok(size)));
+    destroy(pool);
+
+    let refused = child_pool(1, 1)
+        .max_message_size(1 << 20)
+        .worker_data(vec![7u8; 2 << 20])
+        .build()
+        .map(drop);
+    let Err(Error::InvalidOptions(message)) = refused else {
+        panic!("build() refuses worker_data over max_message_size: {refused:?}");
+    };
+    assert!(
+        message.contains("worker_data") && message.contains("max_message_size"),
+        "{message}"
+    );
+}
+
+/// A worker holds stdin, stdout, stderr and its channel, nothing else of its pool's process:
+/// not even a descriptor left open without close-on-exec.
+fn a_worker_inherits_no_descriptor_but_its_channel() {
+    let mut pipe = [0; 2];
+    // SAFETY: pipe(2) into a local array; then copies of its ends at 100 and 101, without
+    // close-on-exec, as a careless program leaves them (out of the way of fds 3 and 4, which
+    // a worker's channel takes).
+    unsafe {
+        assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
+        assert_eq!(libc::fcntl(pipe[0], libc::F_DUPFD, 100), 100);
+        assert_eq!(libc::fcntl(pipe[1], libc::F_DUPFD, 101), 101);
+        libc::close(pipe[0]);
+        libc::close(pipe[1]);
+    }
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let open = settle(pool.run_with::<Vec<i32>, _>((), named("open_fds"))).expect("a list");
+    destroy(pool);
+    // SAFETY: closes the two descriptors opened above.
+    unsafe {
+        libc::close(100);
+        libc::close(101);
+    }
+    assert!(
+        !open.contains(&100) && !open.contains(&101),
+        "the worker inherited the pipe: {open:?}"
+    );
+    // What it holds: the standard three, its channel (and its own copy of it).
+    assert!(open.iter().all(|&fd| fd <= 5), "{open:?}");
+}
+
+/// The terminal's Ctrl-C (SIGINT to the foreground process group) is for the application: one
+/// that handles it finishes its tasks, its workers untouched.
+fn ctrl_c_reaches_the_application_not_its_workers() {
+    let mut command = parent_program("ctrl-c");
+    // In a group of its own, as a shell starts a job, so that the test signals only it.
+    // SAFETY: between fork and exec: setpgid only.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut parent = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning the parent program");
+    let stdout = parent.stdout.take().expect("its stdout");
+    let (said, lines) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = said.send(line.unwrap_or_default());
+        }
+    });
+    let ready = lines.recv_timeout(BOUND);
+    if ready.as_deref() == Ok("ready") {
+        // As the terminal does: the whole process group.
+        // SAFETY: kill(2) on the parent program's own process group.
+        unsafe { libc::kill(-(parent.id() as libc::pid_t), libc::SIGINT) };
+    }
+    let result = lines.recv_timeout(BOUND);
+    let status = within("the parent program", move || parent.wait());
+    let _ = reader.join();
+    assert_eq!(ready.as_deref(), Ok("ready"));
+    assert_eq!(result.as_deref(), Ok("Ok(5)"), "the task survived Ctrl-C");
+    assert!(status.expect("its status").success());
+}
+
+/// A program replaced on disk while it runs (an upgrade) starts workers of the code it runs,
+/// not of the new file.
+fn workers_run_the_running_program_after_an_upgrade() {
+    let dir = std::env::temp_dir().join(format!("tinypool-upgrade-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let program = dir.join("app");
+    std::fs::copy(std::env::current_exe().expect("this executable"), &program)
+        .expect("copying this program");
+    let mut command = Command::new(&program);
+    command.env(ROLE, "upgraded").arg(NO_TESTS);
+    let output = output_within(command, "the upgraded program");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "Ok(5)", "{stderr}");
 }
 
 fn main() {
@@ -921,6 +1264,38 @@ fn main() {
         (
             "destroy_kills_a_child_deaf_to_sigterm",
             destroy_kills_a_child_deaf_to_sigterm,
+        ),
+        (
+            "a_stray_worker_marker_exits_with_code_2",
+            a_stray_worker_marker_exits_with_code_2,
+        ),
+        (
+            "a_worker_whose_forked_helper_outlives_it_is_found_dead",
+            a_worker_whose_forked_helper_outlives_it_is_found_dead,
+        ),
+        (
+            "destroy_does_not_wait_for_a_helper_a_worker_forked",
+            destroy_does_not_wait_for_a_helper_a_worker_forked,
+        ),
+        (
+            "a_channel_to_a_child_that_does_not_read_blocks_nobody",
+            a_channel_to_a_child_that_does_not_read_blocks_nobody,
+        ),
+        (
+            "worker_data_up_to_max_message_size_reaches_the_child",
+            worker_data_up_to_max_message_size_reaches_the_child,
+        ),
+        (
+            "a_worker_inherits_no_descriptor_but_its_channel",
+            a_worker_inherits_no_descriptor_but_its_channel,
+        ),
+        (
+            "ctrl_c_reaches_the_application_not_its_workers",
+            ctrl_c_reaches_the_application_not_its_workers,
+        ),
+        (
+            "workers_run_the_running_program_after_an_upgrade",
+            workers_run_the_running_program_after_an_upgrade,
         ),
     ]);
 }

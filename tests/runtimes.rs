@@ -37,6 +37,39 @@ struct Config {
     level: u8,
 }
 
+/// A recursive value, as deep as one likes. Dropped iteratively: a deep chain of boxes would
+/// otherwise recurse once per level.
+#[derive(Debug, Serialize, Deserialize)]
+enum Nest {
+    Leaf,
+    Node(Box<Nest>),
+}
+
+impl Nest {
+    fn new(depth: u32) -> Nest {
+        (0..depth).fold(Nest::Leaf, |inner, _| Nest::Node(Box::new(inner)))
+    }
+
+    fn depth(&self) -> u32 {
+        let (mut depth, mut at) = (0, self);
+        while let Nest::Node(inner) = at {
+            (depth, at) = (depth + 1, inner);
+        }
+        depth
+    }
+}
+
+impl Drop for Nest {
+    fn drop(&mut self) {
+        // Each level is unlinked before it is dropped, so each drop sees a leaf below it.
+        let Nest::Node(inner) = self else { return };
+        let mut next = std::mem::replace(&mut **inner, Nest::Leaf);
+        while let Nest::Node(inner) = &mut next {
+            next = std::mem::replace(&mut **inner, Nest::Leaf);
+        }
+    }
+}
+
 /// Unique per worker in both runtimes: a child's pid, a thread's id.
 fn identity() -> String {
     format!("{}/{:?}", std::process::id(), std::thread::current().id())
@@ -94,6 +127,8 @@ fn exports() -> Exports {
             }
         })
         .export("env", |key: String| std::env::var(key).ok())
+        .export("nest", Nest::new)
+        .export("depth", |nest: Nest| nest.depth())
         .export("args", |()| {
             std::env::args().skip(1).collect::<Vec<String>>()
         })
@@ -269,6 +304,8 @@ fn main() {
         a_worker_takes_several_tasks_at_once,
         many_tasks_all_resolve_correctly,
         idle_workers_above_the_minimum_leave,
+        duration_max_options_mean_never,
+        values_nested_too_deep_for_a_child_fail_with_protocol,
         tasks_are_futures,
         children_get_env_and_argv,
         // ---- Scheduling ----
@@ -693,19 +730,94 @@ fn many_tasks_all_resolve_correctly(runtime: Runtime) {
     pool.destroy().wait().unwrap();
 }
 
+/// At a realistic `idle_timeout` as well as a tiny one: a second is longer than the interval
+/// at which an idle driver checks its child (200 ms), and idle time counts from when the worker
+/// went idle, across those wake-ups.
 fn idle_workers_above_the_minimum_leave(runtime: Runtime) {
-    let pool = pool(runtime)
-        .idle_timeout(Duration::from_millis(20))
+    for idle_timeout in [Duration::from_millis(20), Duration::from_secs(1)] {
+        let pool = pool(runtime).idle_timeout(idle_timeout).build().unwrap();
+        let (first, first_port) = start_gate(&pool);
+        let (second, second_port) = start_gate(&pool);
+        assert_eq!(pool.threads(), 2);
+        first_port.send(1).unwrap();
+        second_port.send(2).unwrap();
+        assert!(finish(first).unwrap().is_ok() && finish(second).unwrap().is_ok());
+        eventually("the extra worker left", || pool.threads() == 1);
+        assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
+        pool.destroy().wait().unwrap();
+    }
+}
+
+/// Every `Duration` option takes any value, `Duration::MAX` meaning "never": a worker above
+/// the minimum stays (the same two serve both rounds, none replaced), tasks run, and `destroy`
+/// returns, waited on or awaited.
+fn duration_max_options_mean_never(runtime: Runtime) {
+    let build = || {
+        let builder = pool(runtime)
+            .idle_timeout(Duration::MAX)
+            .terminate_timeout(Duration::MAX)
+            .startup_timeout(Duration::MAX);
+        match runtime {
+            Runtime::Threads => builder,
+            _ => builder.resource_limits(ResourceLimits::new().max_cpu_time(Duration::MAX)),
+        }
         .build()
-        .unwrap();
-    let (first, first_port) = start_gate(&pool);
-    let (second, second_port) = start_gate(&pool);
+        .unwrap()
+    };
+    let pool = build();
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let holds = [hold(&pool, 0), hold(&pool, 1)];
+        for (tag, (_, port)) in (0..).zip(&holds) {
+            assert_eq!(next(port), Ok(tag), "both run at once");
+        }
+        for (_, port) in &holds {
+            port.send(0).unwrap();
+        }
+        let mut workers: Vec<String> = holds.into_iter().map(|(t, _)| held(t).2).collect();
+        workers.sort();
+        rounds.push(workers);
+    }
+    assert_eq!(
+        rounds[0], rounds[1],
+        "the same two workers served both rounds"
+    );
     assert_eq!(pool.threads(), 2);
-    first_port.send(1).unwrap();
-    second_port.send(2).unwrap();
-    assert!(finish(first).unwrap().is_ok() && finish(second).unwrap().is_ok());
-    eventually("the extra worker left", || pool.threads() == 1);
+    assert_eq!(pool.destroy().wait(), Ok(()));
+    let pool = build();
     assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
+    assert_eq!(block_on(pool.destroy()), Ok(()));
+}
+
+/// Threads move a value of any depth; a child process's values are encoded and decoded, which
+/// recurses once per level: deeper than the codec allows (in either direction), the task fails
+/// with `Protocol`, never with a stack overflow that aborts the process; and the pool serves on.
+fn values_nested_too_deep_for_a_child_fail_with_protocol(runtime: Runtime) {
+    let pool = pool(runtime).max_threads(1).build().unwrap();
+    let deep = 20_000;
+    let made = finish(pool.run_with::<Nest, _>(deep, RunOptions::new().name("nest")));
+    let measured =
+        finish(pool.run_with::<u32, _>(Nest::new(deep), RunOptions::new().name("depth")));
+    match runtime {
+        Runtime::Threads => {
+            assert_eq!(made.map(|nest| nest.depth()), Ok(deep));
+            assert_eq!(measured, Ok(deep));
+        }
+        _ => {
+            for result in [made.map(|nest| nest.depth()), measured] {
+                match result {
+                    Err(Error::Protocol { message }) => {
+                        assert!(message.contains("Nest"), "{message}")
+                    }
+                    other => panic!("expected a protocol error, got {other:?}"),
+                }
+            }
+        }
+    }
+    let shallow = finish(pool.run_with::<Nest, _>(100u32, RunOptions::new().name("nest")));
+    assert_eq!(shallow.map(|nest| nest.depth()), Ok(100));
+    let shallow = finish(pool.run_with::<u32, _>(Nest::new(100), RunOptions::new().name("depth")));
+    assert_eq!(shallow, Ok(100));
     pool.destroy().wait().unwrap();
 }
 

@@ -11,11 +11,12 @@
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,11 +27,12 @@ use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
-    read_frame, write_frame, Body, Frame, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT, MAGIC,
-    PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
+    read_frame, write_frame, Body, Frame, Limits, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT,
+    LIMITS_ENV, MAGIC, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION,
+    WORKER_ENV,
 };
 use crate::sync::AtomicBool;
-use crate::wait::{lock, spin_until, Doorbell};
+use crate::wait::{deadline_after, lock, spin_until, Doorbell};
 
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
@@ -44,11 +46,13 @@ type Deliver = Box<dyn Fn(&[u8]) + Send>;
 pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
     // Before any thread exists, as the caller's removal of the marker.
     let parent = std::env::var_os(PARENT_ENV);
+    let limits = Limits::from_env(std::env::var_os(LIMITS_ENV).as_deref());
     std::env::remove_var(PARENT_ENV);
+    std::env::remove_var(LIMITS_ENV);
     if let Some(parent) = parent {
         tie_to_parent(&parent);
     }
-    match run(exports, &fd) {
+    match run(exports, &fd, &limits) {
         Ok(()) => process::exit(0),
         Err(message) => {
             eprintln!("tinypool worker: {message}");
@@ -98,7 +102,7 @@ fn limit_resources(settings: &Settings) -> Result<(), String> {
         // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
         // SIGKILL.
         let seconds = settings.max_cpu_seconds;
-        limit(libc::RLIMIT_CPU, seconds, seconds + 1)?;
+        limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
     }
     Ok(())
 }
@@ -132,12 +136,15 @@ struct Settings {
     teardown: String,
 }
 
-fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
+fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     let fd: i32 = fd
         .to_str()
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| format!("{WORKER_ENV}={fd:?} is not a file descriptor"))?;
-    if !is_socket(fd) {
+    // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
+    // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
+    close_inherited(&[fd, RINGS_FD]);
+    if !is_unix_stream(fd) {
         return Err(format!(
             "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
              not its channel: worker processes are started by a tinypool Pool, not by hand"
@@ -161,14 +168,26 @@ fn run(exports: Exports, fd: &OsString) -> Result<(), String> {
         .finish(DEFAULT_MAX_MESSAGE_SIZE);
     send(&writer, hello).map_err(|e| e.to_string())?;
 
-    let mut reader = &stream;
-    let init = read_frame(&mut reader, DEFAULT_MAX_MESSAGE_SIZE).map_err(|e| e.to_string())?;
+    // Bounded: a process started with the marker by mistake, its fd 3 some other program's
+    // socket, must not wait forever for an answer that never comes.
+    let mut reader = Before::new(&stream, limits.startup);
+    let init = read_frame(&mut reader, limits.max).map_err(|e| match e {
+        Error::Protocol { message } if reader.late() => format!(
+            "the pool did not answer the handshake within {:?} ({message}): worker processes \
+             are started by a tinypool Pool, not by hand",
+            limits.startup
+        ),
+        e => e.to_string(),
+    })?;
     let Some((INIT, body)) = init else {
         return Err("the pool did not answer the handshake".to_owned());
     };
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| format!("the channel: {e}"))?;
     let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
     limit_resources(&settings)?;
-    let mut inlet = Inlet::new(stream, None);
+    let mut inlet = Inlet::new(stream, None, None);
     if settings.rings {
         // The pool writes to the rings from now on: without them this worker cannot serve.
         let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
@@ -545,11 +564,112 @@ fn resident_memory() -> u64 {
     0
 }
 
-fn is_socket(fd: i32) -> bool {
-    // SAFETY: fstat writes into a zeroed stat we own; an invalid fd gives -1.
+/// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
+fn is_unix_stream(fd: i32) -> bool {
+    // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
+    // not a socket (or not open) makes them fail.
     unsafe {
-        let mut stat: libc::stat = std::mem::zeroed();
-        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let typed = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0;
+        let mut address: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let named = libc::getsockname(
+            fd,
+            (&mut address as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) == 0;
+        typed
+            && kind == libc::SOCK_STREAM
+            && named
+            && libc::c_int::from(address.ss_family) == libc::AF_UNIX
+    }
+}
+
+/// Closes every descriptor above stderr but those in `keep`.
+fn close_inherited(keep: &[i32]) {
+    let mut open: Vec<i32> = Vec::new();
+    #[cfg(target_os = "linux")]
+    {
+        // close_range(2) (Linux 5.9): one call per gap between the descriptors kept.
+        let mut kept: Vec<u32> = keep
+            .iter()
+            .filter_map(|&fd| u32::try_from(fd).ok())
+            .collect();
+        kept.sort_unstable();
+        let mut from = 3u32;
+        let mut closed = true;
+        for last in kept.iter().copied().chain([u32::MAX]) {
+            if last > from {
+                let end = if last == u32::MAX { u32::MAX } else { last - 1 };
+                // SAFETY: close_range on descriptors this process owns and does not use:
+                // nothing in this process has opened anything yet but what `keep` holds.
+                closed &= unsafe { libc::syscall(libc::SYS_close_range, from, end, 0) } == 0;
+            }
+            from = from.max(last.saturating_add(1));
+        }
+        if closed {
+            return;
+        }
+    }
+    // Elsewhere (or an older kernel): the descriptors the system lists as open.
+    for dir in ["/proc/self/fd", "/dev/fd"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            open.extend(
+                entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()),
+            );
+            break;
+        }
+    }
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: as above; the listing's own descriptor is already closed (EBADF).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Reads from the channel until a deadline: each read waits at most for what is left.
+struct Before<'a> {
+    stream: &'a UnixStream,
+    deadline: Instant,
+    late: bool,
+}
+
+impl<'a> Before<'a> {
+    fn new(stream: &'a UnixStream, timeout: Duration) -> Self {
+        Before {
+            stream,
+            deadline: deadline_after(timeout),
+            late: false,
+        }
+    }
+
+    /// Whether a read failed because the deadline passed.
+    fn late(&self) -> bool {
+        self.late
+    }
+}
+
+impl Read for Before<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        // A zero timeout means "none" to set_read_timeout.
+        let left = left.max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf).inspect_err(|e| {
+            self.late |= matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            );
+        })
     }
 }
 

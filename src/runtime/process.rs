@@ -22,14 +22,14 @@ use super::spawn::ChildProcess;
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, Body, Frame, CHILD_FD, DONE, HELLO, INIT, MAGIC, PANICKING, PARENT_ENV, PORT,
-    PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
+    read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
+    PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-use crate::wait::{lock, spin_until};
+use crate::wait::{deadline_after, lock, spin_until};
 use crate::Error;
 
 /// How often an idle driver checks that its child is alive.
@@ -56,10 +56,19 @@ impl Runtime for Processes {
         let mut env = options.env.clone();
         env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
         env.push((PARENT_ENV.into(), std::process::id().to_string().into()));
-        let child = ChildProcess::spawn(&options.program, &options.args, &env, &fds)
-            .map_err(|e| failed(format!("spawning the child: {e}")))?;
+        let limits = Limits::to_env(options.max_message_size, options.startup_timeout);
+        env.push((LIMITS_ENV.into(), limits.into()));
+        let child = ChildProcess::spawn(
+            &options.executable,
+            &options.program,
+            &options.args,
+            &env,
+            &fds,
+        )
+        .map_err(|e| failed(format!("spawning the child: {e}")))?;
         drop(theirs);
         drop(region_fd);
+        let watch = child.watch();
         let mut worker = ChildWorker {
             shared: shared.clone(),
             options: options.clone(),
@@ -70,9 +79,10 @@ impl Runtime for Processes {
                 Inlet::new(
                     ours.try_clone().map_err(|e| failed(e.to_string()))?,
                     Some(me.aborted.clone()),
+                    Some(watch.clone()),
                 ),
             ),
-            writer: Arc::new(Mutex::new(Outbound::new(ours))),
+            writer: Arc::new(Mutex::new(Outbound::new(ours, watch))),
             region,
             depth: shared.options.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
@@ -146,7 +156,7 @@ impl ChildWorker {
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
         let timeout = self.options.startup_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
         let hello = loop {
             let step = (Instant::now() + POLL_INTERVAL).min(deadline);
@@ -189,14 +199,15 @@ impl ChildWorker {
             .u64(options.max_memory.unwrap_or(0))
             .u64(options.max_cpu_time.map_or(0, |time| {
                 // Whole seconds, rounded up: what RLIMIT_CPU counts in.
-                time.as_secs() + u64::from(time.subsec_nanos() > 0)
+                time.as_secs()
+                    .saturating_add(u64::from(time.subsec_nanos() > 0))
             }))
             .str(self.shared.options.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
             None => init.u8(0),
         };
-        self.send(init.finish(self.max()), Instant::now() + timeout)?;
+        self.send(init.finish(self.max()), deadline_after(timeout))?;
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
             self.reader
@@ -215,12 +226,14 @@ impl ChildWorker {
         loop {
             if self.reader.buffer().is_empty() && !self.reader.get_mut().ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if !self
-                    .reader
-                    .get_mut()
-                    .sleep(false, left.min(POLL_INTERVAL))
-                    .0
-                {
+                let inlet = self.reader.get_mut();
+                if !inlet.sleep(false, left.min(POLL_INTERVAL)).0 {
+                    // What it said before it died is read first.
+                    if inlet.child_exited() && !inlet.ready() {
+                        return Err(Error::Protocol {
+                            message: "the child exited".to_owned(),
+                        });
+                    }
                     if left.is_zero() {
                         return Ok(None);
                     }
@@ -252,23 +265,26 @@ impl ChildWorker {
         }
         let mut kill_deadline = None;
         loop {
-            let Some(sending) = self.flush_pending() else {
+            let Some(backlog) = self.flush_pending() else {
                 // The child stopped reading for good: it is dead or dying.
                 return Err(self.died());
             };
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     self.child.signal(libc::SIGTERM);
-                    Instant::now() + self.shared.options.terminate_timeout
+                    deadline_after(self.shared.options.terminate_timeout)
                 });
                 if Instant::now() >= deadline {
                     self.kill_and_reap(Duration::ZERO);
                     return Err(Broken::Killed);
                 }
             }
+            // A child that exited is read to the end of what it said, then found dead: its
+            // socket may never end (a process it forked holds a copy).
             if !self.reader.buffer().is_empty()
                 || self.reader.get_mut().ready()
-                || self.reader.get_mut().sleep(sending, POLL_INTERVAL).0
+                || self.reader.get_mut().sleep(backlog.socket, backlog.nap()).0
+                || self.reader.get_ref().child_exited()
             {
                 let max = self.max();
                 match read_frame(&mut self.reader, max) {
@@ -290,7 +306,7 @@ impl ChildWorker {
         }
     }
 
-    fn flush_pending(&self) -> Option<bool> {
+    fn flush_pending(&self) -> Option<Backlog> {
         flush_pending(&self.writer)
     }
 
@@ -328,7 +344,7 @@ impl ChildWorker {
 
     /// Waits up to `grace` for the child to exit, then kills it; returns how it ended.
     fn kill_and_reap(&mut self, grace: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + grace;
+        let deadline = deadline_after(grace);
         let mut nap = Duration::from_micros(20);
         loop {
             match self.child.try_wait() {
@@ -383,14 +399,11 @@ impl ChildWorker {
             }
         };
         let mut out = lock(&self.writer);
+        out.push(&frame);
         let Some(port) = job.port() else {
-            out.push(&frame);
             return Some(task);
         };
-        // A task with a channel runs alone, and its messages must follow its `RUN` frame
-        // whole: the child is idle and reads it, so this wait is short. A child gone meanwhile
-        // is found by the driver's next read.
-        let _ = out.send_all(&frame, None);
+        // Its messages follow the `RUN` frame, in order, sent as the child reads them.
         out.bridged = task;
         drop(out);
         let writer = self.writer.clone();
@@ -539,9 +552,10 @@ impl Executor for ChildWorker {
 
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
-        let deadline = Instant::now() + self.shared.options.terminate_timeout;
+        let deadline = deadline_after(self.shared.options.terminate_timeout);
         let stop = Frame::new(STOP).finish(usize::MAX);
-        if self.child.status().is_none() && self.send(stop, deadline).is_ok() {
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        if alive && self.send(stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
             while let Ok(Some((kind, body))) = self.read_before(deadline) {
                 if kind == DONE {
@@ -557,12 +571,39 @@ impl Executor for ChildWorker {
     }
 }
 
-/// Sends more of the frames sent ahead, if some wait; returns whether some still wait, or
+/// What frames sent ahead still wait for, after a flush.
+struct Backlog {
+    /// Some wait for the ring, which the child empties without telling.
+    ring: bool,
+    /// Some wait for the socket to take more: a `poll` for writing wakes then.
+    socket: bool,
+}
+
+impl Backlog {
+    /// How long the driver may sleep before it tries again.
+    fn nap(&self) -> Duration {
+        if self.ring && !self.socket {
+            RING_NAP
+        } else {
+            POLL_INTERVAL
+        }
+    }
+}
+
+/// How often a driver whose frames wait for room in the ring looks again (sleeping in `poll`
+/// instead would be a busy loop: the socket says nothing of the ring).
+const RING_NAP: Duration = Duration::from_millis(1);
+
+/// Sends more of the frames sent ahead, if some wait; returns what those still wait for, or
 /// `None` once writing failed (the child is dead or dying). One lock for both.
-fn flush_pending(writer: &Mutex<Outbound>) -> Option<bool> {
+fn flush_pending(writer: &Mutex<Outbound>) -> Option<Backlog> {
     let mut out = lock(writer);
     let waiting = out.flush();
-    (!out.broken).then_some(waiting)
+    let socket = out.owes_socket();
+    (!out.broken).then_some(Backlog {
+        ring: waiting && !socket,
+        socket,
+    })
 }
 
 /// Adds a message of the child's panic hook to what it said. A panic while panicking (a `Drop`

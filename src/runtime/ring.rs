@@ -88,8 +88,9 @@ impl Region {
     #[cfg(target_os = "linux")]
     pub(crate) fn create() -> Option<(Arc<Region>, std::os::fd::OwnedFd)> {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
         // SAFETY: memfd_create with a NUL-terminated name; the fd is owned from here on.
-        let fd = unsafe { libc::memfd_create(c"tinypool".as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe { libc::memfd_create(c"tinypool".as_ptr(), flags) };
         if fd < 0 {
             return None;
         }
@@ -97,6 +98,13 @@ impl Region {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: ftruncate on our fd: zeros, which is every position at 0.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), REGION as libc::off_t) } != 0 {
+            return None;
+        }
+        // Its size is fixed for good: a child that shrank it would make the pool's next access
+        // to the mapping a SIGBUS, which kills the pool's whole process.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on our fd.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
             return None;
         }
         let region = Region::map(fd.as_raw_fd())?;

@@ -4,12 +4,13 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ring::{Chunk, RingReader, RingWriter, INLINE_MAX};
+use super::spawn::ExitWatch;
 use crate::sync::{AtomicBool, Ordering};
 use crate::wait::spin_until;
 
@@ -35,10 +36,12 @@ pub(crate) struct Outbound {
     pub(crate) bridged: u64,
     /// Writing failed: the child is gone or going.
     pub(crate) broken: bool,
+    /// The child: a ring it will never read again is not waited on.
+    watch: ExitWatch,
 }
 
 impl Outbound {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+    pub(crate) fn new(stream: UnixStream, watch: ExitWatch) -> Self {
         Outbound {
             stream,
             ring: None,
@@ -46,6 +49,7 @@ impl Outbound {
             owed: Vec::new(),
             bridged: 0,
             broken: false,
+            watch,
         }
     }
 
@@ -95,8 +99,8 @@ impl Outbound {
             }
             if self.owed.is_empty() {
                 // The ring is full: the child empties it as it reads, without telling, or it
-                // is gone, which only the socket says.
-                if hung_up(&self.stream) {
+                // is gone.
+                if hung_up(&self.stream) || self.watch.exited() {
                     self.broken = true;
                     break;
                 }
@@ -188,12 +192,29 @@ impl Outbound {
     }
 
     /// Sends a frame of task `task`'s channel, unless the task has finished (the child would
-    /// drop it). Nothing else is pending while a channel is bridged: its task runs alone.
+    /// drop it).
+    ///
+    /// It never waits for the child (which may not be reading, or be stopped): the sender
+    /// holds the channel's lock meanwhile, and `abort` and `destroy` need it. What the channel
+    /// does not take now waits in order, as in an unbounded channel, and the driver sends it
+    /// while it waits for the task's result.
     pub(crate) fn send_port(&mut self, task: u64, frame: &[u8]) -> Result<(), crate::Error> {
         if self.bridged != task {
             return Ok(());
         }
-        self.send_all(frame, None)
+        self.push(frame);
+        if self.broken {
+            return Err(crate::Error::Protocol {
+                message: "writing the worker channel: the child is gone".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether what waits to be sent waits for the socket to take more (rather than for the
+    /// child to make room in the ring, which it does without telling).
+    pub(crate) fn owes_socket(&self) -> bool {
+        !self.owed.is_empty()
     }
 }
 
@@ -214,10 +235,19 @@ pub(crate) struct Inlet {
     to_skip: usize,
     pub(crate) aborted: Option<Arc<AtomicBool>>,
     pub(crate) deadline: Option<Instant>,
+    /// The pool's side: the child at the other end. Its death ends a wait too, since a process
+    /// it forked may keep the socket open.
+    watch: Option<ExitWatch>,
 }
 
 impl Inlet {
-    pub(crate) fn new(stream: UnixStream, aborted: Option<Arc<AtomicBool>>) -> Self {
+    /// The child's end (no abort flag, no child to watch), or the pool's end of a child's
+    /// channel (`aborted`, `watch`).
+    pub(crate) fn new(
+        stream: UnixStream,
+        aborted: Option<Arc<AtomicBool>>,
+        watch: Option<ExitWatch>,
+    ) -> Self {
         Inlet {
             stream,
             ring: None,
@@ -225,7 +255,13 @@ impl Inlet {
             to_skip: 0,
             aborted,
             deadline: None,
+            watch,
         }
+    }
+
+    /// Whether the child at the other end has exited (the pool's side).
+    pub(crate) fn child_exited(&self) -> bool {
+        self.watch.as_ref().is_some_and(ExitWatch::exited)
     }
 
     /// From now on, frames arrive by `ring` (after the handshake).
@@ -258,16 +294,18 @@ impl Inlet {
 
     /// Sleeps up to `timeout` until there is something to read (or the socket's end), or, if
     /// `write`, until the socket takes more; returns (readable, writable).
+    /// The child's exit ends the sleep early (with nothing readable).
     pub(crate) fn sleep(&mut self, write: bool, timeout: Duration) -> (bool, bool) {
+        let exit_fd = self.watch.as_ref().and_then(ExitWatch::fd);
         let Some(ring) = &self.ring else {
-            return poll(&self.stream, write, timeout);
+            return poll_watching(&self.stream, exit_fd, write, timeout);
         };
         ring.set_sleeping(true);
         if self.ready() {
             self.set_awake();
             return (true, false);
         }
-        let (readable, writable) = poll(&self.stream, write, timeout);
+        let (readable, writable) = poll_watching(&self.stream, exit_fd, write, timeout);
         self.set_awake();
         if self.ready() {
             return (true, writable);
@@ -331,8 +369,15 @@ impl Inlet {
         }
     }
 
-    /// Whether waiting must stop: the worker was retired, or the deadline passed.
+    /// Whether waiting must stop: the worker was retired, the deadline passed, or the child
+    /// exited.
     fn give_up(&self) -> io::Result<()> {
+        if self.child_exited() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the child exited",
+            ));
+        }
         let late = self
             .deadline
             .is_some_and(|deadline| Instant::now() >= deadline);
@@ -481,18 +526,36 @@ pub(crate) fn poll_readable(stream: &UnixStream, timeout: Duration) -> bool {
 /// Waits up to `timeout` for `stream` to be readable (or closed), or, if `write`, writable;
 /// returns (readable, writable).
 pub(crate) fn poll(stream: &UnixStream, write: bool, timeout: Duration) -> (bool, bool) {
-    let mut fd = libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events: if write {
-            libc::POLLIN | libc::POLLOUT
-        } else {
-            libc::POLLIN
+    poll_watching(stream, None, write, timeout)
+}
+
+/// [`poll`], also woken (with nothing to report) when `exit_fd` becomes readable.
+fn poll_watching(
+    stream: &UnixStream,
+    exit_fd: Option<RawFd>,
+    write: bool,
+    timeout: Duration,
+) -> (bool, bool) {
+    let mut fds = [
+        libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: if write {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            },
+            revents: 0,
         },
-        revents: 0,
-    };
+        libc::pollfd {
+            // A negative fd is ignored by poll.
+            fd: exit_fd.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
     let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: one valid pollfd, for the duration of the call.
-    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
-    let readable = ready > 0 && fd.revents & !libc::POLLOUT != 0;
-    (readable, ready > 0 && fd.revents & libc::POLLOUT != 0)
+    // SAFETY: two valid pollfds, for the duration of the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+    let revents = if ready > 0 { fds[0].revents } else { 0 };
+    (revents & !libc::POLLOUT != 0, revents & libc::POLLOUT != 0)
 }

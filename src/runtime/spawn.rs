@@ -15,18 +15,94 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
+use std::sync::Arc;
 
-/// A child process this process started and has not reaped yet.
+/// A child process this process started. Dropped, it is killed and reaped if it has not
+/// been: a driver that unwinds still leaves no process and no zombie.
 pub(crate) struct ChildProcess {
     pid: libc::pid_t,
     status: Option<ExitStatus>,
+    watch: ExitWatch,
+}
+
+/// Tells whether a child has exited, without reaping it. End of stream on its socket does not
+/// say so: a process it forked may hold a copy of its end for as long as it lives.
+#[derive(Clone)]
+pub(crate) struct ExitWatch {
+    pid: libc::pid_t,
+    /// Linux: a pidfd, readable once the child has exited, so that a `poll` wakes at its death.
+    #[cfg(target_os = "linux")]
+    pidfd: Option<Arc<OwnedFd>>,
+}
+
+impl ExitWatch {
+    fn new(pid: libc::pid_t) -> Self {
+        ExitWatch {
+            pid,
+            #[cfg(target_os = "linux")]
+            pidfd: pidfd_open(pid).map(Arc::new),
+        }
+    }
+
+    /// A descriptor that becomes readable when the child exits, to `poll` beside its socket.
+    pub(crate) fn fd(&self) -> Option<RawFd> {
+        #[cfg(target_os = "linux")]
+        return self.pidfd.as_ref().map(|fd| fd.as_raw_fd());
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// Whether the child has exited (reaped or not).
+    pub(crate) fn exited(&self) -> bool {
+        if let Some(fd) = self.fd() {
+            let mut pollfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, for the duration of the call; it never blocks.
+            return unsafe { libc::poll(&mut pollfd, 1, 0) } > 0;
+        }
+        // SAFETY: waitid into a local; WNOWAIT leaves the child to be reaped by `wait_with`.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            let found = libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags);
+            // An error is a child already reaped (ECHILD): it has exited.
+            found != 0 || exited_pid(&info) != 0
+        }
+    }
+}
+
+/// The pid a `waitid` found (0: none has exited).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn exited_pid(info: &libc::siginfo_t) -> libc::pid_t {
+    // SAFETY: (the caller's) `info` was filled by waitid, which sets the pid field.
+    unsafe { info.si_pid() }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn exited_pid(info: &libc::siginfo_t) -> libc::pid_t {
+    info.si_pid
+}
+
+/// A pidfd for our child `pid` (Linux 5.3 and later; `None` before).
+#[cfg(target_os = "linux")]
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: the pidfd_open system call on our unreaped child; the fd is owned from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a descriptor just created and owned by nobody else (pidfds close on exec).
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 impl ChildProcess {
-    /// Starts `program` with `args` and this process's environment plus `env`; stdin reads
-    /// `/dev/null`, stdout and stderr are shared; `fds` are `(ours, theirs)`: each of our
-    /// descriptors appears in the child as `theirs` (nothing else of ours does).
+    /// Starts `executable` as `program` (its `argv[0]`) with `args` and this process's
+    /// environment plus `env`, in a process group of its own (the terminal's Ctrl-C is for the
+    /// application to handle, not for its workers); stdin reads `/dev/null`, stdout and stderr
+    /// are shared; `fds` are `(ours, theirs)`: each of our descriptors appears in the child as
+    /// `theirs` (the child closes any other it inherits).
     pub(crate) fn spawn(
+        executable: &Path,
         program: &Path,
         args: &[OsString],
         env: &[(OsString, OsString)],
@@ -40,8 +116,8 @@ impl ChildProcess {
                 )
             })
         };
-        let program = c_string(program.as_os_str())?;
-        let mut argv = vec![program.clone()];
+        let executable = c_string(executable.as_os_str())?;
+        let mut argv = vec![c_string(program.as_os_str())?];
         for arg in args {
             argv.push(c_string(arg)?);
         }
@@ -72,17 +148,21 @@ impl ChildProcess {
             // SAFETY: `copy` was just created and nothing else owns it.
             staged.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
         }
-        let pid = spawn(&program, &argv, &envp, &staged)?;
-        Ok(ChildProcess { pid, status: None })
+        let pid = spawn(&executable, &argv, &envp, &staged)?;
+        Ok(ChildProcess {
+            pid,
+            status: None,
+            watch: ExitWatch::new(pid),
+        })
     }
 
     pub(crate) fn id(&self) -> u32 {
         self.pid as u32
     }
 
-    /// How it ended, if it was reaped.
-    pub(crate) fn status(&self) -> Option<ExitStatus> {
-        self.status
+    /// What tells its death without reaping it.
+    pub(crate) fn watch(&self) -> ExitWatch {
+        self.watch.clone()
     }
 
     /// How it ended, if it has; reaps it then.
@@ -138,6 +218,15 @@ impl ChildProcess {
     }
 }
 
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.kill();
+            let _ = self.wait();
+        }
+    }
+}
+
 /// The `posix_spawnp` call itself, with its attributes and file actions.
 fn spawn(
     program: &CString,
@@ -189,7 +278,10 @@ fn spawn(
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
         check(libc::posix_spawnattr_setsigdefault(attributes.0, &pipe))?;
-        let flags = libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+        check(libc::posix_spawnattr_setpgroup(attributes.0, 0))?;
+        let flags = libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF
+            | libc::POSIX_SPAWN_SETPGROUP;
         check(libc::posix_spawnattr_setflags(attributes.0, flags as _))?;
         let mut pid = 0;
         check(libc::posix_spawnp(
