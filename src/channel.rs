@@ -134,6 +134,7 @@ impl<T: Send + 'static> Port<T> {
     /// From now on, messages sent to this side go to `forward` (what already waits here goes
     /// first, in order). Used where this side's reader is in another process.
     /// `on_peer_close` runs once the other side closes (at once if it already has).
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
     pub(crate) fn forward_to(
         &self,
         forward: Forward<T>,
@@ -273,6 +274,7 @@ impl<T> fmt::Debug for Recv<'_, T> {
 }
 
 /// A port with its message type erased, as a task carries it to its worker.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 pub(crate) trait ErasedPort: Send + Sync {
     /// The `Port<T>` itself.
     fn as_any(&self) -> &dyn Any;

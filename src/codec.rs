@@ -144,6 +144,7 @@ impl Serialization {
         }
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
     pub(crate) fn code(self) -> u8 {
         match self {
             Serialization::Postcard => 0,
@@ -151,6 +152,7 @@ impl Serialization {
         }
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
     pub(crate) fn from_code(code: u8) -> Result<Self, Error> {
         match code {
             0 => Ok(Serialization::Postcard),

@@ -106,6 +106,7 @@ impl fmt::Debug for Exports {
 }
 
 /// An exported function with its types erased.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 pub(crate) trait Export: Send + Sync {
     /// Calls the function with the argument in `arg` (an `Option<A>`) and puts its result in
     /// `out` (an `Option<R>`). The types must be exactly the function's, else

@@ -45,6 +45,7 @@ mod exports;
 mod intake;
 mod options;
 mod pool;
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 mod protocol;
 mod runtime;
 mod scheduler;

@@ -112,6 +112,7 @@ pub(crate) struct Options {
 }
 
 /// What the child-process runtime needs to start and drive children.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 pub(crate) struct ProcessOptions {
     /// The worker executable's path: its name in messages, and its children's `argv[0]`.
     pub(crate) program: PathBuf,

@@ -252,6 +252,7 @@ impl<R> fmt::Debug for Task<R> {
 
 /// A task as the scheduler and the workers see it: something to run once, then publish, or to
 /// fail.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 pub(crate) trait Job: Send + Sync {
     /// Runs the exported function in this thread and stages its result.
     fn run(&self, exports: &Exports);

@@ -15,7 +15,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::sync::Arc;
 
 /// A child process this process started. Dropped, it is killed and reaped if it has not
 /// been: a driver that unwinds still leaves no process and no zombie.
@@ -32,7 +31,7 @@ pub(crate) struct ExitWatch {
     pid: libc::pid_t,
     /// Linux: a pidfd, readable once the child has exited, so that a `poll` wakes at its death.
     #[cfg(target_os = "linux")]
-    pidfd: Option<Arc<OwnedFd>>,
+    pidfd: Option<std::sync::Arc<OwnedFd>>,
 }
 
 impl ExitWatch {
@@ -40,7 +39,7 @@ impl ExitWatch {
         ExitWatch {
             pid,
             #[cfg(target_os = "linux")]
-            pidfd: pidfd_open(pid).map(Arc::new),
+            pidfd: pidfd_open(pid).map(std::sync::Arc::new),
         }
     }
 
