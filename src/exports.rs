@@ -78,6 +78,32 @@ impl Exports {
         self
     }
 
+    /// Adds every function of `other` (its default export too, if it has one), replacing
+    /// functions of the same name: so that one
+    /// [`serve_if_worker`](crate::worker::serve_if_worker) serves the exports of several
+    /// libraries.
+    ///
+    /// ```
+    /// use tinypool::Exports;
+    ///
+    /// fn images() -> Exports {
+    ///     Exports::new().export("thumbnail", |bytes: Vec<u8>| bytes.len() / 4)
+    /// }
+    /// fn text() -> Exports {
+    ///     Exports::new().export("words", |text: String| text.split_whitespace().count())
+    /// }
+    ///
+    /// let exports = images().merge(text());
+    /// assert!(exports.contains("thumbnail") && exports.contains("words"));
+    /// ```
+    pub fn merge(mut self, other: Exports) -> Self {
+        if other.default.is_some() {
+            self.default = other.default;
+        }
+        self.functions.extend(other.functions);
+        self
+    }
+
     /// Whether a function is exported as `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.functions.contains_key(name)

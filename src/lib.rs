@@ -59,7 +59,7 @@ pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
 pub use error::Error;
 pub use exports::Exports;
-pub use options::{Builder, MaxQueue, ResourceLimits, RunOptions, Runtime};
+pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Destroy, Pool};
 pub use scheduler::WorkerInfo;
 pub use task::Task;

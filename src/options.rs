@@ -34,6 +34,21 @@ pub enum Runtime {
     ChildProcess,
 }
 
+/// Where a child process's standard output or error goes, for [`Builder::stdout`] and
+/// [`Builder::stderr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ChildOutput {
+    /// The pool's process's own: what a child prints shows where the program's output does.
+    #[default]
+    Inherit,
+    /// Discarded (`/dev/null`).
+    Null,
+    /// The pool's process's standard error: for a program that speaks a protocol on its
+    /// standard output, which its workers' prints must not corrupt.
+    Stderr,
+}
+
 /// How many tasks may wait for a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MaxQueue {
@@ -122,6 +137,8 @@ pub(crate) struct ProcessOptions {
     pub(crate) executable: PathBuf,
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) stdout: ChildOutput,
+    pub(crate) stderr: ChildOutput,
     pub(crate) serialization: Serialization,
     pub(crate) startup_timeout: Duration,
     pub(crate) max_message_size: usize,
@@ -168,6 +185,8 @@ pub struct Builder {
     filename: Option<PathBuf>,
     argv: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    stdout: ChildOutput,
+    stderr: ChildOutput,
     serialization: Serialization,
     startup_timeout: Duration,
     max_message_size: usize,
@@ -195,6 +214,8 @@ impl Default for Builder {
             filename: None,
             argv: Vec::new(),
             env: Vec::new(),
+            stdout: ChildOutput::Inherit,
+            stderr: ChildOutput::Inherit,
             serialization: Serialization::Postcard,
             startup_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -345,6 +366,28 @@ impl Builder {
         self
     }
 
+    /// Child processes: where each child's standard output goes (default: this process's).
+    ///
+    /// ```
+    /// use tinypool::{ChildOutput, Pool, Runtime};
+    ///
+    /// // This program's stdout carries its own protocol: workers print to stderr instead.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .stdout(ChildOutput::Stderr);
+    /// ```
+    pub fn stdout(mut self, output: ChildOutput) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Child processes: where each child's standard error goes (default: this process's).
+    /// [`ChildOutput::Stderr`] is the same as [`ChildOutput::Inherit`] here.
+    pub fn stderr(mut self, output: ChildOutput) -> Self {
+        self.stderr = output;
+        self
+    }
+
     /// Child processes: how values cross to a child (default: [`Serialization::Postcard`]).
     pub fn serialization(mut self, serialization: Serialization) -> Self {
         self.serialization = serialization;
@@ -394,6 +437,8 @@ impl Builder {
             (self.filename.is_some(), "filename"),
             (!self.argv.is_empty(), "argv"),
             (!self.env.is_empty(), "env"),
+            (self.stdout != ChildOutput::Inherit, "stdout"),
+            (self.stderr != ChildOutput::Inherit, "stderr"),
             (
                 self.memory_recycle.is_some(),
                 "max_memory_limit_before_recycle",
@@ -533,6 +578,8 @@ impl Builder {
             program,
             executable,
             args: self.argv.clone(),
+            stdout: self.stdout,
+            stderr: self.stderr,
             env: self.env.clone(),
             serialization: self.serialization,
             startup_timeout: self.startup_timeout,

@@ -123,7 +123,9 @@ pub(crate) struct WorkerStart {
 pub struct WorkerInfo {
     /// The worker's id, as [`worker::id`](crate::worker::id) returns it inside.
     pub id: usize,
-    /// The child's process id in the child-process runtime; `None` for threads.
+    /// The child's process id in the child-process runtime; `None` for threads, and for a
+    /// child still starting (spawned, its handshake not yet done): a worker is listed from the
+    /// moment the pool reserves it.
     pub pid: Option<u32>,
     /// Tasks the worker has taken: the running one and those waiting in its own queue.
     pub running: usize,

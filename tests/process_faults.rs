@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tinypool::{
-    worker, AbortController, Builder, Error, Exports, Pool, Port, ResourceLimits, RunOptions,
-    Runtime, Task,
+    worker, AbortController, Builder, ChildOutput, Error, Exports, Pool, Port, ResourceLimits,
+    RunOptions, Runtime, Task,
 };
 
 use common::eventually;
@@ -292,8 +292,17 @@ fn output_within(mut command: Command, what: &str) -> Output {
 fn play(role: &str) -> ! {
     match role {
         // Runs a task that prints on stdout and stderr, then stops cleanly.
-        "print" => {
-            let pool = child_pool(1, 1).build().expect("a pool");
+        "print" | "print-stdout-to-stderr" | "print-to-null" => {
+            let (stdout, stderr) = match role {
+                "print" => (ChildOutput::Inherit, ChildOutput::Inherit),
+                "print-stdout-to-stderr" => (ChildOutput::Stderr, ChildOutput::Inherit),
+                _ => (ChildOutput::Null, ChildOutput::Null),
+            };
+            let pool = child_pool(1, 1)
+                .stdout(stdout)
+                .stderr(stderr)
+                .build()
+                .expect("a pool");
             settle(pool.run_with::<(), _>((), named("print"))).expect("the print task");
             destroy(pool);
             std::process::exit(0);
@@ -382,6 +391,31 @@ fn a_childs_stdout_and_stderr_reach_the_parents() {
     );
     assert!(!stdout.contains("Worker error"), "stdout: {stdout:?}");
     assert!(!stderr.contains("Worker message"), "stderr: {stderr:?}");
+}
+
+/// `stdout` and `stderr` send a child's output elsewhere: its stdout to the parent's stderr
+/// (for a parent that speaks a protocol on its stdout), or both to nowhere.
+fn a_childs_output_goes_where_stdout_and_stderr_say() {
+    let output = output_within(
+        parent_program("print-stdout-to-stderr"),
+        "the parent program",
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stdout.contains("Worker"), "stdout: {stdout:?}");
+    for line in ["Worker message", "Worker error"] {
+        assert!(stderr.lines().any(|l| l == line), "stderr: {stderr:?}");
+    }
+
+    let output = output_within(parent_program("print-to-null"), "the parent program");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        !stdout.contains("Worker") && !stderr.contains("Worker"),
+        "{stdout:?} {stderr:?}"
+    );
 }
 
 // ---- 2. A dying worker fails only its task ------------------------------------------------------
@@ -1191,6 +1225,10 @@ fn main() {
         (
             "a_childs_stdout_and_stderr_reach_the_parents",
             a_childs_stdout_and_stderr_reach_the_parents,
+        ),
+        (
+            "a_childs_output_goes_where_stdout_and_stderr_say",
+            a_childs_output_goes_where_stdout_and_stderr_say,
         ),
         (
             "a_segfault_fails_only_its_task",

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use common::{block_on, eventually, live, run_cases};
 use serde::{Deserialize, Serialize};
 use tinypool::{
-    worker, AbortController, AbortSignal, Error, Exports, MaxQueue, Pool, Port, ResourceLimits,
-    RunOptions, Runtime, Task,
+    worker, AbortController, AbortSignal, ChildOutput, Error, Exports, MaxQueue, Pool, Port,
+    ResourceLimits, RunOptions, Runtime, Task,
 };
 
 thread_local! {
@@ -129,6 +129,8 @@ fn exports() -> Exports {
         .export("env", |key: String| std::env::var(key).ok())
         .export("nest", Nest::new)
         .export("depth", |nest: Nest| nest.depth())
+        // Another library's exports, served by the same `serve_if_worker`.
+        .merge(Exports::new().export("words", |text: String| text.split_whitespace().count()))
         .export("args", |()| {
             std::env::args().skip(1).collect::<Vec<String>>()
         })
@@ -306,6 +308,7 @@ fn main() {
         idle_workers_above_the_minimum_leave,
         duration_max_options_mean_never,
         values_nested_too_deep_for_a_child_fail_with_protocol,
+        merged_exports_serve_both_sets,
         tasks_are_futures,
         children_get_env_and_argv,
         // ---- Scheduling ----
@@ -818,6 +821,15 @@ fn values_nested_too_deep_for_a_child_fail_with_protocol(runtime: Runtime) {
     assert_eq!(shallow.map(|nest| nest.depth()), Ok(100));
     let shallow = finish(pool.run_with::<u32, _>(Nest::new(100), RunOptions::new().name("depth")));
     assert_eq!(shallow, Ok(100));
+    pool.destroy().wait().unwrap();
+}
+
+/// Merged exports serve both sets, in both runtimes.
+fn merged_exports_serve_both_sets(runtime: Runtime) {
+    let pool = pool(runtime).build().unwrap();
+    let words = pool.run_with::<usize, _>("two words".to_owned(), RunOptions::new().name("words"));
+    assert_eq!(finish(words), Ok(2));
+    assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
     pool.destroy().wait().unwrap();
 }
 
@@ -2713,6 +2725,8 @@ fn each_runtime_refuses_the_options_only_the_other_can_honour(runtime: Runtime) 
                 pool(runtime).max_memory_limit_before_recycle(1 << 30),
                 "max_memory_limit_before_recycle",
             ),
+            (pool(runtime).stdout(ChildOutput::Null), "stdout"),
+            (pool(runtime).stderr(ChildOutput::Stderr), "stderr"),
         ],
         _ => vec![(
             pool(runtime).resource_limits(ResourceLimits::new().stack_size(1 << 20)),

@@ -13,8 +13,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::ExitStatus;
+
+use crate::options::{ChildOutput, ProcessOptions};
 
 /// A child process this process started. Dropped, it is killed and reaped if it has not
 /// been: a driver that unwinds still leaves no process and no zombie.
@@ -95,15 +96,13 @@ fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
 }
 
 impl ChildProcess {
-    /// Starts `executable` as `program` (its `argv[0]`) with `args` and this process's
-    /// environment plus `env`, in a process group of its own (the terminal's Ctrl-C is for the
-    /// application to handle, not for its workers); stdin reads `/dev/null`, stdout and stderr
-    /// are shared; `fds` are `(ours, theirs)`: each of our descriptors appears in the child as
-    /// `theirs` (the child closes any other it inherits).
+    /// Starts the worker executable as `options` say (as the program at its path, with its
+    /// arguments, stdout and stderr) with this process's environment plus `env`, in a process
+    /// group of its own (the terminal's Ctrl-C is for the application to handle, not for its
+    /// workers); stdin reads `/dev/null`; `fds` are `(ours, theirs)`: each of our descriptors
+    /// appears in the child as `theirs` (the child closes any other it inherits).
     pub(crate) fn spawn(
-        executable: &Path,
-        program: &Path,
-        args: &[OsString],
+        options: &ProcessOptions,
         env: &[(OsString, OsString)],
         fds: &[(RawFd, RawFd)],
     ) -> io::Result<ChildProcess> {
@@ -115,9 +114,9 @@ impl ChildProcess {
                 )
             })
         };
-        let executable = c_string(executable.as_os_str())?;
-        let mut argv = vec![c_string(program.as_os_str())?];
-        for arg in args {
+        let executable = c_string(options.executable.as_os_str())?;
+        let mut argv = vec![c_string(options.program.as_os_str())?];
+        for arg in &options.args {
             argv.push(c_string(arg)?);
         }
         let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
@@ -147,7 +146,11 @@ impl ChildProcess {
             // SAFETY: `copy` was just created and nothing else owns it.
             staged.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
         }
-        let pid = spawn(&executable, &argv, &envp, &staged)?;
+        let output = Output {
+            stdout: options.stdout,
+            stderr: options.stderr,
+        };
+        let pid = spawn(&executable, &argv, &envp, &staged, output)?;
         Ok(ChildProcess {
             pid,
             status: None,
@@ -232,6 +235,7 @@ fn spawn(
     argv: &[CString],
     envp: &[CString],
     fds: &[(OwnedFd, RawFd)],
+    output: Output,
 ) -> io::Result<libc::pid_t> {
     let check = |code: libc::c_int| {
         if code == 0 {
@@ -261,6 +265,22 @@ fn spawn(
             libc::O_RDONLY,
             0,
         ))?;
+        for (fd, to) in [(1, output.stdout), (2, output.stderr)] {
+            match to {
+                ChildOutput::Inherit => {}
+                ChildOutput::Null => check(libc::posix_spawn_file_actions_addopen(
+                    actions.0,
+                    fd,
+                    c"/dev/null".as_ptr(),
+                    libc::O_WRONLY,
+                    0,
+                ))?,
+                ChildOutput::Stderr if fd == 2 => {}
+                ChildOutput::Stderr => {
+                    check(libc::posix_spawn_file_actions_adddup2(actions.0, 2, fd))?
+                }
+            }
+        }
         for (ours, theirs) in fds {
             check(libc::posix_spawn_file_actions_adddup2(
                 actions.0,
@@ -293,6 +313,13 @@ fn spawn(
         ))?;
         Ok(pid)
     }
+}
+
+/// Where the child's stdout and stderr go.
+#[derive(Clone, Copy)]
+struct Output {
+    stdout: ChildOutput,
+    stderr: ChildOutput,
 }
 
 /// Runs its function on the pointer when dropped: the `_destroy` of a posix_spawn object.
