@@ -208,7 +208,9 @@ pub struct Destroy {
 }
 
 impl Destroy {
-    /// Blocks until every worker thread is joined, or `terminate_timeout` passes.
+    /// Blocks until every worker thread is joined, or `terminate_timeout` passes. In async
+    /// code, `.await` it instead: it then waits on a thread of its own, and the executor's
+    /// thread stays free.
     pub fn wait(self) -> Result<(), Error> {
         self.shared.join_threads(self.deadline)
     }

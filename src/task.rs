@@ -195,6 +195,25 @@ impl<R: Send> Completion<R> for Slot<R> {
 /// assert_eq!(task.wait()?, 10);
 /// # Ok::<(), tinypool::Error>(())
 /// ```
+///
+/// In async code, `.await` it: [`wait`](Task::wait) blocks the thread it is called on, and in
+/// an async runtime that thread runs other tasks. On a single-threaded runtime a `wait()` on a
+/// task that needs something from the async side (a message on its channel, say) never
+/// returns: the side that would send it cannot run.
+///
+/// ```
+/// # fn main() -> Result<(), tinypool::Error> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let pool = tinypool::Pool::builder()
+///     .exports(tinypool::Exports::new().default(|n: u64| n * 2))
+///     .build()?;
+/// let doubled = pool.run::<u64, _>(21u64).await?;
+/// assert_eq!(doubled, 42);
+/// pool.destroy().await
+/// # })
+/// # }
+/// ```
 #[must_use = "a task runs even if its handle is dropped; wait on it or await it for the result"]
 pub struct Task<R> {
     completion: Arc<dyn Completion<R>>,
@@ -210,7 +229,8 @@ impl<R: Send + 'static> Task<R> {
         Task::new(Arc::new(Slot::ready(result)))
     }
 
-    /// Blocks the current thread until the task resolves.
+    /// Blocks the current thread until the task resolves. In async code, `.await` the task
+    /// instead: this would block the executor's thread (see [`Task`]).
     pub fn wait(self) -> Result<R, Error> {
         self.completion
             .slot()
@@ -220,6 +240,26 @@ impl<R: Send + 'static> Task<R> {
 
     /// Blocks for at most `timeout`. On timeout the handle comes back (`Err`) and the task
     /// keeps running.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # let pool = tinypool::Pool::builder()
+    /// #     .exports(tinypool::Exports::new().default(|ms: u64| {
+    /// #         std::thread::sleep(Duration::from_millis(ms));
+    /// #         ms
+    /// #     }))
+    /// #     .build()?;
+    /// let mut task = pool.run::<u64, _>(50u64);
+    /// let slept = loop {
+    ///     match task.wait_timeout(Duration::from_millis(10)) {
+    ///         Ok(result) => break result?,
+    ///         Err(still_running) => task = still_running, // do something else meanwhile
+    ///     }
+    /// };
+    /// assert_eq!(slept, 50);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<R, Error>, Task<R>> {
         let deadline = Instant::now().checked_add(timeout);
         match self.completion.slot().wait(deadline) {
