@@ -58,7 +58,7 @@ impl Runtime for Processes {
         env.push((PARENT_ENV.into(), std::process::id().to_string().into()));
         let limits = Limits::to_env(options.max_message_size, options.startup_timeout);
         env.push((LIMITS_ENV.into(), limits.into()));
-        let child = ChildProcess::spawn(&options, &env, &fds)
+        let child = ChildProcess::spawn(options, &env, &fds)
             .map_err(|e| failed(format!("spawning the child: {e}")))?;
         drop(theirs);
         drop(region_fd);
