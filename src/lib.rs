@@ -1,39 +1,139 @@
 //! # tinypool
 //!
-//! A tiny, fast worker pool for Rust: a [`Pool`] of workers that run *exported functions* by
-//! name, modelled on [Tinypool](https://github.com/tinylibs/tinypool), the Node.js pool that
-//! Vitest runs on.
+//! A tiny, fast worker pool for Rust programs: a [`Pool`] of workers that run *exported
+//! functions* by name, on threads or on child processes, and hand each result back as a
+//! [`Task`] you can `.await` in any executor or block on. It follows
+//! [Tinypool](https://github.com/tinylibs/tinypool), the Node.js pool that Vitest runs on: the
+//! same options, the same model.
 //!
-//! - Results are [`Task`]s: a `Future` for any executor, and blockable with
-//!   [`Task::wait`].
-//! - Options mirror Tinypool's: min/max threads, idle timeout, max queue, concurrent tasks per
-//!   worker, isolated workers, recycling, teardown, terminate timeout, worker data.
-//! - Cancellation with an [`AbortController`], message [`channel`](fn@channel)s between the caller and a
-//!   running task, and one error type, [`Error`], through which every failure arrives.
+//! The package is `tinypool-rs`; the library is `tinypool`:
+//!
+//! ```toml
+//! [dependencies]
+//! tinypool-rs = "0.1"
+//! ```
 //!
 //! ## Quick start
 //!
 //! ```
-//! use tinypool::{Exports, Pool};
+//! use tinypool::{Exports, Pool, RunOptions};
 //!
 //! let pool = Pool::builder()
-//!     .exports(Exports::new().default(|(a, b): (i32, i32)| a + b))
+//!     .exports(
+//!         Exports::new()
+//!             .default(|(a, b): (i32, i32)| a + b)
+//!             .export("multiply", |(a, b): (i32, i32)| a * b),
+//!     )
 //!     .build()?;
 //!
-//! let result: i32 = pool.run((4, 6)).wait()?;
-//! assert_eq!(result, 10);
-//!
-//! // Tasks are futures too, for any executor:
-//! # let block_on = |task: tinypool::Task<i32>| task.wait();
-//! let task = pool.run::<i32, _>((1, 2));
-//! assert_eq!(block_on(task)?, 3);
+//! let sum: i32 = pool.run((4, 6)).wait()?;
+//! let product = pool.run_with::<i32, _>((4, 6), RunOptions::new().name("multiply"));
+//! assert_eq!((sum, product.wait()?), (10, 24));
 //!
 //! pool.destroy().wait()?;
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 //!
-//! Inside a worker, [`worker`] tells the function its worker's id, the pool's data, its
-//! task's channel and whether it was aborted.
+//! Every task resolves exactly once: with its value, or with an [`Error`] saying what went
+//! wrong (a panic, an abort, a full queue, a worker that died, a destroyed pool…). Argument
+//! and result types must be exactly the export's (`i32` is not `u32`), else the task fails
+//! with [`Error::TypeMismatch`]: give literals their type (`pool.run::<u32, _>(21u32)`).
+//!
+//! ## Two runtimes, one API
+//!
+//! - [`Runtime::Threads`] (the default): workers are threads of this process. Arguments and
+//!   results move; nothing is serialized.
+//! - [`Runtime::ChildProcess`] (Unix): each worker is a child process, and values cross a
+//!   private socket (and, on Linux, shared memory) with serde. A crash, `abort()`, segfault or
+//!   `exit` in a child fails only its own task with [`Error::WorkerExited`], and the pool
+//!   replaces the child. This is the runtime for code that may crash, leak or hang: C
+//!   libraries, untrusted input, tests.
+//!
+//! A child is this program re-executed, so `main` must let it serve first, with
+//! [`worker::serve_if_worker`]; in the pool's own process that call returns at once:
+//!
+//! ```no_run
+//! use tinypool::{Exports, Pool, Runtime};
+//!
+//! fn exports() -> Exports {
+//!     Exports::new().default(|(a, b): (i32, i32)| a + b)
+//! }
+//!
+//! fn main() -> Result<(), tinypool::Error> {
+//!     tinypool::worker::serve_if_worker(exports()); // In a worker: serves, then exits.
+//!
+//!     let pool = Pool::builder().runtime(Runtime::ChildProcess).build()?;
+//!     assert_eq!(pool.run::<i32, _>((4, 6)).wait()?, 10);
+//!     pool.destroy().wait()
+//! }
+//! ```
+//!
+//! Or the workers are a separate program, given with [`Builder::filename`], whose `main`
+//! makes the same call. A child gets its own process group (Ctrl-C is the application's to
+//! handle), this process's environment plus [`Builder::env`], [`Builder::argv`] as arguments,
+//! stdout and stderr as [`Builder::stdout`] and [`Builder::stderr`] say, and no other
+//! descriptor of this process; it dies with the pool's process.
+//!
+//! ## Async
+//!
+//! A [`Task`] is a `Future` that the worker itself wakes: it works on tokio, smol, async-std or
+//! a hand-written executor. In async code, `.await` tasks and [`Destroy`]: their `wait()`
+//! blocks the calling thread, which in an async runtime is the executor's (on a
+//! single-threaded runtime, waiting on a task that needs a message from the async side never
+//! returns).
+//!
+//! ```
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! let pool = tinypool::Pool::builder()
+//!     .exports(tinypool::Exports::new().default(|n: u64| n * 2))
+//!     .build()?;
+//! let doubled = pool.run::<u64, _>(21u64).await?;
+//! assert_eq!(doubled, 42);
+//! pool.destroy().await
+//! # })?;
+//! # Ok::<(), tinypool::Error>(())
+//! ```
+//!
+//! With child processes, keep `main` a plain function that serves first and then builds the
+//! async runtime (`examples/tokio.rs`): under `#[tokio::main]` every child would start a
+//! runtime before serving. Exported functions are synchronous: a worker runs its tasks one
+//! after another, whatever `concurrent_tasks_per_worker` says.
+//!
+//! ## Inside a worker
+//!
+//! [`worker`] tells the running function its worker's id, the pool's
+//! [`worker_data`](Builder::worker_data), its task's [`channel`](fn@channel) and whether the
+//! task was aborted ([`AbortController`]).
+//!
+//! ## Errors
+//!
+//! ```
+//! use tinypool::{Error, Exports, Pool};
+//!
+//! let pool = Pool::builder()
+//!     .exports(Exports::new().default(|n: i32| if n < 0 { panic!("negative") } else { n }))
+//!     .build()?;
+//! match pool.run::<i32, _>(-1).wait() {
+//!     Ok(n) => println!("{n}"),
+//!     Err(Error::Panicked { message, .. }) => assert!(message.contains("negative")),
+//!     Err(other) => return Err(other),
+//! }
+//! # Ok::<(), tinypool::Error>(())
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `json` | [`Serialization::Json`], for serde types postcard cannot carry (untagged enums, `#[serde(flatten)]`) |
+//!
+//! ## Platforms
+//!
+//! | | Linux | macOS | Windows |
+//! |---|---|---|---|
+//! | threads | ✓ tested | ✓ built and linted in CI | ✓ built and linted in CI |
+//! | child processes | ✓ tested | ✓ (frames over the socket only) built and linted in CI | not yet: [`Runtime::ChildProcess`] is [`Error::InvalidOptions`] |
 
 #![warn(missing_docs)]
 
