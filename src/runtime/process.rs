@@ -145,7 +145,7 @@ impl ChildWorker {
 
     /// Sends a frame whole, or gives up at `deadline`.
     fn send(&self, frame: Result<Vec<u8>, Error>, deadline: Instant) -> Result<(), Error> {
-        lock(&self.writer).send_all(&frame?, Some(deadline))
+        lock(&self.writer).send_all(&frame?, deadline)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {

@@ -79,31 +79,26 @@ impl Outbound {
         waiting && !self.broken
     }
 
-    /// Pushes `frame` and waits until all of it is out (`INIT`, `STOP`, a channel message),
-    /// or `deadline` passes.
-    pub(crate) fn send_all(
-        &mut self,
-        frame: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), crate::Error> {
+    /// Pushes `frame` and waits until all of it is out (`INIT`, `STOP`), or `deadline`
+    /// passes, or the child is gone.
+    pub(crate) fn send_all(&mut self, frame: &[u8], deadline: Instant) -> Result<(), crate::Error> {
         self.push(frame);
         let mut nap = Duration::from_micros(20);
         while self.flush() {
-            let left = deadline.map_or(POLL_INTERVAL, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(crate::Error::Protocol {
                     message: "writing the worker channel: the child does not read".to_owned(),
                 });
             }
+            // Neither a full ring nor a full socket says that the child is gone: a process it
+            // forked may hold the socket.
+            if hung_up(&self.stream) || self.watch.exited() {
+                self.broken = true;
+                break;
+            }
             if self.owed.is_empty() {
-                // The ring is full: the child empties it as it reads, without telling, or it
-                // is gone.
-                if hung_up(&self.stream) || self.watch.exited() {
-                    self.broken = true;
-                    break;
-                }
+                // The ring is full: the child empties it as it reads, without telling.
                 std::thread::sleep(nap.min(left));
                 nap = (nap * 2).min(Duration::from_millis(1));
             } else {
