@@ -8,7 +8,7 @@ use postcard::ser_flavors::{AllocVec, Flavor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::exports::panic_message;
+use crate::panics;
 use crate::Error;
 
 mod depth;
@@ -43,12 +43,10 @@ impl Serialization {
         let too_deep = Cell::new(false);
         // `Serialize` is user code: its panic must not unwind the pool's driver thread.
         let encoded = catch_unwind(AssertUnwindSafe(|| self.encode_bounded(value, &too_deep)))
-            .map_err(|payload| Error::Panicked {
-                message: format!(
-                    "serializing a `{}` panicked: {}",
-                    type_name::<T>(),
-                    panic_message(&*payload)
-                ),
+            .map_err(|payload| {
+                panics::caught(&*payload, |message| {
+                    format!("serializing a `{}` panicked: {message}", type_name::<T>())
+                })
             })?;
         encoded.map_err(|message| Error::Protocol {
             message: format!(
@@ -102,12 +100,10 @@ impl Serialization {
         let too_deep = Cell::new(false);
         // `Deserialize` is user code: its panic must not unwind the pool's driver thread.
         let decoded = catch_unwind(AssertUnwindSafe(|| self.decode_bounded(bytes, &too_deep)))
-            .map_err(|payload| Error::Panicked {
-                message: format!(
-                    "deserializing a `{}` panicked: {}",
-                    type_name::<T>(),
-                    panic_message(&*payload)
-                ),
+            .map_err(|payload| {
+                panics::caught(&*payload, |message| {
+                    format!("deserializing a `{}` panicked: {message}", type_name::<T>())
+                })
             })?;
         decoded.map_err(|message| Error::Protocol {
             message: format!(
@@ -713,11 +709,17 @@ mod tests {
         }
     }
 
+    /// The panic is the task's error, with its message and its location (in this file).
     #[test]
     fn a_panicking_serde_impl_is_an_error() {
+        crate::panics::install();
+        let here = |location: Option<String>| {
+            let location = location.expect("the hook saw the panic");
+            assert!(location.starts_with(concat!(file!(), ":")), "{location}");
+        };
         for codec in codecs() {
             match codec.encode(&vec![PanicsOnSerialize]) {
-                Err(Error::Panicked { message }) => {
+                Err(Error::Panicked { message, location }) => {
                     assert!(
                         message.starts_with("serializing a `alloc::vec::Vec<"),
                         "{message}"
@@ -726,16 +728,18 @@ mod tests {
                         message.ends_with("PanicsOnSerialize>` panicked: no serializing this"),
                         "{message}"
                     );
+                    here(location);
                 }
                 other => panic!("{other:?}"),
             }
             match codec.decode::<PanicsOnDeserialize>(b"null") {
-                Err(Error::Panicked { message }) => {
+                Err(Error::Panicked { message, location }) => {
                     assert!(message.starts_with("deserializing a `"), "{message}");
                     assert!(
                         message.ends_with("PanicsOnDeserialize` panicked: no deserializing this"),
                         "{message}"
                     );
+                    here(location);
                 }
                 other => panic!("{other:?}"),
             }
