@@ -113,7 +113,9 @@ pub enum Error {
         limit: String,
     },
     /// A message between the pool and a child-process worker was malformed, truncated or over
-    /// `max_message_size`, or could not be (de)serialized.
+    /// `max_message_size`, or could not be (de)serialized. A type that postcard cannot carry
+    /// (an untagged enum, `#[serde(flatten)]`, `serde_json::Value`) says to use
+    /// [`Serialization::Json`](crate::Serialization::Json).
     Protocol {
         /// What was wrong with it.
         message: String,
