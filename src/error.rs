@@ -94,7 +94,9 @@ pub enum Error {
     /// a child never completed the handshake (wrong binary, `serve_if_worker` not called,
     /// crashed at start, `startup_timeout` passed).
     WorkerStartFailed {
-        /// What went wrong, with the worker executable's path for a child process.
+        /// What went wrong, with the worker executable's path for a child process. A child
+        /// that ended without a word of the handshake is told that its `main` must call
+        /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first.
         message: String,
     },
     /// A child-process worker died while running the task: `exit(n)`, a signal (a crash, a

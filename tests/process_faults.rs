@@ -30,6 +30,9 @@ use common::eventually;
 
 /// Set on this binary re-executed as a parent program: which one it plays (see [`play`]).
 const ROLE: &str = "PROCESS_FAULTS_ROLE";
+/// Set on this binary re-executed as a worker whose `main` forgets to serve: it exits 0 before
+/// it calls `serve_if_worker`.
+const UNSERVED: &str = "PROCESS_FAULTS_UNSERVED";
 /// An argument that selects no test, in case a re-executed binary ever reached the runner.
 const NO_TESTS: &str = "__process_faults_no_test__";
 /// A bound that only a bug reaches: it turns a hang into a failure. Never a timing assertion.
@@ -776,12 +779,27 @@ fn start_fails(builder: Builder, expected: &[&str]) {
     destroy(pool);
 }
 
+/// A worker program that exits without the handshake (`/bin/true`, or this one when its
+/// `main` returns before it calls `serve_if_worker`): the error says what `main` must do.
 fn a_worker_that_exits_before_the_handshake_fails_to_start() {
+    const HINT: &str = "the worker program's `main` must call \
+                        `tinypool::worker::serve_if_worker` first";
     start_fails(
         Pool::builder()
             .runtime(Runtime::ChildProcess)
             .filename("/bin/true"),
-        &["/bin/true"],
+        &[
+            "/bin/true",
+            "without a handshake",
+            "exited with code 0",
+            HINT,
+        ],
+    );
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .env(UNSERVED, "1"),
+        &["exited with code 0", HINT],
     );
 }
 
@@ -1176,6 +1194,9 @@ fn workers_run_the_running_program_after_an_upgrade() {
 }
 
 fn main() {
+    if std::env::var_os(UNSERVED).is_some() {
+        std::process::exit(0);
+    }
     worker::serve_if_worker(exports());
     // Crashing workers must not leave core files behind (children inherit this).
     let no_core = libc::rlimit {
