@@ -83,7 +83,8 @@ pub enum Error {
         /// to [`worker::port`](crate::worker::port) or [`worker::data`](crate::worker::data).
         found: String,
     },
-    /// A builder option is invalid; the message names it.
+    /// A builder option is invalid; the message names it (and, for `filename`, the path that
+    /// does not exist or is not an executable file).
     InvalidOptions(String),
     /// The other side of a [`Port`](crate::Port) is closed: the task ended, or every handle to
     /// the other side was dropped.

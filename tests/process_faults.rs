@@ -814,13 +814,64 @@ fn a_worker_that_never_answers_fails_at_the_startup_timeout() {
     );
 }
 
+/// A worker executable the system cannot run (it is not a program): each task fails with
+/// `WorkerStartFailed` naming the spawn.
 fn a_worker_that_cannot_be_spawned_fails_to_start() {
+    let path = std::env::temp_dir().join(format!("tinypool-not-a-program-{}", std::process::id()));
+    std::fs::write(&path, [0u8; 64]).expect("writing the file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let name = path.display().to_string();
     start_fails(
         Pool::builder()
             .runtime(Runtime::ChildProcess)
-            .filename("/nonexistent/tinypool-worker"),
-        &["/nonexistent/tinypool-worker", "spawning"],
+            .filename(&path),
+        &[&name, "spawning"],
     );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `filename` must name an executable file: a missing path, a directory, a file without
+/// execute permission and a bare name found nowhere in `PATH` are refused at `build`, naming
+/// the path, before any child is started.
+fn a_filename_that_is_not_an_executable_file_is_refused_at_build() {
+    let before = children();
+    let dir = std::env::temp_dir().join(format!("tinypool-filename-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "#!/bin/sh\nexit 0\n").expect("writing the file");
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cases = [
+        (dir.join("missing"), "does not exist"),
+        (dir.clone(), "is not a file"),
+        (plain, "is not executable"),
+        (
+            "tinypool-no-such-program".into(),
+            "is not an executable file in any directory of PATH",
+        ),
+    ];
+    for (path, says) in cases {
+        let built = Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .filename(&path)
+            .build();
+        match built {
+            Err(Error::InvalidOptions(message)) => {
+                let named = format!("filename: `{}` {says}", path.display());
+                assert!(message.contains(&named), "{message:?} says {named:?}");
+            }
+            other => panic!("{path:?}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+    // A bare name is looked up in PATH, as the spawn does.
+    let pool = Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .filename("true")
+        .min_threads(0)
+        .build()
+        .expect("`true` is in PATH");
+    destroy(pool);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(children(), before, "no child process was started");
 }
 
 // ---- 10. A worker started by hand -------------------------------------------------------------
@@ -1269,6 +1320,10 @@ fn main() {
         (
             "a_worker_that_cannot_be_spawned_fails_to_start",
             a_worker_that_cannot_be_spawned_fails_to_start,
+        ),
+        (
+            "a_filename_that_is_not_an_executable_file_is_refused_at_build",
+            a_filename_that_is_not_an_executable_file_is_refused_at_build,
         ),
         (
             "a_worker_started_by_hand_exits_with_code_2",
