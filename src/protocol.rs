@@ -28,7 +28,7 @@
 //!
 //! | code | error | fields |
 //! |---|---|---|
-//! | 1 | `Panicked` | message:str has_location:u8 [location:str] |
+//! | 1 | `Panicked` | message:str has_location:u8 (1: location:str follows) |
 //! | 2 | `NoSuchFunction` | name:str |
 //! | 3 | `TypeMismatch` | role:u8 (0 argument, 1 result: function:str follows; 2 channel, 3 worker_data) expected:str found:str |
 //! | 4 | `Disconnected` | |
