@@ -24,7 +24,7 @@ fn main() {
             message: Some(message),
             ..
         }) if cfg!(panic = "abort") => message.contains("boom"),
-        Err(Error::Panicked { message }) if cfg!(panic = "unwind") => message == "boom",
+        Err(Error::Panicked { message, .. }) if cfg!(panic = "unwind") => message == "boom",
         _ => false,
     };
     pool.destroy().wait().expect("destroy");

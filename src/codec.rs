@@ -8,7 +8,7 @@ use postcard::ser_flavors::{AllocVec, Flavor};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::exports::panic_message;
+use crate::panics;
 use crate::Error;
 
 mod depth;
@@ -43,12 +43,10 @@ impl Serialization {
         let too_deep = Cell::new(false);
         // `Serialize` is user code: its panic must not unwind the pool's driver thread.
         let encoded = catch_unwind(AssertUnwindSafe(|| self.encode_bounded(value, &too_deep)))
-            .map_err(|payload| Error::Panicked {
-                message: format!(
-                    "serializing a `{}` panicked: {}",
-                    type_name::<T>(),
-                    panic_message(&*payload)
-                ),
+            .map_err(|payload| {
+                panics::caught(&*payload, |message| {
+                    format!("serializing a `{}` panicked: {message}", type_name::<T>())
+                })
             })?;
         encoded.map_err(|message| Error::Protocol {
             message: format!(
@@ -72,8 +70,8 @@ impl Serialization {
                 };
                 value
                     .serialize(depth::Ser::new(&mut serializer, too_deep))
-                    .map_err(|e| e.to_string())?;
-                serializer.output.finalize().map_err(|e| e.to_string())
+                    .map_err(postcard_error)?;
+                serializer.output.finalize().map_err(postcard_error)
             }
             #[cfg(feature = "json")]
             Serialization::Json => {
@@ -102,12 +100,10 @@ impl Serialization {
         let too_deep = Cell::new(false);
         // `Deserialize` is user code: its panic must not unwind the pool's driver thread.
         let decoded = catch_unwind(AssertUnwindSafe(|| self.decode_bounded(bytes, &too_deep)))
-            .map_err(|payload| Error::Panicked {
-                message: format!(
-                    "deserializing a `{}` panicked: {}",
-                    type_name::<T>(),
-                    panic_message(&*payload)
-                ),
+            .map_err(|payload| {
+                panics::caught(&*payload, |message| {
+                    format!("deserializing a `{}` panicked: {message}", type_name::<T>())
+                })
             })?;
         decoded.map_err(|message| Error::Protocol {
             message: format!(
@@ -128,8 +124,7 @@ impl Serialization {
         match self {
             Serialization::Postcard => {
                 let mut deserializer = postcard::Deserializer::from_bytes(bytes);
-                T::deserialize(depth::De::new(&mut deserializer, too_deep))
-                    .map_err(|e| e.to_string())
+                T::deserialize(depth::De::new(&mut deserializer, too_deep)).map_err(postcard_error)
             }
             #[cfg(feature = "json")]
             Serialization::Json => {
@@ -197,6 +192,29 @@ mod bytes {
         }
         None
     }
+}
+
+/// postcard's error message, with what to do when the type is one postcard cannot carry:
+/// what needs a self-describing format asks the deserializer what comes next
+/// (`deserialize_any`, `deserialize_identifier`: untagged and internally tagged enums,
+/// `#[serde(flatten)]`, `serde_json::Value`), and postcard refuses that; a `#[serde(flatten)]`
+/// struct serializes as a map of unknown length, which postcard cannot write either.
+fn postcard_error(error: postcard::Error) -> String {
+    let why = match error {
+        postcard::Error::WontImplement => {
+            "it needs a self-describing format: an untagged or internally tagged enum, \
+             `#[serde(flatten)]`, `serde_json::Value`, …"
+        }
+        postcard::Error::SerializeSeqLengthUnknown => {
+            "it is a map or sequence that does not give its length: a struct with a \
+             `#[serde(flatten)]` field, a `Serialize` that collects an iterator, …"
+        }
+        _ => return error.to_string(),
+    };
+    format!(
+        "{error}: postcard cannot carry this type ({why}); use `Serialization::Json` (the \
+         crate's `json` feature)"
+    )
 }
 
 /// The format's error message, unless the value was too deep: then the format's message may
@@ -715,11 +733,17 @@ mod tests {
         }
     }
 
+    /// The panic is the task's error, with its message and its location (in this file).
     #[test]
     fn a_panicking_serde_impl_is_an_error() {
+        crate::panics::install();
+        let here = |location: Option<String>| {
+            let location = location.expect("the hook saw the panic");
+            assert!(location.starts_with(concat!(file!(), ":")), "{location}");
+        };
         for codec in codecs() {
             match codec.encode(&vec![PanicsOnSerialize]) {
-                Err(Error::Panicked { message }) => {
+                Err(Error::Panicked { message, location }) => {
                     assert!(
                         message.starts_with("serializing a `alloc::vec::Vec<"),
                         "{message}"
@@ -728,19 +752,85 @@ mod tests {
                         message.ends_with("PanicsOnSerialize>` panicked: no serializing this"),
                         "{message}"
                     );
+                    here(location);
                 }
                 other => panic!("{other:?}"),
             }
             match codec.decode::<PanicsOnDeserialize>(b"null") {
-                Err(Error::Panicked { message }) => {
+                Err(Error::Panicked { message, location }) => {
                     assert!(message.starts_with("deserializing a `"), "{message}");
                     assert!(
                         message.ends_with("PanicsOnDeserialize` panicked: no deserializing this"),
                         "{message}"
                     );
+                    here(location);
                 }
                 other => panic!("{other:?}"),
             }
+        }
+    }
+
+    // --- What postcard cannot carry ---------------------------------------------------------
+
+    /// Decoding needs `deserialize_any`.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Untagged {
+        Number(u32),
+        Text(String),
+    }
+
+    /// Encodes as a map whose length serde does not know.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Flattened {
+        id: u32,
+        #[serde(flatten)]
+        rest: BTreeMap<String, u32>,
+    }
+
+    #[track_caller]
+    fn says_use_json<T: Debug>(result: Result<T, Error>, postcards_words: &str) {
+        match result {
+            Err(Error::Protocol { message }) => {
+                assert!(message.contains(postcards_words), "{message}");
+                assert!(
+                    message.contains("postcard cannot carry this type"),
+                    "{message}"
+                );
+                assert!(
+                    message.contains("use `Serialization::Json` (the crate's `json` feature)"),
+                    "{message}"
+                );
+            }
+            other => panic!("not a protocol error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn what_postcard_cannot_carry_says_to_use_json() {
+        let codec = Serialization::Postcard;
+        // It encodes as its variant's value, but cannot be read back.
+        let encoded = codec.encode(&Untagged::Text("x".into())).unwrap();
+        says_use_json(codec.decode::<Untagged>(&encoded), "will never implement");
+        let flattened = Flattened {
+            id: 1,
+            rest: BTreeMap::from([("a".to_owned(), 2)]),
+        };
+        says_use_json(
+            codec.encode(&flattened),
+            "length of a sequence must be known",
+        );
+        // Other errors get no such advice.
+        match codec.decode::<String>(&[0xff, 0xff, 0xff]) {
+            Err(Error::Protocol { message }) => assert!(!message.contains("Json"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        if Serialization::Json.available() {
+            let json = Serialization::Json;
+            let back = json.decode::<Untagged>(&json.encode(&Untagged::Number(3)).unwrap());
+            assert_eq!(back.unwrap(), Untagged::Number(3));
+            let back = json.decode::<Flattened>(&json.encode(&flattened).unwrap());
+            assert_eq!(back.unwrap(), flattened);
         }
     }
 

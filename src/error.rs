@@ -5,8 +5,30 @@ use std::fmt;
 /// Everything that can go wrong with a task, a pool or a channel.
 ///
 /// Every task resolves exactly once, either with its value or with one of these. The messages
-/// are written for the person reading a log, and the variants are for the code that matches on
-/// them.
+/// are written for the person reading a log, and say what to do where they can; the variants
+/// are for the code that matches on them.
+///
+/// ```
+/// use tinypool::{Error, Exports, Pool, RunOptions, TypeRole};
+///
+/// let pool = Pool::builder()
+///     .exports(Exports::new().export("add", |(a, b): (i32, i32)| a + b))
+///     .build()?;
+/// let error = pool
+///     .run_with::<i32, _>((1u32, 2u32), RunOptions::new().name("add"))
+///     .wait()
+///     .unwrap_err();
+/// assert!(matches!(
+///     &error,
+///     Error::TypeMismatch { what: TypeRole::Argument { function }, .. } if function == "add"
+/// ));
+/// assert_eq!(
+///     error.to_string(),
+///     "the argument of \"add\" has the wrong type: the export takes `(i32, i32)`, the task \
+///      passed `(u32, u32)`"
+/// );
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -32,10 +54,15 @@ pub enum Error {
         /// The id of the (first) worker that did not stop in time.
         worker: usize,
     },
-    /// The exported function panicked; the message is the panic's payload.
+    /// The exported function panicked (or, in the child-process runtime, a `Serialize` or
+    /// `Deserialize` impl did); the message is the panic's payload.
     Panicked {
         /// The panic message (`"<non-string panic payload>"` when it was not a string).
         message: String,
+        /// Where the panic happened, as `file:line:column` (what the default panic hook
+        /// prints). `None` when the crate's panic hook did not see the panic: a hook set
+        /// after the first pool was built that does not call the one it replaced.
+        location: Option<String>,
     },
     /// No function is exported under this name.
     NoSuchFunction {
@@ -44,14 +71,20 @@ pub enum Error {
     },
     /// The argument or the result does not have the exact type of the export (no conversions:
     /// `i32` is not `i64`), or a worker asked for data or a port of another type than was
-    /// given.
+    /// given. `what` says which.
     TypeMismatch {
-        /// The type the export (or the data, or the port) has.
+        /// What has the wrong type: the argument or the result of which export, the task's
+        /// channel, or `worker_data`.
+        what: TypeRole,
+        /// The type that is there: the export's argument or result type, the channel's
+        /// message type, the type of the pool's `worker_data`.
         expected: String,
-        /// The type the caller used.
+        /// The type that was asked for: the task's argument or result type, the type given
+        /// to [`worker::port`](crate::worker::port) or [`worker::data`](crate::worker::data).
         found: String,
     },
-    /// A builder option is invalid; the message names it.
+    /// A builder option is invalid; the message names it (and, for `filename`, the path that
+    /// does not exist or is not an executable file).
     InvalidOptions(String),
     /// The other side of a [`Port`](crate::Port) is closed: the task ended, or every handle to
     /// the other side was dropped.
@@ -62,7 +95,9 @@ pub enum Error {
     /// a child never completed the handshake (wrong binary, `serve_if_worker` not called,
     /// crashed at start, `startup_timeout` passed).
     WorkerStartFailed {
-        /// What went wrong, with the worker executable's path for a child process.
+        /// What went wrong, with the worker executable's path for a child process. A child
+        /// that ended without a word of the handshake is told that its `main` must call
+        /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first.
         message: String,
     },
     /// A child-process worker died while running the task: `exit(n)`, a signal (a crash, a
@@ -81,16 +116,50 @@ pub enum Error {
         limit: String,
     },
     /// A message between the pool and a child-process worker was malformed, truncated or over
-    /// `max_message_size`, or could not be (de)serialized.
+    /// `max_message_size`, or could not be (de)serialized. A type that postcard cannot carry
+    /// (an untagged enum, `#[serde(flatten)]`, `serde_json::Value`) says to use
+    /// [`Serialization::Json`](crate::Serialization::Json).
     Protocol {
         /// What was wrong with it.
         message: String,
     },
 }
 
+/// What has the wrong type in an [`Error::TypeMismatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TypeRole {
+    /// The argument a task passed to an export.
+    Argument {
+        /// The export's name (`"default"` for the default export).
+        function: String,
+    },
+    /// The result a task expects of an export.
+    Result {
+        /// The export's name (`"default"` for the default export).
+        function: String,
+    },
+    /// The messages of the task's channel, asked for with [`worker::port`](crate::worker::port).
+    Channel,
+    /// The pool's `worker_data`, asked for with [`worker::data`](crate::worker::data).
+    WorkerData,
+}
+
+impl fmt::Display for TypeRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypeRole::Argument { function } => write!(f, "the argument of \"{function}\""),
+            TypeRole::Result { function } => write!(f, "the result of \"{function}\""),
+            TypeRole::Channel => f.write_str("the task's channel"),
+            TypeRole::WorkerData => f.write_str("worker_data"),
+        }
+    }
+}
+
 impl Error {
-    pub(crate) fn type_mismatch(expected: &str, found: &str) -> Self {
+    pub(crate) fn type_mismatch(what: TypeRole, expected: &str, found: &str) -> Self {
         Error::TypeMismatch {
+            what,
             expected: expected.to_owned(),
             found: found.to_owned(),
         }
@@ -114,10 +183,39 @@ impl fmt::Display for Error {
                     "failed to terminate worker {worker} within terminate_timeout"
                 )
             }
-            Error::Panicked { message } => write!(f, "the task panicked: {message}"),
+            Error::Panicked {
+                message,
+                location: None,
+            } => write!(f, "the task panicked: {message}"),
+            Error::Panicked {
+                message,
+                location: Some(location),
+            } => write!(f, "the task panicked at {location}: {message}"),
             Error::NoSuchFunction { name } => write!(f, "no function exported as \"{name}\""),
-            Error::TypeMismatch { expected, found } => {
-                write!(f, "type mismatch: expected `{expected}`, found `{found}`")
+            Error::TypeMismatch {
+                what,
+                expected,
+                found,
+            } => {
+                write!(f, "{what} has the wrong type: ")?;
+                match what {
+                    TypeRole::Argument { .. } => write!(
+                        f,
+                        "the export takes `{expected}`, the task passed `{found}`"
+                    ),
+                    TypeRole::Result { .. } => write!(
+                        f,
+                        "the export returns `{expected}`, the task expects `{found}`"
+                    ),
+                    TypeRole::Channel => write!(
+                        f,
+                        "it carries `{expected}`, the function asked for a port of `{found}`"
+                    ),
+                    TypeRole::WorkerData => write!(
+                        f,
+                        "the pool was given a `{expected}`, the function asked for a `{found}`"
+                    ),
+                }
             }
             Error::InvalidOptions(message) => write!(f, "invalid options: {message}"),
             Error::Disconnected => f.write_str("the other side of the channel is closed"),
@@ -151,3 +249,54 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mismatch(what: TypeRole) -> String {
+        Error::type_mismatch(what, "(i32, i32)", "(u32, u32)").to_string()
+    }
+
+    #[test]
+    fn a_type_mismatch_says_what_and_where() {
+        let function = || "add".to_owned();
+        assert_eq!(
+            mismatch(TypeRole::Argument {
+                function: function()
+            }),
+            "the argument of \"add\" has the wrong type: the export takes `(i32, i32)`, the \
+             task passed `(u32, u32)`"
+        );
+        assert_eq!(
+            mismatch(TypeRole::Result {
+                function: function()
+            }),
+            "the result of \"add\" has the wrong type: the export returns `(i32, i32)`, the \
+             task expects `(u32, u32)`"
+        );
+        assert_eq!(
+            mismatch(TypeRole::Channel),
+            "the task's channel has the wrong type: it carries `(i32, i32)`, the function \
+             asked for a port of `(u32, u32)`"
+        );
+        assert_eq!(
+            mismatch(TypeRole::WorkerData),
+            "worker_data has the wrong type: the pool was given a `(i32, i32)`, the function \
+             asked for a `(u32, u32)`"
+        );
+    }
+
+    #[test]
+    fn a_panic_says_where_when_known() {
+        let panicked = |location: Option<&str>| Error::Panicked {
+            message: "boom".to_owned(),
+            location: location.map(str::to_owned),
+        };
+        assert_eq!(
+            panicked(Some("src/main.rs:3:5")).to_string(),
+            "the task panicked at src/main.rs:3:5: boom"
+        );
+        assert_eq!(panicked(None).to_string(), "the task panicked: boom");
+    }
+}

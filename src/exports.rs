@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::Serialization;
+use crate::error::TypeRole;
+use crate::panics;
 use crate::task::DEFAULT_NAME;
 use crate::Error;
 
@@ -21,7 +23,7 @@ use crate::Error;
 /// same exports serve a child-process worker, where arguments and results cross a process
 /// boundary; in the threads runtime nothing is serialized, the values move. Domain errors are
 /// values: export a function returning `Result<V, E>`. A panic becomes the task's
-/// [`Error::Panicked`] and the worker stays usable.
+/// [`Error::Panicked`], with its message and location, and the worker stays usable.
 ///
 /// ```
 /// use tinypool::Exports;
@@ -134,11 +136,13 @@ impl fmt::Debug for Exports {
 /// An exported function with its types erased.
 #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 pub(crate) trait Export: Send + Sync {
-    /// Calls the function with the argument in `arg` (an `Option<A>`) and puts its result in
-    /// `out` (an `Option<R>`). The types must be exactly the function's, else
-    /// [`Error::TypeMismatch`] and the function is not called.
+    /// Calls the function, exported as `name`, with the argument in `arg` (an `Option<A>`)
+    /// and puts its result in `out` (an `Option<R>`). The types must be exactly the
+    /// function's, else [`Error::TypeMismatch`] naming the export, and the function is not
+    /// called.
     fn call(
         &self,
+        name: &str,
         arg: &mut dyn Any,
         arg_type: &str,
         out: &mut dyn Any,
@@ -149,14 +153,15 @@ pub(crate) trait Export: Send + Sync {
     /// result leaves encoded. The type names are the caller's; they must be the function's.
     fn call_encoded(
         &self,
+        name: &str,
         codec: Serialization,
         arg: &[u8],
         arg_type: &str,
         out_type: &str,
     ) -> Result<Vec<u8>, Error>;
 
-    /// Calls a teardown function (which takes `()`), dropping its result.
-    fn call_teardown(&self) -> Result<(), Error>;
+    /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
+    fn call_teardown(&self, name: &str) -> Result<(), Error>;
 
     /// The type of the argument.
     fn arg_type(&self) -> &'static str;
@@ -171,11 +176,10 @@ impl<F, T, R> Typed<F, T, R>
 where
     F: Fn(T) -> R,
 {
-    /// Calls the function; a panic becomes the task's error, with its message.
+    /// Calls the function; a panic becomes the task's error, with its message and location.
     fn invoke(&self, arg: T) -> Result<R, Error> {
-        catch_unwind(AssertUnwindSafe(|| (self.function)(arg))).map_err(|payload| Error::Panicked {
-            message: panic_message(&*payload),
-        })
+        catch_unwind(AssertUnwindSafe(|| (self.function)(arg)))
+            .map_err(|payload| panics::caught(&*payload, |message| message))
     }
 }
 
@@ -187,16 +191,17 @@ where
 {
     fn call(
         &self,
+        name: &str,
         arg: &mut dyn Any,
         arg_type: &str,
         out: &mut dyn Any,
         out_type: &str,
     ) -> Result<(), Error> {
         let Some(arg) = arg.downcast_mut::<Option<T>>() else {
-            return Err(Error::type_mismatch(type_name::<T>(), arg_type));
+            return Err(argument_mismatch::<T>(name, arg_type));
         };
         let Some(out) = out.downcast_mut::<Option<R>>() else {
-            return Err(Error::type_mismatch(type_name::<R>(), out_type));
+            return Err(result_mismatch::<R>(name, out_type));
         };
         *out = Some(self.invoke(arg.take().ok_or(Error::Terminated)?)?);
         Ok(())
@@ -204,29 +209,52 @@ where
 
     fn call_encoded(
         &self,
+        name: &str,
         codec: Serialization,
         arg: &[u8],
         arg_type: &str,
         out_type: &str,
     ) -> Result<Vec<u8>, Error> {
         if arg_type != type_name::<T>() {
-            return Err(Error::type_mismatch(type_name::<T>(), arg_type));
+            return Err(argument_mismatch::<T>(name, arg_type));
         }
         if out_type != type_name::<R>() {
-            return Err(Error::type_mismatch(type_name::<R>(), out_type));
+            return Err(result_mismatch::<R>(name, out_type));
         }
         codec.encode(&self.invoke(codec.decode(arg)?)?)
     }
 
-    fn call_teardown(&self) -> Result<(), Error> {
+    fn call_teardown(&self, name: &str) -> Result<(), Error> {
         let mut arg = Some(());
         let mut out: Option<R> = None;
-        self.call(&mut arg, type_name::<()>(), &mut out, type_name::<R>())
+        self.call(
+            name,
+            &mut arg,
+            type_name::<()>(),
+            &mut out,
+            type_name::<R>(),
+        )
     }
 
     fn arg_type(&self) -> &'static str {
         type_name::<T>()
     }
+}
+
+/// The task passed a `found` where the export `name` takes a `T`.
+fn argument_mismatch<T>(name: &str, found: &str) -> Error {
+    let what = TypeRole::Argument {
+        function: name.to_owned(),
+    };
+    Error::type_mismatch(what, type_name::<T>(), found)
+}
+
+/// The task expects a `found` where the export `name` returns an `R`.
+fn result_mismatch<R>(name: &str, found: &str) -> Error {
+    let what = TypeRole::Result {
+        function: name.to_owned(),
+    };
+    Error::type_mismatch(what, type_name::<R>(), found)
 }
 
 /// The message of a panic payload, as `std` prints it.

@@ -144,6 +144,7 @@ mod error;
 mod exports;
 mod intake;
 mod options;
+mod panics;
 mod pool;
 #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 mod protocol;
@@ -157,7 +158,7 @@ pub mod worker;
 pub use abort::{AbortController, AbortSignal};
 pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
-pub use error::Error;
+pub use error::{Error, TypeRole};
 pub use exports::Exports;
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Destroy, Pool};

@@ -342,8 +342,12 @@ impl Builder {
         self
     }
 
-    /// Child processes: the worker executable (default: this program, re-executed). Its
-    /// `main` must call [`worker::serve_if_worker`](crate::worker::serve_if_worker) first.
+    /// Child processes: the worker executable (default: this program, re-executed); a name
+    /// without a `/` is looked up in `PATH`. Its `main` must call
+    /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first (a child that exits
+    /// without the handshake fails its tasks with [`Error::WorkerStartFailed`] saying so).
+    /// [`build`](Self::build) refuses a path that is not an executable file with
+    /// [`Error::InvalidOptions`].
     pub fn filename(mut self, path: impl Into<PathBuf>) -> Self {
         self.filename = Some(path.into());
         self
@@ -543,7 +547,11 @@ impl Builder {
             return invalid("max_message_size must be at least 64 bytes".into());
         }
         let (program, executable) = match &self.filename {
-            Some(path) => (path.clone(), path.clone()),
+            Some(path) => {
+                #[cfg(unix)]
+                check_executable(path)?;
+                (path.clone(), path.clone())
+            }
             None => {
                 let program = std::env::current_exe().map_err(|e| {
                     Error::InvalidOptions(format!("filename: cannot find this executable: {e}"))
@@ -589,6 +597,46 @@ impl Builder {
             max_cpu_time: self.resource_limits.max_cpu_time,
             worker_data,
         })
+    }
+}
+
+/// Refuses a `filename` that names no executable file, as `posix_spawnp` would find it (a
+/// bare name is looked up in `PATH`): the mistake is named once, at `build`, rather than as
+/// the start failure of every worker.
+#[cfg(unix)]
+fn check_executable(path: &Path) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+
+    let refuse = |why: &str| {
+        Err(Error::InvalidOptions(format!(
+            "filename: `{}` {why}",
+            path.display()
+        )))
+    };
+    let executable = |candidate: &Path| {
+        let Ok(c_path) = std::ffi::CString::new(candidate.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: access reads the NUL-terminated path, which outlives the call.
+        candidate.is_file() && unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
+    };
+    if path.as_os_str().is_empty() {
+        return refuse("is empty");
+    }
+    if !path.as_os_str().as_bytes().contains(&b'/') {
+        // glibc's default when PATH is unset.
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        if std::env::split_paths(&search).any(|dir| executable(&dir.join(path))) {
+            return Ok(());
+        }
+        return refuse("is not an executable file in any directory of PATH");
+    }
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => refuse("does not exist"),
+        Err(error) => refuse(&format!("cannot be read: {error}")),
+        Ok(metadata) if !metadata.is_file() => refuse("is not a file"),
+        Ok(_) if !executable(path) => refuse("is not executable (no execute permission)"),
+        Ok(_) => Ok(()),
     }
 }
 

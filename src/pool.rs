@@ -66,6 +66,8 @@ impl Pool {
     }
 
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
+        // Before any worker can panic: the hook notes where, for `Error::Panicked`.
+        crate::panics::install();
         let runtime: Box<dyn Runtime> = match &options.process {
             #[cfg(unix)]
             Some(process) => Box::new(Processes {

@@ -24,7 +24,18 @@
 //! | `DONE` | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error |
 //! | `PANICKING` | child → pool | message:str, sent by the panic hook in case the child then dies |
 //!
-//! An error is `code:u8` followed by its fields as `str`s (see [`write_error`]). The child sends
+//! An error is `code:u8` and its fields (see [`write_error`]):
+//!
+//! | code | error | fields |
+//! |---|---|---|
+//! | 1 | `Panicked` | message:str has_location:u8 (1: location:str follows) |
+//! | 2 | `NoSuchFunction` | name:str |
+//! | 3 | `TypeMismatch` | role:u8 (0 argument, 1 result: function:str follows; 2 channel, 3 worker_data) expected:str found:str |
+//! | 4 | `Disconnected` | |
+//! | 5 | `NoChannel` | |
+//! | 6 | `Protocol` (and any other error, as its message) | message:str |
+//!
+//! The child sends
 //! `HELLO` first; the pool checks magic and version and answers `INIT`. Anything malformed,
 //! truncated, of an unknown kind or longer than the cap is an [`Error::Protocol`], and no
 //! buffer is ever sized from a length the cap did not first bound.
@@ -36,10 +47,10 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use crate::Error;
+use crate::{Error, TypeRole};
 
 /// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 pub(crate) const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;
@@ -273,9 +284,29 @@ impl<'a> Body<'a> {
 /// The errors a child can report for a task; anything else it reports as `Protocol`.
 fn write_error(frame: Frame, error: &Error) -> Frame {
     match error {
-        Error::Panicked { message } => frame.u8(1).str(message),
+        Error::Panicked { message, location } => {
+            let frame = frame.u8(1).str(message);
+            match location {
+                Some(location) => frame.u8(1).str(location),
+                None => frame.u8(0),
+            }
+        }
         Error::NoSuchFunction { name } => frame.u8(2).str(name),
-        Error::TypeMismatch { expected, found } => frame.u8(3).str(expected).str(found),
+        Error::TypeMismatch {
+            what,
+            expected,
+            found,
+        } => {
+            let frame = frame.u8(3);
+            match what {
+                TypeRole::Argument { function } => frame.u8(0).str(function),
+                TypeRole::Result { function } => frame.u8(1).str(function),
+                TypeRole::Channel => frame.u8(2),
+                TypeRole::WorkerData => frame.u8(3),
+            }
+            .str(expected)
+            .str(found)
+        }
         Error::Disconnected => frame.u8(4),
         Error::NoChannel => frame.u8(5),
         Error::Protocol { message } => frame.u8(6).str(message),
@@ -287,14 +318,32 @@ fn read_error(body: &mut Body<'_>) -> Result<Error, Error> {
     Ok(match body.u8()? {
         1 => Error::Panicked {
             message: body.str()?.to_owned(),
+            location: match body.u8()? {
+                0 => None,
+                _ => Some(body.str()?.to_owned()),
+            },
         },
         2 => Error::NoSuchFunction {
             name: body.str()?.to_owned(),
         },
-        3 => Error::TypeMismatch {
-            expected: body.str()?.to_owned(),
-            found: body.str()?.to_owned(),
-        },
+        3 => {
+            let what = match body.u8()? {
+                0 => TypeRole::Argument {
+                    function: body.str()?.to_owned(),
+                },
+                1 => TypeRole::Result {
+                    function: body.str()?.to_owned(),
+                },
+                2 => TypeRole::Channel,
+                3 => TypeRole::WorkerData,
+                role => return Err(protocol(format!("unknown type role {role}"))),
+            };
+            Error::TypeMismatch {
+                what,
+                expected: body.str()?.to_owned(),
+                found: body.str()?.to_owned(),
+            }
+        }
         4 => Error::Disconnected,
         5 => Error::NoChannel,
         6 => protocol(body.str()?),
@@ -334,9 +383,29 @@ mod tests {
         for error in [
             Error::Panicked {
                 message: "boom".into(),
+                location: None,
+            },
+            Error::Panicked {
+                message: "boom".into(),
+                location: Some("src/lib.rs:1:2".into()),
             },
             Error::NoSuchFunction { name: "f".into() },
-            Error::type_mismatch("i64", "i32"),
+            Error::type_mismatch(
+                TypeRole::Argument {
+                    function: "add".into(),
+                },
+                "i64",
+                "i32",
+            ),
+            Error::type_mismatch(
+                TypeRole::Result {
+                    function: "default".into(),
+                },
+                "u8",
+                "()",
+            ),
+            Error::type_mismatch(TypeRole::Channel, "u8", "u16"),
+            Error::type_mismatch(TypeRole::WorkerData, "String", "u32"),
             Error::Disconnected,
             Error::NoChannel,
         ] {
@@ -672,9 +741,21 @@ mod tests {
             ) {
                 let (a, b) = texts;
                 for error in [
-                    Error::Panicked { message: a.clone() },
+                    Error::Panicked { message: a.clone(), location: None },
+                    Error::Panicked { message: a.clone(), location: Some(b.clone()) },
                     Error::NoSuchFunction { name: a.clone() },
-                    Error::TypeMismatch { expected: a.clone(), found: b.clone() },
+                    Error::TypeMismatch {
+                        what: TypeRole::Argument { function: b.clone() },
+                        expected: a.clone(),
+                        found: b.clone(),
+                    },
+                    Error::TypeMismatch {
+                        what: TypeRole::Result { function: a.clone() },
+                        expected: a.clone(),
+                        found: b.clone(),
+                    },
+                    Error::TypeMismatch { what: TypeRole::Channel, expected: a.clone(), found: b.clone() },
+                    Error::TypeMismatch { what: TypeRole::WorkerData, expected: b.clone(), found: a.clone() },
                     Error::Protocol { message: b.clone() },
                     Error::Disconnected,
                     Error::NoChannel,

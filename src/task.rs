@@ -450,7 +450,13 @@ where
                 let mut arg = Some(arg);
                 let mut out: Option<R> = None;
                 export
-                    .call(&mut arg, type_name::<A>(), &mut out, type_name::<R>())
+                    .call(
+                        self.name(),
+                        &mut arg,
+                        type_name::<A>(),
+                        &mut out,
+                        type_name::<R>(),
+                    )
                     .map(|()| out.expect("a successful call fills the result"))
             }
         };

@@ -24,7 +24,7 @@ use crate::codec::Serialization;
 use crate::exports::Exports;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-use crate::Error;
+use crate::{Error, TypeRole};
 
 /// The pool's `worker_data`, shared by its workers.
 #[derive(Clone)]
@@ -115,7 +115,11 @@ where
         None => Ok(None),
         Some(Data::Local(data)) => match data.value.downcast_ref::<D>() {
             Some(value) => Ok(Some(value.clone())),
-            None => Err(Error::type_mismatch(data.type_name, type_name::<D>())),
+            None => Err(Error::type_mismatch(
+                TypeRole::WorkerData,
+                data.type_name,
+                type_name::<D>(),
+            )),
         },
         Some(Data::Encoded {
             type_name: name,
@@ -123,7 +127,11 @@ where
             codec,
         }) => {
             if name != type_name::<D>() {
-                return Err(Error::type_mismatch(name, type_name::<D>()));
+                return Err(Error::type_mismatch(
+                    TypeRole::WorkerData,
+                    name,
+                    type_name::<D>(),
+                ));
             }
             codec.decode(bytes).map(Some)
         }
@@ -145,7 +153,9 @@ where
             port.as_any()
                 .downcast_ref::<Port<T>>()
                 .cloned()
-                .ok_or_else(|| Error::type_mismatch(port.message_type(), type_name::<T>()))
+                .ok_or_else(|| {
+                    Error::type_mismatch(TypeRole::Channel, port.message_type(), type_name::<T>())
+                })
         }
         #[cfg(unix)]
         TaskPort::Remote(bridge) => bridge.port::<T>(),

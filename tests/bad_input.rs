@@ -33,7 +33,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Runtime, Task};
+use tinypool::{
+    worker, AbortController, Error, Exports, Pool, RunOptions, Runtime, Task, TypeRole,
+};
 
 /// Turns a hang into a failure. Never a timing assertion.
 const BOUND: Duration = Duration::from_secs(30);
@@ -56,7 +58,7 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 // The rings of `src/runtime/ring.rs`, written out as well: after `INIT` a pool's frames travel
 // in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
@@ -293,8 +295,8 @@ fn channel_messages_that_fail_to_serialize(runtime: Runtime) {
 
 /// User code that panics while a value is serialized or deserialized, on either side (the
 /// pool encoding an argument or decoding a result, the child decoding an argument or encoding
-/// a result): the task fails with `Panicked` naming the panic, the worker serves on, nothing
-/// is left behind. Threads move values and serialize nothing.
+/// a result): the task fails with `Panicked` naming the panic and where it happened, the
+/// worker serves on, nothing is left behind. Threads move values and serialize nothing.
 fn serde_code_that_panics(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
     let pid = pid(&pool, runtime);
@@ -311,8 +313,10 @@ fn serde_code_that_panics(runtime: Runtime) {
     for (result, says) in cases {
         match (runtime, result) {
             (Runtime::Threads, result) => assert_eq!(result, Ok(())),
-            (_, Err(Error::Panicked { message })) => {
-                assert!(message.contains(says), "{message:?} says {says:?}")
+            (_, Err(Error::Panicked { message, location })) => {
+                assert!(message.contains(says), "{message:?} says {says:?}");
+                let location = location.expect("the hook saw where");
+                assert!(location.starts_with("tests/bad_input.rs:"), "{location}");
             }
             (_, other) => panic!("expected a panic that says {says:?}: {other:?}"),
         }
@@ -337,6 +341,9 @@ fn a_bad_teardown_in_a_child_is_reported() {
         (
             "teardown_takes_i32",
             Error::TypeMismatch {
+                what: TypeRole::Argument {
+                    function: "teardown_takes_i32".into(),
+                },
                 expected: "i32".into(),
                 found: "()".into(),
             },

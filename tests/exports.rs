@@ -1,6 +1,7 @@
 //! Exported functions with worker threads only (spec §1.11): building `Exports` (the default
 //! by name, replacing an export, `contains`), a pool without a default export, a function not
-//! called when the types do not match, and arguments and results moved without serialization.
+//! called when the types do not match, arguments and results moved without serialization, and
+//! a panic hook that replaces the crate's.
 //! Named exports, unknown names, panics, exact types, worker data and the worker context
 //! (scenarios 1, 2, 5, 14, 17, 18, 78, 82, 110) are tested for both runtimes in
 //! `tests/runtimes.rs`.
@@ -9,7 +10,7 @@ mod common;
 
 use common::{finish, Counter};
 use serde::{Deserialize, Serialize};
-use tinypool::{Error, Exports, Pool, RunOptions};
+use tinypool::{Error, Exports, Pool, RunOptions, TypeRole};
 
 fn one_worker(exports: Exports, prefix: &str) -> Pool {
     Pool::builder()
@@ -92,16 +93,28 @@ fn a_wrong_argument_type_is_a_type_mismatch_and_the_function_is_not_called() {
     assert_eq!(
         finish(pool.run::<i64, _>(1i32)),
         Err(Error::TypeMismatch {
+            what: TypeRole::Argument {
+                function: "default".to_owned()
+            },
             expected: "i64".to_owned(),
             found: "i32".to_owned()
         })
     );
+    let error = finish(pool.run_with::<i32, _>((1i64, 2i64), named("pair"))).unwrap_err();
     assert_eq!(
-        finish(pool.run_with::<i32, _>((1i64, 2i64), named("pair"))),
-        Err(Error::TypeMismatch {
+        error,
+        Error::TypeMismatch {
+            what: TypeRole::Argument {
+                function: "pair".to_owned()
+            },
             expected: "(i32, i32)".to_owned(),
             found: "(i64, i64)".to_owned()
-        })
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "the argument of \"pair\" has the wrong type: the export takes `(i32, i32)`, the task \
+         passed `(i64, i64)`"
     );
     assert_eq!(called.get(), 0, "no conversion, no call");
     // The worker is fine, and the exact types work.
@@ -121,17 +134,26 @@ fn a_wrong_result_type_is_a_type_mismatch_and_the_function_is_not_called() {
     };
     let pool = one_worker(exports, "x-restype");
     let error = finish(pool.run::<i32, _>(1i64)).unwrap_err();
+    let result = || TypeRole::Result {
+        function: "default".to_owned(),
+    };
     assert_eq!(
         error,
         Error::TypeMismatch {
+            what: result(),
             expected: "i64".to_owned(),
             found: "i32".to_owned()
         }
     );
-    assert!(error.to_string().contains("`i64`"), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "the result of \"default\" has the wrong type: the export returns `i64`, the task \
+         expects `i32`"
+    );
     assert_eq!(
         finish(pool.run::<String, _>(1i64)),
         Err(Error::TypeMismatch {
+            what: result(),
             expected: "i64".to_owned(),
             found: std::any::type_name::<String>().to_owned()
         })
@@ -176,4 +198,54 @@ fn arguments_and_results_move_without_serialization() {
         &*value.0 as *const u64 as usize, address,
         "and gave it back"
     );
+}
+
+/// The crate notes where a panic happened through a panic hook it chains in front of the
+/// process's when the first pool is built. A hook set later that does not call the one it
+/// replaced leaves the location unknown: `None`, never another panic's. Put back, the crate's
+/// hook locates panics again.
+#[test]
+fn a_panic_hook_that_replaces_the_crates_leaves_the_location_unknown() {
+    let pool = one_worker(
+        Exports::new().default(|(message, panic): (String, bool)| -> u8 {
+            // A panic the function catches itself is noted too: the note stays behind.
+            let _ = std::panic::catch_unwind(|| panic!("caught inside"));
+            if panic {
+                panic!("{message}")
+            }
+            0
+        }),
+        "x-hook",
+    );
+    let run = |message: &str, panic: bool| finish(pool.run::<u8, _>((message.to_owned(), panic)));
+    match run("located", true) {
+        Err(Error::Panicked {
+            message,
+            location: Some(location),
+        }) => {
+            assert_eq!(message, "located");
+            assert!(location.starts_with("tests/exports.rs:"), "{location}");
+        }
+        other => panic!("expected a located panic, got {other:?}"),
+    }
+    assert_eq!(run("", false), Ok(0));
+    let crates = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let unknown = run("unlocated", true);
+    std::panic::set_hook(crates);
+    assert_eq!(
+        unknown,
+        Err(Error::Panicked {
+            message: "unlocated".to_owned(),
+            location: None
+        }),
+        "not the location of the panic caught inside"
+    );
+    assert!(matches!(
+        run("located again", true),
+        Err(Error::Panicked {
+            location: Some(_),
+            ..
+        })
+    ));
 }

@@ -30,6 +30,9 @@ use common::eventually;
 
 /// Set on this binary re-executed as a parent program: which one it plays (see [`play`]).
 const ROLE: &str = "PROCESS_FAULTS_ROLE";
+/// Set on this binary re-executed as a worker whose `main` forgets to serve: it exits 0 before
+/// it calls `serve_if_worker`.
+const UNSERVED: &str = "PROCESS_FAULTS_UNSERVED";
 /// An argument that selects no test, in case a re-executed binary ever reached the runner.
 const NO_TESTS: &str = "__process_faults_no_test__";
 /// A bound that only a bug reaches: it turns a hang into a failure. Never a timing assertion.
@@ -810,12 +813,27 @@ fn start_fails(builder: Builder, expected: &[&str]) {
     destroy(pool);
 }
 
+/// A worker program that exits without the handshake (`/bin/true`, or this one when its
+/// `main` returns before it calls `serve_if_worker`): the error says what `main` must do.
 fn a_worker_that_exits_before_the_handshake_fails_to_start() {
+    const HINT: &str = "the worker program's `main` must call \
+                        `tinypool::worker::serve_if_worker` first";
     start_fails(
         Pool::builder()
             .runtime(Runtime::ChildProcess)
             .filename("/bin/true"),
-        &["/bin/true"],
+        &[
+            "/bin/true",
+            "without a handshake",
+            "exited with code 0",
+            HINT,
+        ],
+    );
+    start_fails(
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .env(UNSERVED, "1"),
+        &["exited with code 0", HINT],
     );
 }
 
@@ -830,13 +848,64 @@ fn a_worker_that_never_answers_fails_at_the_startup_timeout() {
     );
 }
 
+/// A worker executable the system cannot run (it is not a program): each task fails with
+/// `WorkerStartFailed` naming the spawn.
 fn a_worker_that_cannot_be_spawned_fails_to_start() {
+    let path = std::env::temp_dir().join(format!("tinypool-not-a-program-{}", std::process::id()));
+    std::fs::write(&path, [0u8; 64]).expect("writing the file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let name = path.display().to_string();
     start_fails(
         Pool::builder()
             .runtime(Runtime::ChildProcess)
-            .filename("/nonexistent/tinypool-worker"),
-        &["/nonexistent/tinypool-worker", "spawning"],
+            .filename(&path),
+        &[&name, "spawning"],
     );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// `filename` must name an executable file: a missing path, a directory, a file without
+/// execute permission and a bare name found nowhere in `PATH` are refused at `build`, naming
+/// the path, before any child is started.
+fn a_filename_that_is_not_an_executable_file_is_refused_at_build() {
+    let before = children();
+    let dir = std::env::temp_dir().join(format!("tinypool-filename-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "#!/bin/sh\nexit 0\n").expect("writing the file");
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cases = [
+        (dir.join("missing"), "does not exist"),
+        (dir.clone(), "is not a file"),
+        (plain, "is not executable"),
+        (
+            "tinypool-no-such-program".into(),
+            "is not an executable file in any directory of PATH",
+        ),
+    ];
+    for (path, says) in cases {
+        let built = Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .filename(&path)
+            .build();
+        match built {
+            Err(Error::InvalidOptions(message)) => {
+                let named = format!("filename: `{}` {says}", path.display());
+                assert!(message.contains(&named), "{message:?} says {named:?}");
+            }
+            other => panic!("{path:?}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+    // A bare name is looked up in PATH, as the spawn does.
+    let pool = Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .filename("true")
+        .min_threads(0)
+        .build()
+        .expect("`true` is in PATH");
+    destroy(pool);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(children(), before, "no child process was started");
 }
 
 // ---- 10. A worker started by hand -------------------------------------------------------------
@@ -1210,6 +1279,9 @@ fn workers_run_the_running_program_after_an_upgrade() {
 }
 
 fn main() {
+    if std::env::var_os(UNSERVED).is_some() {
+        std::process::exit(0);
+    }
     worker::serve_if_worker(exports());
     // Crashing workers must not leave core files behind (children inherit this).
     let no_core = libc::rlimit {
@@ -1286,6 +1358,10 @@ fn main() {
         (
             "a_worker_that_cannot_be_spawned_fails_to_start",
             a_worker_that_cannot_be_spawned_fails_to_start,
+        ),
+        (
+            "a_filename_that_is_not_an_executable_file_is_refused_at_build",
+            a_filename_that_is_not_an_executable_file_is_refused_at_build,
         ),
         (
             "a_worker_started_by_hand_exits_with_code_2",

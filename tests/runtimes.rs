@@ -19,7 +19,7 @@ use common::{block_on, eventually, live, run_cases};
 use serde::{Deserialize, Serialize};
 use tinypool::{
     worker, AbortController, AbortSignal, ChildOutput, Error, Exports, MaxQueue, Pool, Port,
-    ResourceLimits, RunOptions, Runtime, Task,
+    ResourceLimits, RunOptions, Runtime, Task, TypeRole,
 };
 
 thread_local! {
@@ -209,9 +209,17 @@ fn exports() -> Exports {
                 port.send(9) == Err(Error::Disconnected),
             ))
         })
+        // The types of a channel's mismatch, and how the error reads.
         .export("port_type", |()| match worker::port::<u32>() {
-            Err(Error::TypeMismatch { expected, found }) => Some((expected, found)),
-            _ => None,
+            Err(error) => match &error {
+                Error::TypeMismatch {
+                    what: TypeRole::Channel,
+                    expected,
+                    found,
+                } => Some((expected.clone(), found.clone(), error.to_string())),
+                _ => None,
+            },
+            Ok(_) => None,
         })
         .export("has_port", |()| match worker::port::<u32>() {
             Ok(_) => "ok".to_owned(),
@@ -222,13 +230,23 @@ fn exports() -> Exports {
         .export("checked", |x: i32| -> Result<u32, String> {
             u32::try_from(x).map_err(|_| format!("{x} is negative"))
         })
-        .export("data_u32", |()| -> Result<Option<u32>, (String, String)> {
-            match worker::data::<u32>() {
-                Ok(data) => Ok(data),
-                Err(Error::TypeMismatch { expected, found }) => Err((expected, found)),
-                Err(other) => Err((other.to_string(), String::new())),
-            }
-        })
+        // `worker_data` as a u32, or the types of the mismatch and how the error reads.
+        .export(
+            "data_u32",
+            |()| -> Result<Option<u32>, (String, String, String)> {
+                match worker::data::<u32>() {
+                    Ok(data) => Ok(data),
+                    Err(error) => match &error {
+                        Error::TypeMismatch {
+                            what: TypeRole::WorkerData,
+                            expected,
+                            found,
+                        } => Err((expected.clone(), found.clone(), error.to_string())),
+                        other => Err((other.to_string(), String::new(), String::new())),
+                    },
+                }
+            },
+        )
         .export("config", |()| {
             worker::data::<Config>().map_err(|e| e.to_string())
         })
@@ -460,25 +478,21 @@ fn unknown_names_fail_their_task(runtime: Runtime) {
 }
 
 /// Scenarios 78 and 110: a panic fails its task with its message (a formatted one or a
-/// literal), and the same worker serves on.
+/// literal) and the location of the `panic!`, and the same worker serves on.
 fn a_panic_fails_only_its_task(runtime: Runtime) {
     let pool = pool(runtime).max_threads(1).build().unwrap();
     let before: String = finish(named(&pool, "identity")).unwrap();
     let panicked = pool.run_with::<i32, _>("boom".to_owned(), RunOptions::new().name("panic"));
     let error = finish(panicked).unwrap_err();
+    let location = panicked_here(&error, "boom");
     assert_eq!(
-        error,
-        Error::Panicked {
-            message: "boom".into()
-        }
+        error.to_string(),
+        format!("the task panicked at {location}: boom")
     );
-    assert!(error.to_string().contains("boom"), "{error}");
     // `panic!` with a literal: a `&'static str` payload.
-    assert_eq!(
-        finish(named::<u32>(&pool, "panic_teardown")),
-        Err(Error::Panicked {
-            message: "teardown failed".into()
-        })
+    panicked_here(
+        &finish(named::<u32>(&pool, "panic_teardown")).unwrap_err(),
+        "teardown failed",
     );
     let after: String = finish(named(&pool, "identity")).unwrap();
     assert_eq!(before, after, "the same worker serves on");
@@ -486,25 +500,70 @@ fn a_panic_fails_only_its_task(runtime: Runtime) {
     pool.destroy().wait().unwrap();
 }
 
+/// A mismatch names the export and says whether the argument or the result differs.
 fn types_must_match_exactly(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
-    let wrong_arg = finish(pool.run::<i32, _>((4i64, 6i64)));
+    let wrong_arg = finish(pool.run::<i32, _>((4i64, 6i64))).unwrap_err();
     assert_eq!(
         wrong_arg,
-        Err(Error::TypeMismatch {
+        Error::TypeMismatch {
+            what: TypeRole::Argument {
+                function: "default".into()
+            },
             expected: "(i32, i32)".into(),
             found: "(i64, i64)".into()
-        })
+        }
     );
-    let wrong_result = finish(pool.run::<i64, _>((4i32, 6i32)));
+    assert_eq!(
+        wrong_arg.to_string(),
+        "the argument of \"default\" has the wrong type: the export takes `(i32, i32)`, the \
+         task passed `(i64, i64)`"
+    );
+    let multiply = RunOptions::new().name("multiply");
+    let wrong_result = finish(pool.run_with::<i64, _>((4i32, 6i32), multiply)).unwrap_err();
     assert_eq!(
         wrong_result,
-        Err(Error::TypeMismatch {
+        Error::TypeMismatch {
+            what: TypeRole::Result {
+                function: "multiply".into()
+            },
             expected: "i32".into(),
             found: "i64".into()
-        })
+        }
+    );
+    assert_eq!(
+        wrong_result.to_string(),
+        "the result of \"multiply\" has the wrong type: the export returns `i32`, the task \
+         expects `i64`"
     );
     pool.destroy().wait().unwrap();
+}
+
+/// Checks that `error` is a panic with `message` located at a `panic!` of this file (the
+/// hook's `file:line:column`); returns the location.
+#[track_caller]
+fn panicked_here(error: &Error, message: &str) -> String {
+    let Error::Panicked {
+        message: said,
+        location: Some(location),
+    } = error
+    else {
+        panic!("expected a located panic saying {message:?}, got {error:?}");
+    };
+    assert_eq!(said, message);
+    let mut parts = location.rsplitn(3, ':');
+    let (_column, line, file) = (parts.next(), parts.next(), parts.next());
+    assert!(
+        file.is_some_and(|file| file.ends_with("tests/runtimes.rs")),
+        "{location}"
+    );
+    let line: usize = line.and_then(|line| line.parse().ok()).expect("a line");
+    let source = include_str!("runtimes.rs").lines().nth(line - 1);
+    assert!(
+        source.is_some_and(|source| source.contains("panic")),
+        "{location} is a panic: {source:?}"
+    );
+    location.clone()
 }
 
 fn worker_ids_are_unique_and_within_max(runtime: Runtime) {
@@ -2214,10 +2273,11 @@ fn a_panicking_teardown_is_reported_to_on_error(runtime: Runtime) {
     assert_eq!(finish(pool.run::<i32, _>((3, 4))), Ok(7));
     assert_eq!(pool.destroy().wait(), Ok(()));
     assert_eq!(live(&prefix), 0);
-    let panicked = Error::Panicked {
-        message: "teardown failed".to_owned(),
-    };
-    assert_eq!(*errors.lock().unwrap(), [panicked.clone(), panicked]);
+    let errors = errors.lock().unwrap();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for error in errors.iter() {
+        panicked_here(error, "teardown failed");
+    }
 }
 
 /// A teardown that is not exported. A threads pool knows its exports and refuses it at build;
@@ -2380,10 +2440,18 @@ fn worker_port_of_the_wrong_type_is_a_type_mismatch(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
     let (_port, theirs) = tinypool::channel::<String>();
     let options = RunOptions::new().name("port_type").channel(theirs);
-    let task = pool.run_with::<Option<(String, String)>, _>((), options);
+    let task = pool.run_with::<Option<(String, String, String)>, _>((), options);
+    let string = type_name::<String>();
     assert_eq!(
         finish(task),
-        Ok(Some((type_name::<String>().to_owned(), "u32".to_owned())))
+        Ok(Some((
+            string.to_owned(),
+            "u32".to_owned(),
+            format!(
+                "the task's channel has the wrong type: it carries `{string}`, the function \
+                 asked for a port of `u32`"
+            )
+        )))
     );
     pool.destroy().wait().unwrap();
 }
@@ -2431,11 +2499,9 @@ fn a_task_blocked_on_recv_wakes_with_disconnected_when_the_caller_drops_its_port
 fn a_panic_with_a_non_string_payload_fails_the_task(runtime: Runtime) {
     let pool = pool(runtime).max_threads(1).build().unwrap();
     let before: String = finish(named(&pool, "identity")).unwrap();
-    assert_eq!(
-        finish(named::<u32>(&pool, "panic_any")),
-        Err(Error::Panicked {
-            message: "<non-string panic payload>".to_owned()
-        })
+    panicked_here(
+        &finish(named::<u32>(&pool, "panic_any")).unwrap_err(),
+        "<non-string panic payload>",
     );
     let after: String = finish(named(&pool, "identity")).unwrap();
     assert_eq!(before, after, "the same worker serves on");
@@ -2455,11 +2521,19 @@ fn domain_errors_are_result_values_not_task_errors(runtime: Runtime) {
 /// `worker::data` of another type than the pool's is a `TypeMismatch` naming both; a zero is
 /// kept (§2.19 item 8: Tinypool hides falsy values).
 fn worker_data_of_another_type_is_a_type_mismatch_and_zero_is_kept(runtime: Runtime) {
-    type Data = Result<Option<u32>, (String, String)>;
+    type Data = Result<Option<u32>, (String, String, String)>;
     let pool = pool(runtime).worker_data("ABC".to_owned()).build().unwrap();
+    let string = type_name::<String>();
     assert_eq!(
         finish(named::<Data>(&pool, "data_u32")),
-        Ok(Err((type_name::<String>().to_owned(), "u32".to_owned())))
+        Ok(Err((
+            string.to_owned(),
+            "u32".to_owned(),
+            format!(
+                "worker_data has the wrong type: the pool was given a `{string}`, the function \
+                 asked for a `u32`"
+            )
+        )))
     );
     pool.destroy().wait().unwrap();
 

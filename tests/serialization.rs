@@ -1,5 +1,6 @@
 //! The `serialization` option of the child-process runtime: what crosses with postcard (the
-//! default) and with JSON (the `json` feature), and the clear error when a value cannot.
+//! default) and with JSON (the `json` feature), and the clear error, pointing to JSON, when a
+//! value cannot cross with postcard.
 
 mod common;
 
@@ -31,10 +32,29 @@ enum Loose {
     Text(String),
 }
 
+/// Serializes as a map of unknown length: postcard cannot encode it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Flat {
+    id: u32,
+    #[serde(flatten)]
+    extra: BTreeMap<String, u32>,
+}
+
+fn flat() -> Flat {
+    Flat {
+        id: 7,
+        extra: [("x".to_owned(), 1)].into(),
+    }
+}
+
+/// The advice a value postcard cannot carry comes with.
+const USE_JSON: &str = "use `Serialization::Json` (the crate's `json` feature)";
+
 fn exports() -> Exports {
     Exports::new()
         .default(|payload: Payload| payload)
         .export("loose", |value: Loose| value)
+        .export("flat", |value: Flat| value)
         .export("data", |()| {
             worker::data::<Payload>().map_err(|e| e.to_string())
         })
@@ -72,12 +92,27 @@ fn postcard_carries_rich_types_both_ways() {
     pool.destroy().wait().unwrap();
 }
 
+/// An untagged enum fails in the child, which cannot decode the argument; a flattened struct
+/// in the pool, which cannot encode it. Each error names the type and says to use JSON.
 fn postcard_refuses_self_describing_types_with_a_clear_error() {
     let pool = pool(Serialization::Postcard).unwrap();
     let loose = pool.run_with::<Loose, _>(Loose::Text("x".into()), RunOptions::new().name("loose"));
-    match loose.wait() {
-        Err(Error::Protocol { message }) => assert!(message.contains("Loose"), "{message}"),
-        other => panic!("expected a protocol error, got {other:?}"),
+    let flat = pool.run_with::<Flat, _>(flat(), RunOptions::new().name("flat"));
+    for (result, type_name) in [
+        (loose.wait().map(drop), "Loose"),
+        (flat.wait().map(drop), "Flat"),
+    ] {
+        match result {
+            Err(Error::Protocol { message }) => {
+                assert!(message.contains(type_name), "{message}");
+                assert!(
+                    message.contains("postcard cannot carry this type"),
+                    "{message}"
+                );
+                assert!(message.contains(USE_JSON), "{message}");
+            }
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
     }
     assert_eq!(
         pool.run::<Payload, _>(payload()).wait(),
@@ -94,6 +129,8 @@ fn json_carries_what_postcard_cannot() {
         let echoed = pool.run_with::<Loose, _>(value.clone(), RunOptions::new().name("loose"));
         assert_eq!(echoed.wait(), Ok(value));
     }
+    let echoed = pool.run_with::<Flat, _>(flat(), RunOptions::new().name("flat"));
+    assert_eq!(echoed.wait(), Ok(flat()));
     assert_eq!(pool.run::<Payload, _>(payload()).wait(), Ok(payload()));
     pool.destroy().wait().unwrap();
 }

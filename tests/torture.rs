@@ -270,7 +270,7 @@ fn judge(
             Some(right) => Err(format!("wrong value {value}, expected {right}")),
             None => Err(format!("a panicking task returned {value}")),
         },
-        Err(Error::Panicked { message }) => match &expect.panic_message {
+        Err(Error::Panicked { message, .. }) => match &expect.panic_message {
             Some(right) if message == right => Ok("panicked"),
             _ => Err(format!("unexpected panic {message:?}")),
         },

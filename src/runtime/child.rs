@@ -33,6 +33,7 @@ use crate::protocol::{
 };
 use crate::sync::AtomicBool;
 use crate::wait::{deadline_after, lock, spin_until, Doorbell};
+use crate::{panics, TypeRole};
 
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
@@ -247,7 +248,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
                 }
                 let result = match exports.get(&name) {
                     Some(export) => {
-                        export.call_encoded(settings.codec, &arg, &arg_type, &result_type)
+                        export.call_encoded(&name, settings.codec, &arg, &arg_type, &result_type)
                     }
                     None => Err(Error::NoSuchFunction { name }),
                 };
@@ -263,7 +264,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     }
     if !settings.teardown.is_empty() {
         let result = match exports.get(&settings.teardown) {
-            Some(export) => export.call_teardown(),
+            Some(export) => export.call_teardown(&settings.teardown),
             None => Err(Error::NoSuchFunction {
                 name: settings.teardown.clone(),
             }),
@@ -532,10 +533,12 @@ fn send_done(
 }
 
 /// Tells the pool the panic message before the default hook prints it, in case the process
-/// then dies (`panic = "abort"`).
+/// then dies (`panic = "abort"`), and notes where it happened for the catch that may follow
+/// (see `panics.rs`): this is the hook a pool's first build installs, in a worker.
 fn install_panic_hook(writer: Writer, max: usize) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        panics::note(info);
         let message = panic_message(info.payload());
         if let Ok(mut out) = writer.out.try_lock() {
             if let Ok(frame) = Frame::new(PANICKING).str(&message).finish(max) {
@@ -705,7 +708,11 @@ impl Bridge {
         T: Serialize + DeserializeOwned + Send + 'static,
     {
         if self.port_type != type_name::<T>() {
-            return Err(Error::type_mismatch(&self.port_type, type_name::<T>()));
+            return Err(Error::type_mismatch(
+                TypeRole::Channel,
+                &self.port_type,
+                type_name::<T>(),
+            ));
         }
         let mut state = lock(&self.state);
         if let Some(port) = state

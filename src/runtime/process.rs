@@ -83,9 +83,24 @@ impl Runtime for Processes {
             next_task: 1,
             last_panic: None,
         };
-        if let Err(error) = worker.handshake(me.id) {
+        if let Err(refusal) = worker.handshake(me.id) {
             let status = worker.kill_and_reap(Duration::ZERO);
-            return Err(failed(format!("{error}; the child {}", describe(status))));
+            let ended = describe(status);
+            return Err(failed(match refusal {
+                // The usual cause: a program given as `filename` that does not serve first
+                // (or is no tinypool worker at all). A worker that did serve and failed says
+                // why on stderr, with code 2.
+                Refusal::Silent => format!(
+                    "the child ended without a handshake (it {ended}): the worker program's \
+                     `main` must call `tinypool::worker::serve_if_worker` first{}",
+                    if status.and_then(|status| status.code()) == Some(0) {
+                        ""
+                    } else {
+                        " (if it does, its stderr may say why it ended)"
+                    }
+                ),
+                Refusal::Failed(error) => format!("{error}; the child {ended}"),
+            }));
         }
         Ok(Box::new(worker))
     }
@@ -106,6 +121,29 @@ fn describe(status: Option<ExitStatus>) -> String {
         },
         None => "did not exit".to_owned(),
     }
+}
+
+/// Why a child was not taken on as a worker.
+enum Refusal {
+    /// It exited, or closed its channel, before saying a word of the handshake.
+    Silent,
+    /// Anything else, as the error says.
+    Failed(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Refusal::Failed(error)
+    }
+}
+
+/// What waiting for a frame came to, short of an error.
+enum Next {
+    Frame(u8, Vec<u8>),
+    /// The deadline passed first.
+    Late,
+    /// The child exited, or closed its channel, after what it said was read: which of the two.
+    Ended(&'static str),
 }
 
 /// One child, driven by its worker thread.
@@ -148,40 +186,43 @@ impl ChildWorker {
         lock(&self.writer).send_all(&frame?, deadline)
     }
 
-    fn handshake(&mut self, worker_id: usize) -> Result<(), Error> {
+    fn handshake(&mut self, worker_id: usize) -> Result<(), Refusal> {
         let timeout = self.options.startup_timeout;
         let deadline = deadline_after(timeout);
         // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
-        let hello = loop {
+        let (kind, body) = loop {
             let step = (Instant::now() + POLL_INTERVAL).min(deadline);
-            match self.read_before(step)? {
-                None if self.aborted.load(Ordering::Acquire) => return Err(Error::Terminated),
-                None if Instant::now() < deadline => {}
-                hello => break hello,
-            }
-        };
-        let (kind, body) = match hello {
-            Some(frame) => frame,
-            None => {
-                return Err(Error::Protocol {
-                    message: format!(
-                        "no handshake within startup_timeout ({timeout:?}): does its main \
-                         call tinypool::worker::serve_if_worker first?"
-                    ),
-                })
+            match self.next_before(step)? {
+                Next::Frame(kind, body) => break (kind, body),
+                Next::Ended(_) => return Err(Refusal::Silent),
+                Next::Late if self.aborted.load(Ordering::Acquire) => {
+                    return Err(Error::Terminated.into())
+                }
+                Next::Late if Instant::now() < deadline => {}
+                Next::Late => {
+                    return Err(Error::Protocol {
+                        message: format!(
+                            "no handshake within startup_timeout ({timeout:?}): does its main \
+                             call tinypool::worker::serve_if_worker first?"
+                        ),
+                    }
+                    .into())
+                }
             }
         };
         let mut body = Body::new(&body);
         if kind != HELLO || body.raw(MAGIC.len())? != MAGIC {
             return Err(Error::Protocol {
                 message: "the child is not a tinypool worker".to_owned(),
-            });
+            }
+            .into());
         }
         let version = body.u32()?;
         if version != VERSION {
             return Err(Error::Protocol {
                 message: format!("protocol version {version}, this pool speaks {VERSION}"),
-            });
+            }
+            .into());
         }
         let options = &self.options;
         let mut init = Frame::new(INIT)
@@ -215,6 +256,17 @@ impl ChildWorker {
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
     /// if the stream ended or broke.
     fn read_before(&mut self, deadline: Instant) -> Result<Option<(u8, Vec<u8>)>, Error> {
+        match self.next_before(deadline)? {
+            Next::Frame(kind, body) => Ok(Some((kind, body))),
+            Next::Late => Ok(None),
+            Next::Ended(what) => Err(Error::Protocol {
+                message: what.to_owned(),
+            }),
+        }
+    }
+
+    /// [`read_before`](Self::read_before), telling an end of the child apart from errors.
+    fn next_before(&mut self, deadline: Instant) -> Result<Next, Error> {
         // A frame that stops half-way gives up at the deadline too.
         self.reader.get_mut().deadline = Some(deadline);
         loop {
@@ -224,23 +276,19 @@ impl ChildWorker {
                 if !inlet.sleep(false, left.min(POLL_INTERVAL)).0 {
                     // What it said before it died is read first.
                     if inlet.child_exited() && !inlet.ready() {
-                        return Err(Error::Protocol {
-                            message: "the child exited".to_owned(),
-                        });
+                        return Ok(Next::Ended("the child exited"));
                     }
                     if left.is_zero() {
-                        return Ok(None);
+                        return Ok(Next::Late);
                     }
                     continue;
                 }
             }
             let max = self.max();
-            return match read_frame(&mut self.reader, max)? {
-                Some(frame) => Ok(Some(frame)),
-                None => Err(Error::Protocol {
-                    message: "the child closed its channel".to_owned(),
-                }),
-            };
+            return Ok(match read_frame(&mut self.reader, max)? {
+                Some((kind, body)) => Next::Frame(kind, body),
+                None => Next::Ended("the child closed its channel"),
+            });
         }
     }
 

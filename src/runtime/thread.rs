@@ -48,7 +48,7 @@ impl Executor for ThreadWorker {
     fn stop(self: Box<Self>) {
         if let Some(name) = &self.shared.options.teardown {
             let result = match self.exports.get(name) {
-                Some(export) => export.call_teardown(),
+                Some(export) => export.call_teardown(name),
                 None => Err(Error::NoSuchFunction { name: name.clone() }),
             };
             if let Err(error) = result {
