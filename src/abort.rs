@@ -53,12 +53,73 @@ impl AbortController {
     }
 
     /// Fires the signal without a reason. Firing twice does nothing more.
+    ///
+    /// A task still waiting for a worker leaves the queue and never runs; other tasks go on:
+    ///
+    /// ```
+    /// use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions};
+    ///
+    /// # // One worker; a task given a channel says it started, then waits for a go.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #         if let Ok(port) = worker::port::<()>() {
+    /// #             port.send(()).unwrap();
+    /// #             port.recv().unwrap();
+    /// #         }
+    /// #         n
+    /// #     }))
+    /// #     .max_threads(1)
+    /// #     .build()?;
+    /// let (busy, port) = tinypool::channel::<()>();
+    /// let first = pool.run_with::<u32, _>(1u32, RunOptions::new().channel(port));
+    /// busy.recv()?; // The only worker is busy: the next task waits in the queue.
+    ///
+    /// let controller = AbortController::new();
+    /// let second = pool.run_with::<u32, _>(2u32, RunOptions::new().signal(controller.signal()));
+    /// assert_eq!(pool.queue_size(), 1);
+    /// controller.abort();
+    /// assert_eq!(pool.queue_size(), 0);
+    /// assert!(matches!(second.wait(), Err(Error::Aborted { reason: None, .. })));
+    ///
+    /// busy.send(())?;
+    /// assert_eq!(first.wait()?, 1);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn abort(&self) {
         self.signal.fire(None);
     }
 
     /// Fires the signal with `reason`, which the aborted tasks' [`Error::Aborted`](crate::Error)
     /// carries.
+    ///
+    /// A running task fails at once, even while its function is still blocked:
+    ///
+    /// ```
+    /// use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions};
+    ///
+    /// // Asks its caller before overwriting a file.
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|path: String| {
+    ///         let dialog = worker::port::<String>().expect("run with a channel");
+    ///         dialog.send(format!("overwrite {path}?")).expect("the caller listens");
+    ///         dialog.recv().is_ok_and(|answer| answer == "yes")
+    ///     }))
+    ///     .build()?;
+    /// let controller = AbortController::new();
+    /// let (dialog, port) = tinypool::channel::<String>();
+    /// let options = RunOptions::new().signal(controller.signal()).channel(port);
+    /// let task = pool.run_with::<bool, _>("out.txt".to_owned(), options);
+    /// assert_eq!(dialog.recv()?, "overwrite out.txt?");
+    ///
+    /// controller.abort_with("the user closed the dialog");
+    /// match task.wait() {
+    ///     Err(Error::Aborted { reason, .. }) => {
+    ///         assert_eq!(reason.as_deref(), Some("the user closed the dialog"))
+    ///     }
+    ///     other => panic!("not aborted: {other:?}"),
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn abort_with(&self, reason: impl Into<String>) {
         self.signal.fire(Some(reason.into()));
     }
@@ -73,18 +134,45 @@ impl fmt::Debug for AbortController {
 }
 
 /// The receiving end of an [`AbortController`]; cheap to clone.
+///
+/// Besides handing it to tasks, code can ask it whether to start more work, and why not:
+///
+/// ```
+/// use tinypool::{AbortController, Error, Exports, Pool, RunOptions};
+///
+/// # let pool = Pool::builder()
+/// #     .exports(Exports::new().default(|n: u32| n))
+/// #     .build()?;
+/// let controller = AbortController::new();
+/// let signal = controller.signal();
+/// assert!(!signal.aborted());
+/// assert_eq!(signal.reason(), None);
+///
+/// controller.abort_with("shutting down");
+/// assert!(signal.aborted());
+/// assert_eq!(signal.reason().as_deref(), Some("shutting down"));
+///
+/// // A task given a signal that already fired fails at once, without running.
+/// let task = pool.run_with::<u32, _>(1u32, RunOptions::new().signal(signal.clone()));
+/// match task.wait() {
+///     Err(Error::Aborted { reason, .. }) => assert_eq!(reason, signal.reason()),
+///     other => panic!("not aborted: {other:?}"),
+/// }
+/// # Ok::<(), tinypool::Error>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct AbortSignal {
     shared: Arc<Shared>,
 }
 
 impl AbortSignal {
-    /// Whether the signal has fired.
+    /// Whether the signal has fired. See the example on [`AbortSignal`].
     pub fn aborted(&self) -> bool {
         self.shared.aborted.load(Ordering::Acquire)
     }
 
-    /// The reason it fired with, if it fired with one.
+    /// The reason it fired with, if it fired with one (`None` before it fires, and after
+    /// [`abort`](AbortController::abort)). See the example on [`AbortSignal`].
     pub fn reason(&self) -> Option<String> {
         lock(&self.shared.state).reason.clone()
     }

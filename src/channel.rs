@@ -24,6 +24,30 @@ use crate::Error;
 /// the threads runtime. When the task ends its side closes: the caller still receives what was
 /// sent, then [`Error::Disconnected`].
 ///
+/// A task that needs its caller's answer midway:
+///
+/// ```
+/// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+///
+/// let pool = Pool::builder()
+///     .exports(Exports::new().default(|path: String| {
+///         let dialog = worker::port::<String>().expect("run with a channel");
+///         dialog.send(format!("overwrite {path}?")).expect("the caller listens");
+///         dialog.recv().is_ok_and(|answer| answer == "yes")
+///     }))
+///     .build()?;
+///
+/// let (dialog, port) = tinypool::channel::<String>();
+/// let task = pool.run_with::<bool, _>("out.txt".to_owned(), RunOptions::new().channel(port));
+/// assert_eq!(dialog.recv()?, "overwrite out.txt?");
+/// dialog.send("yes".to_owned())?;
+/// assert!(task.wait()?);
+/// assert_eq!(dialog.recv(), Err(Error::Disconnected)); // The task ended.
+/// # Ok::<(), tinypool::Error>(())
+/// ```
+///
+/// Ports need no pool (in a unit test of an exported function's partner, say):
+///
 /// ```
 /// let (a, b) = tinypool::channel::<String>();
 /// a.send("hello".to_owned())?;
@@ -117,6 +141,31 @@ pub struct Port<T> {
 
 impl<T: Send + 'static> Port<T> {
     /// Sends `message` to the other side; [`Error::Disconnected`] if either side is closed.
+    ///
+    /// It never blocks: messages queue until received. A task reporting its results as it
+    /// goes:
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|count: u32| {
+    ///         let lines = worker::port::<String>().expect("run with a channel");
+    ///         for i in 1..=count {
+    ///             lines.send(format!("line {i}")).expect("the caller listens");
+    ///         }
+    ///         count
+    ///     }))
+    ///     .build()?;
+    /// let (lines, port) = tinypool::channel::<String>();
+    /// let task = pool.run_with::<u32, _>(2u32, RunOptions::new().channel(port));
+    /// assert_eq!(task.wait()?, 2);
+    /// assert_eq!(lines.recv()?, "line 1"); // Sent before the task ended: still there.
+    /// assert_eq!(lines.recv()?, "line 2");
+    /// // The task's side closed when it ended: nobody would read this.
+    /// assert_eq!(lines.send("more".to_owned()), Err(Error::Disconnected));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn send(&self, message: T) -> Result<(), Error> {
         let peer = 1 - self.side;
         let mut inbox = lock(&self.core.inboxes[peer]);
@@ -155,6 +204,32 @@ impl<T: Send + 'static> Port<T> {
 
     /// Blocks until a message arrives; [`Error::Disconnected`] once the other side is closed
     /// and every message it sent has been received.
+    ///
+    /// So a loop over `recv` reads everything, then ends. A task that adds up what its caller
+    /// sends until the caller hangs up:
+    ///
+    /// ```
+    /// use tinypool::{worker, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|()| {
+    ///         let numbers = worker::port::<u64>().expect("run with a channel");
+    ///         let mut sum = 0;
+    ///         while let Ok(n) = numbers.recv() {
+    ///             sum += n;
+    ///         }
+    ///         sum
+    ///     }))
+    ///     .build()?;
+    /// let (numbers, port) = tinypool::channel::<u64>();
+    /// let task = pool.run_with::<u64, _>((), RunOptions::new().channel(port));
+    /// for n in 1..=4 {
+    ///     numbers.send(n)?;
+    /// }
+    /// drop(numbers); // The task receives all four, then `Disconnected`.
+    /// assert_eq!(task.wait()?, 10);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn recv(&self) -> Result<T, Error> {
         let mut inbox = lock(&self.core.inboxes[self.side]);
         loop {
@@ -168,6 +243,31 @@ impl<T: Send + 'static> Port<T> {
     }
 
     /// Like [`recv`](Port::recv), but gives up after `timeout` with `Ok(None)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{worker, Exports, Pool, RunOptions};
+    ///
+    /// # // Answers one message, in capitals.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|()| {
+    /// #         let port = worker::port::<String>().unwrap();
+    /// #         if let Ok(message) = port.recv() {
+    /// #             let _ = port.send(message.to_uppercase());
+    /// #         }
+    /// #     }))
+    /// #     .build()?;
+    /// let (caller, port) = tinypool::channel::<String>();
+    /// let task = pool.run_with::<(), _>((), RunOptions::new().channel(port));
+    /// // The task answers only when asked: nothing comes, and the caller gives up.
+    /// assert_eq!(caller.recv_timeout(Duration::from_millis(10))?, None);
+    ///
+    /// caller.send("ping".to_owned())?;
+    /// let answer = caller.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(answer.as_deref(), Some("PING"));
+    /// task.wait()?;
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<T>, Error> {
         let deadline = Instant::now().checked_add(timeout);
         let mut inbox = lock(&self.core.inboxes[self.side]);
@@ -190,18 +290,99 @@ impl<T: Send + 'static> Port<T> {
     }
 
     /// Receives a message if one is waiting: `Ok(None)` if none is.
+    ///
+    /// Like [`recv`](Port::recv), it fails with [`Error::Disconnected`] only once the other
+    /// side is closed and drained.
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// # // Answers one message, in capitals.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|()| {
+    /// #         let port = worker::port::<String>().unwrap();
+    /// #         if let Ok(message) = port.recv() {
+    /// #             let _ = port.send(message.to_uppercase());
+    /// #         }
+    /// #     }))
+    /// #     .build()?;
+    /// let (caller, port) = tinypool::channel::<String>();
+    /// let task = pool.run_with::<(), _>((), RunOptions::new().channel(port));
+    /// assert_eq!(caller.try_recv()?, None); // The task answers only when asked.
+    ///
+    /// caller.send("ping".to_owned())?;
+    /// task.wait()?;
+    /// assert_eq!(caller.try_recv()?.as_deref(), Some("PING"));
+    /// assert_eq!(caller.try_recv(), Err(Error::Disconnected)); // Drained, and the task ended.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn try_recv(&self) -> Result<Option<T>, Error> {
         Self::take(&mut lock(&self.core.inboxes[self.side]))
     }
 
     /// A future that resolves to the next message (as [`recv`](Port::recv) would return it),
     /// without blocking a thread.
+    ///
+    /// In async code, this is how the caller follows a task: the executor's thread stays free.
+    ///
+    /// ```
+    /// use tinypool::{worker, Exports, Pool, RunOptions};
+    ///
+    /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// # rt.block_on(async {
+    /// // Reports its progress as it goes.
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|files: u32| {
+    ///         let progress = worker::port::<u32>().expect("run with a channel");
+    ///         for done in 1..=files {
+    ///             progress.send(done).expect("the caller listens");
+    ///         }
+    ///         files
+    ///     }))
+    ///     .build()?;
+    /// let (progress, port) = tinypool::channel::<u32>();
+    /// let task = pool.run_with::<u32, _>(3u32, RunOptions::new().channel(port));
+    /// let mut seen = Vec::new();
+    /// while let Ok(done) = progress.recv_async().await {
+    ///     seen.push(done); // Update a progress bar, say.
+    /// }
+    /// assert_eq!(seen, [1, 2, 3]);
+    /// assert_eq!(task.await?, 3);
+    /// pool.destroy().await
+    /// # })?;
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn recv_async(&self) -> Recv<'_, T> {
         Recv { port: self }
     }
 
     /// Closes this side for every handle: the other side drains what was sent, then gets
     /// [`Error::Disconnected`], and sending to this side fails.
+    ///
+    /// Dropping a handle closes the side only when it was the last; `close` ends the
+    /// conversation even while clones live elsewhere:
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// # // Adds up what its caller sends, until the caller hangs up.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|()| {
+    /// #         let numbers = worker::port::<u64>().unwrap();
+    /// #         std::iter::from_fn(|| numbers.recv().ok()).sum::<u64>()
+    /// #     }))
+    /// #     .build()?;
+    /// let (numbers, port) = tinypool::channel::<u64>();
+    /// let task = pool.run_with::<u64, _>((), RunOptions::new().channel(port));
+    /// let feeder = numbers.clone(); // Held by another thread, say.
+    /// for n in 1..=4 {
+    ///     feeder.send(n)?;
+    /// }
+    /// numbers.close(); // No more input: the task drains 1..=4, then stops.
+    /// assert_eq!(task.wait()?, 10);
+    /// assert_eq!(feeder.send(5), Err(Error::Disconnected));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn close(&self) {
         self.core.close(self.side);
     }

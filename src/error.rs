@@ -8,6 +8,38 @@ use std::fmt;
 /// are written for the person reading a log, and say what to do where they can; the variants
 /// are for the code that matches on them.
 ///
+/// The enum is `#[non_exhaustive]`, and fields may be added to its variants: match with a
+/// catch-all arm and `..` in struct patterns.
+///
+/// ```
+/// use tinypool::{Error, Exports, Pool};
+///
+/// # let pool = Pool::builder()
+/// #     .exports(Exports::new().default(|path: String| {
+/// #         assert!(!path.is_empty(), "empty path");
+/// #         path.len()
+/// #     }))
+/// #     .build()?;
+/// fn describe(result: Result<usize, Error>) -> String {
+///     match result {
+///         Ok(n) => format!("{n} bytes"),
+///         Err(Error::Panicked { message, .. }) => format!("bug in the export: {message}"),
+///         Err(Error::Aborted { reason, .. }) => format!("cancelled: {reason:?}"),
+///         Err(Error::QueueFull | Error::NoQueue) => "busy, try again later".to_owned(),
+///         Err(Error::WorkerExited { code, signal, .. }) => {
+///             format!("the worker crashed (code {code:?}, signal {signal:?})")
+///         }
+///         Err(Error::Terminated) => "shutting down".to_owned(),
+///         Err(other) => format!("failed: {other}"),
+///     }
+/// }
+/// assert_eq!(describe(pool.run("a.txt".to_owned()).wait()), "5 bytes");
+/// assert_eq!(describe(pool.run(String::new()).wait()), "bug in the export: empty path");
+/// # Ok::<(), tinypool::Error>(())
+/// ```
+///
+/// A mismatch names the export and the side:
+///
 /// ```
 /// use tinypool::{Error, Exports, Pool, RunOptions, TypeRole};
 ///

@@ -63,6 +63,29 @@ pub enum MaxQueue {
 }
 
 /// Limits put on each worker.
+///
+/// Each limit applies to one runtime only; one the pool's runtime cannot honour makes
+/// [`Builder::build`] fail with [`Error::InvalidOptions`]. For worker threads, see
+/// [`Builder::resource_limits`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tinypool::{Error, Exports, Pool, ResourceLimits, Runtime};
+///
+/// // Untrusted input, in child processes capped at 512 MiB and 30 s of CPU: a task that
+/// // hits a cap fails with `Error::ResourceLimit`, and its child is replaced.
+/// let limits = ResourceLimits::new()
+///     .max_memory(512 << 20)
+///     .max_cpu_time(Duration::from_secs(30));
+/// let builder = Pool::builder().runtime(Runtime::ChildProcess).resource_limits(limits);
+///
+/// // Worker threads share this process's memory and CPU time: they cannot be capped.
+/// let threads = Pool::builder()
+///     .exports(Exports::new().default(|n: u32| n))
+///     .resource_limits(limits)
+///     .build();
+/// assert!(matches!(threads, Err(Error::InvalidOptions { .. })));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ResourceLimits {
@@ -238,6 +261,18 @@ impl Builder {
     }
 
     /// The export [`Pool::run`] calls (default: `"default"`).
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// // One set of exports (a library's, say), and a pool whose `run` makes thumbnails.
+    /// let exports = Exports::new()
+    ///     .export("thumbnail", |width: u32| width / 8)
+    ///     .export("preview", |width: u32| width / 2);
+    /// let thumbnails = Pool::builder().exports(exports).name("thumbnail").build()?;
+    /// assert_eq!(thumbnails.run::<u32, _>(1600u32).wait()?, 200);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
         self
@@ -260,12 +295,59 @@ impl Builder {
     /// How long a worker above `min_threads` may stay idle before it exits (default: 0, it
     /// exits as soon as it finds nothing to do). Like every `Duration` option, any value is
     /// accepted: one too large to count from now (`Duration::MAX`) means "never".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u64| n * 2))
+    ///     .min_threads(0) // No worker while the pool is unused...
+    ///     .max_threads(1)
+    ///     .idle_timeout(Duration::from_secs(30)) // ...but one kept 30 s after a task.
+    ///     .build()?;
+    /// assert_eq!(pool.threads(), 0);
+    /// assert_eq!(pool.run::<u64, _>(21u64).wait()?, 42);
+    /// assert_eq!(pool.threads(), 1); // Still there: the next task starts no thread.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
     }
 
     /// How many tasks may wait for a worker (default: [`MaxQueue::Unbounded`]).
+    ///
+    /// A bounded queue is backpressure: a task that finds it full fails at once with
+    /// [`Error::QueueFull`] (with [`MaxQueue::Limit(0)`](MaxQueue::Limit), [`Error::NoQueue`]),
+    /// rather than wait behind an ever longer line.
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, MaxQueue, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     // .exports(..): a task given a channel says it started, then waits for a go.
+    /// #   .exports(Exports::new().default(|n: u32| {
+    /// #       if let Ok(port) = worker::port::<()>() {
+    /// #           port.send(()).unwrap();
+    /// #           port.recv().unwrap();
+    /// #       }
+    /// #       n
+    /// #   }))
+    ///     .max_threads(1)
+    ///     .max_queue(MaxQueue::Limit(1))
+    ///     .build()?;
+    /// let (busy, port) = tinypool::channel::<()>();
+    /// let running = pool.run_with::<u32, _>(1u32, RunOptions::new().channel(port));
+    /// busy.recv()?; // The only worker is busy.
+    /// let queued = pool.run::<u32, _>(2u32);
+    /// let refused = pool.run::<u32, _>(3u32);
+    /// assert_eq!(refused.wait(), Err(Error::QueueFull)); // Try again later.
+    ///
+    /// busy.send(())?;
+    /// assert_eq!((running.wait()?, queued.wait()?), (1, 2));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn max_queue(mut self, max_queue: MaxQueue) -> Self {
         self.max_queue = max_queue;
         self
@@ -280,12 +362,50 @@ impl Builder {
     /// leaves them be. A task with a channel or an abort signal still runs alone. The default
     /// of 1 keeps a short task from waiting behind a long one in a busy child while another
     /// worker is free.
+    ///
+    /// ```no_run
+    /// use tinypool::{Exports, Pool, Runtime, Task};
+    ///
+    /// fn main() -> Result<(), tinypool::Error> {
+    ///     tinypool::worker::serve_if_worker(Exports::new().default(|n: u64| n * 2));
+    ///
+    ///     // Many tiny tasks: each child gets up to 32 at once, in a few writes.
+    ///     let pool = Pool::builder()
+    ///         .runtime(Runtime::ChildProcess)
+    ///         .concurrent_tasks_per_worker(32)
+    ///         .build()?;
+    ///     let tasks: Vec<Task<u64>> = (0..100_000u64).map(|n| pool.run(n)).collect();
+    ///     let sum = tasks.into_iter().map(Task::wait).sum::<Result<u64, _>>()?;
+    ///     assert_eq!(sum, 2 * (0..100_000u64).sum::<u64>());
+    ///     pool.destroy().wait()
+    /// }
+    /// ```
     pub fn concurrent_tasks_per_worker(mut self, n: usize) -> Self {
         self.concurrent_tasks_per_worker = n;
         self
     }
 
     /// Gives every task a fresh worker (default: false): no thread-local state carries over.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// thread_local! {
+    ///     // State a library keeps per thread, which one task must not leave to the next.
+    ///     static CALLS: Cell<u32> = const { Cell::new(0) };
+    /// }
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|()| {
+    ///         CALLS.with(|calls| calls.replace(calls.get() + 1) + 1)
+    ///     }))
+    ///     .max_threads(1)
+    ///     .isolate_workers(true)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<u32, _>(()).wait()?, 1);
+    /// assert_eq!(pool.run::<u32, _>(()).wait()?, 1); // Another thread: it starts from 0.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn isolate_workers(mut self, isolate: bool) -> Self {
         self.isolate_workers = isolate;
         self
@@ -301,6 +421,29 @@ impl Builder {
 
     /// The name of an export taking `()` that each worker runs before it stops (default:
     /// none). A panic in it is reported to [`on_error`](Builder::on_error).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// let closed = Arc::new(AtomicUsize::new(0));
+    /// let close = {
+    ///     let closed = closed.clone();
+    ///     // Would close this worker's database connection, say.
+    ///     move |()| closed.fetch_add(1, Ordering::SeqCst)
+    /// };
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|query: String| query.len()).export("close", close))
+    ///     .teardown("close")
+    ///     .min_threads(2)
+    ///     .max_threads(2)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<usize, _>("SELECT 1".to_owned()).wait()?, 8);
+    /// pool.destroy().wait()?;
+    /// assert_eq!(closed.load(Ordering::SeqCst), 2); // Once per worker.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn teardown(mut self, name: impl Into<String>) -> Self {
         self.teardown = Some(name.into());
         self
@@ -308,6 +451,28 @@ impl Builder {
 
     /// A value every worker can read with [`worker::data`](crate::worker::data) (default:
     /// none).
+    ///
+    /// Worker threads share this one value; each child process receives a copy, serialized.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tinypool::{worker, Exports, Pool};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Settings {
+    ///     greeting: String,
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .worker_data(Settings { greeting: "Hello".to_owned() })
+    ///     .exports(Exports::new().default(|name: String| {
+    ///         let settings = worker::data::<Settings>().unwrap().expect("the pool has some");
+    ///         format!("{}, {name}!", settings.greeting)
+    ///     }))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<String, _>("Ada".to_owned()).wait()?, "Hello, Ada!");
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn worker_data<D>(mut self, data: D) -> Self
     where
         D: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
@@ -322,7 +487,23 @@ impl Builder {
         self
     }
 
-    /// Limits put on each worker (default: none).
+    /// Limits put on each worker (default: none). See [`ResourceLimits`] for child processes.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, ResourceLimits};
+    ///
+    /// fn depth(n: u64) -> u64 {
+    ///     if n == 0 { 0 } else { 1 + depth(n - 1) }
+    /// }
+    ///
+    /// // Deep recursion (a parser on nested input, say) needs more than the default 2 MiB.
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(depth))
+    ///     .resource_limits(ResourceLimits::new().stack_size(64 << 20))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<u64, _>(100_000u64).wait()?, 100_000);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn resource_limits(mut self, limits: ResourceLimits) -> Self {
         self.resource_limits = limits;
         self
@@ -337,6 +518,31 @@ impl Builder {
 
     /// Called with errors that belong to no task, such as a teardown that panicked (default:
     /// they are dropped).
+    ///
+    /// The hook runs on a worker's thread: keep it short (log, or send the error elsewhere).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// fn flush_log(_: ()) {
+    ///     panic!("disk full");
+    /// }
+    ///
+    /// let (errors, reported) = mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u32| n).export("flush", flush_log))
+    ///     .teardown("flush")
+    ///     .max_threads(1)
+    ///     .on_error(move |error| errors.send(error).expect("the receiver lives"))
+    ///     .build()?;
+    /// pool.destroy().wait()?;
+    /// match reported.try_recv() {
+    ///     Ok(Error::Panicked { message, .. }) => assert_eq!(message, "disk full"),
+    ///     other => panic!("not reported: {other:?}"),
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn on_error(mut self, hook: impl Fn(Error) + Send + Sync + 'static) -> Self {
         self.on_error = Some(Arc::new(hook));
         self
@@ -348,12 +554,52 @@ impl Builder {
     /// without the handshake fails its tasks with [`Error::WorkerStartFailed`] saying so).
     /// [`build`](Self::build) refuses a path that is not an executable file with
     /// [`Error::InvalidOptions`].
+    ///
+    ///
+    /// The worker, a small program of its own:
+    ///
+    /// ```no_run
+    /// // thumbnailer/src/main.rs
+    /// use std::process::ExitCode;
+    ///
+    /// fn main() -> ExitCode {
+    ///     let exports = tinypool::Exports::new().default(|image: Vec<u8>| image.len() / 4);
+    ///     tinypool::worker::serve_if_worker(exports); // Serves, then exits.
+    ///     eprintln!("thumbnailer: only a tinypool pool runs this program");
+    ///     ExitCode::from(2)
+    /// }
+    /// ```
+    ///
+    /// The application, which starts it rather than re-execute its whole self:
+    ///
+    /// ```no_run
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// let worker = std::env::current_exe().expect("a path").with_file_name("thumbnailer");
+    /// let pool = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .filename(worker)
+    ///     .build()?;
+    /// let size = pool.run::<usize, _>(vec![0u8; 1024]).wait()?;
+    /// assert_eq!(size, 256);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn filename(mut self, path: impl Into<PathBuf>) -> Self {
         self.filename = Some(path.into());
         self
     }
 
     /// Child processes: the arguments each child is started with (default: none).
+    ///
+    /// ```
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// // Each child starts as `<program> --log-level warn`; its exports can read that with
+    /// // `std::env::args()`.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .argv(["--log-level", "warn"]);
+    /// ```
     pub fn argv<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -365,6 +611,22 @@ impl Builder {
 
     /// Child processes: sets an environment variable for each child, as `Command::env` does.
     /// Children inherit this process's environment, then these are applied.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool, Runtime};
+    ///
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .env("RUST_LOG", "warn")
+    ///     .env("OMP_NUM_THREADS", "1"); // One thread per child: the pool is the parallelism.
+    ///
+    /// // Worker threads share this process's environment: there is none of their own to set.
+    /// let threads = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u32| n))
+    ///     .env("RUST_LOG", "warn")
+    ///     .build();
+    /// assert!(matches!(threads, Err(Error::InvalidOptions { .. })));
+    /// ```
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -393,6 +655,24 @@ impl Builder {
     }
 
     /// Child processes: how values cross to a child (default: [`Serialization::Postcard`]).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tinypool::{Pool, Runtime, Serialization};
+    ///
+    /// // Arguments of this type need a self-describing format: postcard cannot carry an
+    /// // untagged enum, JSON (the `json` feature) can.
+    /// #[derive(Serialize, Deserialize)]
+    /// #[serde(untagged)]
+    /// enum UserId {
+    ///     Number(u64),
+    ///     Name(String),
+    /// }
+    ///
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .serialization(Serialization::Json);
+    /// ```
     pub fn serialization(mut self, serialization: Serialization) -> Self {
         self.serialization = serialization;
         self
@@ -415,12 +695,42 @@ impl Builder {
 
     /// Child processes: a child whose resident memory exceeds `bytes` after a task is
     /// replaced (default: never).
+    ///
+    /// ```
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// // The exports call a library that leaks: a child that grew past 256 MiB is replaced
+    /// // once its task is done, instead of growing until the machine swaps.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .max_memory_limit_before_recycle(256 << 20);
+    /// ```
     pub fn max_memory_limit_before_recycle(mut self, bytes: u64) -> Self {
         self.memory_recycle = Some(bytes);
         self
     }
 
     /// Validates the options and starts `min_threads` workers.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u32| n + 1))
+    ///     .min_threads(2)
+    ///     .max_threads(4)
+    ///     .build()?;
+    /// assert_eq!(pool.threads(), 2); // Started at once, not at the first task.
+    ///
+    /// // Options are checked here, not when the first task runs.
+    /// let conflicting = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u32| n + 1))
+    ///     .min_threads(8)
+    ///     .max_threads(2)
+    ///     .build();
+    /// assert!(matches!(conflicting, Err(Error::InvalidOptions { .. })));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn build(self) -> Result<Pool, Error> {
         Pool::start(self.into_options()?)
     }
@@ -681,12 +991,56 @@ impl RunOptions {
     }
 
     /// Runs the export of this name instead of the pool's default.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(
+    ///         Exports::new()
+    ///             .export("add", |(a, b): (i32, i32)| a + b)
+    ///             .export("multiply", |(a, b): (i32, i32)| a * b),
+    ///     )
+    ///     .build()?;
+    /// // The export chosen at run time, by a command the user typed, say.
+    /// for (command, expected) in [("add", 10), ("multiply", 24)] {
+    ///     let task = pool.run_with::<i32, _>((4, 6), RunOptions::new().name(command));
+    ///     assert_eq!(task.wait()?, expected);
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Aborts the task when `signal` fires. An abortable task never shares a worker.
+    ///
+    /// One signal can cancel a whole batch, running and queued tasks alike:
+    ///
+    /// ```
+    /// use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Task};
+    ///
+    /// # // A long job that runs until it is aborted, checking between steps.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #         while !worker::aborted() {
+    /// #             std::thread::sleep(std::time::Duration::from_millis(1)); // A step.
+    /// #         }
+    /// #         n
+    /// #     }))
+    /// #     .max_threads(2)
+    /// #     .build()?;
+    /// let search = AbortController::new();
+    /// let tasks: Vec<Task<u32>> = (0..4u32)
+    ///     .map(|n| pool.run_with(n, RunOptions::new().signal(search.signal())))
+    ///     .collect();
+    /// search.abort_with("the user found it");
+    /// for task in tasks {
+    ///     assert!(matches!(task.wait(), Err(Error::Aborted { .. })));
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn signal(mut self, signal: AbortSignal) -> Self {
         self.signal = Some(signal);
         self
@@ -694,6 +1048,28 @@ impl RunOptions {
 
     /// Hands `port` to the task, which reaches it with
     /// [`worker::port`](crate::worker::port). The port closes when the task ends.
+    ///
+    /// However it ends: a caller reading until [`Error::Disconnected`] never waits forever.
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|rows: u32| {
+    ///         let results = worker::port::<u32>().expect("run with a channel");
+    ///         for row in 0..rows {
+    ///             assert!(row < 2, "row {row} is malformed");
+    ///             results.send(row).expect("the caller listens");
+    ///         }
+    ///     }))
+    ///     .build()?;
+    /// let (results, port) = tinypool::channel::<u32>();
+    /// let task = pool.run_with::<(), _>(5u32, RunOptions::new().channel(port));
+    /// let received: Vec<u32> = std::iter::from_fn(|| results.recv().ok()).collect();
+    /// assert_eq!(received, [0, 1]); // What was sent before the panic, then `Disconnected`.
+    /// assert!(matches!(task.wait(), Err(Error::Panicked { .. })));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn channel<T>(mut self, port: Port<T>) -> Self
     where
         T: Serialize + DeserializeOwned + Send + 'static,

@@ -92,6 +92,23 @@ impl Pool {
     /// Never panics and never blocks: every error, a full queue or a destroyed pool included,
     /// arrives through the returned [`Task`]. The argument and result types must be exactly
     /// the export's, else [`Error::TypeMismatch`].
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|n: u64| n * n))
+    ///     .build()?;
+    /// // `run` returns at once: these run in parallel, as workers come free.
+    /// let tasks: Vec<Task<u64>> = (1..=4u64).map(|n| pool.run(n)).collect();
+    /// let squares = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    ///
+    /// // The types are the export's exactly: a `u32` is not a `u64`.
+    /// let wrong = pool.run::<u64, _>(2u32);
+    /// assert!(matches!(wrong.wait(), Err(Error::TypeMismatch { .. })));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn run<R, A>(&self, arg: A) -> Task<R>
     where
         A: Serialize + Send + 'static,
@@ -101,6 +118,30 @@ impl Pool {
     }
 
     /// Runs a task with options: another export, an abort signal, a channel.
+    ///
+    /// Like [`run`](Pool::run), it never blocks: an export that does not exist, say, is the
+    /// task's error.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(
+    ///         Exports::new()
+    ///             .default(|text: String| text.len())
+    ///             .export("upper", |text: String| text.to_uppercase()),
+    ///     )
+    ///     .build()?;
+    /// let upper = pool.run_with::<String, _>("tiny".to_owned(), RunOptions::new().name("upper"));
+    /// assert_eq!(upper.wait()?, "TINY");
+    ///
+    /// let lower = pool.run_with::<String, _>("TINY".to_owned(), RunOptions::new().name("lower"));
+    /// match lower.wait() {
+    ///     Err(Error::NoSuchFunction { name, .. }) => assert_eq!(name, "lower"),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn run_with<R, A>(&self, arg: A, options: RunOptions) -> Task<R>
     where
         A: Serialize + Send + 'static,
@@ -138,6 +179,31 @@ impl Pool {
     /// thread has been joined, or with [`Error::TerminateTimeout`] naming a worker still
     /// running a function `terminate_timeout` later (a thread cannot be killed; it is left
     /// to finish, detached).
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// # // One worker; a task given a channel says it started, then waits for a message.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|()| {
+    /// #         if let Ok(port) = worker::port::<()>() {
+    /// #             port.send(()).unwrap();
+    /// #             let _ = port.recv(); // `Disconnected` once the task ended.
+    /// #         }
+    /// #     }))
+    /// #     .max_threads(1)
+    /// #     .build()?;
+    /// let (started, port) = tinypool::channel::<()>();
+    /// let running = pool.run_with::<(), _>((), RunOptions::new().channel(port));
+    /// started.recv()?;
+    /// let queued = pool.run::<(), _>(());
+    ///
+    /// pool.destroy().wait()?;
+    /// assert_eq!(running.wait(), Err(Error::Terminated));
+    /// assert_eq!(queued.wait(), Err(Error::Terminated));
+    /// assert_eq!(pool.run::<(), _>(()).wait(), Err(Error::Terminated)); // For good.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn destroy(&self) -> Destroy {
         let shared = self.shared().clone();
         shared.shut_down();
@@ -151,12 +217,64 @@ impl Pool {
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks
     /// finish. Tasks already sent to a child process count as started (see
     /// [`Builder::concurrent_tasks_per_worker`](crate::Builder::concurrent_tasks_per_worker)).
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions, Task};
+    ///
+    /// # // One worker; a task given a channel says it started, then waits for a go.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #         if let Ok(port) = worker::port::<()>() {
+    /// #             port.send(()).unwrap();
+    /// #             port.recv().unwrap();
+    /// #         }
+    /// #         n
+    /// #     }))
+    /// #     .max_threads(1)
+    /// #     .build()?;
+    /// let (busy, port) = tinypool::channel::<()>();
+    /// let running = pool.run_with::<u32, _>(0u32, RunOptions::new().channel(port));
+    /// busy.recv()?; // It started; the next ones wait in the queue.
+    /// let queued: Vec<Task<u32>> = (1..=3u32).map(|n| pool.run(n)).collect();
+    ///
+    /// pool.cancel_pending_tasks(); // The user changed their mind, say.
+    /// for task in queued {
+    ///     assert_eq!(task.wait(), Err(Error::Cancelled));
+    /// }
+    /// busy.send(())?;
+    /// assert_eq!(running.wait()?, 0); // A started task finishes.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn cancel_pending_tasks(&self) {
         self.shared().cancel_pending();
     }
 
     /// Replaces every worker: idle ones now, busy ones once the tasks they took are done
     /// (they take no new ones meanwhile). The task resolves when the idle ones have stopped.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// thread_local! {
+    ///     // A per-worker cache that only grows (parsed templates, say).
+    ///     static CACHE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// }
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(|name: String| {
+    ///         CACHE.with_borrow_mut(|cache| {
+    ///             cache.push(name);
+    ///             cache.len()
+    ///         })
+    ///     }))
+    ///     .max_threads(1)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<usize, _>("a".to_owned()).wait()?, 1);
+    /// assert_eq!(pool.run::<usize, _>("b".to_owned()).wait()?, 2);
+    /// pool.recycle_workers().wait()?; // The templates changed on disk, say.
+    /// assert_eq!(pool.run::<usize, _>("c".to_owned()).wait()?, 1); // A fresh worker.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn recycle_workers(&self) -> Task<()> {
         self.shared().recycle()
     }
@@ -168,6 +286,33 @@ impl Pool {
     }
 
     /// A snapshot of the live workers.
+    ///
+    /// ```
+    /// use tinypool::{worker, Exports, Pool, RunOptions};
+    ///
+    /// # // A task given a channel says it started, then waits for a go.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().default(|()| {
+    /// #         let port = worker::port::<()>().unwrap();
+    /// #         port.send(()).unwrap();
+    /// #         port.recv().unwrap();
+    /// #     }))
+    /// #     .min_threads(2)
+    /// #     .max_threads(2)
+    /// #     .build()?;
+    /// let (busy, port) = tinypool::channel::<()>();
+    /// let task = pool.run_with::<(), _>((), RunOptions::new().channel(port));
+    /// busy.recv()?; // It started.
+    ///
+    /// let workers = pool.workers();
+    /// assert_eq!(workers.len(), 2);
+    /// let running: Vec<usize> = workers.iter().map(|worker| worker.running).collect();
+    /// assert_eq!(running.iter().sum::<usize>(), 1); // One busy, one idle.
+    /// assert!(workers.iter().all(|worker| worker.pid.is_none())); // Threads, not processes.
+    /// busy.send(())?;
+    /// task.wait()?;
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared().workers()
     }
@@ -213,6 +358,31 @@ impl Destroy {
     /// Blocks until every worker thread is joined, or `terminate_timeout` passes. In async
     /// code, `.await` it instead: it then waits on a thread of its own, and the executor's
     /// thread stays free.
+    ///
+    /// A function that never checks [`worker::aborted`](crate::worker::aborted) (blocked in
+    /// a call that knows nothing of tinypool, say) cannot be stopped: `wait` gives up on it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// let (release, blocked) = tinypool::channel::<()>();
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().default(move |()| {
+    ///         blocked.send(()).unwrap(); // It started...
+    ///         let _ = blocked.recv(); // ...and blocks until `release` says.
+    ///     }))
+    ///     .max_threads(1)
+    ///     .terminate_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let task = pool.run::<(), _>(());
+    /// release.recv()?;
+    /// let stopped = pool.destroy().wait(); // Returns after 100 ms.
+    /// assert!(matches!(stopped, Err(Error::TerminateTimeout { worker: 1, .. })));
+    /// assert_eq!(task.wait(), Err(Error::Terminated));
+    /// release.send(())?; // The detached thread finishes on its own.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn wait(self) -> Result<(), Error> {
         self.shared.join_threads(self.deadline)
     }

@@ -269,6 +269,23 @@ impl<R: Send + 'static> Task<R> {
     }
 
     /// Whether the result is ready, so that [`wait`](Task::wait) would not block.
+    ///
+    /// For a loop with other work to do than wait:
+    ///
+    /// ```
+    /// # let pool = tinypool::Pool::builder()
+    /// #     .exports(tinypool::Exports::new().default(|n: u64| (1..=n).product::<u64>()))
+    /// #     .build()?;
+    /// let task = pool.run::<u64, _>(20u64);
+    /// let mut frames = 0;
+    /// while !task.is_finished() {
+    ///     frames += 1; // Draw the next frame of a spinner, say.
+    ///     std::thread::yield_now();
+    /// }
+    /// println!("{frames} frames");
+    /// assert_eq!(task.wait()?, 2_432_902_008_176_640_000); // Ready: no blocking.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.completion.slot().is_ready()
     }

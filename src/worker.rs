@@ -101,12 +101,48 @@ pub fn id() -> Option<usize> {
 }
 
 /// Whether this code runs inside a pool's worker.
+///
+/// ```
+/// use tinypool::{worker, Exports, Pool};
+///
+/// // Library code that spreads its work over the cores, except in a worker, where the pool
+/// // already keeps them busy.
+/// fn threads_to_use() -> usize {
+///     if worker::is_worker() {
+///         1
+///     } else {
+///         std::thread::available_parallelism().map_or(1, |n| n.get())
+///     }
+/// }
+///
+/// let pool = Pool::builder()
+///     .exports(Exports::new().default(|()| threads_to_use()))
+///     .build()?;
+/// assert_eq!(pool.run::<usize, _>(()).wait()?, 1);
+/// assert!(!worker::is_worker());
+/// # Ok::<(), tinypool::Error>(())
+/// ```
 pub fn is_worker() -> bool {
     with(|_| ()).is_some()
 }
 
 /// The pool's `worker_data`: `Ok(None)` outside a worker or when the pool was given none, and
 /// [`Error::TypeMismatch`] when it has another type than `D`.
+///
+/// ```
+/// use tinypool::{worker, Exports, Pool};
+///
+/// let pool = Pool::builder()
+///     .worker_data(1_000u64) // The most rows one task may return.
+///     .exports(Exports::new().default(|rows: u64| -> Result<u64, String> {
+///         let limit = worker::data::<u64>().map_err(|e| e.to_string())?;
+///         Ok(rows.min(limit.unwrap_or(u64::MAX)))
+///     }))
+///     .build()?;
+/// assert_eq!(pool.run::<Result<u64, String>, _>(5_000u64).wait()?, Ok(1_000));
+/// assert_eq!(worker::data::<u64>()?, None); // Not in a worker.
+/// # Ok::<(), tinypool::Error>(())
+/// ```
 pub fn data<D>() -> Result<Option<D>, Error>
 where
     D: DeserializeOwned + Clone + 'static,
@@ -142,6 +178,32 @@ where
 /// The worker side of the running task's channel (see
 /// [`RunOptions::channel`](crate::RunOptions::channel)): [`Error::NoChannel`] when the task was
 /// given none (or outside a worker), [`Error::TypeMismatch`] when its messages are not `T`s.
+///
+/// ```
+/// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+///
+/// // Answers each line its caller sends, until the caller hangs up.
+/// let pool = Pool::builder()
+///     .exports(Exports::new().default(|()| match worker::port::<String>() {
+///         Ok(port) => {
+///             while let Ok(line) = port.recv() {
+///                 let _ = port.send(line.to_uppercase());
+///             }
+///             true
+///         }
+///         Err(Error::NoChannel) => false, // Run without `RunOptions::channel`.
+///         Err(other) => panic!("{other}"),
+///     }))
+///     .build()?;
+/// let (caller, port) = tinypool::channel::<String>();
+/// let task = pool.run_with::<bool, _>((), RunOptions::new().channel(port));
+/// caller.send("hello".to_owned())?;
+/// assert_eq!(caller.recv()?, "HELLO");
+/// caller.close();
+/// assert!(task.wait()?);
+/// assert!(!pool.run::<bool, _>(()).wait()?);
+/// # Ok::<(), tinypool::Error>(())
+/// ```
 pub fn port<T>() -> Result<Port<T>, Error>
 where
     T: Serialize + DeserializeOwned + Send + 'static,
@@ -200,6 +262,32 @@ pub fn serve_if_worker(exports: Exports) {
 /// Whether the running task has been aborted or the pool destroyed: a long function can poll
 /// this and return early, since a thread cannot be stopped from outside. Always false outside
 /// a worker.
+///
+/// ```
+/// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+///
+/// // A long computation that stops as soon as nobody wants its result.
+/// let pool = Pool::builder()
+///     .exports(Exports::new().default(|()| {
+///         let started = worker::port::<()>().expect("run with a channel");
+///         started.send(()).expect("the caller listens");
+///         let mut steps = 0u64;
+///         while !worker::aborted() {
+///             steps += 1; // One step of the work.
+///         }
+///         steps
+///     }))
+///     .build()?;
+/// let (started, port) = tinypool::channel::<()>();
+/// let task = pool.run_with::<u64, _>((), RunOptions::new().channel(port));
+/// started.recv()?;
+/// // The function returns, so its worker stops well within `terminate_timeout`: no
+/// // `Error::TerminateTimeout`.
+/// pool.destroy().wait()?;
+/// assert_eq!(task.wait(), Err(Error::Terminated));
+/// assert!(!worker::aborted()); // Not in a worker.
+/// # Ok::<(), tinypool::Error>(())
+/// ```
 pub fn aborted() -> bool {
     with(|context| context.aborted.load(Ordering::Acquire)).unwrap_or(false)
 }
