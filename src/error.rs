@@ -74,14 +74,15 @@ pub enum Error {
         /// The reason passed to the controller, if any.
         reason: Option<String>,
     },
-    /// The task was still queued when [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks)
-    /// was called.
+    /// The task was still queued when
+    /// [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks) was called.
     Cancelled,
     /// The pool was destroyed (or dropped) before the task finished, or the task was submitted
     /// after that.
     Terminated,
-    /// A worker was still busy `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy).
-    /// A thread cannot be killed: it is left to finish on its own, detached from the pool.
+    /// A worker had not stopped `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy):
+    /// still running a function, or its teardown. A thread cannot be killed: it is left to
+    /// finish on its own, detached from the pool. (A child process is killed instead.)
     TerminateTimeout {
         /// The id of the (first) worker that did not stop in time.
         worker: usize,

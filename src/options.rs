@@ -118,7 +118,9 @@ impl ResourceLimits {
         self
     }
 
-    /// Caps each child's CPU time. A task that hits it fails with [`Error::ResourceLimit`].
+    /// Caps each child's CPU time, counted from the child's start (not per task): the task
+    /// running when the child reaches it fails with [`Error::ResourceLimit`], and the child is
+    /// replaced. To bound each task, combine it with `isolate_workers(true)`.
     pub fn max_cpu_time(mut self, time: Duration) -> Self {
         self.max_cpu_time = Some(time);
         self
@@ -172,7 +174,9 @@ pub(crate) struct ProcessOptions {
     pub(crate) worker_data: Option<(&'static str, Vec<u8>)>,
 }
 
-/// Builds a [`Pool`]; every option mirrors Tinypool's, in snake case.
+/// Builds a [`Pool`]. Tinypool's options are here in snake case; the rest (`stdout`, `stderr`,
+/// `startup_timeout`, `max_message_size`, `thread_name`, and `resource_limits`, which sets
+/// thread stack sizes or process rlimits rather than V8's heap) are this crate's own.
 ///
 /// ```
 /// use std::time::Duration;
@@ -420,7 +424,10 @@ impl Builder {
     }
 
     /// The name of an export taking `()` that each worker runs before it stops (default:
-    /// none). A panic in it is reported to [`on_error`](Builder::on_error).
+    /// none). A panic in it is reported to [`on_error`](Builder::on_error). A threads pool
+    /// checks at [`build`](Builder::build) that the export exists and takes `()`; a
+    /// child-process pool cannot see its children's exports, so each child reports a missing or
+    /// mistyped teardown to `on_error` when it stops.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
