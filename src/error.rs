@@ -116,8 +116,9 @@ pub enum Error {
         /// to [`worker::port`](crate::worker::port) or [`worker::data`](crate::worker::data).
         found: String,
     },
-    /// A builder option is invalid; the message names it (and, for `filename`, the path that
-    /// does not exist or is not an executable file).
+    /// A builder option is invalid, or one the chosen runtime cannot honour (`env` for
+    /// threads, say); the message names it (and, for `filename`, the path that does not exist
+    /// or is not an executable file).
     InvalidOptions(String),
     /// The other side of a [`Port`](crate::Port) is closed: the task ended, or every handle to
     /// the other side was dropped.
