@@ -242,8 +242,8 @@ pub fn serve_if_worker(exports: Exports) {
 ///   learns the arguments when its `main` starts (there it is empty).
 /// - std's stack-overflow report: a function that overflows its stack dies of `SIGSEGV`
 ///   without the "has overflowed its stack" message (the task fails with
-///   [`Error::WorkerExited`](crate::Error::WorkerExited) all the same). The main thread has no
-///   name either (a panic message says `<unnamed>`).
+///   [`Error::WorkerExited`] all the same). Nor is the thread named `main` (a panic message
+///   says `<unnamed>`).
 ///
 /// (std's runtime also ignores `SIGPIPE` before `main`; the worker does that itself, so that
 /// writing to a closed pipe is an error, as in any Rust program, not death.)
