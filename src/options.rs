@@ -28,8 +28,10 @@ pub enum Runtime {
     /// Threads of this process: arguments and results move, nothing is serialized.
     #[default]
     Threads,
-    /// Child processes (Unix): each worker is this program re-executed (or the `filename`
-    /// executable), talking to the pool over a private socket. A crash, abort or `exit` in a
+    /// Child processes (Unix): each worker is this program re-executed, which must then serve
+    /// first ([`worker::serve_if_worker`](crate::worker::serve_if_worker) in `main`, or
+    /// [`test_workers!`](crate::test_workers) in a test binary), or the `filename`
+    /// executable; it talks to the pool over a private socket. A crash, abort or `exit` in a
     /// child fails only its own task; the pool replaces the child.
     ChildProcess,
 }
@@ -562,7 +564,6 @@ impl Builder {
     /// [`build`](Self::build) refuses a path that is not an executable file with
     /// [`Error::InvalidOptions`].
     ///
-    ///
     /// The worker, a small program of its own:
     ///
     /// ```no_run
@@ -590,6 +591,24 @@ impl Builder {
     /// let size = pool.run::<usize, _>(vec![0u8; 1024]).wait()?;
     /// assert_eq!(size, 256);
     /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// In a package's tests, a worker binary of the package is at hand through the variable
+    /// Cargo sets for integration tests, `CARGO_BIN_EXE_<name>`:
+    ///
+    /// ```no_run
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// # fn main() -> Result<(), tinypool::Error> {
+    /// # macro_rules! env { ($name:literal) => { "target/debug/my-worker" } }
+    /// // In tests/adding.rs, for a `[[bin]]` named `my-worker` whose `main` serves first:
+    /// let pool = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .filename(env!("CARGO_BIN_EXE_my-worker"))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<i32, _>((4, 6)).wait()?, 10);
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn filename(mut self, path: impl Into<PathBuf>) -> Self {
         self.filename = Some(path.into());
@@ -719,6 +738,15 @@ impl Builder {
 
     /// Validates the options and starts `min_threads` workers.
     ///
+    /// A [`Runtime::ChildProcess`] pool without [`filename`](Builder::filename) re-executes
+    /// this program as its workers, so the program must serve first when it is one: `build`
+    /// fails with [`Error::InvalidOptions`] unless
+    /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) was called on the main
+    /// thread (first thing in `main`) or the binary has
+    /// [`test_workers!`](crate::test_workers) (a test file). A call only on another thread,
+    /// such as inside a `#[test]`, does not count: the worker would run the test suite again.
+    /// The message names the fix.
+    ///
     /// ```
     /// use tinypool::{Error, Exports, Pool};
     ///
@@ -737,6 +765,14 @@ impl Builder {
     ///     .build();
     /// assert!(matches!(conflicting, Err(Error::InvalidOptions { .. })));
     /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// ```
+    /// use tinypool::{Error, Pool, Runtime};
+    ///
+    /// // This example's `main` never calls `serve_if_worker`.
+    /// let refused = Pool::builder().runtime(Runtime::ChildProcess).build();
+    /// assert!(matches!(refused, Err(Error::InvalidOptions(m)) if m.contains("serve_if_worker")));
     /// ```
     pub fn build(self) -> Result<Pool, Error> {
         Pool::start(self.into_options()?)
@@ -898,6 +934,11 @@ impl Builder {
                     self.max_message_size
                 ));
             }
+        }
+        if self.filename.is_none() {
+            // Re-executing a program that does not serve first would run it whole in every
+            // worker (under `cargo test`, the whole test suite): refused before any child.
+            crate::worker::check_reexecutable().map_err(Error::InvalidOptions)?;
         }
         Ok(ProcessOptions {
             program,

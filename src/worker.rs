@@ -1,4 +1,6 @@
-//! What code running inside a worker can ask about its worker and its task.
+//! What code running inside a worker can ask about its worker and its task; and how a program
+//! becomes a child-process worker: [`serve_if_worker`] first in `main`, or
+//! [`test_workers!`](crate::test_workers) in a test binary, whose `main` is the harness's.
 //!
 //! ```
 //! use tinypool::{worker, Exports, Pool};
@@ -14,7 +16,8 @@
 
 use std::any::{type_name, Any};
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize, Ordering as StdOrdering};
+use std::sync::{Arc, OnceLock};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -248,7 +251,17 @@ where
 /// In a worker process it never returns: it exits with code 0 when the pool stops it or goes
 /// away, and with code 2 and a message on stderr when the process was started with the
 /// worker marker but not by a pool.
+///
+/// Only a call on the main thread counts: a pool that re-executes this program
+/// ([`Builder::build`](crate::Builder::build) without `filename`) is refused when
+/// `serve_if_worker` was only ever called on other threads, since a worker would first run
+/// everything `main` does before that thread makes the call. Inside a `#[test]` that is the
+/// whole test suite, in every worker: test binaries use [`test_workers!`](crate::test_workers)
+/// instead (see the crate's Testing section).
 pub fn serve_if_worker(exports: Exports) {
+    // Recorded before serving: a task in this worker may build a pool of its own, which
+    // re-executes this program in turn.
+    record_serve_call();
     #[cfg(unix)]
     if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
         // Before any thread exists; children of this worker's own pools must not see it.
@@ -257,6 +270,166 @@ pub fn serve_if_worker(exports: Exports) {
     }
     #[cfg(not(unix))]
     let _ = exports;
+}
+
+/// Makes every worker process of this test binary serve `exports` (a `fn() -> Exports`)
+/// before the test harness starts, so that child-process pools work in plain `#[test]`
+/// functions. Write it once, at the top level of the test file:
+///
+/// ```
+/// use tinypool::{Exports, Pool, Runtime};
+///
+/// fn exports() -> Exports {
+///     Exports::new().default(|(a, b): (i32, i32)| a + b)
+/// }
+///
+/// tinypool::test_workers!(exports);
+///
+/// // Any test of the file (here, this example's `main`) can now use child processes:
+/// # fn main() -> Result<(), tinypool::Error> {
+/// let pool = Pool::builder().runtime(Runtime::ChildProcess).build()?;
+/// assert_eq!(pool.run::<i32, _>((4, 6)).wait()?, 10);
+/// pool.destroy().wait()
+/// # }
+/// ```
+///
+/// A child-process pool without `filename` re-executes the running program, and a test
+/// binary's `main` is the harness's (libtest's), which would run the test suite again in every
+/// worker. This macro adds a *static constructor* to the binary: a function the loader runs
+/// before any `main` (an entry of `.init_array` on ELF systems such as Linux, of
+/// `__DATA,__mod_init_func` on Apple's, of `.CRT$XCU` on Windows). In a worker process (the
+/// pool's marker is in its environment) it calls `exports()` and serves the pool right there,
+/// then exits: the harness never starts in a child, so no test runs twice, the child prints
+/// nothing of its own and its arguments are the pool's [`argv`](crate::Builder::argv). In any
+/// other process it only records that this binary's workers are taken care of, which lets
+/// [`Builder::build`](crate::Builder::build) accept such a pool. So the harness keeps all it
+/// does: name filters, `--exact`, tests in parallel, output capture, `--list`, and
+/// `cargo nextest`, which runs each test in a process of its own.
+///
+/// What the workers run before `main` may not rely on:
+///
+/// - Anything `main` or a test sets up: `exports()` is the workers' only set-up (a logger, a
+///   panic hook, an environment variable to read), and it runs once in each worker.
+/// - [`std::env::args`] on systems other than Linux with glibc and Apple's, where std only
+///   learns the arguments when its `main` starts (there it is empty).
+/// - std's stack-overflow report: a function that overflows its stack dies of `SIGSEGV`
+///   without the "has overflowed its stack" message (the task fails with
+///   [`Error::WorkerExited`] all the same). Nor is the thread named `main` (a panic message
+///   says `<unnamed>`).
+///
+/// (std's runtime also ignores `SIGPIPE` before `main`; the worker does that itself, so that
+/// writing to a closed pipe is an error, as in any Rust program, not death.)
+///
+/// A child's own output goes to the test process's stdout and stderr as it is: libtest
+/// captures only what the test's thread prints (nextest captures whole processes, children
+/// included).
+///
+/// Write it in the test binary itself (the test file or one of its modules), not in a library
+/// it links: the linker may leave out a library's object that nothing refers to, constructor
+/// and all. Once per binary: a second one makes `build()` fail, since a worker would serve
+/// whichever constructor ran first. A program with a `main` of its own can call
+/// [`serve_if_worker`] there instead (a `harness = false` test, say); with a separate worker
+/// executable (`filename(env!("CARGO_BIN_EXE_<name>"))`), neither is needed.
+#[macro_export]
+macro_rules! test_workers {
+    ($exports:expr $(,)?) => {
+        const _: () = {
+            extern "C" fn tinypool_test_workers() {
+                $crate::worker::__test_workers($exports);
+            }
+            // The loader calls every function pointer in these sections before `main`.
+            // SAFETY: what is placed there is a function pointer of the type the loader
+            // calls (no arguments read, nothing returned), to a function that does not
+            // unwind (a panic of `exports()` ends the worker) and needs nothing that `main`
+            // sets up (see the macro's docs).
+            #[used]
+            #[cfg_attr(
+                all(unix, not(any(target_vendor = "apple", target_os = "aix"))),
+                unsafe(link_section = ".init_array")
+            )]
+            #[cfg_attr(
+                target_vendor = "apple",
+                unsafe(link_section = "__DATA,__mod_init_func")
+            )]
+            #[cfg_attr(windows, unsafe(link_section = ".CRT$XCU"))]
+            static TINYPOOL_TEST_WORKERS: extern "C" fn() = tinypool_test_workers;
+        };
+    };
+}
+
+/// What [`test_workers!`](crate::test_workers) runs before `main`. Not an API of its own:
+/// only the macro calls it.
+#[doc(hidden)]
+pub fn __test_workers(exports: fn() -> Exports) {
+    // Recorded before serving, as in `serve_if_worker`.
+    TEST_WORKERS.fetch_add(1, StdOrdering::Relaxed);
+    #[cfg(unix)]
+    if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
+        // Before main: no other thread exists.
+        std::env::remove_var(crate::protocol::WORKER_ENV);
+        crate::runtime::child::serve_before_main(exports, fd);
+    }
+    #[cfg(not(unix))]
+    let _ = exports;
+}
+
+// How this program is ready to be re-executed as a pool's worker, for `Builder::build`. std's
+// atomics, not `crate::sync`'s: loom does not model them, and they are written before `main`.
+
+/// `serve_if_worker` was called on the main thread.
+static SERVED_ON_MAIN: StdAtomicBool = StdAtomicBool::new(false);
+/// The first other thread `serve_if_worker` was called on (for the error message).
+static SERVED_ELSEWHERE: OnceLock<String> = OnceLock::new();
+/// How many `test_workers!` constructors ran.
+static TEST_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+fn record_serve_call() {
+    let thread = std::thread::current();
+    // std names the thread that runs `main` "main" (`#[tokio::main]` runs its body there
+    // too); libtest runs each test on a thread named after the test, even one at a time.
+    match thread.name() {
+        Some("main") => SERVED_ON_MAIN.store(true, StdOrdering::Relaxed),
+        name => {
+            let _ = SERVED_ELSEWHERE.get_or_init(|| name.unwrap_or("<unnamed>").to_owned());
+        }
+    }
+}
+
+/// Whether a child-process pool may re-execute this program: `Err` says why not, and what to
+/// do instead.
+pub(crate) fn check_reexecutable() -> Result<(), String> {
+    reexecutable(
+        TEST_WORKERS.load(StdOrdering::Relaxed),
+        SERVED_ON_MAIN.load(StdOrdering::Relaxed),
+        SERVED_ELSEWHERE.get().map(String::as_str),
+    )
+}
+
+/// The rule of [`check_reexecutable`], from what was recorded.
+fn reexecutable(test_workers: usize, on_main: bool, elsewhere: Option<&str>) -> Result<(), String> {
+    match (test_workers, on_main, elsewhere) {
+        (2.., _, _) => Err(format!(
+            "runtime: tinypool::test_workers! is used {test_workers} times in this program, \
+             and a worker would serve the exports of whichever runs first: keep one"
+        )),
+        (1, _, _) | (0, true, _) => Ok(()),
+        (0, false, Some(thread)) => Err(format!(
+            "runtime: a ChildProcess pool without `filename` re-executes this program, but \
+             tinypool::worker::serve_if_worker was only called on thread `{thread}`, not first \
+             thing in `main`: every worker would run what comes before that call, and calling \
+             it inside a #[test] would re-run the test suite in every worker. Instead, write \
+             `tinypool::test_workers!(exports);` once at the top level of the test file, or \
+             give the pool a worker executable with `filename(env!(\"CARGO_BIN_EXE_<name>\"))`"
+        )),
+        (0, false, None) => Err(
+            "runtime: a ChildProcess pool without `filename` re-executes \
+             this program, so `main` must call tinypool::worker::serve_if_worker first (in a \
+             test binary, whose `main` is the harness's: write \
+             `tinypool::test_workers!(exports);` once at the top level of the test file), or \
+             the pool needs a worker executable, given with `filename`"
+                .to_owned(),
+        ),
+    }
 }
 
 /// Whether the running task has been aborted or the pool destroyed: a long function can poll
@@ -290,4 +463,49 @@ pub fn serve_if_worker(exports: Exports) {
 /// ```
 pub fn aborted() -> bool {
     with(|context| context.aborted.load(Ordering::Acquire)).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reexecutable;
+
+    #[test]
+    fn a_program_may_be_re_executed_once_it_serves_first() {
+        assert_eq!(
+            reexecutable(0, true, None),
+            Ok(()),
+            "serve_if_worker in main"
+        );
+        assert_eq!(
+            reexecutable(0, true, Some("helper")),
+            Ok(()),
+            "and elsewhere too"
+        );
+        assert_eq!(reexecutable(1, false, None), Ok(()), "test_workers!");
+        assert_eq!(
+            reexecutable(1, false, Some("a_test")),
+            Ok(()),
+            "and a stray call"
+        );
+    }
+
+    #[test]
+    fn otherwise_the_refusal_names_the_fix() {
+        let naive = reexecutable(0, false, Some("a_test")).unwrap_err();
+        assert!(naive.contains("thread `a_test`"), "{naive}");
+        assert!(naive.contains("re-run the test suite"), "{naive}");
+        assert!(
+            naive.contains("tinypool::test_workers!(exports);"),
+            "{naive}"
+        );
+        assert!(naive.contains("CARGO_BIN_EXE_"), "{naive}");
+        let never = reexecutable(0, false, None).unwrap_err();
+        assert!(never.contains("`main` must call"), "{never}");
+        assert!(
+            never.contains("tinypool::test_workers!(exports);"),
+            "{never}"
+        );
+        let twice = reexecutable(2, true, None).unwrap_err();
+        assert!(twice.contains("used 2 times"), "{twice}");
+    }
 }

@@ -4,9 +4,10 @@
 //! dies in the middle of a batch, when it passes its memory limit, with payloads larger than
 //! the socket's buffers, and next to a task with a channel.
 //!
-//! A `harness = false` binary: the pools here re-execute it as their workers. Tasks are held
-//! by *gates*, two FIFOs per task: the task writes a byte to `started` (the test reads it: it
-//! is running) and then waits for the test to open and close `go`.
+//! The pools here re-execute this test binary as their workers, which serve [`exports`] before
+//! the harness starts (`tinypool::test_workers!`). Tasks are held by *gates*, two FIFOs per
+//! task: the task writes a byte to `started` (the test reads it: it is running) and then waits
+//! for the test to open and close `go`.
 
 mod common;
 
@@ -19,6 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
 
 use common::finish;
+
+tinypool::test_workers!(exports);
 
 fn exports() -> Exports {
     Exports::new()
@@ -191,6 +194,7 @@ impl Scene {
 
 /// Tasks a worker held when it got to them go to its child together: they count as started,
 /// so `cancel_pending_tasks` leaves them be, and they run in order, each once.
+#[test]
 fn a_child_takes_its_tasks_at_once_and_runs_them_in_order() {
     let mut scene = Scene::new(one_worker(4));
     let second = Gate::new(&scene.pool, &scene.dir, "second");
@@ -215,6 +219,7 @@ fn a_child_takes_its_tasks_at_once_and_runs_them_in_order() {
 
 /// A child that dies in the middle of a batch fails only the task it died in; the tasks sent
 /// after it never started, and run once, on its replacement.
+#[test]
 fn a_child_dying_mid_batch_fails_only_its_own_task() {
     let mut scene = Scene::new(one_worker(4));
     let exit = scene
@@ -240,6 +245,7 @@ fn a_child_dying_mid_batch_fails_only_its_own_task() {
 
 /// A child that passes `max_memory_limit_before_recycle` with tasks sent after the one that
 /// passed it runs those too (they are in its socket already), and is then replaced.
+#[test]
 fn a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced() {
     let mut scene = Scene::new(one_worker(4).max_memory_limit_before_recycle(64 << 20));
     let leak = scene
@@ -264,6 +270,7 @@ fn a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced() {
 
 /// Many megabytes in flight both ways at once: a driver whose socket is full keeps reading
 /// results, so neither side waits for the other forever.
+#[test]
 fn batches_larger_than_the_socket_buffers_go_through() {
     let pool = one_worker(8).build().unwrap();
     let payload: Vec<u8> = (0..1 << 20).map(|k| (k & 0xff) as u8).collect();
@@ -281,6 +288,7 @@ fn batches_larger_than_the_socket_buffers_go_through() {
 
 /// A task with a channel runs alone in its child (its messages follow its `RUN` frame), with
 /// tasks before and after it in the same worker's hands.
+#[test]
 fn a_task_with_a_channel_runs_alone_between_batched_tasks() {
     let mut scene = Scene::new(one_worker(4));
     let before = scene.record(1);
@@ -300,6 +308,7 @@ fn a_task_with_a_channel_runs_alone_between_batched_tasks() {
 }
 
 /// Many small tasks with a deep pipeline: every result is its own.
+#[test]
 fn many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value() {
     let pool = Pool::builder()
         .runtime(Runtime::ChildProcess)
@@ -315,34 +324,4 @@ fn many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value()
         assert_eq!(finish(task), Ok(i.to_le_bytes().to_vec()));
     }
     pool.destroy().wait().unwrap();
-}
-
-fn main() {
-    tinypool::worker::serve_if_worker(exports());
-    common::run_tests(&[
-        (
-            "a_child_takes_its_tasks_at_once_and_runs_them_in_order",
-            a_child_takes_its_tasks_at_once_and_runs_them_in_order,
-        ),
-        (
-            "a_child_dying_mid_batch_fails_only_its_own_task",
-            a_child_dying_mid_batch_fails_only_its_own_task,
-        ),
-        (
-            "a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced",
-            a_child_over_its_memory_limit_finishes_its_batch_then_is_replaced,
-        ),
-        (
-            "batches_larger_than_the_socket_buffers_go_through",
-            batches_larger_than_the_socket_buffers_go_through,
-        ),
-        (
-            "a_task_with_a_channel_runs_alone_between_batched_tasks",
-            a_task_with_a_channel_runs_alone_between_batched_tasks,
-        ),
-        (
-            "many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value",
-            many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value,
-        ),
-    ]);
 }

@@ -1,8 +1,9 @@
 //! The `serialization` option of the child-process runtime: what crosses with postcard (the
 //! default) and with JSON (the `json` feature), and the clear error, pointing to JSON, when a
 //! value cannot cross with postcard.
-
-mod common;
+//!
+//! The pools re-execute this test binary as their workers, which serve [`exports`] before the
+//! harness starts (`tinypool::test_workers!`).
 
 use std::collections::BTreeMap;
 
@@ -50,6 +51,8 @@ fn flat() -> Flat {
 /// The advice a value postcard cannot carry comes with.
 const USE_JSON: &str = "use `Serialization::Json` (the crate's `json` feature)";
 
+tinypool::test_workers!(exports);
+
 fn exports() -> Exports {
     Exports::new()
         .default(|payload: Payload| payload)
@@ -83,6 +86,7 @@ fn pool(serialization: Serialization) -> Result<Pool, Error> {
         .build()
 }
 
+#[test]
 fn postcard_carries_rich_types_both_ways() {
     let pool = pool(Serialization::Postcard).unwrap();
     assert_eq!(pool.run::<Payload, _>(payload()).wait(), Ok(payload()));
@@ -94,6 +98,7 @@ fn postcard_carries_rich_types_both_ways() {
 
 /// An untagged enum fails in the child, which cannot decode the argument; a flattened struct
 /// in the pool, which cannot encode it. Each error names the type and says to use JSON.
+#[test]
 fn postcard_refuses_self_describing_types_with_a_clear_error() {
     let pool = pool(Serialization::Postcard).unwrap();
     let loose = pool.run_with::<Loose, _>(Loose::Text("x".into()), RunOptions::new().name("loose"));
@@ -123,6 +128,7 @@ fn postcard_refuses_self_describing_types_with_a_clear_error() {
 }
 
 #[cfg(feature = "json")]
+#[test]
 fn json_carries_what_postcard_cannot() {
     let pool = pool(Serialization::Json).unwrap();
     for value in [Loose::Number(-7), Loose::Text("seven".into())] {
@@ -136,33 +142,10 @@ fn json_carries_what_postcard_cannot() {
 }
 
 #[cfg(not(feature = "json"))]
+#[test]
 fn json_without_the_feature_is_an_invalid_option() {
     match pool(Serialization::Json) {
         Err(Error::InvalidOptions(message)) => assert!(message.contains("json"), "{message}"),
         other => panic!("expected InvalidOptions, got {other:?}"),
     }
-}
-
-fn main() {
-    worker::serve_if_worker(exports());
-    common::run_tests(&[
-        (
-            "postcard_carries_rich_types_both_ways",
-            postcard_carries_rich_types_both_ways,
-        ),
-        (
-            "postcard_refuses_self_describing_types_with_a_clear_error",
-            postcard_refuses_self_describing_types_with_a_clear_error,
-        ),
-        #[cfg(feature = "json")]
-        (
-            "json_carries_what_postcard_cannot",
-            json_carries_what_postcard_cannot,
-        ),
-        #[cfg(not(feature = "json"))]
-        (
-            "json_without_the_feature_is_an_invalid_option",
-            json_without_the_feature_is_an_invalid_option,
-        ),
-    ]);
 }

@@ -62,6 +62,24 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
     }
 }
 
+/// [`serve`] from [`test_workers!`](crate::test_workers)'s static constructor, before std's
+/// runtime has started `main`. Of what that start-up does, serving needs one thing: `SIGPIPE`
+/// ignored, so that a write to a closed pipe or socket is an error (`EPIPE`), as in any Rust
+/// program and in a worker served from `main`, not a signal that ends the worker. (The rest,
+/// a stack-overflow handler and the main thread's name, it does without; the pool reset
+/// `SIGPIPE` to its default when it spawned the child, as `Command` does.)
+pub(crate) fn serve_before_main(exports: fn() -> Exports, fd: OsString) -> ! {
+    // SAFETY: sets a signal disposition, before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // A panic must not unwind out of the constructor (an `extern "C"` function, so that would
+    // abort): it was printed by the panic hook, and the worker exits as a panicking `main`
+    // would.
+    match std::panic::catch_unwind(exports) {
+        Ok(exports) => serve(exports, fd),
+        Err(_) => process::exit(101),
+    }
+}
+
 /// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
 /// have died before this call: then nobody would send it, so the worker exits now.
 fn tie_to_parent(parent: &OsStr) {

@@ -151,10 +151,11 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 /// One test of a `harness = false` test binary.
 pub type TestFn = fn();
 
-/// The test runner of the child-process test binaries. They need their own `main`, which
-/// first lets a worker process serve (`tinypool::worker::serve_if_worker`), then runs the
-/// tests: one after another, each named, an optional substring filter from the command line,
-/// and libtest's summary line at the end.
+/// The test runner of the child-process test binaries that keep a `main` of their own
+/// (`harness = false`: Cargo.toml says why each does), which first lets a worker process serve
+/// (`tinypool::worker::serve_if_worker`), then runs the tests: one after another, each named,
+/// an optional substring filter from the command line, and libtest's summary line at the end.
+/// The others have libtest's harness and `tinypool::test_workers!`.
 pub fn run_tests(tests: &[(&str, TestFn)]) {
     run_cases(
         tests
