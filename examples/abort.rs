@@ -6,7 +6,7 @@ use tinypool::{worker, AbortController, Exports, Pool, RunOptions};
 
 fn main() -> Result<(), tinypool::Error> {
     let pool = Pool::builder()
-        .exports(Exports::new().default(|steps: u32| {
+        .exports(Exports::new().export_default(|steps: u32| {
             // A long job that checks for an abort between steps, as a thread cannot be killed.
             for step in 0..steps {
                 if worker::aborted() {

@@ -11,7 +11,7 @@ struct Add {
 
 fn main() -> Result<(), tinypool::Error> {
     let pool = Pool::builder()
-        .exports(Exports::new().default(|Add { a, b }: Add| a + b))
+        .exports(Exports::new().export_default(|Add { a, b }: Add| a + b))
         .build()?;
 
     let result: i32 = pool.run(Add { a: 4, b: 6 }).wait()?;

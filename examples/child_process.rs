@@ -11,7 +11,7 @@ struct Add {
 }
 
 fn exports() -> Exports {
-    Exports::new().default(|Add { a, b }: Add| a + b)
+    Exports::new().export_default(|Add { a, b }: Add| a + b)
 }
 
 fn main() -> Result<(), tinypool::Error> {

@@ -19,7 +19,7 @@ enum Message {
 }
 
 fn exports() -> Exports {
-    Exports::new().default(|()| -> Result<Reply, String> {
+    Exports::new().export_default(|()| -> Result<Reply, String> {
         let port = worker::port::<Message>().map_err(|e| e.to_string())?;
         port.send(Message::Text("Child process started".into()))
             .map_err(|e| e.to_string())?;

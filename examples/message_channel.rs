@@ -15,7 +15,7 @@ fn answer(_: ()) -> Result<String, String> {
 
 fn main() -> Result<(), tinypool::Error> {
     let pool = Pool::builder()
-        .exports(Exports::new().default(answer))
+        .exports(Exports::new().export_default(answer))
         .build()?;
 
     let (main_port, worker_port) = tinypool::channel::<String>();

@@ -6,7 +6,7 @@ fn main() -> Result<(), tinypool::Error> {
     let pool = Pool::builder()
         .exports(
             Exports::new()
-                .default(|(a, b): (i64, i64)| a + b)
+                .export_default(|(a, b): (i64, i64)| a + b)
                 .export("multiply", |(a, b): (i64, i64)| a * b)
                 .export("shout", |text: String| text.to_uppercase()),
         )

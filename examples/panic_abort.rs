@@ -5,7 +5,7 @@
 use tinypool::{Error, Exports, Pool, Runtime};
 
 fn exports() -> Exports {
-    Exports::new().default(|message: String| -> u32 { panic!("{message}") })
+    Exports::new().export_default(|message: String| -> u32 { panic!("{message}") })
 }
 
 fn main() {

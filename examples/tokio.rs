@@ -11,7 +11,7 @@
 use tinypool::{Exports, Pool, Runtime};
 
 fn exports() -> Exports {
-    Exports::new().default(|n: u64| (1..=n).product::<u64>())
+    Exports::new().export_default(|n: u64| (1..=n).product::<u64>())
 }
 
 fn main() -> Result<(), tinypool::Error> {

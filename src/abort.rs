@@ -61,7 +61,7 @@ impl AbortController {
     ///
     /// # // One worker; a task given a channel says it started, then waits for a go.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #     .exports(Exports::new().export_default(|n: u32| {
     /// #         if let Ok(port) = worker::port::<()>() {
     /// #             port.send(()).unwrap();
     /// #             port.recv().unwrap();
@@ -99,7 +99,7 @@ impl AbortController {
     ///
     /// // Asks its caller before overwriting a file.
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|path: String| {
+    ///     .exports(Exports::new().export_default(|path: String| {
     ///         let dialog = worker::port::<String>().expect("run with a channel");
     ///         dialog.send(format!("overwrite {path}?")).expect("the caller listens");
     ///         dialog.recv().is_ok_and(|answer| answer == "yes")
@@ -141,7 +141,7 @@ impl fmt::Debug for AbortController {
 /// use tinypool::{AbortController, Error, Exports, Pool, RunOptions};
 ///
 /// # let pool = Pool::builder()
-/// #     .exports(Exports::new().default(|n: u32| n))
+/// #     .exports(Exports::new().export_default(|n: u32| n))
 /// #     .build()?;
 /// let controller = AbortController::new();
 /// let signal = controller.signal();

@@ -30,7 +30,7 @@ use crate::Error;
 /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
 ///
 /// let pool = Pool::builder()
-///     .exports(Exports::new().default(|path: String| {
+///     .exports(Exports::new().export_default(|path: String| {
 ///         let dialog = worker::port::<String>().expect("run with a channel");
 ///         dialog.send(format!("overwrite {path}?")).expect("the caller listens");
 ///         dialog.recv().is_ok_and(|answer| answer == "yes")
@@ -149,7 +149,7 @@ impl<T: Send + 'static> Port<T> {
     /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|count: u32| {
+    ///     .exports(Exports::new().export_default(|count: u32| {
     ///         let lines = worker::port::<String>().expect("run with a channel");
     ///         for i in 1..=count {
     ///             lines.send(format!("line {i}")).expect("the caller listens");
@@ -212,7 +212,7 @@ impl<T: Send + 'static> Port<T> {
     /// use tinypool::{worker, Exports, Pool, RunOptions};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|()| {
+    ///     .exports(Exports::new().export_default(|()| {
     ///         let numbers = worker::port::<u64>().expect("run with a channel");
     ///         let mut sum = 0;
     ///         while let Ok(n) = numbers.recv() {
@@ -250,7 +250,7 @@ impl<T: Send + 'static> Port<T> {
     ///
     /// # // Answers one message, in capitals.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|()| {
+    /// #     .exports(Exports::new().export_default(|()| {
     /// #         let port = worker::port::<String>().unwrap();
     /// #         if let Ok(message) = port.recv() {
     /// #             let _ = port.send(message.to_uppercase());
@@ -299,7 +299,7 @@ impl<T: Send + 'static> Port<T> {
     ///
     /// # // Answers one message, in capitals.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|()| {
+    /// #     .exports(Exports::new().export_default(|()| {
     /// #         let port = worker::port::<String>().unwrap();
     /// #         if let Ok(message) = port.recv() {
     /// #             let _ = port.send(message.to_uppercase());
@@ -332,7 +332,7 @@ impl<T: Send + 'static> Port<T> {
     /// # rt.block_on(async {
     /// // Reports its progress as it goes.
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|files: u32| {
+    ///     .exports(Exports::new().export_default(|files: u32| {
     ///         let progress = worker::port::<u32>().expect("run with a channel");
     ///         for done in 1..=files {
     ///             progress.send(done).expect("the caller listens");
@@ -367,7 +367,7 @@ impl<T: Send + 'static> Port<T> {
     ///
     /// # // Adds up what its caller sends, until the caller hangs up.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|()| {
+    /// #     .exports(Exports::new().export_default(|()| {
     /// #         let numbers = worker::port::<u64>().unwrap();
     /// #         std::iter::from_fn(|| numbers.recv().ok()).sum::<u64>()
     /// #     }))

@@ -15,7 +15,7 @@ use std::fmt;
 /// use tinypool::{Error, Exports, Pool};
 ///
 /// # let pool = Pool::builder()
-/// #     .exports(Exports::new().default(|path: String| {
+/// #     .exports(Exports::new().export_default(|path: String| {
 /// #         assert!(!path.is_empty(), "empty path");
 /// #         path.len()
 /// #     }))

@@ -29,9 +29,10 @@ use crate::Error;
 /// use tinypool::Exports;
 ///
 /// let exports = Exports::new()
-///     .default(|(a, b): (i32, i32)| a + b)
+///     .export_default(|(a, b): (i32, i32)| a + b)
 ///     .export("multiply", |(a, b): (i32, i32)| a * b);
 /// assert!(exports.contains("default") && exports.contains("multiply"));
+/// assert!(!Exports::default().contains("default")); // `Default`: no functions.
 /// ```
 #[derive(Clone)]
 pub struct Exports {
@@ -40,10 +41,15 @@ pub struct Exports {
     default: Option<Arc<dyn Export>>,
 }
 
+impl Default for Exports {
+    /// No functions yet, as [`Exports::new`].
+    fn default() -> Self {
+        Exports::new()
+    }
+}
+
 impl Exports {
     /// No functions yet.
-    // No `Default` impl: `Exports::default(f)` sets the default export.
-    #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         Exports {
             functions: HashMap::new(),
@@ -51,9 +57,9 @@ impl Exports {
         }
     }
 
-    /// Sets the function that runs when a task names none (the name is `"default"`).
-    #[allow(clippy::should_implement_trait)]
-    pub fn default<T, R, F>(self, function: F) -> Self
+    /// Sets the function that runs when a task names none (its name is `"default"`: what
+    /// Tinypool calls a module's default export).
+    pub fn export_default<T, R, F>(self, function: F) -> Self
     where
         F: Fn(T) -> R + Send + Sync + 'static,
         T: DeserializeOwned + Send + 'static,

@@ -21,7 +21,7 @@
 //! let pool = Pool::builder()
 //!     .exports(
 //!         Exports::new()
-//!             .default(|(a, b): (i32, i32)| a + b)
+//!             .export_default(|(a, b): (i32, i32)| a + b)
 //!             .export("multiply", |(a, b): (i32, i32)| a * b),
 //!     )
 //!     .build()?;
@@ -56,7 +56,7 @@
 //! use tinypool::{Exports, Pool, Runtime};
 //!
 //! fn exports() -> Exports {
-//!     Exports::new().default(|(a, b): (i32, i32)| a + b)
+//!     Exports::new().export_default(|(a, b): (i32, i32)| a + b)
 //! }
 //!
 //! fn main() -> Result<(), tinypool::Error> {
@@ -90,7 +90,7 @@
 //!   use tinypool::{Exports, Pool, Runtime};
 //!
 //!   fn exports() -> Exports {
-//!       Exports::new().default(|(a, b): (i32, i32)| a + b)
+//!       Exports::new().export_default(|(a, b): (i32, i32)| a + b)
 //!   }
 //!
 //!   tinypool::test_workers!(exports);
@@ -157,7 +157,7 @@
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 //! # rt.block_on(async {
 //! let pool = tinypool::Pool::builder()
-//!     .exports(tinypool::Exports::new().default(|n: u64| n * 2))
+//!     .exports(tinypool::Exports::new().export_default(|n: u64| n * 2))
 //!     .build()?;
 //! let doubled = pool.run::<u64, _>(21u64).await?;
 //! assert_eq!(doubled, 42);
@@ -183,7 +183,7 @@
 //! use tinypool::{Error, Exports, Pool};
 //!
 //! let pool = Pool::builder()
-//!     .exports(Exports::new().default(|n: i32| if n < 0 { panic!("negative") } else { n }))
+//!     .exports(Exports::new().export_default(|n: i32| if n < 0 { panic!("negative") } else { n }))
 //!     .build()?;
 //! match pool.run::<i32, _>(-1).wait() {
 //!     Ok(n) => println!("{n}"),

@@ -83,7 +83,7 @@ pub enum MaxQueue {
 ///
 /// // Worker threads share this process's memory and CPU time: they cannot be capped.
 /// let threads = Pool::builder()
-///     .exports(Exports::new().default(|n: u32| n))
+///     .exports(Exports::new().export_default(|n: u32| n))
 ///     .resource_limits(limits)
 ///     .build();
 /// assert!(matches!(threads, Err(Error::InvalidOptions { .. })));
@@ -185,7 +185,7 @@ pub(crate) struct ProcessOptions {
 /// use tinypool::{Exports, MaxQueue, Pool};
 ///
 /// let pool = Pool::builder()
-///     .exports(Exports::new().default(|x: u64| x * 2))
+///     .exports(Exports::new().export_default(|x: u64| x * 2))
 ///     .min_threads(1)
 ///     .max_threads(4)
 ///     .idle_timeout(Duration::from_secs(1))
@@ -307,7 +307,7 @@ impl Builder {
     /// use tinypool::{Exports, Pool};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u64| n * 2))
+    ///     .exports(Exports::new().export_default(|n: u64| n * 2))
     ///     .min_threads(0) // No worker while the pool is unused...
     ///     .max_threads(1)
     ///     .idle_timeout(Duration::from_secs(30)) // ...but one kept 30 s after a task.
@@ -333,7 +333,7 @@ impl Builder {
     ///
     /// let pool = Pool::builder()
     ///     // .exports(..): a task given a channel says it started, then waits for a go.
-    /// #   .exports(Exports::new().default(|n: u32| {
+    /// #   .exports(Exports::new().export_default(|n: u32| {
     /// #       if let Ok(port) = worker::port::<()>() {
     /// #           port.send(()).unwrap();
     /// #           port.recv().unwrap();
@@ -373,7 +373,7 @@ impl Builder {
     /// use tinypool::{Exports, Pool, Runtime, Task};
     ///
     /// fn main() -> Result<(), tinypool::Error> {
-    ///     tinypool::worker::serve_if_worker(Exports::new().default(|n: u64| n * 2));
+    ///     tinypool::worker::serve_if_worker(Exports::new().export_default(|n: u64| n * 2));
     ///
     ///     // Many tiny tasks: each child gets up to 32 at once, in a few writes.
     ///     let pool = Pool::builder()
@@ -402,7 +402,7 @@ impl Builder {
     ///     static CALLS: Cell<u32> = const { Cell::new(0) };
     /// }
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|()| {
+    ///     .exports(Exports::new().export_default(|()| {
     ///         CALLS.with(|calls| calls.replace(calls.get() + 1) + 1)
     ///     }))
     ///     .max_threads(1)
@@ -443,7 +443,7 @@ impl Builder {
     ///     move |()| closed.fetch_add(1, Ordering::SeqCst)
     /// };
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|query: String| query.len()).export("close", close))
+    ///     .exports(Exports::new().export_default(|query: String| query.len()).export("close", close))
     ///     .teardown("close")
     ///     .min_threads(2)
     ///     .max_threads(2)
@@ -474,7 +474,7 @@ impl Builder {
     ///
     /// let pool = Pool::builder()
     ///     .worker_data(Settings { greeting: "Hello".to_owned() })
-    ///     .exports(Exports::new().default(|name: String| {
+    ///     .exports(Exports::new().export_default(|name: String| {
     ///         let settings = worker::data::<Settings>().unwrap().expect("the pool has some");
     ///         format!("{}, {name}!", settings.greeting)
     ///     }))
@@ -507,7 +507,7 @@ impl Builder {
     ///
     /// // Deep recursion (a parser on nested input, say) needs more than the default 2 MiB.
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(depth))
+    ///     .exports(Exports::new().export_default(depth))
     ///     .resource_limits(ResourceLimits::new().stack_size(64 << 20))
     ///     .build()?;
     /// assert_eq!(pool.run::<u64, _>(100_000u64).wait()?, 100_000);
@@ -540,7 +540,7 @@ impl Builder {
     ///
     /// let (errors, reported) = mpsc::channel();
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u32| n).export("flush", flush_log))
+    ///     .exports(Exports::new().export_default(|n: u32| n).export("flush", flush_log))
     ///     .teardown("flush")
     ///     .max_threads(1)
     ///     .on_error(move |error| errors.send(error).expect("the receiver lives"))
@@ -571,7 +571,7 @@ impl Builder {
     /// use std::process::ExitCode;
     ///
     /// fn main() -> ExitCode {
-    ///     let exports = tinypool::Exports::new().default(|image: Vec<u8>| image.len() / 4);
+    ///     let exports = tinypool::Exports::new().export_default(|image: Vec<u8>| image.len() / 4);
     ///     tinypool::worker::serve_if_worker(exports); // Serves, then exits.
     ///     eprintln!("thumbnailer: only a tinypool pool runs this program");
     ///     ExitCode::from(2)
@@ -648,7 +648,7 @@ impl Builder {
     ///
     /// // Worker threads share this process's environment: there is none of their own to set.
     /// let threads = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u32| n))
+    ///     .exports(Exports::new().export_default(|n: u32| n))
     ///     .env("RUST_LOG", "warn")
     ///     .build();
     /// assert!(matches!(threads, Err(Error::InvalidOptions { .. })));
@@ -751,7 +751,7 @@ impl Builder {
     /// use tinypool::{Error, Exports, Pool};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u32| n + 1))
+    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
     ///     .min_threads(2)
     ///     .max_threads(4)
     ///     .build()?;
@@ -759,7 +759,7 @@ impl Builder {
     ///
     /// // Options are checked here, not when the first task runs.
     /// let conflicting = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u32| n + 1))
+    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
     ///     .min_threads(8)
     ///     .max_threads(2)
     ///     .build();
@@ -1071,7 +1071,7 @@ impl RunOptions {
     ///
     /// # // A long job that runs until it is aborted, checking between steps.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #     .exports(Exports::new().export_default(|n: u32| {
     /// #         while !worker::aborted() {
     /// #             std::thread::sleep(std::time::Duration::from_millis(1)); // A step.
     /// #         }
@@ -1103,7 +1103,7 @@ impl RunOptions {
     /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|rows: u32| {
+    ///     .exports(Exports::new().export_default(|rows: u32| {
     ///         let results = worker::port::<u32>().expect("run with a channel");
     ///         for row in 0..rows {
     ///             assert!(row < 2, "row {row} is malformed");

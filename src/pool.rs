@@ -30,7 +30,7 @@ use crate::Error;
 /// let pool = Pool::builder()
 ///     .exports(
 ///         Exports::new()
-///             .default(|(a, b): (i32, i32)| a + b)
+///             .export_default(|(a, b): (i32, i32)| a + b)
 ///             .export("multiply", |(a, b): (i32, i32)| a * b),
 ///     )
 ///     .build()?;
@@ -97,7 +97,7 @@ impl Pool {
     /// use tinypool::{Error, Exports, Pool, Task};
     ///
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|n: u64| n * n))
+    ///     .exports(Exports::new().export_default(|n: u64| n * n))
     ///     .build()?;
     /// // `run` returns at once: these run in parallel, as workers come free.
     /// let tasks: Vec<Task<u64>> = (1..=4u64).map(|n| pool.run(n)).collect();
@@ -128,7 +128,7 @@ impl Pool {
     /// let pool = Pool::builder()
     ///     .exports(
     ///         Exports::new()
-    ///             .default(|text: String| text.len())
+    ///             .export_default(|text: String| text.len())
     ///             .export("upper", |text: String| text.to_uppercase()),
     ///     )
     ///     .build()?;
@@ -185,7 +185,7 @@ impl Pool {
     ///
     /// # // One worker; a task given a channel says it started, then waits for a message.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|()| {
+    /// #     .exports(Exports::new().export_default(|()| {
     /// #         if let Ok(port) = worker::port::<()>() {
     /// #             port.send(()).unwrap();
     /// #             let _ = port.recv(); // `Disconnected` once the task ended.
@@ -223,7 +223,7 @@ impl Pool {
     ///
     /// # // One worker; a task given a channel says it started, then waits for a go.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|n: u32| {
+    /// #     .exports(Exports::new().export_default(|n: u32| {
     /// #         if let Ok(port) = worker::port::<()>() {
     /// #             port.send(()).unwrap();
     /// #             port.recv().unwrap();
@@ -261,7 +261,7 @@ impl Pool {
     ///     static CACHE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// }
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(|name: String| {
+    ///     .exports(Exports::new().export_default(|name: String| {
     ///         CACHE.with_borrow_mut(|cache| {
     ///             cache.push(name);
     ///             cache.len()
@@ -292,7 +292,7 @@ impl Pool {
     ///
     /// # // A task given a channel says it started, then waits for a go.
     /// # let pool = Pool::builder()
-    /// #     .exports(Exports::new().default(|()| {
+    /// #     .exports(Exports::new().export_default(|()| {
     /// #         let port = worker::port::<()>().unwrap();
     /// #         port.send(()).unwrap();
     /// #         port.recv().unwrap();
@@ -368,7 +368,7 @@ impl Destroy {
     ///
     /// let (release, blocked) = tinypool::channel::<()>();
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().default(move |()| {
+    ///     .exports(Exports::new().export_default(move |()| {
     ///         blocked.send(()).unwrap(); // It started...
     ///         let _ = blocked.recv(); // ...and blocks until `release` says.
     ///     }))

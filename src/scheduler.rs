@@ -950,7 +950,7 @@ mod loom_tests {
 
     fn pool(min_threads: usize, max_threads: usize) -> Arc<Shared> {
         let options = Builder::default()
-            .exports(Exports::new().default(|(a, b): (i32, i32)| a + b))
+            .exports(Exports::new().export_default(|(a, b): (i32, i32)| a + b))
             .min_threads(min_threads)
             .max_threads(max_threads)
             .idle_timeout(Duration::ZERO)

@@ -189,7 +189,7 @@ impl<R: Send> Completion<R> for Slot<R> {
 ///
 /// ```
 /// # let pool = tinypool::Pool::builder()
-/// #     .exports(tinypool::Exports::new().default(|(a, b): (i32, i32)| a + b))
+/// #     .exports(tinypool::Exports::new().export_default(|(a, b): (i32, i32)| a + b))
 /// #     .build()?;
 /// let task = pool.run::<i32, _>((4, 6));
 /// assert_eq!(task.wait()?, 10);
@@ -206,7 +206,7 @@ impl<R: Send> Completion<R> for Slot<R> {
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// # rt.block_on(async {
 /// let pool = tinypool::Pool::builder()
-///     .exports(tinypool::Exports::new().default(|n: u64| n * 2))
+///     .exports(tinypool::Exports::new().export_default(|n: u64| n * 2))
 ///     .build()?;
 /// let doubled = pool.run::<u64, _>(21u64).await?;
 /// assert_eq!(doubled, 42);
@@ -245,7 +245,7 @@ impl<R: Send + 'static> Task<R> {
     /// use std::time::Duration;
     ///
     /// # let pool = tinypool::Pool::builder()
-    /// #     .exports(tinypool::Exports::new().default(|ms: u64| {
+    /// #     .exports(tinypool::Exports::new().export_default(|ms: u64| {
     /// #         std::thread::sleep(Duration::from_millis(ms));
     /// #         ms
     /// #     }))
@@ -274,7 +274,7 @@ impl<R: Send + 'static> Task<R> {
     ///
     /// ```
     /// # let pool = tinypool::Pool::builder()
-    /// #     .exports(tinypool::Exports::new().default(|n: u64| (1..=n).product::<u64>()))
+    /// #     .exports(tinypool::Exports::new().export_default(|n: u64| (1..=n).product::<u64>()))
     /// #     .build()?;
     /// let task = pool.run::<u64, _>(20u64);
     /// let mut frames = 0;

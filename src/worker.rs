@@ -6,7 +6,7 @@
 //! use tinypool::{worker, Exports, Pool};
 //!
 //! let pool = Pool::builder()
-//!     .exports(Exports::new().default(|()| worker::id()))
+//!     .exports(Exports::new().export_default(|()| worker::id()))
 //!     .max_threads(1)
 //!     .build()?;
 //! assert_eq!(pool.run::<Option<usize>, _>(()).wait()?, Some(1));
@@ -119,7 +119,7 @@ pub fn id() -> Option<usize> {
 /// }
 ///
 /// let pool = Pool::builder()
-///     .exports(Exports::new().default(|()| threads_to_use()))
+///     .exports(Exports::new().export_default(|()| threads_to_use()))
 ///     .build()?;
 /// assert_eq!(pool.run::<usize, _>(()).wait()?, 1);
 /// assert!(!worker::is_worker());
@@ -137,7 +137,7 @@ pub fn is_worker() -> bool {
 ///
 /// let pool = Pool::builder()
 ///     .worker_data(1_000u64) // The most rows one task may return.
-///     .exports(Exports::new().default(|rows: u64| -> Result<u64, String> {
+///     .exports(Exports::new().export_default(|rows: u64| -> Result<u64, String> {
 ///         let limit = worker::data::<u64>().map_err(|e| e.to_string())?;
 ///         Ok(rows.min(limit.unwrap_or(u64::MAX)))
 ///     }))
@@ -187,7 +187,7 @@ where
 ///
 /// // Answers each line its caller sends, until the caller hangs up.
 /// let pool = Pool::builder()
-///     .exports(Exports::new().default(|()| match worker::port::<String>() {
+///     .exports(Exports::new().export_default(|()| match worker::port::<String>() {
 ///         Ok(port) => {
 ///             while let Ok(line) = port.recv() {
 ///                 let _ = port.send(line.to_uppercase());
@@ -237,7 +237,7 @@ where
 /// use tinypool::{Exports, Pool, Runtime};
 ///
 /// fn exports() -> Exports {
-///     Exports::new().default(|(a, b): (i32, i32)| a + b)
+///     Exports::new().export_default(|(a, b): (i32, i32)| a + b)
 /// }
 ///
 /// fn main() -> Result<(), tinypool::Error> {
@@ -280,7 +280,7 @@ pub fn serve_if_worker(exports: Exports) {
 /// use tinypool::{Exports, Pool, Runtime};
 ///
 /// fn exports() -> Exports {
-///     Exports::new().default(|(a, b): (i32, i32)| a + b)
+///     Exports::new().export_default(|(a, b): (i32, i32)| a + b)
 /// }
 ///
 /// tinypool::test_workers!(exports);
@@ -441,7 +441,7 @@ fn reexecutable(test_workers: usize, on_main: bool, elsewhere: Option<&str>) -> 
 ///
 /// // A long computation that stops as soon as nobody wants its result.
 /// let pool = Pool::builder()
-///     .exports(Exports::new().default(|()| {
+///     .exports(Exports::new().export_default(|()| {
 ///         let started = worker::port::<()>().expect("run with a channel");
 ///         started.send(()).expect("the caller listens");
 ///         let mut steps = 0u64;

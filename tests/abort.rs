@@ -54,7 +54,7 @@ fn abort_while_running_fails_the_task_at_once() {
     let (started, release) = (Counter::new(), Gate::new());
     let exports = {
         let (started, release) = (started.clone(), release.clone());
-        Exports::new().default(move |()| {
+        Exports::new().export_default(move |()| {
             started.bump();
             release.wait();
             1u32
@@ -95,7 +95,7 @@ fn running_abort_retires_the_worker_and_the_function_sees_aborted() {
     let exports = {
         let (started, saw_abort, release) = (started.clone(), saw_abort.clone(), release.clone());
         Exports::new()
-            .default(move |()| {
+            .export_default(move |()| {
                 started.bump();
                 until_aborted();
                 saw_abort.bump();
@@ -143,7 +143,7 @@ fn running_abort_starts_a_replacement_up_to_min_threads() {
     let exports = {
         let (started, release) = (started.clone(), release.clone());
         Exports::new()
-            .default(move |()| {
+            .export_default(move |()| {
                 started.bump();
                 release.wait();
                 bump_runs()
@@ -193,7 +193,7 @@ fn abortable_task_waits_for_an_empty_worker() {
     let (gates, started) = ([Gate::new(), Gate::new()], Counter::new());
     let exports = {
         let (log, gates, started) = (log.clone(), gates.clone(), started.clone());
-        Exports::new().default(move |i: usize| {
+        Exports::new().export_default(move |i: usize| {
             log.lock().unwrap().push(format!("start {i}"));
             started.bump();
             if let Some(gate) = gates.get(i) {
@@ -243,7 +243,7 @@ fn abort_reason_travels_in_the_error() {
     let started = Counter::new();
     let exports = {
         let started = started.clone();
-        Exports::new().default(move |()| {
+        Exports::new().export_default(move |()| {
             started.bump();
             until_aborted();
         })
@@ -288,7 +288,7 @@ fn aborted_tasks_never_run_later() {
     let exports = {
         let (release, started, victims) = (release.clone(), started.clone(), victims.clone());
         Exports::new()
-            .default(move |x: u32| {
+            .export_default(move |x: u32| {
                 started.bump();
                 release.wait();
                 x
@@ -334,7 +334,7 @@ fn one_signal_aborts_every_task_that_shares_it() {
     let exports = {
         let (started, after_abort) = (started.clone(), after_abort.clone());
         Exports::new()
-            .default(move |()| {
+            .export_default(move |()| {
                 started.bump();
                 until_aborted();
                 after_abort.bump();

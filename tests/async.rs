@@ -22,7 +22,7 @@ async fn within_30s<F: Future>(future: F) -> F::Output {
 
 fn adder(max_threads: usize) -> Pool {
     Pool::builder()
-        .exports(Exports::new().default(|(a, b): (i32, i32)| a + b))
+        .exports(Exports::new().export_default(|(a, b): (i32, i32)| a + b))
         .min_threads(1)
         .max_threads(max_threads)
         .build()
@@ -72,7 +72,7 @@ async fn awaiting_a_task_does_not_block_a_current_thread_runtime() {
     let gate = Gate::new();
     let exports = {
         let gate = gate.clone();
-        Exports::new().default(move |x: u32| {
+        Exports::new().export_default(move |x: u32| {
             gate.wait();
             x + 1
         })

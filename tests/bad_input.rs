@@ -119,7 +119,7 @@ enum Nest {
 
 fn exports() -> Exports {
     Exports::new()
-        .default(|x: i32| x)
+        .export_default(|x: i32| x)
         .export("make_fragile", Fragile)
         .export("take_fragile", |value: Fragile| value.0)
         .export("pid", |()| std::process::id())

@@ -11,7 +11,7 @@ use tinypool::{Error, Exports, Pool, Task};
 /// argument.
 fn blocking(gate: &Gate, started: &Counter) -> Exports {
     let (gate, started) = (gate.clone(), started.clone());
-    Exports::new().default(move |x: u32| {
+    Exports::new().export_default(move |x: u32| {
         started.bump();
         gate.wait();
         x

@@ -43,7 +43,7 @@ where
 /// caller closes its side.
 #[test]
 fn many_messages_round_trip_in_order_both_ways() {
-    let pool = pool(Exports::new().default(|()| -> Result<u64, String> {
+    let pool = pool(Exports::new().export_default(|()| -> Result<u64, String> {
         let port = worker::port::<u64>().map_err(|e| e.to_string())?;
         let mut echoed = 0;
         loop {
@@ -80,7 +80,7 @@ fn try_recv_returns_none_until_a_message_arrives() {
     let sent = Counter::new();
     let exports = {
         let sent = sent.clone();
-        Exports::new().default(move |()| {
+        Exports::new().export_default(move |()| {
             let port = worker::port::<String>().unwrap();
             let go = port.recv().unwrap();
             port.send(format!("{go}!")).unwrap();
@@ -111,7 +111,7 @@ fn recv_async_resolves_under_block_on() {
     let gate = Gate::new();
     let exports = {
         let gate = gate.clone();
-        Exports::new().default(move |()| {
+        Exports::new().export_default(move |()| {
             let port = worker::port::<u32>().unwrap();
             let n = block_on(port.recv_async()).unwrap();
             gate.wait();
@@ -153,7 +153,7 @@ fn channel_of_a_running_task_closes_when_it_is_aborted_or_terminated() {
     let started = Counter::new();
     let exports = {
         let started = started.clone();
-        Exports::new().default(move |()| {
+        Exports::new().export_default(move |()| {
             let port = worker::port::<u32>().unwrap();
             port.send(1).unwrap();
             started.bump();

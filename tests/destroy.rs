@@ -20,7 +20,7 @@ fn until_aborted() {
 /// A default export that reports it started and then runs until the pool is destroyed.
 fn cooperative(started: &Counter) -> Exports {
     let started = started.clone();
-    Exports::new().default(move |()| {
+    Exports::new().export_default(move |()| {
         started.bump();
         until_aborted();
     })

@@ -30,7 +30,7 @@ fn named(name: &'static str) -> RunOptions {
 fn multiple() -> Exports {
     let a = |()| "a".to_owned();
     Exports::new()
-        .default(a)
+        .export_default(a)
         .export("a", a)
         .export("b", |()| "b".to_owned())
 }
@@ -46,10 +46,10 @@ fn exporting_as_default_by_name_sets_the_default_export() {
 #[test]
 fn a_later_export_of_the_same_name_replaces_the_earlier() {
     let exports = Exports::new()
-        .default(|x: u8| x)
+        .export_default(|x: u8| x)
         .export("f", |x: u8| x + 1)
         .export("f", |x: u8| x + 100)
-        .default(|x: u8| x + 10);
+        .export_default(|x: u8| x + 10);
     let pool = one_worker(exports, "x-replace");
     assert_eq!(finish(pool.run_with::<u8, _>(1u8, named("f"))), Ok(101));
     assert_eq!(finish(pool.run::<u8, _>(1u8)), Ok(11));
@@ -83,7 +83,7 @@ fn a_wrong_argument_type_is_a_type_mismatch_and_the_function_is_not_called() {
     let exports = {
         let called = called.clone();
         Exports::new()
-            .default(move |x: i64| {
+            .export_default(move |x: i64| {
                 called.bump();
                 x
             })
@@ -127,7 +127,7 @@ fn a_wrong_result_type_is_a_type_mismatch_and_the_function_is_not_called() {
     let called = Counter::new();
     let exports = {
         let called = called.clone();
-        Exports::new().default(move |x: i64| {
+        Exports::new().export_default(move |x: i64| {
             called.bump();
             x
         })
@@ -182,7 +182,7 @@ impl<'de> Deserialize<'de> for Unserializable {
 #[test]
 fn arguments_and_results_move_without_serialization() {
     let pool = one_worker(
-        Exports::new().default(|mut value: Unserializable| {
+        Exports::new().export_default(|mut value: Unserializable| {
             *value.0 += 1;
             let address = &*value.0 as *const u64 as usize;
             (address, value)
@@ -207,7 +207,7 @@ fn arguments_and_results_move_without_serialization() {
 #[test]
 fn a_panic_hook_that_replaces_the_crates_leaves_the_location_unknown() {
     let pool = one_worker(
-        Exports::new().default(|(message, panic): (String, bool)| -> u8 {
+        Exports::new().export_default(|(message, panic): (String, bool)| -> u8 {
             // A panic the function catches itself is noted too: the note stays behind.
             let _ = std::panic::catch_unwind(|| panic!("caught inside"));
             if panic {

@@ -55,7 +55,7 @@ fn ignore_sigterm() {
 
 fn exports() -> Exports {
     Exports::new()
-        .default(|x: i32| x)
+        .export_default(|x: i32| x)
         .export("pid", |()| std::process::id())
         .export("stuck", |()| stuck())
         .export("deaf", |()| {

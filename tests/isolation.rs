@@ -14,7 +14,7 @@ use tinypool::{worker, Exports, Pool, Task};
 /// the same time), then return their worker's id and thread marker.
 fn meeting(met: &Counter) -> Exports {
     let met = met.clone();
-    Exports::new().default(move |target: usize| {
+    Exports::new().export_default(move |target: usize| {
         met.bump();
         met.wait_for(target);
         (worker::id().expect("inside a worker"), marker())

@@ -16,7 +16,7 @@ fn parallelism() -> usize {
 /// A default export that reports it started and then blocks until `gate` opens.
 fn blocking(gate: &Gate, started: &Counter) -> Exports {
     let (gate, started) = (gate.clone(), started.clone());
-    Exports::new().default(move |()| {
+    Exports::new().export_default(move |()| {
         started.bump();
         gate.wait();
     })
@@ -30,7 +30,7 @@ fn invalid_options(result: Result<Pool, Error>) -> String {
 }
 
 fn double() -> Exports {
-    Exports::new().default(|x: u32| x * 2)
+    Exports::new().export_default(|x: u32| x * 2)
 }
 
 #[test]
@@ -70,7 +70,7 @@ fn defaults_start_half_the_parallelism_and_grow_to_all_of_it() {
 #[test]
 fn default_thread_name_is_tinypool_dash_worker_id() {
     let pool = Pool::builder()
-        .exports(Exports::new().default(|()| {
+        .exports(Exports::new().export_default(|()| {
             let name = std::thread::current().name().map(str::to_owned);
             (name, tinypool::worker::id())
         }))
@@ -85,7 +85,9 @@ fn default_thread_name_is_tinypool_dash_worker_id() {
 #[test]
 fn thread_name_sets_the_prefix_of_worker_thread_names() {
     let pool = Pool::builder()
-        .exports(Exports::new().default(|()| std::thread::current().name().map(str::to_owned)))
+        .exports(
+            Exports::new().export_default(|()| std::thread::current().name().map(str::to_owned)),
+        )
         .min_threads(1)
         .max_threads(1)
         .thread_name("o-named")

@@ -29,7 +29,7 @@ static TESTS_STARTED: AtomicUsize = AtomicUsize::new(0);
 fn exports() -> Exports {
     common::quiet_panics(PANIC_PREFIX);
     Exports::new()
-        .default(|(a, b): (i32, i32)| a + b)
+        .export_default(|(a, b): (i32, i32)| a + b)
         .export("pid", |()| std::process::id())
         .export("id", |()| worker::id())
         .export("panic", |message: String| -> i32 {

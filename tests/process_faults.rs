@@ -61,7 +61,7 @@ enum Fault {
 
 fn exports() -> Exports {
     Exports::new()
-        .default(|x: i32| x)
+        .export_default(|x: i32| x)
         .export("pid", |()| std::process::id())
         .export("print", |()| {
             println!("Worker message");

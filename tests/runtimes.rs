@@ -87,7 +87,7 @@ fn pid_of(identity: &str) -> u32 {
 /// The functions both kinds of worker export.
 fn exports() -> Exports {
     Exports::new()
-        .default(|(a, b): (i32, i32)| a + b)
+        .export_default(|(a, b): (i32, i32)| a + b)
         .export("multiply", |(a, b): (i32, i32)| a * b)
         .export("panic", |message: String| -> i32 { panic!("{message}") })
         .export("id", |()| worker::id())

@@ -16,7 +16,7 @@ use tinypool::{Exports, Pool, Task};
 /// provably run at the same time, and returns its thread's marker.
 fn meeting(met: &Counter) -> Exports {
     let met = met.clone();
-    Exports::new().default(move |target: usize| {
+    Exports::new().export_default(move |target: usize| {
         met.bump();
         met.wait_for(target);
         marker()
@@ -37,7 +37,7 @@ fn concurrency_2_on_2_workers_runs_2_tasks_at_once_and_holds_4() {
     let exports = {
         let (gate, started) = (gate.clone(), started.clone());
         let (running, peak) = (running.clone(), peak.clone());
-        Exports::new().default(move |i: u32| {
+        Exports::new().export_default(move |i: u32| {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             started.bump();
@@ -96,7 +96,7 @@ fn idle_timeout_zero_lets_every_worker_above_min_leave_once_idle() {
 #[test]
 fn workers_at_min_threads_never_idle_out() {
     let pool = Pool::builder()
-        .exports(Exports::new().default(|()| marker()))
+        .exports(Exports::new().export_default(|()| marker()))
         .min_threads(1)
         .max_threads(1)
         .idle_timeout(Duration::from_millis(1))

@@ -55,7 +55,7 @@ tinypool::test_workers!(exports);
 
 fn exports() -> Exports {
     Exports::new()
-        .default(|payload: Payload| payload)
+        .export_default(|payload: Payload| payload)
         .export("loose", |value: Loose| value)
         .export("flat", |value: Flat| value)
         .export("data", |()| {

@@ -49,7 +49,7 @@ fn mix(x: u64) -> u64 {
 
 fn exports() -> Exports {
     Exports::new()
-        .default(mix)
+        .export_default(mix)
         // Sleeps a little: tasks pile up in queues, so cancels and aborts find some there.
         .export("slow", |(x, micros): (u64, u32)| {
             thread::sleep(Duration::from_micros(micros.into()));

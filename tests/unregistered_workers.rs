@@ -8,7 +8,7 @@
 use tinypool::{worker, Error, Exports, Pool, Runtime};
 
 fn exports() -> Exports {
-    Exports::new().default(|(a, b): (i32, i32)| a + b)
+    Exports::new().export_default(|(a, b): (i32, i32)| a + b)
 }
 
 fn refusal() -> String {

@@ -69,7 +69,7 @@ pub fn payload(buf: Vec<u8>) -> usize {
 pub fn exports() -> Exports {
     let add = |(a, b): (u64, u64)| add(a, b);
     Exports::new()
-        .default(add)
+        .export_default(add)
         .export("add", add)
         .export("payload", payload)
         // For the soak: a task that fails.
