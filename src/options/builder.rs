@@ -1,0 +1,458 @@
+//! [`Builder`]: the options every pool has, and `build`. The child-process runtime's own
+//! options are in `process.rs`.
+
+use std::any::type_name;
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{ChildOutput, ErrorHook, MaxQueue, ResourceLimits, Runtime};
+use crate::codec::Serialization;
+use crate::exports::Exports;
+use crate::pool::Pool;
+use crate::protocol::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::worker::WorkerData;
+use crate::Error;
+
+/// Builds a [`Pool`]. Tinypool's options are here in snake case; the rest (`stdout`, `stderr`,
+/// `startup_timeout`, `max_message_size`, `thread_name`, and `resource_limits`, which sets
+/// thread stack sizes or process rlimits rather than V8's heap) are this crate's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use tinypool::{Exports, MaxQueue, Pool};
+///
+/// let pool = Pool::builder()
+///     .exports(Exports::new().export_default(|x: u64| x * 2))
+///     .min_threads(1)
+///     .max_threads(4)
+///     .idle_timeout(Duration::from_secs(1))
+///     .max_queue(MaxQueue::Auto)
+///     .build()?;
+/// assert_eq!(pool.run::<u64, _>(21u64).wait()?, 42);
+/// # Ok::<(), tinypool::Error>(())
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    pub(super) exports: Option<Exports>,
+    pub(super) runtime: Runtime,
+    pub(super) name: Option<Cow<'static, str>>,
+    pub(super) min_threads: Option<usize>,
+    pub(super) max_threads: Option<usize>,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_queue: MaxQueue,
+    pub(super) concurrent_tasks_per_worker: usize,
+    pub(super) isolate_workers: bool,
+    pub(super) terminate_timeout: Duration,
+    pub(super) teardown: Option<String>,
+    pub(super) worker_data: Option<WorkerData>,
+    pub(super) resource_limits: ResourceLimits,
+    pub(super) thread_name: String,
+    pub(super) on_error: Option<ErrorHook>,
+    pub(super) filename: Option<PathBuf>,
+    pub(super) argv: Vec<OsString>,
+    pub(super) env: Vec<(OsString, OsString)>,
+    pub(super) stdout: ChildOutput,
+    pub(super) stderr: ChildOutput,
+    pub(super) serialization: Serialization,
+    pub(super) startup_timeout: Duration,
+    pub(super) max_message_size: usize,
+    pub(super) memory_recycle: Option<u64>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            exports: None,
+            runtime: Runtime::Threads,
+            name: None,
+            min_threads: None,
+            max_threads: None,
+            idle_timeout: Duration::ZERO,
+            max_queue: MaxQueue::Unbounded,
+            concurrent_tasks_per_worker: 1,
+            isolate_workers: false,
+            terminate_timeout: Duration::from_secs(1),
+            teardown: None,
+            worker_data: None,
+            resource_limits: ResourceLimits::default(),
+            thread_name: "tinypool".to_owned(),
+            on_error: None,
+            filename: None,
+            argv: Vec::new(),
+            env: Vec::new(),
+            stdout: ChildOutput::Inherit,
+            stderr: ChildOutput::Inherit,
+            serialization: Serialization::Postcard,
+            startup_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            memory_recycle: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The functions the workers run (required for the threads runtime).
+    pub fn exports(mut self, exports: Exports) -> Self {
+        self.exports = Some(exports);
+        self
+    }
+
+    /// Threads (the default) or child processes.
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// The export [`Pool::run`] calls (default: `"default"`).
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// // One set of exports (a library's, say), and a pool whose `run` makes thumbnails.
+    /// let exports = Exports::new()
+    ///     .export("thumbnail", |width: u32| width / 8)
+    ///     .export("preview", |width: u32| width / 2);
+    /// let thumbnails = Pool::builder().exports(exports).name("thumbnail").build()?;
+    /// assert_eq!(thumbnails.run::<u32, _>(1600u32).wait()?, 200);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Workers kept alive even when idle (default: half the available parallelism, at least
+    /// 1; lowered to `max_threads` when only that was given and is smaller).
+    pub fn min_threads(mut self, n: usize) -> Self {
+        self.min_threads = Some(n);
+        self
+    }
+
+    /// The most workers alive at once (default: the available parallelism; raised to
+    /// `min_threads` when only that was given and is larger). Must be at least 1.
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = Some(n);
+        self
+    }
+
+    /// How long a worker above `min_threads` may stay idle before it exits (default: 0, it
+    /// exits as soon as it finds nothing to do). Like every `Duration` option, any value is
+    /// accepted: one too large to count from now (`Duration::MAX`) means "never".
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * 2))
+    ///     .min_threads(0) // No worker while the pool is unused...
+    ///     .max_threads(1)
+    ///     .idle_timeout(Duration::from_secs(30)) // ...but one kept 30 s after a task.
+    ///     .build()?;
+    /// assert_eq!(pool.threads(), 0);
+    /// assert_eq!(pool.run::<u64, _>(21u64).wait()?, 42);
+    /// assert_eq!(pool.threads(), 1); // Still there: the next task starts no thread.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// How many tasks may wait for a worker (default: [`MaxQueue::Unbounded`]).
+    ///
+    /// A bounded queue is backpressure: a task that finds it full fails at once with
+    /// [`Error::QueueFull`] (with [`MaxQueue::Limit(0)`](MaxQueue::Limit), [`Error::NoQueue`]),
+    /// rather than wait behind an ever longer line.
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, MaxQueue, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     // .exports(..): a task given a channel says it started, then waits for a go.
+    /// #   .exports(Exports::new().export_default(|n: u32| {
+    /// #       if let Ok(port) = worker::port::<()>() {
+    /// #           port.send(()).unwrap();
+    /// #           port.recv().unwrap();
+    /// #       }
+    /// #       n
+    /// #   }))
+    ///     .max_threads(1)
+    ///     .max_queue(MaxQueue::Limit(1))
+    ///     .build()?;
+    /// let (busy, port) = tinypool::channel::<()>();
+    /// let running = pool.run_with::<u32, _>(1u32, RunOptions::new().channel(port));
+    /// busy.recv()?; // The only worker is busy.
+    /// let queued = pool.run::<u32, _>(2u32);
+    /// let refused = pool.run::<u32, _>(3u32);
+    /// assert_eq!(refused.wait(), Err(Error::QueueFull)); // Try again later.
+    ///
+    /// busy.send(())?;
+    /// assert_eq!((running.wait()?, queued.wait()?), (1, 2));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn max_queue(mut self, max_queue: MaxQueue) -> Self {
+        self.max_queue = max_queue;
+        self
+    }
+
+    /// How many tasks one worker takes at once (default: 1). Exported functions are
+    /// synchronous, so a worker runs its tasks one after another from its own short queue.
+    ///
+    /// A child-process worker sends the tasks it takes to its child together (many per
+    /// write), which is the way to many small tasks per second across processes: such tasks
+    /// count as started, so [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks)
+    /// leaves them be. A task with a channel or an abort signal still runs alone. The default
+    /// of 1 keeps a short task from waiting behind a long one in a busy child while another
+    /// worker is free.
+    ///
+    /// ```no_run
+    /// use tinypool::{Exports, Pool, Runtime, Task};
+    ///
+    /// fn main() -> Result<(), tinypool::Error> {
+    ///     tinypool::worker::serve_if_worker(Exports::new().export_default(|n: u64| n * 2));
+    ///
+    ///     // Many tiny tasks: each child gets up to 32 at once, in a few writes.
+    ///     let pool = Pool::builder()
+    ///         .runtime(Runtime::ChildProcess)
+    ///         .concurrent_tasks_per_worker(32)
+    ///         .build()?;
+    ///     let tasks: Vec<Task<u64>> = (0..100_000u64).map(|n| pool.run(n)).collect();
+    ///     let sum = tasks.into_iter().map(Task::wait).sum::<Result<u64, _>>()?;
+    ///     assert_eq!(sum, 2 * (0..100_000u64).sum::<u64>());
+    ///     pool.destroy().wait()
+    /// }
+    /// ```
+    pub fn concurrent_tasks_per_worker(mut self, n: usize) -> Self {
+        self.concurrent_tasks_per_worker = n;
+        self
+    }
+
+    /// Gives every task a fresh worker (default: false): no thread-local state carries over.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// thread_local! {
+    ///     // State a library keeps per thread, which one task must not leave to the next.
+    ///     static CALLS: Cell<u32> = const { Cell::new(0) };
+    /// }
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|()| {
+    ///         CALLS.with(|calls| calls.replace(calls.get() + 1) + 1)
+    ///     }))
+    ///     .max_threads(1)
+    ///     .isolate_workers(true)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<u32, _>(()).wait()?, 1);
+    /// assert_eq!(pool.run::<u32, _>(()).wait()?, 1); // Another thread: it starts from 0.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn isolate_workers(mut self, isolate: bool) -> Self {
+        self.isolate_workers = isolate;
+        self
+    }
+
+    /// How long [`Pool::destroy`] waits for the workers to stop (default: 1 s). A worker
+    /// still running a function after that is reported as [`Error::TerminateTimeout`]; a
+    /// child process is killed. `Duration::MAX` waits for as long as it takes.
+    pub fn terminate_timeout(mut self, timeout: Duration) -> Self {
+        self.terminate_timeout = timeout;
+        self
+    }
+
+    /// The name of an export taking `()` that each worker runs before it stops (default:
+    /// none). A panic in it is reported to [`on_error`](Builder::on_error). A threads pool
+    /// checks at [`build`](Builder::build) that the export exists and takes `()`; a
+    /// child-process pool cannot see its children's exports, so each child reports a missing or
+    /// mistyped teardown to `on_error` when it stops.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// let closed = Arc::new(AtomicUsize::new(0));
+    /// let close = {
+    ///     let closed = closed.clone();
+    ///     // Would close this worker's database connection, say.
+    ///     move |()| closed.fetch_add(1, Ordering::SeqCst)
+    /// };
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|query: String| query.len()).export("close", close))
+    ///     .teardown("close")
+    ///     .min_threads(2)
+    ///     .max_threads(2)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<usize, _>("SELECT 1".to_owned()).wait()?, 8);
+    /// pool.destroy().wait()?;
+    /// assert_eq!(closed.load(Ordering::SeqCst), 2); // Once per worker.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn teardown(mut self, name: impl Into<String>) -> Self {
+        self.teardown = Some(name.into());
+        self
+    }
+
+    /// A value every worker can read with [`worker::data`](crate::worker::data) (default:
+    /// none).
+    ///
+    /// Worker threads share this one value; each child process receives a copy, serialized.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tinypool::{worker, Exports, Pool};
+    ///
+    /// #[derive(Clone, Serialize, Deserialize)]
+    /// struct Settings {
+    ///     greeting: String,
+    /// }
+    ///
+    /// let pool = Pool::builder()
+    ///     .worker_data(Settings { greeting: "Hello".to_owned() })
+    ///     .exports(Exports::new().export_default(|name: String| {
+    ///         let settings = worker::data::<Settings>().unwrap().expect("the pool has some");
+    ///         format!("{}, {name}!", settings.greeting)
+    ///     }))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<String, _>("Ada".to_owned()).wait()?, "Hello, Ada!");
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn worker_data<D>(mut self, data: D) -> Self
+    where
+        D: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let value = Arc::new(data);
+        let encoded = value.clone();
+        self.worker_data = Some(WorkerData {
+            value,
+            type_name: type_name::<D>(),
+            encode: Arc::new(move |codec| codec.encode(&*encoded)),
+        });
+        self
+    }
+
+    /// Limits put on each worker (default: none). See [`ResourceLimits`] for child processes.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, ResourceLimits};
+    ///
+    /// fn depth(n: u64) -> u64 {
+    ///     if n == 0 { 0 } else { 1 + depth(n - 1) }
+    /// }
+    ///
+    /// // Deep recursion (a parser on nested input, say) needs more than the default 2 MiB.
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(depth))
+    ///     .resource_limits(ResourceLimits::new().stack_size(64 << 20))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<u64, _>(100_000u64).wait()?, 100_000);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn resource_limits(mut self, limits: ResourceLimits) -> Self {
+        self.resource_limits = limits;
+        self
+    }
+
+    /// The prefix of the worker threads' names, which end in `-<worker id>` (default:
+    /// `"tinypool"`).
+    pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name = prefix.into();
+        self
+    }
+
+    /// Called with errors that belong to no task, such as a teardown that panicked (default:
+    /// they are dropped).
+    ///
+    /// The hook runs on a worker's thread: keep it short (log, or send the error elsewhere).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// fn flush_log(_: ()) {
+    ///     panic!("disk full");
+    /// }
+    ///
+    /// let (errors, reported) = mpsc::channel();
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n).export("flush", flush_log))
+    ///     .teardown("flush")
+    ///     .max_threads(1)
+    ///     .on_error(move |error| errors.send(error).expect("the receiver lives"))
+    ///     .build()?;
+    /// pool.destroy().wait()?;
+    /// match reported.try_recv() {
+    ///     Ok(Error::Panicked { message, .. }) => assert_eq!(message, "disk full"),
+    ///     other => panic!("not reported: {other:?}"),
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn on_error(mut self, hook: impl Fn(Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Validates the options and starts `min_threads` workers.
+    ///
+    /// A [`Runtime::ChildProcess`] pool without [`filename`](Builder::filename) re-executes
+    /// this program as its workers, so the program must serve first when it is one: `build`
+    /// fails with [`Error::InvalidOptions`] unless
+    /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) was called on the main
+    /// thread (first thing in `main`) or the binary has
+    /// [`test_workers!`](crate::test_workers) (a test file). A call only on another thread,
+    /// such as inside a `#[test]`, does not count: the worker would run the test suite again.
+    /// The message names the fix.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
+    ///     .min_threads(2)
+    ///     .max_threads(4)
+    ///     .build()?;
+    /// assert_eq!(pool.threads(), 2); // Started at once, not at the first task.
+    ///
+    /// // Options are checked here, not when the first task runs.
+    /// let conflicting = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
+    ///     .min_threads(8)
+    ///     .max_threads(2)
+    ///     .build();
+    /// assert!(matches!(conflicting, Err(Error::InvalidOptions { .. })));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// ```
+    /// use tinypool::{Error, Pool, Runtime};
+    ///
+    /// // This example's `main` never calls `serve_if_worker`.
+    /// let refused = Pool::builder().runtime(Runtime::ChildProcess).build();
+    /// assert!(matches!(refused, Err(Error::InvalidOptions(m)) if m.contains("serve_if_worker")));
+    /// ```
+    pub fn build(self) -> Result<Pool, Error> {
+        Pool::start(self.into_options()?)
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("exports", &self.exports)
+            .field("runtime", &self.runtime)
+            .field("min_threads", &self.min_threads)
+            .field("max_threads", &self.max_threads)
+            .field("max_queue", &self.max_queue)
+            .field("isolate_workers", &self.isolate_workers)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,190 @@
+//! The options only the child-process runtime honours (a threads pool given one fails to
+//! build with [`Error::InvalidOptions`](crate::Error::InvalidOptions)).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Builder, ChildOutput};
+use crate::codec::Serialization;
+
+impl Builder {
+    /// Child processes: the worker executable (default: this program, re-executed); a name
+    /// without a `/` is looked up in `PATH`. Its `main` must call
+    /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first (a child that exits
+    /// without the handshake fails its tasks with [`Error::WorkerStartFailed`] saying so).
+    /// [`build`](Self::build) refuses a path that is not an executable file with
+    /// [`Error::InvalidOptions`].
+    ///
+    /// The worker, a small program of its own:
+    ///
+    /// ```no_run
+    /// // thumbnailer/src/main.rs
+    /// use std::process::ExitCode;
+    ///
+    /// fn main() -> ExitCode {
+    ///     let exports = tinypool::Exports::new().export_default(|image: Vec<u8>| image.len() / 4);
+    ///     tinypool::worker::serve_if_worker(exports); // Serves, then exits.
+    ///     eprintln!("thumbnailer: only a tinypool pool runs this program");
+    ///     ExitCode::from(2)
+    /// }
+    /// ```
+    ///
+    /// The application, which starts it rather than re-execute its whole self:
+    ///
+    /// ```no_run
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// let worker = std::env::current_exe().expect("a path").with_file_name("thumbnailer");
+    /// let pool = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .filename(worker)
+    ///     .build()?;
+    /// let size = pool.run::<usize, _>(vec![0u8; 1024]).wait()?;
+    /// assert_eq!(size, 256);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// In a package's tests, a worker binary of the package is at hand through the variable
+    /// Cargo sets for integration tests, `CARGO_BIN_EXE_<name>`:
+    ///
+    /// ```no_run
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// # fn main() -> Result<(), tinypool::Error> {
+    /// # macro_rules! env { ($name:literal) => { "target/debug/my-worker" } }
+    /// // In tests/adding.rs, for a `[[bin]]` named `my-worker` whose `main` serves first:
+    /// let pool = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .filename(env!("CARGO_BIN_EXE_my-worker"))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<i32, _>((4, 6)).wait()?, 10);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn filename(mut self, path: impl Into<PathBuf>) -> Self {
+        self.filename = Some(path.into());
+        self
+    }
+
+    /// Child processes: the arguments each child is started with (default: none).
+    ///
+    /// ```
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// // Each child starts as `<program> --log-level warn`; its exports can read that with
+    /// // `std::env::args()`.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .argv(["--log-level", "warn"]);
+    /// ```
+    pub fn argv<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.argv = args.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Child processes: sets an environment variable for each child, as `Command::env` does.
+    /// Children inherit this process's environment, then these are applied.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool, Runtime};
+    ///
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .env("RUST_LOG", "warn")
+    ///     .env("OMP_NUM_THREADS", "1"); // One thread per child: the pool is the parallelism.
+    ///
+    /// // Worker threads share this process's environment: there is none of their own to set.
+    /// let threads = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n))
+    ///     .env("RUST_LOG", "warn")
+    ///     .build();
+    /// assert!(matches!(threads, Err(Error::InvalidOptions { .. })));
+    /// ```
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Child processes: where each child's standard output goes (default: this process's).
+    ///
+    /// ```
+    /// use tinypool::{ChildOutput, Pool, Runtime};
+    ///
+    /// // This program's stdout carries its own protocol: workers print to stderr instead.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .stdout(ChildOutput::Stderr);
+    /// ```
+    pub fn stdout(mut self, output: ChildOutput) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Child processes: where each child's standard error goes (default: this process's).
+    /// [`ChildOutput::Stderr`] is the same as [`ChildOutput::Inherit`] here.
+    pub fn stderr(mut self, output: ChildOutput) -> Self {
+        self.stderr = output;
+        self
+    }
+
+    /// Child processes: how values cross to a child (default: [`Serialization::Postcard`]).
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tinypool::{Pool, Runtime, Serialization};
+    ///
+    /// // Arguments of this type need a self-describing format: postcard cannot carry an
+    /// // untagged enum, JSON (the `json` feature) can.
+    /// #[derive(Serialize, Deserialize)]
+    /// #[serde(untagged)]
+    /// enum UserId {
+    ///     Number(u64),
+    ///     Name(String),
+    /// }
+    ///
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .serialization(Serialization::Json);
+    /// ```
+    pub fn serialization(mut self, serialization: Serialization) -> Self {
+        self.serialization = serialization;
+        self
+    }
+
+    /// Child processes: how long a child may take to start and answer the handshake before
+    /// its tasks fail with [`Error::WorkerStartFailed`] (default: 10 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Child processes: the largest message between the pool and a child, in bytes (default:
+    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`]; a `worker_data` too big
+    /// for it makes [`build`](Builder::build) fail with [`Error::InvalidOptions`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Child processes: a child whose resident memory exceeds `bytes` after a task is
+    /// replaced (default: never).
+    ///
+    /// ```
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// // The exports call a library that leaks: a child that grew past 256 MiB is replaced
+    /// // once its task is done, instead of growing until the machine swaps.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .max_memory_limit_before_recycle(256 << 20);
+    /// ```
+    pub fn max_memory_limit_before_recycle(mut self, bytes: u64) -> Self {
+        self.memory_recycle = Some(bytes);
+        self
+    }
+}

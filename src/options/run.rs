@@ -1,0 +1,136 @@
+//! [`RunOptions`]: the options of one task.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::abort::AbortSignal;
+use crate::channel::{ErasedPort, Port};
+
+/// Options of one task, for [`Pool::run_with`].
+///
+/// ```
+/// use tinypool::{AbortController, RunOptions};
+///
+/// let controller = AbortController::new();
+/// let (_main, worker) = tinypool::channel::<String>();
+/// let options = RunOptions::new()
+///     .name("multiply")
+///     .signal(controller.signal())
+///     .channel(worker);
+/// # drop(options);
+/// ```
+#[derive(Default)]
+#[must_use = "options do nothing until given to `Pool::run_with`"]
+pub struct RunOptions {
+    pub(crate) name: Option<Cow<'static, str>>,
+    pub(crate) signal: Option<AbortSignal>,
+    pub(crate) port: Option<Box<dyn ErasedPort>>,
+}
+
+impl RunOptions {
+    /// No options: the pool's default export, no signal, no channel.
+    pub fn new() -> Self {
+        RunOptions::default()
+    }
+
+    /// Runs the export of this name instead of the pool's default.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(
+    ///         Exports::new()
+    ///             .export("add", |(a, b): (i32, i32)| a + b)
+    ///             .export("multiply", |(a, b): (i32, i32)| a * b),
+    ///     )
+    ///     .build()?;
+    /// // The export chosen at run time, by a command the user typed, say.
+    /// for (command, expected) in [("add", 10), ("multiply", 24)] {
+    ///     let task = pool.run_with::<i32, _>((4, 6), RunOptions::new().name(command));
+    ///     assert_eq!(task.wait()?, expected);
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Aborts the task when `signal` fires. An abortable task never shares a worker.
+    ///
+    /// One signal can cancel a whole batch, running and queued tasks alike:
+    ///
+    /// ```
+    /// use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Task};
+    ///
+    /// # // A long job that runs until it is aborted, checking between steps.
+    /// # let pool = Pool::builder()
+    /// #     .exports(Exports::new().export_default(|n: u32| {
+    /// #         while !worker::aborted() {
+    /// #             std::thread::sleep(std::time::Duration::from_millis(1)); // A step.
+    /// #         }
+    /// #         n
+    /// #     }))
+    /// #     .max_threads(2)
+    /// #     .build()?;
+    /// let search = AbortController::new();
+    /// let tasks: Vec<Task<u32>> = (0..4u32)
+    ///     .map(|n| pool.run_with(n, RunOptions::new().signal(search.signal())))
+    ///     .collect();
+    /// search.abort_with("the user found it");
+    /// for task in tasks {
+    ///     assert!(matches!(task.wait(), Err(Error::Aborted { .. })));
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn signal(mut self, signal: AbortSignal) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// Hands `port` to the task, which reaches it with
+    /// [`worker::port`](crate::worker::port). The port closes when the task ends.
+    ///
+    /// However it ends: a caller reading until [`Error::Disconnected`] never waits forever.
+    ///
+    /// ```
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|rows: u32| {
+    ///         let results = worker::port::<u32>().expect("run with a channel");
+    ///         for row in 0..rows {
+    ///             assert!(row < 2, "row {row} is malformed");
+    ///             results.send(row).expect("the caller listens");
+    ///         }
+    ///     }))
+    ///     .build()?;
+    /// let (results, port) = tinypool::channel::<u32>();
+    /// let task = pool.run_with::<(), _>(5u32, RunOptions::new().channel(port));
+    /// let received: Vec<u32> = std::iter::from_fn(|| results.recv().ok()).collect();
+    /// assert_eq!(received, [0, 1]); // What was sent before the panic, then `Disconnected`.
+    /// assert!(matches!(task.wait(), Err(Error::Panicked { .. })));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn channel<T>(mut self, port: Port<T>) -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.port = Some(Box::new(port));
+        self
+    }
+}
+
+impl fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("name", &self.name)
+            .field("signal", &self.signal)
+            .field("channel", &self.port.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,233 @@
+//! From a [`Builder`] to the [`Options`] a pool runs with: defaults resolved, conflicts and
+//! options the chosen runtime cannot honour refused with [`Error::InvalidOptions`].
+
+use std::any::type_name;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Builder, ChildOutput, MaxQueue, Options, ProcessOptions, Runtime};
+use crate::exports::Exports;
+use crate::protocol::WORKER_ENV;
+use crate::task::DEFAULT_NAME;
+use crate::Error;
+
+impl Builder {
+    pub(crate) fn into_options(mut self) -> Result<Options, Error> {
+        let invalid = |message: &str| Err(Error::InvalidOptions(message.to_owned()));
+        let threads = self.runtime == Runtime::Threads;
+        let exports = match self.exports.take() {
+            Some(exports) if exports.is_empty() => {
+                return invalid("exports: no function is exported");
+            }
+            Some(exports) => exports,
+            None if threads => return invalid("exports: a threads pool needs exports"),
+            // A child-process pool's workers own their exports.
+            None => Exports::new(),
+        };
+        let process_only = [
+            (self.filename.is_some(), "filename"),
+            (!self.argv.is_empty(), "argv"),
+            (!self.env.is_empty(), "env"),
+            (self.stdout != ChildOutput::Inherit, "stdout"),
+            (self.stderr != ChildOutput::Inherit, "stderr"),
+            (
+                self.memory_recycle.is_some(),
+                "max_memory_limit_before_recycle",
+            ),
+            (
+                self.resource_limits.max_memory.is_some(),
+                "resource_limits.max_memory",
+            ),
+            (
+                self.resource_limits.max_cpu_time.is_some(),
+                "resource_limits.max_cpu_time",
+            ),
+        ];
+        for (set, option) in process_only {
+            if threads && set {
+                return Err(Error::InvalidOptions(format!(
+                    "{option}: only the ChildProcess runtime can honour it"
+                )));
+            }
+        }
+        if !threads && self.resource_limits.stack_size.is_some() {
+            return invalid("resource_limits.stack_size: only the Threads runtime can honour it");
+        }
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (min_threads, max_threads) = match (self.min_threads, self.max_threads) {
+            (Some(min), Some(max)) if min > max => {
+                return invalid("min_threads and max_threads must not conflict (min > max)");
+            }
+            (Some(min), Some(max)) => (min, max),
+            (Some(min), None) => (min, parallelism.max(min)),
+            (None, Some(max)) => ((parallelism / 2).max(1).min(max), max),
+            (None, None) => ((parallelism / 2).max(1), parallelism),
+        };
+        if max_threads == 0 {
+            return invalid("max_threads must be at least 1");
+        }
+        if self.concurrent_tasks_per_worker == 0 {
+            return invalid("concurrent_tasks_per_worker must be at least 1");
+        }
+        if let Some(teardown) = self.teardown.as_ref().filter(|_| threads) {
+            match exports.get(teardown) {
+                None => {
+                    return Err(Error::InvalidOptions(format!(
+                        "teardown: no function is exported as \"{teardown}\""
+                    )))
+                }
+                Some(export) if export.arg_type() != type_name::<()>() => {
+                    return Err(Error::InvalidOptions(format!(
+                        "teardown: \"{teardown}\" must take `()`, not `{}`",
+                        export.arg_type()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let max_queue = match self.max_queue {
+            MaxQueue::Unbounded => None,
+            MaxQueue::Auto => Some(max_threads.saturating_mul(max_threads)),
+            MaxQueue::Limit(limit) => Some(limit),
+        };
+        let process = if threads {
+            None
+        } else {
+            Some(Arc::new(self.process_options()?))
+        };
+        Ok(Options {
+            process,
+            exports: Arc::new(exports),
+            name: self.name.filter(|name| name != DEFAULT_NAME),
+            min_threads,
+            max_threads,
+            idle_timeout: self.idle_timeout,
+            max_queue,
+            concurrent_tasks_per_worker: self.concurrent_tasks_per_worker,
+            isolate_workers: self.isolate_workers,
+            terminate_timeout: self.terminate_timeout,
+            teardown: self.teardown,
+            worker_data: self.worker_data,
+            stack_size: self.resource_limits.stack_size,
+            thread_name: self.thread_name,
+            on_error: self.on_error,
+        })
+    }
+}
+
+impl Builder {
+    fn process_options(&self) -> Result<ProcessOptions, Error> {
+        let invalid = |message: String| Err(Error::InvalidOptions(message));
+        if !cfg!(unix) {
+            return invalid("runtime: the ChildProcess runtime needs a Unix system".into());
+        }
+        if std::env::var_os(WORKER_ENV).is_some() {
+            return invalid(format!(
+                "runtime: this process was started as a tinypool worker ({WORKER_ENV} is set) \
+                 but did not call tinypool::worker::serve_if_worker first in main"
+            ));
+        }
+        if !self.serialization.available() {
+            return invalid("serialization: Json needs the crate's `json` feature".into());
+        }
+        if self.max_message_size < 64 {
+            return invalid("max_message_size must be at least 64 bytes".into());
+        }
+        let (program, executable) = match &self.filename {
+            Some(path) => {
+                #[cfg(unix)]
+                check_executable(path)?;
+                (path.clone(), path.clone())
+            }
+            None => {
+                let program = std::env::current_exe().map_err(|e| {
+                    Error::InvalidOptions(format!("filename: cannot find this executable: {e}"))
+                })?;
+                let running = Path::new("/proc/self/exe");
+                let executable = if cfg!(target_os = "linux") && running.exists() {
+                    running.to_owned()
+                } else {
+                    program.clone()
+                };
+                (program, executable)
+            }
+        };
+        let worker_data = match &self.worker_data {
+            Some(data) => Some((data.type_name, (data.encode)(self.serialization)?)),
+            None => None,
+        };
+        if let Some((type_name, bytes)) = &worker_data {
+            // `INIT` carries it, with a few fields beside: it must fit under the cap.
+            let teardown = self.teardown.as_ref().map_or(0, String::len);
+            let init = bytes.len() + type_name.len() + teardown + 128;
+            if init > self.max_message_size {
+                return invalid(format!(
+                    "worker_data: {} bytes encoded, more than max_message_size ({} bytes) \
+                     lets a child receive",
+                    bytes.len(),
+                    self.max_message_size
+                ));
+            }
+        }
+        if self.filename.is_none() {
+            // Re-executing a program that does not serve first would run it whole in every
+            // worker (under `cargo test`, the whole test suite): refused before any child.
+            crate::worker::check_reexecutable().map_err(Error::InvalidOptions)?;
+        }
+        Ok(ProcessOptions {
+            program,
+            executable,
+            args: self.argv.clone(),
+            stdout: self.stdout,
+            stderr: self.stderr,
+            env: self.env.clone(),
+            serialization: self.serialization,
+            startup_timeout: self.startup_timeout,
+            max_message_size: self.max_message_size,
+            memory_recycle: self.memory_recycle,
+            max_memory: self.resource_limits.max_memory,
+            max_cpu_time: self.resource_limits.max_cpu_time,
+            worker_data,
+        })
+    }
+}
+
+/// Refuses a `filename` that names no executable file, as `posix_spawnp` would find it (a
+/// bare name is looked up in `PATH`): the mistake is named once, at `build`, rather than as
+/// the start failure of every worker.
+#[cfg(unix)]
+fn check_executable(path: &Path) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+
+    let refuse = |why: &str| {
+        Err(Error::InvalidOptions(format!(
+            "filename: `{}` {why}",
+            path.display()
+        )))
+    };
+    let executable = |candidate: &Path| {
+        let Ok(c_path) = std::ffi::CString::new(candidate.as_os_str().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: access reads the NUL-terminated path, which outlives the call.
+        candidate.is_file() && unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } == 0
+    };
+    if path.as_os_str().is_empty() {
+        return refuse("is empty");
+    }
+    if !path.as_os_str().as_bytes().contains(&b'/') {
+        // glibc's default when PATH is unset.
+        let search = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        if std::env::split_paths(&search).any(|dir| executable(&dir.join(path))) {
+            return Ok(());
+        }
+        return refuse("is not an executable file in any directory of PATH");
+    }
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => refuse("does not exist"),
+        Err(error) => refuse(&format!("cannot be read: {error}")),
+        Ok(metadata) if !metadata.is_file() => refuse("is not a file"),
+        Ok(_) if !executable(path) => refuse("is not executable (no execute permission)"),
+        Ok(_) => Ok(()),
+    }
+}
