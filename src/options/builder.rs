@@ -110,7 +110,7 @@ impl Builder {
         self
     }
 
-    /// The export [`Pool::run`] calls (default: `"default"`).
+    /// The export [`Pool::run`](crate::Pool::run) calls (default: `"default"`).
     ///
     /// ```
     /// use tinypool::{Exports, Pool};
@@ -261,7 +261,7 @@ impl Builder {
         self
     }
 
-    /// How long [`Pool::destroy`] waits for the workers to stop (default: 1 s). A worker
+    /// How long [`Pool::destroy`](crate::Pool::destroy) waits for the workers to stop (default: 1 s). A worker
     /// still running a function after that is reported as [`Error::TerminateTimeout`]; a
     /// child process is killed. `Duration::MAX` waits for as long as it takes.
     pub fn terminate_timeout(mut self, timeout: Duration) -> Self {

@@ -131,7 +131,7 @@ impl ResourceLimits {
 
 pub(crate) type ErrorHook = Arc<dyn Fn(Error) + Send + Sync>;
 
-/// The options of a [`Pool`], validated and resolved.
+/// The options of a [`Pool`](crate::Pool), validated and resolved.
 #[derive(Clone)]
 pub(crate) struct Options {
     pub(crate) exports: Arc<Exports>,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::abort::AbortSignal;
 use crate::channel::{ErasedPort, Port};
 
-/// Options of one task, for [`Pool::run_with`].
+/// Options of one task, for [`Pool::run_with`](crate::Pool::run_with).
 ///
 /// ```
 /// use tinypool::{AbortController, RunOptions};
@@ -95,7 +95,7 @@ impl RunOptions {
     /// Hands `port` to the task, which reaches it with
     /// [`worker::port`](crate::worker::port). The port closes when the task ends.
     ///
-    /// However it ends: a caller reading until [`Error::Disconnected`] never waits forever.
+    /// However it ends: a caller reading until [`Error::Disconnected`](crate::Error::Disconnected) never waits forever.
     ///
     /// ```
     /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
