@@ -261,7 +261,8 @@ impl Builder {
         self
     }
 
-    /// How long [`Pool::destroy`](crate::Pool::destroy) waits for the workers to stop (default: 1 s). A worker
+    /// How long [`Pool::destroy`](crate::Pool::destroy) waits for the workers to stop (default: 1
+    /// s). A worker
     /// still running a function after that is reported as [`Error::TerminateTimeout`]; a
     /// child process is killed. `Duration::MAX` waits for as long as it takes.
     pub fn terminate_timeout(mut self, timeout: Duration) -> Self {
@@ -287,7 +288,7 @@ impl Builder {
     ///     move |()| closed.fetch_add(1, Ordering::SeqCst)
     /// };
     /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|query: String| query.len()).export("close", close))
+    /// .exports(Exports::new().export_default(|query: String| query.len()).export("close", close))
     ///     .teardown("close")
     ///     .min_threads(2)
     ///     .max_threads(2)

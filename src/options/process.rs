@@ -12,7 +12,8 @@ impl Builder {
     /// Child processes: the worker executable (default: this program, re-executed); a name
     /// without a `/` is looked up in `PATH`. Its `main` must call
     /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first (a child that exits
-    /// without the handshake fails its tasks with [`Error::WorkerStartFailed`](crate::Error::WorkerStartFailed) saying so).
+    /// without the handshake fails its tasks with
+    /// [`Error::WorkerStartFailed`](crate::Error::WorkerStartFailed) saying so).
     /// [`build`](Self::build) refuses a path that is not an executable file with
     /// [`Error::InvalidOptions`](crate::Error::InvalidOptions).
     ///
@@ -157,15 +158,18 @@ impl Builder {
     }
 
     /// Child processes: how long a child may take to start and answer the handshake before
-    /// its tasks fail with [`Error::WorkerStartFailed`](crate::Error::WorkerStartFailed) (default: 10 s).
+    /// its tasks fail with [`Error::WorkerStartFailed`](crate::Error::WorkerStartFailed) (default:
+    /// 10 s).
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
         self
     }
 
     /// Child processes: the largest message between the pool and a child, in bytes (default:
-    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`](crate::Error::Protocol); a `worker_data` too big
-    /// for it makes [`build`](Builder::build) fail with [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    /// 64 MiB). A bigger one fails its task with [`Error::Protocol`](crate::Error::Protocol); a
+    /// `worker_data` too big
+    /// for it makes [`build`](Builder::build) fail with
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

@@ -95,7 +95,8 @@ impl RunOptions {
     /// Hands `port` to the task, which reaches it with
     /// [`worker::port`](crate::worker::port). The port closes when the task ends.
     ///
-    /// However it ends: a caller reading until [`Error::Disconnected`](crate::Error::Disconnected) never waits forever.
+    /// However it ends: a caller reading until [`Error::Disconnected`](crate::Error::Disconnected)
+    /// never waits forever.
     ///
     /// ```
     /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
