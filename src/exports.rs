@@ -13,8 +13,10 @@ use serde::Serialize;
 use crate::codec::Serialization;
 use crate::error::TypeRole;
 use crate::panics;
-use crate::task::DEFAULT_NAME;
 use crate::Error;
+
+/// The name of the default export (Tinypool's, for a module's default export).
+pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// The functions a pool's workers run: the Rust counterpart of the module a Tinypool
 /// `filename` points to.
@@ -261,15 +263,4 @@ fn result_mismatch<R>(name: &str, found: &str) -> Error {
         function: name.to_owned(),
     };
     Error::type_mismatch(what, type_name::<R>(), found)
-}
-
-/// The message of a panic payload, as `std` prints it.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "<non-string panic payload>".to_owned()
-    }
 }

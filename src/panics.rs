@@ -19,7 +19,6 @@ use std::cell::Cell;
 use std::panic::PanicHookInfo;
 use std::sync::Once;
 
-use crate::exports::panic_message;
 use crate::Error;
 
 /// What the hook saw of this thread's last panic.
@@ -71,6 +70,17 @@ pub(crate) fn caught(payload: &(dyn Any + Send), describe: impl FnOnce(String) -
     Error::Panicked {
         message: describe(message),
         location,
+    }
+}
+
+/// The message of a panic payload, as `std` prints it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
     }
 }
 

@@ -23,13 +23,10 @@ use serde::Serialize;
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::codec::Serialization;
-use crate::exports::Exports;
+use crate::exports::{Exports, DEFAULT_NAME};
 use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::wait::{spin_until, Waiter};
 use crate::Error;
-
-/// The name of the default export.
-pub(crate) const DEFAULT_NAME: &str = "default";
 
 enum State<R> {
     Pending,

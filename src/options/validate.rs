@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Builder, ChildOutput, MaxQueue, Options, ProcessOptions, Runtime};
-use crate::exports::Exports;
+use crate::exports::{Exports, DEFAULT_NAME};
 use crate::protocol::WORKER_ENV;
-use crate::task::DEFAULT_NAME;
 use crate::Error;
 
 impl Builder {

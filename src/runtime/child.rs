@@ -25,7 +25,8 @@ use super::ring::{Direction, Region, RingWriter, INLINE_MAX};
 use super::socket::{hung_up, Inlet};
 use crate::channel::{channel, Port};
 use crate::codec::Serialization;
-use crate::exports::{panic_message, Exports};
+use crate::exports::Exports;
+use crate::panics::panic_message;
 use crate::protocol::{
     read_frame, write_frame, Body, Frame, Limits, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT,
     LIMITS_ENV, MAGIC, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION,
