@@ -14,88 +14,23 @@
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 
-use std::any::{type_name, Any};
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicUsize, Ordering as StdOrdering};
-use std::sync::{Arc, OnceLock};
+use std::any::type_name;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::channel::Port;
-use crate::codec::Serialization;
 use crate::exports::Exports;
-use crate::sync::{AtomicBool, Ordering};
-use crate::task::Job;
+use crate::sync::Ordering;
 use crate::{Error, TypeRole};
 
-/// The pool's `worker_data`, shared by its workers.
-#[derive(Clone)]
-pub(crate) struct WorkerData {
-    pub(crate) value: Arc<dyn Any + Send + Sync>,
-    pub(crate) type_name: &'static str,
-    /// Encodes the value for a child process.
-    pub(crate) encode: Arc<dyn Fn(Serialization) -> Result<Vec<u8>, Error> + Send + Sync>,
-}
+mod context;
+mod reexec;
 
-/// The pool's `worker_data` as a worker holds it.
-pub(crate) enum Data {
-    /// In a worker thread: the value itself.
-    Local(WorkerData),
-    /// In a child process: as it crossed the socket.
-    #[cfg_attr(not(unix), allow(dead_code))]
-    Encoded {
-        type_name: String,
-        bytes: Vec<u8>,
-        codec: Serialization,
-    },
-}
-
-/// Where the running task's channel is.
-pub(crate) enum TaskPort {
-    None,
-    /// In a worker thread: the task itself holds the port.
-    Local(Arc<dyn Job>),
-    /// In a child process: the bridge to the pool's side.
-    #[cfg(unix)]
-    Remote(Arc<crate::runtime::child::Bridge>),
-}
-
-/// Who this thread is, when it is a worker.
-pub(crate) struct Context {
-    pub(crate) id: usize,
-    pub(crate) data: Option<Data>,
-    pub(crate) aborted: Arc<AtomicBool>,
-    pub(crate) task: TaskPort,
-}
-
-#[cfg(not(loom))]
-thread_local! {
-    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
-}
-// loom runs its threads as coroutines of one OS thread: a std thread-local would be shared.
-#[cfg(loom)]
-loom::thread_local! {
-    static CONTEXT: RefCell<Option<Context>> = RefCell::new(None);
-}
-
-/// Makes the current thread a worker (or, with `None`, a plain thread again).
-pub(crate) fn set_context(context: Option<Context>) {
-    CONTEXT.with(|cell| *cell.borrow_mut() = context);
-}
-
-/// Tells `port()` where the running task's channel is.
-pub(crate) fn set_task_port(task: TaskPort) {
-    CONTEXT.with(|cell| {
-        if let Some(context) = cell.borrow_mut().as_mut() {
-            context.task = task;
-        }
-    });
-}
-
-fn with<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
-    CONTEXT.with(|cell| cell.borrow().as_ref().map(f))
-}
+use context::with;
+pub(crate) use context::{set_context, set_task_port, Context, Data, TaskPort, WorkerData};
+pub(crate) use reexec::check_reexecutable;
+use reexec::{record_serve_call, record_test_workers};
 
 /// The worker's id: `Some(1..=max_threads)`, unique among the pool's live workers (the lowest
 /// free id is reused); `None` outside a worker.
@@ -362,7 +297,7 @@ macro_rules! test_workers {
 #[doc(hidden)]
 pub fn __test_workers(exports: fn() -> Exports) {
     // Recorded before serving, as in `serve_if_worker`.
-    TEST_WORKERS.fetch_add(1, StdOrdering::Relaxed);
+    record_test_workers();
     #[cfg(unix)]
     if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
         // Before main: no other thread exists.
@@ -371,65 +306,6 @@ pub fn __test_workers(exports: fn() -> Exports) {
     }
     #[cfg(not(unix))]
     let _ = exports;
-}
-
-// How this program is ready to be re-executed as a pool's worker, for `Builder::build`. std's
-// atomics, not `crate::sync`'s: loom does not model them, and they are written before `main`.
-
-/// `serve_if_worker` was called on the main thread.
-static SERVED_ON_MAIN: StdAtomicBool = StdAtomicBool::new(false);
-/// The first other thread `serve_if_worker` was called on (for the error message).
-static SERVED_ELSEWHERE: OnceLock<String> = OnceLock::new();
-/// How many `test_workers!` constructors ran.
-static TEST_WORKERS: AtomicUsize = AtomicUsize::new(0);
-
-fn record_serve_call() {
-    let thread = std::thread::current();
-    // std names the thread that runs `main` "main" (`#[tokio::main]` runs its body there
-    // too); libtest runs each test on a thread named after the test, even one at a time.
-    match thread.name() {
-        Some("main") => SERVED_ON_MAIN.store(true, StdOrdering::Relaxed),
-        name => {
-            let _ = SERVED_ELSEWHERE.get_or_init(|| name.unwrap_or("<unnamed>").to_owned());
-        }
-    }
-}
-
-/// Whether a child-process pool may re-execute this program: `Err` says why not, and what to
-/// do instead.
-pub(crate) fn check_reexecutable() -> Result<(), String> {
-    reexecutable(
-        TEST_WORKERS.load(StdOrdering::Relaxed),
-        SERVED_ON_MAIN.load(StdOrdering::Relaxed),
-        SERVED_ELSEWHERE.get().map(String::as_str),
-    )
-}
-
-/// The rule of [`check_reexecutable`], from what was recorded.
-fn reexecutable(test_workers: usize, on_main: bool, elsewhere: Option<&str>) -> Result<(), String> {
-    match (test_workers, on_main, elsewhere) {
-        (2.., _, _) => Err(format!(
-            "runtime: tinypool::test_workers! is used {test_workers} times in this program, \
-             and a worker would serve the exports of whichever runs first: keep one"
-        )),
-        (1, _, _) | (0, true, _) => Ok(()),
-        (0, false, Some(thread)) => Err(format!(
-            "runtime: a ChildProcess pool without `filename` re-executes this program, but \
-             tinypool::worker::serve_if_worker was only called on thread `{thread}`, not first \
-             thing in `main`: every worker would run what comes before that call, and calling \
-             it inside a #[test] would re-run the test suite in every worker. Instead, write \
-             `tinypool::test_workers!(exports);` once at the top level of the test file, or \
-             give the pool a worker executable with `filename(env!(\"CARGO_BIN_EXE_<name>\"))`"
-        )),
-        (0, false, None) => Err(
-            "runtime: a ChildProcess pool without `filename` re-executes \
-             this program, so `main` must call tinypool::worker::serve_if_worker first (in a \
-             test binary, whose `main` is the harness's: write \
-             `tinypool::test_workers!(exports);` once at the top level of the test file), or \
-             the pool needs a worker executable, given with `filename`"
-                .to_owned(),
-        ),
-    }
 }
 
 /// Whether the running task has been aborted or the pool destroyed: a long function can poll
@@ -463,49 +339,4 @@ fn reexecutable(test_workers: usize, on_main: bool, elsewhere: Option<&str>) -> 
 /// ```
 pub fn aborted() -> bool {
     with(|context| context.aborted.load(Ordering::Acquire)).unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reexecutable;
-
-    #[test]
-    fn a_program_may_be_re_executed_once_it_serves_first() {
-        assert_eq!(
-            reexecutable(0, true, None),
-            Ok(()),
-            "serve_if_worker in main"
-        );
-        assert_eq!(
-            reexecutable(0, true, Some("helper")),
-            Ok(()),
-            "and elsewhere too"
-        );
-        assert_eq!(reexecutable(1, false, None), Ok(()), "test_workers!");
-        assert_eq!(
-            reexecutable(1, false, Some("a_test")),
-            Ok(()),
-            "and a stray call"
-        );
-    }
-
-    #[test]
-    fn otherwise_the_refusal_names_the_fix() {
-        let naive = reexecutable(0, false, Some("a_test")).unwrap_err();
-        assert!(naive.contains("thread `a_test`"), "{naive}");
-        assert!(naive.contains("re-run the test suite"), "{naive}");
-        assert!(
-            naive.contains("tinypool::test_workers!(exports);"),
-            "{naive}"
-        );
-        assert!(naive.contains("CARGO_BIN_EXE_"), "{naive}");
-        let never = reexecutable(0, false, None).unwrap_err();
-        assert!(never.contains("`main` must call"), "{never}");
-        assert!(
-            never.contains("tinypool::test_workers!(exports);"),
-            "{never}"
-        );
-        let twice = reexecutable(2, true, None).unwrap_err();
-        assert!(twice.contains("used 2 times"), "{twice}");
-    }
 }

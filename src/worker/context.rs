@@ -1,0 +1,80 @@
+//! Who the current thread is when it is a worker: a thread-local set by the worker's loop
+//! (or, in a child process, by the child's serving loop), read by the public functions of
+//! [`worker`](crate::worker).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::codec::Serialization;
+use crate::sync::AtomicBool;
+use crate::task::Job;
+use crate::Error;
+
+/// The pool's `worker_data`, shared by its workers.
+#[derive(Clone)]
+pub(crate) struct WorkerData {
+    pub(crate) value: Arc<dyn Any + Send + Sync>,
+    pub(crate) type_name: &'static str,
+    /// Encodes the value for a child process.
+    pub(crate) encode: Arc<dyn Fn(Serialization) -> Result<Vec<u8>, Error> + Send + Sync>,
+}
+
+/// The pool's `worker_data` as a worker holds it.
+pub(crate) enum Data {
+    /// In a worker thread: the value itself.
+    Local(WorkerData),
+    /// In a child process: as it crossed the socket.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Encoded {
+        type_name: String,
+        bytes: Vec<u8>,
+        codec: Serialization,
+    },
+}
+
+/// Where the running task's channel is.
+pub(crate) enum TaskPort {
+    None,
+    /// In a worker thread: the task itself holds the port.
+    Local(Arc<dyn Job>),
+    /// In a child process: the bridge to the pool's side.
+    #[cfg(unix)]
+    Remote(Arc<crate::runtime::child::Bridge>),
+}
+
+/// Who this thread is, when it is a worker.
+pub(crate) struct Context {
+    pub(crate) id: usize,
+    pub(crate) data: Option<Data>,
+    pub(crate) aborted: Arc<AtomicBool>,
+    pub(crate) task: TaskPort,
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+// loom runs its threads as coroutines of one OS thread: a std thread-local would be shared.
+#[cfg(loom)]
+loom::thread_local! {
+    static CONTEXT: RefCell<Option<Context>> = RefCell::new(None);
+}
+
+/// Makes the current thread a worker (or, with `None`, a plain thread again).
+pub(crate) fn set_context(context: Option<Context>) {
+    CONTEXT.with(|cell| *cell.borrow_mut() = context);
+}
+
+/// Tells `port()` where the running task's channel is.
+pub(crate) fn set_task_port(task: TaskPort) {
+    CONTEXT.with(|cell| {
+        if let Some(context) = cell.borrow_mut().as_mut() {
+            context.task = task;
+        }
+    });
+}
+
+pub(super) fn with<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
+    CONTEXT.with(|cell| cell.borrow().as_ref().map(f))
+}
