@@ -15,8 +15,6 @@
 //! [`ROLE`]), so `main` first plays that part.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -28,6 +26,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::procfs;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

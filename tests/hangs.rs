@@ -12,8 +12,6 @@
 //! `main` first lets a worker serve.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -21,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::eventually;
+use common::{eventually, procfs};
 use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
 
 /// Turns a hang into a failure. Never a timing assertion.

@@ -14,8 +14,6 @@
 //! workers, so `main` first lets a worker serve.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -26,6 +24,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::procfs;
 use tinypool::{
     worker, AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task,
 };
