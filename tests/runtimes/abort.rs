@@ -20,6 +20,7 @@ use crate::{
     Body, Held, Hold,
 };
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [

@@ -7,6 +7,7 @@ use tinypool::{AbortController, Error, RunOptions, Runtime, Task};
 use crate::common::{finish, next};
 use crate::{bodies, call, held, hold, loads, pool, sizes, start_gate, Body, Hold};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [

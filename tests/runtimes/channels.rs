@@ -15,6 +15,7 @@ use tinypool::{channel, worker, Error, Exports, Pool, Port, RunOptions, Runtime,
 use crate::common::{block_on, finish, next, Counter, Gate, BOUND};
 use crate::{bodies, call, pool, Body};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
@@ -49,6 +50,28 @@ fn channels_carry_messages_both_ways(runtime: Runtime) {
     }
     drop(port);
     assert_eq!(finish(task), Ok(101));
+    pool.destroy().wait().unwrap();
+}
+
+/// Many messages both ways, in order: a ping-pong, then bursts (a thousand in flight each
+/// way). The task stops when the caller closes its side.
+fn many_messages_round_trip_in_order_both_ways(runtime: Runtime) {
+    let pool = pool(runtime).build().unwrap();
+    let (port, theirs) = tinypool::channel::<u32>();
+    let task: Task<u32> = pool.run_with((), RunOptions::new().name("echo").channel(theirs));
+    for n in 0..500 {
+        port.send(n).unwrap();
+        assert_eq!(next(&port), Ok(n + 1));
+    }
+    for n in 500..1500 {
+        port.send(n).unwrap();
+    }
+    for n in 500..1500 {
+        assert_eq!(next(&port), Ok(n + 1));
+    }
+    port.close();
+    assert_eq!(finish(task), Ok(1500));
+    assert_eq!(port.try_recv(), Err(Error::Disconnected));
     pool.destroy().wait().unwrap();
 }
 
@@ -185,28 +208,6 @@ fn a_task_blocked_on_recv_wakes_with_disconnected_when_the_caller_drops_its_port
         drop(port);
         assert_eq!(finish(task), Ok(Ok((sent, true, true))));
     }
-    pool.destroy().wait().unwrap();
-}
-
-/// Many messages both ways, in order: a ping-pong, then bursts (a thousand in flight each
-/// way). The task stops when the caller closes its side.
-fn many_messages_round_trip_in_order_both_ways(runtime: Runtime) {
-    let pool = pool(runtime).build().unwrap();
-    let (port, theirs) = tinypool::channel::<u32>();
-    let task: Task<u32> = pool.run_with((), RunOptions::new().name("echo").channel(theirs));
-    for n in 0..500 {
-        port.send(n).unwrap();
-        assert_eq!(next(&port), Ok(n + 1));
-    }
-    for n in 500..1500 {
-        port.send(n).unwrap();
-    }
-    for n in 500..1500 {
-        assert_eq!(next(&port), Ok(n + 1));
-    }
-    port.close();
-    assert_eq!(finish(task), Ok(1500));
-    assert_eq!(port.try_recv(), Err(Error::Disconnected));
     pool.destroy().wait().unwrap();
 }
 

@@ -16,6 +16,7 @@ use crate::{
     bodies, hold, pids, pool, prefix, sizes, start_gate, until_aborted, Body, Hold, STUCK,
 };
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
@@ -26,7 +27,9 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             destroy_right_after_build_fails_the_task,
             a_worker_deaf_to_destroy_times_out_as_a_thread_and_is_killed_as_a_child,
         ],
-        threads: [destroy_while_running_fails_the_task_with_terminated],
+        threads: [
+            destroy_while_running_fails_the_task_with_terminated,
+        ],
     }
 }
 

@@ -19,12 +19,11 @@ use crate::common::{
 };
 use crate::{bodies, call, panicked_here, pool, prefix, start_gate, Body, Config, Nest};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
             default_and_named_exports,
-            merged_exports_serve_both_sets,
-            the_default_export_can_be_named_and_a_missing_pool_name_fails,
             unknown_names_fail_their_task,
             a_panic_fails_only_its_task,
             a_panic_with_a_non_string_payload_fails_the_task,
@@ -34,7 +33,9 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             worker_data_reaches_every_worker,
             worker_data_of_another_type_is_a_type_mismatch_and_zero_is_kept,
             worker_data_of_a_struct_reaches_every_worker,
+            the_default_export_can_be_named_and_a_missing_pool_name_fails,
             the_worker_context_is_visible_only_inside_a_worker,
+            merged_exports_serve_both_sets,
             values_nested_too_deep_for_a_child_fail_with_protocol,
             a_function_can_run_a_pool_of_its_own,
         ],

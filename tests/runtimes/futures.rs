@@ -12,16 +12,17 @@ use tinypool::{AbortController, Error, RunOptions, Runtime, Task};
 use crate::common::{block_on, finish, next, BOUND};
 use crate::{bodies, call, held, hold, pool, Body};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
             tasks_are_futures,
             tasks_can_be_awaited_on_tokio_runtimes,
-            tasks_can_be_awaited_under_a_plain_block_on,
             a_pending_task_is_woken_when_it_finishes,
             wait_timeout_gives_the_handle_back,
             a_dropped_task_still_runs,
             is_finished_tells_whether_wait_would_block,
+            tasks_can_be_awaited_under_a_plain_block_on,
         ],
         threads: [],
     }

@@ -11,6 +11,7 @@ use tinypool::{Pool, Runtime, Task};
 use crate::common::{eventually, finish, next, procfs::threads_named, Counter};
 use crate::{bodies, call, held, hold, loads, meeting, pool, sizes, Body, Held, Hold};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
@@ -23,7 +24,9 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             recycle_replaces_busy_workers_only_after_their_task,
             recycling_never_fails_sibling_tasks_with_concurrency_2,
         ],
-        threads: [recycle_workers_replaces_idle_workers_at_once],
+        threads: [
+            recycle_workers_replaces_idle_workers_at_once,
+        ],
     }
 }
 

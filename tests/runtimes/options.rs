@@ -17,6 +17,7 @@ use crate::common::{
 };
 use crate::{bodies, call, held, hold, pool, prefix, Body};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [

@@ -21,6 +21,7 @@ use crate::{
     Held, Hold,
 };
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
@@ -433,6 +434,26 @@ fn idle_workers_leave_and_come_back_on_demand(runtime: Runtime) {
     pool.destroy().wait().unwrap();
 }
 
+/// Workers at `min_threads` never idle out: idling far past a tiny `idle_timeout`, round
+/// after round, the only worker stays the same.
+fn workers_at_min_threads_never_idle_out(runtime: Runtime) {
+    let pool = pool(runtime)
+        .min_threads(1)
+        .max_threads(1)
+        .idle_timeout(Duration::from_millis(1))
+        .thread_name(prefix("s-keep", runtime))
+        .build()
+        .unwrap();
+    let first: String = finish(call(&pool, "identity")).unwrap();
+    // Many rounds of idling far past the timeout: the only worker must stay the same.
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(pool.threads(), 1);
+        assert_eq!(finish(call(&pool, "identity")), Ok(first.clone()));
+    }
+    pool.destroy().wait().unwrap();
+}
+
 /// `workers()` lists the live workers: ids within max, their load, and for child processes
 /// each child's pid (the very process that runs its tasks); threads have none.
 fn workers_lists_each_live_worker_with_its_id_pid_and_load(runtime: Runtime) {
@@ -566,26 +587,6 @@ fn a_resolved_task_no_longer_occupies_its_worker(runtime: Runtime) {
         assert_eq!(loads(&pool), [0], "after task {x}");
     }
     assert_eq!(pool.completed(), 500);
-    pool.destroy().wait().unwrap();
-}
-
-/// Workers at `min_threads` never idle out: idling far past a tiny `idle_timeout`, round
-/// after round, the only worker stays the same.
-fn workers_at_min_threads_never_idle_out(runtime: Runtime) {
-    let pool = pool(runtime)
-        .min_threads(1)
-        .max_threads(1)
-        .idle_timeout(Duration::from_millis(1))
-        .thread_name(prefix("s-keep", runtime))
-        .build()
-        .unwrap();
-    let first: String = finish(call(&pool, "identity")).unwrap();
-    // Many rounds of idling far past the timeout: the only worker must stay the same.
-    for _ in 0..20 {
-        std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(pool.threads(), 1);
-        assert_eq!(finish(call(&pool, "identity")), Ok(first.clone()));
-    }
     pool.destroy().wait().unwrap();
 }
 

@@ -13,6 +13,7 @@ use crate::common::{
 };
 use crate::{aborted, bodies, call, panicked_here, pids, pool, prefix, Body};
 
+/// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
