@@ -5,18 +5,17 @@
 //! a hang, or a process left behind.
 //!
 //! Covered elsewhere, so not repeated here: an unknown function name and wrong argument or
-//! result types (`tests/runtimes.rs`, both runtimes), running after `destroy`
-//! (`tests/destroy.rs`, `tests/runtimes.rs`), an invalid teardown in the threads runtime
-//! (`tests/options.rs`), a worker binary that exits or never answers the handshake and a
-//! worker started by hand with the marker but no channel (`tests/process_faults.rs`). The
-//! frame decoder's own properties are unit tests in `src/protocol.rs`.
+//! result types (`tests/runtimes/exports.rs`, both runtimes), running after `destroy`
+//! (`tests/runtimes/destroy.rs`), an invalid teardown in the threads runtime
+//! (`tests/runtimes/options.rs`, `tests/runtimes/teardown.rs`), a worker binary that exits or
+//! never answers the handshake and a worker started by hand with the marker but no channel
+//! (`tests/process_faults.rs`). The frame decoder's own properties are unit tests in
+//! `src/protocol.rs`.
 //!
 //! A `harness = false` binary: its pools re-execute it, as a worker or as a fake worker (see
 //! [`ROLE`]), so `main` first plays that part.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -28,17 +27,14 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::{destroy, finish, named, procfs, BOUND};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tinypool::{
-    worker, AbortController, Error, Exports, Pool, RunOptions, Runtime, Task, TypeRole,
-};
+use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Runtime, TypeRole};
 
-/// Turns a hang into a failure. Never a timing assertion.
-const BOUND: Duration = Duration::from_secs(30);
 /// Set on this binary re-executed as a fake worker: which one it plays (see [`fake_worker`]).
 const ROLE: &str = "BAD_INPUT_ROLE";
 /// The bytes a fake worker sends, in hex.
@@ -144,35 +140,9 @@ fn exports() -> Exports {
 }
 
 fn pool(runtime: Runtime) -> tinypool::Builder {
-    let builder = Pool::builder()
-        .runtime(runtime)
+    common::builder(runtime, exports)
         .min_threads(1)
-        .max_threads(1);
-    match runtime {
-        Runtime::Threads => builder.exports(exports()),
-        _ => builder,
-    }
-}
-
-fn settle<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(BOUND)
-        .unwrap_or_else(|_| panic!("a task did not resolve within {BOUND:?}"))
-}
-
-fn named(name: &'static str) -> RunOptions {
-    RunOptions::new().name(name)
-}
-
-fn destroy(pool: Pool) {
-    let (done, result) = mpsc::channel();
-    let destroying = pool.destroy();
-    thread::spawn(move || {
-        let _ = done.send(destroying.wait());
-    });
-    let result = result
-        .recv_timeout(BOUND)
-        .expect("destroy() returned within the bound");
-    assert_eq!(result, Ok(()), "destroy");
+        .max_threads(1)
 }
 
 fn expect_protocol<R: std::fmt::Debug>(result: Result<R, Error>, mentions: &str) {
@@ -189,14 +159,14 @@ fn expect_protocol<R: std::fmt::Debug>(result: Result<R, Error>, mentions: &str)
 
 /// The pool still serves, on the same worker (a child process when `pid` is given).
 fn still_serves(pool: &Pool, pid: Option<u32>) {
-    assert_eq!(settle(pool.run::<i32, _>(7)), Ok(7));
+    assert_eq!(finish(pool.run::<i32, _>(7)), Ok(7));
     if let Some(pid) = pid {
-        assert_eq!(settle(pool.run_with((), named("pid"))), Ok(pid));
+        assert_eq!(finish(pool.run_with((), named("pid"))), Ok(pid));
     }
 }
 
 fn pid(pool: &Pool, runtime: Runtime) -> Option<u32> {
-    (runtime == Runtime::ChildProcess).then(|| settle(pool.run_with((), named("pid"))).unwrap())
+    (runtime == Runtime::ChildProcess).then(|| finish(pool.run_with((), named("pid"))).unwrap())
 }
 
 // ---- 1. Misuse: values that cannot be serialized -------------------------------------------
@@ -206,13 +176,13 @@ fn pid(pool: &Pool, runtime: Runtime) -> Option<u32> {
 fn a_result_that_fails_to_serialize(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
     let pid = pid(&pool, runtime);
-    let result = settle(pool.run_with::<Touchy, _>(0u8, named("make_touchy")));
+    let result = finish(pool.run_with::<Touchy, _>(0u8, named("make_touchy")));
     match runtime {
         Runtime::Threads => assert_eq!(result, Ok(Touchy(0))),
         _ => expect_protocol(result, "Touchy"),
     }
     assert_eq!(
-        settle(pool.run_with::<Touchy, _>(3u8, named("make_touchy"))),
+        finish(pool.run_with::<Touchy, _>(3u8, named("make_touchy"))),
         Ok(Touchy(3))
     );
     still_serves(&pool, pid);
@@ -222,7 +192,7 @@ fn a_result_that_fails_to_serialize(runtime: Runtime) {
 fn an_argument_that_fails_to_serialize(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
     let pid = pid(&pool, runtime);
-    let result = settle(pool.run_with::<u8, _>(Touchy(0), named("take_touchy")));
+    let result = finish(pool.run_with::<u8, _>(Touchy(0), named("take_touchy")));
     match runtime {
         Runtime::Threads => assert_eq!(result, Ok(0)),
         _ => expect_protocol(result, "Touchy"),
@@ -236,7 +206,7 @@ fn worker_data_that_fails_to_serialize(runtime: Runtime) {
     match runtime {
         Runtime::Threads => {
             let pool = built.unwrap();
-            let data = settle(pool.run_with::<Option<Option<u8>>, _>((), named("data_is")));
+            let data = finish(pool.run_with::<Option<Option<u8>>, _>((), named("data_is")));
             assert_eq!(data, Ok(Some(Some(0))));
             destroy(pool);
         }
@@ -269,22 +239,22 @@ fn channel_messages_that_fail_to_serialize(runtime: Runtime) {
         expect_protocol(sent, "Touchy");
         ours.send(Touchy(8)).unwrap();
     }
-    assert_eq!(settle(task), Ok(Ok(if threads { 0 } else { 8 })));
+    assert_eq!(finish(task), Ok(Ok(if threads { 0 } else { 8 })));
     still_serves(&pool, pid);
 
     let (ours, theirs) = tinypool::channel::<Touchy>();
     ours.send(Touchy(0)).unwrap();
     let task = pool.run_with::<Result<u8, String>, _>((), named("recv").channel(theirs));
     if threads {
-        assert_eq!(settle(task), Ok(Ok(0)));
+        assert_eq!(finish(task), Ok(Ok(0)));
     } else {
-        expect_protocol(settle(task), "Touchy");
+        expect_protocol(finish(task), "Touchy");
     }
     still_serves(&pool, pid);
 
     let (_ours, theirs) = tinypool::channel::<Touchy>();
     let task = pool.run_with::<Result<(), String>, _>((), named("send_touchy").channel(theirs));
-    match settle(task) {
+    match finish(task) {
         Ok(Ok(())) if threads => {}
         Ok(Err(message)) if !threads => assert!(message.contains("Touchy"), "{message:?}"),
         other => panic!("{runtime:?}: unexpected {other:?}"),
@@ -301,9 +271,9 @@ fn serde_code_that_panics(runtime: Runtime) {
     let pool = pool(runtime).build().unwrap();
     let pid = pid(&pool, runtime);
     let take =
-        |value: u8| settle(pool.run_with::<u8, _>(Fragile(value), named("take_fragile"))).map(drop);
+        |value: u8| finish(pool.run_with::<u8, _>(Fragile(value), named("take_fragile"))).map(drop);
     let make =
-        |value: u8| settle(pool.run_with::<Fragile, _>(value, named("make_fragile"))).map(drop);
+        |value: u8| finish(pool.run_with::<Fragile, _>(value, named("make_fragile"))).map(drop);
     let cases = [
         (take(1), "Fragile(1) panics when serialized"),
         (take(2), "Fragile(2) panics when deserialized"),
@@ -328,8 +298,9 @@ fn serde_code_that_panics(runtime: Runtime) {
 
 // ---- 2. Misuse: a teardown the child does not export, or of the wrong type --------------------
 
-/// The threads runtime refuses these at `build` (`tests/options.rs`); a child-process pool
-/// cannot see the child's exports, so each child reports the error when it stops.
+/// The threads runtime refuses these at `build` (`tests/runtimes/options.rs`,
+/// `tests/runtimes/teardown.rs`); a child-process pool cannot see the child's exports, so each
+/// child reports the error when it stops.
 fn a_bad_teardown_in_a_child_is_reported() {
     for (teardown, expected) in [
         (
@@ -621,7 +592,7 @@ fn a_worker_that_is_not_a_tinypool_worker_fails_to_start() {
         .run(&bad_handshake(), |bytes| {
             tried.fetch_add(1, Ordering::Relaxed);
             let pool = fake_pool("hello", &bytes);
-            match settle(pool.run::<i32, _>(1)) {
+            match finish(pool.run::<i32, _>(1)) {
                 Err(Error::WorkerStartFailed { message }) => {
                     prop_assert!(message.contains("bad_input"), "{}", message)
                 }
@@ -712,7 +683,7 @@ fn a_worker_answering_garbage_fails_only_its_task() {
                 Ok(outcome) => outcome,
                 Err(task) => {
                     controller.abort();
-                    settle(task)
+                    finish(task)
                 }
             };
             match &outcome {
@@ -732,7 +703,7 @@ fn a_worker_answering_garbage_fails_only_its_task() {
 fn a_worker_answering_outside_the_rings_fails_its_task() {
     let good = done_frame(&[2]);
     let pool = fake_pool("reply-outside", &good);
-    match settle(pool.run::<i32, _>(1)) {
+    match finish(pool.run::<i32, _>(1)) {
         Err(Error::Protocol { message }) => assert!(message.contains("no chunk"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }
@@ -745,7 +716,7 @@ fn a_worker_answering_outside_the_rings_fails_its_task() {
 fn a_worker_cannot_shrink_the_memory_it_shares_with_the_pool() {
     let good = done_frame(&[2]);
     let pool = fake_pool("reply-shrunk", &good);
-    assert_eq!(settle(pool.run::<i32, _>(1)), Ok(1));
+    assert_eq!(finish(pool.run::<i32, _>(1)), Ok(1));
     destroy(pool);
     assert_eq!(procfs::children(), vec![]);
 }
@@ -754,7 +725,7 @@ fn a_worker_cannot_shrink_the_memory_it_shares_with_the_pool() {
 /// deep): a protocol error, never a stack overflow that aborts the pool's process.
 fn a_worker_answering_a_value_nested_a_million_deep_fails_its_task() {
     let pool = fake_pool("reply-nested", &[]);
-    match settle(pool.run::<Nest, _>(1)) {
+    match finish(pool.run::<Nest, _>(1)) {
         Err(Error::Protocol { message }) => assert!(message.contains("Nest"), "{message}"),
         other => panic!("unexpected {other:?}"),
     }

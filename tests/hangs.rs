@@ -12,20 +12,14 @@
 //! `main` first lets a worker serve.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::eventually;
-use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
+use common::{collect_errors, eventually, finish, named, procfs};
+use tinypool::{worker, Builder, Error, Exports, Pool, Runtime, Task};
 
-/// Turns a hang into a failure. Never a timing assertion.
-const BOUND: Duration = Duration::from_secs(30);
 /// Every panic this binary raises on purpose starts with this (kept off stderr).
 const PANIC_PREFIX: &str = "hangs: ";
 
@@ -86,25 +80,11 @@ fn exports() -> Exports {
 // ---- Helpers --------------------------------------------------------------------------------
 
 fn pool(runtime: Runtime, prefix: &str) -> Builder {
-    let builder = Pool::builder()
-        .runtime(runtime)
+    common::builder(runtime, exports)
         .min_threads(2)
         .max_threads(2)
         .thread_name(prefix)
-        .terminate_timeout(Duration::from_millis(500));
-    match runtime {
-        Runtime::Threads => builder.exports(exports()),
-        _ => builder,
-    }
-}
-
-fn settle<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(BOUND)
-        .unwrap_or_else(|_| panic!("a task did not resolve within {BOUND:?}"))
-}
-
-fn named(name: &'static str) -> RunOptions {
-    RunOptions::new().name(name)
+        .terminate_timeout(Duration::from_millis(500))
 }
 
 /// `pool.destroy().wait()`, failing the test instead of hanging if it never returns; prints
@@ -115,21 +95,8 @@ fn destroy(pool: &Pool, what: &str) -> Result<(), Error> {
 
 /// [`destroy`], awaiting the `Destroy` future (with no async runtime) when `as_future`.
 fn destroy_as(pool: &Pool, what: &str, as_future: bool) -> Result<(), Error> {
-    let destroying = pool.destroy();
     let started = Instant::now();
-    let (done, result) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let result = if as_future {
-            common::block_on(destroying)
-        } else {
-            destroying.wait()
-        };
-        let _ = done.send(result);
-    });
-    let result = result
-        .recv_timeout(BOUND)
-        .unwrap_or_else(|_| panic!("{what}: destroy() did not return within {BOUND:?}"));
-    waiter.join().expect("the destroy waiter");
+    let result = common::destroy_within(pool, as_future);
     println!(
         "    {what}: destroy() returned {result:?} after {} ms",
         started.elapsed().as_millis()
@@ -169,16 +136,6 @@ fn nothing_left(prefix: &str) {
     );
 }
 
-/// An `on_error` hook that keeps what it hears.
-fn reports() -> (
-    Arc<Mutex<Vec<Error>>>,
-    impl Fn(Error) + Send + Sync + 'static,
-) {
-    let heard: Arc<Mutex<Vec<Error>>> = Arc::default();
-    let keep = heard.clone();
-    (heard, move |error| keep.lock().unwrap().push(error))
-}
-
 // ---- 1. An infinite loop, with a teardown configured ----------------------------------------
 
 fn threads_stuck_function_with_teardown() {
@@ -206,10 +163,10 @@ fn threads_stuck_function_with_teardown() {
         Err(Error::TerminateTimeout { worker: stuck_id }),
         "destroy names the stuck worker"
     );
-    assert_eq!(settle(stuck_task), Err(Error::Terminated));
-    assert_eq!(settle(cooperative), Err(Error::Terminated));
+    assert_eq!(finish(stuck_task), Err(Error::Terminated));
+    assert_eq!(finish(cooperative), Err(Error::Terminated));
     for task in queued {
-        match settle(task) {
+        match finish(task) {
             Ok(_) | Err(Error::Terminated) => {}
             other => panic!("a queued task gave {other:?}"),
         }
@@ -241,16 +198,16 @@ fn processes_stuck_function_with_teardown() {
         .teardown("teardown")
         .build()
         .unwrap();
-    let pid: u32 = settle(pool.run_with((), named("pid"))).unwrap();
+    let pid: u32 = finish(pool.run_with((), named("pid"))).unwrap();
     let stuck_task = pool.run_with::<(), _>((), named("stuck"));
     let queued: Vec<Task<i32>> = (0..5).map(|i| pool.run(i)).collect();
     eventually("both workers are busy", || {
         pool.workers().iter().all(|w| w.running > 0)
     });
     assert_eq!(destroy(&pool, "processes, stuck function"), Ok(()));
-    assert_eq!(settle(stuck_task), Err(Error::Terminated));
+    assert_eq!(finish(stuck_task), Err(Error::Terminated));
     for task in queued {
-        match settle(task) {
+        match finish(task) {
             Ok(_) | Err(Error::Terminated) => {}
             other => panic!("a queued task gave {other:?}"),
         }
@@ -267,7 +224,7 @@ fn teardown_panics(runtime: Runtime) {
         _ => "h-tpanic-p",
     };
     reset();
-    let (heard, hook) = reports();
+    let (heard, hook) = collect_errors();
     let pool = pool(runtime, prefix)
         .teardown("teardown_panics")
         .on_error(hook)
@@ -275,7 +232,7 @@ fn teardown_panics(runtime: Runtime) {
         .unwrap();
     let tasks: Vec<Task<i32>> = (0..10).map(|i| pool.run(i)).collect();
     for (i, task) in tasks.into_iter().enumerate() {
-        assert_eq!(settle(task), Ok(i as i32));
+        assert_eq!(finish(task), Ok(i as i32));
     }
     assert_eq!(
         destroy(&pool, &format!("{runtime:?}, teardown panics")),
@@ -303,7 +260,7 @@ fn teardown_panics(runtime: Runtime) {
 fn threads_teardown_blocks() {
     const P: &str = "h-tblock";
     reset();
-    let (heard, hook) = reports();
+    let (heard, hook) = collect_errors();
     let pool = pool(Runtime::Threads, P)
         .teardown("teardown_blocks")
         .on_error(hook)
@@ -311,7 +268,7 @@ fn threads_teardown_blocks() {
         .unwrap();
     let tasks: Vec<Task<i32>> = (0..10).map(|i| pool.run(i)).collect();
     for (i, task) in tasks.into_iter().enumerate() {
-        assert_eq!(settle(task), Ok(i as i32));
+        assert_eq!(finish(task), Ok(i as i32));
     }
     match destroy_as(&pool, "threads, teardown blocks, awaited", true) {
         Err(Error::TerminateTimeout { worker: 1 | 2 }) => {}
@@ -342,14 +299,14 @@ fn threads_teardown_blocks() {
 fn processes_teardown_blocks(teardown: &'static str) {
     let prefix = format!("h-tb-{}", &teardown[9..]);
     reset();
-    let (heard, hook) = reports();
+    let (heard, hook) = collect_errors();
     let pool = pool(Runtime::ChildProcess, &prefix)
         .teardown(teardown)
         .on_error(hook)
         .build()
         .unwrap();
     let tasks: Vec<Task<u32>> = (0..4).map(|_| pool.run_with((), named("pid"))).collect();
-    let pids: Vec<u32> = tasks.into_iter().map(|t| settle(t).unwrap()).collect();
+    let pids: Vec<u32> = tasks.into_iter().map(|t| finish(t).unwrap()).collect();
     assert_eq!(
         destroy(&pool, &format!("processes, {teardown}")),
         Ok(()),
@@ -387,10 +344,10 @@ fn processes_deaf_to_sigterm() {
         Ok(()),
         "a child deaf to SIGTERM is killed at terminate_timeout"
     );
-    assert_eq!(settle(deaf), Err(Error::Terminated));
-    assert_eq!(settle(other), Err(Error::Terminated));
+    assert_eq!(finish(deaf), Err(Error::Terminated));
+    assert_eq!(finish(other), Err(Error::Terminated));
     for task in queued {
-        assert_eq!(settle(task), Err(Error::Terminated));
+        assert_eq!(finish(task), Err(Error::Terminated));
     }
     for pid in pids {
         assert!(procfs::gone(pid), "worker {pid} was killed and reaped");

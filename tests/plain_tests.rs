@@ -11,9 +11,9 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tinypool::{channel, worker, Builder, Error, Exports, Pool, RunOptions, Runtime};
+use tinypool::{channel, worker, Builder, Error, Exports, Pool, Runtime};
 
-use common::finish;
+use common::{finish, named};
 
 tinypool::test_workers!(exports);
 
@@ -57,10 +57,6 @@ fn pool(workers: usize) -> Builder {
         .runtime(Runtime::ChildProcess)
         .min_threads(1)
         .max_threads(workers)
-}
-
-fn named(name: &'static str) -> RunOptions {
-    RunOptions::new().name(name)
 }
 
 #[test]

@@ -13,7 +13,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -26,7 +25,8 @@ use tinypool::{
     RunOptions, Runtime, Task,
 };
 
-use common::eventually;
+use common::procfs::{child_pids, gone};
+use common::{destroy, eventually, finish, named, within, BOUND};
 
 /// Set on this binary re-executed as a parent program: which one it plays (see [`play`]).
 const ROLE: &str = "PROCESS_FAULTS_ROLE";
@@ -35,8 +35,6 @@ const ROLE: &str = "PROCESS_FAULTS_ROLE";
 const UNSERVED: &str = "PROCESS_FAULTS_UNSERVED";
 /// An argument that selects no test, in case a re-executed binary ever reached the runner.
 const NO_TESTS: &str = "__process_faults_no_test__";
-/// A bound that only a bug reaches: it turns a hang into a failure. Never a timing assertion.
-const BOUND: Duration = Duration::from_secs(30);
 const DOUBLE_PANIC: &str = "the first panic of the double panic";
 
 /// What the `fault` export does, after it sent its pid on the task's channel (if it has one).
@@ -198,19 +196,9 @@ fn child_pool(min: usize, max: usize) -> Builder {
         .max_threads(max)
 }
 
-/// The task's outcome; a task that never settles fails the test instead of hanging it.
-fn settle<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
-    task.wait_timeout(BOUND)
-        .unwrap_or_else(|_| panic!("the task did not settle within {BOUND:?}"))
-}
-
-fn named(name: &'static str) -> RunOptions {
-    RunOptions::new().name(name)
-}
-
 /// The pid of the worker that runs this task.
 fn pid_of(pool: &Pool) -> u32 {
-    settle(pool.run_with::<u32, _>((), named("pid"))).expect("the pid task succeeds")
+    finish(pool.run_with::<u32, _>((), named("pid"))).expect("the pid task succeeds")
 }
 
 /// Starts `fault` with a channel (and `options`): the task, the test's side of the channel,
@@ -229,31 +217,6 @@ fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill(2); the pid is a child that nobody has reaped yet.
     let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
-}
-
-/// Whether the process is gone for good: exited and reaped (a zombie still has its entry).
-fn gone(pid: u32) -> bool {
-    !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The child processes of this process (of all its threads).
-fn children() -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-        let path = entry.expect("a task entry").path().join("children");
-        // A thread that ended meanwhile has no file any more.
-        let list = std::fs::read_to_string(path).unwrap_or_default();
-        pids.extend(
-            list.split_whitespace()
-                .map(|pid| pid.parse::<u32>().unwrap()),
-        );
-    }
-    pids.sort_unstable();
-    pids
-}
-
-fn destroy(pool: Pool) {
-    pool.destroy().wait().expect("the pool stops in time");
 }
 
 /// This test binary, re-executed as a parent program playing `role`.
@@ -306,7 +269,7 @@ fn play(role: &str) -> ! {
                 .stderr(stderr)
                 .build()
                 .expect("a pool");
-            settle(pool.run_with::<(), _>((), named("print"))).expect("the print task");
+            finish(pool.run_with::<(), _>((), named("print"))).expect("the print task");
             destroy(pool);
             std::process::exit(0);
         }
@@ -318,7 +281,7 @@ fn play(role: &str) -> ! {
                 pool.run_with::<u32, _>((), named("pid")),
                 pool.run_with::<u32, _>((), named("pid")),
             ];
-            let mut ran: Vec<u32> = tasks.map(|task| settle(task).expect("a pid")).into();
+            let mut ran: Vec<u32> = tasks.map(|task| finish(task).expect("a pid")).into();
             let mut pids: Vec<u32> = pool
                 .workers()
                 .iter()
@@ -348,7 +311,7 @@ fn play(role: &str) -> ! {
             std::io::stdout().flush().expect("stdout");
             eventually("SIGINT arrived", || INTERRUPTED.load(Ordering::SeqCst));
             port.send(5).expect("the task still runs");
-            println!("{:?}", settle(task));
+            println!("{:?}", finish(task));
             destroy(pool);
             std::process::exit(0);
         }
@@ -362,7 +325,7 @@ fn play(role: &str) -> ! {
             let executable = std::fs::Permissions::from_mode(0o755);
             std::fs::set_permissions(&upgrade, executable).expect("chmod");
             std::fs::rename(&upgrade, &program).expect("replacing the program");
-            println!("{:?}", settle(pool.run::<i32, _>(5)));
+            println!("{:?}", finish(pool.run::<i32, _>(5)));
             destroy(pool);
             std::process::exit(0);
         }
@@ -437,12 +400,12 @@ fn fails_only_its_task(fault: Fault, kill_it: Option<libc::c_int>) -> Error {
         assert!(listed, "pool.workers() lists the busy worker's pid {pid}");
         signal(pid, sig);
     }
-    let error = settle(task).expect_err("the task fails");
+    let error = finish(task).expect_err("the task fails");
     assert!(gone(pid), "the dead child {pid} was reaped");
 
     // The other worker and its task did not notice.
     bystander_port.send(7).expect("the bystander still runs");
-    assert_eq!(settle(bystander), Ok(7));
+    assert_eq!(finish(bystander), Ok(7));
     // The dead worker was replaced: the next two tasks run on two live workers, neither the
     // dead one.
     let (first, first_port, first_pid) =
@@ -451,7 +414,7 @@ fn fails_only_its_task(fault: Fault, kill_it: Option<libc::c_int>) -> Error {
     assert_ne!(first_pid, pid, "a new worker");
     assert_ne!(second_pid, pid, "a new worker");
     first_port.send(1).unwrap();
-    assert_eq!(settle(first), Ok(1));
+    assert_eq!(finish(first), Ok(1));
     assert_eq!(pool.threads(), 2);
     destroy(pool);
     error
@@ -522,14 +485,14 @@ fn sends_to_the_channel_of_a_killed_worker_return() {
         "every send returned within the bound"
     );
     assert_eq!(
-        settle(task),
+        finish(task),
         Err(Error::WorkerExited {
             code: None,
             signal: Some(libc::SIGKILL),
             message: None
         })
     );
-    assert_eq!(settle(pool.run::<i32, _>(5)), Ok(5));
+    assert_eq!(finish(pool.run::<i32, _>(5)), Ok(5));
     destroy(pool);
 }
 
@@ -542,7 +505,7 @@ fn an_aborted_infinite_loop_fails_only_its_task() {
         RunOptions::new().signal(controller.signal()),
     );
     controller.abort();
-    assert_eq!(settle(task), Err(Error::Aborted { reason: None }));
+    assert_eq!(finish(task), Err(Error::Aborted { reason: None }));
     // The spinning child is killed and reaped; it has no event of its own to wait on.
     eventually("the aborted child is gone", || gone(pid));
     let next = pid_of(&pool);
@@ -555,7 +518,7 @@ fn an_aborted_infinite_loop_fails_only_its_task() {
 fn a_double_panic_aborts_the_child_with_the_panic_message() {
     let pool = child_pool(1, 1).build().expect("a pool");
     let (task, _port, pid) = start_fault(&pool, Fault::DoublePanic, RunOptions::new());
-    match settle(task) {
+    match finish(task) {
         Err(Error::WorkerExited {
             code: None,
             signal: Some(libc::SIGABRT),
@@ -618,7 +581,7 @@ fn a_worker_over_the_recycle_limit_is_replaced_after_its_task() {
         .build()
         .expect("a pool");
     let leak_once = || -> (u32, u64) {
-        settle(pool.run_with::<(u32, u64), _>(LEAK_MIB, named("leak"))).expect("a leak")
+        finish(pool.run_with::<(u32, u64), _>(LEAK_MIB, named("leak"))).expect("a leak")
     };
     let (first_pid, first_rss) = leak_once();
     assert!(
@@ -659,7 +622,7 @@ fn the_memory_limit_fails_the_task_with_resource_limit() {
         .expect("a pool");
     let (task, _port, pid) = start_fault(&pool, Fault::Allocate(4 * CAP), RunOptions::new());
     assert_eq!(
-        settle(task),
+        finish(task),
         Err(Error::ResourceLimit {
             limit: "memory".to_owned()
         })
@@ -668,7 +631,7 @@ fn the_memory_limit_fails_the_task_with_resource_limit() {
     // Under the cap, the next worker serves.
     assert_ne!(pid_of(&pool), pid);
     let (task, _port, _) = start_fault(&pool, Fault::Allocate(1 << 20), RunOptions::new());
-    assert_eq!(settle(task), Ok(u32::MAX));
+    assert_eq!(finish(task), Ok(u32::MAX));
     destroy(pool);
 }
 
@@ -679,7 +642,7 @@ fn the_cpu_time_limit_fails_the_task_with_resource_limit() {
         .expect("a pool");
     let (task, _port, pid) = start_fault(&pool, Fault::Spin, RunOptions::new());
     assert_eq!(
-        settle(task),
+        finish(task),
         Err(Error::ResourceLimit {
             limit: "cpu time".to_owned()
         })
@@ -766,17 +729,17 @@ fn a_killed_parent_leaves_no_worker_process() {
 // ---- 8. destroy reaps -------------------------------------------------------------------------
 
 fn destroy_leaves_no_child_process_and_no_zombie() {
-    let before = children();
+    let before = child_pids();
     let pool = child_pool(2, 2).build().expect("a pool");
     let tasks = [
         pool.run_with::<u32, _>((), named("pid")),
         pool.run_with::<u32, _>((), named("pid")),
     ];
-    let pids = tasks.map(|task| settle(task).expect("a pid"));
+    let pids = tasks.map(|task| finish(task).expect("a pid"));
     assert_ne!(pids[0], pids[1], "two workers");
     for pid in pids {
         assert!(
-            children().contains(&pid),
+            child_pids().contains(&pid),
             "{pid} is a child of this process"
         );
     }
@@ -784,7 +747,7 @@ fn destroy_leaves_no_child_process_and_no_zombie() {
     for pid in pids {
         assert!(gone(pid), "worker {pid} is gone, not even a zombie");
     }
-    assert_eq!(children(), before, "no child process is left");
+    assert_eq!(child_pids(), before, "no child process is left");
 }
 
 // ---- 9. Start failures --------------------------------------------------------------------
@@ -792,14 +755,14 @@ fn destroy_leaves_no_child_process_and_no_zombie() {
 /// A pool whose workers cannot start: each task fails with `WorkerStartFailed`, and the pool
 /// does not keep spawning.
 fn start_fails(builder: Builder, expected: &[&str]) {
-    let before = children();
+    let before = child_pids();
     let pool = builder
         .min_threads(1)
         .max_threads(1)
         .build()
         .expect("a pool");
     for _ in 0..2 {
-        match settle(pool.run::<i32, _>(5i32)) {
+        match finish(pool.run::<i32, _>(5i32)) {
             Err(Error::WorkerStartFailed { message }) => {
                 for part in expected {
                     assert!(message.contains(part), "{message:?} names {part:?}");
@@ -808,7 +771,7 @@ fn start_fails(builder: Builder, expected: &[&str]) {
             other => panic!("expected WorkerStartFailed, got {other:?}"),
         }
         assert_eq!(pool.threads(), 0, "no worker is left trying");
-        assert_eq!(children(), before, "no child process is left");
+        assert_eq!(child_pids(), before, "no child process is left");
     }
     destroy(pool);
 }
@@ -868,7 +831,7 @@ fn a_worker_that_cannot_be_spawned_fails_to_start() {
 /// execute permission and a bare name found nowhere in `PATH` are refused at `build`, naming
 /// the path, before any child is started.
 fn a_filename_that_is_not_an_executable_file_is_refused_at_build() {
-    let before = children();
+    let before = child_pids();
     let dir = std::env::temp_dir().join(format!("tinypool-filename-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a directory");
     let plain = dir.join("plain");
@@ -905,7 +868,7 @@ fn a_filename_that_is_not_an_executable_file_is_refused_at_build() {
         .expect("`true` is in PATH");
     destroy(pool);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(children(), before, "no child process was started");
+    assert_eq!(child_pids(), before, "no child process was started");
 }
 
 // ---- 10. A worker started by hand -------------------------------------------------------------
@@ -1014,25 +977,25 @@ fn an_oversized_message_fails_only_its_task() {
         .expect("a pool");
     let pid = pid_of(&pool);
     // An argument too big to send.
-    match settle(pool.run_with::<usize, _>(vec![0u8; 4096], named("len"))) {
+    match finish(pool.run_with::<usize, _>(vec![0u8; 4096], named("len"))) {
         Err(Error::Protocol { message }) => {
             assert!(message.contains("max_message_size"), "{message:?}")
         }
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert_eq!(
-        settle(pool.run_with::<usize, _>(vec![0u8; 512], named("len"))),
+        finish(pool.run_with::<usize, _>(vec![0u8; 512], named("len"))),
         Ok(512)
     );
     // A result too big to send back.
-    match settle(pool.run_with::<Vec<u8>, _>(4096usize, named("bytes"))) {
+    match finish(pool.run_with::<Vec<u8>, _>(4096usize, named("bytes"))) {
         Err(Error::Protocol { message }) => {
             assert!(message.contains("max_message_size"), "{message:?}")
         }
         other => panic!("expected a protocol error, got {other:?}"),
     }
     assert_eq!(
-        settle(pool.run_with::<Vec<u8>, _>(16usize, named("bytes"))),
+        finish(pool.run_with::<Vec<u8>, _>(16usize, named("bytes"))),
         Ok(vec![7u8; 16])
     );
     assert_eq!(pid_of(&pool), pid, "the same worker kept serving");
@@ -1048,7 +1011,7 @@ fn destroy_kills_a_child_stuck_in_an_infinite_loop() {
         .expect("a pool");
     let (task, _port, pid) = start_fault(&pool, Fault::Spin, RunOptions::new());
     let destroyed = pool.destroy();
-    assert_eq!(settle(task), Err(Error::Terminated));
+    assert_eq!(finish(task), Err(Error::Terminated));
     destroyed
         .wait()
         .expect("SIGTERM stops the child before the timeout");
@@ -1062,7 +1025,7 @@ fn destroy_kills_a_child_deaf_to_sigterm() {
         .expect("a pool");
     let (task, _port, pid) = start_fault(&pool, Fault::SpinIgnoringSigterm, RunOptions::new());
     let destroyed = pool.destroy();
-    assert_eq!(settle(task), Err(Error::Terminated));
+    assert_eq!(finish(task), Err(Error::Terminated));
     // SIGKILL follows terminate_timeout; on a loaded machine the reaping may come after
     // destroy's own deadline, which it then reports.
     match destroyed.wait() {
@@ -1073,17 +1036,6 @@ fn destroy_kills_a_child_deaf_to_sigterm() {
 }
 
 // ---- 13. What a child holds, and what holds it --------------------------------------------
-
-/// Runs `f` on a thread of its own; fails the test unless it returns within [`BOUND`].
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, finished) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    finished
-        .recv_timeout(BOUND)
-        .unwrap_or_else(|_| panic!("{what} did not return within {BOUND:?}"))
-}
 
 /// A process a worker forked: killed when the test is done with it, even if it fails.
 struct Helper(u32);
@@ -1107,7 +1059,7 @@ fn a_worker_whose_forked_helper_outlives_it_is_found_dead() {
             .expect("within the bound"),
     );
     assert_eq!(
-        settle(task),
+        finish(task),
         Err(Error::WorkerExited {
             code: None,
             signal: Some(libc::SIGABRT),
@@ -1115,8 +1067,8 @@ fn a_worker_whose_forked_helper_outlives_it_is_found_dead() {
         })
     );
     assert!(gone(pid), "the dead worker {pid} was reaped");
-    assert_eq!(settle(pool.run::<i32, _>(5)), Ok(5), "the pool serves on");
-    within("destroy", move || destroy(pool));
+    assert_eq!(finish(pool.run::<i32, _>(5)), Ok(5), "the pool serves on");
+    destroy(pool);
     drop(helper);
 }
 
@@ -1127,9 +1079,9 @@ fn destroy_does_not_wait_for_a_helper_a_worker_forked() {
         .terminate_timeout(Duration::from_secs(120))
         .build()
         .expect("a pool");
-    let helper = Helper(settle(pool.run_with::<u32, _>((), named("fork_helper"))).unwrap());
+    let helper = Helper(finish(pool.run_with::<u32, _>((), named("fork_helper"))).unwrap());
     let pid = pool.workers()[0].pid.expect("a started worker");
-    within("destroy", move || destroy(pool));
+    destroy(pool);
     assert!(gone(pid), "the worker {pid} was reaped");
     drop(helper);
 }
@@ -1158,8 +1110,8 @@ fn a_channel_to_a_child_that_does_not_read_blocks_nobody() {
         ours
     });
     within("abort", move || controller.abort());
-    assert_eq!(settle(task), Err(Error::Aborted { reason: None }));
-    within("destroy", move || destroy(pool));
+    assert_eq!(finish(task), Err(Error::Aborted { reason: None }));
+    destroy(pool);
     assert!(gone(pid), "the stopped worker {pid} was killed and reaped");
     drop(ours);
 }
@@ -1173,7 +1125,7 @@ fn worker_data_up_to_max_message_size_reaches_the_child() {
         .worker_data(vec![7u8; size])
         .build()
         .expect("a pool");
-    let len = settle(pool.run_with::<Result<usize, String>, _>((), named("data_len")));
+    let len = finish(pool.run_with::<Result<usize, String>, _>((), named("data_len")));
     assert_eq!(len, Ok(Ok(size)));
     destroy(pool);
 
@@ -1206,7 +1158,7 @@ fn a_worker_inherits_no_descriptor_but_its_channel() {
         libc::close(pipe[1]);
     }
     let pool = child_pool(1, 1).build().expect("a pool");
-    let open = settle(pool.run_with::<Vec<i32>, _>((), named("open_fds"))).expect("a list");
+    let open = finish(pool.run_with::<Vec<i32>, _>((), named("open_fds"))).expect("a list");
     destroy(pool);
     // SAFETY: closes the two descriptors opened above.
     unsafe {

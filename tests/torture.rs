@@ -14,18 +14,14 @@
 //! workers, so `main` first lets a worker serve.
 
 mod common;
-#[path = "common/procfs.rs"]
-mod procfs;
 
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::procfs;
 use tinypool::{
     worker, AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task,
 };
@@ -452,7 +448,7 @@ fn caller(round: &Round, seed: u64) -> Tally {
 fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally) {
     let InFlight { task, expect } = in_flight;
     let outcome = if as_future {
-        poll_until(task, Instant::now() + BOUND)
+        common::block_on_until(task, Instant::now() + BOUND)
     } else {
         task.wait_timeout(BOUND).ok()
     };
@@ -466,30 +462,6 @@ fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally
     match judge(round, &expect, &outcome) {
         Ok(name) => *tally.outcomes.entry(name).or_default() += 1,
         Err(violation) => tally.violations.push(violation),
-    }
-}
-
-/// Awaits `task` as a future, with no async runtime: the worker that resolves it wakes this
-/// thread through the waker. `None` if it did not resolve by `deadline`.
-fn poll_until(task: Task<u64>, deadline: Instant) -> Option<Result<u64, Error>> {
-    struct Unpark(thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut task = pin!(task);
-    loop {
-        if let Poll::Ready(outcome) = task.as_mut().poll(&mut cx) {
-            return Some(outcome);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        thread::park_timeout(left);
     }
 }
 

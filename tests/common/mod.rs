@@ -1,16 +1,32 @@
-//! Helpers shared by the behaviour tests. Each test file uses a part of them.
+//! Helpers shared by the test binaries. Each uses a part of them; `procfs` is what `/proc`
+//! says about this process (threads, children, descriptors).
 #![allow(dead_code)]
+
+pub mod procfs;
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use tinypool::{Builder, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
+
 /// A plain `block_on`, no async runtime: proves `Task` needs none.
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    poll_until(future, None).expect("no deadline")
+}
+
+/// [`block_on`] until `deadline`: `None` if the future is still pending then.
+pub fn block_on_until<F: Future>(future: F, deadline: Instant) -> Option<F::Output> {
+    poll_until(future, Some(deadline))
+}
+
+/// Polls `future` on this thread, parked in between: whoever completes it wakes this thread
+/// through the waker.
+fn poll_until<F: Future>(future: F, deadline: Option<Instant>) -> Option<F::Output> {
     struct Unparker(Thread);
     impl Wake for Unparker {
         fn wake(self: Arc<Self>) {
@@ -22,9 +38,18 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
+            return Some(output);
         }
-        thread::park();
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                thread::park_timeout(left);
+            }
+        }
     }
 }
 
@@ -76,7 +101,7 @@ impl Counter {
     /// test instead of hanging it).
     pub fn wait_for(&self, n: usize) {
         let (count, changed) = &*self.0;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + BOUND;
         let mut count = count.lock().unwrap();
         while *count < n {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -90,58 +115,86 @@ impl Counter {
     }
 }
 
-/// Threads of this process whose name starts with `prefix` (names are cut to 15 bytes) and
-/// that have not begun to exit.
-pub fn threads_named(prefix: &str) -> usize {
-    threads_where(|name| name.starts_with(prefix))
+/// A bound that only a bug reaches: it turns a hang into a failure. Never a timing assertion.
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// Waits for a task, turning a hang into a failure after [`BOUND`].
+pub fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
+    task.wait_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("the task did not resolve within {BOUND:?}"))
 }
 
-/// Live worker threads of the pool whose `thread_name` is `prefix`: those named
-/// `<prefix>-<id>` (not, say, a `<prefix>-destroy` thread of the test's own).
-pub fn live(prefix: &str) -> usize {
-    let prefix = format!("{prefix}-");
-    threads_where(|name| {
-        name.strip_prefix(&prefix)
-            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+/// The next message on `port`, or the error that ended it; a hang fails the test.
+pub fn next<T: Send + 'static>(port: &Port<T>) -> Result<T, Error> {
+    match port.recv_timeout(BOUND) {
+        Ok(Some(message)) => Ok(message),
+        Ok(None) => panic!("no message within {BOUND:?}"),
+        Err(error) => Err(error),
+    }
+}
+
+/// Options that run the export called `name`.
+pub fn named(name: &'static str) -> RunOptions {
+    RunOptions::new().name(name)
+}
+
+/// A builder for `runtime` whose workers serve `exports`: a threads pool is given them, a
+/// child-process pool's children (this binary re-executed, whose `main` or
+/// `tinypool::test_workers!` served them first) have them already.
+pub fn builder(runtime: Runtime, exports: fn() -> Exports) -> Builder {
+    let builder = Pool::builder().runtime(runtime);
+    match runtime {
+        Runtime::Threads => builder.exports(exports()),
+        _ => builder,
+    }
+}
+
+/// Runs `f` on a thread of its own; fails the test unless it returns within [`BOUND`].
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    finished
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("{what} did not return within {BOUND:?}"))
+}
+
+/// `pool.destroy()`, waited on (or, when `as_future`, awaited with no async runtime) on a
+/// thread of its own: a `destroy` that never returns fails the test after [`BOUND`].
+pub fn destroy_within(pool: &Pool, as_future: bool) -> Result<(), Error> {
+    let destroying = pool.destroy();
+    within("destroy()", move || {
+        if as_future {
+            block_on(destroying)
+        } else {
+            destroying.wait()
+        }
     })
 }
 
-/// Threads of this process whose name passes `named` and that have not begun to exit.
-///
-/// A joined thread can still be listed in `/proc` for a moment: `join` returns once the kernel
-/// has released the thread's memory, slightly before it removes the task. Such a thread is
-/// already in `do_exit` (`PF_EXITING` is set), so it is not counted; a thread that was not
-/// joined is.
-fn threads_where(named: impl Fn(&str) -> bool) -> usize {
-    const PF_EXITING: u64 = 0x4;
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|entry| {
-            let path = entry.ok()?.path();
-            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            // After the `(comm)` field: state ppid pgrp session tty_nr tpgid flags ...
-            let flags: u64 = stat[stat.rfind(')')? + 1..]
-                .split_whitespace()
-                .nth(6)?
-                .parse()
-                .ok()?;
-            Some(named(comm.trim_end()) && flags & PF_EXITING == 0)
-        })
-        .filter(|&counted| counted)
-        .count()
+/// Destroys the pool, which must stop in time and without an error.
+pub fn destroy(pool: Pool) {
+    assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
 }
 
-/// Waits for a task, turning a hang into a failure after 30 s.
-pub fn finish<R: Send + 'static>(task: tinypool::Task<R>) -> Result<R, tinypool::Error> {
-    task.wait_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the task did not resolve within 30 s"))
+/// An `on_error` hook that keeps what it hears, and what it heard.
+pub fn collect_errors() -> (
+    Arc<Mutex<Vec<Error>>>,
+    impl Fn(Error) + Send + Sync + 'static,
+) {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let hook = {
+        let errors = errors.clone();
+        move |error| errors.lock().unwrap().push(error)
+    };
+    (errors, hook)
 }
 
-/// Waits until `condition` holds, checking every few milliseconds; panics after 30 s. For
+/// Waits until `condition` holds, checking every few milliseconds; panics after [`BOUND`]. For
 /// states that settle through an event the test cannot hook (a thread leaving, say).
 pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + BOUND;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         thread::sleep(Duration::from_millis(2));
@@ -154,8 +207,9 @@ pub type TestFn = fn();
 /// The test runner of the child-process test binaries that keep a `main` of their own
 /// (`harness = false`: Cargo.toml says why each does), which first lets a worker process serve
 /// (`tinypool::worker::serve_if_worker`), then runs the tests: one after another, each named,
-/// an optional substring filter from the command line, and libtest's summary line at the end.
-/// The others have libtest's harness and `tinypool::test_workers!`.
+/// an optional substring filter from the command line, and libtest's summary line at the end;
+/// with `--list`, libtest's list of the selected tests instead. The others have libtest's
+/// harness and `tinypool::test_workers!`.
 pub fn run_tests(tests: &[(&str, TestFn)]) {
     run_cases(
         tests
@@ -167,15 +221,20 @@ pub fn run_tests(tests: &[(&str, TestFn)]) {
 
 /// [`run_tests`] for tests made at run time (one body, several runtimes).
 pub fn run_cases(tests: Vec<(String, Box<dyn Fn()>)>) {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with('-'))
-        .collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filter: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
     let total = tests.len();
     let selected: Vec<(String, Box<dyn Fn()>)> = tests
         .into_iter()
         .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
         .collect();
+    if args.iter().any(|arg| arg == "--list") {
+        for (name, _) in &selected {
+            println!("{name}: test");
+        }
+        println!("\n{} tests, 0 benchmarks", selected.len());
+        return;
+    }
     println!("\nrunning {} tests", selected.len());
     let mut failed = Vec::new();
     for (name, test) in &selected {

@@ -1,6 +1,6 @@
 //! What `/proc` says about this process: its live threads, its children (zombies included) and
-//! its open file descriptors. Used by the reliability tests (torture, hangs, bad input) to
-//! prove that a destroyed pool left nothing behind. Linux only.
+//! its open file descriptors. The tests use it to prove that a destroyed pool left nothing
+//! behind, and to wait until a worker's thread or process is gone. Linux only.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -15,14 +15,13 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
 }
 
-/// The names of this process's threads whose name starts with `{prefix}-` and that have not
-/// begun to exit.
+/// The names (with their state) of this process's threads whose name passes `named` and that
+/// have not begun to exit.
 ///
 /// A joined thread can still be listed for a moment: `join` returns once the kernel cleared
 /// the thread's id, which it does inside `do_exit`, after setting `PF_EXITING`. So a thread
 /// that is exiting (or a zombie, state `Z`/`X`) is not counted; one that was not joined is.
-pub fn live_threads(prefix: &str) -> Vec<String> {
-    let prefix = format!("{prefix}-");
+pub fn threads_where(named: impl Fn(&str) -> bool) -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
         let Ok(entry) = entry else { continue };
@@ -35,7 +34,7 @@ pub fn live_threads(prefix: &str) -> Vec<String> {
             continue;
         };
         let comm = comm.trim_end();
-        if !comm.starts_with(&prefix) {
+        if !named(comm) {
             continue;
         }
         let Some(fields) = stat_fields(&stat) else {
@@ -49,6 +48,30 @@ pub fn live_threads(prefix: &str) -> Vec<String> {
         names.push(format!("{comm} (state {state})"));
     }
     names
+}
+
+/// The names of this process's live threads whose name starts with `{prefix}-` (a pool's
+/// worker threads, and any other thread named after it).
+pub fn live_threads(prefix: &str) -> Vec<String> {
+    let prefix = format!("{prefix}-");
+    threads_where(|name| name.starts_with(&prefix))
+}
+
+/// Live threads of this process whose name starts with `prefix` (names are cut to 15 bytes).
+pub fn threads_named(prefix: &str) -> usize {
+    threads_where(|name| name.starts_with(prefix)).len()
+}
+
+/// Live worker threads of the pool whose `thread_name` is `prefix`: those named
+/// `<prefix>-<id>` (not, say, a `<prefix>-destroy` thread of the test's own). Both runtimes
+/// have one per worker: the worker itself, or the driver of its child.
+pub fn live(prefix: &str) -> usize {
+    let prefix = format!("{prefix}-");
+    threads_where(|name| {
+        name.strip_prefix(&prefix)
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    })
+    .len()
 }
 
 /// The child processes of this process, zombies included: `(pid, state)` for every
@@ -75,6 +98,11 @@ pub fn children() -> Vec<(u32, String)> {
     }
     found.sort_unstable();
     found
+}
+
+/// The pids of this process's children, zombies included, in order.
+pub fn child_pids() -> Vec<u32> {
+    children().into_iter().map(|(pid, _)| pid).collect()
 }
 
 /// Whether `pid` is (still) a child of this process, zombie or not.

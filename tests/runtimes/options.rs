@@ -1,13 +1,198 @@
-//! Builder options with worker threads only: their defaults, thread names, how min/max are
-//! reconciled when only one is given, what is rejected, and what `MaxQueue::Auto` resolves to
-//! (spec §1.2, scenarios 4, 26-28, 105, 106). `min_threads` at build, conflicting limits,
-//! `MaxQueue` limits and a teardown that is not exported are tested for both runtimes in
-//! `tests/runtimes.rs`.
+//! Builder options (spec §1.2, scenarios 4, 26-28, 105, 106): `min_threads` workers at build,
+//! conflicting limits, options only the other runtime can honour, `Duration::MAX` meaning
+//! never, a child's environment and arguments. Threads only: the defaults, thread names, how
+//! min/max are reconciled when only one is given, what is rejected, and what `MaxQueue::Auto`
+//! and the default `max_queue` resolve to.
 
-mod common;
+use std::time::Duration;
 
-use common::{eventually, finish, threads_named, Counter, Gate};
-use tinypool::{Error, Exports, MaxQueue, Pool, Runtime, Task};
+use tinypool::{
+    ChildOutput, Error, Exports, MaxQueue, Pool, ResourceLimits, RunOptions, Runtime, Task,
+};
+
+use crate::common::{
+    block_on, eventually, finish, next,
+    procfs::{live, threads_named},
+    Counter, Gate,
+};
+use crate::{bodies, call, held, hold, pool, prefix, Body};
+
+/// This module's test bodies, in the order they run.
+pub fn bodies() -> Vec<(&'static str, Body)> {
+    bodies! {
+        both: [
+            build_starts_min_threads_and_refuses_conflicting_limits,
+            each_runtime_refuses_the_options_only_the_other_can_honour,
+            duration_max_options_mean_never,
+            children_get_env_and_argv,
+        ],
+        threads: [
+            defaults_start_half_the_parallelism_and_grow_to_all_of_it,
+            default_thread_name_is_tinypool_dash_worker_id,
+            thread_name_sets_the_prefix_of_worker_thread_names,
+            only_max_threads_given_lowers_the_default_min_to_it,
+            only_max_threads_given_keeps_the_default_min_when_it_fits,
+            only_min_threads_given_raises_the_default_max_to_it,
+            max_threads_zero_is_invalid_instead_of_hanging,
+            a_pool_without_exports_is_invalid,
+            a_pool_with_empty_exports_is_invalid,
+            a_pool_with_only_named_exports_is_valid,
+            the_threads_runtime_is_the_default_and_can_be_named,
+            a_teardown_that_does_not_take_unit_is_invalid,
+            max_queue_auto_uses_the_reconciled_max_threads,
+            max_queue_is_unbounded_by_default,
+            builder_debug_shows_the_thread_limits,
+        ],
+    }
+}
+
+/// `min_threads` workers (and their threads) are there right after build, min 0 included,
+/// and equal limits are fine; conflicting limits are refused, naming the options.
+fn build_starts_min_threads_and_refuses_conflicting_limits(runtime: Runtime) {
+    for min in [0, 1, 2] {
+        let prefix = prefix(&format!("rt-min{min}"), runtime);
+        let pool = pool(runtime)
+            .min_threads(min)
+            .max_threads(2)
+            .thread_name(&prefix)
+            .build()
+            .unwrap();
+        assert_eq!(pool.threads(), min);
+        assert_eq!(pool.workers().len(), min);
+        eventually("min_threads worker threads run", || live(&prefix) == min);
+        assert_eq!(finish(pool.run::<i32, _>((20, 22))), Ok(42), "min {min}");
+        pool.destroy().wait().unwrap();
+    }
+    let invalid = |builder: tinypool::Builder, options: &[&str]| {
+        let message = invalid_options(builder.build());
+        for option in options {
+            assert!(message.contains(option), "{message}");
+        }
+    };
+    invalid(
+        pool(runtime).min_threads(3).max_threads(2),
+        &["min_threads", "max_threads"],
+    );
+    invalid(
+        pool(runtime).min_threads(0).max_threads(0),
+        &["max_threads"],
+    );
+    invalid(
+        pool(runtime).concurrent_tasks_per_worker(0),
+        &["concurrent_tasks_per_worker"],
+    );
+}
+
+/// Each runtime honours its own options and refuses, naming it, an option only the other
+/// runtime can honour (a thread has a stack size; a child has an address space, a memory
+/// recycle limit, an executable).
+fn each_runtime_refuses_the_options_only_the_other_can_honour(runtime: Runtime) {
+    let own = match runtime {
+        Runtime::Threads => {
+            pool(runtime).resource_limits(ResourceLimits::new().stack_size(1 << 20))
+        }
+        _ => pool(runtime).max_memory_limit_before_recycle(1 << 40),
+    };
+    let pool_ok = own.build().unwrap();
+    assert_eq!(finish(pool_ok.run::<i32, _>((1, 2))), Ok(3));
+    pool_ok.destroy().wait().unwrap();
+
+    let others: Vec<(tinypool::Builder, &str)> = match runtime {
+        Runtime::Threads => vec![
+            (pool(runtime).filename("/bin/true"), "filename"),
+            (
+                pool(runtime).resource_limits(ResourceLimits::new().max_memory(1 << 30)),
+                "resource_limits.max_memory",
+            ),
+            (
+                pool(runtime).max_memory_limit_before_recycle(1 << 30),
+                "max_memory_limit_before_recycle",
+            ),
+            (pool(runtime).stdout(ChildOutput::Null), "stdout"),
+            (pool(runtime).stderr(ChildOutput::Stderr), "stderr"),
+        ],
+        _ => vec![(
+            pool(runtime).resource_limits(ResourceLimits::new().stack_size(1 << 20)),
+            "resource_limits.stack_size",
+        )],
+    };
+    for (builder, option) in others {
+        let message = invalid_options(builder.build());
+        assert!(message.contains(option), "{message}");
+    }
+}
+
+/// Every `Duration` option takes any value, `Duration::MAX` meaning "never": a worker above
+/// the minimum stays (the same two serve both rounds, none replaced), tasks run, and `destroy`
+/// returns, waited on or awaited.
+fn duration_max_options_mean_never(runtime: Runtime) {
+    let build = || {
+        let builder = pool(runtime)
+            .idle_timeout(Duration::MAX)
+            .terminate_timeout(Duration::MAX)
+            .startup_timeout(Duration::MAX);
+        match runtime {
+            Runtime::Threads => builder,
+            _ => builder.resource_limits(ResourceLimits::new().max_cpu_time(Duration::MAX)),
+        }
+        .build()
+        .unwrap()
+    };
+    let pool = build();
+    let mut rounds = Vec::new();
+    for _ in 0..2 {
+        let holds = [hold(&pool, 0), hold(&pool, 1)];
+        for (tag, (_, port)) in (0..).zip(&holds) {
+            assert_eq!(next(port), Ok(tag), "both run at once");
+        }
+        for (_, port) in &holds {
+            port.send(0).unwrap();
+        }
+        let mut workers: Vec<String> = holds.into_iter().map(|(t, _)| held(t).2).collect();
+        workers.sort();
+        rounds.push(workers);
+    }
+    assert_eq!(
+        rounds[0], rounds[1],
+        "the same two workers served both rounds"
+    );
+    assert_eq!(pool.threads(), 2);
+    assert_eq!(pool.destroy().wait(), Ok(()));
+    let pool = build();
+    assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
+    assert_eq!(block_on(pool.destroy()), Ok(()));
+}
+
+fn children_get_env_and_argv(runtime: Runtime) {
+    let built = pool(runtime)
+        .env("TINYPOOL_TEST_VAR", "yes")
+        .argv(["a", "b"])
+        .build();
+    let pool = match (runtime, built) {
+        (Runtime::Threads, Err(Error::InvalidOptions(message))) => {
+            assert!(
+                message.contains("env") || message.contains("argv"),
+                "{message}"
+            );
+            return;
+        }
+        (_, built) => built.unwrap(),
+    };
+    let var = |key: &str| -> Option<String> {
+        finish(pool.run_with(key.to_owned(), RunOptions::new().name("env"))).unwrap()
+    };
+    assert_eq!(var("TINYPOOL_TEST_VAR").as_deref(), Some("yes"));
+    assert_eq!(
+        var("PATH"),
+        std::env::var("PATH").ok(),
+        "the environment is inherited"
+    );
+    let args: Vec<String> = finish(call(&pool, "args")).unwrap();
+    assert_eq!(args, ["a", "b"]);
+    pool.destroy().wait().unwrap();
+}
+
+// ---- Threads only -------------------------------------------------------------------------------
 
 fn parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -22,6 +207,7 @@ fn blocking(gate: &Gate, started: &Counter) -> Exports {
     })
 }
 
+/// The message of the `InvalidOptions` error `result` must be.
 fn invalid_options(result: Result<Pool, Error>) -> String {
     match result {
         Err(Error::InvalidOptions(message)) => message,
@@ -33,7 +219,6 @@ fn double() -> Exports {
     Exports::new().export_default(|x: u32| x * 2)
 }
 
-#[test]
 fn defaults_start_half_the_parallelism_and_grow_to_all_of_it() {
     let parallelism = parallelism();
     let default_min = (parallelism / 2).max(1);
@@ -67,7 +252,6 @@ fn defaults_start_half_the_parallelism_and_grow_to_all_of_it() {
     });
 }
 
-#[test]
 fn default_thread_name_is_tinypool_dash_worker_id() {
     let pool = Pool::builder()
         .exports(Exports::new().export_default(|()| {
@@ -82,7 +266,6 @@ fn default_thread_name_is_tinypool_dash_worker_id() {
     assert_eq!(name.as_deref(), Some("tinypool-1"));
 }
 
-#[test]
 fn thread_name_sets_the_prefix_of_worker_thread_names() {
     let pool = Pool::builder()
         .exports(
@@ -97,7 +280,6 @@ fn thread_name_sets_the_prefix_of_worker_thread_names() {
     assert_eq!(name.as_deref(), Some("o-named-1"));
 }
 
-#[test]
 fn only_max_threads_given_lowers_the_default_min_to_it() {
     // The default min is half the parallelism; a smaller max must pull it down instead of
     // conflicting with it.
@@ -119,7 +301,6 @@ fn only_max_threads_given_lowers_the_default_min_to_it() {
     finish(second).unwrap();
 }
 
-#[test]
 fn only_max_threads_given_keeps_the_default_min_when_it_fits() {
     let parallelism = parallelism();
     let default_min = (parallelism / 2).max(1);
@@ -132,7 +313,6 @@ fn only_max_threads_given_keeps_the_default_min_when_it_fits() {
     assert_eq!(pool.threads(), default_min);
 }
 
-#[test]
 fn only_min_threads_given_raises_the_default_max_to_it() {
     let parallelism = parallelism();
     let min = parallelism + 1;
@@ -159,7 +339,6 @@ fn only_min_threads_given_raises_the_default_max_to_it() {
     }
 }
 
-#[test]
 fn max_threads_zero_is_invalid_instead_of_hanging() {
     for builder in [
         Pool::builder().exports(double()).max_threads(0),
@@ -173,19 +352,16 @@ fn max_threads_zero_is_invalid_instead_of_hanging() {
     }
 }
 
-#[test]
 fn a_pool_without_exports_is_invalid() {
     let message = invalid_options(Pool::builder().build());
     assert!(message.contains("exports"), "{message}");
 }
 
-#[test]
 fn a_pool_with_empty_exports_is_invalid() {
     let message = invalid_options(Pool::builder().exports(Exports::new()).build());
     assert!(message.contains("exports"), "{message}");
 }
 
-#[test]
 fn a_pool_with_only_named_exports_is_valid() {
     let pool = Pool::builder()
         .exports(Exports::new().export("b", |()| 'b'))
@@ -197,7 +373,6 @@ fn a_pool_with_only_named_exports_is_valid() {
     assert_eq!(finish(pool.run::<char, _>(())), Ok('b'));
 }
 
-#[test]
 fn the_threads_runtime_is_the_default_and_can_be_named() {
     assert_eq!(Runtime::default(), Runtime::Threads);
     let pool = Pool::builder()
@@ -212,7 +387,6 @@ fn the_threads_runtime_is_the_default_and_can_be_named() {
     assert!(pool.workers().iter().all(|worker| worker.pid.is_none()));
 }
 
-#[test]
 fn a_teardown_that_does_not_take_unit_is_invalid() {
     let message = invalid_options(
         Pool::builder()
@@ -253,7 +427,6 @@ fn queued_before_queue_full(
     accepted
 }
 
-#[test]
 fn max_queue_auto_uses_the_reconciled_max_threads() {
     // Only min_threads given: max is raised to it before `Auto` is resolved.
     let min = parallelism() + 1;
@@ -270,7 +443,6 @@ fn max_queue_auto_uses_the_reconciled_max_threads() {
     gate.open();
 }
 
-#[test]
 fn max_queue_is_unbounded_by_default() {
     let (gate, started) = (Gate::new(), Counter::new());
     let pool = Pool::builder()
@@ -291,7 +463,6 @@ fn max_queue_is_unbounded_by_default() {
     assert_eq!(pool.completed(), 500);
 }
 
-#[test]
 fn builder_debug_shows_the_thread_limits() {
     let builder = Pool::builder()
         .exports(double())
