@@ -14,8 +14,8 @@ use crate::options::{Builder, Options, RunOptions};
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
-use crate::runtime::Runtime;
-use crate::scheduler::{Shared, WorkerInfo};
+use crate::runtime::Launcher;
+use crate::scheduler::{Scheduler, WorkerInfo};
 use crate::task::{Job, Slot, Task, TaskCell};
 use crate::Error;
 
@@ -47,7 +47,7 @@ pub struct Pool {
 
 /// Destroys the pool when the last [`Pool`] clone goes.
 struct Handle {
-    shared: Arc<Shared>,
+    shared: Arc<Scheduler>,
 }
 
 impl Drop for Handle {
@@ -68,7 +68,7 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
-        let runtime: Box<dyn Runtime> = match &options.process {
+        let launcher: Box<dyn Launcher> = match &options.process {
             #[cfg(unix)]
             Some(process) => Box::new(Processes {
                 options: process.clone(),
@@ -77,13 +77,13 @@ impl Pool {
             Some(_) => unreachable!("the builder refuses child processes off Unix"),
             None => Box::new(Threads),
         };
-        let shared = Shared::new(options, runtime);
+        let shared = Scheduler::new(options, launcher);
         Ok(Pool {
             handle: Arc::new(Handle { shared }),
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    fn shared(&self) -> &Arc<Scheduler> {
         &self.handle.shared
     }
 
@@ -348,7 +348,7 @@ impl fmt::Debug for Pool {
 /// The end of [`Pool::destroy`]: wait on it, or await it.
 #[must_use = "the pool is already destroyed; wait on this to know that its workers stopped"]
 pub struct Destroy {
-    shared: Arc<Shared>,
+    shared: Arc<Scheduler>,
     deadline: Instant,
     /// Waits for the workers on a thread of its own when awaited, so no executor blocks.
     reaper: Option<Task<()>>,

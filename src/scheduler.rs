@@ -1,12 +1,12 @@
 //! The scheduler: the queue, which worker takes a task, and when workers come and go.
 //!
-//! All bookkeeping sits in one [`State`] behind one mutex, held only for a few pointer moves
+//! All bookkeeping sits in one [`SchedulerState`] behind one mutex, held only for a few pointer moves
 //! and never while user code runs. A task is handed to the first idle worker, else to a new
 //! worker while there are fewer than `max_threads`, else to the least loaded worker with room
 //! (`concurrent_tasks_per_worker`), else it waits in the FIFO queue. Each worker has an inbox
 //! (the tasks it has taken) and a [`Doorbell`]; a worker that runs out of work refills its inbox
 //! from the queue, spins briefly on its doorbell and then parks. The same loop drives both
-//! runtimes: a [`Runtime`] only decides how one job is executed.
+//! runtimes: a [`Launcher`] only decides how one job is executed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::intake::Intake;
 use crate::options::Options;
-use crate::runtime::{Executor, Flow, Runtime};
+use crate::runtime::{Flow, Launcher, RunningWorker};
 // From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
@@ -33,25 +33,25 @@ fn same(a: &JobRef, b: &JobRef) -> bool {
 }
 
 /// A live worker, as the scheduler sees it.
-struct Worker {
+struct WorkerRecord {
     serial: u64,
     id: usize,
     /// Tasks taken and not started.
     inbox: VecDeque<JobRef>,
     /// Tasks handed to the executor and not finished, oldest first: the running one, and in
-    /// the child-process runtime those sent ahead to the child (see [`Executor::depth`]).
+    /// the child-process runtime those sent ahead to the child (see [`RunningWorker::depth`]).
     running: VecDeque<JobRef>,
     /// Holds an abortable task, so it takes no other.
     exclusive: bool,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
     recycle: bool,
     bell: Arc<Doorbell>,
-    aborted: Arc<AtomicBool>,
+    retired: Arc<AtomicBool>,
     /// The child's process id, in the child-process runtime.
     pid: Option<u32>,
 }
 
-impl Worker {
+impl WorkerRecord {
     fn load(&self) -> usize {
         self.inbox.len() + self.running.len()
     }
@@ -76,9 +76,9 @@ struct ThreadRecord {
 }
 
 #[derive(Default)]
-struct State {
+struct SchedulerState {
     queue: VecDeque<JobRef>,
-    workers: Vec<Worker>,
+    workers: Vec<WorkerRecord>,
     /// `ids_in_use[id - 1]`: whether a live worker has that id.
     ids_in_use: Vec<bool>,
     next_serial: u64,
@@ -92,7 +92,7 @@ struct State {
     intake_spare: Vec<JobRef>,
 }
 
-impl State {
+impl SchedulerState {
     fn position(&self, serial: u64) -> Option<usize> {
         self.workers
             .iter()
@@ -101,7 +101,7 @@ impl State {
 
     /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
     /// Its thread leaves as soon as it notices.
-    fn retire(&mut self, index: usize) -> Worker {
+    fn retire(&mut self, index: usize) -> WorkerRecord {
         let worker = self.workers.remove(index);
         self.ids_in_use[worker.id - 1] = false;
         worker.bell.ring();
@@ -114,7 +114,7 @@ pub(crate) struct WorkerStart {
     pub(crate) serial: u64,
     pub(crate) id: usize,
     pub(crate) bell: Arc<Doorbell>,
-    pub(crate) aborted: Arc<AtomicBool>,
+    pub(crate) retired: Arc<AtomicBool>,
 }
 
 /// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
@@ -152,10 +152,10 @@ impl Completion<()> for Countdown {
 }
 
 /// The pool's state, shared by its handles and its workers.
-pub(crate) struct Shared {
+pub(crate) struct Scheduler {
     pub(crate) options: Options,
-    runtime: Box<dyn Runtime>,
-    state: Mutex<State>,
+    launcher: Box<dyn Launcher>,
+    state: Mutex<SchedulerState>,
     /// Tasks submitted while the pool is saturated, on their way to the queue.
     intake: Intake,
     /// Notified whenever a worker thread finishes.
@@ -163,15 +163,15 @@ pub(crate) struct Shared {
     created: Instant,
 }
 
-impl Shared {
-    pub(crate) fn new(options: Options, runtime: Box<dyn Runtime>) -> Arc<Self> {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+impl Scheduler {
+    pub(crate) fn new(options: Options, launcher: Box<dyn Launcher>) -> Arc<Self> {
+        let shared = Arc::new(Scheduler {
+            state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
-                ..State::default()
+                ..SchedulerState::default()
             }),
             options,
-            runtime,
+            launcher,
             intake: Intake::new(),
             thread_finished: Condvar::new(),
             created: Instant::now(),
@@ -186,13 +186,13 @@ impl Shared {
         shared
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, SchedulerState> {
         lock(&self.state)
     }
 
     /// Moves the intake's tasks to the back of the queue, closing it if `close`; returns
     /// whether any moved.
-    fn take_intake(&self, state: &mut State, close: bool) -> bool {
+    fn take_intake(&self, state: &mut SchedulerState, close: bool) -> bool {
         if !state.intake_open {
             return false;
         }
@@ -206,7 +206,7 @@ impl Shared {
     /// Opens the intake when a task joins the queue of a pool that can do nothing else with
     /// the next ones: it is at `max_threads`, every worker is busy (so each comes back to the
     /// lock), and the queue is unbounded.
-    fn open_intake_if_saturated(&self, state: &mut State) {
+    fn open_intake_if_saturated(&self, state: &mut SchedulerState) {
         let saturated = !state.intake_open
             && !state.destroyed
             && self.options.max_queue.is_none()
@@ -343,7 +343,7 @@ impl Shared {
             // function returns and no longer counts toward `max_threads`. (An abortable task
             // runs alone, so nothing else was running on it.)
             let worker = state.retire(index);
-            worker.aborted.store(true, Ordering::Release);
+            worker.retired.store(true, Ordering::Release);
             let starts = self.replenish(&mut state);
             drop(state);
             self.start_all(starts);
@@ -353,7 +353,7 @@ impl Shared {
     // ---- Workers coming and going ---------------------------------------------------------
 
     /// Adds a worker to the state (it counts at once) and returns what its thread needs.
-    fn reserve(state: &mut State, first: Option<JobRef>) -> WorkerStart {
+    fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> WorkerStart {
         let index = state
             .ids_in_use
             .iter()
@@ -363,9 +363,9 @@ impl Shared {
         let serial = state.next_serial;
         state.next_serial += 1;
         let bell = Arc::new(Doorbell::new());
-        let aborted = Arc::new(AtomicBool::new(false));
+        let retired = Arc::new(AtomicBool::new(false));
         let exclusive = first.as_ref().is_some_and(|job| job.abortable());
-        state.workers.push(Worker {
+        state.workers.push(WorkerRecord {
             serial,
             id: index + 1,
             inbox: first.into_iter().collect(),
@@ -373,7 +373,7 @@ impl Shared {
             exclusive,
             recycle: false,
             bell: bell.clone(),
-            aborted: aborted.clone(),
+            retired: retired.clone(),
             pid: None,
         });
         state.threads.push(ThreadRecord {
@@ -387,12 +387,12 @@ impl Shared {
             serial,
             id: index + 1,
             bell,
-            aborted,
+            retired,
         }
     }
 
     /// Reserves workers until there are `min_threads`, and enough for the queue.
-    fn replenish(&self, state: &mut State) -> Vec<WorkerStart> {
+    fn replenish(&self, state: &mut SchedulerState) -> Vec<WorkerStart> {
         // The pool has lost a worker: the intake's tasks join the queue, which counts.
         self.take_intake(state, true);
         if state.destroyed {
@@ -453,14 +453,14 @@ impl Shared {
     fn run_worker(self: Arc<Self>, me: WorkerStart) {
         /// Marks the thread finished however it ends, so that `destroy` never waits for a
         /// thread that is gone.
-        struct Finished<'a>(&'a Arc<Shared>, u64);
+        struct Finished<'a>(&'a Arc<Scheduler>, u64);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
                 self.0.thread_finished(self.1);
             }
         }
         let _finished = Finished(&self, me.serial);
-        let mut executor = match self.runtime.start(&self, &me) {
+        let mut executor = match self.launcher.start(&self, &me) {
             Ok(executor) => executor,
             Err(error) => return self.start_failed(me.serial, error),
         };
@@ -501,7 +501,7 @@ impl Shared {
         }
     }
 
-    fn take_finished(state: &mut State) -> Vec<JoinHandle<()>> {
+    fn take_finished(state: &mut SchedulerState) -> Vec<JoinHandle<()>> {
         let mut handles = Vec::new();
         state.threads.retain_mut(|record| {
             if record.finished && record.handle.is_some() {
@@ -522,7 +522,11 @@ impl Shared {
     /// released again (`done` holds it meanwhile): a caller woken by its result finds the
     /// worker free (a `max_queue(0)` pool takes its next task, `workers()` shows it idle), or,
     /// when the worker leaves, its replacement already counted. It costs no extra lock.
-    pub(crate) fn worker_loop(self: &Arc<Self>, me: &WorkerStart, executor: &mut dyn Executor) {
+    pub(crate) fn worker_loop(
+        self: &Arc<Self>,
+        me: &WorkerStart,
+        executor: &mut dyn RunningWorker,
+    ) {
         let options = &self.options;
         // An isolated worker runs one task per worker: nothing may be sent ahead.
         let depth = if options.isolate_workers {
@@ -643,7 +647,7 @@ impl Shared {
     }
 
     /// Retires the worker at `index` and starts its replacements.
-    fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, State>, index: usize) {
+    fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, SchedulerState>, index: usize) {
         let worker = state.retire(index);
         // Tasks it took but never started go back to the head of the queue, in order, for an
         // idle worker or a replacement; dropping them would hang their callers. They are the
@@ -666,7 +670,7 @@ impl Shared {
 
     /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
     /// abortable task at the head waits until the worker is empty, and then goes alone.
-    fn refill(&self, state: &mut State, index: usize) {
+    fn refill(&self, state: &mut SchedulerState, index: usize) {
         let concurrency = self.options.concurrent_tasks_per_worker;
         if state.workers[index].recycle || state.workers[index].exclusive {
             return;
@@ -676,7 +680,7 @@ impl Shared {
         if state.queue.len() < concurrency - state.workers[index].load() {
             self.take_intake(state, false);
         }
-        let State { queue, workers, .. } = state;
+        let SchedulerState { queue, workers, .. } = state;
         let worker = &mut workers[index];
         while worker.load() < concurrency {
             let Some(head) = queue.front() else { break };
@@ -732,7 +736,7 @@ impl Shared {
         let cancelled: Vec<JobRef> = {
             let mut state = self.lock();
             self.take_intake(&mut state, false);
-            let State { queue, workers, .. } = &mut *state;
+            let SchedulerState { queue, workers, .. } = &mut *state;
             let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
             for worker in workers.iter_mut() {
                 cancelled.extend(worker.inbox.drain(..));
@@ -782,7 +786,7 @@ impl Shared {
             let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
             while !state.workers.is_empty() {
                 let worker = state.retire(0);
-                worker.aborted.store(true, Ordering::Release);
+                worker.retired.store(true, Ordering::Release);
                 doomed.extend(worker.running);
                 doomed.extend(worker.inbox);
             }
@@ -871,7 +875,7 @@ impl Shared {
         deadline_after(
             self.options
                 .terminate_timeout
-                .saturating_add(self.runtime.stop_grace()),
+                .saturating_add(self.launcher.stop_grace()),
         )
     }
 
@@ -881,7 +885,7 @@ impl Shared {
 }
 
 /// Releases the state lock, then publishes the task the worker just finished.
-fn release(state: MutexGuard<'_, State>, done: &mut Option<JobRef>) {
+fn release(state: MutexGuard<'_, SchedulerState>, done: &mut Option<JobRef>) {
     drop(state);
     publish(done.take());
 }
@@ -907,7 +911,7 @@ fn join_all(handles: Vec<JoinHandle<()>>) {
     }
 }
 
-/// Model checks of the scheduler's own code, a real [`Shared`] driving threads-runtime
+/// Model checks of the scheduler's own code, a real [`Scheduler`] driving threads-runtime
 /// workers: `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
 ///
 /// Time: loom models no clock, and a timed wait under loom is an untimed one (src/sync.rs).
@@ -948,7 +952,7 @@ mod loom_tests {
         builder.check(f);
     }
 
-    fn pool(min_threads: usize, max_threads: usize) -> Arc<Shared> {
+    fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         let options = Builder::default()
             .exports(Exports::new().export_default(|(a, b): (i32, i32)| a + b))
             .min_threads(min_threads)
@@ -957,11 +961,11 @@ mod loom_tests {
             .terminate_timeout(FAR)
             .into_options()
             .expect("valid options");
-        Shared::new(options, Box::new(Threads))
+        Scheduler::new(options, Box::new(Threads))
     }
 
     /// As `Pool::run_with` does it, with an abort signal or without.
-    fn run(shared: &Arc<Shared>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
+    fn run(shared: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
         let cell = Arc::new(TaskCell::<(i32, i32), i32>::new(
             arg,
             None,
@@ -981,7 +985,7 @@ mod loom_tests {
 
     /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
     /// worker with its thread record.
-    fn check_consistent(shared: &Shared) {
+    fn check_consistent(shared: &Scheduler) {
         let state = shared.lock();
         let mut in_use = vec![false; shared.options.max_threads];
         for worker in &state.workers {
@@ -1010,7 +1014,7 @@ mod loom_tests {
     }
 
     /// `Pool::destroy().wait()`: every worker retired, every thread finished.
-    fn destroy(shared: &Arc<Shared>) {
+    fn destroy(shared: &Arc<Scheduler>) {
         shared.shut_down();
         assert_eq!(shared.join_threads(shared.stop_deadline()), Ok(()));
         let state = shared.lock();

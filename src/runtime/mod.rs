@@ -1,15 +1,15 @@
 //! The runtimes: where a worker's tasks actually run.
 //!
 //! The scheduler gives every worker a thread of its own and drives it with
-//! [`Shared::worker_loop`](crate::scheduler::Shared::worker_loop). A [`Runtime`] turns that
-//! thread into a worker ([`Runtime::start`]) and says, through the [`Executor`] it returns, how
+//! [`Scheduler::worker_loop`](crate::scheduler::Scheduler::worker_loop). A [`Launcher`] turns that
+//! thread into a worker ([`Launcher::start`]) and says, through the [`RunningWorker`] it returns, how
 //! one task is executed. In the threads runtime the thread *is* the worker and calls the
 //! exported function itself; in the child-process runtime it drives a child over a socket.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scheduler::{Shared, WorkerStart};
+use crate::scheduler::{Scheduler, WorkerStart};
 use crate::task::Job;
 use crate::Error;
 
@@ -39,9 +39,13 @@ pub(crate) enum Flow {
 }
 
 /// Makes workers of one kind.
-pub(crate) trait Runtime: Send + Sync + 'static {
+pub(crate) trait Launcher: Send + Sync + 'static {
     /// Runs on the new worker's thread and makes it a worker, or says why it could not.
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error>;
+    fn start(
+        &self,
+        shared: &Arc<Scheduler>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error>;
 
     /// How long after `terminate_timeout` a stopping worker may still take to be gone (a
     /// child killed at the deadline still has to be reaped).
@@ -51,7 +55,7 @@ pub(crate) trait Runtime: Send + Sync + 'static {
 }
 
 /// A started worker, owned by its thread.
-pub(crate) trait Executor {
+pub(crate) trait RunningWorker {
     /// The worker's process id, when it is a process.
     fn pid(&self) -> Option<u32> {
         None
@@ -72,7 +76,7 @@ pub(crate) trait Executor {
     /// Sees the oldest started job to its end: stages its result, or fails it.
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow;
 
-    /// How often an idle worker calls [`check`](Executor::check); `None`: never.
+    /// How often an idle worker calls [`check`](RunningWorker::check); `None`: never.
     fn check_interval(&self) -> Option<Duration> {
         None
     }

@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use super::ring::{Direction, Region};
 use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
-use super::{Executor, Flow, Runtime};
+use super::{Flow, Launcher, RunningWorker};
 use crate::options::ProcessOptions;
 use crate::protocol::{
     read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
     PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::scheduler::{Shared, WorkerStart};
+use crate::scheduler::{Scheduler, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
@@ -39,8 +39,12 @@ pub(crate) struct Processes {
     pub(crate) options: Arc<ProcessOptions>,
 }
 
-impl Runtime for Processes {
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
+impl Launcher for Processes {
+    fn start(
+        &self,
+        shared: &Arc<Scheduler>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error> {
         let options = &self.options;
         let failed = |what: String| Error::WorkerStartFailed {
             message: format!("{what} (worker executable `{}`)", options.program.display()),
@@ -66,13 +70,13 @@ impl Runtime for Processes {
         let mut worker = ChildWorker {
             shared: shared.clone(),
             options: options.clone(),
-            aborted: me.aborted.clone(),
+            aborted: me.retired.clone(),
             child,
             reader: BufReader::with_capacity(
                 64 << 10,
                 Inlet::new(
                     ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                    Some(me.aborted.clone()),
+                    Some(me.retired.clone()),
                     Some(watch.clone()),
                 ),
             ),
@@ -148,7 +152,7 @@ enum Next {
 
 /// One child, driven by its worker thread.
 struct ChildWorker {
-    shared: Arc<Shared>,
+    shared: Arc<Scheduler>,
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     child: ChildProcess,
@@ -540,7 +544,7 @@ impl ChildWorker {
     }
 }
 
-impl Executor for ChildWorker {
+impl RunningWorker for ChildWorker {
     fn pid(&self) -> Option<u32> {
         Some(self.child.id())
     }

@@ -3,22 +3,26 @@
 
 use std::sync::Arc;
 
-use super::{Executor, Flow, Runtime};
+use super::{Flow, Launcher, RunningWorker};
 use crate::exports::Exports;
-use crate::scheduler::{Shared, WorkerStart};
+use crate::scheduler::{Scheduler, WorkerStart};
 use crate::task::Job;
 use crate::worker::{self, Context, Data, TaskPort};
 use crate::Error;
 
 pub(crate) struct Threads;
 
-impl Runtime for Threads {
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
+impl Launcher for Threads {
+    fn start(
+        &self,
+        shared: &Arc<Scheduler>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error> {
         let options = &shared.options;
         worker::set_context(Some(Context {
             id: me.id,
             data: options.worker_data.clone().map(Data::Local),
-            aborted: me.aborted.clone(),
+            aborted: me.retired.clone(),
             task: TaskPort::None,
         }));
         Ok(Box::new(ThreadWorker {
@@ -29,11 +33,11 @@ impl Runtime for Threads {
 }
 
 struct ThreadWorker {
-    shared: Arc<Shared>,
+    shared: Arc<Scheduler>,
     exports: Arc<Exports>,
 }
 
-impl Executor for ThreadWorker {
+impl RunningWorker for ThreadWorker {
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         if job.port().is_some() {
             worker::set_task_port(TaskPort::Local(job.clone()));
