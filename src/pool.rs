@@ -1,5 +1,6 @@
 //! The pool handle users hold.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +15,8 @@ use crate::options::{Builder, Options, RunOptions};
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
-use crate::runtime::Launcher;
-use crate::scheduler::{Scheduler, WorkerInfo};
+use crate::runtime::{Launcher, Reporter, WorkerOptions};
+use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
 use crate::task::{Job, Slot, Task, TaskCell};
 use crate::Error;
 
@@ -48,6 +49,8 @@ pub struct Pool {
 /// Destroys the pool when the last [`Pool`] clone goes.
 struct Handle {
     shared: Arc<Scheduler>,
+    /// The export a task runs when it names none (`Builder::name`).
+    name: Option<Cow<'static, str>>,
 }
 
 impl Drop for Handle {
@@ -68,18 +71,39 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
-        let launcher: Box<dyn Launcher> = match &options.process {
+        // The runtime, and what the scheduler and every worker are told: each its part of
+        // the options.
+        let launcher: Box<dyn Launcher> = match options.process {
             #[cfg(unix)]
-            Some(process) => Box::new(Processes {
-                options: process.clone(),
-            }),
+            Some(process) => Box::new(Processes { options: process }),
             #[cfg(not(unix))]
             Some(_) => unreachable!("the builder refuses child processes off Unix"),
-            None => Box::new(Threads),
+            None => Box::new(Threads {
+                exports: options.exports,
+                worker_data: options.worker_data,
+            }),
         };
-        let shared = Scheduler::new(options, launcher);
+        let worker_options = WorkerOptions {
+            terminate_timeout: options.terminate_timeout,
+            teardown: options.teardown,
+            concurrent_tasks_per_worker: options.concurrent_tasks_per_worker,
+            reporter: Reporter::new(options.on_error),
+        };
+        let scheduler_options = SchedulerOptions {
+            min_threads: options.min_threads,
+            max_threads: options.max_threads,
+            idle_timeout: options.idle_timeout,
+            max_queue: options.max_queue,
+            isolate_workers: options.isolate_workers,
+            thread_name: options.thread_name,
+            stack_size: options.stack_size,
+        };
+        let shared = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle {
+                shared,
+                name: options.name,
+            }),
         })
     }
 
@@ -156,7 +180,7 @@ impl Pool {
             }
         }
         let shared = self.shared();
-        let name = name.or_else(|| shared.options.name.clone());
+        let name = name.or_else(|| self.handle.name.clone());
         let cell = Arc::new(TaskCell::new(arg, name, port, signal.is_some()));
         let job: Arc<dyn Job> = cell.clone();
         shared.submit(job.clone());
@@ -395,7 +419,7 @@ impl Future for Destroy {
         if self.reaper.is_none() {
             let slot = Arc::new(Slot::new());
             let (shared, deadline, done) = (self.shared.clone(), self.deadline, slot.clone());
-            let name = format!("{}-destroy", self.shared.options.thread_name);
+            let name = format!("{}-destroy", self.shared.thread_name());
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
                 done.complete(shared.join_threads(deadline));
             });

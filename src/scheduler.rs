@@ -13,8 +13,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crate::intake::Intake;
-use crate::options::Options;
-use crate::runtime::{Flow, Launcher, RunningWorker};
+use crate::runtime::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 // From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
@@ -109,12 +108,12 @@ impl SchedulerState {
     }
 }
 
-/// What a new worker thread needs to know about itself.
-pub(crate) struct WorkerStart {
-    pub(crate) serial: u64,
-    pub(crate) id: usize,
-    pub(crate) bell: Arc<Doorbell>,
-    pub(crate) retired: Arc<AtomicBool>,
+/// A worker reserved in the state, whose thread is yet to start: what that thread needs.
+pub(crate) struct Reservation {
+    serial: u64,
+    bell: Arc<Doorbell>,
+    /// What its runtime is told.
+    me: WorkerStart,
 }
 
 /// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
@@ -151,10 +150,26 @@ impl Completion<()> for Countdown {
     }
 }
 
+/// What the scheduler decides with: the pool's options about its workers and its queue.
+pub(crate) struct SchedulerOptions {
+    pub(crate) min_threads: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) idle_timeout: Duration,
+    /// `None`: unbounded.
+    pub(crate) max_queue: Option<usize>,
+    pub(crate) isolate_workers: bool,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
 /// The pool's state, shared by its handles and its workers.
 pub(crate) struct Scheduler {
-    pub(crate) options: Options,
+    options: SchedulerOptions,
+    /// `worker_options.concurrent_tasks_per_worker`, read here on every placement.
+    concurrency: usize,
+    /// Makes the workers, each handed `worker_options`.
     launcher: Box<dyn Launcher>,
+    worker_options: Arc<WorkerOptions>,
     state: Mutex<SchedulerState>,
     /// Tasks submitted while the pool is saturated, on their way to the queue.
     intake: Intake,
@@ -164,14 +179,20 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    pub(crate) fn new(options: Options, launcher: Box<dyn Launcher>) -> Arc<Self> {
+    pub(crate) fn new(
+        options: SchedulerOptions,
+        launcher: Box<dyn Launcher>,
+        worker_options: WorkerOptions,
+    ) -> Arc<Self> {
         let shared = Arc::new(Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 ..SchedulerState::default()
             }),
             options,
+            concurrency: worker_options.concurrent_tasks_per_worker,
             launcher,
+            worker_options: Arc::new(worker_options),
             intake: Intake::new(),
             thread_finished: Condvar::new(),
             created: Instant::now(),
@@ -260,7 +281,7 @@ impl Scheduler {
                 return;
             }
             if !job.abortable() {
-                let concurrency = options.concurrent_tasks_per_worker;
+                let concurrency = self.concurrency;
                 let roomiest = state
                     .workers
                     .iter_mut()
@@ -353,7 +374,7 @@ impl Scheduler {
     // ---- Workers coming and going ---------------------------------------------------------
 
     /// Adds a worker to the state (it counts at once) and returns what its thread needs.
-    fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> WorkerStart {
+    fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> Reservation {
         let index = state
             .ids_in_use
             .iter()
@@ -383,16 +404,18 @@ impl Scheduler {
             finished: false,
             on_exit: Vec::new(),
         });
-        WorkerStart {
+        Reservation {
             serial,
-            id: index + 1,
             bell,
-            retired,
+            me: WorkerStart {
+                id: index + 1,
+                retired,
+            },
         }
     }
 
     /// Reserves workers until there are `min_threads`, and enough for the queue.
-    fn replenish(&self, state: &mut SchedulerState) -> Vec<WorkerStart> {
+    fn replenish(&self, state: &mut SchedulerState) -> Vec<Reservation> {
         // The pool has lost a worker: the intake's tasks join the queue, which counts.
         self.take_intake(state, true);
         if state.destroyed {
@@ -409,18 +432,18 @@ impl Scheduler {
         starts
     }
 
-    fn start_all(self: &Arc<Self>, starts: Vec<WorkerStart>) {
+    fn start_all(self: &Arc<Self>, starts: Vec<Reservation>) {
         for start in starts {
             self.start(start);
         }
     }
 
     /// Starts the thread of a reserved worker, outside the lock (spawning is a syscall).
-    fn start(self: &Arc<Self>, start: WorkerStart) {
+    fn start(self: &Arc<Self>, start: Reservation) {
         let serial = start.serial;
         let options = &self.options;
         let mut builder =
-            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.id));
+            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.me.id));
         if let Some(size) = options.stack_size {
             builder = builder.stack_size(size);
         }
@@ -450,7 +473,7 @@ impl Scheduler {
     }
 
     /// The body of every worker thread.
-    fn run_worker(self: Arc<Self>, me: WorkerStart) {
+    fn run_worker(self: Arc<Self>, me: Reservation) {
         /// Marks the thread finished however it ends, so that `destroy` never waits for a
         /// thread that is gone.
         struct Finished<'a>(&'a Arc<Scheduler>, u64);
@@ -460,7 +483,7 @@ impl Scheduler {
             }
         }
         let _finished = Finished(&self, me.serial);
-        let mut executor = match self.launcher.start(&self, &me) {
+        let mut executor = match self.launcher.start(&self.worker_options, &me.me) {
             Ok(executor) => executor,
             Err(error) => return self.start_failed(me.serial, error),
         };
@@ -492,7 +515,7 @@ impl Scheduler {
         drop(state);
         if failed.is_empty() {
             if live.is_some() {
-                self.report(error);
+                self.worker_options.reporter.report(error);
             }
         } else {
             for job in failed {
@@ -524,7 +547,7 @@ impl Scheduler {
     /// when the worker leaves, its replacement already counted. It costs no extra lock.
     pub(crate) fn worker_loop(
         self: &Arc<Self>,
-        me: &WorkerStart,
+        me: &Reservation,
         executor: &mut dyn RunningWorker,
     ) {
         let options = &self.options;
@@ -671,7 +694,7 @@ impl Scheduler {
     /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
     /// abortable task at the head waits until the worker is empty, and then goes alone.
     fn refill(&self, state: &mut SchedulerState, index: usize) {
-        let concurrency = self.options.concurrent_tasks_per_worker;
+        let concurrency = self.concurrency;
         if state.workers[index].recycle || state.workers[index].exclusive {
             return;
         }
@@ -720,13 +743,6 @@ impl Scheduler {
         self.thread_finished.notify_all();
         for countdown in countdowns {
             countdown.count_down();
-        }
-    }
-
-    /// Calls the `on_error` hook, if any.
-    pub(crate) fn report(&self, error: Error) {
-        if let Some(hook) = &self.options.on_error {
-            hook(error);
         }
     }
 
@@ -873,7 +889,7 @@ impl Scheduler {
     /// grace for reaping what it killed at that deadline.
     pub(crate) fn stop_deadline(&self) -> Instant {
         deadline_after(
-            self.options
+            self.worker_options
                 .terminate_timeout
                 .saturating_add(self.launcher.stop_grace()),
         )
@@ -881,6 +897,11 @@ impl Scheduler {
 
     pub(crate) fn is_destroyed(&self) -> bool {
         self.lock().destroyed
+    }
+
+    /// Worker threads are named `{thread_name}-{id}`; the pool's other threads take it too.
+    pub(crate) fn thread_name(&self) -> &str {
+        &self.options.thread_name
     }
 }
 
@@ -934,8 +955,8 @@ mod loom_tests {
     use super::*;
     use crate::abort::AbortController;
     use crate::exports::Exports;
-    use crate::options::Builder;
     use crate::runtime::thread::Threads;
+    use crate::runtime::Reporter;
     use crate::task::TaskCell;
 
     /// `terminate_timeout`: never reached while a model runs (see the module's doc).
@@ -952,16 +973,29 @@ mod loom_tests {
         builder.check(f);
     }
 
+    /// A threads-runtime pool of `min_threads..=max_threads` workers that idle out at once,
+    /// whose default export adds.
     fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
-        let options = Builder::default()
-            .exports(Exports::new().export_default(|(a, b): (i32, i32)| a + b))
-            .min_threads(min_threads)
-            .max_threads(max_threads)
-            .idle_timeout(Duration::ZERO)
-            .terminate_timeout(FAR)
-            .into_options()
-            .expect("valid options");
-        Scheduler::new(options, Box::new(Threads))
+        let options = SchedulerOptions {
+            min_threads,
+            max_threads,
+            idle_timeout: Duration::ZERO,
+            max_queue: None,
+            isolate_workers: false,
+            thread_name: "tinypool".to_owned(),
+            stack_size: None,
+        };
+        let threads = Threads {
+            exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),
+            worker_data: None,
+        };
+        let worker_options = WorkerOptions {
+            terminate_timeout: FAR,
+            teardown: None,
+            concurrent_tasks_per_worker: 1,
+            reporter: Reporter::default(),
+        };
+        Scheduler::new(options, Box::new(threads), worker_options)
     }
 
     /// As `Pool::run_with` does it, with an abort signal or without.

@@ -1,15 +1,20 @@
 //! The runtimes: where a worker's tasks actually run.
 //!
-//! The scheduler gives every worker a thread of its own and drives it with
-//! [`Scheduler::worker_loop`](crate::scheduler::Scheduler::worker_loop). A [`Launcher`] turns that
-//! thread into a worker ([`Launcher::start`]) and says, through the [`RunningWorker`] it returns, how
-//! one task is executed. In the threads runtime the thread *is* the worker and calls the
-//! exported function itself; in the child-process runtime it drives a child over a socket.
+//! The scheduler gives every worker a thread of its own and drives it with its worker loop. A
+//! [`Launcher`] turns that thread into a worker ([`Launcher::start`]) and says, through the
+//! [`RunningWorker`] it returns, how one task is executed. In the threads runtime the thread
+//! *is* the worker and calls the exported function itself; in the child-process runtime it
+//! drives a child over a socket.
+//!
+//! This is the seam between the two: a runtime knows nothing of the scheduler. It is handed
+//! what it needs: its own options (given to its [`Launcher`] when the pool is built), the few
+//! pool options every worker reads ([`WorkerOptions`], with a [`Reporter`] for errors no task
+//! can carry), and who the new worker is ([`WorkerStart`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scheduler::{Scheduler, WorkerStart};
+use crate::sync::AtomicBool;
 use crate::task::Job;
 use crate::Error;
 
@@ -38,12 +43,53 @@ pub(crate) enum Flow {
     Dead,
 }
 
+/// Who a new worker is, as its runtime needs to know.
+pub(crate) struct WorkerStart {
+    /// 1 to `max_threads`, unique among the live workers ([`worker::id`](crate::worker::id)).
+    pub(crate) id: usize,
+    /// Set when the scheduler retires the worker while it may be busy (its task was aborted,
+    /// or the pool destroyed): whatever it runs or waits for should stop. A worker retired
+    /// idle (idle timeout, `recycle_workers`) just finds itself gone from the scheduler.
+    pub(crate) retired: Arc<AtomicBool>,
+}
+
+/// The pool's options that every worker reads, whatever its runtime; one per pool, shared.
+pub(crate) struct WorkerOptions {
+    /// How long a stopping worker may take before it is killed (a child process).
+    pub(crate) terminate_timeout: Duration,
+    /// The export a worker runs before it stops.
+    pub(crate) teardown: Option<String>,
+    /// How many tasks a worker may take at once (a child process is sent them ahead).
+    pub(crate) concurrent_tasks_per_worker: usize,
+    pub(crate) reporter: Reporter,
+}
+
+/// Where an error goes that no task can carry (a child that died while idle, a teardown that
+/// failed, a worker that could not start with no task to fail): the pool's `on_error` hook.
+#[derive(Clone, Default)]
+pub(crate) struct Reporter {
+    hook: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+}
+
+impl Reporter {
+    pub(crate) fn new(hook: Option<Arc<dyn Fn(Error) + Send + Sync>>) -> Self {
+        Reporter { hook }
+    }
+
+    /// Calls the hook, if any.
+    pub(crate) fn report(&self, error: Error) {
+        if let Some(hook) = &self.hook {
+            hook(error);
+        }
+    }
+}
+
 /// Makes workers of one kind.
 pub(crate) trait Launcher: Send + Sync + 'static {
     /// Runs on the new worker's thread and makes it a worker, or says why it could not.
     fn start(
         &self,
-        shared: &Arc<Scheduler>,
+        pool: &Arc<WorkerOptions>,
         me: &WorkerStart,
     ) -> Result<Box<dyn RunningWorker>, Error>;
 

@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use super::ring::{Direction, Region};
 use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
-use super::{Flow, Launcher, RunningWorker};
+use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
 use crate::protocol::{
     read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
     PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::scheduler::{Scheduler, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
@@ -42,7 +41,7 @@ pub(crate) struct Processes {
 impl Launcher for Processes {
     fn start(
         &self,
-        shared: &Arc<Scheduler>,
+        pool: &Arc<WorkerOptions>,
         me: &WorkerStart,
     ) -> Result<Box<dyn RunningWorker>, Error> {
         let options = &self.options;
@@ -68,7 +67,7 @@ impl Launcher for Processes {
         drop(region_fd);
         let watch = child.watch();
         let mut worker = ChildWorker {
-            shared: shared.clone(),
+            pool: pool.clone(),
             options: options.clone(),
             aborted: me.retired.clone(),
             child,
@@ -82,7 +81,7 @@ impl Launcher for Processes {
             ),
             writer: Arc::new(Mutex::new(Outbound::new(ours, watch))),
             region,
-            depth: shared.options.concurrent_tasks_per_worker,
+            depth: pool.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
             next_task: 1,
             last_panic: None,
@@ -152,7 +151,7 @@ enum Next {
 
 /// One child, driven by its worker thread.
 struct ChildWorker {
-    shared: Arc<Scheduler>,
+    pool: Arc<WorkerOptions>,
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     child: ChildProcess,
@@ -241,7 +240,7 @@ impl ChildWorker {
                 time.as_secs()
                     .saturating_add(u64::from(time.subsec_nanos() > 0))
             }))
-            .str(self.shared.options.teardown.as_deref().unwrap_or(""));
+            .str(self.pool.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
             None => init.u8(0),
@@ -318,7 +317,7 @@ impl ChildWorker {
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     self.child.signal(libc::SIGTERM);
-                    deadline_after(self.shared.options.terminate_timeout)
+                    deadline_after(self.pool.terminate_timeout)
                 });
                 if Instant::now() >= deadline {
                     self.kill_and_reap(Duration::ZERO);
@@ -359,10 +358,10 @@ impl ChildWorker {
     /// The child closed its end: reap it and say how it died.
     fn died(&mut self) -> Broken {
         if self.aborted.load(Ordering::Acquire) {
-            self.kill_and_reap(self.shared.options.terminate_timeout);
+            self.kill_and_reap(self.pool.terminate_timeout);
             return Broken::Killed;
         }
-        let status = self.kill_and_reap(self.shared.options.terminate_timeout);
+        let status = self.kill_and_reap(self.pool.terminate_timeout);
         Broken::Died(self.death_error(status))
     }
 
@@ -589,7 +588,7 @@ impl RunningWorker for ChildWorker {
                     }
                 }
                 let error = self.death_error(Some(status));
-                self.shared.report(error);
+                self.pool.reporter.report(error);
                 Flow::Dead
             }
             Err(_) => Flow::Continue,
@@ -598,7 +597,7 @@ impl RunningWorker for ChildWorker {
 
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
-        let deadline = deadline_after(self.shared.options.terminate_timeout);
+        let deadline = deadline_after(self.pool.terminate_timeout);
         let stop = Frame::new(STOP).finish(usize::MAX);
         let alive = matches!(self.child.try_wait(), Ok(None));
         if alive && self.send(stop, deadline).is_ok() {
@@ -608,7 +607,7 @@ impl RunningWorker for ChildWorker {
                     let mut body = Body::new(&body);
                     let failed = body.u64().and_then(|_| body.u64()).and_then(|_| body.u8());
                     if let (Ok(1), Ok(error)) = (failed, body.error()) {
-                        self.shared.report(error);
+                        self.pool.reporter.report(error);
                     }
                 }
             }

@@ -3,37 +3,38 @@
 
 use std::sync::Arc;
 
-use super::{Flow, Launcher, RunningWorker};
+use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::exports::Exports;
-use crate::scheduler::{Scheduler, WorkerStart};
 use crate::task::Job;
-use crate::worker::{self, Context, Data, TaskPort};
+use crate::worker::{self, Context, Data, TaskPort, WorkerData};
 use crate::Error;
 
-pub(crate) struct Threads;
+pub(crate) struct Threads {
+    pub(crate) exports: Arc<Exports>,
+    pub(crate) worker_data: Option<WorkerData>,
+}
 
 impl Launcher for Threads {
     fn start(
         &self,
-        shared: &Arc<Scheduler>,
+        pool: &Arc<WorkerOptions>,
         me: &WorkerStart,
     ) -> Result<Box<dyn RunningWorker>, Error> {
-        let options = &shared.options;
         worker::set_context(Some(Context {
             id: me.id,
-            data: options.worker_data.clone().map(Data::Local),
+            data: self.worker_data.clone().map(Data::Local),
             aborted: me.retired.clone(),
             task: TaskPort::None,
         }));
         Ok(Box::new(ThreadWorker {
-            shared: shared.clone(),
-            exports: options.exports.clone(),
+            pool: pool.clone(),
+            exports: self.exports.clone(),
         }))
     }
 }
 
 struct ThreadWorker {
-    shared: Arc<Scheduler>,
+    pool: Arc<WorkerOptions>,
     exports: Arc<Exports>,
 }
 
@@ -50,13 +51,13 @@ impl RunningWorker for ThreadWorker {
     }
 
     fn stop(self: Box<Self>) {
-        if let Some(name) = &self.shared.options.teardown {
+        if let Some(name) = &self.pool.teardown {
             let result = match self.exports.get(name) {
                 Some(export) => export.call_teardown(name),
                 None => Err(Error::NoSuchFunction { name: name.clone() }),
             };
             if let Err(error) = result {
-                self.shared.report(error);
+                self.pool.reporter.report(error);
             }
         }
         worker::set_context(None);
