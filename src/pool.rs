@@ -17,7 +17,7 @@ use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Launcher, Reporter, WorkerOptions};
 use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
-use crate::task::{Job, Slot, Task, TaskCell};
+use crate::task::{Slot, Task};
 use crate::Error;
 
 /// A pool of workers that run exported functions by name.
@@ -172,27 +172,8 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
     {
         let RunOptions { name, signal, port } = options;
-        if let Some(signal) = &signal {
-            if signal.aborted() {
-                return Task::ready(Err(Error::Aborted {
-                    reason: signal.reason(),
-                }));
-            }
-        }
-        let shared = self.shared();
         let name = name.or_else(|| self.handle.name.clone());
-        let cell = Arc::new(TaskCell::new(arg, name, port, signal.is_some()));
-        let job: Arc<dyn Job> = cell.clone();
-        shared.submit(job.clone());
-        if let Some(signal) = signal {
-            // Registered after `submit`, so that the listener finds the task wherever it
-            // went; a signal that fired in between is handled the same way right here.
-            match signal.add_listener(shared.abort_listener(&job)) {
-                Some(listener) => cell.set_abort_hook(signal, listener),
-                None => (shared.abort_listener(&job))(signal.reason()),
-            }
-        }
-        Task::new(cell)
+        self.shared().submit(arg, name, port, signal)
     }
 
     /// Destroys the pool: queued and running tasks fail with [`Error::Terminated`], running

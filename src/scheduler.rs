@@ -8,10 +8,16 @@
 //! from the queue, spins briefly on its doorbell and then parks. The same loop drives both
 //! runtimes: a [`Launcher`] only decides how one job is executed.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::abort::AbortSignal;
+use crate::channel::ErasedPort;
 use crate::intake::Intake;
 use crate::runtime::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 // From `std`, or from loom under `--cfg loom` (see the loom tests at the bottom).
@@ -19,7 +25,7 @@ use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{
     lock, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering,
 };
-use crate::task::{Completion, Job, Slot, Task};
+use crate::task::{Completion, Job, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::wait::Doorbell;
 use crate::Error;
@@ -242,8 +248,43 @@ impl Scheduler {
 
     // ---- Submitting -------------------------------------------------------------------------
 
+    /// Runs export `name` (`None`: the default) with `arg`: the one way a task comes in. With
+    /// `signal`, the task runs alone, and firing the signal aborts it wherever it is.
+    pub(crate) fn submit<A, R>(
+        self: &Arc<Self>,
+        arg: A,
+        name: Option<Cow<'static, str>>,
+        port: Option<Box<dyn ErasedPort>>,
+        signal: Option<AbortSignal>,
+    ) -> Task<R>
+    where
+        A: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let Some(signal) = signal else {
+            let cell = Arc::new(TaskCell::new(arg, name, port, false));
+            self.place(cell.clone());
+            return Task::new(cell);
+        };
+        if signal.aborted() {
+            return Task::ready(Err(Error::Aborted {
+                reason: signal.reason(),
+            }));
+        }
+        let cell = Arc::new(TaskCell::new(arg, name, port, true));
+        let job: JobRef = cell.clone();
+        self.place(job.clone());
+        // Registered after `place`, so that the listener finds the task wherever it went; a
+        // signal that fired in between is handled the same way right here.
+        match signal.add_listener(self.abort_listener(&job)) {
+            Some(listener) => cell.set_abort_hook(signal, listener),
+            None => (self.abort_listener(&job))(signal.reason()),
+        }
+        Task::new(cell)
+    }
+
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
-    pub(crate) fn submit(self: &Arc<Self>, job: JobRef) {
+    fn place(self: &Arc<Self>, job: JobRef) {
         // A task with an abort signal needs the scheduler's choice of worker (it runs alone).
         let job = if job.abortable() {
             job
@@ -321,9 +362,9 @@ impl Scheduler {
         }
     }
 
-    /// Registers `job` with its abort signal's listener. Called after `submit`, so a signal that
-    /// fires in between still finds the task wherever it went.
-    pub(crate) fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
+    /// What `job`'s abort signal calls when it fires: aborts the task, if the pool and the task
+    /// are still there.
+    fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
         let shared = Arc::downgrade(self);
         let job: Weak<dyn Job> = Arc::downgrade(job);
         move |reason| {
@@ -957,7 +998,6 @@ mod loom_tests {
     use crate::exports::Exports;
     use crate::runtime::thread::Threads;
     use crate::runtime::Reporter;
-    use crate::task::TaskCell;
 
     /// `terminate_timeout`: never reached while a model runs (see the module's doc).
     const FAR: Duration = Duration::from_secs(3600);
@@ -998,23 +1038,9 @@ mod loom_tests {
         Scheduler::new(options, Box::new(threads), worker_options)
     }
 
-    /// As `Pool::run_with` does it, with an abort signal or without.
+    /// `Pool::run_with`: the default export, with an abort signal or without.
     fn run(shared: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
-        let cell = Arc::new(TaskCell::<(i32, i32), i32>::new(
-            arg,
-            None,
-            None,
-            abort.is_some(),
-        ));
-        let job: JobRef = cell.clone();
-        shared.submit(job.clone());
-        if let Some(signal) = abort.map(AbortController::signal) {
-            match signal.add_listener(shared.abort_listener(&job)) {
-                Some(listener) => cell.set_abort_hook(signal, listener),
-                None => (shared.abort_listener(&job))(signal.reason()),
-            }
-        }
-        Task::new(cell)
+        shared.submit(arg, None, None, abort.map(AbortController::signal))
     }
 
     /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
