@@ -1,7 +1,7 @@
 //! The synchronization primitives of the pool's own machinery (the result slot, the doorbell,
 //! the abort signal and the scheduler: its lock, condvar, atomics and worker threads), from
 //! `std`, or from `loom` when built with `--cfg loom`, so that the same code is model-checked
-//! (see the loom tests in `task.rs`, `wait.rs` and `scheduler.rs`). Without loom these are
+//! (see the loom tests in `task.rs`, `wait.rs` and `scheduler/loom.rs`). Without loom these are
 //! plain re-exports of `std`, and the helpers below compile to the very same calls.
 //!
 //! Time under loom: loom models no clock, so a timed wait is an untimed one (loom's

@@ -7,15 +7,16 @@
 //! - **One lock, held briefly.** All bookkeeping ([`SchedulerState`]: the queue, the workers'
 //!   records, their threads') sits behind one mutex, held only for a few pointer moves and
 //!   never while user code runs. Per task: one lock to submit (none while the intake is
-//!   open), one on the worker once the task is done. No allocation but the task's own cell.
+//!   open), one on the worker once the task is done; one allocation, the task's own cell.
 //! - **Placement** ([`Scheduler::submit`]). A task goes to the first idle worker, else to a new
 //!   worker while there are fewer than `max_threads`, else to the least loaded worker with
-//!   room below `concurrent_tasks_per_worker`, else it waits in the queue, or fails
+//!   room below `concurrent_tasks_per_worker`, else it waits in the queue (and, while tasks
+//!   wait, one that arrives adds a worker for the oldest if there is room), or fails
 //!   (`NoQueue`, `QueueFull`, `Terminated`). A task with an abort signal only goes to an empty
 //!   worker, which then takes nothing else (*exclusive*).
 //! - **FIFO.** Tasks leave the queue from its head, into the inbox of a worker with room; an
 //!   abortable head waits for an empty worker. A saturated pool's submitters append to the
-//!   [`Intake`](intake::Intake) instead, which only ever joins the queue at its back.
+//!   [`Intake`] instead, which only ever joins the queue at its back.
 //! - **Abort.** Firing a task's signal removes it from the queue or a worker's inbox and fails
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
 //!   stopped: it leaves once the function returns, and a replacement starts now).
