@@ -95,8 +95,8 @@ impl Scheduler {
         if let Some(size) = options.stack_size {
             builder = builder.stack_size(size);
         }
-        let shared = self.clone();
-        let spawned = builder.spawn(move || shared.run_worker(start));
+        let scheduler = self.clone();
+        let spawned = builder.spawn(move || scheduler.run_worker(start));
         let mut state = self.lock();
         let finished = take_finished(&mut state);
         match spawned {

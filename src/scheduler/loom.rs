@@ -66,15 +66,15 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
 }
 
 /// `Pool::run_with`: the default export, with an abort signal or without.
-fn run(shared: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
-    shared.submit(arg, None, None, abort.map(AbortController::signal))
+fn run(scheduler: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
+    scheduler.submit(arg, None, None, abort.map(AbortController::signal))
 }
 
 /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
 /// worker with its thread record.
-fn check_consistent(shared: &Scheduler) {
-    let state = shared.lock();
-    let mut in_use = vec![false; shared.options.max_threads];
+fn check_consistent(scheduler: &Scheduler) {
+    let state = scheduler.lock();
+    let mut in_use = vec![false; scheduler.options.max_threads];
     for worker in &state.workers {
         assert!((1..=in_use.len()).contains(&worker.id), "id out of range");
         assert!(
@@ -96,15 +96,15 @@ fn check_consistent(shared: &Scheduler) {
         "ids_in_use disagrees with the workers"
     );
     if !state.intake_open {
-        assert_eq!(shared.intake.len(), 0, "a closed intake holds tasks");
+        assert_eq!(scheduler.intake.len(), 0, "a closed intake holds tasks");
     }
 }
 
 /// `Pool::destroy().wait()`: every worker retired, every thread finished.
-fn destroy(shared: &Arc<Scheduler>) {
-    shared.shut_down();
-    assert_eq!(shared.join_threads(shared.stop_deadline()), Ok(()));
-    let state = shared.lock();
+fn destroy(scheduler: &Arc<Scheduler>) {
+    scheduler.shut_down();
+    assert_eq!(scheduler.join_threads(scheduler.stop_deadline()), Ok(()));
+    let state = scheduler.lock();
     assert!(state.workers.is_empty() && state.queue.is_empty());
     assert!(state.threads.iter().all(|record| record.finished));
     assert!(state.ids_in_use.iter().all(|used| !used));
@@ -116,13 +116,13 @@ fn destroy(shared: &Arc<Scheduler>) {
 #[test]
 fn loom_submit_races_a_worker_idling_out() {
     model(4, || {
-        let shared = pool(0, 1);
-        assert_eq!(run(&shared, (1, 2), None).wait(), Ok(3));
-        check_consistent(&shared);
-        assert_eq!(run(&shared, (3, 4), None).wait(), Ok(7));
-        check_consistent(&shared);
-        assert_eq!(shared.completed(), 2);
-        destroy(&shared);
+        let scheduler = pool(0, 1);
+        assert_eq!(run(&scheduler, (1, 2), None).wait(), Ok(3));
+        check_consistent(&scheduler);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Ok(7));
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 2);
+        destroy(&scheduler);
     });
 }
 
@@ -132,16 +132,16 @@ fn loom_submit_races_a_worker_idling_out() {
 #[test]
 fn loom_concurrent_submits_each_resolve_once() {
     model(2, || {
-        let shared = pool(0, 1);
+        let scheduler = pool(0, 1);
         let other = {
-            let shared = shared.clone();
-            ::loom::thread::spawn(move || run(&shared, (10, 20), None).wait())
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || run(&scheduler, (10, 20), None).wait())
         };
-        assert_eq!(run(&shared, (1, 2), None).wait(), Ok(3));
+        assert_eq!(run(&scheduler, (1, 2), None).wait(), Ok(3));
         assert_eq!(other.join().unwrap(), Ok(30));
-        check_consistent(&shared);
-        assert_eq!(shared.completed(), 2);
-        destroy(&shared);
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 2);
+        destroy(&scheduler);
     });
 }
 
@@ -151,9 +151,9 @@ fn loom_concurrent_submits_each_resolve_once() {
 #[test]
 fn loom_abort_races_publish() {
     model(2, || {
-        let shared = pool(1, 1);
+        let scheduler = pool(1, 1);
         let controller = AbortController::new();
-        let task = run(&shared, (1, 2), Some(&controller));
+        let task = run(&scheduler, (1, 2), Some(&controller));
         let aborter = ::loom::thread::spawn(move || controller.abort());
         let outcome = task.wait();
         assert!(
@@ -161,11 +161,11 @@ fn loom_abort_races_publish() {
             "{outcome:?}"
         );
         aborter.join().unwrap();
-        check_consistent(&shared);
-        let ids: Vec<usize> = shared.workers().iter().map(|w| w.id).collect();
+        check_consistent(&scheduler);
+        let ids: Vec<usize> = scheduler.workers().iter().map(|w| w.id).collect();
         assert_eq!(ids, [1], "one worker, the first or its replacement");
-        assert_eq!(run(&shared, (3, 4), None).wait(), Ok(7));
-        destroy(&shared);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Ok(7));
+        destroy(&scheduler);
     });
 }
 
@@ -175,13 +175,13 @@ fn loom_abort_races_publish() {
 #[test]
 fn loom_destroy_races_a_running_task() {
     model(4, || {
-        let shared = pool(0, 1);
-        let task = run(&shared, (1, 2), None);
+        let scheduler = pool(0, 1);
+        let task = run(&scheduler, (1, 2), None);
         let destroyer = {
-            let shared = shared.clone();
+            let scheduler = scheduler.clone();
             ::loom::thread::spawn(move || {
-                shared.shut_down();
-                shared.join_threads(shared.stop_deadline())
+                scheduler.shut_down();
+                scheduler.join_threads(scheduler.stop_deadline())
             })
         };
         let outcome = task.wait();
@@ -190,8 +190,8 @@ fn loom_destroy_races_a_running_task() {
             "{outcome:?}"
         );
         assert_eq!(destroyer.join().unwrap(), Ok(()));
-        destroy(&shared);
-        assert_eq!(run(&shared, (3, 4), None).wait(), Err(Error::Terminated));
+        destroy(&scheduler);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Err(Error::Terminated));
     });
 }
 
@@ -202,13 +202,13 @@ fn loom_destroy_races_a_running_task() {
 #[test]
 fn loom_tasks_in_the_intake_are_never_lost() {
     model(2, || {
-        let shared = pool(0, 1);
-        let tasks = [(1, 2), (3, 4), (5, 6)].map(|arg| run(&shared, arg, None));
+        let scheduler = pool(0, 1);
+        let tasks = [(1, 2), (3, 4), (5, 6)].map(|arg| run(&scheduler, arg, None));
         let results = tasks.map(Task::wait);
         assert_eq!(results, [Ok(3), Ok(7), Ok(11)]);
-        check_consistent(&shared);
-        assert_eq!(shared.completed(), 3);
-        destroy(&shared);
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 3);
+        destroy(&scheduler);
     });
 }
 
@@ -217,13 +217,13 @@ fn loom_tasks_in_the_intake_are_never_lost() {
 #[test]
 fn loom_destroy_races_the_intake() {
     model(2, || {
-        let shared = pool(1, 1);
-        let first = [(1, 2), (3, 4)].map(|arg| run(&shared, arg, None));
+        let scheduler = pool(1, 1);
+        let first = [(1, 2), (3, 4)].map(|arg| run(&scheduler, arg, None));
         let destroyer = {
-            let shared = shared.clone();
-            ::loom::thread::spawn(move || shared.shut_down())
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || scheduler.shut_down())
         };
-        let last = run(&shared, (5, 6), None);
+        let last = run(&scheduler, (5, 6), None);
         destroyer.join().unwrap();
         let [a, b] = first.map(Task::wait);
         let outcomes = [a, b, last.wait()];
@@ -233,7 +233,7 @@ fn loom_destroy_races_the_intake() {
                 "{outcome:?}"
             );
         }
-        assert_eq!(shared.intake.len(), 0);
-        destroy(&shared);
+        assert_eq!(scheduler.intake.len(), 0);
+        destroy(&scheduler);
     });
 }

@@ -114,7 +114,7 @@ impl Scheduler {
         launcher: Box<dyn Launcher>,
         worker_options: WorkerOptions,
     ) -> Arc<Self> {
-        let shared = Arc::new(Scheduler {
+        let scheduler = Arc::new(Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 ..SchedulerState::default()
@@ -128,13 +128,13 @@ impl Scheduler {
             created: Instant::now(),
         });
         let starts = {
-            let mut state = shared.lock();
-            (0..shared.options.min_threads)
+            let mut state = scheduler.lock();
+            (0..scheduler.options.min_threads)
                 .map(|_| Self::reserve(&mut state, None))
                 .collect()
         };
-        shared.start_all(starts);
-        shared
+        scheduler.start_all(starts);
+        scheduler
     }
 
     /// The state lock.
@@ -294,11 +294,11 @@ impl Scheduler {
     /// What `job`'s abort signal calls when it fires: aborts the task, if the pool and the task
     /// are still there.
     fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
-        let shared = Arc::downgrade(self);
+        let scheduler = Arc::downgrade(self);
         let job: Weak<dyn Job> = Arc::downgrade(job);
         move |reason| {
-            if let (Some(shared), Some(job)) = (shared.upgrade(), job.upgrade()) {
-                shared.abort(&job, reason);
+            if let (Some(scheduler), Some(job)) = (scheduler.upgrade(), job.upgrade()) {
+                scheduler.abort(&job, reason);
             }
         }
     }
