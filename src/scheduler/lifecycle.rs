@@ -176,19 +176,19 @@ impl Scheduler {
 
     /// Retires the worker at `index` and starts its replacements.
     pub(super) fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, SchedulerState>, index: usize) {
-        let worker = state.retire(index);
+        let left = state.retire(index);
         // Tasks it took but never started go back to the head of the queue, in order, for an
         // idle worker or a replacement; dropping them would hang their callers. They are the
         // siblings of an isolated task (with `concurrent_tasks_per_worker` > 1), and the tasks
         // sent ahead to a child that died: a child runs its tasks in order, so those after the
         // one it died in never started.
-        let taken: Vec<JobRef> = worker.running.into_iter().chain(worker.inbox).collect();
+        let taken: Vec<JobRef> = left.running.into_iter().chain(left.inbox).collect();
         if !taken.is_empty() {
             for job in taken.into_iter().rev() {
                 state.queue.push_front(job);
             }
-            for worker in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
-                worker.bell.ring();
+            for idle in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
+                idle.bell.ring();
             }
         }
         let starts = self.replenish(&mut state);
@@ -209,8 +209,8 @@ impl Scheduler {
         let mut orphans: Vec<JobRef> = Vec::new();
         let mut starts = Vec::new();
         if let Some(index) = state.position(serial) {
-            let worker = state.retire(index);
-            orphans.extend(worker.running.into_iter().chain(worker.inbox));
+            let orphaned = state.retire(index);
+            orphans.extend(orphaned.running.into_iter().chain(orphaned.inbox));
             starts = self.replenish(&mut state);
         }
         drop(state);

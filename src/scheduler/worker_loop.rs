@@ -125,28 +125,28 @@ impl Scheduler {
         shift: &mut Shift,
     ) -> Option<JobRef> {
         self.refill(state, index);
-        let worker = &mut state.workers[index];
+        let record = &mut state.workers[index];
         // Topped up once half of what it holds has finished, so that tasks leave in batches
         // (one write for many `RUN` frames) rather than one per finished task.
-        let top_up = worker.running.len() <= shift.depth / 2;
-        while top_up && !shift.draining && worker.running.len() < shift.depth {
+        let top_up = record.running.len() <= shift.depth / 2;
+        while top_up && !shift.draining && record.running.len() < shift.depth {
             // A task with a channel runs alone: its messages follow its `RUN` frame, and a
             // child reads no further than the next task while one runs. (So if one is
             // running, it is the only one, at the front.)
             let alone = |job: &JobRef| job.port().is_some();
-            let Some(next) = worker.inbox.front() else {
+            let Some(next) = record.inbox.front() else {
                 break;
             };
-            if let Some(first) = worker.running.front() {
+            if let Some(first) = record.running.front() {
                 if alone(next) || alone(first) {
                     break;
                 }
             }
-            let job = worker.inbox.pop_front().expect("checked above");
-            worker.running.push_back(job.clone());
+            let job = record.inbox.pop_front().expect("checked above");
+            record.running.push_back(job.clone());
             shift.starting.push(job);
         }
-        worker.running.front().cloned()
+        record.running.front().cloned()
     }
 
     /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
@@ -162,17 +162,17 @@ impl Scheduler {
             self.take_intake(state, false);
         }
         let SchedulerState { queue, workers, .. } = state;
-        let worker = &mut workers[index];
-        while worker.load() < concurrency {
+        let record = &mut workers[index];
+        while record.load() < concurrency {
             let Some(head) = queue.front() else { break };
             if head.abortable() {
-                if worker.load() == 0 {
-                    worker.exclusive = true;
-                    worker.inbox.extend(queue.pop_front());
+                if record.load() == 0 {
+                    record.exclusive = true;
+                    record.inbox.extend(queue.pop_front());
                 }
                 break;
             }
-            worker.inbox.extend(queue.pop_front());
+            record.inbox.extend(queue.pop_front());
         }
     }
 
@@ -194,12 +194,12 @@ impl Scheduler {
             // loop ends.
             return Some(state);
         };
-        let worker = &mut state.workers[index];
-        worker.running.pop_front();
-        worker.exclusive = worker.holds_abortable();
+        let record = &mut state.workers[index];
+        record.running.pop_front();
+        record.exclusive = record.holds_abortable();
         shift.draining |= flow == Flow::Leave;
-        let finished = worker.running.is_empty();
-        let recycled = worker.recycle && worker.inbox.is_empty() && finished;
+        let finished = record.running.is_empty();
+        let recycled = record.recycle && record.inbox.is_empty() && finished;
         if flow == Flow::Dead
             || (finished && (shift.draining || self.options.isolate_workers))
             || recycled
