@@ -216,7 +216,6 @@ mod channel;
 mod codec;
 mod error;
 mod exports;
-mod intake;
 mod options;
 mod panics;
 mod pool;

@@ -1,5 +1,6 @@
 //! The pool handle users hold.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +15,9 @@ use crate::options::{Builder, Options, RunOptions};
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
-use crate::runtime::Runtime;
-use crate::scheduler::{Shared, WorkerInfo};
-use crate::task::{Job, Slot, Task, TaskCell};
+use crate::runtime::{Launcher, Reporter, WorkerOptions};
+use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
+use crate::task::{Slot, Task};
 use crate::Error;
 
 /// A pool of workers that run exported functions by name.
@@ -47,15 +48,17 @@ pub struct Pool {
 
 /// Destroys the pool when the last [`Pool`] clone goes.
 struct Handle {
-    shared: Arc<Shared>,
+    scheduler: Arc<Scheduler>,
+    /// The export a task runs when it names none (`Builder::name`).
+    name: Option<Cow<'static, str>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.shut_down();
-        let deadline = self.shared.stop_deadline();
+        self.scheduler.shut_down();
+        let deadline = self.scheduler.stop_deadline();
         // Nobody is left to hear about a stuck worker; it stays detached.
-        let _ = self.shared.join_threads(deadline);
+        let _ = self.scheduler.join_threads(deadline);
     }
 }
 
@@ -68,23 +71,44 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
-        let runtime: Box<dyn Runtime> = match &options.process {
+        // The runtime, and what the scheduler and every worker are told: each its part of
+        // the options.
+        let launcher: Box<dyn Launcher> = match options.process {
             #[cfg(unix)]
-            Some(process) => Box::new(Processes {
-                options: process.clone(),
-            }),
+            Some(process) => Box::new(Processes { options: process }),
             #[cfg(not(unix))]
             Some(_) => unreachable!("the builder refuses child processes off Unix"),
-            None => Box::new(Threads),
+            None => Box::new(Threads {
+                exports: options.exports,
+                worker_data: options.worker_data,
+            }),
         };
-        let shared = Shared::new(options, runtime);
+        let worker_options = WorkerOptions {
+            terminate_timeout: options.terminate_timeout,
+            teardown: options.teardown,
+            concurrent_tasks_per_worker: options.concurrent_tasks_per_worker,
+            reporter: Reporter::new(options.on_error),
+        };
+        let scheduler_options = SchedulerOptions {
+            min_threads: options.min_threads,
+            max_threads: options.max_threads,
+            idle_timeout: options.idle_timeout,
+            max_queue: options.max_queue,
+            isolate_workers: options.isolate_workers,
+            thread_name: options.thread_name,
+            stack_size: options.stack_size,
+        };
+        let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle {
+                scheduler,
+                name: options.name,
+            }),
         })
     }
 
-    fn shared(&self) -> &Arc<Shared> {
-        &self.handle.shared
+    fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.handle.scheduler
     }
 
     /// Runs the pool's default export (see [`Builder::name`]) with `arg`.
@@ -148,27 +172,8 @@ impl Pool {
         R: DeserializeOwned + Send + 'static,
     {
         let RunOptions { name, signal, port } = options;
-        if let Some(signal) = &signal {
-            if signal.aborted() {
-                return Task::ready(Err(Error::Aborted {
-                    reason: signal.reason(),
-                }));
-            }
-        }
-        let shared = self.shared();
-        let name = name.or_else(|| shared.options.name.clone());
-        let cell = Arc::new(TaskCell::new(arg, name, port, signal.is_some()));
-        let job: Arc<dyn Job> = cell.clone();
-        shared.submit(job.clone());
-        if let Some(signal) = signal {
-            // Registered after `submit`, so that the listener finds the task wherever it
-            // went; a signal that fired in between is handled the same way right here.
-            match signal.add_listener(shared.abort_listener(&job)) {
-                Some(listener) => cell.set_abort_hook(signal, listener),
-                None => (shared.abort_listener(&job))(signal.reason()),
-            }
-        }
-        Task::new(cell)
+        let name = name.or_else(|| self.handle.name.clone());
+        self.scheduler().submit(arg, name, port, signal)
     }
 
     /// Destroys the pool: queued and running tasks fail with [`Error::Terminated`], running
@@ -205,11 +210,11 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn destroy(&self) -> Destroy {
-        let shared = self.shared().clone();
-        shared.shut_down();
+        let scheduler = self.scheduler().clone();
+        scheduler.shut_down();
         Destroy {
-            deadline: shared.stop_deadline(),
-            shared,
+            deadline: scheduler.stop_deadline(),
+            scheduler,
             reaper: None,
         }
     }
@@ -246,7 +251,7 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn cancel_pending_tasks(&self) {
-        self.shared().cancel_pending();
+        self.scheduler().cancel_pending();
     }
 
     /// Replaces every worker: idle ones now, busy ones once the tasks they took are done
@@ -276,13 +281,13 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn recycle_workers(&self) -> Task<()> {
-        self.shared().recycle()
+        self.scheduler().recycle()
     }
 
     /// How many workers are alive, starting ones included (retired ones, still finishing an
     /// aborted function, are not).
     pub fn threads(&self) -> usize {
-        self.shared().threads()
+        self.scheduler().threads()
     }
 
     /// A snapshot of the live workers.
@@ -314,33 +319,33 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn workers(&self) -> Vec<WorkerInfo> {
-        self.shared().workers()
+        self.scheduler().workers()
     }
 
     /// How many tasks wait for a worker (tasks a worker has taken are not counted).
     pub fn queue_size(&self) -> usize {
-        self.shared().queue_size()
+        self.scheduler().queue_size()
     }
 
     /// How many tasks a worker has run to the end, with a value or an error.
     pub fn completed(&self) -> u64 {
-        self.shared().completed()
+        self.scheduler().completed()
     }
 
     /// How long ago the pool was built.
     pub fn duration(&self) -> Duration {
-        self.shared().duration()
+        self.scheduler().duration()
     }
 }
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shared = self.shared();
+        let scheduler = self.scheduler();
         f.debug_struct("Pool")
-            .field("threads", &shared.threads())
-            .field("queue_size", &shared.queue_size())
-            .field("completed", &shared.completed())
-            .field("destroyed", &shared.is_destroyed())
+            .field("threads", &scheduler.threads())
+            .field("queue_size", &scheduler.queue_size())
+            .field("completed", &scheduler.completed())
+            .field("destroyed", &scheduler.is_destroyed())
             .finish()
     }
 }
@@ -348,7 +353,7 @@ impl fmt::Debug for Pool {
 /// The end of [`Pool::destroy`]: wait on it, or await it.
 #[must_use = "the pool is already destroyed; wait on this to know that its workers stopped"]
 pub struct Destroy {
-    shared: Arc<Shared>,
+    scheduler: Arc<Scheduler>,
     deadline: Instant,
     /// Waits for the workers on a thread of its own when awaited, so no executor blocks.
     reaper: Option<Task<()>>,
@@ -384,7 +389,7 @@ impl Destroy {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn wait(self) -> Result<(), Error> {
-        self.shared.join_threads(self.deadline)
+        self.scheduler.join_threads(self.deadline)
     }
 }
 
@@ -394,14 +399,14 @@ impl Future for Destroy {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.reaper.is_none() {
             let slot = Arc::new(Slot::new());
-            let (shared, deadline, done) = (self.shared.clone(), self.deadline, slot.clone());
-            let name = format!("{}-destroy", self.shared.options.thread_name);
+            let (scheduler, deadline, done) = (self.scheduler.clone(), self.deadline, slot.clone());
+            let name = format!("{}-destroy", self.scheduler.thread_name());
             let spawned = std::thread::Builder::new().name(name).spawn(move || {
-                done.complete(shared.join_threads(deadline));
+                done.complete(scheduler.join_threads(deadline));
             });
             if spawned.is_err() {
                 // No thread to wait on: wait here, which is bounded by the deadline.
-                return Poll::Ready(self.shared.join_threads(self.deadline));
+                return Poll::Ready(self.scheduler.join_threads(self.deadline));
             }
             self.reaper = Some(Task::new(slot));
         }

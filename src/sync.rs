@@ -1,7 +1,7 @@
 //! The synchronization primitives of the pool's own machinery (the result slot, the doorbell,
 //! the abort signal and the scheduler: its lock, condvar, atomics and worker threads), from
 //! `std`, or from `loom` when built with `--cfg loom`, so that the same code is model-checked
-//! (see the loom tests in `task.rs`, `wait.rs` and `scheduler.rs`). Without loom these are
+//! (see the loom tests in `task.rs`, `wait.rs` and `scheduler/loom.rs`). Without loom these are
 //! plain re-exports of `std`, and the helpers below compile to the very same calls.
 //!
 //! Time under loom: loom models no clock, so a timed wait is an untimed one (loom's
@@ -117,11 +117,60 @@ pub(crate) fn take(flag: &AtomicBool) -> bool {
         .is_ok()
 }
 
-/// Locks one of these mutexes, ignoring poisoning (see [`crate::wait::lock`]).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
+/// consistent before anything that may panic, and user code never runs under these locks.
+///
+/// The one lock helper of the crate, for this module's [`Mutex`] and for `std`'s alike: under
+/// loom they differ, and the code loom does not model (channels, the child-process runtime)
+/// keeps `std`'s.
+#[inline]
+pub(crate) fn lock<L: Lock + ?Sized>(mutex: &L) -> L::Guard<'_> {
+    mutex.lock_ignoring_poison()
+}
+
+/// A mutex [`lock`] takes (through an `Arc` too, as a plain `&Mutex` argument would coerce).
+pub(crate) trait Lock {
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_>;
+}
+
+impl<T: ?Sized> Lock for std::sync::Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        self.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(loom)]
+impl<T> Lock for loom::sync::Mutex<T> {
+    type Guard<'a>
+        = loom::sync::MutexGuard<'a, T>
+    where
+        Self: 'a;
+
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        self.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<L: Lock + ?Sized> Lock for std::sync::Arc<L> {
+    type Guard<'a>
+        = L::Guard<'a>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn lock_ignoring_poison(&self) -> Self::Guard<'_> {
+        (**self).lock_ignoring_poison()
+    }
 }
 
 /// Waits on `condvar` for at most `timeout` (or a notification, or spuriously), ignoring

@@ -145,13 +145,8 @@ pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant
         .unwrap_or(now)
 }
 
-/// Locks a mutex, ignoring poisoning: every critical section in this crate leaves its data
-/// consistent before anything that may panic, and user code never runs under these locks.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+/// [`crate::sync::lock`], where channels and the child-process runtime import it from.
+pub(crate) use crate::sync::lock;
 
 /// Model checks of the wake-up path: `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
 #[cfg(all(test, loom))]

@@ -1,15 +1,20 @@
 //! The runtimes: where a worker's tasks actually run.
 //!
-//! The scheduler gives every worker a thread of its own and drives it with
-//! [`Shared::worker_loop`](crate::scheduler::Shared::worker_loop). A [`Runtime`] turns that
-//! thread into a worker ([`Runtime::start`]) and says, through the [`Executor`] it returns, how
-//! one task is executed. In the threads runtime the thread *is* the worker and calls the
-//! exported function itself; in the child-process runtime it drives a child over a socket.
+//! The scheduler gives every worker a thread of its own and drives it with its worker loop. A
+//! [`Launcher`] turns that thread into a worker ([`Launcher::start`]) and says, through the
+//! [`RunningWorker`] it returns, how one task is executed. In the threads runtime the thread
+//! *is* the worker and calls the exported function itself; in the child-process runtime it
+//! drives a child over a socket.
+//!
+//! This is the seam between the two: a runtime knows nothing of the scheduler. It is handed
+//! what it needs: its own options (given to its [`Launcher`] when the pool is built), the few
+//! pool options every worker reads ([`WorkerOptions`], with a [`Reporter`] for errors no task
+//! can carry), and who the new worker is ([`WorkerStart`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scheduler::{Shared, WorkerStart};
+use crate::sync::AtomicBool;
 use crate::task::Job;
 use crate::Error;
 
@@ -38,10 +43,55 @@ pub(crate) enum Flow {
     Dead,
 }
 
+/// Who a new worker is, as its runtime needs to know.
+pub(crate) struct WorkerStart {
+    /// 1 to `max_threads`, unique among the live workers ([`worker::id`](crate::worker::id)).
+    pub(crate) id: usize,
+    /// Set when the scheduler retires the worker while it may be busy (its task was aborted,
+    /// or the pool destroyed): whatever it runs or waits for should stop. A worker retired
+    /// idle (idle timeout, `recycle_workers`) just finds itself gone from the scheduler.
+    pub(crate) retired: Arc<AtomicBool>,
+}
+
+/// The pool's options that every worker reads, whatever its runtime; one per pool, shared.
+pub(crate) struct WorkerOptions {
+    /// How long a stopping worker may take before it is killed (a child process).
+    pub(crate) terminate_timeout: Duration,
+    /// The export a worker runs before it stops.
+    pub(crate) teardown: Option<String>,
+    /// How many tasks a worker may take at once (a child process is sent them ahead).
+    pub(crate) concurrent_tasks_per_worker: usize,
+    pub(crate) reporter: Reporter,
+}
+
+/// Where an error goes that no task can carry (a child that died while idle, a teardown that
+/// failed, a worker that could not start with no task to fail): the pool's `on_error` hook.
+#[derive(Clone, Default)]
+pub(crate) struct Reporter {
+    hook: Option<Arc<dyn Fn(Error) + Send + Sync>>,
+}
+
+impl Reporter {
+    pub(crate) fn new(hook: Option<Arc<dyn Fn(Error) + Send + Sync>>) -> Self {
+        Reporter { hook }
+    }
+
+    /// Calls the hook, if any.
+    pub(crate) fn report(&self, error: Error) {
+        if let Some(hook) = &self.hook {
+            hook(error);
+        }
+    }
+}
+
 /// Makes workers of one kind.
-pub(crate) trait Runtime: Send + Sync + 'static {
+pub(crate) trait Launcher: Send + Sync + 'static {
     /// Runs on the new worker's thread and makes it a worker, or says why it could not.
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error>;
+    fn start(
+        &self,
+        pool: &Arc<WorkerOptions>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error>;
 
     /// How long after `terminate_timeout` a stopping worker may still take to be gone (a
     /// child killed at the deadline still has to be reaped).
@@ -51,7 +101,7 @@ pub(crate) trait Runtime: Send + Sync + 'static {
 }
 
 /// A started worker, owned by its thread.
-pub(crate) trait Executor {
+pub(crate) trait RunningWorker {
     /// The worker's process id, when it is a process.
     fn pid(&self) -> Option<u32> {
         None
@@ -72,7 +122,7 @@ pub(crate) trait Executor {
     /// Sees the oldest started job to its end: stages its result, or fails it.
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow;
 
-    /// How often an idle worker calls [`check`](Executor::check); `None`: never.
+    /// How often an idle worker calls [`check`](RunningWorker::check); `None`: never.
     fn check_interval(&self) -> Option<Duration> {
         None
     }

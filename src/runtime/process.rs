@@ -19,13 +19,12 @@ use std::time::{Duration, Instant};
 use super::ring::{Direction, Region};
 use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
-use super::{Executor, Flow, Runtime};
+use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
 use crate::protocol::{
     read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
     PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
 };
-use crate::scheduler::{Shared, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
@@ -39,8 +38,12 @@ pub(crate) struct Processes {
     pub(crate) options: Arc<ProcessOptions>,
 }
 
-impl Runtime for Processes {
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
+impl Launcher for Processes {
+    fn start(
+        &self,
+        pool: &Arc<WorkerOptions>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error> {
         let options = &self.options;
         let failed = |what: String| Error::WorkerStartFailed {
             message: format!("{what} (worker executable `{}`)", options.program.display()),
@@ -64,21 +67,21 @@ impl Runtime for Processes {
         drop(region_fd);
         let watch = child.watch();
         let mut worker = ChildWorker {
-            shared: shared.clone(),
+            pool: pool.clone(),
             options: options.clone(),
-            aborted: me.aborted.clone(),
+            aborted: me.retired.clone(),
             child,
             reader: BufReader::with_capacity(
                 64 << 10,
                 Inlet::new(
                     ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                    Some(me.aborted.clone()),
+                    Some(me.retired.clone()),
                     Some(watch.clone()),
                 ),
             ),
             writer: Arc::new(Mutex::new(Outbound::new(ours, watch))),
             region,
-            depth: shared.options.concurrent_tasks_per_worker,
+            depth: pool.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
             next_task: 1,
             last_panic: None,
@@ -148,7 +151,7 @@ enum Next {
 
 /// One child, driven by its worker thread.
 struct ChildWorker {
-    shared: Arc<Shared>,
+    pool: Arc<WorkerOptions>,
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     child: ChildProcess,
@@ -237,7 +240,7 @@ impl ChildWorker {
                 time.as_secs()
                     .saturating_add(u64::from(time.subsec_nanos() > 0))
             }))
-            .str(self.shared.options.teardown.as_deref().unwrap_or(""));
+            .str(self.pool.teardown.as_deref().unwrap_or(""));
         init = match &options.worker_data {
             Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
             None => init.u8(0),
@@ -314,7 +317,7 @@ impl ChildWorker {
             if self.aborted.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     self.child.signal(libc::SIGTERM);
-                    deadline_after(self.shared.options.terminate_timeout)
+                    deadline_after(self.pool.terminate_timeout)
                 });
                 if Instant::now() >= deadline {
                     self.kill_and_reap(Duration::ZERO);
@@ -355,10 +358,10 @@ impl ChildWorker {
     /// The child closed its end: reap it and say how it died.
     fn died(&mut self) -> Broken {
         if self.aborted.load(Ordering::Acquire) {
-            self.kill_and_reap(self.shared.options.terminate_timeout);
+            self.kill_and_reap(self.pool.terminate_timeout);
             return Broken::Killed;
         }
-        let status = self.kill_and_reap(self.shared.options.terminate_timeout);
+        let status = self.kill_and_reap(self.pool.terminate_timeout);
         Broken::Died(self.death_error(status))
     }
 
@@ -540,7 +543,7 @@ impl ChildWorker {
     }
 }
 
-impl Executor for ChildWorker {
+impl RunningWorker for ChildWorker {
     fn pid(&self) -> Option<u32> {
         Some(self.child.id())
     }
@@ -585,7 +588,7 @@ impl Executor for ChildWorker {
                     }
                 }
                 let error = self.death_error(Some(status));
-                self.shared.report(error);
+                self.pool.reporter.report(error);
                 Flow::Dead
             }
             Err(_) => Flow::Continue,
@@ -594,7 +597,7 @@ impl Executor for ChildWorker {
 
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
-        let deadline = deadline_after(self.shared.options.terminate_timeout);
+        let deadline = deadline_after(self.pool.terminate_timeout);
         let stop = Frame::new(STOP).finish(usize::MAX);
         let alive = matches!(self.child.try_wait(), Ok(None));
         if alive && self.send(stop, deadline).is_ok() {
@@ -604,7 +607,7 @@ impl Executor for ChildWorker {
                     let mut body = Body::new(&body);
                     let failed = body.u64().and_then(|_| body.u64()).and_then(|_| body.u8());
                     if let (Ok(1), Ok(error)) = (failed, body.error()) {
-                        self.shared.report(error);
+                        self.pool.reporter.report(error);
                     }
                 }
             }

@@ -3,37 +3,42 @@
 
 use std::sync::Arc;
 
-use super::{Executor, Flow, Runtime};
+use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::exports::Exports;
-use crate::scheduler::{Shared, WorkerStart};
 use crate::task::Job;
-use crate::worker::{self, Context, Data, TaskPort};
+use crate::worker::{self, Context, Data, TaskPort, WorkerData};
 use crate::Error;
 
-pub(crate) struct Threads;
+pub(crate) struct Threads {
+    pub(crate) exports: Arc<Exports>,
+    pub(crate) worker_data: Option<WorkerData>,
+}
 
-impl Runtime for Threads {
-    fn start(&self, shared: &Arc<Shared>, me: &WorkerStart) -> Result<Box<dyn Executor>, Error> {
-        let options = &shared.options;
+impl Launcher for Threads {
+    fn start(
+        &self,
+        pool: &Arc<WorkerOptions>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error> {
         worker::set_context(Some(Context {
             id: me.id,
-            data: options.worker_data.clone().map(Data::Local),
-            aborted: me.aborted.clone(),
+            data: self.worker_data.clone().map(Data::Local),
+            aborted: me.retired.clone(),
             task: TaskPort::None,
         }));
         Ok(Box::new(ThreadWorker {
-            shared: shared.clone(),
-            exports: options.exports.clone(),
+            pool: pool.clone(),
+            exports: self.exports.clone(),
         }))
     }
 }
 
 struct ThreadWorker {
-    shared: Arc<Shared>,
+    pool: Arc<WorkerOptions>,
     exports: Arc<Exports>,
 }
 
-impl Executor for ThreadWorker {
+impl RunningWorker for ThreadWorker {
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         if job.port().is_some() {
             worker::set_task_port(TaskPort::Local(job.clone()));
@@ -46,13 +51,13 @@ impl Executor for ThreadWorker {
     }
 
     fn stop(self: Box<Self>) {
-        if let Some(name) = &self.shared.options.teardown {
+        if let Some(name) = &self.pool.teardown {
             let result = match self.exports.get(name) {
                 Some(export) => export.call_teardown(name),
                 None => Err(Error::NoSuchFunction { name: name.clone() }),
             };
             if let Err(error) = result {
-                self.shared.report(error);
+                self.pool.reporter.report(error);
             }
         }
         worker::set_context(None);

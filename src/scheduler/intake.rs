@@ -8,7 +8,8 @@
 //! to it, under a lock of its own that the workers take once per batch: a worker that empties
 //! the queue moves the whole intake into it in one swap.
 //!
-//! The rules that keep every task found (all under the state lock, taken before this one):
+//! The rules that keep every task found (all under the state lock, taken before this one; the
+//! scheduler's `take_intake` and `open_intake_if_saturated` apply them):
 //! - open only while every worker is busy, so that each comes back to the state lock;
 //! - a worker about to idle, a pool losing a worker and a destroyed pool close it, and move
 //!   what it holds to the queue (or fail it);
@@ -17,17 +18,14 @@
 //! A task with an abort signal never comes here: it needs the scheduler's choice of worker.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
+use super::state::JobRef;
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
-use crate::task::Job;
-
-type JobRef = Arc<dyn Job>;
 
 /// Aligned to its own cache lines (128 bytes: two, for the adjacent-line prefetcher), so that
 /// the workers' writes to the pool's state next to it do not slow every submitter down.
 #[repr(align(128))]
-pub(crate) struct Intake {
+pub(super) struct Intake {
     inner: Mutex<Inner>,
     /// `inner.open`, readable without the lock: a submitter that sees it closed goes straight
     /// to the scheduler. Only a hint: `inner.open` decides.
@@ -40,7 +38,7 @@ struct Inner {
 }
 
 impl Intake {
-    pub(crate) fn new() -> Self {
+    pub(super) fn new() -> Self {
         Intake {
             inner: Mutex::new(Inner {
                 open: false,
@@ -51,7 +49,7 @@ impl Intake {
     }
 
     /// Takes `job` if the intake is open; gives it back otherwise.
-    pub(crate) fn offer(&self, job: JobRef) -> Result<(), JobRef> {
+    pub(super) fn offer(&self, job: JobRef) -> Result<(), JobRef> {
         if !self.open_hint.load(Ordering::Relaxed) {
             return Err(job);
         }
@@ -64,7 +62,7 @@ impl Intake {
     }
 
     /// Opens the intake. Called with the state lock held, the pool saturated.
-    pub(crate) fn open(&self) {
+    pub(super) fn open(&self) {
         let mut inner = lock(&self.inner);
         inner.open = true;
         self.open_hint.store(true, Ordering::Relaxed);
@@ -73,7 +71,7 @@ impl Intake {
     /// Moves what the intake holds to the back of `queue`, and closes it if `close`.
     /// Called with the state lock held; `spare` is an empty buffer swapped in, so that the
     /// intake's lock is held for a swap, not for a copy.
-    pub(crate) fn drain_into(
+    pub(super) fn drain_into(
         &self,
         queue: &mut VecDeque<JobRef>,
         spare: &mut Vec<JobRef>,
@@ -91,7 +89,7 @@ impl Intake {
     }
 
     /// How many tasks it holds.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         lock(&self.inner).jobs.len()
     }
 }

@@ -1,0 +1,294 @@
+//! How workers come and go. A worker is *reserved* in the state under the lock (it counts at
+//! once, and may be handed its first task), and its thread started after the lock is released
+//! (spawning is a syscall); the thread makes itself a worker of its runtime and runs the loop.
+//! A worker *leaves* (retired: removed from the state, its id free) and is *replaced* up to
+//! `min_threads` and what the queue needs. Every thread marks itself finished as its last step,
+//! however it ends; finished threads are joined by whoever next takes the lock to start one,
+//! and by `destroy`, which waits for them all.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::state::{JobRef, Reservation, SchedulerState, ThreadRecord, WorkerRecord};
+use super::Scheduler;
+use crate::runtime::WorkerStart;
+use crate::sync::thread::{self, JoinHandle};
+use crate::sync::{wait_timeout, AtomicBool, MutexGuard};
+use crate::wait::Doorbell;
+use crate::Error;
+
+impl Scheduler {
+    // ---- Reserve and start ------------------------------------------------------------------
+
+    /// Adds a worker to the state (it counts at once) and returns what its thread needs.
+    pub(super) fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> Reservation {
+        let index = state
+            .ids_in_use
+            .iter()
+            .position(|used| !used)
+            .expect("callers never exceed max_threads");
+        state.ids_in_use[index] = true;
+        let serial = state.next_serial;
+        state.next_serial += 1;
+        let bell = Arc::new(Doorbell::new());
+        let retired = Arc::new(AtomicBool::new(false));
+        let exclusive = first.as_ref().is_some_and(|job| job.abortable());
+        state.workers.push(WorkerRecord {
+            serial,
+            id: index + 1,
+            inbox: first.into_iter().collect(),
+            running: VecDeque::new(),
+            exclusive,
+            recycle: false,
+            bell: bell.clone(),
+            retired: retired.clone(),
+            pid: None,
+        });
+        state.threads.push(ThreadRecord {
+            serial,
+            id: index + 1,
+            handle: None,
+            finished: false,
+            on_exit: Vec::new(),
+        });
+        Reservation {
+            serial,
+            bell,
+            me: WorkerStart {
+                id: index + 1,
+                retired,
+            },
+        }
+    }
+
+    /// Reserves workers until there are `min_threads`, and enough for the queue.
+    pub(super) fn replenish(&self, state: &mut SchedulerState) -> Vec<Reservation> {
+        // The pool has lost a worker: the intake's tasks join the queue, which counts.
+        self.take_intake(state, true);
+        if state.destroyed {
+            return Vec::new();
+        }
+        let options = &self.options;
+        let wanted = options
+            .min_threads
+            .max(state.queue.len().min(options.max_threads));
+        let mut starts = Vec::new();
+        while state.workers.len() < wanted {
+            starts.push(Self::reserve(state, None));
+        }
+        starts
+    }
+
+    pub(super) fn start_all(self: &Arc<Self>, starts: Vec<Reservation>) {
+        for start in starts {
+            self.start(start);
+        }
+    }
+
+    /// Starts the thread of a reserved worker, outside the lock (spawning is a syscall).
+    pub(super) fn start(self: &Arc<Self>, start: Reservation) {
+        let serial = start.serial;
+        let options = &self.options;
+        let mut builder =
+            thread::Builder::new().name(format!("{}-{}", options.thread_name, start.me.id));
+        if let Some(size) = options.stack_size {
+            builder = builder.stack_size(size);
+        }
+        let scheduler = self.clone();
+        let spawned = builder.spawn(move || scheduler.run_worker(start));
+        let mut state = self.lock();
+        let finished = take_finished(&mut state);
+        match spawned {
+            Ok(handle) => {
+                if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+                    record.handle = Some(handle);
+                }
+                drop(state);
+            }
+            Err(error) => {
+                state.threads.retain(|record| record.serial != serial);
+                drop(state);
+                self.start_failed(
+                    serial,
+                    Error::WorkerStartFailed {
+                        message: format!("spawning a thread: {error}"),
+                    },
+                );
+            }
+        }
+        join_all(finished);
+    }
+
+    /// The body of every worker thread: become a worker of the runtime, run the loop, stop.
+    fn run_worker(self: Arc<Self>, me: Reservation) {
+        /// Marks the thread finished however it ends, so that `destroy` never waits for a
+        /// thread that is gone.
+        struct Finished<'a>(&'a Arc<Scheduler>, u64);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                self.0.thread_finished(self.1);
+            }
+        }
+        let _finished = Finished(&self, me.serial);
+        let mut worker = match self.launcher.start(&self.worker_options, &me.me) {
+            Ok(worker) => worker,
+            Err(error) => return self.start_failed(me.serial, error),
+        };
+        if let Some(pid) = worker.pid() {
+            let mut state = self.lock();
+            if let Some(index) = state.position(me.serial) {
+                state.workers[index].pid = Some(pid);
+            }
+        }
+        self.worker_loop(&me, &mut *worker);
+        worker.stop();
+    }
+
+    /// A worker could not start: the tasks it took fail, and so does the queue when no other
+    /// worker is left to take it. Nothing is respawned here, so a pool whose workers cannot
+    /// start fails its tasks instead of spinning; the next task tries again.
+    fn start_failed(&self, serial: u64, error: Error) {
+        let mut state = self.lock();
+        let mut failed: Vec<JobRef> = Vec::new();
+        // A worker retired while it started (abort, destroy) has nothing to report.
+        let live = state.position(serial);
+        if let Some(index) = live {
+            failed.extend(state.retire(index).inbox);
+        }
+        self.take_intake(&mut state, true);
+        if state.workers.is_empty() {
+            failed.extend(state.queue.drain(..));
+        }
+        drop(state);
+        if failed.is_empty() {
+            if live.is_some() {
+                self.worker_options.reporter.report(error);
+            }
+        } else {
+            for job in failed {
+                job.fail(error.clone());
+            }
+        }
+    }
+
+    // ---- Leave --------------------------------------------------------------------------------
+
+    /// Retires the worker at `index` and starts its replacements.
+    pub(super) fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, SchedulerState>, index: usize) {
+        let left = state.retire(index);
+        // Tasks it took but never started go back to the head of the queue, in order, for an
+        // idle worker or a replacement; dropping them would hang their callers. They are the
+        // siblings of an isolated task (with `concurrent_tasks_per_worker` > 1), and the tasks
+        // sent ahead to a child that died: a child runs its tasks in order, so those after the
+        // one it died in never started.
+        let taken: Vec<JobRef> = left.running.into_iter().chain(left.inbox).collect();
+        if !taken.is_empty() {
+            for job in taken.into_iter().rev() {
+                state.queue.push_front(job);
+            }
+            for idle in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
+                idle.bell.ring();
+            }
+        }
+        let starts = self.replenish(&mut state);
+        drop(state);
+        self.start_all(starts);
+    }
+
+    /// Called by every worker thread as its very last step.
+    fn thread_finished(self: &Arc<Self>, serial: u64) {
+        let mut state = self.lock();
+        let mut countdowns = Vec::new();
+        if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+            record.finished = true;
+            countdowns = std::mem::take(&mut record.on_exit);
+        }
+        // A worker that left its loop by a panic (a bug of ours) is still listed: retire it
+        // and fail what it held, so nothing hangs.
+        let mut orphans: Vec<JobRef> = Vec::new();
+        let mut starts = Vec::new();
+        if let Some(index) = state.position(serial) {
+            let orphaned = state.retire(index);
+            orphans.extend(orphaned.running.into_iter().chain(orphaned.inbox));
+            starts = self.replenish(&mut state);
+        }
+        drop(state);
+        for job in orphans {
+            job.fail(Error::Terminated);
+        }
+        self.start_all(starts);
+        self.thread_finished.notify_all();
+        for countdown in countdowns {
+            countdown.count_down();
+        }
+    }
+
+    // ---- Join -----------------------------------------------------------------------------------
+
+    /// Waits until every worker thread has finished or `deadline` passes, and joins them.
+    /// The calling thread, when it is one of them, is not waited for.
+    pub(crate) fn join_threads(&self, deadline: Instant) -> Result<(), Error> {
+        let me = thread::current().id();
+        let is_me = |record: &ThreadRecord| {
+            record
+                .handle
+                .as_ref()
+                .is_some_and(|handle| handle.thread().id() == me)
+        };
+        let mut state = self.lock();
+        let stuck = loop {
+            let stuck = state
+                .threads
+                .iter()
+                .filter(|record| !record.finished && !is_me(record))
+                .map(|record| record.id)
+                .min();
+            let now = Instant::now();
+            match stuck {
+                None => break None,
+                Some(id) if now >= deadline => break Some(id),
+                Some(_) => {
+                    state = wait_timeout(&self.thread_finished, state, deadline - now);
+                }
+            }
+        };
+        let finished = take_finished(&mut state);
+        drop(state);
+        join_all(finished);
+        match stuck {
+            None => Ok(()),
+            Some(worker) => Err(Error::TerminateTimeout { worker }),
+        }
+    }
+}
+
+/// Takes the handles of the finished threads out of the state, to be joined once it is
+/// released.
+fn take_finished(state: &mut SchedulerState) -> Vec<JoinHandle<()>> {
+    let mut handles = Vec::new();
+    state.threads.retain_mut(|record| {
+        if record.finished && record.handle.is_some() {
+            handles.extend(record.handle.take());
+            false
+        } else {
+            true
+        }
+    });
+    handles
+}
+
+fn join_all(handles: Vec<JoinHandle<()>>) {
+    let me = thread::current().id();
+    for handle in handles {
+        // A thread that finishes may itself start a replacement (`thread_finished`, after a
+        // bug of ours made it leave its loop), whose start collects finished threads: its own
+        // handle among them. Joining itself would fail; dropping the handle detaches it.
+        if handle.thread().id() == me {
+            continue;
+        }
+        // A worker thread catches every panic of user code; an error here is a bug of ours,
+        // and its tasks were already failed by `thread_finished`.
+        let _ = handle.join();
+    }
+}

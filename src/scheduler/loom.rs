@@ -1,0 +1,239 @@
+//! Model checks of the scheduler's own code, a real [`Scheduler`] driving threads-runtime
+//! workers: `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
+//!
+//! Time: loom models no clock, and a timed wait under loom is an untimed one (src/sync.rs).
+//! So every deadline here is either already past when the scheduler computes it, or far
+//! beyond the model's run, and no outcome depends on how much real time passes:
+//! - `idle_timeout` is zero: an idle worker above `min_threads` finds its idle deadline
+//!   (`now + 0`) already passed after its brief spin on the doorbell, never parks, and
+//!   retires unless work arrived. Every interleaving of that exit with a submit is explored.
+//!   (With `min_threads` workers, the idle ones have no deadline and park untimed.)
+//! - `terminate_timeout` is an hour: `join_threads` only ever ends by the last worker's
+//!   notification, as it must whenever workers finish their functions, so a model left
+//!   waiting there is a real lost notification, which loom reports as a deadlock.
+//!
+//! loom allows five threads per model, the models' own included, and every worker the
+//! scheduler spawns (a replacement too) is one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Scheduler, SchedulerOptions};
+use crate::abort::AbortController;
+use crate::exports::Exports;
+use crate::runtime::thread::Threads;
+use crate::runtime::{Reporter, WorkerOptions};
+use crate::task::Task;
+use crate::Error;
+
+/// `terminate_timeout`: never reached while a model runs (see the module's doc).
+const FAR: Duration = Duration::from_secs(3600);
+
+/// Checks `f` under every interleaving with at most `preemptions` preemptions (a switch
+/// away from a thread that could go on; switches where a thread blocks are free).
+/// Unbounded, these models do not finish in minutes: each scheduler step is a few locks
+/// and atomics, and DPOR still leaves millions of interleavings. The bounds keep each
+/// model within seconds; `LOOM_MAX_PREEMPTIONS` overrides them for a deeper local run.
+fn model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = ::loom::model::Builder::new();
+    builder.preemption_bound = builder.preemption_bound.or(Some(preemptions));
+    builder.check(f);
+}
+
+/// A threads-runtime pool of `min_threads..=max_threads` workers that idle out at once,
+/// whose default export adds.
+fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
+    let options = SchedulerOptions {
+        min_threads,
+        max_threads,
+        idle_timeout: Duration::ZERO,
+        max_queue: None,
+        isolate_workers: false,
+        thread_name: "tinypool".to_owned(),
+        stack_size: None,
+    };
+    let threads = Threads {
+        exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),
+        worker_data: None,
+    };
+    let worker_options = WorkerOptions {
+        terminate_timeout: FAR,
+        teardown: None,
+        concurrent_tasks_per_worker: 1,
+        reporter: Reporter::default(),
+    };
+    Scheduler::new(options, Box::new(threads), worker_options)
+}
+
+/// `Pool::run_with`: the default export, with an abort signal or without.
+fn run(scheduler: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
+    scheduler.submit(arg, None, None, abort.map(AbortController::signal))
+}
+
+/// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
+/// worker with its thread record.
+fn check_consistent(scheduler: &Scheduler) {
+    let state = scheduler.lock();
+    let mut in_use = vec![false; scheduler.options.max_threads];
+    for worker in &state.workers {
+        assert!((1..=in_use.len()).contains(&worker.id), "id out of range");
+        assert!(
+            !in_use[worker.id - 1],
+            "two live workers share id {}",
+            worker.id
+        );
+        in_use[worker.id - 1] = true;
+        assert!(
+            state
+                .threads
+                .iter()
+                .any(|r| r.serial == worker.serial && !r.finished),
+            "a live worker without a running thread"
+        );
+    }
+    assert_eq!(
+        state.ids_in_use, in_use,
+        "ids_in_use disagrees with the workers"
+    );
+    if !state.intake_open {
+        assert_eq!(scheduler.intake.len(), 0, "a closed intake holds tasks");
+    }
+}
+
+/// `Pool::destroy().wait()`: every worker retired, every thread finished.
+fn destroy(scheduler: &Arc<Scheduler>) {
+    scheduler.shut_down();
+    assert_eq!(scheduler.join_threads(scheduler.stop_deadline()), Ok(()));
+    let state = scheduler.lock();
+    assert!(state.workers.is_empty() && state.queue.is_empty());
+    assert!(state.threads.iter().all(|record| record.finished));
+    assert!(state.ids_in_use.iter().all(|used| !used));
+}
+
+/// A worker idles out the moment it has nothing to do (`min_threads` 0, zero
+/// `idle_timeout`), racing the next submit: that task goes to it, or to a new worker once
+/// it is gone, never nowhere.
+#[test]
+fn loom_submit_races_a_worker_idling_out() {
+    model(4, || {
+        let scheduler = pool(0, 1);
+        assert_eq!(run(&scheduler, (1, 2), None).wait(), Ok(3));
+        check_consistent(&scheduler);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Ok(7));
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 2);
+        destroy(&scheduler);
+    });
+}
+
+/// Two callers submit at once to a one-worker pool whose worker idles out between tasks:
+/// the second task is handed to the busy worker's queue, to the idle worker, or to a new
+/// worker, and both resolve with their own value.
+#[test]
+fn loom_concurrent_submits_each_resolve_once() {
+    model(2, || {
+        let scheduler = pool(0, 1);
+        let other = {
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || run(&scheduler, (10, 20), None).wait())
+        };
+        assert_eq!(run(&scheduler, (1, 2), None).wait(), Ok(3));
+        assert_eq!(other.join().unwrap(), Ok(30));
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 2);
+        destroy(&scheduler);
+    });
+}
+
+/// An abort fired from another thread while the worker runs (or is about to run, or has
+/// just finished) the task: the caller sees one outcome, the worker is retired only if
+/// the abort won, and its replacement (`min_threads` 1) takes the next task.
+#[test]
+fn loom_abort_races_publish() {
+    model(2, || {
+        let scheduler = pool(1, 1);
+        let controller = AbortController::new();
+        let task = run(&scheduler, (1, 2), Some(&controller));
+        let aborter = ::loom::thread::spawn(move || controller.abort());
+        let outcome = task.wait();
+        assert!(
+            matches!(outcome, Ok(3) | Err(Error::Aborted { reason: None })),
+            "{outcome:?}"
+        );
+        aborter.join().unwrap();
+        check_consistent(&scheduler);
+        let ids: Vec<usize> = scheduler.workers().iter().map(|w| w.id).collect();
+        assert_eq!(ids, [1], "one worker, the first or its replacement");
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Ok(7));
+        destroy(&scheduler);
+    });
+}
+
+/// `destroy` from another thread while the task runs, or before it starts, or after it
+/// finished: the task resolves (value or `Terminated`), every worker thread finishes and
+/// `join_threads` sees it, and later tasks are refused.
+#[test]
+fn loom_destroy_races_a_running_task() {
+    model(4, || {
+        let scheduler = pool(0, 1);
+        let task = run(&scheduler, (1, 2), None);
+        let destroyer = {
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || {
+                scheduler.shut_down();
+                scheduler.join_threads(scheduler.stop_deadline())
+            })
+        };
+        let outcome = task.wait();
+        assert!(
+            matches!(outcome, Ok(3) | Err(Error::Terminated)),
+            "{outcome:?}"
+        );
+        assert_eq!(destroyer.join().unwrap(), Ok(()));
+        destroy(&scheduler);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Err(Error::Terminated));
+    });
+}
+
+/// A one-worker pool that idles out at once, three tasks submitted back to back: the
+/// second joins the queue while the worker is busy (opening the intake), the third may go
+/// through the intake while the worker empties the queue, idles and leaves. Whatever the
+/// order, every task resolves with its own value.
+#[test]
+fn loom_tasks_in_the_intake_are_never_lost() {
+    model(2, || {
+        let scheduler = pool(0, 1);
+        let tasks = [(1, 2), (3, 4), (5, 6)].map(|arg| run(&scheduler, arg, None));
+        let results = tasks.map(Task::wait);
+        assert_eq!(results, [Ok(3), Ok(7), Ok(11)]);
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 3);
+        destroy(&scheduler);
+    });
+}
+
+/// `destroy` racing submits that may go through the open intake: each task resolves with
+/// its value or `Terminated`, and nothing is left in the intake.
+#[test]
+fn loom_destroy_races_the_intake() {
+    model(2, || {
+        let scheduler = pool(1, 1);
+        let first = [(1, 2), (3, 4)].map(|arg| run(&scheduler, arg, None));
+        let destroyer = {
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || scheduler.shut_down())
+        };
+        let last = run(&scheduler, (5, 6), None);
+        destroyer.join().unwrap();
+        let [a, b] = first.map(Task::wait);
+        let outcomes = [a, b, last.wait()];
+        for (outcome, value) in outcomes.into_iter().zip([3, 7, 11]) {
+            assert!(
+                matches!(&outcome, Ok(v) if *v == value) || outcome == Err(Error::Terminated),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(scheduler.intake.len(), 0);
+        destroy(&scheduler);
+    });
+}

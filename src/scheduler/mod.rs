@@ -1,0 +1,465 @@
+//! The scheduler: the queue, which worker takes a task, and when workers come and go. A pool
+//! holds one [`Scheduler`], and every worker thread runs its loop; the same code drives both
+//! runtimes, which only decide how a worker executes a task (see [`crate::runtime`]).
+//!
+//! # What it guarantees
+//!
+//! - **One lock, held briefly.** All bookkeeping ([`SchedulerState`]: the queue, the workers'
+//!   records, their threads') sits behind one mutex, held only for a few pointer moves and
+//!   never while user code runs. Per task: one lock to submit (none while the intake is
+//!   open), one on the worker once the task is done; one allocation, the task's own cell.
+//! - **Placement** ([`Scheduler::submit`]). A task goes to the first idle worker, else to a new
+//!   worker while there are fewer than `max_threads`, else to the least loaded worker with
+//!   room below `concurrent_tasks_per_worker`, else it waits in the queue (and, while tasks
+//!   wait, one that arrives adds a worker for the oldest if there is room), or fails
+//!   (`NoQueue`, `QueueFull`, `Terminated`). A task with an abort signal only goes to an empty
+//!   worker, which then takes nothing else (*exclusive*).
+//! - **FIFO.** Tasks leave the queue from its head, into the inbox of a worker with room; an
+//!   abortable head waits for an empty worker. A saturated pool's submitters append to the
+//!   [`Intake`] instead, which only ever joins the queue at its back.
+//! - **Abort.** Firing a task's signal removes it from the queue or a worker's inbox and fails
+//!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
+//!   stopped: it leaves once the function returns, and a replacement starts now).
+//! - **Workers** ([`lifecycle`]). Reserved in the state under the lock (they count at once),
+//!   started outside it, *retired* when they leave (removed from the state, their id free),
+//!   replaced up to `min_threads` and what the queue needs; every thread is joined.
+//! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
+//!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
+//!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
+//! - **Exactly once.** Every task resolves exactly once: the worker stages a result and
+//!   publishes it once the lock is released; abort, `destroy` and `cancel_pending_tasks`
+//!   complete it with an error; whichever comes first wins (see [`crate::task`]).
+//!
+//! # Files
+//!
+//! - `mod.rs`: the [`Scheduler`] a pool holds: submitting, aborting, the pool's operations
+//!   (cancel, recycle, destroy) and what it can observe.
+//! - `state.rs`: the state behind the lock, and the records of workers and threads.
+//! - `lifecycle.rs`: reserve, start, leave, join.
+//! - `worker_loop.rs`: the loop, step by step.
+//! - `intake.rs`: the intake, and when it opens and closes.
+//! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use self::intake::Intake;
+use self::state::{same, Countdown, JobRef, SchedulerState};
+use crate::abort::AbortSignal;
+use crate::channel::ErasedPort;
+use crate::runtime::{Launcher, WorkerOptions};
+// From `std`, or from loom under `--cfg loom` (see loom.rs).
+use crate::sync::{lock, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::task::{Job, Slot, Task, TaskCell};
+use crate::wait::deadline_after;
+use crate::Error;
+
+mod intake;
+mod lifecycle;
+#[cfg(all(test, loom))]
+mod loom;
+mod state;
+mod worker_loop;
+
+/// What the scheduler decides with: the pool's options about its workers and its queue.
+pub(crate) struct SchedulerOptions {
+    pub(crate) min_threads: usize,
+    pub(crate) max_threads: usize,
+    pub(crate) idle_timeout: Duration,
+    /// `None`: unbounded.
+    pub(crate) max_queue: Option<usize>,
+    pub(crate) isolate_workers: bool,
+    pub(crate) thread_name: String,
+    pub(crate) stack_size: Option<usize>,
+}
+
+/// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's id, as [`worker::id`](crate::worker::id) returns it inside.
+    pub id: usize,
+    /// The child's process id in the child-process runtime; `None` for threads, and for a
+    /// child still starting (spawned, its handshake not yet done): a worker is listed from the
+    /// moment the pool reserves it.
+    pub pid: Option<u32>,
+    /// Tasks the worker has taken: the running one and those waiting in its own queue.
+    pub running: usize,
+}
+
+/// The pool's scheduler, shared by its handles and its workers.
+pub(crate) struct Scheduler {
+    options: SchedulerOptions,
+    /// `worker_options.concurrent_tasks_per_worker`, read here on every placement.
+    concurrency: usize,
+    /// Makes the workers, each handed `worker_options`.
+    launcher: Box<dyn Launcher>,
+    worker_options: Arc<WorkerOptions>,
+    state: Mutex<SchedulerState>,
+    /// Tasks submitted while the pool is saturated, on their way to the queue.
+    intake: Intake,
+    /// Notified whenever a worker thread finishes.
+    thread_finished: Condvar,
+    created: Instant,
+}
+
+impl Scheduler {
+    /// A scheduler that starts `min_threads` workers of `launcher` now.
+    pub(crate) fn new(
+        options: SchedulerOptions,
+        launcher: Box<dyn Launcher>,
+        worker_options: WorkerOptions,
+    ) -> Arc<Self> {
+        let scheduler = Arc::new(Scheduler {
+            state: Mutex::new(SchedulerState {
+                ids_in_use: vec![false; options.max_threads],
+                ..SchedulerState::default()
+            }),
+            options,
+            concurrency: worker_options.concurrent_tasks_per_worker,
+            launcher,
+            worker_options: Arc::new(worker_options),
+            intake: Intake::new(),
+            thread_finished: Condvar::new(),
+            created: Instant::now(),
+        });
+        let starts = {
+            let mut state = scheduler.lock();
+            (0..scheduler.options.min_threads)
+                .map(|_| Self::reserve(&mut state, None))
+                .collect()
+        };
+        scheduler.start_all(starts);
+        scheduler
+    }
+
+    /// The state lock.
+    fn lock(&self) -> MutexGuard<'_, SchedulerState> {
+        lock(&self.state)
+    }
+
+    // ---- The intake (see intake.rs) ---------------------------------------------------------
+
+    /// Moves the intake's tasks to the back of the queue, closing it if `close`; returns
+    /// whether any moved.
+    fn take_intake(&self, state: &mut SchedulerState, close: bool) -> bool {
+        if !state.intake_open {
+            return false;
+        }
+        state.intake_open = !close;
+        let before = state.queue.len();
+        self.intake
+            .drain_into(&mut state.queue, &mut state.intake_spare, close);
+        state.queue.len() > before
+    }
+
+    /// Opens the intake when a task joins the queue of a pool that can do nothing else with
+    /// the next ones: it is at `max_threads`, every worker is busy (so each comes back to the
+    /// lock), and the queue is unbounded.
+    fn open_intake_if_saturated(&self, state: &mut SchedulerState) {
+        let saturated = !state.intake_open
+            && !state.destroyed
+            && self.options.max_queue.is_none()
+            && !state.queue.is_empty()
+            && state.workers.len() == self.options.max_threads
+            && state.workers.iter().all(|worker| worker.load() > 0);
+        if saturated {
+            self.intake.open();
+            state.intake_open = true;
+        }
+    }
+
+    // ---- Submitting -------------------------------------------------------------------------
+
+    /// Runs export `name` (`None`: the default) with `arg`: the one way a task comes in. With
+    /// `signal`, the task runs alone, and firing the signal aborts it wherever it is.
+    pub(crate) fn submit<A, R>(
+        self: &Arc<Self>,
+        arg: A,
+        name: Option<Cow<'static, str>>,
+        port: Option<Box<dyn ErasedPort>>,
+        signal: Option<AbortSignal>,
+    ) -> Task<R>
+    where
+        A: Serialize + Send + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let Some(signal) = signal else {
+            let cell = Arc::new(TaskCell::new(arg, name, port, false));
+            self.place(cell.clone());
+            return Task::new(cell);
+        };
+        if signal.aborted() {
+            return Task::ready(Err(Error::Aborted {
+                reason: signal.reason(),
+            }));
+        }
+        let cell = Arc::new(TaskCell::new(arg, name, port, true));
+        let job: JobRef = cell.clone();
+        self.place(job.clone());
+        // Registered after `place`, so that the listener finds the task wherever it went; a
+        // signal that fired in between is handled the same way right here.
+        match signal.add_listener(self.abort_listener(&job)) {
+            Some(listener) => cell.set_abort_hook(signal, listener),
+            None => (self.abort_listener(&job))(signal.reason()),
+        }
+        Task::new(cell)
+    }
+
+    /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
+    fn place(self: &Arc<Self>, job: JobRef) {
+        // A task with an abort signal needs the scheduler's choice of worker (it runs alone).
+        let job = if job.abortable() {
+            job
+        } else {
+            match self.intake.offer(job) {
+                Ok(()) => return,
+                Err(job) => job,
+            }
+        };
+        let options = &self.options;
+        let mut state = self.lock();
+        if state.destroyed {
+            drop(state);
+            job.fail(Error::Terminated);
+            return;
+        }
+        // Behind what the intake holds, which was submitted earlier.
+        self.take_intake(&mut state, false);
+        let mut start = None;
+        if state.queue.is_empty() {
+            if let Some(worker) = state
+                .workers
+                .iter_mut()
+                .find(|w| w.load() == 0 && !w.recycle)
+            {
+                worker.exclusive = job.abortable();
+                worker.inbox.push_back(job);
+                worker.bell.ring();
+                return;
+            }
+            if state.workers.len() < options.max_threads {
+                let start = Self::reserve(&mut state, Some(job));
+                drop(state);
+                self.start(start);
+                return;
+            }
+            if !job.abortable() {
+                let concurrency = self.concurrency;
+                let roomiest = state
+                    .workers
+                    .iter_mut()
+                    .filter(|w| !w.exclusive && !w.recycle && w.load() < concurrency)
+                    .min_by_key(|w| w.load());
+                if let Some(worker) = roomiest {
+                    worker.inbox.push_back(job);
+                    worker.bell.ring();
+                    return;
+                }
+            }
+        } else if state.workers.len() < options.max_threads {
+            // Tasks wait although a worker could be added (the oldest is abortable and every
+            // worker busy): add one for the oldest, and queue this one behind the rest.
+            let oldest = state.queue.pop_front();
+            start = Some(Self::reserve(&mut state, oldest));
+        }
+        let rejected = match options.max_queue {
+            Some(0) => Some(Error::NoQueue),
+            Some(limit) if state.queue.len() >= limit => Some(Error::QueueFull),
+            _ => None,
+        };
+        let rejected = match rejected {
+            None => {
+                state.queue.push_back(job);
+                self.open_intake_if_saturated(&mut state);
+                None
+            }
+            Some(error) => Some((job, error)),
+        };
+        drop(state);
+        if let Some(start) = start {
+            self.start(start);
+        }
+        if let Some((job, error)) = rejected {
+            job.fail(error);
+        }
+    }
+
+    // ---- Aborting ---------------------------------------------------------------------------
+
+    /// What `job`'s abort signal calls when it fires: aborts the task, if the pool and the task
+    /// are still there.
+    fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
+        let scheduler = Arc::downgrade(self);
+        let job: Weak<dyn Job> = Arc::downgrade(job);
+        move |reason| {
+            if let (Some(scheduler), Some(job)) = (scheduler.upgrade(), job.upgrade()) {
+                scheduler.abort(&job, reason);
+            }
+        }
+    }
+
+    fn abort(self: &Arc<Self>, job: &JobRef, reason: Option<String>) {
+        let error = Error::Aborted { reason };
+        let mut state = self.lock();
+        if let Some(index) = state.queue.iter().position(|queued| same(queued, job)) {
+            state.queue.remove(index);
+            drop(state);
+            job.fail(error);
+            return;
+        }
+        let running = state
+            .workers
+            .iter()
+            .position(|worker| worker.running.iter().any(|running| same(running, job)));
+        let waiting = state
+            .workers
+            .iter()
+            .position(|worker| worker.inbox.iter().any(|queued| same(queued, job)));
+        if let Some(index) = waiting {
+            let worker = &mut state.workers[index];
+            worker.inbox.retain(|queued| !same(queued, job));
+            worker.exclusive = worker.holds_abortable();
+            drop(state);
+            job.fail(error);
+        } else if let Some(index) = running {
+            if !job.fail(error) {
+                return; // It resolved first.
+            }
+            // A thread cannot be stopped: retire the worker, so that it leaves once the
+            // function returns and no longer counts toward `max_threads`. (An abortable task
+            // runs alone, so nothing else was running on it.)
+            let worker = state.retire(index);
+            worker.retired.store(true, Ordering::Release);
+            let starts = self.replenish(&mut state);
+            drop(state);
+            self.start_all(starts);
+        }
+    }
+
+    // ---- Pool operations --------------------------------------------------------------------
+
+    pub(crate) fn cancel_pending(&self) {
+        let cancelled: Vec<JobRef> = {
+            let mut state = self.lock();
+            self.take_intake(&mut state, false);
+            let SchedulerState { queue, workers, .. } = &mut *state;
+            let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
+            for worker in workers.iter_mut() {
+                cancelled.extend(worker.inbox.drain(..));
+                worker.exclusive = worker.holds_abortable();
+            }
+            cancelled
+        };
+        for job in cancelled {
+            job.fail(Error::Cancelled);
+        }
+    }
+
+    pub(crate) fn recycle(self: &Arc<Self>) -> Task<()> {
+        let countdown = Arc::new(Countdown {
+            remaining: AtomicUsize::new(1),
+            slot: Slot::new(),
+        });
+        let mut state = self.lock();
+        let mut index = 0;
+        while index < state.workers.len() {
+            if state.workers[index].load() > 0 {
+                state.workers[index].recycle = true;
+                index += 1;
+                continue;
+            }
+            let serial = state.retire(index).serial;
+            if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
+                countdown.remaining.fetch_add(1, Ordering::Relaxed);
+                record.on_exit.push(countdown.clone());
+            }
+        }
+        let starts = self.replenish(&mut state);
+        drop(state);
+        self.start_all(starts);
+        // The count started at 1 so that no exit could complete it while idle workers were
+        // still being counted.
+        countdown.count_down();
+        Task::new(countdown)
+    }
+
+    /// Fails every task, retires every worker and marks the pool destroyed. Idempotent.
+    pub(crate) fn shut_down(&self) {
+        let doomed: Vec<JobRef> = {
+            let mut state = self.lock();
+            state.destroyed = true;
+            self.take_intake(&mut state, true);
+            let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
+            while !state.workers.is_empty() {
+                let worker = state.retire(0);
+                worker.retired.store(true, Ordering::Release);
+                doomed.extend(worker.running);
+                doomed.extend(worker.inbox);
+            }
+            doomed
+        };
+        for job in doomed {
+            job.fail(Error::Terminated);
+        }
+    }
+
+    // ---- Observation ----------------------------------------------------------------------
+
+    pub(crate) fn threads(&self) -> usize {
+        self.lock().workers.len()
+    }
+
+    pub(crate) fn queue_size(&self) -> usize {
+        let state = self.lock();
+        let in_intake = if state.intake_open {
+            self.intake.len()
+        } else {
+            0
+        };
+        state.queue.len() + in_intake
+    }
+
+    pub(crate) fn workers(&self) -> Vec<WorkerInfo> {
+        self.lock()
+            .workers
+            .iter()
+            .map(|worker| WorkerInfo {
+                id: worker.id,
+                pid: worker.pid,
+                running: worker.load(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn completed(&self) -> u64 {
+        self.lock().completed
+    }
+
+    pub(crate) fn duration(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    /// When a worker told to stop now must be gone: `terminate_timeout`, plus the runtime's
+    /// grace for reaping what it killed at that deadline.
+    pub(crate) fn stop_deadline(&self) -> Instant {
+        deadline_after(
+            self.worker_options
+                .terminate_timeout
+                .saturating_add(self.launcher.stop_grace()),
+        )
+    }
+
+    pub(crate) fn is_destroyed(&self) -> bool {
+        self.lock().destroyed
+    }
+
+    /// Worker threads are named `{thread_name}-{id}`; the pool's other threads take it too.
+    pub(crate) fn thread_name(&self) -> &str {
+        &self.options.thread_name
+    }
+}

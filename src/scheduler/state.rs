@@ -1,0 +1,132 @@
+//! The scheduler's state: the queue, and the records of the workers and of their threads. All
+//! of it sits behind the one state lock ([`Scheduler::lock`](super::Scheduler)), held only for
+//! a few pointer moves and never while user code runs.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::runtime::WorkerStart;
+use crate::sync::thread::JoinHandle;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+use crate::task::{Completion, Job, Slot};
+use crate::wait::Doorbell;
+
+pub(super) type JobRef = Arc<dyn Job>;
+
+/// Whether two handles point to the same task.
+pub(super) fn same(a: &JobRef, b: &JobRef) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+#[derive(Default)]
+pub(super) struct SchedulerState {
+    /// Tasks no worker has taken, oldest first.
+    pub(super) queue: VecDeque<JobRef>,
+    /// The live workers: reserved, starting or running; not the retired ones.
+    pub(super) workers: Vec<WorkerRecord>,
+    /// `ids_in_use[id - 1]`: whether a live worker has that id.
+    pub(super) ids_in_use: Vec<bool>,
+    pub(super) next_serial: u64,
+    pub(super) destroyed: bool,
+    /// Tasks the workers ran to their end (`Pool::completed`).
+    pub(super) completed: u64,
+    /// Every thread started and not joined yet, live workers' and retired ones'.
+    pub(super) threads: Vec<ThreadRecord>,
+    /// Whether the [`Intake`](super::intake::Intake) is open (it opens and closes only under
+    /// this lock).
+    pub(super) intake_open: bool,
+    /// The buffer swapped into the intake when it is emptied.
+    pub(super) intake_spare: Vec<JobRef>,
+}
+
+impl SchedulerState {
+    /// Where the live worker `serial` is in `workers`; `None` once it is retired.
+    pub(super) fn position(&self, serial: u64) -> Option<usize> {
+        self.workers
+            .iter()
+            .position(|worker| worker.serial == serial)
+    }
+
+    /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
+    /// Its thread leaves as soon as it notices.
+    pub(super) fn retire(&mut self, index: usize) -> WorkerRecord {
+        let worker = self.workers.remove(index);
+        self.ids_in_use[worker.id - 1] = false;
+        worker.bell.ring();
+        worker
+    }
+}
+
+/// A live worker, as the scheduler sees it.
+pub(super) struct WorkerRecord {
+    /// Unique for the pool's life (an id is reused once its worker is retired).
+    pub(super) serial: u64,
+    pub(super) id: usize,
+    /// Tasks taken and not started.
+    pub(super) inbox: VecDeque<JobRef>,
+    /// Tasks handed to the worker's runtime and not finished, oldest first: the running one,
+    /// and in the child-process runtime those sent ahead to the child (see
+    /// [`RunningWorker::depth`](crate::runtime::RunningWorker::depth)).
+    pub(super) running: VecDeque<JobRef>,
+    /// Holds an abortable task, so it takes no other.
+    pub(super) exclusive: bool,
+    /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
+    pub(super) recycle: bool,
+    pub(super) bell: Arc<Doorbell>,
+    /// Set when it is retired while it may be busy (abort, destroy): see [`WorkerStart`].
+    pub(super) retired: Arc<AtomicBool>,
+    /// The child's process id, in the child-process runtime.
+    pub(super) pid: Option<u32>,
+}
+
+impl WorkerRecord {
+    pub(super) fn load(&self) -> usize {
+        self.inbox.len() + self.running.len()
+    }
+
+    /// Whether it holds an abortable task, which it runs alone.
+    pub(super) fn holds_abortable(&self) -> bool {
+        self.running
+            .front()
+            .or(self.inbox.front())
+            .is_some_and(|job| job.abortable())
+    }
+}
+
+/// A thread the pool started and has not joined yet (live, retired or finished).
+pub(super) struct ThreadRecord {
+    pub(super) serial: u64,
+    pub(super) id: usize,
+    pub(super) handle: Option<JoinHandle<()>>,
+    pub(super) finished: bool,
+    /// Completed when this thread finishes (`recycle_workers` waits on them).
+    pub(super) on_exit: Vec<Arc<Countdown>>,
+}
+
+/// A worker reserved in the state, whose thread is yet to start: what that thread needs.
+pub(super) struct Reservation {
+    pub(super) serial: u64,
+    pub(super) bell: Arc<Doorbell>,
+    /// What its runtime is told.
+    pub(super) me: WorkerStart,
+}
+
+/// Counts workers down to zero, then resolves a task (`recycle_workers`).
+pub(super) struct Countdown {
+    pub(super) remaining: AtomicUsize,
+    pub(super) slot: Slot<()>,
+}
+
+impl Countdown {
+    pub(super) fn count_down(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.slot.complete(Ok(()));
+        }
+    }
+}
+
+impl Completion<()> for Countdown {
+    fn slot(&self) -> &Slot<()> {
+        &self.slot
+    }
+}

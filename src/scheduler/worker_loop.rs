@@ -1,0 +1,284 @@
+//! The loop every worker thread runs, in two states as tokio's blocking pool has them:
+//!
+//! - BUSY, while it has work: *take a batch* under the lock (refill its inbox from the queue,
+//!   start what it may), *run* the oldest task with the lock released (publishing the one
+//!   finished before), then *book* it under the lock again, and leave if it must.
+//! - IDLE, once it has none: publish the last task, *wait* on its doorbell (spinning briefly,
+//!   then parked) until it is rung, its idle deadline passes (above `min_threads`), or its
+//!   runtime's health check is due; then take the lock again.
+//!
+//! It leaves when it finds itself retired (abort, destroy, `recycle_workers` while idle), when
+//! it is recycled and has nothing left, after every task when isolated, when its runtime says
+//! so (a child that died, or passed its memory limit once its batch is done), or after
+//! `idle_timeout` idle above `min_threads`.
+//!
+//! A finished task is published only once the worker's bookkeeping is done and the lock
+//! released again ([`Shift::done`] holds it meanwhile): a caller woken by its result finds the
+//! worker free (a `max_queue(0)` pool takes its next task, `workers()` shows it idle), or, when
+//! the worker leaves, its replacement already counted. It costs no extra lock: per task, the
+//! worker takes the lock once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::state::{JobRef, Reservation, SchedulerState};
+use super::Scheduler;
+use crate::runtime::{Flow, RunningWorker};
+use crate::sync::MutexGuard;
+use crate::wait::deadline_after;
+
+/// What the loop carries from one step to the next.
+struct Shift {
+    /// How many tasks the worker may hold started and not finished.
+    depth: usize,
+    /// The task finished last, published at the next release of the lock.
+    done: Option<JobRef>,
+    /// The tasks to hand over at the next release of the lock (kept to reuse its buffer).
+    starting: Vec<JobRef>,
+    /// Told to leave once what it started has finished ([`Flow::Leave`]).
+    draining: bool,
+    /// When it last finished a task, or started: its idle time counts from there, across the
+    /// wake-ups that check a child's health.
+    idle_since: Instant,
+}
+
+/// How an idle worker's wait ended.
+enum Woken {
+    /// Its doorbell rang: work for it, or a change of its record (retired, recycled).
+    Rung,
+    /// Its runtime's health check was due, and said this.
+    Checked(Flow),
+    /// Its idle deadline passed.
+    IdleTimeout,
+}
+
+impl Scheduler {
+    /// The worker thread's loop (see the module's doc), until the worker leaves.
+    pub(super) fn worker_loop(self: &Arc<Self>, me: &Reservation, worker: &mut dyn RunningWorker) {
+        // An isolated worker runs one task per worker: nothing may be sent ahead.
+        let depth = if self.options.isolate_workers {
+            1
+        } else {
+            worker.depth().max(1)
+        };
+        me.bell.bind_current_thread();
+        let mut shift = Shift {
+            depth,
+            done: None,
+            starting: Vec::new(),
+            draining: false,
+            idle_since: Instant::now(),
+        };
+        let mut state = self.lock();
+        // Until it finds itself retired (aborted, recycled while idle, the pool destroyed).
+        while let Some(index) = state.position(me.serial) {
+            // BUSY
+            if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
+                release(state, &mut shift.done);
+                let flow = run_oldest(worker, oldest, &mut shift);
+                state = self.lock();
+                match self.book(state, me.serial, flow, &mut shift) {
+                    Some(relocked) => state = relocked,
+                    None => return, // It left.
+                }
+                continue;
+            }
+            if state.workers[index].recycle || shift.draining {
+                self.leave(state, index);
+                return publish(shift.done);
+            }
+            // About to idle: the pool is no longer saturated. Tasks that came in meanwhile
+            // are this worker's to take.
+            if self.take_intake(&mut state, true) {
+                continue;
+            }
+
+            // IDLE
+            let may_idle_out = state.workers.len() > self.options.min_threads;
+            release(state, &mut shift.done);
+            let woken = self.wait_idle(me, worker, may_idle_out, shift.idle_since);
+            state = self.lock();
+            match woken {
+                Woken::Rung | Woken::Checked(Flow::Continue) => {}
+                Woken::Checked(_) => {
+                    if let Some(index) = state.position(me.serial) {
+                        return self.leave(state, index);
+                    }
+                }
+                Woken::IdleTimeout => {
+                    if self.idle_out(&mut state, me.serial) {
+                        return;
+                    }
+                }
+            }
+        }
+        release(state, &mut shift.done);
+    }
+
+    /// BUSY, under the lock: refills the worker's inbox from the queue, then moves what it may
+    /// start to `running` (and to `shift.starting`, handed over once the lock is released).
+    /// Returns the oldest task it runs, or `None` if it runs none.
+    fn take_batch(
+        &self,
+        state: &mut SchedulerState,
+        index: usize,
+        shift: &mut Shift,
+    ) -> Option<JobRef> {
+        self.refill(state, index);
+        let record = &mut state.workers[index];
+        // Topped up once half of what it holds has finished, so that tasks leave in batches
+        // (one write for many `RUN` frames) rather than one per finished task.
+        let top_up = record.running.len() <= shift.depth / 2;
+        while top_up && !shift.draining && record.running.len() < shift.depth {
+            // A task with a channel runs alone: its messages follow its `RUN` frame, and a
+            // child reads no further than the next task while one runs. (So if one is
+            // running, it is the only one, at the front.)
+            let alone = |job: &JobRef| job.port().is_some();
+            let Some(next) = record.inbox.front() else {
+                break;
+            };
+            if let Some(first) = record.running.front() {
+                if alone(next) || alone(first) {
+                    break;
+                }
+            }
+            let job = record.inbox.pop_front().expect("checked above");
+            record.running.push_back(job.clone());
+            shift.starting.push(job);
+        }
+        record.running.front().cloned()
+    }
+
+    /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
+    /// abortable task at the head waits until the worker is empty, and then goes alone.
+    fn refill(&self, state: &mut SchedulerState, index: usize) {
+        let concurrency = self.concurrency;
+        if state.workers[index].recycle || state.workers[index].exclusive {
+            return;
+        }
+        // Only when the queue cannot fill the worker: each take is a cache miss for the
+        // submitting thread.
+        if state.queue.len() < concurrency - state.workers[index].load() {
+            self.take_intake(state, false);
+        }
+        let SchedulerState { queue, workers, .. } = state;
+        let record = &mut workers[index];
+        while record.load() < concurrency {
+            let Some(head) = queue.front() else { break };
+            if head.abortable() {
+                if record.load() == 0 {
+                    record.exclusive = true;
+                    record.inbox.extend(queue.pop_front());
+                }
+                break;
+            }
+            record.inbox.extend(queue.pop_front());
+        }
+    }
+
+    /// BUSY, under the lock again after [`run_oldest`]: counts the task, takes it off the worker, and
+    /// decides whether the worker goes on. Returns the lock, or `None` if the worker left (the
+    /// task is then published, after its replacement was counted).
+    fn book<'a>(
+        self: &'a Arc<Self>,
+        mut state: MutexGuard<'a, SchedulerState>,
+        serial: u64,
+        flow: Flow,
+        shift: &mut Shift,
+    ) -> Option<MutexGuard<'a, SchedulerState>> {
+        // Counted under the lock the worker takes anyway: a shared atomic would be one more
+        // cache line bouncing between the workers on every task.
+        state.completed += 1;
+        let Some(index) = state.position(serial) else {
+            // Retired while running (aborted, destroyed): the task already failed, and the
+            // loop ends.
+            return Some(state);
+        };
+        let record = &mut state.workers[index];
+        record.running.pop_front();
+        record.exclusive = record.holds_abortable();
+        shift.draining |= flow == Flow::Leave;
+        let finished = record.running.is_empty();
+        let recycled = record.recycle && record.inbox.is_empty() && finished;
+        if flow == Flow::Dead
+            || (finished && (shift.draining || self.options.isolate_workers))
+            || recycled
+        {
+            self.leave(state, index);
+            publish(shift.done.take());
+            return None;
+        }
+        Some(state)
+    }
+
+    /// IDLE, the lock released: waits on the doorbell until it rings, the idle deadline passes
+    /// (only if `may_idle_out`), or the runtime's health check is due, which it then runs.
+    fn wait_idle(
+        &self,
+        me: &Reservation,
+        worker: &mut dyn RunningWorker,
+        may_idle_out: bool,
+        idle_since: Instant,
+    ) -> Woken {
+        // `None`: never (an `idle_timeout` too long to count is no timeout).
+        let idle_deadline = may_idle_out
+            .then(|| idle_since.checked_add(self.options.idle_timeout))
+            .flatten();
+        let check_deadline = worker.check_interval().map(deadline_after);
+        let deadline = match (idle_deadline, check_deadline) {
+            (Some(idle), Some(check)) => Some(idle.min(check)),
+            (idle, check) => idle.or(check),
+        };
+        if me.bell.wait(deadline) {
+            return Woken::Rung;
+        }
+        if idle_deadline.is_none_or(|idle| Instant::now() < idle) {
+            // Woken to check the worker's health, not to leave for idleness.
+            return Woken::Checked(worker.check());
+        }
+        Woken::IdleTimeout
+    }
+
+    /// IDLE, under the lock again after its idle deadline: a worker still idle, still above
+    /// `min_threads` and with nothing queued retires (nothing replaces it). Returns whether it
+    /// did.
+    fn idle_out(&self, state: &mut SchedulerState, serial: u64) -> bool {
+        if state.workers.len() > self.options.min_threads && state.queue.is_empty() {
+            if let Some(index) = state.position(serial) {
+                if state.workers[index].load() == 0 {
+                    state.retire(index);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// BUSY, the lock released: hands the batch's new tasks to the worker and sees `oldest` to its
+/// end; it is published at the next release of the lock.
+fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift) -> Flow {
+    if !shift.starting.is_empty() {
+        worker.start(&shift.starting);
+        shift.starting.clear();
+    }
+    let flow = worker.finish(&oldest);
+    shift.idle_since = Instant::now();
+    if let Some(port) = oldest.port() {
+        port.close();
+    }
+    shift.done = Some(oldest);
+    flow
+}
+
+/// Releases the state lock, then publishes the task the worker just finished.
+fn release(state: MutexGuard<'_, SchedulerState>, done: &mut Option<JobRef>) {
+    drop(state);
+    publish(done.take());
+}
+
+fn publish(done: Option<JobRef>) {
+    if let Some(job) = done {
+        job.publish();
+    }
+}
