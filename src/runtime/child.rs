@@ -11,7 +11,7 @@
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
@@ -27,9 +27,8 @@ use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::protocol::{
-    read_frame, write_frame, Body, Frame, Limits, DEFAULT_MAX_MESSAGE_SIZE, DONE, HELLO, INIT,
-    LIMITS_ENV, MAGIC, PANICKING, PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION,
-    WORKER_ENV,
+    read_frame, Done, Hello, Init, Limits, Message, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE,
+    LIMITS_ENV, PARENT_ENV, RINGS_FD, VERSION, WORKER_ENV,
 };
 use crate::sync::AtomicBool;
 use crate::wait::{deadline_after, lock, spin_until, Doorbell};
@@ -98,7 +97,7 @@ fn tie_to_parent(parent: &OsStr) {
 }
 
 /// Applies `resource_limits`, before any task runs.
-fn limit_resources(settings: &Settings) -> Result<(), String> {
+fn limit_resources(init: &Init<'_>) -> Result<(), String> {
     let limit = |resource, soft: u64, hard: u64| {
         let limit = libc::rlimit {
             rlim_cur: soft as libc::rlim_t,
@@ -114,13 +113,13 @@ fn limit_resources(settings: &Settings) -> Result<(), String> {
             ))
         }
     };
-    if settings.max_memory > 0 {
-        limit(libc::RLIMIT_AS, settings.max_memory, settings.max_memory)?;
+    if init.max_memory > 0 {
+        limit(libc::RLIMIT_AS, init.max_memory, init.max_memory)?;
     }
-    if settings.max_cpu_seconds > 0 {
+    if init.max_cpu_seconds > 0 {
         // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
         // SIGKILL.
-        let seconds = settings.max_cpu_seconds;
+        let seconds = init.max_cpu_seconds;
         limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
     }
     Ok(())
@@ -128,31 +127,18 @@ fn limit_resources(settings: &Settings) -> Result<(), String> {
 
 /// What the main thread is handed.
 enum Command {
-    Run(Run),
+    Run(Task),
     Stop,
 }
 
-struct Run {
+/// A task, as `RUN` brought it.
+struct Task {
     task: u64,
     name: String,
     arg_type: String,
     result_type: String,
     arg: Vec<u8>,
     bridge: Option<Arc<Bridge>>,
-}
-
-struct Settings {
-    codec: Serialization,
-    max: usize,
-    /// Whether each result reports the process's resident memory (reading it costs a few
-    /// syscalls, so only for `max_memory_limit_before_recycle`).
-    measure_memory: bool,
-    /// Whether fd 4 is the region of rings shared with the pool.
-    rings: bool,
-    /// `resource_limits`: bytes of address space, seconds of CPU time; 0 for none.
-    max_memory: u64,
-    max_cpu_seconds: u64,
-    teardown: String,
 }
 
 fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
@@ -180,12 +166,11 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
             ring: None,
         }),
     });
-    let hello = Frame::new(HELLO)
-        .raw(MAGIC)
-        .u32(VERSION)
-        .u32(process::id())
-        .finish(DEFAULT_MAX_MESSAGE_SIZE);
-    send(&writer, hello).map_err(|e| e.to_string())?;
+    let hello = ToPool::Hello(Hello {
+        version: VERSION,
+        pid: process::id(),
+    });
+    send(&writer, hello.to_frame(DEFAULT_MAX_MESSAGE_SIZE)).map_err(|e| e.to_string())?;
 
     // Bounded: a process started with the marker by mistake, its fd 3 some other program's
     // socket, must not wait forever for an answer that never comes.
@@ -198,16 +183,14 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
         ),
         e => e.to_string(),
     })?;
-    let Some((INIT, body)) = init else {
-        return Err("the pool did not answer the handshake".to_owned());
-    };
+    let frame = init.ok_or("the pool did not answer the handshake")?;
     stream
         .set_read_timeout(None)
         .map_err(|e| format!("the channel: {e}"))?;
-    let (id, settings, data) = parse_init(&body).map_err(|e| e.to_string())?;
-    limit_resources(&settings)?;
+    let init = Init::expect(&frame).map_err(|e| e.to_string())?;
+    limit_resources(&init)?;
     let mut inlet = Inlet::new(stream, None, None);
-    if settings.rings {
+    if init.rings {
         // The pool writes to the rings from now on: without them this worker cannot serve.
         let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
         // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
@@ -216,19 +199,24 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
         lock(&writer.out).ring = Some(region.writer(Direction::ToPool));
     }
     worker::set_context(Some(Context {
-        id,
-        data,
+        id: init.worker_id,
+        data: init.worker_data.map(|(type_name, bytes)| Data::Encoded {
+            type_name: type_name.to_owned(),
+            bytes: bytes.to_vec(),
+            codec: init.codec,
+        }),
         aborted: Arc::new(AtomicBool::new(false)),
         task: TaskPort::None,
     }));
-    install_panic_hook(writer.clone(), settings.max);
+    let max = init.max_message_size;
+    install_panic_hook(writer.clone(), max);
 
     let inbound = Arc::new(Inbound {
         reader: Mutex::new(BufReader::with_capacity(64 << 10, inlet)),
         writer: writer.clone(),
         current: Mutex::default(),
-        codec: settings.codec,
-        max: settings.max,
+        codec: init.codec,
+        max,
     });
     let mailbox = Arc::new(Mailbox::default());
     // Started for the first task with a channel: most workers never need it.
@@ -245,15 +233,14 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
             mailbox.take()
         };
         match command {
-            Command::Run(run) => {
-                let Run {
-                    task,
-                    name,
-                    arg_type,
-                    result_type,
-                    arg,
-                    bridge,
-                } = run;
+            Command::Run(Task {
+                task,
+                name,
+                arg_type,
+                result_type,
+                arg,
+                bridge,
+            }) => {
                 if let Some(bridge) = &bridge {
                     *lock(&inbound.current) = Some(bridge.clone());
                     worker::set_task_port(TaskPort::Remote(bridge.clone()));
@@ -266,7 +253,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
                 }
                 let result = match exports.get(&name) {
                     Some(export) => {
-                        export.call_encoded(&name, settings.codec, &arg, &arg_type, &result_type)
+                        export.call_encoded(&name, init.codec, &arg, &arg_type, &result_type)
                     }
                     None => Err(Error::NoSuchFunction { name }),
                 };
@@ -275,20 +262,20 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
                     *lock(&inbound.current) = None;
                     bridge.close();
                 }
-                send_done(&writer, task, result, &settings)?;
+                send_done(&writer, task, result, &init)?;
             }
             Command::Stop => break,
         }
     }
-    if !settings.teardown.is_empty() {
-        let result = match exports.get(&settings.teardown) {
-            Some(export) => export.call_teardown(&settings.teardown),
+    if !init.teardown.is_empty() {
+        let result = match exports.get(init.teardown) {
+            Some(export) => export.call_teardown(init.teardown),
             None => Err(Error::NoSuchFunction {
-                name: settings.teardown.clone(),
+                name: init.teardown.to_owned(),
             }),
         };
         if let Err(error) = result {
-            send_done(&writer, 0, Err(error), &settings)?;
+            send_done(&writer, 0, Err(error), &init)?;
         }
     }
     Ok(())
@@ -310,40 +297,6 @@ fn start_reader(inbound: &Arc<Inbound>, mailbox: &Arc<Mailbox>) -> Result<Arc<Do
         })
         .map_err(|e| format!("starting the channel reader: {e}"))?;
     Ok(bell)
-}
-
-fn parse_init(body: &[u8]) -> Result<(usize, Settings, Option<Data>), Error> {
-    let mut body = Body::new(body);
-    let id = body.u64()? as usize;
-    let codec = Serialization::from_code(body.u8()?)?;
-    let max = body.u64()? as usize;
-    let measure_memory = body.u8()? != 0;
-    let rings = body.u8()? != 0;
-    let max_memory = body.u64()?;
-    let max_cpu_seconds = body.u64()?;
-    let teardown = body.str()?.to_owned();
-    let data = match body.u8()? {
-        0 => None,
-        _ => Some(Data::Encoded {
-            type_name: body.str()?.to_owned(),
-            bytes: body.bytes()?.to_vec(),
-            codec,
-        }),
-    };
-    body.end()?;
-    Ok((
-        id,
-        Settings {
-            codec,
-            max,
-            measure_memory,
-            rings,
-            max_memory,
-            max_cpu_seconds,
-            teardown,
-        },
-        data,
-    ))
 }
 
 /// Hands a command from the reader thread to the main thread: a slot and a doorbell, so the
@@ -395,75 +348,60 @@ impl Inbound {
                 // The pool is gone: nobody is left to serve.
                 Ok(None) => process::exit(0),
                 Ok(Some(frame)) => frame,
-                Err(error) => {
-                    eprintln!("tinypool worker: {error}");
-                    process::exit(2);
-                }
+                Err(error) => nonsense(error),
             };
-            if frame.0 == PORT || frame.0 == PORT_CLOSED {
-                let mut body = Body::new(&frame.1);
-                let Ok(task) = body.u64() else { continue };
-                let bridge = lock(&self.current).clone();
+            match ToChild::decode(&frame) {
+                Ok(ToChild::Run(run)) => {
+                    let bridge = (!run.port_type.is_empty()).then(|| {
+                        Arc::new(Bridge {
+                            task: run.task,
+                            port_type: run.port_type.to_owned(),
+                            codec: self.codec,
+                            max: self.max,
+                            writer: self.writer.clone(),
+                            state: Mutex::default(),
+                        })
+                    });
+                    return Command::Run(Task {
+                        task: run.task,
+                        name: run.name.to_owned(),
+                        arg_type: run.arg_type.to_owned(),
+                        result_type: run.result_type.to_owned(),
+                        arg: run.arg.to_vec(),
+                        bridge,
+                    });
+                }
+                Ok(ToChild::Stop) => return Command::Stop,
                 // Late messages of a finished task find no bridge and are dropped.
-                if let Some(bridge) = bridge.filter(|bridge| bridge.task == task) {
-                    match body.bytes() {
-                        Ok(message) if frame.0 == PORT => bridge.receive(message),
-                        _ => bridge.peer_closed(),
+                Ok(ToChild::Port { task, message }) => {
+                    if let Some(bridge) = self.bridge_of(task) {
+                        bridge.receive(message);
                     }
                 }
-                continue;
-            }
-            match parse_command(frame, &self.writer, self.codec, self.max) {
-                Ok(command) => return command,
-                Err(error) => {
-                    eprintln!("tinypool worker: {error}");
-                    process::exit(2);
+                Ok(ToChild::PortClosed { task }) => {
+                    if let Some(bridge) = self.bridge_of(task) {
+                        bridge.peer_closed();
+                    }
                 }
+                Ok(ToChild::Init(_)) => nonsense(Error::Protocol {
+                    message: format!("unexpected frame kind {} from the pool", frame.kind),
+                }),
+                Err(error) => nonsense(error),
             }
         }
+    }
+
+    /// The running task's bridge, if it is task `task`'s.
+    fn bridge_of(&self, task: u64) -> Option<Arc<Bridge>> {
+        let bridge = lock(&self.current).clone();
+        bridge.filter(|bridge| bridge.task == task)
     }
 }
 
-fn parse_command(
-    (kind, body): (u8, Vec<u8>),
-    writer: &Writer,
-    codec: Serialization,
-    max: usize,
-) -> Result<Command, Error> {
-    let mut fields = Body::new(&body);
-    match kind {
-        RUN => {
-            let task = fields.u64()?;
-            let name = fields.str()?.to_owned();
-            let arg_type = fields.str()?.to_owned();
-            let result_type = fields.str()?.to_owned();
-            let port_type = fields.str()?.to_owned();
-            let arg = fields.bytes()?.to_vec();
-            fields.end()?;
-            let bridge = (!port_type.is_empty()).then(|| {
-                Arc::new(Bridge {
-                    task,
-                    port_type,
-                    codec,
-                    max,
-                    writer: writer.clone(),
-                    state: Mutex::default(),
-                })
-            });
-            Ok(Command::Run(Run {
-                task,
-                name,
-                arg_type,
-                result_type,
-                arg,
-                bridge,
-            }))
-        }
-        STOP => Ok(Command::Stop),
-        other => Err(Error::Protocol {
-            message: format!("unexpected frame kind {other} from the pool"),
-        }),
-    }
+/// The pool talks nonsense: this worker cannot go on.
+fn nonsense(error: Error) -> ! {
+    eprintln!("tinypool worker: {error}");
+    process::exit(2);
 }
 
 fn send(writer: &Writer, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
@@ -509,6 +447,13 @@ impl Out {
     }
 }
 
+/// Writes a finished frame on the socket.
+fn write_frame(stream: &mut UnixStream, frame: &[u8]) -> Result<(), Error> {
+    stream.write_all(frame).map_err(|e| Error::Protocol {
+        message: format!("writing the worker channel: {e}"),
+    })
+}
+
 /// Retries `write` until the ring has room: the pool empties it as it reads, without telling,
 /// so the wait spins, then naps. A pool that closed its end never will: this worker exits.
 fn wait_for_room(stream: &UnixStream, mut write: impl FnMut() -> bool) {
@@ -529,24 +474,26 @@ fn send_done(
     writer: &Writer,
     task: u64,
     result: Result<Vec<u8>, Error>,
-    settings: &Settings,
+    init: &Init<'_>,
 ) -> Result<(), String> {
-    let rss = if settings.measure_memory {
+    let rss = if init.measure_memory {
         resident_memory()
     } else {
         0
     };
-    let max = settings.max;
-    let frame = |result: &Result<Vec<u8>, Error>| {
-        let frame = Frame::new(DONE).u64(task).u64(rss);
-        match result {
-            Ok(value) => frame.u8(0).bytes(value),
-            Err(error) => frame.u8(1).error(error),
-        }
-        .finish(max)
+    let max = init.max_message_size;
+    let (value, error) = match result {
+        Ok(value) => (value, None),
+        Err(error) => (Vec::new(), Some(error)),
     };
-    // A result too big for a frame becomes the task's error.
-    let frame = frame(&result).or_else(|error| frame(&Err(error)));
+    let outcome = error.map_or(Ok(&value[..]), Err);
+    let frame = ToPool::Done(Done { task, rss, outcome })
+        .to_frame(max)
+        // A result too big for a frame becomes the task's error.
+        .or_else(|error| {
+            let outcome = Err(error);
+            ToPool::Done(Done { task, rss, outcome }).to_frame(max)
+        });
     send(writer, frame).map_err(|e| e.to_string())
 }
 
@@ -559,7 +506,7 @@ fn install_panic_hook(writer: Writer, max: usize) {
         panics::note(info);
         let message = panic_message(info.payload());
         if let Ok(mut out) = writer.out.try_lock() {
-            if let Ok(frame) = Frame::new(PANICKING).str(&message).finish(max) {
+            if let Ok(frame) = (ToPool::Panicking { message: &message }).to_frame(max) {
                 let _ = out.write(&frame);
             }
         }
@@ -746,8 +693,11 @@ impl Bridge {
         pool_side.forward_to(
             Box::new(move |message: T| {
                 let message = codec.encode(&message)?;
-                let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-                writer.write(&frame)
+                let message = ToPool::Port {
+                    task,
+                    message: &message,
+                };
+                writer.write(&message.to_frame(max)?)
             }),
             Box::new(|| {}),
         )?;

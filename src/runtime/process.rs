@@ -22,8 +22,8 @@ use super::spawn::ChildProcess;
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
-    PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
+    read_frame, Done, Frame, Hello, Init, Limits, Message, Run, ToChild, ToPool, CHILD_FD,
+    LIMITS_ENV, PARENT_ENV, RINGS_FD, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
@@ -139,7 +139,7 @@ impl From<Error> for Refusal {
 
 /// What waiting for a frame came to, short of an error.
 enum Next {
-    Frame(u8, Vec<u8>),
+    Frame(Frame),
     /// The deadline passed first.
     Late,
     /// The child exited, or closed its channel, after what it said was read: which of the two.
@@ -181,19 +181,19 @@ impl ChildWorker {
         self.options.max_message_size
     }
 
-    /// Sends a frame whole, or gives up at `deadline`.
-    fn send(&self, frame: Result<Vec<u8>, Error>, deadline: Instant) -> Result<(), Error> {
-        lock(&self.writer).send_all(&frame?, deadline)
+    /// Sends `message` whole, or gives up at `deadline`.
+    fn send(&self, message: &ToChild<'_>, deadline: Instant) -> Result<(), Error> {
+        lock(&self.writer).send_all(&message.to_frame(self.max())?, deadline)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Refusal> {
         let timeout = self.options.startup_timeout;
         let deadline = deadline_after(timeout);
         // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
-        let (kind, body) = loop {
+        let hello = loop {
             let step = (Instant::now() + POLL_INTERVAL).min(deadline);
             match self.next_before(step)? {
-                Next::Frame(kind, body) => break (kind, body),
+                Next::Frame(frame) => break frame,
                 Next::Ended(_) => return Err(Refusal::Silent),
                 Next::Late if self.aborted.load(Ordering::Acquire) => {
                     return Err(Error::Terminated.into())
@@ -210,39 +210,25 @@ impl ChildWorker {
                 }
             }
         };
-        let mut body = Body::new(&body);
-        if kind != HELLO || body.raw(MAGIC.len())? != MAGIC {
-            return Err(Error::Protocol {
-                message: "the child is not a tinypool worker".to_owned(),
-            }
-            .into());
-        }
-        let version = body.u32()?;
-        if version != VERSION {
-            return Err(Error::Protocol {
-                message: format!("protocol version {version}, this pool speaks {VERSION}"),
-            }
-            .into());
-        }
+        Hello::expect(&hello)?;
         let options = &self.options;
-        let mut init = Frame::new(INIT)
-            .u64(worker_id as u64)
-            .u8(options.serialization.code())
-            .u64(options.max_message_size as u64)
-            .u8(u8::from(options.memory_recycle.is_some()))
-            .u8(u8::from(self.region.is_some()))
-            .u64(options.max_memory.unwrap_or(0))
-            .u64(options.max_cpu_time.map_or(0, |time| {
+        let init = ToChild::Init(Init {
+            worker_id,
+            codec: options.serialization,
+            max_message_size: options.max_message_size,
+            measure_memory: options.memory_recycle.is_some(),
+            rings: self.region.is_some(),
+            max_memory: options.max_memory.unwrap_or(0),
+            max_cpu_seconds: options.max_cpu_time.map_or(0, |time| {
                 // Whole seconds, rounded up: what RLIMIT_CPU counts in.
                 time.as_secs()
                     .saturating_add(u64::from(time.subsec_nanos() > 0))
-            }))
-            .str(self.shared.options.teardown.as_deref().unwrap_or(""));
-        init = match &options.worker_data {
-            Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
-            None => init.u8(0),
-        };
-        self.send(init.finish(self.max()), deadline_after(timeout))?;
+            }),
+            teardown: self.shared.options.teardown.as_deref().unwrap_or(""),
+            worker_data: (options.worker_data.as_ref())
+                .map(|(type_name, bytes)| (*type_name, &bytes[..])),
+        });
+        self.send(&init, deadline_after(timeout))?;
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
             self.reader
@@ -255,9 +241,9 @@ impl ChildWorker {
 
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
     /// if the stream ended or broke.
-    fn read_before(&mut self, deadline: Instant) -> Result<Option<(u8, Vec<u8>)>, Error> {
+    fn read_before(&mut self, deadline: Instant) -> Result<Option<Frame>, Error> {
         match self.next_before(deadline)? {
-            Next::Frame(kind, body) => Ok(Some((kind, body))),
+            Next::Frame(frame) => Ok(Some(frame)),
             Next::Late => Ok(None),
             Next::Ended(what) => Err(Error::Protocol {
                 message: what.to_owned(),
@@ -286,7 +272,7 @@ impl ChildWorker {
             }
             let max = self.max();
             return Ok(match read_frame(&mut self.reader, max)? {
-                Some((kind, body)) => Next::Frame(kind, body),
+                Some(frame) => Next::Frame(frame),
                 None => Next::Ended("the child closed its channel"),
             });
         }
@@ -294,7 +280,7 @@ impl ChildWorker {
 
     /// Waits for the next frame of a running task, killing the child if the worker gets
     /// retired meanwhile.
-    fn next_frame(&mut self) -> Result<(u8, Vec<u8>), Broken> {
+    fn next_frame(&mut self) -> Result<Frame, Broken> {
         self.reader.get_mut().deadline = None;
         // Most results come back within microseconds: spin on the ring before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
@@ -424,14 +410,15 @@ impl ChildWorker {
         let task = self.next_task;
         self.next_task += 1;
         let frame = arg.and_then(|arg| {
-            Frame::new(RUN)
-                .u64(task)
-                .str(job.name())
-                .str(job.arg_type())
-                .str(job.result_type())
-                .str(job.port().map_or("", |port| port.message_type()))
-                .bytes(&arg)
-                .finish(self.max())
+            let run = ToChild::Run(Run {
+                task,
+                name: job.name(),
+                arg_type: job.arg_type(),
+                result_type: job.result_type(),
+                port_type: job.port().map_or("", |port| port.message_type()),
+                arg: &arg,
+            });
+            run.to_frame(self.max())
         });
         let frame = match frame {
             Ok(frame) => frame,
@@ -454,11 +441,14 @@ impl ChildWorker {
         let bridged = port.forward_encoded(
             codec,
             Box::new(move |message| {
-                let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-                lock(&writer).send_port(task, &frame)
+                let message = ToChild::Port {
+                    task,
+                    message: &message,
+                };
+                lock(&writer).send_port(task, &message.to_frame(max)?)
             }),
             Box::new(move || {
-                if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(max) {
+                if let Ok(frame) = (ToChild::PortClosed { task }).to_frame(max) {
                     let _ = lock(&closer).send_port(task, &frame);
                 }
             }),
@@ -468,7 +458,7 @@ impl ChildWorker {
             // channel hears that the caller's closed, so a function waiting on it returns
             // instead of holding the worker forever.
             job.fail(error);
-            if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(self.max()) {
+            if let Ok(frame) = (ToChild::PortClosed { task }).to_frame(self.max()) {
                 let _ = lock(&self.writer).send_port(task, &frame);
             }
         }
@@ -486,42 +476,38 @@ impl ChildWorker {
         };
         let codec = self.options.serialization;
         loop {
-            let (kind, body) = self.next_frame()?;
-            let mut body = Body::new(&body);
-            let parsed: Result<Option<Flow>, Error> = (|| match kind {
-                DONE => {
-                    if body.u64()? != task {
-                        return Err(Error::Protocol {
-                            message: "a result for another task".to_owned(),
-                        });
-                    }
-                    let rss = body.u64()?;
-                    let result = match body.u8()? {
-                        0 => Ok(body.bytes()?),
-                        _ => Err(body.error()?),
-                    };
-                    body.end()?;
-                    job.stage_encoded(codec, result);
+            let frame = self.next_frame()?;
+            let parsed: Result<Option<Flow>, Error> = match ToPool::decode(&frame) {
+                Ok(ToPool::Done(Done {
+                    task: done,
+                    rss,
+                    outcome,
+                })) if done == task => {
+                    job.stage_encoded(codec, outcome);
                     let over = self.options.memory_recycle.is_some_and(|limit| rss > limit);
                     Ok(Some(if over { Flow::Leave } else { Flow::Continue }))
                 }
-                PORT => {
-                    if body.u64()? == task {
+                Ok(ToPool::Done(_)) => Err(Error::Protocol {
+                    message: "a result for another task".to_owned(),
+                }),
+                Ok(ToPool::Port { task: of, message }) => {
+                    if of == task {
                         if let Some(port) = job.port() {
                             // The caller may have dropped its side: not the task's problem.
-                            let _ = port.send_encoded(codec, body.bytes()?);
+                            let _ = port.send_encoded(codec, message);
                         }
                     }
                     Ok(None)
                 }
-                PANICKING => {
-                    note_panic(&mut self.last_panic, body.str()?);
+                Ok(ToPool::Panicking { message }) => {
+                    note_panic(&mut self.last_panic, message);
                     Ok(None)
                 }
-                other => Err(Error::Protocol {
-                    message: format!("unexpected frame kind {other} from the child"),
+                Ok(ToPool::Hello(_)) => Err(Error::Protocol {
+                    message: format!("unexpected frame kind {} from the child", frame.kind),
                 }),
-            })();
+                Err(error) => Err(error),
+            };
             match parsed {
                 Ok(Some(flow)) => {
                     if job.port().is_some() {
@@ -579,10 +565,11 @@ impl Executor for ChildWorker {
                 // A panic of the last task was caught and reported with it: not these last
                 // words. Drain what the child said before dying (its panic message, say).
                 self.last_panic = None;
-                while let Ok(Some((PANICKING, body))) = self.read_before(Instant::now()) {
-                    if let Ok(message) = Body::new(&body).str() {
-                        note_panic(&mut self.last_panic, message);
-                    }
+                while let Ok(Some(frame)) = self.read_before(Instant::now()) {
+                    let Ok(ToPool::Panicking { message }) = ToPool::decode(&frame) else {
+                        break;
+                    };
+                    note_panic(&mut self.last_panic, message);
                 }
                 let error = self.death_error(Some(status));
                 self.shared.report(error);
@@ -595,17 +582,16 @@ impl Executor for ChildWorker {
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
         let deadline = deadline_after(self.shared.options.terminate_timeout);
-        let stop = Frame::new(STOP).finish(usize::MAX);
         let alive = matches!(self.child.try_wait(), Ok(None));
-        if alive && self.send(stop, deadline).is_ok() {
+        if alive && self.send(&ToChild::Stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
-            while let Ok(Some((kind, body))) = self.read_before(deadline) {
-                if kind == DONE {
-                    let mut body = Body::new(&body);
-                    let failed = body.u64().and_then(|_| body.u64()).and_then(|_| body.u8());
-                    if let (Ok(1), Ok(error)) = (failed, body.error()) {
-                        self.shared.report(error);
-                    }
+            while let Ok(Some(frame)) = self.read_before(deadline) {
+                if let Ok(ToPool::Done(Done {
+                    outcome: Err(error),
+                    ..
+                })) = ToPool::decode(&frame)
+                {
+                    self.shared.report(error);
                 }
             }
         }
