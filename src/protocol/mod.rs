@@ -2,7 +2,7 @@
 //!
 //! Each worker has a private `UnixStream` pair; the child's end sits on fd 3 (stdin, stdout
 //! and stderr stay the user's). On Linux, fd 4 is a memory region the two sides share, with a
-//! ring per direction (`runtime/ring.rs`; `INIT` says whether it is there): after `INIT`,
+//! ring per direction (`transport/ring.rs`; `INIT` says whether it is there): after `INIT`,
 //! the frames travel in the rings, and the socket carries only what a ring announces (frames
 //! too big for it, wake-ups) and, by its end, a side's death. Whichever way they travel,
 //! frames are:
@@ -156,6 +156,7 @@ pub(crate) trait Message {
     }
 
     /// The frame, in a buffer of its own.
+    #[cfg(test)]
     fn to_frame(&self, max: usize) -> Result<Vec<u8>, Error> {
         let mut frame = Vec::new();
         self.encode(max, &mut frame)?;

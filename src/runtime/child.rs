@@ -1,43 +1,41 @@
 //! The child-process runtime, child side: what
 //! [`worker::serve_if_worker`] runs in a worker process.
 //!
-//! The main thread reads the socket itself and runs the exported functions: one thread, no
+//! The main thread reads the channel itself and runs the exported functions: one thread, no
 //! hand-off per task. A task with a channel needs its messages delivered while its function
-//! runs, so for such a task the main thread hands the socket to a reader thread, which feeds
-//! the task's port and reads on until the next task, which it hands back. End of stream ends
-//! the process: the pool is gone (a parent that dies mid-task is also caught by
+//! runs, so for such a task the main thread hands the reading to a reader thread, which feeds
+//! the task's port and reads on until the next task, which it hands back. End of
+//! stream ends the process: the pool is gone (a parent that dies mid-task is also caught by
 //! `PR_SET_PDEATHSIG` on Linux).
 
 use std::any::{type_name, Any};
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
-use std::io::{BufReader, Read, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::ring::{Direction, Region, RingWriter, INLINE_MAX};
-use super::socket::{hung_up, Inlet};
 use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
+use crate::panics;
 use crate::protocol::{
-    read_frame, Done, Hello, Init, Limits, Message, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE,
-    LIMITS_ENV, PARENT_ENV, RINGS_FD, VERSION, WORKER_ENV,
+    Done, Hello, Init, Limits, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV, PARENT_ENV,
+    RINGS_FD, VERSION, WORKER_ENV,
 };
 use crate::sync::AtomicBool;
-use crate::wait::{deadline_after, lock, spin_until, Doorbell};
-use crate::{panics, TypeRole};
-
+use crate::transport::{Direction, Reader, Region, Writer};
+use crate::wait::{deadline_after, lock, Doorbell};
 use crate::worker::{self, Context, Data, TaskPort};
-use crate::Error;
+use crate::{Error, TypeRole};
 
-type Writer = Arc<Outlet>;
+/// The child's writing end, shared by the main thread (results), the functions' threads
+/// (channel messages) and the panic hook.
+type Out = Arc<Mutex<Writer>>;
 /// Decodes a channel message and hands it to the task's port.
 type Deliver = Box<dyn Fn(&[u8]) + Send>;
 
@@ -79,52 +77,6 @@ pub(crate) fn serve_before_main(exports: fn() -> Exports, fd: OsString) -> ! {
     }
 }
 
-/// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
-/// have died before this call: then nobody would send it, so the worker exits now.
-fn tie_to_parent(parent: &OsStr) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent: Option<libc::pid_t> = parent.to_str().and_then(|p| p.parse().ok());
-        // SAFETY: prctl and getppid on this process.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if parent.is_some_and(|parent| libc::getppid() != parent) {
-                process::exit(0);
-            }
-        }
-    }
-    let _ = parent;
-}
-
-/// Applies `resource_limits`, before any task runs.
-fn limit_resources(init: &Init<'_>) -> Result<(), String> {
-    let limit = |resource, soft: u64, hard: u64| {
-        let limit = libc::rlimit {
-            rlim_cur: soft as libc::rlim_t,
-            rlim_max: hard as libc::rlim_t,
-        };
-        // SAFETY: setrlimit on this process, from a local.
-        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "applying resource_limits: {}",
-                std::io::Error::last_os_error()
-            ))
-        }
-    };
-    if init.max_memory > 0 {
-        limit(libc::RLIMIT_AS, init.max_memory, init.max_memory)?;
-    }
-    if init.max_cpu_seconds > 0 {
-        // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
-        // SIGKILL.
-        let seconds = init.max_cpu_seconds;
-        limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
-    }
-    Ok(())
-}
-
 /// What the main thread is handed.
 enum Command {
     Run(Task),
@@ -160,43 +112,43 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     // Grandchildren (a pool built inside a task) must not inherit it.
     // SAFETY: fcntl on an fd we own.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let writer: Writer = Arc::new(Outlet {
-        out: Mutex::new(Out {
-            stream: stream.try_clone().map_err(|e| e.to_string())?,
-            ring: None,
-        }),
-    });
+    let writer: Out = Arc::new(Mutex::new(Writer::waiting(
+        stream.try_clone().map_err(|e| e.to_string())?,
+    )));
     let hello = ToPool::Hello(Hello {
         version: VERSION,
         pid: process::id(),
     });
-    send(&writer, hello.to_frame(DEFAULT_MAX_MESSAGE_SIZE)).map_err(|e| e.to_string())?;
+    lock(&writer)
+        .send(&hello, DEFAULT_MAX_MESSAGE_SIZE)
+        .map_err(|e| e.to_string())?;
 
     // Bounded: a process started with the marker by mistake, its fd 3 some other program's
     // socket, must not wait forever for an answer that never comes.
-    let mut reader = Before::new(&stream, limits.startup);
-    let init = read_frame(&mut reader, limits.max).map_err(|e| match e {
-        Error::Protocol { message } if reader.late() => format!(
-            "the pool did not answer the handshake within {:?} ({message}): worker processes \
-             are started by a tinypool Pool, not by hand",
-            limits.startup
-        ),
-        e => e.to_string(),
+    let mut reader = Reader::from_pool(stream);
+    reader.set_deadline(Some(deadline_after(limits.startup)));
+    let frame = reader.read_frame_alone(limits.max).map_err(|e| {
+        if reader.late() {
+            format!(
+                "the pool did not answer the handshake within {:?}: worker processes are \
+                 started by a tinypool Pool, not by hand",
+                limits.startup
+            )
+        } else {
+            e.to_string()
+        }
     })?;
-    let frame = init.ok_or("the pool did not answer the handshake")?;
-    stream
-        .set_read_timeout(None)
-        .map_err(|e| format!("the channel: {e}"))?;
+    reader.set_deadline(None);
+    let frame = frame.ok_or("the pool did not answer the handshake")?;
     let init = Init::expect(&frame).map_err(|e| e.to_string())?;
     limit_resources(&init)?;
-    let mut inlet = Inlet::new(stream, None, None);
     if init.rings {
         // The pool writes to the rings from now on: without them this worker cannot serve.
         let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
         // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
         unsafe { libc::close(RINGS_FD) };
-        inlet.attach(region.reader(Direction::ToChild));
-        lock(&writer.out).ring = Some(region.writer(Direction::ToPool));
+        reader.attach(region.reader(Direction::ToChild));
+        lock(&writer).attach(region.writer(Direction::ToPool));
     }
     worker::set_context(Some(Context {
         id: init.worker_id,
@@ -212,7 +164,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     install_panic_hook(writer.clone(), max);
 
     let inbound = Arc::new(Inbound {
-        reader: Mutex::new(BufReader::with_capacity(64 << 10, inlet)),
+        reader: Mutex::new(reader),
         writer: writer.clone(),
         current: Mutex::default(),
         codec: init.codec,
@@ -222,7 +174,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     // Started for the first task with a channel: most workers never need it.
     let mut reader_bell: Option<Arc<Doorbell>> = None;
     mailbox.bell.bind_current_thread();
-    // Who reads the socket: this thread, or (after a task with a channel) the reader thread,
+    // Who reads the channel: this thread, or (after a task with a channel) the reader thread,
     // which hands the next command over through the mailbox.
     let mut main_reads = true;
     loop {
@@ -281,8 +233,8 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the thread that reads the socket while a task with a channel runs: it waits for its
-/// doorbell, reads up to the next command, which it posts to `mailbox`, and waits again.
+/// Starts the thread that reads the channel while a task with a channel runs: it waits for
+/// its doorbell, reads up to the next command, which it posts to `mailbox`, and waits again.
 fn start_reader(inbound: &Arc<Inbound>, mailbox: &Arc<Mailbox>) -> Result<Arc<Doorbell>, String> {
     let bell = Arc::new(Doorbell::new());
     let (inbound, mailbox, theirs) = (inbound.clone(), mailbox.clone(), bell.clone());
@@ -323,11 +275,10 @@ impl Mailbox {
     }
 }
 
-/// The pool's side of the socket, read by one thread at a time.
+/// The pool's side of the channel, read by one thread at a time.
 struct Inbound {
-    /// Buffered: a pool sends many tasks in one write when it has them.
-    reader: Mutex<BufReader<Inlet>>,
-    writer: Writer,
+    reader: Mutex<Reader>,
+    writer: Out,
     /// The running task's channel, for its `PORT` frames.
     current: Mutex<Option<Arc<Bridge>>>,
     codec: Serialization,
@@ -341,9 +292,7 @@ impl Inbound {
         loop {
             // The next task usually follows within microseconds: the read spins before it
             // blocks.
-            let mut reader = lock(&self.reader);
-            let frame = read_frame(&mut *reader, self.max);
-            drop(reader);
+            let frame = lock(&self.reader).read_frame(self.max);
             let frame = match frame {
                 // The pool is gone: nobody is left to serve.
                 Ok(None) => process::exit(0),
@@ -353,14 +302,14 @@ impl Inbound {
             match ToChild::decode(&frame) {
                 Ok(ToChild::Run(run)) => {
                     let bridge = (!run.port_type.is_empty()).then(|| {
-                        Arc::new(Bridge {
-                            task: run.task,
-                            port_type: run.port_type.to_owned(),
-                            codec: self.codec,
-                            max: self.max,
-                            writer: self.writer.clone(),
-                            state: Mutex::default(),
-                        })
+                        let bridge = Bridge::new(
+                            run.task,
+                            run.port_type,
+                            self.codec,
+                            self.max,
+                            &self.writer,
+                        );
+                        Arc::new(bridge)
                     });
                     return Command::Run(Task {
                         task: run.task,
@@ -394,7 +343,7 @@ impl Inbound {
     /// The running task's bridge, if it is task `task`'s.
     fn bridge_of(&self, task: u64) -> Option<Arc<Bridge>> {
         let bridge = lock(&self.current).clone();
-        bridge.filter(|bridge| bridge.task == task)
+        bridge.filter(|bridge| bridge.task() == task)
     }
 }
 
@@ -404,74 +353,8 @@ fn nonsense(error: Error) -> ! {
     process::exit(2);
 }
 
-fn send(writer: &Writer, frame: Result<Vec<u8>, Error>) -> Result<(), Error> {
-    writer.write(&frame?)
-}
-
-/// The child's writing end, for results, channel messages (from the function's threads) and
-/// panic messages.
-struct Outlet {
-    out: Mutex<Out>,
-}
-
-struct Out {
-    stream: UnixStream,
-    /// The ring to the pool, once `INIT` says there is one.
-    ring: Option<RingWriter>,
-}
-
-impl Outlet {
-    fn write(&self, frame: &[u8]) -> Result<(), Error> {
-        lock(&self.out).write(frame)
-    }
-}
-
-impl Out {
-    /// Writes `frame` whole, in the ring or announced there and on the socket (see
-    /// `ring.rs`), waiting for room if the pool is behind. (If the pool is gone, the kernel
-    /// ends this process: `PR_SET_PDEATHSIG`.)
-    fn write(&mut self, frame: &[u8]) -> Result<(), Error> {
-        let Some(ring) = &mut self.ring else {
-            return write_frame(&mut self.stream, frame);
-        };
-        if frame.len() <= INLINE_MAX {
-            wait_for_room(&self.stream, || ring.try_inline(frame));
-            if ring.reader_sleeping() && ring.nudge() {
-                write_frame(&mut self.stream, &[0])?;
-            }
-            Ok(())
-        } else {
-            wait_for_room(&self.stream, || ring.try_socket(frame.len()));
-            write_frame(&mut self.stream, frame)
-        }
-    }
-}
-
-/// Writes a finished frame on the socket.
-fn write_frame(stream: &mut UnixStream, frame: &[u8]) -> Result<(), Error> {
-    stream.write_all(frame).map_err(|e| Error::Protocol {
-        message: format!("writing the worker channel: {e}"),
-    })
-}
-
-/// Retries `write` until the ring has room: the pool empties it as it reads, without telling,
-/// so the wait spins, then naps. A pool that closed its end never will: this worker exits.
-fn wait_for_room(stream: &UnixStream, mut write: impl FnMut() -> bool) {
-    if spin_until(&mut write) {
-        return;
-    }
-    let mut nap = std::time::Duration::from_micros(20);
-    while !write() {
-        if hung_up(stream) {
-            process::exit(0);
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(std::time::Duration::from_millis(1));
-    }
-}
-
 fn send_done(
-    writer: &Writer,
+    writer: &Out,
     task: u64,
     result: Result<Vec<u8>, Error>,
     init: &Init<'_>,
@@ -487,77 +370,31 @@ fn send_done(
         Err(error) => (Vec::new(), Some(error)),
     };
     let outcome = error.map_or(Ok(&value[..]), Err);
-    let frame = ToPool::Done(Done { task, rss, outcome })
-        .to_frame(max)
+    let mut writer = lock(writer);
+    match writer.send(&ToPool::Done(Done { task, rss, outcome }), max) {
         // A result too big for a frame becomes the task's error.
-        .or_else(|error| {
+        Err(error) if !writer.is_broken() => {
             let outcome = Err(error);
-            ToPool::Done(Done { task, rss, outcome }).to_frame(max)
-        });
-    send(writer, frame).map_err(|e| e.to_string())
+            writer.send(&ToPool::Done(Done { task, rss, outcome }), max)
+        }
+        sent => sent,
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Tells the pool the panic message before the default hook prints it, in case the process
 /// then dies (`panic = "abort"`), and notes where it happened for the catch that may follow
 /// (see `panics.rs`): this is the hook a pool's first build installs, in a worker.
-fn install_panic_hook(writer: Writer, max: usize) {
+fn install_panic_hook(writer: Out, max: usize) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         panics::note(info);
         let message = panic_message(info.payload());
-        if let Ok(mut out) = writer.out.try_lock() {
-            if let Ok(frame) = (ToPool::Panicking { message: &message }).to_frame(max) {
-                let _ = out.write(&frame);
-            }
+        if let Ok(mut writer) = writer.try_lock() {
+            let _ = writer.send(&ToPool::Panicking { message: &message }, max);
         }
         previous(info);
     }));
-}
-
-/// This process's resident memory, in bytes (0 where it cannot be read).
-fn resident_memory() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|field| field.parse().ok())
-            .unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        pages * page.max(0) as u64
-    }
-    #[cfg(not(target_os = "linux"))]
-    0
-}
-
-/// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
-fn is_unix_stream(fd: i32) -> bool {
-    // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
-    // not a socket (or not open) makes them fail.
-    unsafe {
-        let mut kind: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let typed = libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        ) == 0;
-        let mut address: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let named = libc::getsockname(
-            fd,
-            (&mut address as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        ) == 0;
-        typed
-            && kind == libc::SOCK_STREAM
-            && named
-            && libc::c_int::from(address.ss_family) == libc::AF_UNIX
-    }
 }
 
 /// Closes every descriptor above stderr but those in `keep`.
@@ -603,42 +440,96 @@ fn close_inherited(keep: &[i32]) {
     }
 }
 
-/// Reads from the channel until a deadline: each read waits at most for what is left.
-struct Before<'a> {
-    stream: &'a UnixStream,
-    deadline: Instant,
-    late: bool,
+/// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
+fn is_unix_stream(fd: i32) -> bool {
+    // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
+    // not a socket (or not open) makes them fail.
+    unsafe {
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let typed = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0;
+        let mut address: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let named = libc::getsockname(
+            fd,
+            (&mut address as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) == 0;
+        typed
+            && kind == libc::SOCK_STREAM
+            && named
+            && libc::c_int::from(address.ss_family) == libc::AF_UNIX
+    }
 }
 
-impl<'a> Before<'a> {
-    fn new(stream: &'a UnixStream, timeout: Duration) -> Self {
-        Before {
-            stream,
-            deadline: deadline_after(timeout),
-            late: false,
+/// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
+/// have died before this call: then nobody would send it, so the worker exits now.
+fn tie_to_parent(parent: &OsStr) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent: Option<libc::pid_t> = parent.to_str().and_then(|p| p.parse().ok());
+        // SAFETY: prctl and getppid on this process.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if parent.is_some_and(|parent| libc::getppid() != parent) {
+                std::process::exit(0);
+            }
         }
     }
-
-    /// Whether a read failed because the deadline passed.
-    fn late(&self) -> bool {
-        self.late
-    }
+    let _ = parent;
 }
 
-impl Read for Before<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        // A zero timeout means "none" to set_read_timeout.
-        let left = left.max(Duration::from_millis(1));
-        self.stream.set_read_timeout(Some(left))?;
-        let mut stream = self.stream;
-        stream.read(buf).inspect_err(|e| {
-            self.late |= matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            );
-        })
+/// Applies `resource_limits`, before any task runs.
+fn limit_resources(init: &Init<'_>) -> Result<(), String> {
+    let limit = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit on this process, from a local.
+        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "applying resource_limits: {}",
+                std::io::Error::last_os_error()
+            ))
+        }
+    };
+    if init.max_memory > 0 {
+        limit(libc::RLIMIT_AS, init.max_memory, init.max_memory)?;
     }
+    if init.max_cpu_seconds > 0 {
+        // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
+        // SIGKILL.
+        let seconds = init.max_cpu_seconds;
+        limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
+    }
+    Ok(())
+}
+
+/// This process's resident memory, in bytes (0 where it cannot be read).
+fn resident_memory() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        pages * page.max(0) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
 }
 
 #[derive(Default)]
@@ -662,11 +553,28 @@ pub(crate) struct Bridge {
     port_type: String,
     codec: Serialization,
     max: usize,
-    writer: Writer,
+    writer: Out,
     state: Mutex<BridgeState>,
 }
 
 impl Bridge {
+    /// The bridge of task `task`, whose channel carries `port_type`s.
+    fn new(task: u64, port_type: &str, codec: Serialization, max: usize, writer: &Out) -> Self {
+        Bridge {
+            task,
+            port_type: port_type.to_owned(),
+            codec,
+            max,
+            writer: writer.clone(),
+            state: Mutex::default(),
+        }
+    }
+
+    /// The task it bridges.
+    fn task(&self) -> u64 {
+        self.task
+    }
+
     /// The task's port, typed `T`.
     pub(crate) fn port<T>(&self) -> Result<Port<T>, Error>
     where
@@ -697,7 +605,7 @@ impl Bridge {
                     task,
                     message: &message,
                 };
-                writer.write(&message.to_frame(max)?)
+                lock(&writer).send(&message, max)
             }),
             Box::new(|| {}),
         )?;
@@ -719,6 +627,7 @@ impl Bridge {
         Ok(task_side)
     }
 
+    /// A message of the caller's side, as it crossed.
     fn receive(&self, bytes: &[u8]) {
         let mut state = lock(&self.state);
         match &state.deliver {
@@ -737,6 +646,7 @@ impl Bridge {
         }
     }
 
+    /// The task ended.
     fn close(&self) {
         let mut state = lock(&self.state);
         state.closed = true;

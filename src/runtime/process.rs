@@ -1,5 +1,5 @@
 //! The child-process runtime, pool side: each worker thread starts a child and drives it over a
-//! private socket (frames in [`protocol`](crate::protocol)).
+//! private channel (`transport`), in the frames of [`protocol`](crate::protocol).
 //!
 //! A child's death (exit, signal, crash) fails only the task it was running, with
 //! [`Error::WorkerExited`]; the worker then leaves and the scheduler starts a replacement. An
@@ -8,7 +8,6 @@
 //! everywhere they exit when their socket reaches end of stream.
 
 use std::collections::VecDeque;
-use std::io::{BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -16,19 +15,18 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ring::{Direction, Region};
-use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
 use super::{Executor, Flow, Runtime};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, Done, Frame, Hello, Init, Limits, Message, Run, ToChild, ToPool, CHILD_FD,
-    LIMITS_ENV, PARENT_ENV, RINGS_FD, WORKER_ENV,
+    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, CHILD_FD, LIMITS_ENV, PARENT_ENV,
+    RINGS_FD, WORKER_ENV,
 };
 use crate::scheduler::{Shared, WorkerStart};
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
+use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, lock, spin_until};
 use crate::Error;
 
@@ -68,15 +66,12 @@ impl Runtime for Processes {
             options: options.clone(),
             aborted: me.aborted.clone(),
             child,
-            reader: BufReader::with_capacity(
-                64 << 10,
-                Inlet::new(
-                    ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                    Some(me.aborted.clone()),
-                    Some(watch.clone()),
-                ),
+            reader: Reader::from_child(
+                ours.try_clone().map_err(|e| failed(e.to_string()))?,
+                me.aborted.clone(),
+                watch.clone(),
             ),
-            writer: Arc::new(Mutex::new(Outbound::new(ours, watch))),
+            writer: Arc::new(Mutex::new(Outbox::new(Writer::ahead(ours, watch)))),
             region,
             depth: shared.options.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
@@ -152,9 +147,8 @@ struct ChildWorker {
     options: Arc<ProcessOptions>,
     aborted: Arc<AtomicBool>,
     child: ChildProcess,
-    reader: BufReader<Inlet>,
-    /// Shared with the bridges of task channels, which write from the sender's thread.
-    writer: Arc<Mutex<Outbound>>,
+    reader: Reader,
+    writer: Arc<Mutex<Outbox>>,
     /// The rings shared with the child (Linux), in use once the handshake is done.
     region: Option<Arc<Region>>,
     /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
@@ -183,7 +177,9 @@ impl ChildWorker {
 
     /// Sends `message` whole, or gives up at `deadline`.
     fn send(&self, message: &ToChild<'_>, deadline: Instant) -> Result<(), Error> {
-        lock(&self.writer).send_all(&message.to_frame(self.max())?, deadline)
+        let writer = &mut lock(&self.writer).writer;
+        writer.send(message, self.max())?;
+        writer.finish(deadline)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Refusal> {
@@ -231,10 +227,10 @@ impl ChildWorker {
         self.send(&init, deadline_after(timeout))?;
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
-            self.reader
-                .get_mut()
-                .attach(region.reader(Direction::ToPool));
-            lock(&self.writer).attach(region.writer(Direction::ToChild));
+            self.reader.attach(region.reader(Direction::ToPool));
+            lock(&self.writer)
+                .writer
+                .attach(region.writer(Direction::ToChild));
         }
         Ok(())
     }
@@ -254,14 +250,13 @@ impl ChildWorker {
     /// [`read_before`](Self::read_before), telling an end of the child apart from errors.
     fn next_before(&mut self, deadline: Instant) -> Result<Next, Error> {
         // A frame that stops half-way gives up at the deadline too.
-        self.reader.get_mut().deadline = Some(deadline);
+        self.reader.set_deadline(Some(deadline));
         loop {
-            if self.reader.buffer().is_empty() && !self.reader.get_mut().ready() {
+            if !self.reader.ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let inlet = self.reader.get_mut();
-                if !inlet.sleep(false, left.min(POLL_INTERVAL)).0 {
+                if !self.reader.sleep(false, left.min(POLL_INTERVAL)).0 {
                     // What it said before it died is read first.
-                    if inlet.child_exited() && !inlet.ready() {
+                    if self.reader.peer_exited() && !self.reader.ready() {
                         return Ok(Next::Ended("the child exited"));
                     }
                     if left.is_zero() {
@@ -270,8 +265,7 @@ impl ChildWorker {
                     continue;
                 }
             }
-            let max = self.max();
-            return Ok(match read_frame(&mut self.reader, max)? {
+            return Ok(match self.reader.read_frame(self.max())? {
                 Some(frame) => Next::Frame(frame),
                 None => Next::Ended("the child closed its channel"),
             });
@@ -281,14 +275,14 @@ impl ChildWorker {
     /// Waits for the next frame of a running task, killing the child if the worker gets
     /// retired meanwhile.
     fn next_frame(&mut self) -> Result<Frame, Broken> {
-        self.reader.get_mut().deadline = None;
+        self.reader.set_deadline(None);
         // Most results come back within microseconds: spin on the ring before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
-        if self.reader.buffer().is_empty() {
+        if !self.reader.ready() {
             let (reader, writer) = (&mut self.reader, &self.writer);
             spin_until(|| {
-                flush_pending(writer);
-                reader.get_mut().ready()
+                lock(writer).writer.flush();
+                reader.ready()
             });
         }
         let mut kill_deadline = None;
@@ -309,20 +303,18 @@ impl ChildWorker {
             }
             // A child that exited is read to the end of what it said, then found dead: its
             // socket may never end (a process it forked holds a copy).
-            if !self.reader.buffer().is_empty()
-                || self.reader.get_mut().ready()
-                || self.reader.get_mut().sleep(backlog.socket, backlog.nap()).0
-                || self.reader.get_ref().child_exited()
+            if self.reader.ready()
+                || self.reader.sleep(backlog.socket, backlog.nap()).0
+                || self.reader.peer_exited()
             {
-                let max = self.max();
-                match read_frame(&mut self.reader, max) {
+                match self.reader.read_frame(self.max()) {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => return Err(self.died()),
                     Err(error) => {
                         // The stream was cut (reset, or ended inside a frame): the child is
                         // dying, maybe not yet reapable. Report how it died, as at a clean end.
                         let exited = self.child.try_wait().ok().flatten().is_some();
-                        if exited || peer_closed(&self.reader.get_ref().stream) {
+                        if exited || self.reader.peer_closed() {
                             return Err(self.died());
                         }
                         // A malformed frame from a live child: it cannot be trusted any more.
@@ -334,8 +326,10 @@ impl ChildWorker {
         }
     }
 
+    /// Sends more of the frames sent ahead, if some wait; returns what those still wait for,
+    /// or `None` once writing failed (the child is dead or dying).
     fn flush_pending(&self) -> Option<Backlog> {
-        flush_pending(&self.writer)
+        lock(&self.writer).writer.flush()
     }
 
     /// The child closed its end: reap it and say how it died.
@@ -373,7 +367,7 @@ impl ChildWorker {
     /// Waits up to `grace` for the child to exit, then kills it; returns how it ended.
     fn kill_and_reap(&mut self, grace: Duration) -> Option<ExitStatus> {
         let deadline = deadline_after(grace);
-        let mut nap = Duration::from_micros(20);
+        let mut naps = Naps::new(Duration::from_millis(5));
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Some(status),
@@ -382,13 +376,8 @@ impl ChildWorker {
                     // says is dropped (a silent child must not block this read). A closed
                     // socket stays readable: then wait in growing naps until the exit can be
                     // reaped, rather than spin on it.
-                    let inlet = self.reader.get_mut();
-                    inlet.discard();
-                    if poll_readable(&inlet.stream, Duration::from_millis(5))
-                        && matches!((&inlet.stream).read(&mut [0u8; 4096]), Ok(0) | Err(_))
-                    {
-                        std::thread::sleep(nap);
-                        nap = (nap * 2).min(Duration::from_millis(5));
+                    if self.reader.drain(Duration::from_millis(5)) {
+                        naps.sleep(Duration::MAX);
                     }
                 }
                 Ok(None) => {
@@ -400,67 +389,54 @@ impl ChildWorker {
         }
     }
 
-    /// Sends `job`'s `RUN` frame (or as much of it as the socket takes now: the rest goes out
-    /// while the driver waits for results); returns the task's id, or `None` if nothing was
-    /// sent.
+    /// Sends `job`'s `RUN` frame (or as much of it as the channel takes now: the rest goes
+    /// out while the driver waits for results); returns the task's id, or `None` if nothing
+    /// was sent.
     fn send_run(&mut self, job: &Arc<dyn Job>) -> Option<u64> {
         let codec = self.options.serialization;
         // `None`: it resolved on its way here, nothing to send.
         let arg = job.encode_arg(codec)?;
         let task = self.next_task;
         self.next_task += 1;
-        let frame = arg.and_then(|arg| {
+        let port = job.port();
+        let sent = arg.and_then(|arg| {
             let run = ToChild::Run(Run {
                 task,
                 name: job.name(),
                 arg_type: job.arg_type(),
                 result_type: job.result_type(),
-                port_type: job.port().map_or("", |port| port.message_type()),
+                port_type: port.map_or("", |port| port.message_type()),
                 arg: &arg,
             });
-            run.to_frame(self.max())
-        });
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                job.fail(error);
-                return None;
+            let mut out = lock(&self.writer);
+            out.writer.send(&run, self.max())?;
+            if port.is_some() {
+                // Its messages follow the `RUN` frame, in order, sent as the child reads them.
+                out.bridged = task;
             }
-        };
-        let mut out = lock(&self.writer);
-        out.push(&frame);
-        let Some(port) = job.port() else {
+            Ok(())
+        });
+        if let Err(error) = sent {
+            job.fail(error);
+            return None;
+        }
+        let Some(port) = port else {
             return Some(task);
         };
-        // Its messages follow the `RUN` frame, in order, sent as the child reads them.
-        out.bridged = task;
-        drop(out);
         let writer = self.writer.clone();
         let max = self.max();
         let closer = writer.clone();
         let bridged = port.forward_encoded(
             codec,
-            Box::new(move |message| {
-                let message = ToChild::Port {
-                    task,
-                    message: &message,
-                };
-                lock(&writer).send_port(task, &message.to_frame(max)?)
-            }),
-            Box::new(move || {
-                if let Ok(frame) = (ToChild::PortClosed { task }).to_frame(max) {
-                    let _ = lock(&closer).send_port(task, &frame);
-                }
-            }),
+            Box::new(move |message| lock(&writer).send_port(task, &message, max)),
+            Box::new(move || lock(&closer).close_port(task, max)),
         );
         if let Err(error) = bridged {
             // The task runs on in the child; its result will be dropped. Its side of the
             // channel hears that the caller's closed, so a function waiting on it returns
             // instead of holding the worker forever.
             job.fail(error);
-            if let Ok(frame) = (ToChild::PortClosed { task }).to_frame(self.max()) {
-                let _ = lock(&self.writer).send_port(task, &frame);
-            }
+            lock(&self.writer).close_port(task, self.max());
         }
         Some(task)
     }
@@ -599,39 +575,48 @@ impl Executor for ChildWorker {
     }
 }
 
-/// What frames sent ahead still wait for, after a flush.
-struct Backlog {
-    /// Some wait for the ring, which the child empties without telling.
-    ring: bool,
-    /// Some wait for the socket to take more: a `poll` for writing wakes then.
-    socket: bool,
+/// The driver's writing end, shared with the bridges of task channels, which write from the
+/// sender's thread.
+struct Outbox {
+    writer: Writer,
+    /// The task whose channel is bridged to the child now; 0 for none.
+    bridged: u64,
 }
 
-impl Backlog {
-    /// How long the driver may sleep before it tries again.
-    fn nap(&self) -> Duration {
-        if self.ring && !self.socket {
-            RING_NAP
-        } else {
-            POLL_INTERVAL
-        }
+impl Outbox {
+    fn new(writer: Writer) -> Self {
+        Outbox { writer, bridged: 0 }
     }
-}
 
-/// How often a driver whose frames wait for room in the ring looks again (sleeping in `poll`
-/// instead would be a busy loop: the socket says nothing of the ring).
-const RING_NAP: Duration = Duration::from_millis(1);
+    /// Sends a message of task `task`'s channel, unless the task has finished (the child
+    /// would drop it).
+    ///
+    /// It never waits for the child (which may not be reading, or be stopped): the sender
+    /// holds the channel's lock meanwhile, and `abort` and `destroy` need it. What the channel
+    /// does not take now waits in order, as in an unbounded channel, and the driver sends it
+    /// while it waits for the task's result.
+    fn send_port(&mut self, task: u64, message: &[u8], max: usize) -> Result<(), Error> {
+        self.send_bridged(&ToChild::Port { task, message }, task, max)
+    }
 
-/// Sends more of the frames sent ahead, if some wait; returns what those still wait for, or
-/// `None` once writing failed (the child is dead or dying). One lock for both.
-fn flush_pending(writer: &Mutex<Outbound>) -> Option<Backlog> {
-    let mut out = lock(writer);
-    let waiting = out.flush();
-    let socket = out.owes_socket();
-    (!out.broken).then_some(Backlog {
-        ring: waiting && !socket,
-        socket,
-    })
+    /// Tells the child that the caller's side of task `task`'s channel closed, unless the
+    /// task has finished.
+    fn close_port(&mut self, task: u64, max: usize) {
+        let _ = self.send_bridged(&ToChild::PortClosed { task }, task, max);
+    }
+
+    fn send_bridged(&mut self, message: &ToChild<'_>, task: u64, max: usize) -> Result<(), Error> {
+        if self.bridged != task {
+            return Ok(());
+        }
+        self.writer.send(message, max)?;
+        if self.writer.is_broken() {
+            return Err(Error::Protocol {
+                message: "writing the worker channel: the child is gone".to_owned(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Adds a message of the child's panic hook to what it said. A panic while panicking (a `Drop`
