@@ -4,22 +4,16 @@
 //! The main thread reads the channel itself and runs the exported functions: one thread, no
 //! hand-off per task. A task with a channel needs its messages delivered while its function
 //! runs, so for such a task the main thread hands the reading to a reader thread, which feeds
-//! the task's port and reads on until the next task, which it hands back. End of
+//! the task's port ([`Bridge`]) and reads on until the next task, which it hands back. End of
 //! stream ends the process: the pool is gone (a parent that dies mid-task is also caught by
 //! `PR_SET_PDEATHSIG` on Linux).
 
-use std::any::{type_name, Any};
-use std::collections::VecDeque;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::{Arc, Mutex};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use crate::channel::{channel, Port};
 use crate::codec::Serialization;
 use crate::exports::{panic_message, Exports};
 use crate::panics;
@@ -31,13 +25,17 @@ use crate::sync::AtomicBool;
 use crate::transport::{Direction, Reader, Region, Writer};
 use crate::wait::{deadline_after, lock, Doorbell};
 use crate::worker::{self, Context, Data, TaskPort};
-use crate::{Error, TypeRole};
+use crate::Error;
+
+mod bridge;
+mod hygiene;
+
+pub(crate) use bridge::Bridge;
+use hygiene::{close_inherited, is_unix_stream, limit_resources, resident_memory, tie_to_parent};
 
 /// The child's writing end, shared by the main thread (results), the functions' threads
 /// (channel messages) and the panic hook.
 type Out = Arc<Mutex<Writer>>;
-/// Decodes a channel message and hands it to the task's port.
-type Deliver = Box<dyn Fn(&[u8]) + Send>;
 
 /// Serves tasks until the pool says stop (exit 0) or goes away; exits 2 with a message on
 /// stderr when this process was not started by a pool.
@@ -395,265 +393,4 @@ fn install_panic_hook(writer: Out, max: usize) {
         }
         previous(info);
     }));
-}
-
-/// Closes every descriptor above stderr but those in `keep`.
-fn close_inherited(keep: &[i32]) {
-    let mut open: Vec<i32> = Vec::new();
-    #[cfg(target_os = "linux")]
-    {
-        // close_range(2) (Linux 5.9): one call per gap between the descriptors kept.
-        let mut kept: Vec<u32> = keep
-            .iter()
-            .filter_map(|&fd| u32::try_from(fd).ok())
-            .collect();
-        kept.sort_unstable();
-        let mut from = 3u32;
-        let mut closed = true;
-        for last in kept.iter().copied().chain([u32::MAX]) {
-            if last > from {
-                let end = if last == u32::MAX { u32::MAX } else { last - 1 };
-                // SAFETY: close_range on descriptors this process owns and does not use:
-                // nothing in this process has opened anything yet but what `keep` holds.
-                closed &= unsafe { libc::syscall(libc::SYS_close_range, from, end, 0) } == 0;
-            }
-            from = from.max(last.saturating_add(1));
-        }
-        if closed {
-            return;
-        }
-    }
-    // Elsewhere (or an older kernel): the descriptors the system lists as open.
-    for dir in ["/proc/self/fd", "/dev/fd"] {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            open.extend(
-                entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()),
-            );
-            break;
-        }
-    }
-    for fd in open {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: as above; the listing's own descriptor is already closed (EBADF).
-            unsafe { libc::close(fd) };
-        }
-    }
-}
-
-/// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
-fn is_unix_stream(fd: i32) -> bool {
-    // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
-    // not a socket (or not open) makes them fail.
-    unsafe {
-        let mut kind: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        let typed = libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        ) == 0;
-        let mut address: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let named = libc::getsockname(
-            fd,
-            (&mut address as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        ) == 0;
-        typed
-            && kind == libc::SOCK_STREAM
-            && named
-            && libc::c_int::from(address.ss_family) == libc::AF_UNIX
-    }
-}
-
-/// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
-/// have died before this call: then nobody would send it, so the worker exits now.
-fn tie_to_parent(parent: &OsStr) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent: Option<libc::pid_t> = parent.to_str().and_then(|p| p.parse().ok());
-        // SAFETY: prctl and getppid on this process.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            if parent.is_some_and(|parent| libc::getppid() != parent) {
-                std::process::exit(0);
-            }
-        }
-    }
-    let _ = parent;
-}
-
-/// Applies `resource_limits`, before any task runs.
-fn limit_resources(init: &Init<'_>) -> Result<(), String> {
-    let limit = |resource, soft: u64, hard: u64| {
-        let limit = libc::rlimit {
-            rlim_cur: soft as libc::rlim_t,
-            rlim_max: hard as libc::rlim_t,
-        };
-        // SAFETY: setrlimit on this process, from a local.
-        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
-            Ok(())
-        } else {
-            Err(format!(
-                "applying resource_limits: {}",
-                std::io::Error::last_os_error()
-            ))
-        }
-    };
-    if init.max_memory > 0 {
-        limit(libc::RLIMIT_AS, init.max_memory, init.max_memory)?;
-    }
-    if init.max_cpu_seconds > 0 {
-        // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
-        // SIGKILL.
-        let seconds = init.max_cpu_seconds;
-        limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
-    }
-    Ok(())
-}
-
-/// This process's resident memory, in bytes (0 where it cannot be read).
-fn resident_memory() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-        let pages: u64 = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|field| field.parse().ok())
-            .unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        pages * page.max(0) as u64
-    }
-    #[cfg(not(target_os = "linux"))]
-    0
-}
-
-#[derive(Default)]
-struct BridgeState {
-    /// Messages that arrived before the task asked for its port.
-    pending: VecDeque<Vec<u8>>,
-    deliver: Option<Deliver>,
-    /// The task's typed port (a `Port<T>`), once asked for.
-    port: Option<Box<dyn Any + Send>>,
-    close: Option<Box<dyn Fn() + Send>>,
-    /// The task ended.
-    closed: bool,
-    /// The caller's side closed.
-    peer_closed: bool,
-}
-
-/// The child's end of a task's channel. The message type is known only when the task asks
-/// for its port, so messages wait here as bytes until then.
-pub(crate) struct Bridge {
-    task: u64,
-    port_type: String,
-    codec: Serialization,
-    max: usize,
-    writer: Out,
-    state: Mutex<BridgeState>,
-}
-
-impl Bridge {
-    /// The bridge of task `task`, whose channel carries `port_type`s.
-    fn new(task: u64, port_type: &str, codec: Serialization, max: usize, writer: &Out) -> Self {
-        Bridge {
-            task,
-            port_type: port_type.to_owned(),
-            codec,
-            max,
-            writer: writer.clone(),
-            state: Mutex::default(),
-        }
-    }
-
-    /// The task it bridges.
-    fn task(&self) -> u64 {
-        self.task
-    }
-
-    /// The task's port, typed `T`.
-    pub(crate) fn port<T>(&self) -> Result<Port<T>, Error>
-    where
-        T: Serialize + DeserializeOwned + Send + 'static,
-    {
-        if self.port_type != type_name::<T>() {
-            return Err(Error::type_mismatch(
-                TypeRole::Channel,
-                &self.port_type,
-                type_name::<T>(),
-            ));
-        }
-        let mut state = lock(&self.state);
-        if let Some(port) = state
-            .port
-            .as_ref()
-            .and_then(|port| port.downcast_ref::<Port<T>>())
-        {
-            return Ok(port.clone());
-        }
-        let (task_side, pool_side) = channel::<T>();
-        let (task, codec, max, writer) = (self.task, self.codec, self.max, self.writer.clone());
-        // The pool learns that the task's side closed from the task's result.
-        pool_side.forward_to(
-            Box::new(move |message: T| {
-                let message = codec.encode(&message)?;
-                let message = ToPool::Port {
-                    task,
-                    message: &message,
-                };
-                lock(&writer).send(&message, max)
-            }),
-            Box::new(|| {}),
-        )?;
-        let deliver_side = pool_side.clone();
-        let deliver = move |bytes: &[u8]| {
-            if let Ok(message) = codec.decode::<T>(bytes) {
-                let _ = deliver_side.send(message);
-            }
-        };
-        while let Some(bytes) = state.pending.pop_front() {
-            deliver(&bytes);
-        }
-        if state.closed || state.peer_closed {
-            pool_side.close();
-        }
-        state.deliver = Some(Box::new(deliver));
-        state.close = Some(Box::new(move || pool_side.close()));
-        state.port = Some(Box::new(task_side.clone()));
-        Ok(task_side)
-    }
-
-    /// A message of the caller's side, as it crossed.
-    fn receive(&self, bytes: &[u8]) {
-        let mut state = lock(&self.state);
-        match &state.deliver {
-            _ if state.closed => {}
-            Some(deliver) => deliver(bytes),
-            None => state.pending.push_back(bytes.to_vec()),
-        }
-    }
-
-    /// The caller's side closed: the task drains what came, then gets `Disconnected`.
-    fn peer_closed(&self) {
-        let mut state = lock(&self.state);
-        state.peer_closed = true;
-        if let Some(close) = &state.close {
-            close();
-        }
-    }
-
-    /// The task ended.
-    fn close(&self) {
-        let mut state = lock(&self.state);
-        state.closed = true;
-        state.deliver = None;
-        state.port = None;
-        if let Some(close) = state.close.take() {
-            close();
-        }
-    }
 }
