@@ -562,12 +562,10 @@ impl Executor for ChildWorker {
         if alive && self.send(&ToChild::Stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
             while let Ok(Some(frame)) = self.read_before(deadline) {
-                if let Ok(ToPool::Done(Done {
-                    outcome: Err(error),
-                    ..
-                })) = ToPool::decode(&frame)
-                {
-                    self.shared.report(error);
+                if let Ok(ToPool::Done(done)) = ToPool::decode(&frame) {
+                    if let Err(error) = done.outcome {
+                        self.shared.report(error);
+                    }
                 }
             }
         }
