@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::Serialization;
-use crate::wait::lock;
+use crate::sync::lock;
 use crate::Error;
 
 /// Creates a channel: two connected [`Port`]s. What one sends, the other receives, in order.

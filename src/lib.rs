@@ -225,6 +225,8 @@ mod runtime;
 mod scheduler;
 mod sync;
 mod task;
+#[cfg(unix)]
+mod transport;
 mod wait;
 pub mod worker;
 

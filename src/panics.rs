@@ -2,7 +2,7 @@
 //!
 //! `catch_unwind` hands over a panic's payload but not its location: only the panic hook sees
 //! that. So the first pool built chains a hook in front of the process's hook ([`install`]),
-//! and a child worker's own hook does the same work (`runtime/child.rs`): each notes the
+//! and a child worker's own hook does the same work (`runtime/child/mod.rs`): each notes the
 //! location (`file:line:column`) and the message of the panic in a thread-local, then calls
 //! the hook it replaced, so the default message on stderr and a user's hook still run. Whoever
 //! catches the panic on that thread, an export or the codec, builds the error with [`caught`],

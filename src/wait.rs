@@ -145,9 +145,6 @@ pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant
         .unwrap_or(now)
 }
 
-/// [`crate::sync::lock`], where channels and the child-process runtime import it from.
-pub(crate) use crate::sync::lock;
-
 /// Model checks of the wake-up path: `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
 #[cfg(all(test, loom))]
 mod loom_tests {

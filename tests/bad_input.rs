@@ -10,7 +10,7 @@
 //! (`tests/runtimes/options.rs`, `tests/runtimes/teardown.rs`), a worker binary that exits or
 //! never answers the handshake and a worker started by hand with the marker but no channel
 //! (`tests/process_faults.rs`). The frame decoder's own properties are unit tests in
-//! `src/protocol.rs`.
+//! `src/protocol/`.
 //!
 //! A `harness = false` binary: its pools re-execute it, as a worker or as a fake worker (see
 //! [`ROLE`]), so `main` first plays that part.
@@ -43,7 +43,7 @@ const BYTES: &str = "BAD_INPUT_BYTES";
 const CHILD_FD: i32 = 3;
 const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
 
-// The frames, as `src/protocol.rs` describes them; written out again here on purpose, so that
+// The frames, as `src/protocol/mod.rs` describes them; written out again here on purpose, so that
 // the test speaks the wire format without the crate's help.
 const HELLO: u8 = 1;
 const INIT: u8 = 2;
@@ -56,7 +56,7 @@ const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
 const VERSION: u32 = 4;
 
-// The rings of `src/runtime/ring.rs`, written out as well: after `INIT` a pool's frames travel
+// The rings of `src/transport/ring.rs`, written out as well: after `INIT` a pool's frames travel
 // in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
 // head, sleeping; the ring to the child first), then each ring's 8 KiB. A chunk is a `u32`
 // header (kind << 30 | length) and its bytes, padded to 4; kind 0 carries bytes, kind 2 says

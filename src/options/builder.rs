@@ -17,7 +17,7 @@ use crate::codec::Serialization;
 use crate::exports::Exports;
 use crate::pool::Pool;
 use crate::protocol::DEFAULT_MAX_MESSAGE_SIZE;
-use crate::worker::WorkerData;
+use crate::worker::context::WorkerData;
 use crate::Error;
 
 /// Builds a [`Pool`]. Tinypool's options are here in snake case; the rest (`stdout`, `stderr`,

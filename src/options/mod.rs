@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::codec::Serialization;
 use crate::exports::Exports;
-use crate::worker::WorkerData;
+use crate::worker::context::WorkerData;
 use crate::Error;
 
 mod builder;

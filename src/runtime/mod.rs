@@ -23,10 +23,6 @@ pub(crate) mod child;
 #[cfg(unix)]
 pub(crate) mod process;
 #[cfg(unix)]
-mod ring;
-#[cfg(unix)]
-mod socket;
-#[cfg(unix)]
 mod spawn;
 pub(crate) mod thread;
 

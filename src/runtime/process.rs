@@ -1,5 +1,5 @@
 //! The child-process runtime, pool side: each worker thread starts a child and drives it over a
-//! private socket (frames in [`protocol`](crate::protocol)).
+//! private channel (`transport`), in the frames of [`protocol`](crate::protocol).
 //!
 //! A child's death (exit, signal, crash) fails only the task it was running, with
 //! [`Error::WorkerExited`]; the worker then leaves and the scheduler starts a replacement. An
@@ -8,7 +8,6 @@
 //! everywhere they exit when their socket reaches end of stream.
 
 use std::collections::VecDeque;
-use std::io::{BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
@@ -16,19 +15,19 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::ring::{Direction, Region};
-use super::socket::{peer_closed, poll_readable, Inlet, Outbound, POLL_INTERVAL};
 use super::spawn::ChildProcess;
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    read_frame, Body, Frame, Limits, CHILD_FD, DONE, HELLO, INIT, LIMITS_ENV, MAGIC, PANICKING,
-    PARENT_ENV, PORT, PORT_CLOSED, RINGS_FD, RUN, STOP, VERSION, WORKER_ENV,
+    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, CHILD_FD, LIMITS_ENV, PARENT_ENV,
+    RINGS_FD, WORKER_ENV,
 };
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
+use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-use crate::wait::{deadline_after, lock, spin_until};
+use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
+use crate::wait::{deadline_after, spin_until};
 use crate::Error;
 
 /// How often an idle driver checks that its child is alive.
@@ -69,17 +68,14 @@ impl Launcher for Processes {
         let mut worker = ChildWorker {
             pool: pool.clone(),
             options: options.clone(),
-            aborted: me.retired.clone(),
+            retired: me.retired.clone(),
             child,
-            reader: BufReader::with_capacity(
-                64 << 10,
-                Inlet::new(
-                    ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                    Some(me.retired.clone()),
-                    Some(watch.clone()),
-                ),
+            reader: Reader::from_child(
+                ours.try_clone().map_err(|e| failed(e.to_string()))?,
+                me.retired.clone(),
+                watch.clone(),
             ),
-            writer: Arc::new(Mutex::new(Outbound::new(ours, watch))),
+            writer: Arc::new(Mutex::new(Outbox::new(Writer::ahead(ours, watch)))),
             region,
             depth: pool.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
@@ -142,7 +138,7 @@ impl From<Error> for Refusal {
 
 /// What waiting for a frame came to, short of an error.
 enum Next {
-    Frame(u8, Vec<u8>),
+    Frame(Frame),
     /// The deadline passed first.
     Late,
     /// The child exited, or closed its channel, after what it said was read: which of the two.
@@ -153,11 +149,10 @@ enum Next {
 struct ChildWorker {
     pool: Arc<WorkerOptions>,
     options: Arc<ProcessOptions>,
-    aborted: Arc<AtomicBool>,
+    retired: Arc<AtomicBool>,
     child: ChildProcess,
-    reader: BufReader<Inlet>,
-    /// Shared with the bridges of task channels, which write from the sender's thread.
-    writer: Arc<Mutex<Outbound>>,
+    reader: Reader,
+    writer: Arc<Mutex<Outbox>>,
     /// The rings shared with the child (Linux), in use once the handshake is done.
     region: Option<Arc<Region>>,
     /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
@@ -184,21 +179,23 @@ impl ChildWorker {
         self.options.max_message_size
     }
 
-    /// Sends a frame whole, or gives up at `deadline`.
-    fn send(&self, frame: Result<Vec<u8>, Error>, deadline: Instant) -> Result<(), Error> {
-        lock(&self.writer).send_all(&frame?, deadline)
+    /// Sends `message` whole, or gives up at `deadline`.
+    fn send(&self, message: &ToChild<'_>, deadline: Instant) -> Result<(), Error> {
+        let writer = &mut lock(&self.writer).writer;
+        writer.send(message, self.max())?;
+        writer.finish(deadline)
     }
 
     fn handshake(&mut self, worker_id: usize) -> Result<(), Refusal> {
         let timeout = self.options.startup_timeout;
         let deadline = deadline_after(timeout);
         // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
-        let (kind, body) = loop {
+        let hello = loop {
             let step = (Instant::now() + POLL_INTERVAL).min(deadline);
             match self.next_before(step)? {
-                Next::Frame(kind, body) => break (kind, body),
+                Next::Frame(frame) => break frame,
                 Next::Ended(_) => return Err(Refusal::Silent),
-                Next::Late if self.aborted.load(Ordering::Acquire) => {
+                Next::Late if self.retired.load(Ordering::Acquire) => {
                     return Err(Error::Terminated.into())
                 }
                 Next::Late if Instant::now() < deadline => {}
@@ -213,54 +210,40 @@ impl ChildWorker {
                 }
             }
         };
-        let mut body = Body::new(&body);
-        if kind != HELLO || body.raw(MAGIC.len())? != MAGIC {
-            return Err(Error::Protocol {
-                message: "the child is not a tinypool worker".to_owned(),
-            }
-            .into());
-        }
-        let version = body.u32()?;
-        if version != VERSION {
-            return Err(Error::Protocol {
-                message: format!("protocol version {version}, this pool speaks {VERSION}"),
-            }
-            .into());
-        }
+        Hello::expect(&hello)?;
         let options = &self.options;
-        let mut init = Frame::new(INIT)
-            .u64(worker_id as u64)
-            .u8(options.serialization.code())
-            .u64(options.max_message_size as u64)
-            .u8(u8::from(options.memory_recycle.is_some()))
-            .u8(u8::from(self.region.is_some()))
-            .u64(options.max_memory.unwrap_or(0))
-            .u64(options.max_cpu_time.map_or(0, |time| {
+        let init = ToChild::Init(Init {
+            worker_id,
+            codec: options.serialization,
+            max_message_size: options.max_message_size,
+            measure_memory: options.memory_recycle.is_some(),
+            rings: self.region.is_some(),
+            max_memory: options.max_memory.unwrap_or(0),
+            max_cpu_seconds: options.max_cpu_time.map_or(0, |time| {
                 // Whole seconds, rounded up: what RLIMIT_CPU counts in.
                 time.as_secs()
                     .saturating_add(u64::from(time.subsec_nanos() > 0))
-            }))
-            .str(self.pool.teardown.as_deref().unwrap_or(""));
-        init = match &options.worker_data {
-            Some((type_name, bytes)) => init.u8(1).str(type_name).bytes(bytes),
-            None => init.u8(0),
-        };
-        self.send(init.finish(self.max()), deadline_after(timeout))?;
+            }),
+            teardown: self.pool.teardown.as_deref().unwrap_or(""),
+            worker_data: (options.worker_data.as_ref())
+                .map(|(type_name, bytes)| (*type_name, &bytes[..])),
+        });
+        self.send(&init, deadline_after(timeout))?;
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
-            self.reader
-                .get_mut()
-                .attach(region.reader(Direction::ToPool));
-            lock(&self.writer).attach(region.writer(Direction::ToChild));
+            self.reader.attach(region.reader(Direction::ToPool));
+            lock(&self.writer)
+                .writer
+                .attach(region.writer(Direction::ToChild));
         }
         Ok(())
     }
 
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
     /// if the stream ended or broke.
-    fn read_before(&mut self, deadline: Instant) -> Result<Option<(u8, Vec<u8>)>, Error> {
+    fn read_before(&mut self, deadline: Instant) -> Result<Option<Frame>, Error> {
         match self.next_before(deadline)? {
-            Next::Frame(kind, body) => Ok(Some((kind, body))),
+            Next::Frame(frame) => Ok(Some(frame)),
             Next::Late => Ok(None),
             Next::Ended(what) => Err(Error::Protocol {
                 message: what.to_owned(),
@@ -271,14 +254,13 @@ impl ChildWorker {
     /// [`read_before`](Self::read_before), telling an end of the child apart from errors.
     fn next_before(&mut self, deadline: Instant) -> Result<Next, Error> {
         // A frame that stops half-way gives up at the deadline too.
-        self.reader.get_mut().deadline = Some(deadline);
+        self.reader.set_deadline(Some(deadline));
         loop {
-            if self.reader.buffer().is_empty() && !self.reader.get_mut().ready() {
+            if !self.reader.ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                let inlet = self.reader.get_mut();
-                if !inlet.sleep(false, left.min(POLL_INTERVAL)).0 {
+                if !self.reader.sleep(false, left.min(POLL_INTERVAL)).0 {
                     // What it said before it died is read first.
-                    if inlet.child_exited() && !inlet.ready() {
+                    if self.reader.peer_exited() && !self.reader.ready() {
                         return Ok(Next::Ended("the child exited"));
                     }
                     if left.is_zero() {
@@ -287,9 +269,8 @@ impl ChildWorker {
                     continue;
                 }
             }
-            let max = self.max();
-            return Ok(match read_frame(&mut self.reader, max)? {
-                Some((kind, body)) => Next::Frame(kind, body),
+            return Ok(match self.reader.read_frame(self.max())? {
+                Some(frame) => Next::Frame(frame),
                 None => Next::Ended("the child closed its channel"),
             });
         }
@@ -297,15 +278,15 @@ impl ChildWorker {
 
     /// Waits for the next frame of a running task, killing the child if the worker gets
     /// retired meanwhile.
-    fn next_frame(&mut self) -> Result<(u8, Vec<u8>), Broken> {
-        self.reader.get_mut().deadline = None;
+    fn next_frame(&mut self) -> Result<Frame, Broken> {
+        self.reader.set_deadline(None);
         // Most results come back within microseconds: spin on the ring before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
-        if self.reader.buffer().is_empty() {
+        if !self.reader.ready() {
             let (reader, writer) = (&mut self.reader, &self.writer);
             spin_until(|| {
-                flush_pending(writer);
-                reader.get_mut().ready()
+                lock(writer).writer.flush();
+                reader.ready()
             });
         }
         let mut kill_deadline = None;
@@ -314,7 +295,7 @@ impl ChildWorker {
                 // The child stopped reading for good: it is dead or dying.
                 return Err(self.died());
             };
-            if self.aborted.load(Ordering::Acquire) {
+            if self.retired.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
                     self.child.signal(libc::SIGTERM);
                     deadline_after(self.pool.terminate_timeout)
@@ -326,20 +307,18 @@ impl ChildWorker {
             }
             // A child that exited is read to the end of what it said, then found dead: its
             // socket may never end (a process it forked holds a copy).
-            if !self.reader.buffer().is_empty()
-                || self.reader.get_mut().ready()
-                || self.reader.get_mut().sleep(backlog.socket, backlog.nap()).0
-                || self.reader.get_ref().child_exited()
+            if self.reader.ready()
+                || self.reader.sleep(backlog.socket, backlog.nap()).0
+                || self.reader.peer_exited()
             {
-                let max = self.max();
-                match read_frame(&mut self.reader, max) {
+                match self.reader.read_frame(self.max()) {
                     Ok(Some(frame)) => return Ok(frame),
                     Ok(None) => return Err(self.died()),
                     Err(error) => {
                         // The stream was cut (reset, or ended inside a frame): the child is
                         // dying, maybe not yet reapable. Report how it died, as at a clean end.
                         let exited = self.child.try_wait().ok().flatten().is_some();
-                        if exited || peer_closed(&self.reader.get_ref().stream) {
+                        if exited || self.reader.peer_closed() {
                             return Err(self.died());
                         }
                         // A malformed frame from a live child: it cannot be trusted any more.
@@ -351,13 +330,15 @@ impl ChildWorker {
         }
     }
 
+    /// Sends more of the frames sent ahead, if some wait; returns what those still wait for,
+    /// or `None` once writing failed (the child is dead or dying).
     fn flush_pending(&self) -> Option<Backlog> {
-        flush_pending(&self.writer)
+        lock(&self.writer).writer.flush()
     }
 
     /// The child closed its end: reap it and say how it died.
     fn died(&mut self) -> Broken {
-        if self.aborted.load(Ordering::Acquire) {
+        if self.retired.load(Ordering::Acquire) {
             self.kill_and_reap(self.pool.terminate_timeout);
             return Broken::Killed;
         }
@@ -390,7 +371,7 @@ impl ChildWorker {
     /// Waits up to `grace` for the child to exit, then kills it; returns how it ended.
     fn kill_and_reap(&mut self, grace: Duration) -> Option<ExitStatus> {
         let deadline = deadline_after(grace);
-        let mut nap = Duration::from_micros(20);
+        let mut naps = Naps::new(Duration::from_millis(5));
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Some(status),
@@ -399,13 +380,8 @@ impl ChildWorker {
                     // says is dropped (a silent child must not block this read). A closed
                     // socket stays readable: then wait in growing naps until the exit can be
                     // reaped, rather than spin on it.
-                    let inlet = self.reader.get_mut();
-                    inlet.discard();
-                    if poll_readable(&inlet.stream, Duration::from_millis(5))
-                        && matches!((&inlet.stream).read(&mut [0u8; 4096]), Ok(0) | Err(_))
-                    {
-                        std::thread::sleep(nap);
-                        nap = (nap * 2).min(Duration::from_millis(5));
+                    if self.reader.drain(Duration::from_millis(5)) {
+                        naps.sleep(Duration::MAX);
                     }
                 }
                 Ok(None) => {
@@ -417,63 +393,54 @@ impl ChildWorker {
         }
     }
 
-    /// Sends `job`'s `RUN` frame (or as much of it as the socket takes now: the rest goes out
-    /// while the driver waits for results); returns the task's id, or `None` if nothing was
-    /// sent.
+    /// Sends `job`'s `RUN` frame (or as much of it as the channel takes now: the rest goes
+    /// out while the driver waits for results); returns the task's id, or `None` if nothing
+    /// was sent.
     fn send_run(&mut self, job: &Arc<dyn Job>) -> Option<u64> {
         let codec = self.options.serialization;
         // `None`: it resolved on its way here, nothing to send.
         let arg = job.encode_arg(codec)?;
         let task = self.next_task;
         self.next_task += 1;
-        let frame = arg.and_then(|arg| {
-            Frame::new(RUN)
-                .u64(task)
-                .str(job.name())
-                .str(job.arg_type())
-                .str(job.result_type())
-                .str(job.port().map_or("", |port| port.message_type()))
-                .bytes(&arg)
-                .finish(self.max())
-        });
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(error) => {
-                job.fail(error);
-                return None;
+        let port = job.port();
+        let sent = arg.and_then(|arg| {
+            let run = ToChild::Run(Run {
+                task,
+                name: job.name(),
+                arg_type: job.arg_type(),
+                result_type: job.result_type(),
+                port_type: port.map_or("", |port| port.message_type()),
+                arg: &arg,
+            });
+            let mut out = lock(&self.writer);
+            out.writer.send(&run, self.max())?;
+            if port.is_some() {
+                // Its messages follow the `RUN` frame, in order, sent as the child reads them.
+                out.bridged = task;
             }
-        };
-        let mut out = lock(&self.writer);
-        out.push(&frame);
-        let Some(port) = job.port() else {
+            Ok(())
+        });
+        if let Err(error) = sent {
+            job.fail(error);
+            return None;
+        }
+        let Some(port) = port else {
             return Some(task);
         };
-        // Its messages follow the `RUN` frame, in order, sent as the child reads them.
-        out.bridged = task;
-        drop(out);
         let writer = self.writer.clone();
         let max = self.max();
         let closer = writer.clone();
         let bridged = port.forward_encoded(
             codec,
-            Box::new(move |message| {
-                let frame = Frame::new(PORT).u64(task).bytes(&message).finish(max)?;
-                lock(&writer).send_port(task, &frame)
-            }),
-            Box::new(move || {
-                if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(max) {
-                    let _ = lock(&closer).send_port(task, &frame);
-                }
-            }),
+            Box::new(move |message| lock(&writer).send_port(task, &message, max)),
+            Box::new(move || lock(&closer).close_port(task, max)),
         );
         if let Err(error) = bridged {
             // The task runs on in the child; its result will be dropped. Its side of the
             // channel hears that the caller's closed, so a function waiting on it returns
             // instead of holding the worker forever.
             job.fail(error);
-            if let Ok(frame) = Frame::new(PORT_CLOSED).u64(task).finish(self.max()) {
-                let _ = lock(&self.writer).send_port(task, &frame);
-            }
+            lock(&self.writer).close_port(task, self.max());
         }
         Some(task)
     }
@@ -489,42 +456,38 @@ impl ChildWorker {
         };
         let codec = self.options.serialization;
         loop {
-            let (kind, body) = self.next_frame()?;
-            let mut body = Body::new(&body);
-            let parsed: Result<Option<Flow>, Error> = (|| match kind {
-                DONE => {
-                    if body.u64()? != task {
-                        return Err(Error::Protocol {
-                            message: "a result for another task".to_owned(),
-                        });
-                    }
-                    let rss = body.u64()?;
-                    let result = match body.u8()? {
-                        0 => Ok(body.bytes()?),
-                        _ => Err(body.error()?),
-                    };
-                    body.end()?;
-                    job.stage_encoded(codec, result);
+            let frame = self.next_frame()?;
+            let parsed: Result<Option<Flow>, Error> = match ToPool::decode(&frame) {
+                Ok(ToPool::Done(Done {
+                    task: done,
+                    rss,
+                    outcome,
+                })) if done == task => {
+                    job.stage_encoded(codec, outcome);
                     let over = self.options.memory_recycle.is_some_and(|limit| rss > limit);
                     Ok(Some(if over { Flow::Leave } else { Flow::Continue }))
                 }
-                PORT => {
-                    if body.u64()? == task {
+                Ok(ToPool::Done(_)) => Err(Error::Protocol {
+                    message: "a result for another task".to_owned(),
+                }),
+                Ok(ToPool::Port { task: of, message }) => {
+                    if of == task {
                         if let Some(port) = job.port() {
                             // The caller may have dropped its side: not the task's problem.
-                            let _ = port.send_encoded(codec, body.bytes()?);
+                            let _ = port.send_encoded(codec, message);
                         }
                     }
                     Ok(None)
                 }
-                PANICKING => {
-                    note_panic(&mut self.last_panic, body.str()?);
+                Ok(ToPool::Panicking { message }) => {
+                    note_panic(&mut self.last_panic, message);
                     Ok(None)
                 }
-                other => Err(Error::Protocol {
-                    message: format!("unexpected frame kind {other} from the child"),
+                Ok(ToPool::Hello(_)) => Err(Error::Protocol {
+                    message: format!("unexpected frame kind {} from the child", frame.kind),
                 }),
-            })();
+                Err(error) => Err(error),
+            };
             match parsed {
                 Ok(Some(flow)) => {
                     if job.port().is_some() {
@@ -582,10 +545,11 @@ impl RunningWorker for ChildWorker {
                 // A panic of the last task was caught and reported with it: not these last
                 // words. Drain what the child said before dying (its panic message, say).
                 self.last_panic = None;
-                while let Ok(Some((PANICKING, body))) = self.read_before(Instant::now()) {
-                    if let Ok(message) = Body::new(&body).str() {
-                        note_panic(&mut self.last_panic, message);
-                    }
+                while let Ok(Some(frame)) = self.read_before(Instant::now()) {
+                    let Ok(ToPool::Panicking { message }) = ToPool::decode(&frame) else {
+                        break;
+                    };
+                    note_panic(&mut self.last_panic, message);
                 }
                 let error = self.death_error(Some(status));
                 self.pool.reporter.report(error);
@@ -598,15 +562,12 @@ impl RunningWorker for ChildWorker {
     fn stop(mut self: Box<Self>) {
         // One deadline for the teardown and the exit: a child still there then is killed.
         let deadline = deadline_after(self.pool.terminate_timeout);
-        let stop = Frame::new(STOP).finish(usize::MAX);
         let alive = matches!(self.child.try_wait(), Ok(None));
-        if alive && self.send(stop, deadline).is_ok() {
+        if alive && self.send(&ToChild::Stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
-            while let Ok(Some((kind, body))) = self.read_before(deadline) {
-                if kind == DONE {
-                    let mut body = Body::new(&body);
-                    let failed = body.u64().and_then(|_| body.u64()).and_then(|_| body.u8());
-                    if let (Ok(1), Ok(error)) = (failed, body.error()) {
+            while let Ok(Some(frame)) = self.read_before(deadline) {
+                if let Ok(ToPool::Done(done)) = ToPool::decode(&frame) {
+                    if let Err(error) = done.outcome {
                         self.pool.reporter.report(error);
                     }
                 }
@@ -616,39 +577,48 @@ impl RunningWorker for ChildWorker {
     }
 }
 
-/// What frames sent ahead still wait for, after a flush.
-struct Backlog {
-    /// Some wait for the ring, which the child empties without telling.
-    ring: bool,
-    /// Some wait for the socket to take more: a `poll` for writing wakes then.
-    socket: bool,
+/// The driver's writing end, shared with the bridges of task channels, which write from the
+/// sender's thread.
+struct Outbox {
+    writer: Writer,
+    /// The task whose channel is bridged to the child now; 0 for none.
+    bridged: u64,
 }
 
-impl Backlog {
-    /// How long the driver may sleep before it tries again.
-    fn nap(&self) -> Duration {
-        if self.ring && !self.socket {
-            RING_NAP
-        } else {
-            POLL_INTERVAL
-        }
+impl Outbox {
+    fn new(writer: Writer) -> Self {
+        Outbox { writer, bridged: 0 }
     }
-}
 
-/// How often a driver whose frames wait for room in the ring looks again (sleeping in `poll`
-/// instead would be a busy loop: the socket says nothing of the ring).
-const RING_NAP: Duration = Duration::from_millis(1);
+    /// Sends a message of task `task`'s channel, unless the task has finished (the child
+    /// would drop it).
+    ///
+    /// It never waits for the child (which may not be reading, or be stopped): the sender
+    /// holds the channel's lock meanwhile, and `abort` and `destroy` need it. What the channel
+    /// does not take now waits in order, as in an unbounded channel, and the driver sends it
+    /// while it waits for the task's result.
+    fn send_port(&mut self, task: u64, message: &[u8], max: usize) -> Result<(), Error> {
+        self.send_bridged(&ToChild::Port { task, message }, task, max)
+    }
 
-/// Sends more of the frames sent ahead, if some wait; returns what those still wait for, or
-/// `None` once writing failed (the child is dead or dying). One lock for both.
-fn flush_pending(writer: &Mutex<Outbound>) -> Option<Backlog> {
-    let mut out = lock(writer);
-    let waiting = out.flush();
-    let socket = out.owes_socket();
-    (!out.broken).then_some(Backlog {
-        ring: waiting && !socket,
-        socket,
-    })
+    /// Tells the child that the caller's side of task `task`'s channel closed, unless the
+    /// task has finished.
+    fn close_port(&mut self, task: u64, max: usize) {
+        let _ = self.send_bridged(&ToChild::PortClosed { task }, task, max);
+    }
+
+    fn send_bridged(&mut self, message: &ToChild<'_>, task: u64, max: usize) -> Result<(), Error> {
+        if self.bridged != task {
+            return Ok(());
+        }
+        self.writer.send(message, max)?;
+        if self.writer.is_broken() {
+            return Err(Error::Protocol {
+                message: "writing the worker channel: the child is gone".to_owned(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Adds a message of the child's panic hook to what it said. A panic while panicking (a `Drop`

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::exports::Exports;
 use crate::task::Job;
-use crate::worker::{self, Context, Data, TaskPort, WorkerData};
+use crate::worker::context::{self, Context, Data, TaskPort, WorkerData};
 use crate::Error;
 
 pub(crate) struct Threads {
@@ -20,7 +20,7 @@ impl Launcher for Threads {
         pool: &Arc<WorkerOptions>,
         me: &WorkerStart,
     ) -> Result<Box<dyn RunningWorker>, Error> {
-        worker::set_context(Some(Context {
+        context::set_context(Some(Context {
             id: me.id,
             data: self.worker_data.clone().map(Data::Local),
             aborted: me.retired.clone(),
@@ -41,9 +41,9 @@ struct ThreadWorker {
 impl RunningWorker for ThreadWorker {
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         if job.port().is_some() {
-            worker::set_task_port(TaskPort::Local(job.clone()));
+            context::set_task_port(TaskPort::Local(job.clone()));
             job.run(&self.exports);
-            worker::set_task_port(TaskPort::None);
+            context::set_task_port(TaskPort::None);
         } else {
             job.run(&self.exports);
         }
@@ -60,6 +60,6 @@ impl RunningWorker for ThreadWorker {
                 self.pool.reporter.report(error);
             }
         }
-        worker::set_context(None);
+        context::set_context(None);
     }
 }

@@ -40,7 +40,8 @@ pub(crate) enum TaskPort {
     Local(Arc<dyn Job>),
     /// In a child process: the bridge to the pool's side.
     #[cfg(unix)]
-    Remote(Arc<crate::runtime::child::Bridge>),
+    /// (The child runtime's `Bridge`, type-erased: this context sits below the runtimes.)
+    Remote(Arc<dyn Any + Send + Sync>),
 }
 
 /// Who this thread is, when it is a worker.

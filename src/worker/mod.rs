@@ -24,11 +24,10 @@ use crate::exports::Exports;
 use crate::sync::Ordering;
 use crate::{Error, TypeRole};
 
-mod context;
+pub(crate) mod context;
 mod reexec;
 
-use context::with;
-pub(crate) use context::{set_context, set_task_port, Context, Data, TaskPort, WorkerData};
+use context::{with, Data, TaskPort};
 pub(crate) use reexec::check_reexecutable;
 use reexec::{record_serve_call, record_test_workers};
 
@@ -158,7 +157,10 @@ where
                 })
         }
         #[cfg(unix)]
-        TaskPort::Remote(bridge) => bridge.port::<T>(),
+        TaskPort::Remote(bridge) => bridge
+            .downcast_ref::<crate::runtime::child::Bridge>()
+            .ok_or(Error::NoChannel)?
+            .port::<T>(),
     })
     .unwrap_or(Err(Error::NoChannel))
 }

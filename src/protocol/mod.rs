@@ -2,10 +2,10 @@
 //!
 //! Each worker has a private `UnixStream` pair; the child's end sits on fd 3 (stdin, stdout
 //! and stderr stay the user's). On Linux, fd 4 is a memory region the two sides share, with a
-//! ring per direction (`runtime/ring.rs`; `INIT` says whether it is there): after `INIT`, the
-//! frames travel in the rings, and the socket carries only what a ring announces (frames too
-//! big for it, wake-ups) and, by its end, a side's death. Whichever way they travel, frames
-//! are:
+//! ring per direction (`transport/ring.rs`; `INIT` says whether it is there): after `INIT`,
+//! the frames travel in the rings, and the socket carries only what a ring announces (frames
+//! too big for it, wake-ups) and, by its end, a side's death. Whichever way they travel,
+//! frames are:
 //!
 //! ```text
 //! frame   = length:u32le kind:u8 body          length counts kind + body, at most max_message_size
@@ -15,16 +15,16 @@
 //!
 //! | kind | direction | body |
 //! |---|---|---|
-//! | `HELLO` | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
-//! | `RUN` | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
-//! | `PORT` | both | task:u64 message:bytes |
-//! | `PORT_CLOSED` | pool → child | task:u64: the caller's side of the task's channel closed |
-//! | `STOP` | pool → child | (empty): run the teardown and exit |
-//! | `DONE` | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error |
-//! | `PANICKING` | child → pool | message:str, sent by the panic hook in case the child then dies |
+//! | `HELLO` (1) | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
+//! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `RUN` (3) | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
+//! | `PORT` (4) | both | task:u64 message:bytes |
+//! | `STOP` (5) | pool → child | (empty): run the teardown and exit |
+//! | `DONE` (6) | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error |
+//! | `PANICKING` (7) | child → pool | message:str, sent by the panic hook in case the child then dies |
+//! | `PORT_CLOSED` (8) | pool → child | task:u64: the caller's side of the task's channel closed |
 //!
-//! An error is `code:u8` and its fields (see [`write_error`]):
+//! An error is `code:u8` and its fields:
 //!
 //! | code | error | fields |
 //! |---|---|---|
@@ -37,21 +37,31 @@
 //!
 //! The child sends
 //! `HELLO` first; the pool checks magic and version and answers `INIT`. Anything malformed,
-//! truncated, of an unknown kind or longer than the cap is an [`Error::Protocol`], and no
-//! buffer is ever sized from a length the cap did not first bound.
+//! truncated, of an unknown kind, with bytes left over, or longer than the cap is an
+//! [`Error::Protocol`], and no buffer is ever sized from a length the cap did not first bound.
 //!
 //! A pool may send several `RUN` frames before the first `DONE` (as many as
 //! `concurrent_tasks_per_worker`); the child runs them in order and answers each in order. A
 //! task with a channel is never sent behind another: its `PORT` frames follow its `RUN`.
+//!
+//! This module is the frame layer: [`read_frame`] reads a [`Frame`] (its kind and body), a
+//! [`Body`] reads its fields, an [`Encoder`] writes them. The frames themselves, typed, are in
+//! [`messages`]: [`ToChild`] and [`ToPool`], each with its encoding and decoding side by side;
+//! nothing else reads or writes a frame's fields.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Duration;
 
-use crate::{Error, TypeRole};
+use crate::Error;
+
+mod messages;
+
+#[cfg_attr(not(unix), allow(unused_imports))] // Used by the child-process runtime (Unix).
+pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 
 /// Bumped on any change of the frames above.
 pub(crate) const VERSION: u32 = 4;
-pub(crate) const MAGIC: &[u8; 8] = b"TINYPOOL";
+const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;
 /// The file descriptor of the region the pool shares with its child (see `INIT`'s `rings`).
@@ -65,14 +75,15 @@ pub(crate) const PARENT_ENV: &str = "TINYPOOL_WORKER_PARENT";
 /// `"<max_message_size>,<startup_timeout_ms>"`.
 pub(crate) const LIMITS_ENV: &str = "TINYPOOL_WORKER_LIMITS";
 
-pub(crate) const HELLO: u8 = 1;
-pub(crate) const INIT: u8 = 2;
-pub(crate) const RUN: u8 = 3;
-pub(crate) const PORT: u8 = 4;
-pub(crate) const STOP: u8 = 5;
-pub(crate) const DONE: u8 = 6;
-pub(crate) const PANICKING: u8 = 7;
-pub(crate) const PORT_CLOSED: u8 = 8;
+// The kinds of frame, as in the table above.
+const HELLO: u8 = 1;
+const INIT: u8 = 2;
+const RUN: u8 = 3;
+const PORT: u8 = 4;
+const STOP: u8 = 5;
+const DONE: u8 = 6;
+const PANICKING: u8 = 7;
+const PORT_CLOSED: u8 = 8;
 
 /// The default cap on a frame, 64 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
@@ -112,71 +123,112 @@ fn protocol(message: impl Into<String>) -> Error {
     }
 }
 
-/// Builds one frame's body; [`Frame::finish`] prefixes the length.
-pub(crate) struct Frame {
-    buf: Vec<u8>,
+// ---- Writing -----------------------------------------------------------------------------------
+
+/// Something that travels as one frame: its kind and its fields, written to any [`Sink`].
+pub(crate) trait Message {
+    fn kind(&self) -> u8;
+
+    /// Writes the body's fields, in order.
+    fn fields<S: Sink>(&self, out: &mut Encoder<'_, S>);
+
+    /// Encodes the frame into `buf`, replacing what it held; [`Error::Protocol`], and `buf`
+    /// untouched, if it would exceed `max`. The frame is measured first, so that `buf` grows
+    /// once, and never for a frame that is refused.
+    fn encode(&self, max: usize, buf: &mut Vec<u8>) -> Result<(), Error> {
+        let mut len = 1; // The kind.
+        self.fields(&mut Encoder(&mut len));
+        let header = match u32::try_from(len) {
+            Ok(header) if len <= max => header,
+            _ => {
+                return Err(protocol(format!(
+                    "a message of {len} bytes exceeds max_message_size ({max} bytes)"
+                )))
+            }
+        };
+        buf.clear();
+        buf.reserve(4 + len);
+        buf.extend_from_slice(&header.to_le_bytes());
+        buf.push(self.kind());
+        self.fields(&mut Encoder(buf));
+        debug_assert_eq!(buf.len(), 4 + len, "measured and written alike");
+        Ok(())
+    }
+
+    /// The frame, in a buffer of its own.
+    #[cfg(test)]
+    fn to_frame(&self, max: usize) -> Result<Vec<u8>, Error> {
+        let mut frame = Vec::new();
+        self.encode(max, &mut frame)?;
+        Ok(frame)
+    }
 }
 
-impl Frame {
-    pub(crate) fn new(kind: u8) -> Self {
-        let mut buf = Vec::with_capacity(64);
-        buf.extend_from_slice(&[0; 4]);
-        buf.push(kind);
-        Frame { buf }
-    }
+/// Where an [`Encoder`] writes: a count of bytes (to measure a frame), or the frame itself.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
 
-    pub(crate) fn u8(mut self, value: u8) -> Self {
-        self.buf.push(value);
+impl Sink for usize {
+    fn put(&mut self, bytes: &[u8]) {
+        *self += bytes.len();
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Writes the fields of a frame's body.
+pub(crate) struct Encoder<'s, S>(&'s mut S);
+
+impl<S: Sink> Encoder<'_, S> {
+    pub(crate) fn u8(&mut self, value: u8) -> &mut Self {
+        self.0.put(&[value]);
         self
     }
 
-    pub(crate) fn u32(mut self, value: u32) -> Self {
-        self.buf.extend_from_slice(&value.to_le_bytes());
+    pub(crate) fn u32(&mut self, value: u32) -> &mut Self {
+        self.0.put(&value.to_le_bytes());
         self
     }
 
-    pub(crate) fn u64(mut self, value: u64) -> Self {
-        self.buf.extend_from_slice(&value.to_le_bytes());
+    pub(crate) fn u64(&mut self, value: u64) -> &mut Self {
+        self.0.put(&value.to_le_bytes());
         self
     }
 
-    pub(crate) fn raw(mut self, bytes: &[u8]) -> Self {
-        self.buf.extend_from_slice(bytes);
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.0.put(bytes);
         self
     }
 
-    pub(crate) fn bytes(self, bytes: &[u8]) -> Self {
-        // Lengths above u32 are refused by `finish` through the frame cap.
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        // Lengths above u32 are refused by `Message::encode` through the frame cap: the
+        // measured frame counts every byte.
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         self.u32(len).raw(bytes)
     }
 
-    pub(crate) fn str(self, text: &str) -> Self {
+    pub(crate) fn str(&mut self, text: &str) -> &mut Self {
         self.bytes(text.as_bytes())
-    }
-
-    pub(crate) fn error(self, error: &Error) -> Self {
-        write_error(self, error)
-    }
-
-    /// The frame, ready to write; [`Error::Protocol`] if it exceeds `max`.
-    pub(crate) fn finish(mut self, max: usize) -> Result<Vec<u8>, Error> {
-        let len = self.buf.len() - 4;
-        if len > max || u32::try_from(len).is_err() {
-            return Err(protocol(format!(
-                "a message of {len} bytes exceeds max_message_size ({max} bytes)"
-            )));
-        }
-        self.buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
-        Ok(self.buf)
     }
 }
 
-/// Reads one frame: its kind and body. `Ok(None)` on a clean end of stream before a frame.
-pub(crate) fn read_frame(
-    reader: &mut impl Read,
-    max: usize,
-) -> Result<Option<(u8, Vec<u8>)>, Error> {
+// ---- Reading -----------------------------------------------------------------------------------
+
+/// A frame as read: its kind and its body, to decode with [`ToChild::decode`] or
+/// [`ToPool::decode`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Reads one frame. `Ok(None)` on a clean end of stream before a frame.
+pub(crate) fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Frame>, Error> {
     let mut header = [0u8; 4];
     match read_full(reader, &mut header)? {
         0 => return Ok(None),
@@ -197,7 +249,10 @@ pub(crate) fn read_frame(
     if read_full(reader, &mut kind)? != 1 || read_full(reader, &mut body)? != len - 1 {
         return Err(protocol("the stream ended inside a frame"));
     }
-    Ok(Some((kind[0], body)))
+    Ok(Some(Frame {
+        kind: kind[0],
+        body,
+    }))
 }
 
 /// Reads until `buf` is full or the stream ends; returns how much was read.
@@ -212,13 +267,6 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, Error> {
         }
     }
     Ok(filled)
-}
-
-/// Writes a finished frame.
-pub(crate) fn write_frame(writer: &mut impl Write, frame: &[u8]) -> Result<(), Error> {
-    writer
-        .write_all(frame)
-        .map_err(|e| protocol(format!("writing the worker channel: {e}")))
 }
 
 /// Reads the fields of a frame body, each read checked against what is left.
@@ -267,10 +315,6 @@ impl<'a> Body<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|_| protocol("a string is not UTF-8"))
     }
 
-    pub(crate) fn error(&mut self) -> Result<Error, Error> {
-        read_error(self)
-    }
-
     /// Fails unless every byte was read.
     pub(crate) fn end(&self) -> Result<(), Error> {
         if self.rest.is_empty() {
@@ -281,95 +325,63 @@ impl<'a> Body<'a> {
     }
 }
 
-/// The errors a child can report for a task; anything else it reports as `Protocol`.
-fn write_error(frame: Frame, error: &Error) -> Frame {
-    match error {
-        Error::Panicked { message, location } => {
-            let frame = frame.u8(1).str(message);
-            match location {
-                Some(location) => frame.u8(1).str(location),
-                None => frame.u8(0),
-            }
-        }
-        Error::NoSuchFunction { name } => frame.u8(2).str(name),
-        Error::TypeMismatch {
-            what,
-            expected,
-            found,
-        } => {
-            let frame = frame.u8(3);
-            match what {
-                TypeRole::Argument { function } => frame.u8(0).str(function),
-                TypeRole::Result { function } => frame.u8(1).str(function),
-                TypeRole::Channel => frame.u8(2),
-                TypeRole::WorkerData => frame.u8(3),
-            }
-            .str(expected)
-            .str(found)
-        }
-        Error::Disconnected => frame.u8(4),
-        Error::NoChannel => frame.u8(5),
-        Error::Protocol { message } => frame.u8(6).str(message),
-        other => frame.u8(6).str(&other.to_string()),
-    }
-}
-
-fn read_error(body: &mut Body<'_>) -> Result<Error, Error> {
-    Ok(match body.u8()? {
-        1 => Error::Panicked {
-            message: body.str()?.to_owned(),
-            location: match body.u8()? {
-                0 => None,
-                _ => Some(body.str()?.to_owned()),
-            },
-        },
-        2 => Error::NoSuchFunction {
-            name: body.str()?.to_owned(),
-        },
-        3 => {
-            let what = match body.u8()? {
-                0 => TypeRole::Argument {
-                    function: body.str()?.to_owned(),
-                },
-                1 => TypeRole::Result {
-                    function: body.str()?.to_owned(),
-                },
-                2 => TypeRole::Channel,
-                3 => TypeRole::WorkerData,
-                role => return Err(protocol(format!("unknown type role {role}"))),
-            };
-            Error::TypeMismatch {
-                what,
-                expected: body.str()?.to_owned(),
-                found: body.str()?.to_owned(),
-            }
-        }
-        4 => Error::Disconnected,
-        5 => Error::NoChannel,
-        6 => protocol(body.str()?),
-        code => return Err(protocol(format!("unknown error code {code}"))),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TypeRole;
 
     const MAX: usize = 1024;
 
-    fn decode(bytes: &[u8]) -> Result<Option<(u8, Vec<u8>)>, Error> {
+    /// A frame of any kind with any fields, for the frame layer's own tests (the frames
+    /// themselves are [`messages`]' to test).
+    pub(super) struct Raw<'a> {
+        pub(super) kind: u8,
+        pub(super) fields: &'a [Field<'a>],
+    }
+
+    pub(super) enum Field<'a> {
+        U64(u64),
+        Str(&'a str),
+        Bytes(&'a [u8]),
+        Raw(&'a [u8]),
+        Error(&'a Error),
+    }
+
+    impl Message for Raw<'_> {
+        fn kind(&self) -> u8 {
+            self.kind
+        }
+
+        fn fields<S: Sink>(&self, out: &mut Encoder<'_, S>) {
+            for field in self.fields {
+                match field {
+                    Field::U64(value) => out.u64(*value),
+                    Field::Str(text) => out.str(text),
+                    Field::Bytes(bytes) => out.bytes(bytes),
+                    Field::Raw(bytes) => out.raw(bytes),
+                    Field::Error(error) => out.error(error),
+                };
+            }
+        }
+    }
+
+    pub(super) fn build(kind: u8, fields: &[Field<'_>], max: usize) -> Result<Vec<u8>, Error> {
+        Raw { kind, fields }.to_frame(max)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Option<Frame>, Error> {
         read_frame(&mut &bytes[..], MAX)
     }
 
     #[test]
     fn a_frame_round_trips() {
-        let frame = Frame::new(RUN)
-            .u64(7)
-            .str("multiply")
-            .bytes(&[1, 2, 3])
-            .finish(MAX)
-            .unwrap();
-        let (kind, body) = decode(&frame).unwrap().unwrap();
+        let fields = [
+            Field::U64(7),
+            Field::Str("multiply"),
+            Field::Bytes(&[1, 2, 3]),
+        ];
+        let frame = build(RUN, &fields, MAX).unwrap();
+        let Frame { kind, body } = decode(&frame).unwrap().unwrap();
         assert_eq!(kind, RUN);
         let mut body = Body::new(&body);
         assert_eq!(body.u64().unwrap(), 7);
@@ -409,8 +421,8 @@ mod tests {
             Error::Disconnected,
             Error::NoChannel,
         ] {
-            let frame = Frame::new(DONE).error(&error).finish(MAX).unwrap();
-            let (_, body) = decode(&frame).unwrap().unwrap();
+            let frame = build(DONE, &[Field::Error(&error)], MAX).unwrap();
+            let Frame { body, .. } = decode(&frame).unwrap().unwrap();
             assert_eq!(Body::new(&body).error().unwrap(), error);
         }
     }
@@ -428,13 +440,13 @@ mod tests {
 
     #[test]
     fn an_oversized_frame_is_refused_when_built() {
-        let error = Frame::new(PORT).raw(&[0; MAX + 1]).finish(MAX).unwrap_err();
+        let error = build(PORT, &[Field::Raw(&[0; MAX])], MAX).unwrap_err();
         assert!(matches!(error, Error::Protocol { .. }));
     }
 
     #[test]
     fn truncated_frames_are_protocol_errors() {
-        let frame = Frame::new(RUN).u64(1).finish(MAX).unwrap();
+        let frame = build(RUN, &[Field::U64(1)], MAX).unwrap();
         for cut in 1..frame.len() {
             assert!(
                 matches!(decode(&frame[..cut]), Err(Error::Protocol { .. })),
@@ -472,7 +484,8 @@ mod tests {
         use proptest::prelude::*;
 
         use super::super::*;
-        use super::MAX;
+        use super::{build, Field, MAX};
+        use crate::TypeRole;
 
         /// Records the largest allocation this thread asks for while measuring, to show that
         /// no buffer is sized from a length the cap did not bound first.
@@ -572,20 +585,16 @@ mod tests {
             )
         }
 
-        fn build((kind, n, text, bytes): &(u8, u64, String, Vec<u8>)) -> Vec<u8> {
-            Frame::new(*kind)
-                .u64(*n)
-                .str(text)
-                .bytes(bytes)
-                .finish(MAX)
-                .unwrap()
+        fn build_any((kind, n, text, bytes): &(u8, u64, String, Vec<u8>)) -> Vec<u8> {
+            let fields = [Field::U64(*n), Field::Str(text), Field::Bytes(bytes)];
+            build(*kind, &fields, MAX).unwrap()
         }
 
         #[test]
         fn the_tracker_sees_a_frames_allocation() {
-            let frame = Frame::new(RUN).raw(&[1; 1000]).finish(MAX).unwrap();
+            let frame = build(RUN, &[Field::Raw(&[1; 1000])], MAX).unwrap();
             let (decoded, largest) = largest_allocation(|| read_frame(&mut &frame[..], MAX));
-            assert!(matches!(decoded, Ok(Some((RUN, _)))));
+            assert!(matches!(decoded, Ok(Some(Frame { kind: RUN, .. }))));
             assert!(largest >= 1000, "the body's buffer was seen: {largest}");
         }
 
@@ -607,7 +616,7 @@ mod tests {
                     let (decoded, largest) = largest_allocation(|| read_frame(&mut reader, max));
                     prop_assert!(largest <= max.max(MESSAGE), "allocated {} with max {}", largest, max);
                     match decoded {
-                        Ok(Some((kind, body))) => {
+                        Ok(Some(Frame { kind, body })) => {
                             prop_assert!(body.len() < max);
                             consumed.extend_from_slice(&(body.len() as u32 + 1).to_le_bytes());
                             consumed.push(kind);
@@ -653,11 +662,11 @@ mod tests {
                 frames in vec(any_frame(), 1..6),
                 chunks in vec((1usize..64, proptest::bool::weighted(0.1)), 0..64),
             ) {
-                let stream: Vec<u8> = frames.iter().flat_map(build).collect();
+                let stream: Vec<u8> = frames.iter().flat_map(build_any).collect();
                 let mut reader = Chunked { bytes: &stream, chunks, next: 0, fail_at_end: false };
                 for (kind, n, text, bytes) in &frames {
                     let decoded = read_frame(&mut reader, MAX);
-                    let Ok(Some((got_kind, body))) = decoded else {
+                    let Ok(Some(Frame { kind: got_kind, body })) = decoded else {
                         return Err(TestCaseError::fail(format!("{decoded:?}")));
                     };
                     prop_assert_eq!(got_kind, *kind);
@@ -678,12 +687,12 @@ mod tests {
                 cut in any::<proptest::sample::Index>(),
                 fail_at_end in any::<bool>(),
             ) {
-                let stream: Vec<u8> = frames.iter().flat_map(build).collect();
+                let stream: Vec<u8> = frames.iter().flat_map(build_any).collect();
                 let cut = cut.index(stream.len());
                 let boundaries: Vec<usize> = frames
                     .iter()
                     .scan(0, |end, frame| {
-                        *end += build(frame).len();
+                        *end += build_any(frame).len();
                         Some(*end)
                     })
                     .collect();
@@ -760,8 +769,8 @@ mod tests {
                     Error::Disconnected,
                     Error::NoChannel,
                 ] {
-                    let frame = Frame::new(DONE).error(&error).finish(MAX).unwrap();
-                    let (_, body) = read_frame(&mut &frame[..], MAX)?.unwrap();
+                    let frame = build(DONE, &[Field::Error(&error)], MAX).unwrap();
+                    let Frame { body, .. } = read_frame(&mut &frame[..], MAX)?.unwrap();
                     let mut body = Body::new(&body);
                     prop_assert_eq!(body.error()?, error);
                     body.end()?;
@@ -781,8 +790,8 @@ mod tests {
                 extra in 1usize..64,
             ) {
                 let body = vec![0u8; max + extra];
-                prop_assert!(Frame::new(PORT).raw(&body).finish(max).is_err());
-                prop_assert!(Frame::new(PORT).raw(&body[..max - 1]).finish(max).is_ok());
+                prop_assert!(build(PORT, &[Field::Raw(&body)], max).is_err());
+                prop_assert!(build(PORT, &[Field::Raw(&body[..max - 1])], max).is_ok());
             }
         }
     }

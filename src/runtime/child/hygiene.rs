@@ -1,0 +1,142 @@
+//! What a worker process does to itself before it serves, and to answer the pool: the
+//! descriptors it closes or checks, its tie to the pool's life, its resource limits, its
+//! resident memory.
+
+use std::ffi::OsStr;
+
+use crate::protocol::Init;
+
+/// Closes every descriptor above stderr but those in `keep`.
+pub(super) fn close_inherited(keep: &[i32]) {
+    let mut open: Vec<i32> = Vec::new();
+    #[cfg(target_os = "linux")]
+    {
+        // close_range(2) (Linux 5.9): one call per gap between the descriptors kept.
+        let mut kept: Vec<u32> = keep
+            .iter()
+            .filter_map(|&fd| u32::try_from(fd).ok())
+            .collect();
+        kept.sort_unstable();
+        let mut from = 3u32;
+        let mut closed = true;
+        for last in kept.iter().copied().chain([u32::MAX]) {
+            if last > from {
+                let end = if last == u32::MAX { u32::MAX } else { last - 1 };
+                // SAFETY: close_range on descriptors this process owns and does not use:
+                // nothing in this process has opened anything yet but what `keep` holds.
+                closed &= unsafe { libc::syscall(libc::SYS_close_range, from, end, 0) } == 0;
+            }
+            from = from.max(last.saturating_add(1));
+        }
+        if closed {
+            return;
+        }
+    }
+    // Elsewhere (or an older kernel): the descriptors the system lists as open.
+    for dir in ["/proc/self/fd", "/dev/fd"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            open.extend(
+                entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()),
+            );
+            break;
+        }
+    }
+    for fd in open {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: as above; the listing's own descriptor is already closed (EBADF).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
+pub(super) fn is_unix_stream(fd: i32) -> bool {
+    // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
+    // not a socket (or not open) makes them fail.
+    unsafe {
+        let mut kind: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let typed = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        ) == 0;
+        let mut address: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let named = libc::getsockname(
+            fd,
+            (&mut address as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) == 0;
+        typed
+            && kind == libc::SOCK_STREAM
+            && named
+            && libc::c_int::from(address.ss_family) == libc::AF_UNIX
+    }
+}
+
+/// Dies with the pool's process: the kernel sends SIGKILL when it exits (Linux). The pool may
+/// have died before this call: then nobody would send it, so the worker exits now.
+pub(super) fn tie_to_parent(parent: &OsStr) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent: Option<libc::pid_t> = parent.to_str().and_then(|p| p.parse().ok());
+        // SAFETY: prctl and getppid on this process.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if parent.is_some_and(|parent| libc::getppid() != parent) {
+                std::process::exit(0);
+            }
+        }
+    }
+    let _ = parent;
+}
+
+/// Applies `resource_limits`, before any task runs.
+pub(super) fn limit_resources(init: &Init<'_>) -> Result<(), String> {
+    let limit = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit on this process, from a local.
+        if unsafe { libc::setrlimit(resource, &limit) } == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "applying resource_limits: {}",
+                std::io::Error::last_os_error()
+            ))
+        }
+    };
+    if init.max_memory > 0 {
+        limit(libc::RLIMIT_AS, init.max_memory, init.max_memory)?;
+    }
+    if init.max_cpu_seconds > 0 {
+        // The soft limit sends SIGXCPU, which names the limit; the hard one, a second later,
+        // SIGKILL.
+        let seconds = init.max_cpu_seconds;
+        limit(libc::RLIMIT_CPU, seconds, seconds.saturating_add(1))?;
+    }
+    Ok(())
+}
+
+/// This process's resident memory, in bytes (0 where it cannot be read).
+pub(super) fn resident_memory() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        pages * page.max(0) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}

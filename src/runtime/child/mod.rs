@@ -1,0 +1,398 @@
+//! The child-process runtime, child side: what
+//! [`worker::serve_if_worker`] runs in a worker process.
+//!
+//! The main thread reads the channel itself and runs the exported functions: one thread, no
+//! hand-off per task. A task with a channel needs its messages delivered while its function
+//! runs, so for such a task the main thread hands the reading to a reader thread, which feeds
+//! the task's port ([`Bridge`]) and reads on until the next task, which it hands back. End of
+//! stream ends the process: the pool is gone (a parent that dies mid-task is also caught by
+//! `PR_SET_PDEATHSIG` on Linux).
+
+use std::ffi::OsString;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::process;
+use std::sync::{Arc, Mutex};
+
+use crate::codec::Serialization;
+use crate::exports::Exports;
+use crate::panics;
+use crate::panics::panic_message;
+use crate::protocol::{
+    Done, Hello, Init, Limits, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV, PARENT_ENV,
+    RINGS_FD, VERSION, WORKER_ENV,
+};
+use crate::sync::lock;
+use crate::sync::AtomicBool;
+use crate::transport::{Direction, Reader, Region, Writer};
+use crate::wait::{deadline_after, Doorbell};
+use crate::worker::context::{self, Context, Data, TaskPort};
+use crate::Error;
+
+mod bridge;
+mod hygiene;
+
+pub(crate) use bridge::Bridge;
+use hygiene::{close_inherited, is_unix_stream, limit_resources, resident_memory, tie_to_parent};
+
+/// The child's writing end, shared by the main thread (results), the functions' threads
+/// (channel messages) and the panic hook.
+type Out = Arc<Mutex<Writer>>;
+
+/// Serves tasks until the pool says stop (exit 0) or goes away; exits 2 with a message on
+/// stderr when this process was not started by a pool.
+pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
+    // Before any thread exists, as the caller's removal of the marker.
+    let parent = std::env::var_os(PARENT_ENV);
+    let limits = Limits::from_env(std::env::var_os(LIMITS_ENV).as_deref());
+    std::env::remove_var(PARENT_ENV);
+    std::env::remove_var(LIMITS_ENV);
+    if let Some(parent) = parent {
+        tie_to_parent(&parent);
+    }
+    match run(exports, &fd, &limits) {
+        Ok(()) => process::exit(0),
+        Err(message) => {
+            eprintln!("tinypool worker: {message}");
+            process::exit(2)
+        }
+    }
+}
+
+/// [`serve`] from [`test_workers!`](crate::test_workers)'s static constructor, before std's
+/// runtime has started `main`. Of what that start-up does, serving needs one thing: `SIGPIPE`
+/// ignored, so that a write to a closed pipe or socket is an error (`EPIPE`), as in any Rust
+/// program and in a worker served from `main`, not a signal that ends the worker. (The rest,
+/// a stack-overflow handler and the main thread's name, it does without; the pool reset
+/// `SIGPIPE` to its default when it spawned the child, as `Command` does.)
+pub(crate) fn serve_before_main(exports: fn() -> Exports, fd: OsString) -> ! {
+    // SAFETY: sets a signal disposition, before any other thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // A panic must not unwind out of the constructor (an `extern "C"` function, so that would
+    // abort): it was printed by the panic hook, and the worker exits as a panicking `main`
+    // would.
+    match std::panic::catch_unwind(exports) {
+        Ok(exports) => serve(exports, fd),
+        Err(_) => process::exit(101),
+    }
+}
+
+/// What the main thread is handed.
+enum Command {
+    Run(Task),
+    Stop,
+}
+
+/// A task, as `RUN` brought it.
+struct Task {
+    task: u64,
+    name: String,
+    arg_type: String,
+    result_type: String,
+    arg: Vec<u8>,
+    bridge: Option<Arc<Bridge>>,
+}
+
+fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
+    let fd: i32 = fd
+        .to_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{WORKER_ENV}={fd:?} is not a file descriptor"))?;
+    // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
+    // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
+    close_inherited(&[fd, RINGS_FD]);
+    if !is_unix_stream(fd) {
+        return Err(format!(
+            "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
+             not its channel: worker processes are started by a tinypool Pool, not by hand"
+        ));
+    }
+    // SAFETY: fd is a socket this process owns (checked above) and nothing else wraps it.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // Grandchildren (a pool built inside a task) must not inherit it.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let writer: Out = Arc::new(Mutex::new(Writer::waiting(
+        stream.try_clone().map_err(|e| e.to_string())?,
+    )));
+    let hello = ToPool::Hello(Hello {
+        version: VERSION,
+        pid: process::id(),
+    });
+    lock(&writer)
+        .send(&hello, DEFAULT_MAX_MESSAGE_SIZE)
+        .map_err(|e| e.to_string())?;
+
+    // Bounded: a process started with the marker by mistake, its fd 3 some other program's
+    // socket, must not wait forever for an answer that never comes.
+    let mut reader = Reader::from_pool(stream);
+    reader.set_deadline(Some(deadline_after(limits.startup)));
+    let frame = reader.read_frame_alone(limits.max).map_err(|e| {
+        if reader.late() {
+            format!(
+                "the pool did not answer the handshake within {:?}: worker processes are \
+                 started by a tinypool Pool, not by hand",
+                limits.startup
+            )
+        } else {
+            e.to_string()
+        }
+    })?;
+    reader.set_deadline(None);
+    let frame = frame.ok_or("the pool did not answer the handshake")?;
+    let init = Init::expect(&frame).map_err(|e| e.to_string())?;
+    limit_resources(&init)?;
+    if init.rings {
+        // The pool writes to the rings from now on: without them this worker cannot serve.
+        let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
+        // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
+        unsafe { libc::close(RINGS_FD) };
+        reader.attach(region.reader(Direction::ToChild));
+        lock(&writer).attach(region.writer(Direction::ToPool));
+    }
+    context::set_context(Some(Context {
+        id: init.worker_id,
+        data: init.worker_data.map(|(type_name, bytes)| Data::Encoded {
+            type_name: type_name.to_owned(),
+            bytes: bytes.to_vec(),
+            codec: init.codec,
+        }),
+        aborted: Arc::new(AtomicBool::new(false)),
+        task: TaskPort::None,
+    }));
+    let max = init.max_message_size;
+    install_panic_hook(writer.clone(), max);
+
+    let inbound = Arc::new(Inbound {
+        reader: Mutex::new(reader),
+        writer: writer.clone(),
+        current: Mutex::default(),
+        codec: init.codec,
+        max,
+    });
+    let mailbox = Arc::new(Mailbox::default());
+    // Started for the first task with a channel: most workers never need it.
+    let mut reader_bell: Option<Arc<Doorbell>> = None;
+    mailbox.bell.bind_current_thread();
+    // Who reads the channel: this thread, or (after a task with a channel) the reader thread,
+    // which hands the next command over through the mailbox.
+    let mut main_reads = true;
+    loop {
+        let command = if main_reads {
+            inbound.next_command()
+        } else {
+            main_reads = true;
+            mailbox.take()
+        };
+        match command {
+            Command::Run(Task {
+                task,
+                name,
+                arg_type,
+                result_type,
+                arg,
+                bridge,
+            }) => {
+                if let Some(bridge) = &bridge {
+                    *lock(&inbound.current) = Some(bridge.clone());
+                    context::set_task_port(TaskPort::Remote(bridge.clone()));
+                    main_reads = false;
+                    let bell = match &reader_bell {
+                        Some(bell) => bell,
+                        None => reader_bell.insert(start_reader(&inbound, &mailbox)?),
+                    };
+                    bell.ring();
+                }
+                let result = match exports.get(&name) {
+                    Some(export) => {
+                        export.call_encoded(&name, init.codec, &arg, &arg_type, &result_type)
+                    }
+                    None => Err(Error::NoSuchFunction { name }),
+                };
+                if let Some(bridge) = bridge {
+                    context::set_task_port(TaskPort::None);
+                    *lock(&inbound.current) = None;
+                    bridge.close();
+                }
+                send_done(&writer, task, result, &init)?;
+            }
+            Command::Stop => break,
+        }
+    }
+    if !init.teardown.is_empty() {
+        let result = match exports.get(init.teardown) {
+            Some(export) => export.call_teardown(init.teardown),
+            None => Err(Error::NoSuchFunction {
+                name: init.teardown.to_owned(),
+            }),
+        };
+        if let Err(error) = result {
+            send_done(&writer, 0, Err(error), &init)?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the thread that reads the channel while a task with a channel runs: it waits for
+/// its doorbell, reads up to the next command, which it posts to `mailbox`, and waits again.
+fn start_reader(inbound: &Arc<Inbound>, mailbox: &Arc<Mailbox>) -> Result<Arc<Doorbell>, String> {
+    let bell = Arc::new(Doorbell::new());
+    let (inbound, mailbox, theirs) = (inbound.clone(), mailbox.clone(), bell.clone());
+    std::thread::Builder::new()
+        .name("tinypool-reader".to_owned())
+        .spawn(move || {
+            theirs.bind_current_thread();
+            loop {
+                theirs.wait(None);
+                mailbox.post(inbound.next_command());
+            }
+        })
+        .map_err(|e| format!("starting the channel reader: {e}"))?;
+    Ok(bell)
+}
+
+/// Hands a command from the reader thread to the main thread: a slot and a doorbell, so the
+/// main thread spins briefly before it parks, as a pool's workers do.
+#[derive(Default)]
+struct Mailbox {
+    command: Mutex<Option<Command>>,
+    bell: Doorbell,
+}
+
+impl Mailbox {
+    fn post(&self, command: Command) {
+        *lock(&self.command) = Some(command);
+        self.bell.ring();
+    }
+
+    fn take(&self) -> Command {
+        loop {
+            if let Some(command) = lock(&self.command).take() {
+                return command;
+            }
+            self.bell.wait(None);
+        }
+    }
+}
+
+/// The pool's side of the channel, read by one thread at a time.
+struct Inbound {
+    reader: Mutex<Reader>,
+    writer: Out,
+    /// The running task's channel, for its `PORT` frames.
+    current: Mutex<Option<Arc<Bridge>>>,
+    codec: Serialization,
+    max: usize,
+}
+
+impl Inbound {
+    /// Reads frames until the next task or the order to stop, delivering channel messages on
+    /// the way. Ends the process when the pool is gone or talks nonsense.
+    fn next_command(&self) -> Command {
+        loop {
+            // The next task usually follows within microseconds: the read spins before it
+            // blocks.
+            let frame = lock(&self.reader).read_frame(self.max);
+            let frame = match frame {
+                // The pool is gone: nobody is left to serve.
+                Ok(None) => process::exit(0),
+                Ok(Some(frame)) => frame,
+                Err(error) => nonsense(error),
+            };
+            match ToChild::decode(&frame) {
+                Ok(ToChild::Run(run)) => {
+                    let bridge = (!run.port_type.is_empty()).then(|| {
+                        let bridge = Bridge::new(
+                            run.task,
+                            run.port_type,
+                            self.codec,
+                            self.max,
+                            &self.writer,
+                        );
+                        Arc::new(bridge)
+                    });
+                    return Command::Run(Task {
+                        task: run.task,
+                        name: run.name.to_owned(),
+                        arg_type: run.arg_type.to_owned(),
+                        result_type: run.result_type.to_owned(),
+                        arg: run.arg.to_vec(),
+                        bridge,
+                    });
+                }
+                Ok(ToChild::Stop) => return Command::Stop,
+                // Late messages of a finished task find no bridge and are dropped.
+                Ok(ToChild::Port { task, message }) => {
+                    if let Some(bridge) = self.bridge_of(task) {
+                        bridge.receive(message);
+                    }
+                }
+                Ok(ToChild::PortClosed { task }) => {
+                    if let Some(bridge) = self.bridge_of(task) {
+                        bridge.peer_closed();
+                    }
+                }
+                Ok(ToChild::Init(_)) => nonsense(Error::Protocol {
+                    message: format!("unexpected frame kind {} from the pool", frame.kind),
+                }),
+                Err(error) => nonsense(error),
+            }
+        }
+    }
+
+    /// The running task's bridge, if it is task `task`'s.
+    fn bridge_of(&self, task: u64) -> Option<Arc<Bridge>> {
+        let bridge = lock(&self.current).clone();
+        bridge.filter(|bridge| bridge.task() == task)
+    }
+}
+
+/// The pool talks nonsense: this worker cannot go on.
+fn nonsense(error: Error) -> ! {
+    eprintln!("tinypool worker: {error}");
+    process::exit(2);
+}
+
+fn send_done(
+    writer: &Out,
+    task: u64,
+    result: Result<Vec<u8>, Error>,
+    init: &Init<'_>,
+) -> Result<(), String> {
+    let rss = if init.measure_memory {
+        resident_memory()
+    } else {
+        0
+    };
+    let max = init.max_message_size;
+    let (value, error) = match result {
+        Ok(value) => (value, None),
+        Err(error) => (Vec::new(), Some(error)),
+    };
+    let outcome = error.map_or(Ok(&value[..]), Err);
+    let mut writer = lock(writer);
+    match writer.send(&ToPool::Done(Done { task, rss, outcome }), max) {
+        // A result too big for a frame becomes the task's error.
+        Err(error) if !writer.is_broken() => {
+            let outcome = Err(error);
+            writer.send(&ToPool::Done(Done { task, rss, outcome }), max)
+        }
+        sent => sent,
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Tells the pool the panic message before the default hook prints it, in case the process
+/// then dies (`panic = "abort"`), and notes where it happened for the catch that may follow
+/// (see `panics.rs`): this is the hook a pool's first build installs, in a worker.
+fn install_panic_hook(writer: Out, max: usize) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        panics::note(info);
+        let message = panic_message(info.payload());
+        if let Ok(mut writer) = writer.try_lock() {
+            let _ = writer.send(&ToPool::Panicking { message: &message }, max);
+        }
+        previous(info);
+    }));
+}

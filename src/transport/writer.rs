@@ -1,0 +1,264 @@
+//! [`Writer`], either side's writing end: frames into the ring, or announced there and sent
+//! on the socket (see `ring.rs`), or, without a ring, on the socket alone.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use super::exit::ExitWatch;
+use super::ring::{RingWriter, INLINE_MAX};
+use super::socket::{hung_up, poll, send_now};
+use super::wait::{spin_then_nap, Naps, RING_NAP};
+use super::POLL_INTERVAL;
+use crate::protocol::Message;
+use crate::Error;
+
+/// A side's writing end. Both sides place a frame alike; they differ in what they do when
+/// the channel does not take it at once (see [`Mode`]).
+pub(crate) struct Writer {
+    socket: UnixStream,
+    ring: Option<RingWriter>,
+    mode: Mode,
+    /// Frames not yet placed: the ring was full ([`Mode::Ahead`]).
+    pending: VecDeque<Vec<u8>>,
+    /// Bytes the socket owes the other side, in order: the frames of a `SOCKET` chunk,
+    /// nudges, or, without a ring, every frame ([`Mode::Ahead`]).
+    owed: Vec<u8>,
+    /// Why writing failed: the other side is gone or going.
+    broken: Option<io::Error>,
+    /// The pool's side: the child. A ring it will never read again is not waited on.
+    peer: Option<ExitWatch>,
+    /// Where a message is encoded: one buffer, reused.
+    scratch: Vec<u8>,
+}
+
+/// What a writer does when the channel does not take a frame at once.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The pool's driver, and the bridges of task channels, which write from the sender's
+    /// thread: never wait. What the ring and the socket do not take at once waits here and
+    /// goes out while the driver waits for results. Otherwise a driver blocked on a full
+    /// channel, and a child blocked writing a result nobody reads, would wait for each other;
+    /// and a sender holds its channel's lock, which `abort` and `destroy` need.
+    Ahead,
+    /// The child: wait for room, since its results can only go out in order. If the pool is
+    /// gone, the kernel ends the child (`PR_SET_PDEATHSIG`); a pool that closed its end
+    /// without dying never makes room in the ring, and the child exits.
+    Wait,
+}
+
+/// What frames sent ahead still wait for, after a flush.
+pub(crate) struct Backlog {
+    /// Some wait for the ring, which the child empties without telling.
+    ring: bool,
+    /// Some wait for the socket to take more: a `poll` for writing wakes then.
+    pub(crate) socket: bool,
+}
+
+impl Backlog {
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.ring && !self.socket
+    }
+
+    /// How long the driver may sleep before it tries again.
+    pub(crate) fn nap(&self) -> Duration {
+        if self.ring && !self.socket {
+            RING_NAP
+        } else {
+            POLL_INTERVAL
+        }
+    }
+}
+
+impl Writer {
+    /// The pool's end of `peer`'s channel: frames sent ahead never block it.
+    pub(crate) fn ahead(socket: UnixStream, peer: ExitWatch) -> Self {
+        Writer::new(socket, Mode::Ahead, Some(peer))
+    }
+
+    /// The child's end: a frame is sent whole before `send` returns.
+    pub(crate) fn waiting(socket: UnixStream) -> Self {
+        Writer::new(socket, Mode::Wait, None)
+    }
+
+    fn new(socket: UnixStream, mode: Mode, peer: Option<ExitWatch>) -> Self {
+        Writer {
+            socket,
+            ring: None,
+            mode,
+            pending: VecDeque::new(),
+            owed: Vec::new(),
+            broken: None,
+            peer,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// From now on, frames travel in `ring` (after the handshake).
+    pub(crate) fn attach(&mut self, ring: RingWriter) {
+        self.ring = Some(ring);
+    }
+
+    /// Whether writing failed: the other side is gone or going.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Sends `message` as one frame of at most `max` bytes, after those sent before.
+    ///
+    /// An error if it is refused (too big: nothing is sent). The driver's writer sends what
+    /// the channel takes now, keeps the rest for [`flush`](Self::flush), and reports a
+    /// broken channel there (and in [`is_broken`](Self::is_broken)). The child's waits until
+    /// the frame is all out, and fails if the socket does.
+    pub(crate) fn send(&mut self, message: &impl Message, max: usize) -> Result<(), Error> {
+        message.encode(max, &mut self.scratch)?;
+        let frame = std::mem::take(&mut self.scratch);
+        match self.mode {
+            Mode::Ahead => {
+                if self.broken.is_none() && !(self.pending.is_empty() && self.place(&frame)) {
+                    self.pending.push_back(frame);
+                } else {
+                    self.scratch = frame;
+                }
+                self.flush();
+                Ok(())
+            }
+            Mode::Wait => {
+                let placed = spin_then_nap(
+                    self,
+                    RING_NAP,
+                    |writer| writer.place(&frame),
+                    |writer| hung_up(&writer.socket),
+                );
+                if !placed {
+                    // The pool closed its end: nobody is left to serve.
+                    std::process::exit(0);
+                }
+                self.scratch = frame;
+                match &self.broken {
+                    None => Ok(()),
+                    Some(error) => Err(Error::Protocol {
+                        message: format!("writing the worker channel: {error}"),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Sends what the channel takes of what waits; returns what still waits, or `None` once
+    /// writing failed (the child is dead or dying).
+    pub(crate) fn flush(&mut self) -> Option<Backlog> {
+        while let Some(frame) = self.pending.pop_front() {
+            if !self.place(&frame) {
+                self.pending.push_front(frame);
+                break;
+            }
+        }
+        if !self.owed.is_empty() {
+            let owed = std::mem::take(&mut self.owed);
+            let sent = self.send_now(&owed);
+            self.owed = owed;
+            self.owed.drain(..sent);
+        }
+        if self.broken.is_some() {
+            return None;
+        }
+        let socket = !self.owed.is_empty();
+        Some(Backlog {
+            ring: !self.pending.is_empty() && !socket,
+            socket,
+        })
+    }
+
+    /// Waits until what waits is all out (`INIT`, `STOP`), or `deadline` passes, or the child
+    /// is gone.
+    pub(crate) fn finish(&mut self, deadline: Instant) -> Result<(), Error> {
+        let mut naps = Naps::new(RING_NAP);
+        while let Some(backlog) = self.flush() {
+            if backlog.is_empty() {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Protocol {
+                    message: "writing the worker channel: the child does not read".to_owned(),
+                });
+            }
+            // Neither a full ring nor a full socket says that the child is gone: a process it
+            // forked may hold the socket.
+            if hung_up(&self.socket) || self.peer.as_ref().is_some_and(ExitWatch::exited) {
+                self.broken = Some(io::ErrorKind::BrokenPipe.into());
+                break;
+            }
+            if backlog.socket {
+                poll(&self.socket, None, true, left.min(POLL_INTERVAL));
+            } else {
+                // The ring is full: the child empties it as it reads, without telling.
+                naps.sleep(left);
+            }
+        }
+        Err(Error::Protocol {
+            message: "writing the worker channel: the child is gone".to_owned(),
+        })
+    }
+
+    /// Puts `frame` in the ring, or announces it there and sends it on the socket; `false`
+    /// if the ring has no room now.
+    fn place(&mut self, frame: &[u8]) -> bool {
+        match &mut self.ring {
+            Some(ring) if frame.len() <= INLINE_MAX => {
+                if !ring.try_inline(frame) {
+                    return false;
+                }
+                if ring.reader_sleeping() && ring.nudge() {
+                    self.owe(&[0]);
+                }
+            }
+            Some(ring) => {
+                if !ring.try_socket(frame.len()) {
+                    return false;
+                }
+                self.owe(frame);
+            }
+            None => self.owe(frame),
+        }
+        true
+    }
+
+    /// Sends `bytes` on the socket after what it already owes: the driver keeps what it does
+    /// not take now; the child waits until it takes all.
+    fn owe(&mut self, bytes: &[u8]) {
+        if !self.owed.is_empty() {
+            self.owed.extend_from_slice(bytes);
+            return;
+        }
+        let mut sent = self.send_now(bytes);
+        match self.mode {
+            Mode::Ahead => self.owed.extend_from_slice(&bytes[sent..]),
+            Mode::Wait => {
+                while sent < bytes.len() && self.broken.is_none() {
+                    poll(&self.socket, None, true, POLL_INTERVAL);
+                    sent += self.send_now(&bytes[sent..]);
+                }
+            }
+        }
+    }
+
+    /// Writes what the socket takes of `bytes` without blocking; returns how much. A failure
+    /// breaks the channel: nothing more is sent.
+    fn send_now(&mut self, bytes: &[u8]) -> usize {
+        if self.broken.is_some() {
+            return 0;
+        }
+        match send_now(&self.socket, bytes) {
+            Ok(sent) => sent,
+            Err(error) => {
+                self.broken = Some(error);
+                self.pending.clear();
+                self.owed.clear();
+                0
+            }
+        }
+    }
+}
