@@ -1,5 +1,5 @@
 //! The child-process runtime, child side: what
-//! [`worker::serve_if_worker`] runs in a worker process.
+//! [`worker::serve_if_worker`](crate::worker::serve_if_worker) runs in a worker process.
 //!
 //! The main thread reads the channel itself and runs the exported functions: one thread, no
 //! hand-off per task. A task with a channel needs its messages delivered while its function
