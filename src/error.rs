@@ -77,9 +77,12 @@ pub enum Error {
     /// The task was still queued when
     /// [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks) was called.
     Cancelled,
-    /// The pool was destroyed (or dropped) before the task finished, or the task was submitted
-    /// after that.
+    /// The pool was destroyed before the task finished, or the task was submitted after that.
     Terminated,
+    /// The task was submitted after [`Pool::close`](crate::Pool::close) (or after the last
+    /// [`Pool`](crate::Pool) handle was dropped): a closing pool finishes the tasks it has
+    /// and takes no new ones.
+    Closed,
     /// A worker had not stopped `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy):
     /// still running a function, or its teardown. A thread cannot be killed: it is left to
     /// finish on its own, detached from the pool. (A child process is killed instead.)
@@ -211,6 +214,9 @@ impl fmt::Display for Error {
             } => write!(f, "the task has been aborted: {reason}"),
             Error::Cancelled => f.write_str("the task has been cancelled"),
             Error::Terminated => f.write_str("the pool has been destroyed (terminating worker)"),
+            Error::Closed => {
+                f.write_str("the pool is closed: it finishes its tasks and takes no new ones")
+            }
             Error::TerminateTimeout { worker } => {
                 write!(
                     f,

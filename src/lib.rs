@@ -39,6 +39,9 @@
 //! and result types must be exactly the export's (`i32` is not `u32`), else the task fails
 //! with [`Error::TypeMismatch`]: give literals their type (`pool.run::<u32, _>(21u32)`).
 //!
+//! To stop a pool, [`Pool::close`] it (its tasks finish first; dropping its last clone does
+//! that in the background, without waiting) or [`Pool::destroy`] it (at once).
+//!
 //! ## Two runtimes, one API
 //!
 //! - [`Runtime::Threads`] (the default): workers are threads of this process. Arguments and
@@ -148,10 +151,10 @@
 //! ## Async
 //!
 //! A [`Task`] is a `Future` that the worker itself wakes: it works on tokio, smol, async-std or
-//! a hand-written executor. In async code, `.await` tasks and [`Destroy`]: their `wait()`
-//! blocks the calling thread, which in an async runtime is the executor's (on a
-//! single-threaded runtime, waiting on a task that needs a message from the async side never
-//! returns).
+//! a hand-written executor. In async code, `.await` tasks, [`Destroy`], [`Close`] and
+//! [`Idle`]: their `wait()` blocks the calling thread, which in an async runtime is the
+//! executor's (on a single-threaded runtime, waiting on a task that needs a message from the
+//! async side never returns).
 //!
 //! ```
 //! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -236,6 +239,6 @@ pub use codec::Serialization;
 pub use error::{Error, TypeRole};
 pub use exports::Exports;
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
-pub use pool::{Destroy, Pool};
+pub use pool::{Close, Destroy, Idle, Pool};
 pub use scheduler::WorkerInfo;
 pub use task::Task;

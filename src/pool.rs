@@ -22,8 +22,10 @@ use crate::Error;
 
 /// A pool of workers that run exported functions by name.
 ///
-/// Cheap to clone; every clone drives the same workers. Dropping the last clone destroys the
-/// pool (waiting at most `terminate_timeout`); a pending [`Task`] does not keep it alive.
+/// Cheap to clone; every clone drives the same workers. Dropping the last clone
+/// [closes](Pool::close) the pool in the background: the tasks it holds still run and resolve
+/// with their values, then its workers stop; the drop itself does not wait. A pending [`Task`]
+/// does not keep the pool open. To stop at once, [`destroy`](Pool::destroy) it instead.
 ///
 /// ```
 /// use tinypool::{Exports, Pool, RunOptions};
@@ -46,7 +48,7 @@ pub struct Pool {
     handle: Arc<Handle>,
 }
 
-/// Destroys the pool when the last [`Pool`] clone goes.
+/// Closes the pool when the last [`Pool`] clone goes.
 struct Handle {
     scheduler: Arc<Scheduler>,
     /// The export a task runs when it names none (`Builder::name`).
@@ -55,10 +57,10 @@ struct Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.scheduler.shut_down();
-        let deadline = self.scheduler.stop_deadline();
-        // Nobody is left to hear about a stuck worker; it stays detached.
-        let _ = self.scheduler.join_threads(deadline);
+        // Without waiting: the workers finish the tasks, whose callers may still wait on
+        // them, and then stop; their threads end on their own (the last one drops the
+        // scheduler, detaching what nobody joined).
+        self.scheduler.close();
     }
 }
 
@@ -217,6 +219,91 @@ impl Pool {
             scheduler,
             reaper: None,
         }
+    }
+
+    /// Closes the pool gracefully (Piscina's `close()`, Python's `shutdown(wait=True)`): from
+    /// now on, tasks fail at once with [`Error::Closed`]; the queued and running ones finish
+    /// and resolve with their values; then every worker runs its teardown and stops.
+    ///
+    /// The returned [`Close`] can be awaited or waited on; it resolves once every worker
+    /// thread has been joined. `terminate_timeout` bounds only the stop after the last task
+    /// (not the tasks themselves): a worker still running its teardown by then is named in
+    /// [`Error::TerminateTimeout`]. [`destroy`](Pool::destroy) cuts a close short (the tasks
+    /// still queued fail with [`Error::Terminated`], and the `Close` resolves). Closing twice
+    /// is fine; closing a destroyed pool resolves at once. Do not wait on it from inside a
+    /// task of the same pool: that task is one the close waits for.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * n))
+    ///     .max_threads(2)
+    ///     .build()?;
+    /// let tasks: Vec<Task<u64>> = (1..=8u64).map(|n| pool.run(n)).collect();
+    ///
+    /// let close = pool.close();
+    /// assert_eq!(pool.run::<u64, _>(9u64).wait(), Err(Error::Closed)); // No new tasks...
+    /// close.wait()?; // ...and the queued ones ran: the workers are gone now.
+    /// assert_eq!(pool.threads(), 0);
+    /// let squares = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(squares, [1, 4, 9, 16, 25, 36, 49, 64]);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn close(&self) -> Close {
+        let scheduler = self.scheduler().clone();
+        scheduler.close();
+        Close {
+            scheduler,
+            reaper: None,
+        }
+    }
+
+    /// Resolves once nothing is queued or running (at once if so); the pool stays open.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n + 1))
+    ///     .build()?;
+    /// let tasks: Vec<Task<u64>> = (0..16u64).map(|n| pool.run(n)).collect();
+    /// pool.idle().wait(); // Or `.await` it.
+    /// assert!(tasks.iter().all(Task::is_finished));
+    /// assert_eq!(pool.queue_size(), 0);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn idle(&self) -> Idle {
+        Idle {
+            task: self.scheduler().idle(),
+        }
+    }
+
+    /// Whether the queue is at `max_queue` (Piscina's `needsDrain`), so that the next task
+    /// would fail with [`Error::QueueFull`] unless a worker takes one first: a producer's cue
+    /// to wait, for [`idle`](Pool::idle) say. Always `false` with an unbounded queue.
+    ///
+    /// ```
+    /// use tinypool::{Exports, MaxQueue, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n))
+    ///     .max_queue(MaxQueue::Limit(64))
+    ///     .build()?;
+    /// let mut tasks = Vec::new();
+    /// for n in 0..1000u32 {
+    ///     if pool.needs_drain() {
+    ///         pool.idle().wait(); // Let the queue drain before adding more.
+    ///     }
+    ///     tasks.push(pool.run::<u32, _>(n));
+    /// }
+    /// // None failed with `QueueFull`.
+    /// let values = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(values.len(), 1000);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn needs_drain(&self) -> bool {
+        self.scheduler().needs_drain()
     }
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks
@@ -398,17 +485,14 @@ impl Future for Destroy {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.reaper.is_none() {
-            let slot = Arc::new(Slot::new());
-            let (scheduler, deadline, done) = (self.scheduler.clone(), self.deadline, slot.clone());
-            let name = format!("{}-destroy", self.scheduler.thread_name());
-            let spawned = std::thread::Builder::new().name(name).spawn(move || {
-                done.complete(scheduler.join_threads(deadline));
-            });
-            if spawned.is_err() {
+            let (scheduler, deadline) = (self.scheduler.clone(), self.deadline);
+            match reaper(&self.scheduler, "destroy", move || {
+                scheduler.join_threads(deadline)
+            }) {
+                Some(reaper) => self.reaper = Some(reaper),
                 // No thread to wait on: wait here, which is bounded by the deadline.
-                return Poll::Ready(self.scheduler.join_threads(self.deadline));
+                None => return Poll::Ready(self.scheduler.join_threads(self.deadline)),
             }
-            self.reaper = Some(Task::new(slot));
         }
         let reaper = self.reaper.as_mut().expect("set above");
         Pin::new(reaper).poll(cx)
@@ -420,5 +504,122 @@ impl fmt::Debug for Destroy {
         f.debug_struct("Destroy")
             .field("deadline", &self.deadline)
             .finish()
+    }
+}
+
+/// Waits for the workers on a thread of its own, so that no executor blocks: what a [`Destroy`]
+/// or a [`Close`] does when first polled. `None` if no thread could be spawned.
+fn reaper(
+    scheduler: &Arc<Scheduler>,
+    what: &str,
+    wait: impl FnOnce() -> Result<(), Error> + Send + 'static,
+) -> Option<Task<()>> {
+    let slot = Arc::new(Slot::new());
+    let done = slot.clone();
+    let name = format!("{}-{what}", scheduler.thread_name());
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        done.complete(wait());
+    });
+    spawned.ok().map(|_| Task::new(slot))
+}
+
+/// The end of [`Pool::close`]: wait on it, or await it.
+#[must_use = "the pool is already closing; wait on this to know that its tasks ran and its \
+              workers stopped"]
+pub struct Close {
+    scheduler: Arc<Scheduler>,
+    /// Waits for the workers on a thread of its own when awaited, so no executor blocks.
+    reaper: Option<Task<()>>,
+}
+
+impl Close {
+    /// Blocks until the pool's tasks have run and every worker thread is joined. In async
+    /// code, `.await` it instead: it then waits on a thread of its own, and the executor's
+    /// thread stays free.
+    ///
+    /// ```
+    /// use tinypool::{Error, Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n * 2))
+    ///     .build()?;
+    /// let task = pool.run::<u32, _>(21u32);
+    /// let (first, second) = (pool.close(), pool.close()); // Twice is fine.
+    /// first.wait()?;
+    /// second.wait()?;
+    /// assert_eq!(task.wait()?, 42);
+    /// assert_eq!(pool.close().wait(), Ok(())); // At once, now.
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn wait(self) -> Result<(), Error> {
+        self.scheduler.wait_closed()
+    }
+}
+
+impl Future for Close {
+    type Output = Result<(), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.reaper.is_none() {
+            // No thread for a close that is over already (after `destroy`, say).
+            if let Some(result) = self.scheduler.closed_already() {
+                return Poll::Ready(result);
+            }
+            let scheduler = self.scheduler.clone();
+            match reaper(&self.scheduler, "close", move || scheduler.wait_closed()) {
+                Some(reaper) => self.reaper = Some(reaper),
+                // No thread to wait on: wait here.
+                None => return Poll::Ready(self.scheduler.wait_closed()),
+            }
+        }
+        let reaper = self.reaper.as_mut().expect("set above");
+        Pin::new(reaper).poll(cx)
+    }
+}
+
+impl fmt::Debug for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Close").finish_non_exhaustive()
+    }
+}
+
+/// The end of [`Pool::idle`]: wait on it, or await it.
+#[must_use = "wait on this, or await it, to know that the pool is idle"]
+pub struct Idle {
+    task: Task<()>,
+}
+
+impl Idle {
+    /// Blocks until nothing is queued or running in the pool.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n))
+    ///     .build()?;
+    /// pool.idle().wait(); // At once: nothing was submitted.
+    /// let task = pool.run::<u32, _>(7);
+    /// pool.idle().wait();
+    /// assert!(task.is_finished());
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn wait(self) {
+        // Only ever completed with `Ok`.
+        let _ = self.task.wait();
+    }
+}
+
+impl Future for Idle {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.task).poll(cx).map(|_| ())
+    }
+}
+
+impl fmt::Debug for Idle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idle").finish_non_exhaustive()
     }
 }

@@ -44,12 +44,14 @@ impl Scheduler {
             bell: bell.clone(),
             retired: retired.clone(),
             pid: None,
+            publishing: false,
         });
         state.threads.push(ThreadRecord {
             serial,
             id: index + 1,
             handle: None,
             finished: false,
+            publishing: false,
             on_exit: Vec::new(),
         });
         Reservation {
@@ -62,7 +64,8 @@ impl Scheduler {
         }
     }
 
-    /// Reserves workers until there are `min_threads`, and enough for the queue.
+    /// Reserves workers until there are `min_threads` (none once closing), and enough for the
+    /// queue.
     pub(super) fn replenish(&self, state: &mut SchedulerState) -> Vec<Reservation> {
         // The pool has lost a worker: the intake's tasks join the queue, which counts.
         self.take_intake(state, true);
@@ -70,9 +73,12 @@ impl Scheduler {
             return Vec::new();
         }
         let options = &self.options;
-        let wanted = options
-            .min_threads
-            .max(state.queue.len().min(options.max_threads));
+        let floor = if state.closing {
+            0
+        } else {
+            options.min_threads
+        };
+        let wanted = floor.max(state.queue.len().min(options.max_threads));
         let mut starts = Vec::new();
         while state.workers.len() < wanted {
             starts.push(Self::reserve(state, None));
@@ -160,6 +166,7 @@ impl Scheduler {
         if state.workers.is_empty() {
             failed.extend(state.queue.drain(..));
         }
+        let idle = self.settle(&mut state);
         drop(state);
         if failed.is_empty() {
             if live.is_some() {
@@ -170,13 +177,21 @@ impl Scheduler {
                 job.fail(error.clone());
             }
         }
+        super::resolve(idle);
     }
 
     // ---- Leave --------------------------------------------------------------------------------
 
-    /// Retires the worker at `index` and starts its replacements.
-    pub(super) fn leave(self: &Arc<Self>, mut state: MutexGuard<'_, SchedulerState>, index: usize) {
+    /// Retires the worker at `index` and starts its replacements; publishes `done`, the task
+    /// it finished last, once its replacements count.
+    pub(super) fn leave(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, SchedulerState>,
+        index: usize,
+        done: Option<JobRef>,
+    ) {
         let left = state.retire(index);
+        state.publishing(left.serial, done.is_some());
         // Tasks it took but never started go back to the head of the queue, in order, for an
         // idle worker or a replacement; dropping them would hang their callers. They are the
         // siblings of an isolated task (with `concurrent_tasks_per_worker` > 1), and the tasks
@@ -192,8 +207,13 @@ impl Scheduler {
             }
         }
         let starts = self.replenish(&mut state);
+        let idle = self.settle(&mut state);
         drop(state);
+        if let Some(job) = done {
+            job.publish();
+        }
         self.start_all(starts);
+        super::resolve(idle);
     }
 
     /// Called by every worker thread as its very last step.
@@ -213,10 +233,12 @@ impl Scheduler {
             orphans.extend(orphaned.running.into_iter().chain(orphaned.inbox));
             starts = self.replenish(&mut state);
         }
+        let idle = self.settle(&mut state);
         drop(state);
         for job in orphans {
             job.fail(Error::Terminated);
         }
+        super::resolve(idle);
         self.start_all(starts);
         self.thread_finished.notify_all();
         for countdown in countdowns {

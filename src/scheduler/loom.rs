@@ -237,3 +237,43 @@ fn loom_destroy_races_the_intake() {
         destroy(&scheduler);
     });
 }
+
+/// `close` from another thread while tasks run, wait in the queue, or go through the intake:
+/// each task submitted before resolves with its value, the one racing the close with its
+/// value or `Closed`; the close ends once every worker is gone and its thread finished.
+#[test]
+fn loom_close_races_the_intake() {
+    model(2, || {
+        let scheduler = pool(1, 1);
+        let first = [(1, 2), (3, 4)].map(|arg| run(&scheduler, arg, None));
+        let closer = {
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || {
+                scheduler.close();
+                scheduler.wait_closed()
+            })
+        };
+        let last = run(&scheduler, (5, 6), None).wait();
+        assert_eq!(closer.join().unwrap(), Ok(()));
+        assert_eq!(first.map(Task::wait), [Ok(3), Ok(7)]);
+        assert!(matches!(last, Ok(11) | Err(Error::Closed)), "{last:?}");
+        let state = scheduler.lock();
+        assert!(state.workers.is_empty() && state.queue.is_empty());
+        assert!(state.threads.iter().all(|record| record.finished));
+        assert_eq!(scheduler.intake.len(), 0);
+    });
+}
+
+/// `idle` racing the worker that finishes the only task: it resolves only once that task
+/// has been published.
+#[test]
+fn loom_idle_waits_for_the_published_task() {
+    model(3, || {
+        let scheduler = pool(1, 1);
+        let task = run(&scheduler, (1, 2), None);
+        assert_eq!(scheduler.idle().wait(), Ok(()));
+        assert!(task.is_finished());
+        assert_eq!(task.wait(), Ok(3));
+        destroy(&scheduler);
+    });
+}

@@ -26,6 +26,15 @@
 //! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
 //!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
 //!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
+//! - **Close** ([`Scheduler::close`]). A closing pool refuses new tasks (`Closed`) and runs
+//!   what it holds; a worker that then finds nothing to do stops instead of idling, and no
+//!   worker is replaced beyond what the queue needs. It is *drained* once no worker is left;
+//!   only then does `terminate_timeout` start counting, for the teardowns.
+//! - **Idle.** The pool is idle when nothing is queued, in the intake, or held by a worker,
+//!   and no worker still has its last task to publish (a worker notes that in its record
+//!   when it goes idle, a store under the lock it holds anyway); `Pool::idle` waiters are
+//!   checked wherever that can become true (a worker about to idle or leave, an abort, a
+//!   cancel, a failed start, a thread's end, destroy), and only while there are any.
 //! - **Exactly once.** Every task resolves exactly once: the worker stages a result and
 //!   publishes it once the lock is released; abort, `destroy` and `cancel_pending_tasks`
 //!   complete it with an error; whichever comes first wins (see [`crate::task`]).
@@ -53,7 +62,7 @@ use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
-use crate::sync::{lock, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use crate::task::{Job, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
@@ -163,6 +172,7 @@ impl Scheduler {
     fn open_intake_if_saturated(&self, state: &mut SchedulerState) {
         let saturated = !state.intake_open
             && !state.destroyed
+            && !state.closing
             && self.options.max_queue.is_none()
             && !state.queue.is_empty()
             && state.workers.len() == self.options.max_threads
@@ -223,9 +233,14 @@ impl Scheduler {
         };
         let options = &self.options;
         let mut state = self.lock();
-        if state.destroyed {
+        if state.destroyed || state.closing {
+            let error = if state.destroyed {
+                Error::Terminated
+            } else {
+                Error::Closed
+            };
             drop(state);
-            job.fail(Error::Terminated);
+            job.fail(error);
             return;
         }
         // Behind what the intake holds, which was submitted earlier.
@@ -308,8 +323,10 @@ impl Scheduler {
         let mut state = self.lock();
         if let Some(index) = state.queue.iter().position(|queued| same(queued, job)) {
             state.queue.remove(index);
+            let idle = self.settle(&mut state);
             drop(state);
             job.fail(error);
+            resolve(idle);
             return;
         }
         let running = state
@@ -324,8 +341,10 @@ impl Scheduler {
             let worker = &mut state.workers[index];
             worker.inbox.retain(|queued| !same(queued, job));
             worker.exclusive = worker.holds_abortable();
+            let idle = self.settle(&mut state);
             drop(state);
             job.fail(error);
+            resolve(idle);
         } else if let Some(index) = running {
             if !job.fail(error) {
                 return; // It resolved first.
@@ -336,15 +355,116 @@ impl Scheduler {
             let worker = state.retire(index);
             worker.retired.store(true, Ordering::Release);
             let starts = self.replenish(&mut state);
+            let idle = self.settle(&mut state);
             drop(state);
             self.start_all(starts);
+            resolve(idle);
         }
+    }
+
+    // ---- Closing and idleness -----------------------------------------------------------------
+
+    /// What to do after the state changed in a way that may have drained a closing pool or
+    /// made it idle: wakes whoever waits for the drain, and returns the idle waiters to
+    /// resolve once the lock is released (and the task just finished, if any, published).
+    fn settle(&self, state: &mut SchedulerState) -> Vec<Arc<Slot<()>>> {
+        if state.closing && state.workers.is_empty() {
+            self.thread_finished.notify_all();
+        }
+        if state.idle_waiters.is_empty() {
+            return Vec::new();
+        }
+        let in_intake = state.intake_open && self.intake.len() > 0;
+        let nothing_held = state.queue.is_empty()
+            && !in_intake
+            && state.workers.iter().all(|worker| worker.load() == 0);
+        if !nothing_held {
+            return Vec::new();
+        }
+        // A worker that went idle (or left) with its last task still to publish: that task may
+        // not have resolved yet. An idle one is rung, to come back under the lock once it
+        // published (and settle again); a leaving one is waited for until its thread ends.
+        let mut publishing = false;
+        for worker in state.workers.iter().filter(|worker| worker.publishing) {
+            worker.bell.ring();
+            publishing = true;
+        }
+        publishing |= state
+            .threads
+            .iter()
+            .any(|record| record.publishing && !record.finished);
+        if publishing {
+            Vec::new()
+        } else {
+            std::mem::take(&mut state.idle_waiters)
+        }
+    }
+
+    /// Closes the pool: it takes no new task, runs what it holds, and then its workers stop.
+    /// Idempotent; on a destroyed pool, it changes nothing.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        // From now on every submitter takes the lock, and finds the pool closing.
+        self.take_intake(&mut state, true);
+        // Idle workers wake, find nothing, and stop (see `worker_loop`); busy ones stop once
+        // the queue is empty.
+        for worker in &state.workers {
+            worker.bell.ring();
+        }
+        self.settle(&mut state);
+    }
+
+    /// Waits until a closed pool has drained (no worker left), then for its threads to
+    /// finish, for at most `terminate_timeout` from the drain on.
+    pub(crate) fn wait_closed(&self) -> Result<(), Error> {
+        let mut state = self.lock();
+        // Unbounded: the tasks themselves may take as long as they take. (Notified by
+        // `settle` when the last worker goes, and by `destroy`.)
+        while !state.workers.is_empty() {
+            state = wait_timeout(&self.thread_finished, state, Duration::from_secs(3600));
+        }
+        drop(state);
+        self.join_threads(self.stop_deadline())
+    }
+
+    /// What a close resolves with, if it is over already: no worker left, and every thread
+    /// finished (they are joined here). `None` if it still has to wait.
+    pub(crate) fn closed_already(&self) -> Option<Result<(), Error>> {
+        {
+            let state = self.lock();
+            if !state.workers.is_empty() || state.threads.iter().any(|record| !record.finished) {
+                return None;
+            }
+        }
+        Some(self.join_threads(Instant::now()))
+    }
+
+    /// A task resolved once nothing is queued or running (at once if so).
+    pub(crate) fn idle(&self) -> Task<()> {
+        let slot = Arc::new(Slot::new());
+        let mut state = self.lock();
+        state.idle_waiters.push(slot.clone());
+        let idle = self.settle(&mut state);
+        drop(state);
+        resolve(idle);
+        Task::new(slot)
+    }
+
+    /// Whether the queue holds `max_queue` tasks (always false for an unbounded queue).
+    pub(crate) fn needs_drain(&self) -> bool {
+        self.options
+            .max_queue
+            .is_some_and(|limit| self.queue_size() >= limit)
     }
 
     // ---- Pool operations --------------------------------------------------------------------
 
     pub(crate) fn cancel_pending(&self) {
-        let cancelled: Vec<JobRef> = {
+        let (cancelled, idle): (Vec<JobRef>, _) = {
             let mut state = self.lock();
             self.take_intake(&mut state, false);
             let SchedulerState { queue, workers, .. } = &mut *state;
@@ -353,11 +473,12 @@ impl Scheduler {
                 cancelled.extend(worker.inbox.drain(..));
                 worker.exclusive = worker.holds_abortable();
             }
-            cancelled
+            (cancelled, self.settle(&mut state))
         };
         for job in cancelled {
             job.fail(Error::Cancelled);
         }
+        resolve(idle);
     }
 
     pub(crate) fn recycle(self: &Arc<Self>) -> Task<()> {
@@ -390,22 +511,31 @@ impl Scheduler {
 
     /// Fails every task, retires every worker and marks the pool destroyed. Idempotent.
     pub(crate) fn shut_down(&self) {
-        let doomed: Vec<JobRef> = {
+        let (doomed, retired, idle): (Vec<JobRef>, Vec<_>, _) = {
             let mut state = self.lock();
             state.destroyed = true;
             self.take_intake(&mut state, true);
             let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
+            let mut retired = Vec::new();
             while !state.workers.is_empty() {
                 let worker = state.retire(0);
-                worker.retired.store(true, Ordering::Release);
+                retired.push(worker.retired);
                 doomed.extend(worker.running);
                 doomed.extend(worker.inbox);
             }
-            doomed
+            (doomed, retired, std::mem::take(&mut state.idle_waiters))
         };
         for job in doomed {
             job.fail(Error::Terminated);
         }
+        // Only now told: a function that returns once it sees `worker::aborted()` would
+        // otherwise race its value against the `Terminated` above.
+        for flag in retired {
+            flag.store(true, Ordering::Release);
+        }
+        // Nothing is left to run; a `close` waiting for its workers sees them gone.
+        resolve(idle);
+        self.thread_finished.notify_all();
     }
 
     // ---- Observation ----------------------------------------------------------------------
@@ -461,5 +591,12 @@ impl Scheduler {
     /// Worker threads are named `{thread_name}-{id}`; the pool's other threads take it too.
     pub(crate) fn thread_name(&self) -> &str {
         &self.options.thread_name
+    }
+}
+
+/// Resolves the idle waiters [`Scheduler::settle`] returned.
+fn resolve(waiters: Vec<Arc<Slot<()>>>) {
+    for waiter in waiters {
+        waiter.complete(Ok(()));
     }
 }

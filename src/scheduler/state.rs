@@ -28,6 +28,11 @@ pub(super) struct SchedulerState {
     pub(super) ids_in_use: Vec<bool>,
     pub(super) next_serial: u64,
     pub(super) destroyed: bool,
+    /// `Pool::close` (or the last handle's drop): no new task is taken, and each worker stops
+    /// once it finds nothing left to do.
+    pub(super) closing: bool,
+    /// What `Pool::idle` handed out, resolved once nothing is queued or running.
+    pub(super) idle_waiters: Vec<Arc<Slot<()>>>,
     /// Tasks the workers ran to their end (`Pool::completed`).
     pub(super) completed: u64,
     /// Every thread started and not joined yet, live workers' and retired ones'.
@@ -45,6 +50,14 @@ impl SchedulerState {
         self.workers
             .iter()
             .position(|worker| worker.serial == serial)
+    }
+
+    /// Notes on the thread record of a retired worker `serial` whether it leaves with a task
+    /// to publish.
+    pub(super) fn publishing(&mut self, serial: u64, publishing: bool) {
+        if let Some(record) = self.threads.iter_mut().find(|r| r.serial == serial) {
+            record.publishing = publishing;
+        }
     }
 
     /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
@@ -77,6 +90,9 @@ pub(super) struct WorkerRecord {
     pub(super) retired: Arc<AtomicBool>,
     /// The child's process id, in the child-process runtime.
     pub(super) pid: Option<u32>,
+    /// Set when it went idle with a finished task to publish once the lock is released: until
+    /// it is back under the lock, that task may not have resolved yet (`Pool::idle` waits).
+    pub(super) publishing: bool,
 }
 
 impl WorkerRecord {
@@ -99,6 +115,9 @@ pub(super) struct ThreadRecord {
     pub(super) id: usize,
     pub(super) handle: Option<JoinHandle<()>>,
     pub(super) finished: bool,
+    /// Its worker left with a finished task to publish: until the thread finishes, that task
+    /// may not have resolved yet (`Pool::idle` waits).
+    pub(super) publishing: bool,
     /// Completed when this thread finishes (`recycle_workers` waits on them).
     pub(super) on_exit: Vec<Arc<Countdown>>,
 }

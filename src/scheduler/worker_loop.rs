@@ -84,25 +84,38 @@ impl Scheduler {
                 continue;
             }
             if state.workers[index].recycle || shift.draining {
-                self.leave(state, index);
-                return publish(shift.done);
+                return self.leave(state, index, shift.done);
             }
             // About to idle: the pool is no longer saturated. Tasks that came in meanwhile
             // are this worker's to take.
             if self.take_intake(&mut state, true) {
                 continue;
             }
+            if state.closing {
+                // Nothing is left for it, and a closing pool takes nothing new: it stops
+                // (nothing replaces it: the queue is empty).
+                state.retire(index);
+                state.publishing(me.serial, shift.done.is_some());
+                let idle = self.settle(&mut state);
+                release(state, &mut shift.done);
+                return super::resolve(idle);
+            }
+            // A store to its own record, and a test of an empty list unless someone waits on
+            // `Pool::idle`.
+            state.workers[index].publishing = shift.done.is_some();
+            let idle = self.settle(&mut state);
 
             // IDLE
             let may_idle_out = state.workers.len() > self.options.min_threads;
             release(state, &mut shift.done);
+            super::resolve(idle);
             let woken = self.wait_idle(me, worker, may_idle_out, shift.idle_since);
             state = self.lock();
             match woken {
                 Woken::Rung | Woken::Checked(Flow::Continue) => {}
                 Woken::Checked(_) => {
                     if let Some(index) = state.position(me.serial) {
-                        return self.leave(state, index);
+                        return self.leave(state, index, None);
                     }
                 }
                 Woken::IdleTimeout => {
@@ -204,8 +217,7 @@ impl Scheduler {
             || (finished && (shift.draining || self.options.isolate_workers))
             || recycled
         {
-            self.leave(state, index);
-            publish(shift.done.take());
+            self.leave(state, index, shift.done.take());
             return None;
         }
         Some(state)
@@ -247,6 +259,8 @@ impl Scheduler {
             if let Some(index) = state.position(serial) {
                 if state.workers[index].load() == 0 {
                     state.retire(index);
+                    // It may have been the last worker of a pool closed meanwhile.
+                    super::resolve(self.settle(state));
                     return true;
                 }
             }

@@ -1,7 +1,8 @@
 //! Destroying a pool (spec §1.4, §2.8, scenarios 43, 44): queued and running tasks fail with
-//! `Terminated` and every worker stops; destroying twice, or right after build; dropping the
-//! last clone; a worker deaf to `destroy`. Threads only: a running task fails at once while its
-//! function, which sees `worker::aborted()`, is still winding down.
+//! `Terminated` and every worker stops; destroying twice, or right after build; a worker deaf
+//! to `destroy`. (Dropping the last clone closes the pool instead: see `close.rs`.) Threads
+//! only: a running task fails at once while its function, which sees `worker::aborted()`, is
+//! still winding down.
 
 use std::time::Duration;
 
@@ -23,7 +24,6 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             destroy_fails_running_and_queued_tasks,
             destroy_fails_queued_and_running_tasks_and_stops_every_worker,
             destroy_twice_is_fine_and_later_runs_fail_with_terminated,
-            dropping_the_last_pool_clone_destroys_it,
             destroy_right_after_build_fails_the_task,
             a_worker_deaf_to_destroy_times_out_as_a_thread_and_is_killed_as_a_child,
         ],
@@ -103,42 +103,6 @@ fn destroy_twice_is_fine_and_later_runs_fail_with_terminated(runtime: Runtime) {
     assert_eq!(finish(abortable), Err(Error::Terminated));
     assert_eq!(sizes(&pool), (0, 0));
     assert_eq!(live(&prefix), 0);
-}
-
-/// Dropping the last `Pool` clone destroys the pool: its workers are gone when the drop
-/// returns, and pending tasks (which do not keep it alive) fail with `Terminated`.
-fn dropping_the_last_pool_clone_destroys_it(runtime: Runtime) {
-    let prefix = prefix("rt-drop", runtime);
-    let pool = pool(runtime)
-        .min_threads(1)
-        .max_threads(1)
-        .thread_name(&prefix)
-        .build()
-        .unwrap();
-    let (running, port) = hold(&pool, 0);
-    let (queued, queued_port) = hold(&pool, 1);
-    assert_eq!(next(&port), Ok(0));
-    let children = pids(&pool, runtime);
-    let clone = pool.clone();
-
-    drop(pool);
-    assert!(!running.is_finished(), "a clone still holds the pool");
-    assert_eq!(clone.queue_size(), 1);
-    assert_eq!(live(&prefix), 1);
-
-    drop(clone);
-    assert_eq!(live(&prefix), 0, "the drop joined the worker");
-    assert!(
-        children.iter().all(|&pid| procfs::gone(pid)),
-        "and reaped its child"
-    );
-    assert_eq!(
-        next(&queued_port),
-        Err(Error::Disconnected),
-        "never started"
-    );
-    assert_eq!(finish(running), Err(Error::Terminated));
-    assert_eq!(finish(queued), Err(Error::Terminated));
 }
 
 /// Scenario 44: destroying an isolated pool right after it was built, with a task submitted

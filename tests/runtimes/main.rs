@@ -15,6 +15,7 @@ mod common;
 mod abort;
 mod cancel;
 mod channels;
+mod close;
 mod destroy;
 mod exports;
 mod futures;
@@ -327,6 +328,7 @@ fn main() {
         isolation::bodies,
         abort::bodies,
         destroy::bodies,
+        close::bodies,
         teardown::bodies,
         cancel::bodies,
         channels::bodies,
