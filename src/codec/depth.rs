@@ -14,8 +14,8 @@
 //! the caller passed (postcard drops the text of custom errors, so the flag is how the caller
 //! knows to say why).
 //!
-//! On the deserializing side the count is kept in the visitor and in the accessors and seeds
-//! handed to it, rather than in the `deserialize_*` calls, so what is counted is what the
+//! On the deserializing side the count is kept in the visitor and in the accessors and
+//! `DeserializeSeed`s handed to it, rather than in the `deserialize_*` calls, so what is counted is what the
 //! input actually contains: that covers `deserialize_any`, self-describing formats and
 //! `IgnoredAny` too.
 //!

@@ -37,9 +37,10 @@ struct Shift {
     starting: Vec<JobRef>,
     /// Told to leave once what it started has finished ([`Flow::Leave`]).
     draining: bool,
-    /// When it last finished a task, or started: its idle time counts from there, across the
-    /// wake-ups that check a child's health.
-    idle_since: Instant,
+    /// When it went idle (`None` while busy): its idle time counts from there, across the
+    /// wake-ups that check a child's health. Taken on the way into IDLE, not after each task,
+    /// so that the per-task path reads no clock.
+    idle_since: Option<Instant>,
 }
 
 /// How an idle worker's wait ended.
@@ -67,7 +68,7 @@ impl Scheduler {
             done: None,
             starting: Vec::new(),
             draining: false,
-            idle_since: Instant::now(),
+            idle_since: None,
         };
         let mut state = self.lock();
         // Until it finds itself retired (aborted, recycled while idle, the pool destroyed).
@@ -109,7 +110,8 @@ impl Scheduler {
             let may_idle_out = state.workers.len() > self.options.min_threads;
             release(state, &mut shift.done);
             super::resolve(idle);
-            let woken = self.wait_idle(me, worker, may_idle_out, shift.idle_since);
+            let idle_since = *shift.idle_since.get_or_insert_with(Instant::now);
+            let woken = self.wait_idle(me, worker, may_idle_out, idle_since);
             state = self.lock();
             match woken {
                 Woken::Rung | Woken::Checked(Flow::Continue) => {}
@@ -277,7 +279,7 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
         shift.starting.clear();
     }
     let flow = worker.finish(&oldest);
-    shift.idle_since = Instant::now();
+    shift.idle_since = None;
     if let Some(port) = oldest.port() {
         port.close();
     }
