@@ -173,9 +173,11 @@ impl Pool {
         A: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
-        let RunOptions { name, signal, port } = options;
-        let name = name.or_else(|| self.handle.name.clone());
-        self.scheduler().submit(arg, name, port, signal)
+        let mut options = options;
+        if options.name.is_none() {
+            options.name = self.handle.name.clone();
+        }
+        self.scheduler().submit(arg, options)
     }
 
     /// Destroys the pool: queued and running tasks fail with [`Error::Terminated`], running

@@ -320,6 +320,8 @@ pub(crate) trait Job: Send + Sync {
     fn port(&self) -> Option<&dyn ErasedPort>;
     /// Whether the task carries an abort signal (it then never shares a worker).
     fn abortable(&self) -> bool;
+    /// Its priority ([`RunOptions::priority`](crate::RunOptions::priority)): higher runs first.
+    fn priority(&self) -> i32;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -352,11 +354,12 @@ pub(crate) struct TaskCell<A, R> {
     extras: Option<Box<Extras>>,
 }
 
-/// What only a task with a channel or an abort signal needs.
+/// What only a task with a channel, an abort signal or a priority needs.
 struct Extras {
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
     abort_hook: OnceLock<AbortHook>,
+    priority: i32,
 }
 
 impl<A, R> TaskCell<A, R>
@@ -369,12 +372,14 @@ where
         name: Option<Cow<'static, str>>,
         port: Option<Box<dyn ErasedPort>>,
         abortable: bool,
+        priority: i32,
     ) -> Self {
-        let extras = (port.is_some() || abortable).then(|| {
+        let extras = (port.is_some() || abortable || priority != 0).then(|| {
             Box::new(Extras {
                 port,
                 abortable,
                 abort_hook: OnceLock::new(),
+                priority,
             })
         });
         TaskCell {
@@ -505,6 +510,10 @@ where
 
     fn abortable(&self) -> bool {
         self.extras.as_ref().is_some_and(|extras| extras.abortable)
+    }
+
+    fn priority(&self) -> i32 {
+        self.extras.as_ref().map_or(0, |extras| extras.priority)
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {

@@ -28,6 +28,7 @@ pub struct RunOptions {
     pub(crate) name: Option<Cow<'static, str>>,
     pub(crate) signal: Option<AbortSignal>,
     pub(crate) port: Option<Box<dyn ErasedPort>>,
+    pub(crate) priority: i32,
 }
 
 impl RunOptions {
@@ -126,12 +127,66 @@ impl RunOptions {
     }
 }
 
+impl RunOptions {
+    /// Where the task stands in the queue: a task of higher priority runs before every queued
+    /// task of lower priority, and tasks of one priority run in the order they came. The
+    /// default is 0; negative priorities run after it.
+    ///
+    /// Priority orders the queue only: a task a worker has already taken, or one that finds
+    /// a worker free, runs now whatever its priority. Tasks of the default priority take
+    /// the pool's fastest path; the others cost a little more to queue (an ordered map).
+    ///
+    /// An interactive request overtaking a batch on a busy pool:
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use tinypool::{worker, Exports, Pool, RunOptions};
+    ///
+    /// static STARTED: AtomicU32 = AtomicU32::new(0);
+    /// let pool = Pool::builder()
+    ///     .exports(
+    ///         Exports::new()
+    ///             // Returns the job and how many jobs started before it.
+    ///             .export_default(|job: String| (job, STARTED.fetch_add(1, Ordering::Relaxed)))
+    /// #           // Says it started, then waits: keeps the one worker busy.
+    /// #           .export("hold", |()| {
+    /// #               let port = worker::port::<()>().unwrap();
+    /// #               port.send(()).unwrap();
+    /// #               let _ = port.recv();
+    /// #           }),
+    ///     )
+    ///     .max_threads(1)
+    ///     .build()?;
+    /// # let (gate, port) = tinypool::channel::<()>();
+    /// # let held = pool.run_with::<(), _>((), RunOptions::new().name("hold").channel(port));
+    /// # gate.recv()?;
+    /// // The one worker is busy: these wait in the queue.
+    /// let batch: Vec<_> = (0..3)
+    ///     .map(|i| pool.run_with::<(String, u32), _>(format!("batch {i}"), RunOptions::new()))
+    ///     .collect();
+    /// let urgent = RunOptions::new().priority(10);
+    /// let urgent = pool.run_with::<(String, u32), _>("urgent".to_owned(), urgent);
+    /// # gate.send(()).unwrap();
+    /// # held.wait()?;
+    /// assert_eq!(urgent.wait()?, ("urgent".to_owned(), 0)); // First, though it came last.
+    /// for (i, task) in batch.into_iter().enumerate() {
+    ///     assert_eq!(task.wait()?, (format!("batch {i}"), i as u32 + 1));
+    /// }
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+}
+
 impl fmt::Debug for RunOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunOptions")
             .field("name", &self.name)
             .field("signal", &self.signal)
             .field("channel", &self.port.is_some())
+            .field("priority", &self.priority)
             .finish()
     }
 }

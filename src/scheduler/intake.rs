@@ -15,10 +15,10 @@
 //!   what it holds to the queue (or fail it);
 //! - a task goes to the queue only after what the intake holds, so that FIFO holds.
 //!
-//! A task with an abort signal never comes here: it needs the scheduler's choice of worker.
+//! A task with an abort signal never comes here: it needs the scheduler's choice of worker. Nor
+//! does one of another priority than the default: it takes its place in the queue at once.
 
-use std::collections::VecDeque;
-
+use super::queue::Queue;
 use super::state::JobRef;
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
 
@@ -71,12 +71,7 @@ impl Intake {
     /// Moves what the intake holds to the back of `queue`, and closes it if `close`.
     /// Called with the state lock held; `spare` is an empty buffer swapped in, so that the
     /// intake's lock is held for a swap, not for a copy.
-    pub(super) fn drain_into(
-        &self,
-        queue: &mut VecDeque<JobRef>,
-        spare: &mut Vec<JobRef>,
-        close: bool,
-    ) {
+    pub(super) fn drain_into(&self, queue: &mut Queue, spare: &mut Vec<JobRef>, close: bool) {
         {
             let mut inner = lock(&self.inner);
             if close {
@@ -85,7 +80,7 @@ impl Intake {
             }
             std::mem::swap(&mut inner.jobs, spare);
         }
-        queue.extend(spare.drain(..));
+        queue.append_fifo(spare);
     }
 
     /// How many tasks it holds.

@@ -164,7 +164,7 @@ impl Scheduler {
         }
         self.take_intake(&mut state, true);
         if state.workers.is_empty() {
-            failed.extend(state.queue.drain(..));
+            failed.extend(state.queue.drain());
         }
         let idle = self.settle(&mut state);
         drop(state);

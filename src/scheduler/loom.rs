@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::{Scheduler, SchedulerOptions};
 use crate::abort::AbortController;
 use crate::exports::Exports;
+use crate::options::RunOptions;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Reporter, WorkerOptions};
 use crate::task::Task;
@@ -67,7 +68,11 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
 
 /// `Pool::run_with`: the default export, with an abort signal or without.
 fn run(scheduler: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
-    scheduler.submit(arg, None, None, abort.map(AbortController::signal))
+    let options = match abort {
+        Some(abort) => RunOptions::new().signal(abort.signal()),
+        None => RunOptions::new(),
+    };
+    scheduler.submit(arg, options)
 }
 
 /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live

@@ -14,9 +14,11 @@
 //!   wait, one that arrives adds a worker for the oldest if there is room), or fails
 //!   (`NoQueue`, `QueueFull`, `Terminated`). A task with an abort signal only goes to an empty
 //!   worker, which then takes nothing else (*exclusive*).
-//! - **FIFO.** Tasks leave the queue from its head, into the inbox of a worker with room; an
-//!   abortable head waits for an empty worker. A saturated pool's submitters append to the
-//!   [`Intake`] instead, which only ever joins the queue at its back.
+//! - **Order** ([`queue`]). Tasks leave the queue from its head, into the inbox of a worker
+//!   with room; an abortable head waits for an empty worker. The head is the oldest task of
+//!   the highest priority: FIFO within a priority. A saturated pool's submitters of
+//!   default-priority tasks append to the [`Intake`] instead, which only ever joins those
+//!   tasks at their back.
 //! - **Abort.** Firing a task's signal removes it from the queue or a worker's inbox and fails
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
 //!   stopped: it leaves once the function returns, and a replacement starts now).
@@ -46,10 +48,10 @@
 //! - `state.rs`: the state behind the lock, and the records of workers and threads.
 //! - `lifecycle.rs`: reserve, start, leave, join.
 //! - `worker_loop.rs`: the loop, step by step.
+//! - `queue.rs`: the queue, by priority.
 //! - `intake.rs`: the intake, and when it opens and closes.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -58,8 +60,7 @@ use serde::Serialize;
 
 use self::intake::Intake;
 use self::state::{same, Countdown, JobRef, SchedulerState};
-use crate::abort::AbortSignal;
-use crate::channel::ErasedPort;
+use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
@@ -71,6 +72,7 @@ mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
 mod loom;
+mod queue;
 mod state;
 mod worker_loop;
 
@@ -185,21 +187,22 @@ impl Scheduler {
 
     // ---- Submitting -------------------------------------------------------------------------
 
-    /// Runs export `name` (`None`: the default) with `arg`: the one way a task comes in. With
-    /// `signal`, the task runs alone, and firing the signal aborts it wherever it is.
-    pub(crate) fn submit<A, R>(
-        self: &Arc<Self>,
-        arg: A,
-        name: Option<Cow<'static, str>>,
-        port: Option<Box<dyn ErasedPort>>,
-        signal: Option<AbortSignal>,
-    ) -> Task<R>
+    /// Runs the export `options` name (`None`: the default) with `arg`: the one way a task
+    /// comes in. With a signal, the task runs alone, and firing the signal aborts it wherever
+    /// it is.
+    pub(crate) fn submit<A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
     where
         A: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        let RunOptions {
+            name,
+            signal,
+            port,
+            priority,
+        } = options;
         let Some(signal) = signal else {
-            let cell = Arc::new(TaskCell::new(arg, name, port, false));
+            let cell = Arc::new(TaskCell::new(arg, name, port, false, priority));
             self.place(cell.clone());
             return Task::new(cell);
         };
@@ -208,7 +211,7 @@ impl Scheduler {
                 reason: signal.reason(),
             }));
         }
-        let cell = Arc::new(TaskCell::new(arg, name, port, true));
+        let cell = Arc::new(TaskCell::new(arg, name, port, true, priority));
         let job: JobRef = cell.clone();
         self.place(job.clone());
         // Registered after `place`, so that the listener finds the task wherever it went; a
@@ -222,8 +225,9 @@ impl Scheduler {
 
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
     fn place(self: &Arc<Self>, job: JobRef) {
-        // A task with an abort signal needs the scheduler's choice of worker (it runs alone).
-        let job = if job.abortable() {
+        // A task with an abort signal needs the scheduler's choice of worker (it runs alone),
+        // and one of another priority its place in the queue.
+        let job = if job.abortable() || job.priority() != 0 {
             job
         } else {
             match self.intake.offer(job) {
@@ -321,8 +325,7 @@ impl Scheduler {
     fn abort(self: &Arc<Self>, job: &JobRef, reason: Option<String>) {
         let error = Error::Aborted { reason };
         let mut state = self.lock();
-        if let Some(index) = state.queue.iter().position(|queued| same(queued, job)) {
-            state.queue.remove(index);
+        if state.queue.remove(job) {
             let idle = self.settle(&mut state);
             drop(state);
             job.fail(error);
@@ -468,7 +471,7 @@ impl Scheduler {
             let mut state = self.lock();
             self.take_intake(&mut state, false);
             let SchedulerState { queue, workers, .. } = &mut *state;
-            let mut cancelled: Vec<JobRef> = queue.drain(..).collect();
+            let mut cancelled: Vec<JobRef> = queue.drain();
             for worker in workers.iter_mut() {
                 cancelled.extend(worker.inbox.drain(..));
                 worker.exclusive = worker.holds_abortable();
@@ -515,7 +518,7 @@ impl Scheduler {
             let mut state = self.lock();
             state.destroyed = true;
             self.take_intake(&mut state, true);
-            let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
+            let mut doomed: Vec<JobRef> = state.queue.drain();
             let mut retired = Vec::new();
             while !state.workers.is_empty() {
                 let worker = state.retire(0);

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::queue::Queue;
 use crate::runtime::WorkerStart;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
@@ -20,8 +21,8 @@ pub(super) fn same(a: &JobRef, b: &JobRef) -> bool {
 
 #[derive(Default)]
 pub(super) struct SchedulerState {
-    /// Tasks no worker has taken, oldest first.
-    pub(super) queue: VecDeque<JobRef>,
+    /// Tasks no worker has taken, in the order they are to run.
+    pub(super) queue: Queue,
     /// The live workers: reserved, starting or running; not the retired ones.
     pub(super) workers: Vec<WorkerRecord>,
     /// `ids_in_use[id - 1]`: whether a live worker has that id.

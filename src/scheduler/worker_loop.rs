@@ -164,16 +164,16 @@ impl Scheduler {
         record.running.front().cloned()
     }
 
-    /// Moves queued tasks into the worker's inbox while it has room. FIFO is kept: an
+    /// Moves queued tasks into the worker's inbox while it has room, in the queue's order: an
     /// abortable task at the head waits until the worker is empty, and then goes alone.
     fn refill(&self, state: &mut SchedulerState, index: usize) {
         let concurrency = self.concurrency;
         if state.workers[index].recycle || state.workers[index].exclusive {
             return;
         }
-        // Only when the queue cannot fill the worker: each take is a cache miss for the
-        // submitting thread.
-        if state.queue.len() < concurrency - state.workers[index].load() {
+        // Only when the queue's default-priority tasks (those the intake's go behind) cannot
+        // fill the worker: each take is a cache miss for the submitting thread.
+        if state.queue.fifo_len() < concurrency - state.workers[index].load() {
             self.take_intake(state, false);
         }
         let SchedulerState { queue, workers, .. } = state;

@@ -21,6 +21,7 @@ mod exports;
 mod futures;
 mod isolation;
 mod options;
+mod priorities;
 mod scheduling;
 mod teardown;
 
@@ -334,6 +335,7 @@ fn main() {
         channels::bodies,
         futures::bodies,
         options::bodies,
+        priorities::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
