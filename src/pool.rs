@@ -88,6 +88,7 @@ impl Pool {
         let worker_options = WorkerOptions {
             terminate_timeout: options.terminate_timeout,
             teardown: options.teardown,
+            setup: options.setup,
             concurrent_tasks_per_worker: options.concurrent_tasks_per_worker,
             reporter: Reporter::new(options.on_error),
         };
@@ -99,6 +100,7 @@ impl Pool {
             isolate_workers: options.isolate_workers,
             thread_name: options.thread_name,
             stack_size: options.stack_size,
+            hooks: options.hooks,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {

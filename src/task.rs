@@ -320,6 +320,9 @@ pub(crate) trait Job: Send + Sync {
     fn port(&self) -> Option<&dyn ErasedPort>;
     /// Whether the task carries an abort signal (it then never shares a worker).
     fn abortable(&self) -> bool;
+    /// When it was submitted (feature `tracing`: its span's wait time).
+    #[cfg(feature = "tracing")]
+    fn submitted(&self) -> std::time::Instant;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -350,6 +353,10 @@ pub(crate) struct TaskCell<A, R> {
     /// Boxed, as few tasks have them: a cell without them is 184 bytes rather than 216, and a
     /// saturated pool allocates and faults in millions of cells a second.
     extras: Option<Box<Extras>>,
+    /// When it was submitted, for its span's wait time (feature `tracing` only: a clock read
+    /// per task).
+    #[cfg(feature = "tracing")]
+    submitted: std::time::Instant,
 }
 
 /// What only a task with a channel or an abort signal needs.
@@ -382,6 +389,8 @@ where
             arg: Mutex::new(Some(arg)),
             name,
             extras,
+            #[cfg(feature = "tracing")]
+            submitted: std::time::Instant::now(),
         }
     }
 
@@ -505,6 +514,11 @@ where
 
     fn abortable(&self) -> bool {
         self.extras.as_ref().is_some_and(|extras| extras.abortable)
+    }
+
+    #[cfg(feature = "tracing")]
+    fn submitted(&self) -> std::time::Instant {
+        self.submitted
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {

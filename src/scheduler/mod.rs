@@ -60,6 +60,7 @@ use self::intake::Intake;
 use self::state::{same, Countdown, JobRef, SchedulerState};
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
+use crate::hooks::Exit;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
@@ -67,6 +68,7 @@ use crate::task::{Job, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
 
+mod hooks;
 mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
@@ -84,6 +86,20 @@ pub(crate) struct SchedulerOptions {
     pub(crate) isolate_workers: bool,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    /// `on_worker_start`, `on_worker_exit`.
+    pub(crate) hooks: WorkerHooks,
+}
+
+/// What [`Builder::on_worker_start`](crate::Builder::on_worker_start) keeps.
+pub(crate) type StartHook = Arc<dyn Fn(&WorkerInfo) + Send + Sync>;
+/// What [`Builder::on_worker_exit`](crate::Builder::on_worker_exit) keeps.
+pub(crate) type ExitHook = Arc<dyn Fn(&WorkerInfo, &Exit) + Send + Sync>;
+
+/// The pool's worker hooks (none by default), called as `hooks.rs` says.
+#[derive(Clone, Default)]
+pub(crate) struct WorkerHooks {
+    pub(crate) start: Option<StartHook>,
+    pub(crate) exit: Option<ExitHook>,
 }
 
 /// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
@@ -126,6 +142,7 @@ impl Scheduler {
         let scheduler = Arc::new(Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
+                note_exits: options.hooks.wants_exit(),
                 ..SchedulerState::default()
             }),
             options,
@@ -352,7 +369,7 @@ impl Scheduler {
             // A thread cannot be stopped: retire the worker, so that it leaves once the
             // function returns and no longer counts toward `max_threads`. (An abortable task
             // runs alone, so nothing else was running on it.)
-            let worker = state.retire(index);
+            let worker = state.retire(index, Exit::Aborted);
             worker.retired.store(true, Ordering::Release);
             let starts = self.replenish(&mut state);
             let idle = self.settle(&mut state);
@@ -494,7 +511,7 @@ impl Scheduler {
                 index += 1;
                 continue;
             }
-            let serial = state.retire(index).serial;
+            let serial = state.retire(index, Exit::Recycled).serial;
             if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
                 countdown.remaining.fetch_add(1, Ordering::Relaxed);
                 record.on_exit.push(countdown.clone());
@@ -518,7 +535,7 @@ impl Scheduler {
             let mut doomed: Vec<JobRef> = state.queue.drain(..).collect();
             let mut retired = Vec::new();
             while !state.workers.is_empty() {
-                let worker = state.retire(0);
+                let worker = state.retire(0, Exit::Destroyed);
                 retired.push(worker.retired);
                 doomed.extend(worker.running);
                 doomed.extend(worker.inbox);
