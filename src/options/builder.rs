@@ -502,8 +502,9 @@ impl Builder {
         self
     }
 
-    /// Called with errors that belong to no task, such as a teardown that panicked (default:
-    /// they are dropped).
+    /// Called with errors that belong to no task, such as a teardown that panicked, a setup
+    /// that failed with no task waiting for its worker, or a worker hook that panicked
+    /// (default: they are dropped).
     ///
     /// The hook runs on a worker's thread: keep it short (log, or send the error elsewhere).
     ///

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Scheduler, SchedulerOptions};
+use super::{Scheduler, SchedulerOptions, WorkerHooks};
 use crate::abort::AbortController;
 use crate::exports::Exports;
 use crate::runtime::thread::Threads;
@@ -51,6 +51,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         isolate_workers: false,
         thread_name: "tinypool".to_owned(),
         stack_size: None,
+        hooks: WorkerHooks::default(),
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),
@@ -59,6 +60,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
     let worker_options = WorkerOptions {
         terminate_timeout: FAR,
         teardown: None,
+        setup: None,
         concurrent_tasks_per_worker: 1,
         reporter: Reporter::default(),
     };

@@ -21,8 +21,10 @@
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
 //!   stopped: it leaves once the function returns, and a replacement starts now).
 //! - **Workers** ([`lifecycle`]). Reserved in the state under the lock (they count at once),
-//!   started outside it, *retired* when they leave (removed from the state, their id free),
-//!   replaced up to `min_threads` and what the queue needs; every thread is joined.
+//!   started outside it, *retired* when they leave (removed from the state, their id free,
+//!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
+//!   needs; every thread is joined. A worker that fails to start (its setup included) fails
+//!   the tasks it took and is not replaced: the next task that needs one tries again.
 //! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
 //!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
 //!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
@@ -47,6 +49,8 @@
 //! - `lifecycle.rs`: reserve, start, leave, join.
 //! - `worker_loop.rs`: the loop, step by step.
 //! - `intake.rs`: the intake, and when it opens and closes.
+//! - `hooks.rs`: the worker hooks (`on_worker_start`, `on_worker_exit`), called on the
+//!   worker's thread outside the lock, their panics caught.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::borrow::Cow;
@@ -102,7 +106,9 @@ pub(crate) struct WorkerHooks {
     pub(crate) exit: Option<ExitHook>,
 }
 
-/// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
+/// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers), or as the worker
+/// hooks ([`Builder::on_worker_start`](crate::Builder::on_worker_start),
+/// [`Builder::on_worker_exit`](crate::Builder::on_worker_exit)) are handed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerInfo {
