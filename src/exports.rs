@@ -15,6 +15,8 @@ use crate::error::TypeRole;
 use crate::panics;
 use crate::Error;
 
+mod outcome;
+
 /// The name of the default export (Tinypool's, for a module's default export).
 pub(crate) const DEFAULT_NAME: &str = "default";
 
@@ -129,6 +131,23 @@ impl Exports {
     pub(crate) fn is_empty(&self) -> bool {
         self.functions.is_empty()
     }
+
+    /// Runs the setup export `name` in the worker about to start. Its failure is the message
+    /// of the worker's [`Error::WorkerStartFailed`]: it names the setup and says why (not
+    /// exported, not taking `()`, panicked, or returned an `Err`).
+    pub(crate) fn run_setup(&self, name: &str) -> Result<(), String> {
+        let failed = |why: String| format!("setup \"{name}\" failed: {why}");
+        let Some(export) = self.get(name) else {
+            return Err(failed("no function is exported as that name".to_owned()));
+        };
+        if export.arg_type() != type_name::<()>() {
+            return Err(failed(format!(
+                "it must take `()`, not `{}`",
+                export.arg_type()
+            )));
+        }
+        export.call_setup(name).map_err(failed)
+    }
 }
 
 impl fmt::Debug for Exports {
@@ -170,6 +189,10 @@ pub(crate) trait Export: Send + Sync {
 
     /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
     fn call_teardown(&self, name: &str) -> Result<(), Error>;
+
+    /// Calls a setup function, exported as `name` (it takes `()`); on failure, says why (it
+    /// panicked, or returned a `Result::Err`).
+    fn call_setup(&self, name: &str) -> Result<(), String>;
 
     /// The type of the argument.
     fn arg_type(&self) -> &'static str;
@@ -242,6 +265,29 @@ where
             &mut out,
             type_name::<R>(),
         )
+    }
+
+    fn call_setup(&self, name: &str) -> Result<(), String> {
+        let mut arg = Some(());
+        let mut out: Option<R> = None;
+        let called = self.call(
+            name,
+            &mut arg,
+            type_name::<()>(),
+            &mut out,
+            type_name::<R>(),
+        );
+        match called {
+            Err(Error::Panicked { message, location }) => Err(match location {
+                Some(location) => format!("it panicked at {location}: {message}"),
+                None => format!("it panicked: {message}"),
+            }),
+            Err(other) => Err(other.to_string()),
+            Ok(()) => match out.as_ref().and_then(outcome::error_of) {
+                Some(error) => Err(format!("it returned an error: {error}")),
+                None => Ok(()),
+            },
+        }
     }
 
     fn arg_type(&self) -> &'static str {

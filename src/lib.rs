@@ -201,6 +201,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `json` | [`Serialization::Json`], for serde types postcard cannot carry (untagged enums, `#[serde(flatten)]`) |
+//! | `tracing` | [`tracing`](https://docs.rs/tracing) spans and events: a `DEBUG` span `task` per task (fields `export`, `worker`, `wait_us`, `run_us`), `DEBUG` events when a worker starts or exits (with its [`Exit`]), a `WARN` event when one dies; all with the target `tinypool` |
 //!
 //! ## Platforms
 //!
@@ -219,6 +220,7 @@ mod channel;
 mod codec;
 mod error;
 mod exports;
+mod hooks;
 mod options;
 mod panics;
 mod pool;
@@ -228,6 +230,7 @@ mod runtime;
 mod scheduler;
 mod sync;
 mod task;
+mod trace;
 #[cfg(unix)]
 mod transport;
 mod wait;
@@ -238,7 +241,7 @@ pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
 pub use error::{Error, TypeRole};
 pub use exports::Exports;
+pub use hooks::{Exit, WorkerInfo};
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Close, Destroy, Idle, Pool};
-pub use scheduler::WorkerInfo;
 pub use task::Task;

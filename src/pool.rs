@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::hooks::WorkerInfo;
 use crate::options::{Builder, Options, RunOptions};
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Launcher, Reporter, WorkerOptions};
-use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
+use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::task::{Slot, Task};
 use crate::Error;
 
@@ -88,6 +89,7 @@ impl Pool {
         let worker_options = WorkerOptions {
             terminate_timeout: options.terminate_timeout,
             teardown: options.teardown,
+            setup: options.setup,
             concurrent_tasks_per_worker: options.concurrent_tasks_per_worker,
             reporter: Reporter::new(options.on_error),
         };
@@ -99,6 +101,7 @@ impl Pool {
             isolate_workers: options.isolate_workers,
             thread_name: options.thread_name,
             stack_size: options.stack_size,
+            hooks: options.hooks,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {

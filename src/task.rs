@@ -322,6 +322,9 @@ pub(crate) trait Job: Send + Sync {
     fn abortable(&self) -> bool;
     /// Its priority ([`RunOptions::priority`](crate::RunOptions::priority)): higher runs first.
     fn priority(&self) -> i32;
+    /// When it was submitted (feature `tracing`: its span's wait time).
+    #[cfg(feature = "tracing")]
+    fn submitted(&self) -> std::time::Instant;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -352,6 +355,10 @@ pub(crate) struct TaskCell<A, R> {
     /// Boxed, as few tasks have them: a cell without them is 184 bytes rather than 216, and a
     /// saturated pool allocates and faults in millions of cells a second.
     extras: Option<Box<Extras>>,
+    /// When it was submitted, for its span's wait time (feature `tracing` only: a clock read
+    /// per task).
+    #[cfg(feature = "tracing")]
+    submitted: std::time::Instant,
 }
 
 /// What only a task with a channel, an abort signal or a priority needs.
@@ -387,6 +394,8 @@ where
             arg: Mutex::new(Some(arg)),
             name,
             extras,
+            #[cfg(feature = "tracing")]
+            submitted: std::time::Instant::now(),
         }
     }
 
@@ -514,6 +523,11 @@ where
 
     fn priority(&self) -> i32 {
         self.extras.as_ref().map_or(0, |extras| extras.priority)
+    }
+
+    #[cfg(feature = "tracing")]
+    fn submitted(&self) -> std::time::Instant {
+        self.submitted
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {

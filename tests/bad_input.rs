@@ -54,7 +54,7 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 
 // The rings of `src/transport/ring.rs`, written out as well: after `INIT` a pool's frames travel
 // in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,

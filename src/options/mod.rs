@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::codec::Serialization;
 use crate::exports::Exports;
+use crate::hooks::WorkerHooks;
 use crate::worker::context::WorkerData;
 use crate::Error;
 
@@ -145,6 +146,8 @@ pub(crate) struct Options {
     pub(crate) isolate_workers: bool,
     pub(crate) terminate_timeout: Duration,
     pub(crate) teardown: Option<String>,
+    pub(crate) setup: Option<String>,
+    pub(crate) hooks: WorkerHooks,
     pub(crate) worker_data: Option<WorkerData>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: String,

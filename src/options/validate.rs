@@ -68,16 +68,18 @@ impl Builder {
         if self.concurrent_tasks_per_worker == 0 {
             return invalid("concurrent_tasks_per_worker must be at least 1");
         }
-        if let Some(teardown) = self.teardown.as_ref().filter(|_| threads) {
-            match exports.get(teardown) {
+        let hooks = [("teardown", &self.teardown), ("setup", &self.setup)];
+        for (option, name) in hooks.into_iter().filter(|_| threads) {
+            let Some(name) = name else { continue };
+            match exports.get(name) {
                 None => {
                     return Err(Error::InvalidOptions(format!(
-                        "teardown: no function is exported as \"{teardown}\""
+                        "{option}: no function is exported as \"{name}\""
                     )))
                 }
                 Some(export) if export.arg_type() != type_name::<()>() => {
                     return Err(Error::InvalidOptions(format!(
-                        "teardown: \"{teardown}\" must take `()`, not `{}`",
+                        "{option}: \"{name}\" must take `()`, not `{}`",
                         export.arg_type()
                     )))
                 }
@@ -106,6 +108,8 @@ impl Builder {
             isolate_workers: self.isolate_workers,
             terminate_timeout: self.terminate_timeout,
             teardown: self.teardown,
+            setup: self.setup,
+            hooks: self.hooks,
             worker_data: self.worker_data,
             stack_size: self.resource_limits.stack_size,
             thread_name: self.thread_name,
@@ -158,7 +162,8 @@ impl Builder {
         if let Some((type_name, bytes)) = &worker_data {
             // `INIT` carries it, with a few fields beside: it must fit under the cap.
             let teardown = self.teardown.as_ref().map_or(0, String::len);
-            let init = bytes.len() + type_name.len() + teardown + 128;
+            let setup = self.setup.as_ref().map_or(0, String::len);
+            let init = bytes.len() + type_name.len() + teardown + setup + 128;
             if init > self.max_message_size {
                 return invalid(format!(
                     "worker_data: {} bytes encoded, more than max_message_size ({} bytes) \

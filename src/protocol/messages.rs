@@ -33,7 +33,7 @@ pub(crate) enum ToChild<'a> {
 pub(crate) enum ToPool<'a> {
     /// The child's first frame.
     Hello(Hello),
-    /// The outcome of a task (or, for task 0, of the teardown).
+    /// The outcome of a task (or, for task 0, of the setup or the teardown).
     Done(Done<'a>),
     /// A panic's message, sent by the panic hook in case the child then dies.
     Panicking { message: &'a str },
@@ -63,6 +63,9 @@ pub(crate) struct Init<'a> {
     pub(crate) max_cpu_seconds: u64,
     /// The teardown export; empty for none.
     pub(crate) teardown: &'a str,
+    /// The setup export, run before the first task and answered with `DONE` for task 0;
+    /// empty for none.
+    pub(crate) setup: &'a str,
     /// `worker_data`: its type's name and its encoded value.
     pub(crate) worker_data: Option<(&'a str, &'a [u8])>,
 }
@@ -113,7 +116,8 @@ impl Message for ToChild<'_> {
                     .u8(u8::from(init.rings))
                     .u64(init.max_memory)
                     .u64(init.max_cpu_seconds)
-                    .str(init.teardown);
+                    .str(init.teardown)
+                    .str(init.setup);
                 match init.worker_data {
                     Some((type_name, bytes)) => out.u8(1).str(type_name).bytes(bytes),
                     None => out.u8(0),
@@ -286,6 +290,7 @@ impl<'a> Init<'a> {
             max_memory: body.u64()?,
             max_cpu_seconds: body.u64()?,
             teardown: body.str()?,
+            setup: body.str()?,
             worker_data: match body.u8()? {
                 0 => None,
                 _ => Some((body.str()?, body.bytes()?)),
@@ -526,7 +531,7 @@ mod tests {
         });
         expected = vec![17, 0, 0, 0, 1];
         expected.extend_from_slice(b"TINYPOOL");
-        expected.extend_from_slice(&[4, 0, 0, 0, 7, 0, 0, 0]);
+        expected.extend_from_slice(&[5, 0, 0, 0, 7, 0, 0, 0]);
         assert_eq!(hello.to_frame(MAX).unwrap(), expected);
     }
 
@@ -569,7 +574,7 @@ mod tests {
         hello.body[0] = b'X';
         assert_eq!(not(&hello), "the child is not a tinypool worker");
         let other = wire(&ToPool::Hello(Hello { version: 3, pid: 1 }));
-        assert_eq!(not(&other), "protocol version 3, this pool speaks 4");
+        assert_eq!(not(&other), "protocol version 3, this pool speaks 5");
         match Init::expect(&wire(&ToChild::Stop)) {
             Err(Error::Protocol { message }) => {
                 assert_eq!(message, "the pool did not answer the handshake")
@@ -585,7 +590,7 @@ mod tests {
         fn init_round_trips(
             (worker_id, max_message_size, max_memory, max_cpu_seconds) in any::<(u32, u32, u64, u64)>(),
             (codec, measure_memory, rings) in (codec(), any::<bool>(), any::<bool>()),
-            teardown in text(),
+            (teardown, setup) in (text(), text()),
             data in proptest::option::of((text(), bytes())),
         ) {
             let init = ToChild::Init(Init {
@@ -597,6 +602,7 @@ mod tests {
                 max_memory,
                 max_cpu_seconds,
                 teardown: &teardown,
+                setup: &setup,
                 worker_data: data.as_ref().map(|(name, bytes)| (name.as_str(), &bytes[..])),
             });
             let frame = wire(&init);

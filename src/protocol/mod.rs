@@ -16,11 +16,11 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` (1) | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
-//! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str setup:str (empty: none) has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` (3) | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` (4) | both | task:u64 message:bytes |
 //! | `STOP` (5) | pool → child | (empty): run the teardown and exit |
-//! | `DONE` (6) | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error |
+//! | `DONE` (6) | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error; task 0: the setup's outcome (the first frame after `INIT` when it names one), or a failed teardown's |
 //! | `PANICKING` (7) | child → pool | message:str, sent by the panic hook in case the child then dies |
 //! | `PORT_CLOSED` (8) | pool → child | task:u64: the caller's side of the task's channel closed |
 //!
@@ -36,7 +36,10 @@
 //! | 6 | `Protocol` (and any other error, as its message) | message:str |
 //!
 //! The child sends
-//! `HELLO` first; the pool checks magic and version and answers `INIT`. Anything malformed,
+//! `HELLO` first; the pool checks magic and version and answers `INIT`. When `INIT` names a
+//! setup export, the child runs it before anything else and answers `DONE` for task 0 (an
+//! empty value, or the failure's message as a `Protocol` error, after which it only waits to
+//! be stopped); the pool sends no `RUN` before that answer. Anything malformed,
 //! truncated, of an unknown kind, with bytes left over, or longer than the cap is an
 //! [`Error::Protocol`], and no buffer is ever sized from a length the cap did not first bound.
 //!
@@ -60,7 +63,7 @@ mod messages;
 pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 
 /// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel.
 pub(crate) const CHILD_FD: i32 = 3;

@@ -55,6 +55,9 @@ pub(crate) struct WorkerOptions {
     pub(crate) terminate_timeout: Duration,
     /// The export a worker runs before it stops.
     pub(crate) teardown: Option<String>,
+    /// The export a worker runs before its first task, in [`Launcher::start`]: a worker whose
+    /// setup fails does not start ([`Error::WorkerStartFailed`], naming the setup and why).
+    pub(crate) setup: Option<String>,
     /// How many tasks a worker may take at once (a child process is sent them ahead).
     pub(crate) concurrent_tasks_per_worker: usize,
     pub(crate) reporter: Reporter,
@@ -82,7 +85,8 @@ impl Reporter {
 
 /// Makes workers of one kind.
 pub(crate) trait Launcher: Send + Sync + 'static {
-    /// Runs on the new worker's thread and makes it a worker, or says why it could not.
+    /// Runs on the new worker's thread and makes it a worker, its setup export run (in the
+    /// worker: on this thread, or in the child), or says why it could not.
     fn start(
         &self,
         pool: &Arc<WorkerOptions>,
@@ -126,6 +130,12 @@ pub(crate) trait RunningWorker {
     /// Checks an idle worker's health.
     fn check(&mut self) -> Flow {
         Flow::Continue
+    }
+
+    /// How a dead worker ended, once it said [`Flow::Dead`] (its child reaped): its exit code
+    /// and the signal that ended it, each if any. `(None, None)` for a thread.
+    fn exit_status(&mut self) -> (Option<i32>, Option<i32>) {
+        (None, None)
     }
 
     /// Stops the worker for good: runs the teardown, then ends the worker.

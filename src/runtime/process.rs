@@ -30,6 +30,8 @@ use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_IN
 use crate::wait::{deadline_after, spin_until};
 use crate::Error;
 
+mod setup;
+
 /// How often an idle driver checks that its child is alive.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -83,7 +85,12 @@ impl Launcher for Processes {
             last_panic: None,
         };
         if let Err(refusal) = worker.handshake(me.id) {
-            let status = worker.kill_and_reap(Duration::ZERO);
+            // A child that died in its setup is reaped, to say how it ended.
+            let grace = match refusal {
+                Refusal::SetupDied(_) => pool.terminate_timeout,
+                _ => Duration::ZERO,
+            };
+            let status = worker.kill_and_reap(grace);
             let ended = describe(status);
             return Err(failed(match refusal {
                 // The usual cause: a program given as `filename` that does not serve first
@@ -99,6 +106,8 @@ impl Launcher for Processes {
                     }
                 ),
                 Refusal::Failed(error) => format!("{error}; the child {ended}"),
+                Refusal::Setup(message) => message,
+                Refusal::SetupDied(name) => worker.setup_died(&name, &ended),
             }));
         }
         Ok(Box::new(worker))
@@ -128,6 +137,10 @@ enum Refusal {
     Silent,
     /// Anything else, as the error says.
     Failed(Error),
+    /// Its setup export failed, as the message says.
+    Setup(String),
+    /// It died in its setup export, named here.
+    SetupDied(String),
 }
 
 impl From<Error> for Refusal {
@@ -225,6 +238,7 @@ impl ChildWorker {
                     .saturating_add(u64::from(time.subsec_nanos() > 0))
             }),
             teardown: self.pool.teardown.as_deref().unwrap_or(""),
+            setup: self.pool.setup.as_deref().unwrap_or(""),
             worker_data: (options.worker_data.as_ref())
                 .map(|(type_name, bytes)| (*type_name, &bytes[..])),
         });
@@ -236,7 +250,10 @@ impl ChildWorker {
                 .writer
                 .attach(region.writer(Direction::ToChild));
         }
-        Ok(())
+        match self.pool.setup.clone() {
+            Some(setup) => self.await_setup(setup),
+            None => Ok(()),
+        }
     }
 
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
@@ -556,6 +573,13 @@ impl RunningWorker for ChildWorker {
                 Flow::Dead
             }
             Err(_) => Flow::Continue,
+        }
+    }
+
+    fn exit_status(&mut self) -> (Option<i32>, Option<i32>) {
+        match self.child.try_wait() {
+            Ok(Some(status)) => (status.code(), status.signal()),
+            _ => (None, None),
         }
     }
 

@@ -26,6 +26,14 @@ impl Launcher for Threads {
             aborted: me.retired.clone(),
             task: TaskPort::None,
         }));
+        // On the worker's thread, in its context: what it sets up there (a thread-local, a
+        // connection) is its tasks'.
+        if let Some(name) = &pool.setup {
+            if let Err(message) = self.exports.run_setup(name) {
+                context::set_context(None);
+                return Err(Error::WorkerStartFailed { message });
+            }
+        }
         Ok(Box::new(ThreadWorker {
             pool: pool.clone(),
             exports: self.exports.clone(),

@@ -12,9 +12,12 @@ use std::time::Instant;
 
 use super::state::{JobRef, Reservation, SchedulerState, ThreadRecord, WorkerRecord};
 use super::Scheduler;
+use crate::hooks::Exit;
+use crate::hooks::WorkerInfo;
 use crate::runtime::WorkerStart;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{wait_timeout, AtomicBool, MutexGuard};
+use crate::trace;
 use crate::wait::Doorbell;
 use crate::Error;
 
@@ -53,6 +56,7 @@ impl Scheduler {
             finished: false,
             publishing: false,
             on_exit: Vec::new(),
+            exit: None,
         });
         Reservation {
             serial,
@@ -137,18 +141,46 @@ impl Scheduler {
             }
         }
         let _finished = Finished(&self, me.serial);
+        // The setup export runs in here (see the runtimes): a worker whose setup fails does
+        // not start.
         let mut worker = match self.launcher.start(&self.worker_options, &me.me) {
             Ok(worker) => worker,
             Err(error) => return self.start_failed(me.serial, error),
         };
-        if let Some(pid) = worker.pid() {
+        let mut info = WorkerInfo {
+            id: me.me.id,
+            pid: worker.pid(),
+            running: 0,
+        };
+        if info.pid.is_some() || self.options.hooks.start.is_some() {
             let mut state = self.lock();
             if let Some(index) = state.position(me.serial) {
-                state.workers[index].pid = Some(pid);
+                state.workers[index].pid = info.pid;
+                info.running = state.workers[index].load();
             }
         }
+        let reporter = &self.worker_options.reporter;
+        trace::worker_started(info.id, info.pid);
+        self.options.hooks.started(&info, reporter);
         self.worker_loop(&me, &mut *worker);
+        // A dead child was reaped before its runtime said so: its status is known.
+        let (code, signal) = worker.exit_status();
         worker.stop();
+        if self.options.hooks.wants_exit() {
+            let noted = {
+                let mut state = self.lock();
+                let record = state.threads.iter_mut().find(|r| r.serial == me.serial);
+                record.and_then(|record| record.exit.take())
+            };
+            // The loop ends only once the worker is retired, which notes a reason.
+            let exit = match noted.unwrap_or(Exit::Crashed { code, signal }) {
+                Exit::Crashed { .. } => Exit::Crashed { code, signal },
+                exit => exit,
+            };
+            info.running = 0;
+            trace::worker_exited(info.id, info.pid, &exit);
+            self.options.hooks.exited(&info, &exit, reporter);
+        }
     }
 
     /// A worker could not start: the tasks it took fail, and so does the queue when no other
@@ -160,7 +192,12 @@ impl Scheduler {
         // A worker retired while it started (abort, destroy) has nothing to report.
         let live = state.position(serial);
         if let Some(index) = live {
-            failed.extend(state.retire(index).inbox);
+            // Never read: a worker that did not start gets no `on_worker_exit`.
+            let never_started = Exit::Crashed {
+                code: None,
+                signal: None,
+            };
+            failed.extend(state.retire(index, never_started).inbox);
         }
         self.take_intake(&mut state, true);
         if state.workers.is_empty() {
@@ -182,15 +219,16 @@ impl Scheduler {
 
     // ---- Leave --------------------------------------------------------------------------------
 
-    /// Retires the worker at `index` and starts its replacements; publishes `done`, the task
-    /// it finished last, once its replacements count.
+    /// Retires the worker at `index`, which leaves for `exit`, and starts its replacements;
+    /// publishes `done`, the task it finished last, once its replacements count.
     pub(super) fn leave(
         self: &Arc<Self>,
         mut state: MutexGuard<'_, SchedulerState>,
         index: usize,
         done: Option<JobRef>,
+        exit: Exit,
     ) {
-        let left = state.retire(index);
+        let left = state.retire(index, exit);
         state.publishing(left.serial, done.is_some());
         // Tasks it took but never started go back to the head of the queue, in order, for an
         // idle worker or a replacement; dropping them would hang their callers. They are the
@@ -229,7 +267,11 @@ impl Scheduler {
         let mut orphans: Vec<JobRef> = Vec::new();
         let mut starts = Vec::new();
         if let Some(index) = state.position(serial) {
-            let orphaned = state.retire(index);
+            let lost = Exit::Crashed {
+                code: None,
+                signal: None,
+            };
+            let orphaned = state.retire(index, lost);
             orphans.extend(orphaned.running.into_iter().chain(orphaned.inbox));
             starts = self.replenish(&mut state);
         }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::{Scheduler, SchedulerOptions};
 use crate::abort::AbortController;
 use crate::exports::Exports;
+use crate::hooks::WorkerHooks;
 use crate::options::RunOptions;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Reporter, WorkerOptions};
@@ -52,6 +53,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         isolate_workers: false,
         thread_name: "tinypool".to_owned(),
         stack_size: None,
+        hooks: WorkerHooks::default(),
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),
@@ -60,6 +62,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
     let worker_options = WorkerOptions {
         terminate_timeout: FAR,
         teardown: None,
+        setup: None,
         concurrent_tasks_per_worker: 1,
         reporter: Reporter::default(),
     };

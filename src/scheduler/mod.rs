@@ -23,8 +23,10 @@
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
 //!   stopped: it leaves once the function returns, and a replacement starts now).
 //! - **Workers** ([`lifecycle`]). Reserved in the state under the lock (they count at once),
-//!   started outside it, *retired* when they leave (removed from the state, their id free),
-//!   replaced up to `min_threads` and what the queue needs; every thread is joined.
+//!   started outside it, *retired* when they leave (removed from the state, their id free,
+//!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
+//!   needs; every thread is joined. A worker that fails to start (its setup included) fails
+//!   the tasks it took and is not replaced: the next task that needs one tries again.
 //! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
 //!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
 //!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
@@ -50,6 +52,8 @@
 //! - `worker_loop.rs`: the loop, step by step.
 //! - `queue.rs`: the queue, by priority.
 //! - `intake.rs`: the intake, and when it opens and closes.
+//! - `hooks.rs`: the worker hooks (`on_worker_start`, `on_worker_exit`), called on the
+//!   worker's thread outside the lock, their panics caught.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::sync::{Arc, Weak};
@@ -60,6 +64,7 @@ use serde::Serialize;
 
 use self::intake::Intake;
 use self::state::{same, Countdown, JobRef, SchedulerState};
+use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
@@ -68,6 +73,7 @@ use crate::task::{Job, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
 
+mod hooks;
 mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
@@ -86,20 +92,8 @@ pub(crate) struct SchedulerOptions {
     pub(crate) isolate_workers: bool,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
-}
-
-/// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WorkerInfo {
-    /// The worker's id, as [`worker::id`](crate::worker::id) returns it inside.
-    pub id: usize,
-    /// The child's process id in the child-process runtime; `None` for threads, and for a
-    /// child still starting (spawned, its handshake not yet done): a worker is listed from the
-    /// moment the pool reserves it.
-    pub pid: Option<u32>,
-    /// Tasks the worker has taken: the running one and those waiting in its own queue.
-    pub running: usize,
+    /// `on_worker_start`, `on_worker_exit`.
+    pub(crate) hooks: WorkerHooks,
 }
 
 /// The pool's scheduler, shared by its handles and its workers.
@@ -128,6 +122,7 @@ impl Scheduler {
         let scheduler = Arc::new(Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
+                note_exits: options.hooks.wants_exit(),
                 ..SchedulerState::default()
             }),
             options,
@@ -355,7 +350,7 @@ impl Scheduler {
             // A thread cannot be stopped: retire the worker, so that it leaves once the
             // function returns and no longer counts toward `max_threads`. (An abortable task
             // runs alone, so nothing else was running on it.)
-            let worker = state.retire(index);
+            let worker = state.retire(index, Exit::Aborted);
             worker.retired.store(true, Ordering::Release);
             let starts = self.replenish(&mut state);
             let idle = self.settle(&mut state);
@@ -497,7 +492,7 @@ impl Scheduler {
                 index += 1;
                 continue;
             }
-            let serial = state.retire(index).serial;
+            let serial = state.retire(index, Exit::Recycled).serial;
             if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
                 countdown.remaining.fetch_add(1, Ordering::Relaxed);
                 record.on_exit.push(countdown.clone());
@@ -521,7 +516,7 @@ impl Scheduler {
             let mut doomed: Vec<JobRef> = state.queue.drain();
             let mut retired = Vec::new();
             while !state.workers.is_empty() {
-                let worker = state.retire(0);
+                let worker = state.retire(0, Exit::Destroyed);
                 retired.push(worker.retired);
                 doomed.extend(worker.running);
                 doomed.extend(worker.inbox);

@@ -10,8 +10,17 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
-use super::state::{same, JobRef};
+use crate::task::Job;
+
+/// A task, as the scheduler holds it.
+pub(super) type JobRef = Arc<dyn Job>;
+
+/// Whether two handles point to the same task.
+pub(super) fn same(a: &JobRef, b: &JobRef) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
 
 /// The tasks waiting for a worker.
 #[derive(Default)]
@@ -133,7 +142,7 @@ impl Queue {
 mod tests {
     use std::sync::Arc;
 
-    use super::*;
+    use crate::scheduler::queue::{same, JobRef, Queue};
     use crate::task::TaskCell;
 
     fn job(tag: u32, priority: i32) -> JobRef {

@@ -6,18 +6,14 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::queue::Queue;
+use crate::hooks::Exit;
 use crate::runtime::WorkerStart;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
-use crate::task::{Completion, Job, Slot};
+use crate::task::{Completion, Slot};
 use crate::wait::Doorbell;
 
-pub(super) type JobRef = Arc<dyn Job>;
-
-/// Whether two handles point to the same task.
-pub(super) fn same(a: &JobRef, b: &JobRef) -> bool {
-    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
-}
+pub(super) use super::queue::{same, JobRef};
 
 #[derive(Default)]
 pub(super) struct SchedulerState {
@@ -43,6 +39,9 @@ pub(super) struct SchedulerState {
     pub(super) intake_open: bool,
     /// The buffer swapped into the intake when it is emptied.
     pub(super) intake_spare: Vec<JobRef>,
+    /// Whether [`retire`](Self::retire) notes why a worker left (an `on_worker_exit` hook,
+    /// or the `tracing` feature, reads it).
+    pub(super) note_exits: bool,
 }
 
 impl SchedulerState {
@@ -62,10 +61,17 @@ impl SchedulerState {
     }
 
     /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
-    /// Its thread leaves as soon as it notices.
-    pub(super) fn retire(&mut self, index: usize) -> WorkerRecord {
+    /// Its thread leaves as soon as it notices, and tells `on_worker_exit` it left for `exit`
+    /// (noted on its thread's record only when something reads it: a few retirements find
+    /// the record gone, and the per-task path of an isolated pool passes here).
+    pub(super) fn retire(&mut self, index: usize, exit: Exit) -> WorkerRecord {
         let worker = self.workers.remove(index);
         self.ids_in_use[worker.id - 1] = false;
+        if self.note_exits {
+            if let Some(record) = self.threads.iter_mut().find(|r| r.serial == worker.serial) {
+                record.exit.get_or_insert(exit);
+            }
+        }
         worker.bell.ring();
         worker
     }
@@ -121,6 +127,9 @@ pub(super) struct ThreadRecord {
     pub(super) publishing: bool,
     /// Completed when this thread finishes (`recycle_workers` waits on them).
     pub(super) on_exit: Vec<Arc<Countdown>>,
+    /// Why its worker left, noted where it was retired (the first reason wins); read by the
+    /// thread once the worker has stopped, for `on_worker_exit`.
+    pub(super) exit: Option<Exit>,
 }
 
 /// A worker reserved in the state, whose thread is yet to start: what that thread needs.

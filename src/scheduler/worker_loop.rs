@@ -23,14 +23,18 @@ use std::time::Instant;
 
 use super::state::{JobRef, Reservation, SchedulerState};
 use super::Scheduler;
+use crate::hooks::Exit;
 use crate::runtime::{Flow, RunningWorker};
 use crate::sync::MutexGuard;
+use crate::trace;
 use crate::wait::deadline_after;
 
 /// What the loop carries from one step to the next.
 struct Shift {
     /// How many tasks the worker may hold started and not finished.
     depth: usize,
+    /// The worker's id (for its tasks' trace spans).
+    worker: usize,
     /// The task finished last, published at the next release of the lock.
     done: Option<JobRef>,
     /// The tasks to hand over at the next release of the lock (kept to reuse its buffer).
@@ -65,6 +69,7 @@ impl Scheduler {
         me.bell.bind_current_thread();
         let mut shift = Shift {
             depth,
+            worker: me.me.id,
             done: None,
             starting: Vec::new(),
             draining: false,
@@ -85,7 +90,12 @@ impl Scheduler {
                 continue;
             }
             if state.workers[index].recycle || shift.draining {
-                return self.leave(state, index, shift.done);
+                let exit = if state.workers[index].recycle {
+                    Exit::Recycled
+                } else {
+                    Exit::ResourceLimit
+                };
+                return self.leave(state, index, shift.done, exit);
             }
             // About to idle: the pool is no longer saturated. Tasks that came in meanwhile
             // are this worker's to take.
@@ -95,7 +105,7 @@ impl Scheduler {
             if state.closing {
                 // Nothing is left for it, and a closing pool takes nothing new: it stops
                 // (nothing replaces it: the queue is empty).
-                state.retire(index);
+                state.retire(index, Exit::Closed);
                 state.publishing(me.serial, shift.done.is_some());
                 let idle = self.settle(&mut state);
                 release(state, &mut shift.done);
@@ -115,9 +125,9 @@ impl Scheduler {
             state = self.lock();
             match woken {
                 Woken::Rung | Woken::Checked(Flow::Continue) => {}
-                Woken::Checked(_) => {
+                Woken::Checked(flow) => {
                     if let Some(index) = state.position(me.serial) {
-                        return self.leave(state, index, None);
+                        return self.leave(state, index, None, exit_of(flow));
                     }
                 }
                 Woken::IdleTimeout => {
@@ -219,7 +229,13 @@ impl Scheduler {
             || (finished && (shift.draining || self.options.isolate_workers))
             || recycled
         {
-            self.leave(state, index, shift.done.take());
+            let exit = match flow {
+                Flow::Dead => exit_of(flow),
+                _ if recycled => Exit::Recycled,
+                _ if shift.draining => Exit::ResourceLimit,
+                _ => Exit::Isolated,
+            };
+            self.leave(state, index, shift.done.take(), exit);
             return None;
         }
         Some(state)
@@ -260,7 +276,7 @@ impl Scheduler {
         if state.workers.len() > self.options.min_threads && state.queue.is_empty() {
             if let Some(index) = state.position(serial) {
                 if state.workers[index].load() == 0 {
-                    state.retire(index);
+                    state.retire(index, Exit::Idle);
                     // It may have been the last worker of a pool closed meanwhile.
                     super::resolve(self.settle(state));
                     return true;
@@ -278,13 +294,27 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
         worker.start(&shift.starting);
         shift.starting.clear();
     }
+    let span = trace::task(&*oldest, shift.worker);
     let flow = worker.finish(&oldest);
+    span.done();
     shift.idle_since = None;
     if let Some(port) = oldest.port() {
         port.close();
     }
     shift.done = Some(oldest);
     flow
+}
+
+/// Why a worker leaves that its runtime told to: a dead one crashed (its exit status is read
+/// from its runtime once it stopped), one told to leave passed its memory limit.
+fn exit_of(flow: Flow) -> Exit {
+    match flow {
+        Flow::Leave => Exit::ResourceLimit,
+        _ => Exit::Crashed {
+            code: None,
+            signal: None,
+        },
+    }
 }
 
 /// Releases the state lock, then publishes the task the worker just finished.

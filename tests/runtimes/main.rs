@@ -20,6 +20,7 @@ mod destroy;
 mod exports;
 mod futures;
 mod isolation;
+mod lifecycle;
 mod options;
 mod priorities;
 mod scheduling;
@@ -299,6 +300,49 @@ fn exports() -> Exports {
                 Ok((sum + 1, pid_of(&identity)))
             },
         )
+        // Setup exports (tests/runtimes/lifecycle.rs): counts its runs on the worker's thread
+        // (a child's main thread), where its tasks read it back with "setups".
+        .export("setup_mark", |()| {
+            SETUPS.with(|setups| setups.set(setups.get() + 1));
+            SETUP_ID.with(|id| id.set(worker::id()));
+        })
+        .export("setups", |()| {
+            (
+                SETUPS.with(Cell::get),
+                SETUP_ID.with(Cell::get),
+                worker::id(),
+            )
+        })
+        // Logs an attempt to the file named by worker_data, then panics.
+        .export("failing_setup", |()| -> u32 {
+            let path = worker::data::<String>()
+                .expect("worker_data is a String")
+                .expect("worker_data is the log's path");
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .expect("setup log");
+            file.write_all(b"setup\n").expect("setup log");
+            panic!("setup failed on purpose");
+        })
+        .export("refusing_setup", |()| -> Result<(), String> {
+            Err("no database".to_owned())
+        })
+        // Ends the (child) process at once: with this exit code, or by `abort()` for a
+        // negative one. Never run by a thread.
+        .export("exit_with", |code: i32| -> u32 {
+            if code < 0 {
+                std::process::abort();
+            }
+            std::process::exit(code)
+        })
+}
+
+thread_local! {
+    /// How many times "setup_mark" ran on this thread, and in which worker.
+    static SETUPS: Cell<u32> = const { Cell::new(0) };
+    static SETUP_ID: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// A test body: run once per runtime, or, for what only in-process workers show, with threads
@@ -336,6 +380,7 @@ fn main() {
         futures::bodies,
         options::bodies,
         priorities::bodies,
+        lifecycle::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();

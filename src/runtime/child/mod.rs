@@ -170,6 +170,23 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
         codec: init.codec,
         max,
     });
+    if !init.setup.is_empty() {
+        // In this worker's context, before its first task; the pool waits for the answer.
+        let outcome = exports.run_setup(init.setup);
+        let failed = outcome.is_err();
+        let outcome = outcome.map(|()| Vec::new());
+        send_done(
+            &writer,
+            0,
+            outcome.map_err(|message| Error::Protocol { message }),
+            &init,
+        )?;
+        if failed {
+            // This worker does not start (nor tear down): it waits for the pool to end it.
+            while !matches!(inbound.next_command(), Command::Stop) {}
+            return Ok(());
+        }
+    }
     let mailbox = Arc::new(Mailbox::default());
     // Started for the first task with a channel: most workers never need it.
     let mut reader_bell: Option<Arc<Doorbell>> = None;

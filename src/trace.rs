@@ -1,0 +1,102 @@
+//! What the pool tells [`tracing`](https://docs.rs/tracing) subscribers, with the `tracing`
+//! feature: a span per task, events for workers that start, exit and die. Without the feature
+//! every function here is an empty inline one, so call sites stay one line and nothing of it
+//! is compiled in.
+//!
+//! | what | level | name / message | fields |
+//! |---|---|---|---|
+//! | a task, while its worker sees it to its end | `DEBUG` | span `task` | `export`, `worker` (its id), `wait_us` (from submit to the start of the span), `run_us` (recorded at its end) |
+//! | a worker started (setup done) | `DEBUG` | event `worker started` | `worker`, `pid` (a child's) |
+//! | a worker stopped (teardown run, child reaped) | `DEBUG` | event `worker exited` | `worker`, `pid`, `exit` (the [`Exit`], displayed) |
+//! | a worker died ([`Exit::Crashed`]) | `WARN` | event `worker died` | `worker`, `pid`, `exit`, `code`, `signal` |
+//!
+//! Every event has the target `tinypool`. In the child-process runtime the task's span is the
+//! driver's: it covers the wait for the child's result, on the worker's thread of the pool's
+//! process; in the threads runtime the function runs inside it, so its own events nest there.
+
+use crate::hooks::Exit;
+use crate::task::Job;
+
+/// A task's span, entered on the worker's thread until [`TaskSpan::done`].
+#[cfg(feature = "tracing")]
+pub(crate) struct TaskSpan {
+    span: tracing::span::EnteredSpan,
+    started: std::time::Instant,
+}
+
+/// Nothing, without the `tracing` feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct TaskSpan;
+
+/// Enters the span of `job`, which worker `worker` is about to see to its end.
+#[cfg(feature = "tracing")]
+pub(crate) fn task(job: &dyn Job, worker: usize) -> TaskSpan {
+    let started = std::time::Instant::now();
+    let waited = started.saturating_duration_since(job.submitted());
+    let span = tracing::debug_span!(
+        target: "tinypool",
+        "task",
+        export = job.name(),
+        worker,
+        wait_us = micros(waited),
+        run_us = tracing::field::Empty,
+    );
+    TaskSpan {
+        span: span.entered(),
+        started,
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn task(_job: &dyn Job, _worker: usize) -> TaskSpan {
+    TaskSpan
+}
+
+impl TaskSpan {
+    /// Records the run time and leaves the span.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn done(self) {
+        self.span.record("run_us", micros(self.started.elapsed()));
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    #[inline(always)]
+    pub(crate) fn done(self) {}
+}
+
+#[cfg(feature = "tracing")]
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A worker started: its setup is done, its pid known.
+#[cfg(feature = "tracing")]
+pub(crate) fn worker_started(worker: usize, pid: Option<u32>) {
+    tracing::debug!(target: "tinypool", worker, pid, "worker started");
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn worker_started(_worker: usize, _pid: Option<u32>) {}
+
+/// A worker stopped, for `exit`; a crash is a warning.
+#[cfg(feature = "tracing")]
+pub(crate) fn worker_exited(worker: usize, pid: Option<u32>, exit: &Exit) {
+    match *exit {
+        Exit::Crashed { code, signal } => tracing::warn!(
+            target: "tinypool",
+            worker,
+            pid,
+            exit = %exit,
+            code,
+            signal,
+            "worker died"
+        ),
+        _ => tracing::debug!(target: "tinypool", worker, pid, exit = %exit, "worker exited"),
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn worker_exited(_worker: usize, _pid: Option<u32>, _exit: &Exit) {}
