@@ -1,4 +1,14 @@
 //! The functions a worker exports, looked up by name.
+//!
+//! [`Exports`] maps names to functions with their types erased ([`Function`]). Most are
+//! *serde* functions ([`SerdeFunction`]): a child process can also call them with encoded
+//! values. A *local* one ([`Exports::export_local`], or a handle made with
+//! [`Export::local`](crate::Export::local)) takes and returns values that only move, so only
+//! the threads runtime runs it: a child never sees it, and a child-process pool refuses
+//! exports that hold one. A typed handle, [`Export`](crate::Export), names an export with its
+//! types, so that registering and calling it are checked by the compiler (`typed.rs`); how a
+//! task carries its values to the function, serialized or moved, is its
+//! [`Wire`](crate::Wire) (`wire.rs`).
 
 use std::any::{type_name, Any};
 use std::collections::HashMap;
@@ -15,6 +25,9 @@ use crate::error::TypeRole;
 use crate::panics;
 use crate::Error;
 
+pub(crate) mod typed;
+pub(crate) mod wire;
+
 /// The name of the default export (Tinypool's, for a module's default export).
 pub(crate) const DEFAULT_NAME: &str = "default";
 
@@ -27,6 +40,11 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 /// values: export a function returning `Result<V, E>`. A panic becomes the task's
 /// [`Error::Panicked`], with its message and location, and the worker stays usable.
 ///
+/// Functions whose values are not serde types (an `Arc`, a channel's `Sender`, a `File`) are
+/// exported with [`export_local`](Exports::export_local), for the threads runtime only. To
+/// have the compiler check the types where a function is registered and where it is called,
+/// name it with a typed handle, [`Export`](crate::Export), and [`register`](Exports::register) it.
+///
 /// ```
 /// use tinypool::Exports;
 ///
@@ -38,9 +56,18 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 /// ```
 #[derive(Clone)]
 pub struct Exports {
-    functions: HashMap<Box<str>, Arc<dyn Export>>,
+    functions: HashMap<Box<str>, Entry>,
     /// The default export again, so that the common case skips the hash lookup.
-    default: Option<Arc<dyn Export>>,
+    default: Option<Entry>,
+}
+
+/// One exported function: the same allocation twice, once as a [`Function`] (what the threads
+/// runtime calls), once as a [`SerdeFunction`] (what a child calls), unless it is local.
+#[derive(Clone)]
+struct Entry {
+    function: Arc<dyn Function>,
+    /// `None` for a local function: its values cannot be encoded.
+    serde: Option<Arc<dyn SerdeFunction>>,
 }
 
 impl Default for Exports {
@@ -77,15 +104,81 @@ impl Exports {
         T: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
     {
-        let export: Arc<dyn Export> = Arc::new(Typed {
-            function,
-            types: PhantomData,
-        });
-        if name == DEFAULT_NAME {
-            self.default = Some(export.clone());
-        }
-        self.functions.insert(name.into(), export);
+        self.insert_serde(name, function);
         self
+    }
+
+    /// Exports `function` as `name` for the threads runtime only, replacing any function of
+    /// that name: its argument and result need not be serde types (an `Arc`, a channel's
+    /// `Sender`, a `File`), as they only ever move.
+    ///
+    /// A child process cannot run it: [`Builder::build`](crate::Builder::build) refuses a
+    /// [`Runtime::ChildProcess`](crate::Runtime::ChildProcess) pool given exports with local
+    /// functions ([`Error::InvalidOptions`] naming them), and a child serving such exports
+    /// with [`serve_if_worker`](crate::worker::serve_if_worker) serves only the others. Call
+    /// it with a local handle, [`Export::local`](crate::Export::local), and
+    /// [`Pool::call`](crate::Pool::call); or register it with that handle in the first place
+    /// (see [`register`](Exports::register)).
+    ///
+    /// ```
+    /// use std::sync::mpsc::{self, Sender};
+    /// use tinypool::{Export, Exports, Local, Pool};
+    ///
+    /// // A function that reports on a channel: a `Sender` is no serde type.
+    /// let exports = Exports::new().export_local("report", |done: Sender<u32>| done.send(7));
+    /// let pool = Pool::builder().exports(exports).build()?;
+    ///
+    /// type Sent = Result<(), mpsc::SendError<u32>>;
+    /// const REPORT: Export<Sender<u32>, Sent, Local> = Export::local("report");
+    /// let (done, reports) = mpsc::channel();
+    /// assert!(pool.call(REPORT, done).wait()?.is_ok());
+    /// assert_eq!(reports.recv(), Ok(7));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn export_local<T, R, F>(mut self, name: &str, function: F) -> Self
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.insert_local(name, function);
+        self
+    }
+
+    /// Exports `function` as `name`, callable by a child process too.
+    pub(crate) fn insert_serde<T, R, F>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let callable = Arc::new(Callable::new(function));
+        let entry = Entry {
+            function: callable.clone(),
+            serde: Some(callable),
+        };
+        self.insert(name, entry);
+    }
+
+    /// Exports `function` as `name`, for the threads runtime only.
+    pub(crate) fn insert_local<T, R, F>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let entry = Entry {
+            function: Arc::new(Callable::new(function)),
+            serde: None,
+        };
+        self.insert(name, entry);
+    }
+
+    fn insert(&mut self, name: &str, entry: Entry) {
+        if name == DEFAULT_NAME {
+            self.default = Some(entry.clone());
+        }
+        self.functions.insert(name.into(), entry);
     }
 
     /// Adds every function of `other` (its default export too, if it has one), replacing
@@ -119,11 +212,33 @@ impl Exports {
         self.functions.contains_key(name)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&dyn Export> {
+    /// The function exported as `name`, local or not: what the threads runtime calls.
+    pub(crate) fn get(&self, name: &str) -> Option<&dyn Function> {
+        self.entry(name).map(|entry| &*entry.function)
+    }
+
+    /// The function exported as `name` unless it is local: what a child calls (to a child,
+    /// a local function does not exist).
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+    pub(crate) fn get_serde(&self, name: &str) -> Option<&dyn SerdeFunction> {
+        self.entry(name)?.serde.as_deref()
+    }
+
+    fn entry(&self, name: &str) -> Option<&Entry> {
         if name == DEFAULT_NAME {
-            return self.default.as_deref();
+            return self.default.as_ref();
         }
-        self.functions.get(name).map(|export| &**export)
+        self.functions.get(name)
+    }
+
+    /// The names of the local functions, sorted.
+    pub(crate) fn local_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = (self.functions.iter())
+            .filter(|(_, entry)| entry.serde.is_none())
+            .map(|(name, _)| &**name)
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -141,9 +256,8 @@ impl fmt::Debug for Exports {
     }
 }
 
-/// An exported function with its types erased.
-#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
-pub(crate) trait Export: Send + Sync {
+/// An exported function with its types erased, called with values that move.
+pub(crate) trait Function: Send + Sync {
     /// Calls the function, exported as `name`, with the argument in `arg` (an `Option<A>`)
     /// and puts its result in `out` (an `Option<R>`). The types must be exactly the
     /// function's, else [`Error::TypeMismatch`] naming the export, and the function is not
@@ -157,6 +271,17 @@ pub(crate) trait Export: Send + Sync {
         out_type: &str,
     ) -> Result<(), Error>;
 
+    /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
+    fn call_teardown(&self, name: &str) -> Result<(), Error>;
+
+    /// The type of the argument.
+    fn arg_type(&self) -> &'static str;
+}
+
+/// An exported function whose argument and result are serde types: a child process can call
+/// it too.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+pub(crate) trait SerdeFunction: Function {
     /// Calls the function in a child process: the argument arrives encoded with `codec`, the
     /// result leaves encoded. The type names are the caller's; they must be the function's.
     fn call_encoded(
@@ -167,23 +292,25 @@ pub(crate) trait Export: Send + Sync {
         arg_type: &str,
         out_type: &str,
     ) -> Result<Vec<u8>, Error>;
-
-    /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
-    fn call_teardown(&self, name: &str) -> Result<(), Error>;
-
-    /// The type of the argument.
-    fn arg_type(&self) -> &'static str;
 }
 
-struct Typed<F, T, R> {
+/// A user's function with its types, behind [`Function`] (and [`SerdeFunction`]).
+struct Callable<F, T, R> {
     function: F,
     types: PhantomData<fn(T) -> R>,
 }
 
-impl<F, T, R> Typed<F, T, R>
+impl<F, T, R> Callable<F, T, R>
 where
     F: Fn(T) -> R,
 {
+    fn new(function: F) -> Self {
+        Callable {
+            function,
+            types: PhantomData,
+        }
+    }
+
     /// Calls the function; a panic becomes the task's error, with its message and location.
     fn invoke(&self, arg: T) -> Result<R, Error> {
         catch_unwind(AssertUnwindSafe(|| (self.function)(arg)))
@@ -191,11 +318,11 @@ where
     }
 }
 
-impl<F, T, R> Export for Typed<F, T, R>
+impl<F, T, R> Function for Callable<F, T, R>
 where
     F: Fn(T) -> R + Send + Sync + 'static,
-    T: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
+    T: Send + 'static,
+    R: Send + 'static,
 {
     fn call(
         &self,
@@ -215,23 +342,6 @@ where
         Ok(())
     }
 
-    fn call_encoded(
-        &self,
-        name: &str,
-        codec: Serialization,
-        arg: &[u8],
-        arg_type: &str,
-        out_type: &str,
-    ) -> Result<Vec<u8>, Error> {
-        if arg_type != type_name::<T>() {
-            return Err(argument_mismatch::<T>(name, arg_type));
-        }
-        if out_type != type_name::<R>() {
-            return Err(result_mismatch::<R>(name, out_type));
-        }
-        codec.encode(&self.invoke(codec.decode(arg)?)?)
-    }
-
     fn call_teardown(&self, name: &str) -> Result<(), Error> {
         let mut arg = Some(());
         let mut out: Option<R> = None;
@@ -249,6 +359,30 @@ where
     }
 }
 
+impl<F, T, R> SerdeFunction for Callable<F, T, R>
+where
+    F: Fn(T) -> R + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+{
+    fn call_encoded(
+        &self,
+        name: &str,
+        codec: Serialization,
+        arg: &[u8],
+        arg_type: &str,
+        out_type: &str,
+    ) -> Result<Vec<u8>, Error> {
+        if arg_type != type_name::<T>() {
+            return Err(argument_mismatch::<T>(name, arg_type));
+        }
+        if out_type != type_name::<R>() {
+            return Err(result_mismatch::<R>(name, out_type));
+        }
+        codec.encode(&self.invoke(codec.decode(arg)?)?)
+    }
+}
+
 /// The task passed a `found` where the export `name` takes a `T`.
 fn argument_mismatch<T>(name: &str, found: &str) -> Error {
     let what = TypeRole::Argument {
@@ -263,4 +397,65 @@ fn result_mismatch<R>(name: &str, found: &str) -> Error {
         function: name.to_owned(),
     };
     Error::type_mismatch(what, type_name::<R>(), found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{self, Sender};
+
+    use super::*;
+
+    fn exports() -> Exports {
+        Exports::new()
+            .export("double", |n: u32| n * 2)
+            .export_local("notify", |done: Sender<u32>| done.send(1).is_ok())
+            .export_local("zero", |()| 0u8)
+    }
+
+    /// A child serves its exports through `get_serde`: a local function is not there for it,
+    /// while the threads runtime (`get`) finds every function.
+    #[test]
+    fn a_child_sees_only_the_serde_functions() {
+        let exports = exports();
+        assert!(exports.get_serde("double").is_some());
+        for local in ["notify", "zero"] {
+            assert!(exports.contains(local));
+            assert!(exports.get(local).is_some(), "{local}");
+            assert!(exports.get_serde(local).is_none(), "{local}");
+        }
+        assert_eq!(exports.local_names(), ["notify", "zero"]);
+    }
+
+    /// A later export of the same name replaces the earlier one, and its kind with it; merged
+    /// exports keep theirs.
+    #[test]
+    fn replacing_an_export_replaces_its_kind() {
+        let exports = exports()
+            .export("notify", |n: u32| n)
+            .export_local("double", |n: u32| n)
+            .merge(Exports::new().export_local("default", |()| ()));
+        assert!(exports.get_serde("notify").is_some());
+        assert!(exports.get_serde("double").is_none());
+        assert!(exports.get("default").is_some() && exports.get_serde("default").is_none());
+        assert_eq!(exports.local_names(), ["default", "double", "zero"]);
+    }
+
+    /// A local function is called with values that move, as the threads runtime calls it.
+    #[test]
+    fn a_local_function_is_called_with_moved_values() {
+        let exports = exports();
+        let (done, notified) = mpsc::channel::<u32>();
+        let mut arg = Some(done);
+        let mut out: Option<bool> = None;
+        let notify = exports.get("notify").expect("exported");
+        let called = notify.call(
+            "notify",
+            &mut arg,
+            type_name::<Sender<u32>>(),
+            &mut out,
+            type_name::<bool>(),
+        );
+        assert_eq!(called, Ok(()));
+        assert_eq!((out, notified.recv()), (Some(true), Ok(1)));
+    }
 }

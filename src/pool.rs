@@ -20,6 +20,8 @@ use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
 use crate::task::{Slot, Task};
 use crate::Error;
 
+mod typed;
+
 /// A pool of workers that run exported functions by name.
 ///
 /// Cheap to clone; every clone drives the same workers. Dropping the last clone
@@ -53,6 +55,8 @@ struct Handle {
     scheduler: Arc<Scheduler>,
     /// The export a task runs when it names none (`Builder::name`).
     name: Option<Cow<'static, str>>,
+    /// Whether the workers are threads, which alone run local exports.
+    threads: bool,
 }
 
 impl Drop for Handle {
@@ -73,6 +77,7 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
+        let threads = options.process.is_none();
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
@@ -105,6 +110,7 @@ impl Pool {
             handle: Arc::new(Handle {
                 scheduler,
                 name: options.name,
+                threads,
             }),
         })
     }

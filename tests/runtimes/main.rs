@@ -24,6 +24,7 @@ mod options;
 mod priorities;
 mod scheduling;
 mod teardown;
+mod typed;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -299,6 +300,7 @@ fn exports() -> Exports {
                 Ok((sum + 1, pid_of(&identity)))
             },
         )
+        .merge(typed::exports())
 }
 
 /// A test body: run once per runtime, or, for what only in-process workers show, with threads
@@ -322,7 +324,8 @@ macro_rules! bodies {
 use bodies;
 
 fn main() {
-    worker::serve_if_worker(exports());
+    // A child serves local functions too, to show that it ignores them (tests/runtimes/typed.rs).
+    worker::serve_if_worker(exports().merge(typed::local_exports()));
     let modules = [
         exports::bodies,
         scheduling::bodies,
@@ -336,6 +339,7 @@ fn main() {
         futures::bodies,
         options::bodies,
         priorities::bodies,
+        typed::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
