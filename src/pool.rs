@@ -56,7 +56,7 @@ struct Handle {
     /// The export a task runs when it names none (`Builder::name`).
     name: Option<Cow<'static, str>>,
     /// Whether the workers are threads, which alone run local exports.
-    threads: bool,
+    runs_local: bool,
 }
 
 impl Drop for Handle {
@@ -77,7 +77,7 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
-        let threads = options.process.is_none();
+        let runs_local = options.process.is_none();
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
@@ -110,7 +110,7 @@ impl Pool {
             handle: Arc::new(Handle {
                 scheduler,
                 name: options.name,
-                threads,
+                runs_local,
             }),
         })
     }

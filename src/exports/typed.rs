@@ -42,6 +42,7 @@ use super::Exports;
 /// // The same export by name, with the types checked at run time.
 /// let by_name = pool.run_with::<i32, _>((4, 6), RunOptions::new().name(ADD.name()));
 /// assert_eq!(by_name.wait()?, 10);
+/// assert_eq!(format!("{ADD:?}"), "Export(\"add\": (i32, i32) -> i32, Serde)");
 /// # Ok::<(), tinypool::Error>(())
 /// ```
 ///

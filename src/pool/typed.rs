@@ -74,7 +74,7 @@ impl Pool {
         A: Send + 'static,
         R: Send + 'static,
     {
-        if W::LOCAL && !self.handle.threads {
+        if W::LOCAL && !self.handle.runs_local {
             return Task::ready(Err(Error::InvalidOptions(format!(
                 "call: \"{}\" is a local export (`Export::local`): only a Threads pool runs it, \
                  and this pool runs child processes",
