@@ -120,8 +120,10 @@ pub enum Error {
         found: String,
     },
     /// A builder option is invalid, or one the chosen runtime cannot honour (`env` for
-    /// threads, say); the message names it (and, for `filename`, the path that does not exist
-    /// or is not an executable file).
+    /// threads, say, or exports with local functions for child processes); the message names
+    /// it (and, for `filename`, the path that does not exist or is not an executable file).
+    /// Also the error of a task that calls a local export
+    /// ([`Export::local`](crate::Export::local)) on a child-process pool.
     InvalidOptions(String),
     /// The other side of a [`Port`](crate::Port) is closed: the task ended, or every handle to
     /// the other side was dropped.

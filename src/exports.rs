@@ -1,4 +1,14 @@
 //! The functions a worker exports, looked up by name.
+//!
+//! [`Exports`] maps names to functions with their types erased ([`Function`]). Most are
+//! *serde* functions ([`SerdeFunction`]): a child process can also call them with encoded
+//! values. A *local* one ([`Exports::export_local`], or a handle made with
+//! [`Export::local`](crate::Export::local)) takes and returns values that only move, so only
+//! the threads runtime runs it: a child never sees it, and a child-process pool refuses
+//! exports that hold one. A typed handle, [`Export`](crate::Export), names an export with its
+//! types, so that registering and calling it are checked by the compiler (`typed.rs`); how a
+//! task carries its values to the function, serialized or moved, is its
+//! [`Wire`](crate::Wire) (`wire.rs`).
 
 use std::any::{type_name, Any};
 use std::collections::HashMap;
@@ -16,6 +26,8 @@ use crate::panics;
 use crate::Error;
 
 mod outcome;
+pub(crate) mod typed;
+pub(crate) mod wire;
 
 /// The name of the default export (Tinypool's, for a module's default export).
 pub(crate) const DEFAULT_NAME: &str = "default";
@@ -29,6 +41,11 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 /// values: export a function returning `Result<V, E>`. A panic becomes the task's
 /// [`Error::Panicked`], with its message and location, and the worker stays usable.
 ///
+/// Functions whose values are not serde types (an `Arc`, a channel's `Sender`, a `File`) are
+/// exported with [`export_local`](Exports::export_local), for the threads runtime only. To
+/// have the compiler check the types where a function is registered and where it is called,
+/// name it with a typed handle, [`Export`](crate::Export), and [`register`](Exports::register) it.
+///
 /// ```
 /// use tinypool::Exports;
 ///
@@ -40,9 +57,18 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 /// ```
 #[derive(Clone)]
 pub struct Exports {
-    functions: HashMap<Box<str>, Arc<dyn Export>>,
+    functions: HashMap<Box<str>, Entry>,
     /// The default export again, so that the common case skips the hash lookup.
-    default: Option<Arc<dyn Export>>,
+    default: Option<Entry>,
+}
+
+/// One exported function: the same allocation twice, once as a [`Function`] (what the threads
+/// runtime calls), once as a [`SerdeFunction`] (what a child calls), unless it is local.
+#[derive(Clone)]
+struct Entry {
+    function: Arc<dyn Function>,
+    /// `None` for a local function: its values cannot be encoded.
+    serde: Option<Arc<dyn SerdeFunction>>,
 }
 
 impl Default for Exports {
@@ -79,15 +105,81 @@ impl Exports {
         T: DeserializeOwned + Send + 'static,
         R: Serialize + Send + 'static,
     {
-        let export: Arc<dyn Export> = Arc::new(Typed {
-            function,
-            types: PhantomData,
-        });
-        if name == DEFAULT_NAME {
-            self.default = Some(export.clone());
-        }
-        self.functions.insert(name.into(), export);
+        self.insert_serde(name, function);
         self
+    }
+
+    /// Exports `function` as `name` for the threads runtime only, replacing any function of
+    /// that name: its argument and result need not be serde types (an `Arc`, a channel's
+    /// `Sender`, a `File`), as they only ever move.
+    ///
+    /// A child process cannot run it: [`Builder::build`](crate::Builder::build) refuses a
+    /// [`Runtime::ChildProcess`](crate::Runtime::ChildProcess) pool given exports with local
+    /// functions ([`Error::InvalidOptions`] naming them), and a child serving such exports
+    /// with [`serve_if_worker`](crate::worker::serve_if_worker) serves only the others. Call
+    /// it with a local handle, [`Export::local`](crate::Export::local), and
+    /// [`Pool::call`](crate::Pool::call); or register it with that handle in the first place
+    /// (see [`register`](Exports::register)).
+    ///
+    /// ```
+    /// use std::sync::mpsc::{self, Sender};
+    /// use tinypool::{Export, Exports, Local, Pool};
+    ///
+    /// // A function that reports on a channel: a `Sender` is no serde type.
+    /// let exports = Exports::new().export_local("report", |done: Sender<u32>| done.send(7));
+    /// let pool = Pool::builder().exports(exports).build()?;
+    ///
+    /// type Sent = Result<(), mpsc::SendError<u32>>;
+    /// const REPORT: Export<Sender<u32>, Sent, Local> = Export::local("report");
+    /// let (done, reports) = mpsc::channel();
+    /// assert!(pool.call(REPORT, done).wait()?.is_ok());
+    /// assert_eq!(reports.recv(), Ok(7));
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn export_local<T, R, F>(mut self, name: &str, function: F) -> Self
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        self.insert_local(name, function);
+        self
+    }
+
+    /// Exports `function` as `name`, callable by a child process too.
+    pub(crate) fn insert_serde<T, R, F>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+    {
+        let callable = Arc::new(Callable::new(function));
+        let entry = Entry {
+            function: callable.clone(),
+            serde: Some(callable),
+        };
+        self.insert(name, entry);
+    }
+
+    /// Exports `function` as `name`, for the threads runtime only.
+    pub(crate) fn insert_local<T, R, F>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> R + Send + Sync + 'static,
+        T: Send + 'static,
+        R: Send + 'static,
+    {
+        let entry = Entry {
+            function: Arc::new(Callable::new(function)),
+            serde: None,
+        };
+        self.insert(name, entry);
+    }
+
+    fn insert(&mut self, name: &str, entry: Entry) {
+        if name == DEFAULT_NAME {
+            self.default = Some(entry.clone());
+        }
+        self.functions.insert(name.into(), entry);
     }
 
     /// Adds every function of `other` (its default export too, if it has one), replacing
@@ -121,11 +213,33 @@ impl Exports {
         self.functions.contains_key(name)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&dyn Export> {
+    /// The function exported as `name`, local or not: what the threads runtime calls.
+    pub(crate) fn get(&self, name: &str) -> Option<&dyn Function> {
+        self.entry(name).map(|entry| &*entry.function)
+    }
+
+    /// The function exported as `name` unless it is local: what a child calls (to a child,
+    /// a local function does not exist).
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+    pub(crate) fn get_serde(&self, name: &str) -> Option<&dyn SerdeFunction> {
+        self.entry(name)?.serde.as_deref()
+    }
+
+    fn entry(&self, name: &str) -> Option<&Entry> {
         if name == DEFAULT_NAME {
-            return self.default.as_deref();
+            return self.default.as_ref();
         }
-        self.functions.get(name).map(|export| &**export)
+        self.functions.get(name)
+    }
+
+    /// The names of the local functions, sorted.
+    pub(crate) fn local_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = (self.functions.iter())
+            .filter(|(_, entry)| entry.serde.is_none())
+            .map(|(name, _)| &**name)
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -134,11 +248,16 @@ impl Exports {
 
     /// Runs the setup export `name` in the worker about to start. Its failure is the message
     /// of the worker's [`Error::WorkerStartFailed`]: it names the setup and says why (not
-    /// exported, not taking `()`, panicked, or returned an `Err`).
+    /// exported, local, not taking `()`, panicked, or returned an `Err`).
     pub(crate) fn run_setup(&self, name: &str) -> Result<(), String> {
         let failed = |why: String| format!("setup \"{name}\" failed: {why}");
-        let Some(export) = self.get(name) else {
+        let Some(entry) = self.entry(name) else {
             return Err(failed("no function is exported as that name".to_owned()));
+        };
+        let Some(export) = entry.serde.as_deref() else {
+            return Err(failed(
+                "it is a local export (a setup must be a serde one)".to_owned(),
+            ));
         };
         if export.arg_type() != type_name::<()>() {
             return Err(failed(format!(
@@ -160,9 +279,8 @@ impl fmt::Debug for Exports {
     }
 }
 
-/// An exported function with its types erased.
-#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
-pub(crate) trait Export: Send + Sync {
+/// An exported function with its types erased, called with values that move.
+pub(crate) trait Function: Send + Sync {
     /// Calls the function, exported as `name`, with the argument in `arg` (an `Option<A>`)
     /// and puts its result in `out` (an `Option<R>`). The types must be exactly the
     /// function's, else [`Error::TypeMismatch`] naming the export, and the function is not
@@ -176,6 +294,17 @@ pub(crate) trait Export: Send + Sync {
         out_type: &str,
     ) -> Result<(), Error>;
 
+    /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
+    fn call_teardown(&self, name: &str) -> Result<(), Error>;
+
+    /// The type of the argument.
+    fn arg_type(&self) -> &'static str;
+}
+
+/// An exported function whose argument and result are serde types: a child process can call
+/// it too.
+#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+pub(crate) trait SerdeFunction: Function {
     /// Calls the function in a child process: the argument arrives encoded with `codec`, the
     /// result leaves encoded. The type names are the caller's; they must be the function's.
     fn call_encoded(
@@ -187,26 +316,28 @@ pub(crate) trait Export: Send + Sync {
         out_type: &str,
     ) -> Result<Vec<u8>, Error>;
 
-    /// Calls a teardown function, exported as `name` (it takes `()`), dropping its result.
-    fn call_teardown(&self, name: &str) -> Result<(), Error>;
-
     /// Calls a setup function, exported as `name` (it takes `()`); on failure, says why (it
-    /// panicked, or returned a `Result::Err`).
+    /// panicked, or returned a `Result::Err`, which only a serde value shows).
     fn call_setup(&self, name: &str) -> Result<(), String>;
-
-    /// The type of the argument.
-    fn arg_type(&self) -> &'static str;
 }
 
-struct Typed<F, T, R> {
+/// A user's function with its types, behind [`Function`] (and [`SerdeFunction`]).
+struct Callable<F, T, R> {
     function: F,
     types: PhantomData<fn(T) -> R>,
 }
 
-impl<F, T, R> Typed<F, T, R>
+impl<F, T, R> Callable<F, T, R>
 where
     F: Fn(T) -> R,
 {
+    fn new(function: F) -> Self {
+        Callable {
+            function,
+            types: PhantomData,
+        }
+    }
+
     /// Calls the function; a panic becomes the task's error, with its message and location.
     fn invoke(&self, arg: T) -> Result<R, Error> {
         catch_unwind(AssertUnwindSafe(|| (self.function)(arg)))
@@ -214,11 +345,11 @@ where
     }
 }
 
-impl<F, T, R> Export for Typed<F, T, R>
+impl<F, T, R> Function for Callable<F, T, R>
 where
     F: Fn(T) -> R + Send + Sync + 'static,
-    T: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
+    T: Send + 'static,
+    R: Send + 'static,
 {
     fn call(
         &self,
@@ -238,6 +369,29 @@ where
         Ok(())
     }
 
+    fn call_teardown(&self, name: &str) -> Result<(), Error> {
+        let mut arg = Some(());
+        let mut out: Option<R> = None;
+        self.call(
+            name,
+            &mut arg,
+            type_name::<()>(),
+            &mut out,
+            type_name::<R>(),
+        )
+    }
+
+    fn arg_type(&self) -> &'static str {
+        type_name::<T>()
+    }
+}
+
+impl<F, T, R> SerdeFunction for Callable<F, T, R>
+where
+    F: Fn(T) -> R + Send + Sync + 'static,
+    T: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+{
     fn call_encoded(
         &self,
         name: &str,
@@ -253,18 +407,6 @@ where
             return Err(result_mismatch::<R>(name, out_type));
         }
         codec.encode(&self.invoke(codec.decode(arg)?)?)
-    }
-
-    fn call_teardown(&self, name: &str) -> Result<(), Error> {
-        let mut arg = Some(());
-        let mut out: Option<R> = None;
-        self.call(
-            name,
-            &mut arg,
-            type_name::<()>(),
-            &mut out,
-            type_name::<R>(),
-        )
     }
 
     fn call_setup(&self, name: &str) -> Result<(), String> {
@@ -289,10 +431,6 @@ where
             },
         }
     }
-
-    fn arg_type(&self) -> &'static str {
-        type_name::<T>()
-    }
 }
 
 /// The task passed a `found` where the export `name` takes a `T`.
@@ -309,4 +447,65 @@ fn result_mismatch<R>(name: &str, found: &str) -> Error {
         function: name.to_owned(),
     };
     Error::type_mismatch(what, type_name::<R>(), found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{self, Sender};
+
+    use super::*;
+
+    fn exports() -> Exports {
+        Exports::new()
+            .export("double", |n: u32| n * 2)
+            .export_local("notify", |done: Sender<u32>| done.send(1).is_ok())
+            .export_local("zero", |()| 0u8)
+    }
+
+    /// A child serves its exports through `get_serde`: a local function is not there for it,
+    /// while the threads runtime (`get`) finds every function.
+    #[test]
+    fn a_child_sees_only_the_serde_functions() {
+        let exports = exports();
+        assert!(exports.get_serde("double").is_some());
+        for local in ["notify", "zero"] {
+            assert!(exports.contains(local));
+            assert!(exports.get(local).is_some(), "{local}");
+            assert!(exports.get_serde(local).is_none(), "{local}");
+        }
+        assert_eq!(exports.local_names(), ["notify", "zero"]);
+    }
+
+    /// A later export of the same name replaces the earlier one, and its kind with it; merged
+    /// exports keep theirs.
+    #[test]
+    fn replacing_an_export_replaces_its_kind() {
+        let exports = exports()
+            .export("notify", |n: u32| n)
+            .export_local("double", |n: u32| n)
+            .merge(Exports::new().export_local("default", |()| ()));
+        assert!(exports.get_serde("notify").is_some());
+        assert!(exports.get_serde("double").is_none());
+        assert!(exports.get("default").is_some() && exports.get_serde("default").is_none());
+        assert_eq!(exports.local_names(), ["default", "double", "zero"]);
+    }
+
+    /// A local function is called with values that move, as the threads runtime calls it.
+    #[test]
+    fn a_local_function_is_called_with_moved_values() {
+        let exports = exports();
+        let (done, notified) = mpsc::channel::<u32>();
+        let mut arg = Some(done);
+        let mut out: Option<bool> = None;
+        let notify = exports.get("notify").expect("exported");
+        let called = notify.call(
+            "notify",
+            &mut arg,
+            type_name::<Sender<u32>>(),
+            &mut out,
+            type_name::<bool>(),
+        );
+        assert_eq!(called, Ok(()));
+        assert_eq!((out, notified.recv()), (Some(true), Ok(1)));
+    }
 }

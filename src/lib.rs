@@ -42,6 +42,33 @@
 //! To stop a pool, [`Pool::close`] it (its tasks finish first; dropping its last clone does
 //! that in the background, without waiting) or [`Pool::destroy`] it (at once).
 //!
+//! ## Typed exports
+//!
+//! A typed handle, [`Export`], names an export with its argument and result types, so that
+//! the compiler checks them where the function is registered ([`Exports::register`]: the
+//! closure's types come from the handle) and where it is called ([`Pool::call`],
+//! [`Pool::call_with`], which return a `Task` of the handle's result type). A handle and a
+//! run by name reach the same function.
+//!
+//! ```
+//! use tinypool::{Export, Exports, Pool};
+//!
+//! const ADD: Export<(i32, i32), i32> = Export::new("add");
+//!
+//! let pool = Pool::builder()
+//!     .exports(Exports::new().register(ADD, |(a, b)| a + b))
+//!     .build()?;
+//! let sum = pool.call(ADD, (4, 6)).wait()?; // `(4i64, 6i64)` would not compile.
+//! assert_eq!(sum, 10);
+//! # Ok::<(), tinypool::Error>(())
+//! ```
+//!
+//! On threads, values only move, so they need not be serde types: a *local* export
+//! ([`Exports::export_local`], or a handle made with [`Export::local`]) takes and returns any
+//! `Send + 'static` value, an `Arc`, a channel's `Sender`, a `File`. Only the threads runtime
+//! runs it: [`Builder::build`] refuses a child-process pool given local exports, and a call
+//! of a local handle on a child-process pool fails with [`Error::InvalidOptions`].
+//!
 //! ## Two runtimes, one API
 //!
 //! - [`Runtime::Threads`] (the default): workers are threads of this process. Arguments and
@@ -240,6 +267,8 @@ pub use abort::{AbortController, AbortSignal};
 pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
 pub use error::{Error, TypeRole};
+pub use exports::typed::Export;
+pub use exports::wire::{Local, Serde, Wire};
 pub use exports::Exports;
 pub use hooks::{Exit, WorkerInfo};
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};

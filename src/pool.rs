@@ -21,6 +21,8 @@ use crate::scheduler::{Scheduler, SchedulerOptions};
 use crate::task::{Slot, Task};
 use crate::Error;
 
+mod typed;
+
 /// A pool of workers that run exported functions by name.
 ///
 /// Cheap to clone; every clone drives the same workers. Dropping the last clone
@@ -54,6 +56,8 @@ struct Handle {
     scheduler: Arc<Scheduler>,
     /// The export a task runs when it names none (`Builder::name`).
     name: Option<Cow<'static, str>>,
+    /// Whether the workers are threads, which alone run local exports.
+    runs_local: bool,
 }
 
 impl Drop for Handle {
@@ -74,6 +78,7 @@ impl Pool {
     pub(crate) fn start(options: Options) -> Result<Pool, Error> {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
+        let runs_local = options.process.is_none();
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
@@ -108,6 +113,7 @@ impl Pool {
             handle: Arc::new(Handle {
                 scheduler,
                 name: options.name,
+                runs_local,
             }),
         })
     }

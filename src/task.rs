@@ -7,22 +7,25 @@
 //! replacement worker when the caller wakes up), while an abort or `destroy` can complete the
 //! task with an error at any point before publication. Whatever comes first wins; everything
 //! after it is dropped. That is how every task resolves exactly once.
+//!
+//! A cell is generic over its *wire* (see [`crate::exports::wire`]): a zero-sized type that
+//! says how its values would cross to a child process (serde, or not at all for a local
+//! export's), chosen at compile time so that it costs no byte and no branch.
 
 use std::any::type_name;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::codec::Serialization;
+use crate::exports::wire::{Carry, Serde};
 use crate::exports::{Exports, DEFAULT_NAME};
 use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::wait::{spin_until, Waiter};
@@ -348,7 +351,8 @@ struct AbortHook {
 }
 
 /// The one allocation behind a task: its argument, its result, and what the scheduler needs.
-pub(crate) struct TaskCell<A, R> {
+/// `W`, its wire, says how the values cross to a child process ([`Serde`]), if they can.
+pub(crate) struct TaskCell<A, R, W = Serde> {
     slot: Slot<R>,
     arg: Mutex<Option<A>>,
     name: Option<Cow<'static, str>>,
@@ -359,6 +363,8 @@ pub(crate) struct TaskCell<A, R> {
     /// per task).
     #[cfg(feature = "tracing")]
     submitted: std::time::Instant,
+    /// No byte; a `fn` pointer so that the cell is `Send` and `Sync` whatever `W`.
+    wire: PhantomData<fn() -> W>,
 }
 
 /// What only a task with a channel, an abort signal or a priority needs.
@@ -369,7 +375,7 @@ struct Extras {
     priority: i32,
 }
 
-impl<A, R> TaskCell<A, R>
+impl<A, R, W> TaskCell<A, R, W>
 where
     A: Send + 'static,
     R: Send + 'static,
@@ -396,6 +402,7 @@ where
             extras,
             #[cfg(feature = "tracing")]
             submitted: std::time::Instant::now(),
+            wire: PhantomData,
         }
     }
 
@@ -452,7 +459,7 @@ where
     }
 }
 
-impl<A, R> Completion<R> for TaskCell<A, R>
+impl<A, R, W> Completion<R> for TaskCell<A, R, W>
 where
     A: Send + 'static,
     R: Send + 'static,
@@ -462,10 +469,11 @@ where
     }
 }
 
-impl<A, R> Job for TaskCell<A, R>
+impl<A, R, W> Job for TaskCell<A, R, W>
 where
-    A: Serialize + Send + 'static,
-    R: DeserializeOwned + Send + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+    W: Carry<A, R>,
 {
     fn run(&self, exports: &Exports) {
         let result = match (self.take_arg(), exports.get(self.name())) {
@@ -534,7 +542,7 @@ where
         // The argument stays until the result is in: a child that dies with this task sent
         // ahead and not started gives it back to the queue, to be sent again.
         let encoded = || match &*lock(&self.arg) {
-            Some(arg) => codec.encode(arg),
+            Some(arg) => W::encode_arg(codec, arg),
             None => Err(Error::Terminated),
         };
         self.may_start().map(|start| start.and_then(|()| encoded()))
@@ -551,7 +559,7 @@ where
     fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>) {
         drop(lock(&self.arg).take());
         self.slot
-            .stage(result.and_then(|bytes| codec.decode(bytes)));
+            .stage(result.and_then(|bytes| W::decode_result(codec, bytes)));
     }
 }
 

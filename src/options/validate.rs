@@ -23,6 +23,14 @@ impl Builder {
             // A child-process pool's workers own their exports.
             None => Exports::new(),
         };
+        let local = exports.local_names();
+        if !threads && !local.is_empty() {
+            return Err(Error::InvalidOptions(format!(
+                "exports: local functions cannot run in a child process, only on the Threads \
+                 runtime: \"{}\" (export them with serde types, or build a Threads pool)",
+                local.join("\", \"")
+            )));
+        }
         let process_only = [
             (self.filename.is_some(), "filename"),
             (!self.argv.is_empty(), "argv"),

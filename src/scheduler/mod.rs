@@ -64,6 +64,7 @@ use serde::Serialize;
 
 use self::intake::Intake;
 use self::state::{same, Countdown, JobRef, SchedulerState};
+use crate::exports::wire::{Carry, Serde};
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
@@ -190,6 +191,18 @@ impl Scheduler {
         A: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_on::<Serde, A, R>(arg, options)
+    }
+
+    /// [`submit`](Self::submit) with the task's wire chosen (see [`crate::exports::wire`]):
+    /// a [`Local`](crate::exports::wire::Local) task's values only move. The wire changes
+    /// nothing here; the pool sends a local task only to a threads runtime.
+    pub(crate) fn submit_on<W, A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
+    where
+        W: Carry<A, R>,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
         let RunOptions {
             name,
             signal,
@@ -197,7 +210,7 @@ impl Scheduler {
             priority,
         } = options;
         let Some(signal) = signal else {
-            let cell = Arc::new(TaskCell::new(arg, name, port, false, priority));
+            let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, false, priority));
             self.place(cell.clone());
             return Task::new(cell);
         };
@@ -206,7 +219,7 @@ impl Scheduler {
                 reason: signal.reason(),
             }));
         }
-        let cell = Arc::new(TaskCell::new(arg, name, port, true, priority));
+        let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, true, priority));
         let job: JobRef = cell.clone();
         self.place(job.clone());
         // Registered after `place`, so that the listener finds the task wherever it went; a

@@ -25,6 +25,7 @@ mod options;
 mod priorities;
 mod scheduling;
 mod teardown;
+mod typed;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -337,6 +338,7 @@ fn exports() -> Exports {
             }
             std::process::exit(code)
         })
+        .merge(typed::exports())
 }
 
 thread_local! {
@@ -366,7 +368,8 @@ macro_rules! bodies {
 use bodies;
 
 fn main() {
-    worker::serve_if_worker(exports());
+    // A child serves local functions too, to show that it ignores them (tests/runtimes/typed.rs).
+    worker::serve_if_worker(exports().merge(typed::local_exports()));
     let modules = [
         exports::bodies,
         scheduling::bodies,
@@ -381,6 +384,7 @@ fn main() {
         options::bodies,
         priorities::bodies,
         lifecycle::bodies,
+        typed::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();

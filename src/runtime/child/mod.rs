@@ -220,7 +220,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
                     };
                     bell.ring();
                 }
-                let result = match exports.get(&name) {
+                let result = match exports.get_serde(&name) {
                     Some(export) => {
                         export.call_encoded(&name, init.codec, &arg, &arg_type, &result_type)
                     }
@@ -237,7 +237,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
         }
     }
     if !init.teardown.is_empty() {
-        let result = match exports.get(init.teardown) {
+        let result = match exports.get_serde(init.teardown) {
             Some(export) => export.call_teardown(init.teardown),
             None => Err(Error::NoSuchFunction {
                 name: init.teardown.to_owned(),
