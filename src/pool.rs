@@ -99,6 +99,7 @@ impl Pool {
             isolate_workers: options.isolate_workers,
             thread_name: options.thread_name,
             stack_size: options.stack_size,
+            task_timeout: options.task_timeout,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
@@ -173,9 +174,14 @@ impl Pool {
         A: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
-        let RunOptions { name, signal, port } = options;
+        let RunOptions {
+            name,
+            signal,
+            port,
+            timeout,
+        } = options;
         let name = name.or_else(|| self.handle.name.clone());
-        self.scheduler().submit(arg, name, port, signal)
+        self.scheduler().submit(arg, name, port, signal, timeout)
     }
 
     /// Destroys the pool: queued and running tasks fail with [`Error::Terminated`], running

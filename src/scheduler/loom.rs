@@ -51,6 +51,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         isolate_workers: false,
         thread_name: "tinypool".to_owned(),
         stack_size: None,
+        task_timeout: None,
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),
@@ -67,7 +68,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
 
 /// `Pool::run_with`: the default export, with an abort signal or without.
 fn run(scheduler: &Arc<Scheduler>, arg: (i32, i32), abort: Option<&AbortController>) -> Task<i32> {
-    scheduler.submit(arg, None, None, abort.map(AbortController::signal))
+    scheduler.submit(arg, None, None, abort.map(AbortController::signal), None)
 }
 
 /// The bookkeeping agrees with itself: ids unique, in range and marked in use, each live
