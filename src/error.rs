@@ -349,4 +349,12 @@ mod tests {
         );
         assert_eq!(panicked(None).to_string(), "the task panicked: boom");
     }
+
+    #[test]
+    fn a_timeout_says_after_how_long() {
+        let error = Error::TimedOut {
+            after: Duration::from_millis(250),
+        };
+        assert_eq!(error.to_string(), "the task timed out after 250ms");
+    }
 }

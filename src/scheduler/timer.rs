@@ -190,3 +190,86 @@ fn run(shared: &Shared, origin: &dyn Origin) {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
+
+    // From the crate's root rather than `super::*`, which the module-graph check reads as
+    // the scheduler.
+    use crate::scheduler::timer::Timer;
+    use crate::sync::{lock, Mutex};
+    use crate::task::{Completion, Job, Origin, TaskCell};
+    use crate::wait::deadline_after;
+    use crate::Error;
+
+    /// An origin that fails the task, as the scheduler would, and says with what.
+    struct Recorder(Mutex<mpsc::Sender<Error>>);
+
+    impl Origin for Recorder {
+        fn abort(&self, job: &Arc<dyn Job>, error: Error) {
+            job.fail(error.clone());
+            let _ = lock(&self.0).send(error);
+        }
+    }
+
+    fn timer() -> (Timer, mpsc::Receiver<Error>) {
+        let (fired, heard) = mpsc::channel();
+        (Timer::new(Arc::new(Recorder(Mutex::new(fired)))), heard)
+    }
+
+    fn watched(timer: &Timer, deadline: Instant, after: Duration) -> Arc<TaskCell<u32, u32>> {
+        let cell = Arc::new(TaskCell::new(1, None, None, true));
+        let job: Arc<dyn Job> = cell.clone();
+        let hook = timer.watch(&job, deadline, after, "test").unwrap();
+        cell.set_deadline(hook.expect("a running timer takes it"));
+        cell
+    }
+
+    fn pending(timer: &Timer) -> usize {
+        lock(&timer.shared.state).deadlines.len()
+    }
+
+    #[test]
+    fn a_task_that_resolves_leaves_the_timer() {
+        let (timer, heard) = timer();
+        let hour = Duration::from_secs(3600);
+        let cells: Vec<_> = (0..1000)
+            .map(|_| watched(&timer, deadline_after(hour), hour))
+            .collect();
+        assert_eq!(pending(&timer), 1000);
+        for cell in &cells {
+            assert!(cell.fail(Error::Cancelled));
+        }
+        assert_eq!(pending(&timer), 0, "nothing kept until its deadline");
+        assert!(heard.try_recv().is_err(), "nothing fired");
+    }
+
+    #[test]
+    fn deadlines_fire_in_order_and_a_stopped_timer_takes_none() {
+        let (timer, heard) = timer();
+        let now = Instant::now();
+        let (later, sooner) = (Duration::from_millis(30), Duration::from_millis(10));
+        let cells = [
+            watched(&timer, now + later, later),
+            watched(&timer, now + sooner, sooner),
+        ];
+        let bound = Duration::from_secs(30);
+        assert_eq!(
+            heard.recv_timeout(bound),
+            Ok(Error::TimedOut { after: sooner })
+        );
+        assert_eq!(
+            heard.recv_timeout(bound),
+            Ok(Error::TimedOut { after: later })
+        );
+        assert!(cells.iter().all(|cell| cell.slot().is_ready()));
+        assert_eq!(pending(&timer), 0);
+
+        timer.join();
+        assert!(lock(&timer.shared.state).thread.is_none(), "joined");
+        let job: Arc<dyn Job> = Arc::new(TaskCell::<u32, u32>::new(1, None, None, true));
+        assert!(matches!(timer.watch(&job, now, sooner, "test"), Ok(None)));
+    }
+}

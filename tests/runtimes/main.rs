@@ -23,6 +23,7 @@ mod isolation;
 mod options;
 mod scheduling;
 mod teardown;
+mod timeouts;
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -298,6 +299,16 @@ fn exports() -> Exports {
                 Ok((sum + 1, pid_of(&identity)))
             },
         )
+        // Connects to the Unix socket at `path` (the test sees it start, with no channel, so
+        // that it may share its worker), then waits for one byte, which it returns.
+        .export("meet", |path: String| -> Result<u8, String> {
+            use std::io::Read;
+            let mut stream =
+                std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+            let mut byte = [0];
+            stream.read_exact(&mut byte).map_err(|e| e.to_string())?;
+            Ok(byte[0])
+        })
 }
 
 /// A test body: run once per runtime, or, for what only in-process workers show, with threads
@@ -334,6 +345,7 @@ fn main() {
         channels::bodies,
         futures::bodies,
         options::bodies,
+        timeouts::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
