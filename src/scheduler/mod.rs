@@ -70,7 +70,7 @@ use crate::channel::ErasedPort;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
-use crate::task::{Completion, Job, Origin, Slot, Task, TaskCell};
+use crate::task::{Job, Origin, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
 
@@ -246,8 +246,9 @@ impl Scheduler {
                 None => (self.abort_listener(&job))(signal.reason()),
             }
         }
-        // Likewise: a deadline that passed meanwhile fires as soon as the timer sees it.
-        if let Some((deadline, after)) = deadline.filter(|_| !cell.slot().is_ready()) {
+        // Likewise: a deadline that passed meanwhile fires as soon as the timer sees it (and a
+        // task that resolved meanwhile leaves the timer as soon as its hook is set).
+        if let Some((deadline, after)) = deadline {
             match self.timer.watch(&job, deadline, after, self.thread_name()) {
                 Ok(Some(hook)) => cell.set_deadline(hook),
                 Ok(None) => {}
