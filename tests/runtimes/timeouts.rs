@@ -359,15 +359,22 @@ fn a_closing_pool_still_times_out_its_tasks(runtime: Runtime) {
     assert_eq!(live_threads(&p), Vec::<String>::new());
 }
 
-/// `Task::abort` of a queued task removes it: it fails with `Aborted`, never runs, and the
-/// running task and its worker carry on.
+/// `Task::abort` of a queued task removes it, from the queue or from the intake of a
+/// saturated pool: it fails with `Aborted`, never runs, and the running task and its worker
+/// carry on.
 fn task_abort_removes_a_queued_task(runtime: Runtime) {
     let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
     let (running, port) = hold(&pool, 5);
     assert_eq!(next(&port), Ok(5));
     let queued = call::<u32>(&pool, "counter");
-    assert_eq!(pool.queue_size(), 1);
+    // The pool is saturated now: this one waits in the intake, on its way to the queue.
+    let later = call::<u32>(&pool, "counter");
+    assert_eq!(pool.queue_size(), 2);
 
+    later.abort();
+    assert!(later.is_finished());
+    assert_eq!(finish(later), Err(aborted(None)));
+    assert_eq!(pool.queue_size(), 1);
     queued.abort();
     assert!(queued.is_finished());
     assert_eq!(finish(queued), Err(aborted(None)));
