@@ -364,8 +364,8 @@ pub(crate) trait Origin: Send + Sync {
     fn abort(&self, job: &Arc<dyn Job>, error: Error);
 }
 
-/// A task's place in its pool's timer: its deadline, and a sequence number that orders tasks with
-/// the same deadline.
+/// A task's place in its pool's timer: its deadline, and a sequence number that orders tasks
+/// with the same deadline.
 pub(crate) type DeadlineKey = (Instant, u64);
 
 /// The pool's timer, as a task sees it.

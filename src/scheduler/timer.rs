@@ -14,8 +14,8 @@
 //! - **Never leaked.** The timer stops once nothing is left to time out: when the pool is
 //!   destroyed, when a closing pool has drained, and when the scheduler is dropped; it is
 //!   joined by whichever of these waits (`destroy`, a close waited on, the drop), unless that
-//!   runs on the timer's own thread (the abort it fires may wake user code that drops the
-//!   last handle), which then just leaves.
+//!   runs on the timer's own thread (the abort it fires may wake user code that destroys the
+//!   pool, or drop the scheduler's last reference), which then just leaves.
 //!
 //! Locks: the timer's lock is taken under the state lock (a task resolved there forgets its
 //! deadline), never the other way round: the thread releases it before it aborts anything.

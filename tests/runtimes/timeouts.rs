@@ -148,7 +148,7 @@ fn release(mut stream: UnixStream, byte: u8) {
     stream.write_all(&[byte]).expect("the meet task listens");
 }
 
-// ---- Both runtimes -------------------------------------------------------------------------------
+// ---- Both runtimes ------------------------------------------------------------------------------
 
 /// A task stuck in its function fails with `TimedOut` at its deadline; its worker is retired
 /// and replaced at once (the freed id, a fresh worker), the pool serves the next task, and the
