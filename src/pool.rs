@@ -144,7 +144,7 @@ impl Pool {
         self.run_with(arg, RunOptions::new())
     }
 
-    /// Runs a task with options: another export, an abort signal, a channel.
+    /// Runs a task with options: another export, an abort signal, a channel, a timeout.
     ///
     /// Like [`run`](Pool::run), it never blocks: an export that does not exist, say, is the
     /// task's error.
