@@ -1,6 +1,7 @@
 //! The one error type of the crate.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Everything that can go wrong with a task, a pool or a channel.
 ///
@@ -73,6 +74,14 @@ pub enum Error {
     Aborted {
         /// The reason passed to the controller, if any.
         reason: Option<String>,
+    },
+    /// The task was still queued or running when its timeout passed
+    /// ([`RunOptions::timeout`](crate::RunOptions::timeout), or the pool's
+    /// [`Builder::task_timeout`](crate::Builder::task_timeout)); it is then treated as an
+    /// abort.
+    TimedOut {
+        /// The timeout the task was given, counted from its submission.
+        after: Duration,
     },
     /// The task was still queued when
     /// [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks) was called.
@@ -214,6 +223,7 @@ impl fmt::Display for Error {
             Error::Aborted {
                 reason: Some(reason),
             } => write!(f, "the task has been aborted: {reason}"),
+            Error::TimedOut { after } => write!(f, "the task timed out after {after:?}"),
             Error::Cancelled => f.write_str("the task has been cancelled"),
             Error::Terminated => f.write_str("the pool has been destroyed (terminating worker)"),
             Error::Closed => {
@@ -340,5 +350,13 @@ mod tests {
             "the task panicked at src/main.rs:3:5: boom"
         );
         assert_eq!(panicked(None).to_string(), "the task panicked: boom");
+    }
+
+    #[test]
+    fn a_timeout_says_after_how_long() {
+        let error = Error::TimedOut {
+            after: Duration::from_millis(250),
+        };
+        assert_eq!(error.to_string(), "the task timed out after 250ms");
     }
 }

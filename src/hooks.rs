@@ -69,9 +69,13 @@ pub enum Exit {
     ResourceLimit,
     /// It ran its one task of an [`isolate_workers`](crate::Builder::isolate_workers) pool.
     Isolated,
-    /// Its running task was aborted (its [`AbortSignal`](crate::AbortSignal) fired): a
-    /// thread left once the function returned, a child was killed.
+    /// Its running task was aborted (its [`AbortSignal`](crate::AbortSignal) fired, or
+    /// [`Task::abort`](crate::Task::abort) was called): a thread left once the function
+    /// returned, a child was killed.
     Aborted,
+    /// Its running task reached its timeout ([`RunOptions::timeout`](crate::RunOptions::timeout),
+    /// [`Builder::task_timeout`](crate::Builder::task_timeout)): as for `Aborted`.
+    TimedOut,
     /// It died: a child process that exited, was killed by a signal, or crashed, with its exit
     /// status (`code` for an exit, `signal` for a signal). Both are `None` for a worker
     /// thread lost to a panic inside the pool itself (a bug of this crate).
@@ -103,6 +107,7 @@ impl fmt::Display for Exit {
             Exit::ResourceLimit => f.write_str("over its memory limit"),
             Exit::Isolated => f.write_str("isolated: its task is done"),
             Exit::Aborted => f.write_str("its task was aborted"),
+            Exit::TimedOut => f.write_str("its task timed out"),
             Exit::Crashed { code, signal } => {
                 f.write_str("crashed")?;
                 match (code, signal) {

@@ -107,6 +107,7 @@ impl Pool {
             thread_name: options.thread_name,
             stack_size: options.stack_size,
             hooks: options.hooks,
+            task_timeout: options.task_timeout,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
@@ -152,7 +153,7 @@ impl Pool {
         self.run_with(arg, RunOptions::new())
     }
 
-    /// Runs a task with options: another export, an abort signal, a channel.
+    /// Runs a task with options: another export, an abort signal, a channel, a timeout.
     ///
     /// Like [`run`](Pool::run), it never blocks: an export that does not exist, say, is the
     /// task's error.

@@ -31,6 +31,8 @@ use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::wait::{spin_until, Waiter};
 use crate::Error;
 
+mod abort;
+
 enum State<R> {
     Pending,
     Staged(Result<R, Error>),
@@ -172,6 +174,11 @@ impl<R> Slot<R> {
 /// What a [`Task`] reads its result from.
 pub(crate) trait Completion<R>: Send + Sync {
     fn slot(&self) -> &Slot<R>;
+
+    /// The task as its pool sees it, for [`Task::abort`]; `None` if it is no pool's task.
+    fn job(self: Arc<Self>) -> Option<Arc<dyn Job>> {
+        None
+    }
 }
 
 impl<R: Send> Completion<R> for Slot<R> {
@@ -217,11 +224,25 @@ impl<R: Send> Completion<R> for Slot<R> {
 #[must_use = "a task runs even if its handle is dropped; wait on it or await it for the result"]
 pub struct Task<R> {
     completion: Arc<dyn Completion<R>>,
+    /// The way back to the task's pool, for [`Task::abort`]; `None` for what is no pool's
+    /// task (`Pool::idle`, `Pool::recycle_workers`, a task that failed at submission).
+    origin: Option<Arc<dyn Origin>>,
 }
 
 impl<R: Send + 'static> Task<R> {
     pub(crate) fn new(completion: Arc<dyn Completion<R>>) -> Self {
-        Task { completion }
+        Task {
+            completion,
+            origin: None,
+        }
+    }
+
+    /// A task of the pool that `origin` leads back to.
+    pub(crate) fn of_pool(completion: Arc<dyn Completion<R>>, origin: &Arc<dyn Origin>) -> Self {
+        Task {
+            completion,
+            origin: Some(origin.clone()),
+        }
     }
 
     /// A task that has already resolved with `result`.
@@ -321,7 +342,7 @@ pub(crate) trait Job: Send + Sync {
     fn name(&self) -> &str;
     /// The worker side of the task's channel, if it was given one.
     fn port(&self) -> Option<&dyn ErasedPort>;
-    /// Whether the task carries an abort signal (it then never shares a worker).
+    /// Whether the task carries an abort signal or a timeout (it then never shares a worker).
     fn abortable(&self) -> bool;
     /// Its priority ([`RunOptions::priority`](crate::RunOptions::priority)): higher runs first.
     fn priority(&self) -> i32;
@@ -341,6 +362,32 @@ pub(crate) trait Job: Send + Sync {
     fn result_type(&self) -> &'static str;
     /// Decodes a child's result and stages it.
     fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>);
+}
+
+/// The pool side of a task's handle: one per pool, shared by the handles of its tasks (one
+/// reference count per task, on an allocation of its own, which the workers never touch).
+pub(crate) trait Origin: Send + Sync {
+    /// Aborts `job` with `error`, wherever it is in the pool; nothing if it already resolved
+    /// or the pool is gone.
+    fn abort(&self, job: &Arc<dyn Job>, error: Error);
+}
+
+/// A task's place in its pool's timer: its deadline, and a sequence number that orders tasks
+/// with the same deadline.
+pub(crate) type DeadlineKey = (Instant, u64);
+
+/// The pool's timer, as a task sees it.
+pub(crate) trait Deadlines: Send + Sync {
+    /// Drops the deadline at `key`, if it is still there.
+    fn forget(&self, key: DeadlineKey);
+}
+
+/// Where a task with a timeout waits in its pool's timer.
+pub(crate) struct DeadlineHook {
+    pub(crate) timer: Arc<dyn Deadlines>,
+    pub(crate) key: DeadlineKey,
+    /// The timeout it was given, which [`Error::TimedOut`] reports.
+    pub(crate) after: Duration,
 }
 
 /// Where an abortable task's listener sits on its signal, so it can be removed once the task
@@ -367,12 +414,14 @@ pub(crate) struct TaskCell<A, R, W = Serde> {
     wire: PhantomData<fn() -> W>,
 }
 
-/// What only a task with a channel, an abort signal or a priority needs.
+/// What only a task with a channel, an abort signal, a timeout or a priority needs.
 struct Extras {
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
     abort_hook: OnceLock<AbortHook>,
     priority: i32,
+    /// Where the task waits in the pool's timer, if it has a timeout.
+    deadline: OnceLock<DeadlineHook>,
 }
 
 impl<A, R, W> TaskCell<A, R, W>
@@ -393,6 +442,7 @@ where
                 abortable,
                 abort_hook: OnceLock::new(),
                 priority,
+                deadline: OnceLock::new(),
             })
         });
         TaskCell {
@@ -427,6 +477,27 @@ where
         }
     }
 
+    fn deadline(&self) -> Option<&DeadlineHook> {
+        self.extras.as_ref()?.deadline.get()
+    }
+
+    /// Remembers where the task waits in the pool's timer, which forgets it once it resolved.
+    pub(crate) fn set_deadline(&self, hook: DeadlineHook) {
+        if let Some(extras) = &self.extras {
+            let _ = extras.deadline.set(hook);
+        }
+        // The task may have resolved before the hook was stored.
+        if self.slot.is_ready() {
+            self.forget_deadline();
+        }
+    }
+
+    fn forget_deadline(&self) {
+        if let Some(hook) = self.deadline() {
+            hook.timer.forget(hook.key);
+        }
+    }
+
     /// Whether the task may start: `None` if it resolved on its way to the worker (cancelled,
     /// aborted, terminated), an error if its signal fired but the listener (run one at a time
     /// when a signal is shared) has not reached it yet: an aborted task must never start.
@@ -438,6 +509,12 @@ where
             if hook.signal.aborted() {
                 let reason = hook.signal.reason();
                 return Some(Err(Error::Aborted { reason }));
+            }
+        }
+        // Nor must a task whose deadline passed while the timer had not reached it yet.
+        if let Some(hook) = self.deadline() {
+            if Instant::now() >= hook.key.0 {
+                return Some(Err(Error::TimedOut { after: hook.after }));
             }
         }
         Some(Ok(()))
@@ -452,8 +529,9 @@ where
     }
 
     fn resolved(&self, did: bool) -> bool {
-        if did && self.abort_hook().is_some() {
+        if did && self.extras.is_some() {
             self.remove_abort_hook();
+            self.forget_deadline();
         }
         did
     }
@@ -463,9 +541,14 @@ impl<A, R, W> Completion<R> for TaskCell<A, R, W>
 where
     A: Send + 'static,
     R: Send + 'static,
+    W: Carry<A, R>,
 {
     fn slot(&self) -> &Slot<R> {
         &self.slot
+    }
+
+    fn job(self: Arc<Self>) -> Option<Arc<dyn Job>> {
+        Some(self)
     }
 }
 

@@ -68,6 +68,7 @@ pub struct Builder {
     pub(super) startup_timeout: Duration,
     pub(super) max_message_size: usize,
     pub(super) memory_recycle: Option<u64>,
+    pub(super) task_timeout: Option<Duration>,
 }
 
 impl Default for Builder {
@@ -99,6 +100,7 @@ impl Default for Builder {
             startup_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             memory_recycle: None,
+            task_timeout: None,
         }
     }
 }
@@ -532,6 +534,46 @@ impl Builder {
     /// ```
     pub fn on_error(mut self, hook: impl Fn(Error) + Send + Sync + 'static) -> Self {
         self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// The timeout of every task that sets none of its own with
+    /// [`RunOptions::timeout`](crate::RunOptions::timeout) (default: none), which says what a
+    /// timeout does: a task still queued or running `timeout` after its submission fails with
+    /// [`Error::TimedOut`], and a running one's worker is retired and replaced (a child process
+    /// is killed).
+    ///
+    /// A task with a timeout runs alone on its worker, so that stopping it stops nothing
+    /// else: with this option every task does, and `concurrent_tasks_per_worker` no longer
+    /// sends several tasks to a worker at once. `Duration::ZERO` fails every task at once;
+    /// `Duration::MAX` never fires.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|ms: u64| {
+    ///         // A call that hangs unless told to stop, say a request without a timeout.
+    ///         let start = std::time::Instant::now();
+    ///         while start.elapsed() < Duration::from_millis(ms) && !worker::aborted() {
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///         ms
+    ///     }))
+    ///     .task_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// assert_eq!(pool.run::<u64, _>(1u64).wait()?, 1);
+    /// let hung = pool.run::<u64, _>(3_600_000u64).wait();
+    /// assert_eq!(hung, Err(Error::TimedOut { after: Duration::from_millis(100) }));
+    ///
+    /// // A task's own timeout overrides the pool's.
+    /// let patient = RunOptions::new().timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.run_with::<u64, _>(200u64, patient).wait()?, 200);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
         self
     }
 

@@ -152,6 +152,7 @@ pub(crate) struct Options {
     pub(crate) stack_size: Option<usize>,
     pub(crate) thread_name: String,
     pub(crate) on_error: Option<ErrorHook>,
+    pub(crate) task_timeout: Option<Duration>,
     /// Set for the child-process runtime.
     pub(crate) process: Option<Arc<ProcessOptions>>,
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,6 +30,7 @@ pub struct RunOptions {
     pub(crate) signal: Option<AbortSignal>,
     pub(crate) port: Option<Box<dyn ErasedPort>>,
     pub(crate) priority: i32,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl RunOptions {
@@ -178,6 +180,50 @@ impl RunOptions {
         self.priority = priority;
         self
     }
+
+    /// Fails the task with [`Error::TimedOut`](crate::Error::TimedOut) if it has not resolved
+    /// `timeout` after its submission, whether it is still queued or running; it overrides
+    /// the pool's [`Builder::task_timeout`](crate::Builder::task_timeout).
+    ///
+    /// A timeout is an abort the pool fires itself: a queued task is removed and never runs;
+    /// a running one fails at once, and its worker is retired and replaced, as for an
+    /// [`AbortSignal`]. A thread cannot be stopped: it leaves once the function returns, and
+    /// a long function should poll [`worker::aborted`](crate::worker::aborted), which turns
+    /// true. A child process is killed (SIGTERM, then SIGKILL after `terminate_timeout`). So
+    /// that this stops nothing else, a task with a timeout runs alone on its worker, like one
+    /// with a signal.
+    ///
+    /// `Duration::ZERO` fails the task at once, without running it; a timeout too long to
+    /// count (`Duration::MAX`) never fires. The pool counts all deadlines on one thread of its
+    /// own, `{thread_name}-timer`, started at the first task with a timeout and stopped with
+    /// the pool.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| {
+    ///         // A search that may never end, which stops when told to.
+    ///         let mut x = n;
+    ///         while x != 1 && !worker::aborted() {
+    ///             x = if x % 2 == 0 { x / 2 } else { 3 * x + 1 };
+    ///         }
+    ///         x
+    ///     }))
+    ///     .build()?;
+    /// let quick = RunOptions::new().timeout(Duration::from_secs(60));
+    /// assert_eq!(pool.run_with::<u64, _>(27u64, quick).wait()?, 1);
+    ///
+    /// let stuck = RunOptions::new().timeout(Duration::from_millis(50));
+    /// let error = pool.run_with::<u64, _>(0u64, stuck).wait().unwrap_err(); // 0 never ends.
+    /// assert_eq!(error, Error::TimedOut { after: Duration::from_millis(50) });
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
 }
 
 impl fmt::Debug for RunOptions {
@@ -187,6 +233,7 @@ impl fmt::Debug for RunOptions {
             .field("signal", &self.signal)
             .field("channel", &self.port.is_some())
             .field("priority", &self.priority)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

@@ -122,6 +122,7 @@ impl Builder {
             stack_size: self.resource_limits.stack_size,
             thread_name: self.thread_name,
             on_error: self.on_error,
+            task_timeout: self.task_timeout,
         })
     }
 }

@@ -54,6 +54,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         thread_name: "tinypool".to_owned(),
         stack_size: None,
         hooks: WorkerHooks::default(),
+        task_timeout: None,
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),

@@ -21,7 +21,12 @@
 //!   tasks at their back.
 //! - **Abort.** Firing a task's signal removes it from the queue or a worker's inbox and fails
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
-//!   stopped: it leaves once the function returns, and a replacement starts now).
+//!   stopped: it leaves once the function returns, and a replacement starts now). A timeout
+//!   ([`timer`]) and [`Task::abort`] take the same path, with their own error. A task with a
+//!   timeout is abortable like one with a signal (it runs alone). `Task::abort` may also hit
+//!   a task that shares its worker: one running in a child with tasks sent ahead to it only
+//!   fails (the child finishes it), and the tasks a retired worker had taken and not started
+//!   go back to the head of the queue.
 //! - **Workers** ([`lifecycle`]). Reserved in the state under the lock (they count at once),
 //!   started outside it, *retired* when they leave (removed from the state, their id free,
 //!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
@@ -54,6 +59,7 @@
 //! - `intake.rs`: the intake, and when it opens and closes.
 //! - `hooks.rs`: the worker hooks (`on_worker_start`, `on_worker_exit`), called on the
 //!   worker's thread outside the lock, their panics caught.
+//! - `timer.rs`: the one thread that times out the tasks with a timeout.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::sync::{Arc, Weak};
@@ -64,13 +70,14 @@ use serde::Serialize;
 
 use self::intake::Intake;
 use self::state::{same, Countdown, JobRef, SchedulerState};
+use self::timer::Timer;
 use crate::exports::wire::{Carry, Serde};
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
-use crate::task::{Job, Slot, Task, TaskCell};
+use crate::task::{Job, Origin, Slot, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
 
@@ -81,6 +88,7 @@ mod lifecycle;
 mod loom;
 mod queue;
 mod state;
+mod timer;
 mod worker_loop;
 
 /// What the scheduler decides with: the pool's options about its workers and its queue.
@@ -95,6 +103,8 @@ pub(crate) struct SchedulerOptions {
     pub(crate) stack_size: Option<usize>,
     /// `on_worker_start`, `on_worker_exit`.
     pub(crate) hooks: WorkerHooks,
+    /// The timeout of a task that sets none.
+    pub(crate) task_timeout: Option<Duration>,
 }
 
 /// The pool's scheduler, shared by its handles and its workers.
@@ -111,6 +121,10 @@ pub(crate) struct Scheduler {
     /// Notified whenever a worker thread finishes.
     thread_finished: Condvar,
     created: Instant,
+    /// Times out the tasks with a timeout.
+    timer: Timer,
+    /// What the pool's tasks' handles lead back to, for [`Task::abort`].
+    origin: Arc<dyn Origin>,
 }
 
 impl Scheduler {
@@ -120,7 +134,7 @@ impl Scheduler {
         launcher: Box<dyn Launcher>,
         worker_options: WorkerOptions,
     ) -> Arc<Self> {
-        let scheduler = Arc::new(Scheduler {
+        let scheduler = Arc::new_cyclic(|weak| Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 note_exits: options.hooks.wants_exit(),
@@ -133,6 +147,8 @@ impl Scheduler {
             intake: Intake::new(),
             thread_finished: Condvar::new(),
             created: Instant::now(),
+            timer: Timer::new(Arc::new(PoolOrigin(weak.clone()))),
+            origin: Arc::new(PoolOrigin(weak.clone())),
         });
         let starts = {
             let mut state = scheduler.lock();
@@ -184,8 +200,8 @@ impl Scheduler {
     // ---- Submitting -------------------------------------------------------------------------
 
     /// Runs the export `options` name (`None`: the default) with `arg`: the one way a task
-    /// comes in. With a signal, the task runs alone, and firing the signal aborts it wherever
-    /// it is.
+    /// comes in. With a signal or a timeout (its own, else the pool's), the task runs alone,
+    /// and firing the signal or reaching the deadline aborts it wherever it is.
     pub(crate) fn submit<A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
     where
         A: Serialize + Send + 'static,
@@ -208,27 +224,48 @@ impl Scheduler {
             signal,
             port,
             priority,
+            timeout,
         } = options;
-        let Some(signal) = signal else {
+        let timeout = timeout.or(self.options.task_timeout);
+        if signal.is_none() && timeout.is_none() {
             let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, false, priority));
             self.place(cell.clone());
-            return Task::new(cell);
-        };
-        if signal.aborted() {
+            return Task::of_pool(cell, &self.origin);
+        }
+        if let Some(signal) = signal.as_ref().filter(|signal| signal.aborted()) {
             return Task::ready(Err(Error::Aborted {
                 reason: signal.reason(),
             }));
         }
+        if timeout == Some(Duration::ZERO) {
+            // Its deadline is its submission: it times out before it could start.
+            return Task::ready(Err(Error::TimedOut {
+                after: Duration::ZERO,
+            }));
+        }
+        // Counted from the submission; a timeout too long to count is a century away.
+        let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
         let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, true, priority));
         let job: JobRef = cell.clone();
         self.place(job.clone());
         // Registered after `place`, so that the listener finds the task wherever it went; a
         // signal that fired in between is handled the same way right here.
-        match signal.add_listener(self.abort_listener(&job)) {
-            Some(listener) => cell.set_abort_hook(signal, listener),
-            None => (self.abort_listener(&job))(signal.reason()),
+        if let Some(signal) = signal {
+            match signal.add_listener(self.abort_listener(&job)) {
+                Some(listener) => cell.set_abort_hook(signal, listener),
+                None => (self.abort_listener(&job))(signal.reason()),
+            }
         }
-        Task::new(cell)
+        // Likewise: a deadline that passed meanwhile fires as soon as the timer sees it (and a
+        // task that resolved meanwhile leaves the timer as soon as its hook is set).
+        if let Some((deadline, after)) = deadline {
+            match self.timer.watch(&job, deadline, after, self.thread_name()) {
+                Ok(Some(hook)) => cell.set_deadline(hook),
+                Ok(None) => {}
+                Err(error) => self.abort(&job, error),
+            }
+        }
+        Task::of_pool(cell, &self.origin)
     }
 
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
@@ -325,14 +362,17 @@ impl Scheduler {
         let job: Weak<dyn Job> = Arc::downgrade(job);
         move |reason| {
             if let (Some(scheduler), Some(job)) = (scheduler.upgrade(), job.upgrade()) {
-                scheduler.abort(&job, reason);
+                scheduler.abort(&job, Error::Aborted { reason });
             }
         }
     }
 
-    fn abort(self: &Arc<Self>, job: &JobRef, reason: Option<String>) {
-        let error = Error::Aborted { reason };
+    /// Fails `job` with `error` wherever it is (a fired signal, [`Task::abort`], a timeout):
+    /// see the module's doc. Nothing if it is nowhere: it resolved.
+    fn abort(self: &Arc<Self>, job: &JobRef, error: Error) {
         let mut state = self.lock();
+        // A task without signal or timeout (`Task::abort`) may be in the intake.
+        self.take_intake(&mut state, false);
         if state.queue.remove(job) {
             let idle = self.settle(&mut state);
             drop(state);
@@ -357,14 +397,35 @@ impl Scheduler {
             job.fail(error);
             resolve(idle);
         } else if let Some(index) = running {
+            if state.workers[index].running.len() > 1 {
+                // Sent to a child with others (`Task::abort` of a task that does not run
+                // alone): stopping the child would stop them too. It fails now; the child
+                // finishes it, and that result is dropped.
+                drop(state);
+                job.fail(error);
+                return;
+            }
+            let exit = match error {
+                Error::TimedOut { .. } => Exit::TimedOut,
+                _ => Exit::Aborted,
+            };
             if !job.fail(error) {
                 return; // It resolved first.
             }
             // A thread cannot be stopped: retire the worker, so that it leaves once the
-            // function returns and no longer counts toward `max_threads`. (An abortable task
-            // runs alone, so nothing else was running on it.)
-            let worker = state.retire(index, Exit::Aborted);
+            // function returns and no longer counts toward `max_threads`. Nothing else was
+            // running on it; what it had taken and not started goes back to the head of the
+            // queue, in order, for an idle worker or a replacement.
+            let worker = state.retire(index, exit);
             worker.retired.store(true, Ordering::Release);
+            if !worker.inbox.is_empty() {
+                for queued in worker.inbox.into_iter().rev() {
+                    state.queue.push_front(queued);
+                }
+                for idle in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
+                    idle.bell.ring();
+                }
+            }
             let starts = self.replenish(&mut state);
             let idle = self.settle(&mut state);
             drop(state);
@@ -381,6 +442,8 @@ impl Scheduler {
     fn settle(&self, state: &mut SchedulerState) -> Vec<Arc<Slot<()>>> {
         if state.closing && state.workers.is_empty() {
             self.thread_finished.notify_all();
+            // Drained: nothing is left to time out.
+            self.timer.halt();
         }
         if state.idle_waiters.is_empty() {
             return Vec::new();
@@ -439,6 +502,7 @@ impl Scheduler {
             state = wait_timeout(&self.thread_finished, state, Duration::from_secs(3600));
         }
         drop(state);
+        self.timer.join();
         self.join_threads(self.stop_deadline())
     }
 
@@ -451,6 +515,7 @@ impl Scheduler {
                 return None;
             }
         }
+        self.timer.join();
         Some(self.join_threads(Instant::now()))
     }
 
@@ -547,6 +612,7 @@ impl Scheduler {
         // Nothing is left to run; a `close` waiting for its workers sees them gone.
         resolve(idle);
         self.thread_finished.notify_all();
+        self.timer.join();
     }
 
     // ---- Observation ----------------------------------------------------------------------
@@ -602,6 +668,18 @@ impl Scheduler {
     /// Worker threads are named `{thread_name}-{id}`; the pool's other threads take it too.
     pub(crate) fn thread_name(&self) -> &str {
         &self.options.thread_name
+    }
+}
+
+/// The way back from a task's handle to its pool (see [`Task::abort`]): the scheduler, if it
+/// is still there, which then aborts the task wherever it is.
+struct PoolOrigin(Weak<Scheduler>);
+
+impl Origin for PoolOrigin {
+    fn abort(&self, job: &JobRef, error: Error) {
+        if let Some(scheduler) = self.0.upgrade() {
+            scheduler.abort(job, error);
+        }
     }
 }
 

@@ -25,6 +25,7 @@ mod options;
 mod priorities;
 mod scheduling;
 mod teardown;
+mod timeouts;
 mod typed;
 
 use std::cell::Cell;
@@ -338,6 +339,16 @@ fn exports() -> Exports {
             }
             std::process::exit(code)
         })
+        // Connects to the Unix socket at `path` (the test sees it start, with no channel, so
+        // that it may share its worker), then waits for one byte, which it returns.
+        .export("meet", |path: String| -> Result<u8, String> {
+            use std::io::Read;
+            let mut stream =
+                std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+            let mut byte = [0];
+            stream.read_exact(&mut byte).map_err(|e| e.to_string())?;
+            Ok(byte[0])
+        })
         .merge(typed::exports())
 }
 
@@ -385,6 +396,7 @@ fn main() {
         priorities::bodies,
         lifecycle::bodies,
         typed::bodies,
+        timeouts::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
