@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::hooks::WorkerInfo;
 use crate::options::{Builder, Options, RunOptions};
+use crate::reserve::Reserve;
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
@@ -315,6 +316,40 @@ impl Pool {
     /// ```
     pub fn needs_drain(&self) -> bool {
         self.scheduler().needs_drain()
+    }
+
+    /// Waits for room in the queue instead of failing with [`Error::QueueFull`]: the returned
+    /// [`Reserve`], waited on or awaited, resolves to a [`Permit`](crate::Permit) once one
+    /// of `max_queue`'s places is free, and holds that place for the permit's task
+    /// ([`Permit::run`](crate::Permit::run)). Requests are granted in the order they were
+    /// made; while permits hold places, a plain [`run`](Pool::run) that would have to queue
+    /// counts them as queued.
+    ///
+    /// With an unbounded queue it resolves at once (there is nothing to count); with no queue
+    /// at all (`max_queue` 0) it resolves at once with [`Error::NoQueue`], as there is no place
+    /// to wait for. Closing or destroying the pool fails the waiting ones with
+    /// [`Error::Closed`] or [`Error::Terminated`].
+    ///
+    /// ```
+    /// use tinypool::{Exports, MaxQueue, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * 3))
+    ///     .max_threads(2)
+    ///     .max_queue(MaxQueue::Limit(4))
+    ///     .build()?;
+    /// let mut tasks: Vec<Task<u64>> = Vec::new();
+    /// for n in 0..200u64 {
+    ///     // Waits while the queue is full (or `.await` it in async code).
+    ///     let permit = pool.reserve().wait()?;
+    ///     tasks.push(permit.run(n)); // Never `QueueFull`.
+    /// }
+    /// let values = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(values, (0..200u64).map(|n| n * 3).collect::<Vec<_>>());
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn reserve(&self) -> Reserve {
+        Reserve::new(self.scheduler().clone(), self.handle.name.clone())
     }
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks

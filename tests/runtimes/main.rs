@@ -13,6 +13,7 @@
 mod common;
 
 mod abort;
+mod backpressure;
 mod cancel;
 mod channels;
 mod close;
@@ -385,6 +386,7 @@ fn main() {
         priorities::bodies,
         lifecycle::bodies,
         typed::bodies,
+        backpressure::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
