@@ -291,9 +291,11 @@ impl Pool {
         }
     }
 
-    /// Whether the queue is at `max_queue` (Piscina's `needsDrain`), so that the next task
-    /// would fail with [`Error::QueueFull`] unless a worker takes one first: a producer's cue
-    /// to wait, for [`idle`](Pool::idle) say. Always `false` with an unbounded queue.
+    /// Whether the queue is at `max_queue` (Piscina's `needsDrain`; the places
+    /// [`Permit`](crate::Permit)s hold count as queued tasks), so that the next task would
+    /// fail with [`Error::QueueFull`] unless a worker takes one first: a producer's cue to
+    /// wait, for [`idle`](Pool::idle) say, or to [`reserve`](Pool::reserve) a place instead.
+    /// Always `false` with an unbounded queue.
     ///
     /// ```
     /// use tinypool::{Exports, MaxQueue, Pool, Task};
@@ -328,7 +330,8 @@ impl Pool {
     /// With an unbounded queue it resolves at once (there is nothing to count); with no queue
     /// at all (`max_queue` 0) it resolves at once with [`Error::NoQueue`], as there is no place
     /// to wait for. Closing or destroying the pool fails the waiting ones with
-    /// [`Error::Closed`] or [`Error::Terminated`].
+    /// [`Error::Closed`] or [`Error::Terminated`]. Do not wait on it from inside a task of
+    /// the same pool: a place may only come free once that very worker takes the next task.
     ///
     /// ```
     /// use tinypool::{Exports, MaxQueue, Pool, Task};
