@@ -65,7 +65,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The queue already holds `max_queue` tasks.
+    /// The queue already holds `max_queue` tasks (counting the places
+    /// [`Permit`](crate::Permit)s hold); [`Pool::reserve`](crate::Pool::reserve) waits for
+    /// room instead.
     QueueFull,
     /// `max_queue` is 0 and every worker is busy.
     NoQueue,

@@ -42,6 +42,28 @@
 //! To stop a pool, [`Pool::close`] it (its tasks finish first; dropping its last clone does
 //! that in the background, without waiting) or [`Pool::destroy`] it (at once).
 //!
+//! ## Backpressure
+//!
+//! With a bounded queue ([`Builder::max_queue`]), a task that finds the queue full fails at
+//! once with [`Error::QueueFull`]. A producer that would rather wait for room asks for a
+//! place first: [`Pool::reserve`] resolves (`.wait()` or `.await`) to a [`Permit`] once the
+//! queue has one, first come, first served, and the permit's task takes it.
+//!
+//! ```
+//! use tinypool::{Exports, MaxQueue, Pool, Task};
+//!
+//! let pool = Pool::builder()
+//!     .exports(Exports::new().export_default(|n: u64| n + 1))
+//!     .max_queue(MaxQueue::Limit(2))
+//!     .build()?;
+//! let tasks: Vec<Task<u64>> = (0..100u64)
+//!     .map(|n| pool.reserve().wait().map(|permit| permit.run(n)))
+//!     .collect::<Result<_, _>>()?;
+//! let sum: u64 = tasks.into_iter().map(Task::wait).sum::<Result<_, _>>()?;
+//! assert_eq!(sum, (1..=100).sum::<u64>());
+//! # Ok::<(), tinypool::Error>(())
+//! ```
+//!
 //! ## Typed exports
 //!
 //! A typed handle, [`Export`], names an export with its argument and result types, so that
@@ -253,6 +275,7 @@ mod panics;
 mod pool;
 #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
 mod protocol;
+mod reserve;
 mod runtime;
 mod scheduler;
 mod sync;
@@ -273,4 +296,5 @@ pub use exports::Exports;
 pub use hooks::{Exit, WorkerInfo};
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Close, Destroy, Idle, Pool};
+pub use reserve::{Permit, Reserve};
 pub use task::Task;

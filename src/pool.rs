@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::hooks::WorkerInfo;
 use crate::options::{Builder, Options, RunOptions};
+use crate::reserve::Reserve;
 #[cfg(unix)]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
@@ -291,9 +292,11 @@ impl Pool {
         }
     }
 
-    /// Whether the queue is at `max_queue` (Piscina's `needsDrain`), so that the next task
-    /// would fail with [`Error::QueueFull`] unless a worker takes one first: a producer's cue
-    /// to wait, for [`idle`](Pool::idle) say. Always `false` with an unbounded queue.
+    /// Whether the queue is at `max_queue` (Piscina's `needsDrain`; the places
+    /// [`Permit`](crate::Permit)s hold count as queued tasks), so that the next task would
+    /// fail with [`Error::QueueFull`] unless a worker takes one first: a producer's cue to
+    /// wait, for [`idle`](Pool::idle) say, or to [`reserve`](Pool::reserve) a place instead.
+    /// Always `false` with an unbounded queue.
     ///
     /// ```
     /// use tinypool::{Exports, MaxQueue, Pool, Task};
@@ -316,6 +319,41 @@ impl Pool {
     /// ```
     pub fn needs_drain(&self) -> bool {
         self.scheduler().needs_drain()
+    }
+
+    /// Waits for room in the queue instead of failing with [`Error::QueueFull`]: the returned
+    /// [`Reserve`], waited on or awaited, resolves to a [`Permit`](crate::Permit) once one
+    /// of `max_queue`'s places is free, and holds that place for the permit's task
+    /// ([`Permit::run`](crate::Permit::run)). Requests are granted in the order they were
+    /// made; while permits hold places, a plain [`run`](Pool::run) that would have to queue
+    /// counts them as queued.
+    ///
+    /// With an unbounded queue it resolves at once (there is nothing to count); with no queue
+    /// at all (`max_queue` 0) it resolves at once with [`Error::NoQueue`], as there is no place
+    /// to wait for. Closing or destroying the pool fails the waiting ones with
+    /// [`Error::Closed`] or [`Error::Terminated`]. Do not wait on it from inside a task of
+    /// the same pool: a place may only come free once that very worker takes the next task.
+    ///
+    /// ```
+    /// use tinypool::{Exports, MaxQueue, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * 3))
+    ///     .max_threads(2)
+    ///     .max_queue(MaxQueue::Limit(4))
+    ///     .build()?;
+    /// let mut tasks: Vec<Task<u64>> = Vec::new();
+    /// for n in 0..200u64 {
+    ///     // Waits while the queue is full (or `.await` it in async code).
+    ///     let permit = pool.reserve().wait()?;
+    ///     tasks.push(permit.run(n)); // Never `QueueFull`.
+    /// }
+    /// let values = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(values, (0..200u64).map(|n| n * 3).collect::<Vec<_>>());
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn reserve(&self) -> Reserve {
+        Reserve::new(self.scheduler().clone(), self.handle.name.clone())
     }
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks

@@ -178,7 +178,8 @@ impl Builder {
     ///
     /// A bounded queue is backpressure: a task that finds it full fails at once with
     /// [`Error::QueueFull`] (with [`MaxQueue::Limit(0)`](MaxQueue::Limit), [`Error::NoQueue`]),
-    /// rather than wait behind an ever longer line.
+    /// rather than wait behind an ever longer line. A producer that would rather wait for room
+    /// reserves a place first with [`Pool::reserve`](crate::Pool::reserve).
     ///
     /// ```
     /// use tinypool::{worker, Error, Exports, MaxQueue, Pool, RunOptions};

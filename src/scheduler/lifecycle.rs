@@ -204,7 +204,9 @@ impl Scheduler {
             failed.extend(state.queue.drain());
         }
         let idle = self.settle(&mut state);
+        let granted = self.grant(&mut state);
         drop(state);
+        granted.deliver();
         if failed.is_empty() {
             if live.is_some() {
                 self.worker_options.reporter.report(error);

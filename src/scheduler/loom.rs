@@ -23,6 +23,7 @@ use crate::abort::AbortController;
 use crate::exports::Exports;
 use crate::hooks::WorkerHooks;
 use crate::options::RunOptions;
+use crate::reserve::Reserve;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Reporter, WorkerOptions};
 use crate::task::Task;
@@ -45,11 +46,16 @@ fn model(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
 /// A threads-runtime pool of `min_threads..=max_threads` workers that idle out at once,
 /// whose default export adds.
 fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
+    bounded(min_threads, max_threads, None)
+}
+
+/// [`pool`] with a `max_queue`.
+fn bounded(min_threads: usize, max_threads: usize, max_queue: Option<usize>) -> Arc<Scheduler> {
     let options = SchedulerOptions {
         min_threads,
         max_threads,
         idle_timeout: Duration::ZERO,
-        max_queue: None,
+        max_queue,
         isolate_workers: false,
         thread_name: "tinypool".to_owned(),
         stack_size: None,
@@ -284,5 +290,79 @@ fn loom_idle_waits_for_the_published_task() {
         assert!(task.is_finished());
         assert_eq!(task.wait(), Ok(3));
         destroy(&scheduler);
+    });
+}
+
+/// The places permits hold, and how many requests wait for one.
+fn permits(scheduler: &Scheduler) -> (usize, usize) {
+    let state = scheduler.lock();
+    (state.permits.outstanding(), state.permits.waiting())
+}
+
+/// A `max_queue(1)` pool: a permit holds the one place and a request waits for it. The
+/// permit is dropped on another thread while the request is dropped here, before its grant,
+/// or after it (granted, never seen): either way the place is free again, never lost nor
+/// counted twice, and the next request is granted at once and its task runs.
+#[test]
+fn loom_a_dropped_permit_races_a_dropped_reserve() {
+    model(3, || {
+        let scheduler = bounded(0, 1, Some(1));
+        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        let waiting = Reserve::new(scheduler.clone(), None);
+        assert_eq!(permits(&scheduler), (1, 1));
+        let dropper = ::loom::thread::spawn(move || drop(permit));
+        drop(waiting);
+        dropper.join().unwrap();
+        assert_eq!(permits(&scheduler), (0, 0), "the place is free");
+        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        assert_eq!(permits(&scheduler), (1, 0));
+        assert_eq!(permit.run::<i32, _>((1, 2)).wait(), Ok(3));
+        assert_eq!(permits(&scheduler), (0, 0));
+        destroy(&scheduler);
+    });
+}
+
+/// A `max_queue(1)` pool of one worker: the second task may wait in the queue when a request
+/// comes, which then waits until the worker takes that task. Whichever comes first, the
+/// request is granted (no lost wake-up), and every task resolves with its value.
+#[test]
+fn loom_a_worker_taking_from_the_queue_grants_a_waiter() {
+    model(3, || {
+        let scheduler = bounded(1, 1, Some(1));
+        let first = run(&scheduler, (1, 2), None);
+        let second = run(&scheduler, (3, 4), None);
+        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        assert_eq!(permit.run::<i32, _>((5, 6)).wait(), Ok(11));
+        assert_eq!([first.wait(), second.wait()], [Ok(3), Ok(7)]);
+        assert_eq!(permits(&scheduler), (0, 0));
+        check_consistent(&scheduler);
+        destroy(&scheduler);
+    });
+}
+
+/// `close` on another thread races the permit's drop that would grant the waiting request:
+/// the request gets the place (and its task runs, or fails with `Closed` if the close came
+/// first) or fails with `Closed`; it never waits for ever, and no place stays counted.
+#[test]
+fn loom_close_races_a_grant() {
+    model(3, || {
+        let scheduler = bounded(0, 1, Some(1));
+        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        let waiting = Reserve::new(scheduler.clone(), None);
+        let closer = {
+            let scheduler = scheduler.clone();
+            ::loom::thread::spawn(move || scheduler.close())
+        };
+        drop(permit);
+        match waiting.wait() {
+            Ok(permit) => {
+                let outcome = permit.run::<i32, _>((1, 2)).wait();
+                assert!(matches!(outcome, Ok(3) | Err(Error::Closed)), "{outcome:?}");
+            }
+            Err(error) => assert_eq!(error, Error::Closed),
+        }
+        closer.join().unwrap();
+        assert_eq!(permits(&scheduler), (0, 0));
+        assert_eq!(scheduler.wait_closed(), Ok(()));
     });
 }

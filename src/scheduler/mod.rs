@@ -47,6 +47,10 @@
 //! - **Exactly once.** Every task resolves exactly once: the worker stages a result and
 //!   publishes it once the lock is released; abort, `destroy` and `cancel_pending_tasks`
 //!   complete it with an error; whichever comes first wins (see [`crate::task`]).
+//! - **Backpressure** ([`permits`]). With a bounded queue, `Pool::reserve` holds one of its
+//!   places for a task to come: granted first come, first granted, while `queue.len() +
+//!   permits < max_queue`, wherever a place comes free; the permit's task is never refused
+//!   for room, and a plain task that would queue counts the permits as queued.
 //!
 //! # Files
 //!
@@ -60,6 +64,8 @@
 //! - `hooks.rs`: the worker hooks (`on_worker_start`, `on_worker_exit`), called on the
 //!   worker's thread outside the lock, their panics caught.
 //! - `timer.rs`: the one thread that times out the tasks with a timeout.
+//! - `permits.rs`: places reserved in a bounded queue, and who waits for one; their
+//!   bookkeeping in `places.rs`.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::sync::{Arc, Weak};
@@ -69,6 +75,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use self::intake::Intake;
+pub(crate) use self::places::{Request, Ticket};
 use self::state::{same, Countdown, JobRef, SchedulerState};
 use self::timer::Timer;
 use crate::exports::wire::{Carry, Serde};
@@ -86,6 +93,8 @@ mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
 mod loom;
+mod permits;
+mod places;
 mod queue;
 mod state;
 mod timer;
@@ -219,6 +228,22 @@ impl Scheduler {
         A: Send + 'static,
         R: Send + 'static,
     {
+        self.submit_reserved::<W, A, R>(arg, options, false)
+    }
+
+    /// [`submit_on`](Self::submit_on), into a place a permit holds if `reserved` (see
+    /// [`permits`]): the task takes that place, and is never refused for room.
+    pub(crate) fn submit_reserved<W, A, R>(
+        self: &Arc<Self>,
+        arg: A,
+        options: RunOptions,
+        reserved: bool,
+    ) -> Task<R>
+    where
+        W: Carry<A, R>,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
         let RunOptions {
             name,
             signal,
@@ -229,16 +254,22 @@ impl Scheduler {
         let timeout = timeout.or(self.options.task_timeout);
         if signal.is_none() && timeout.is_none() {
             let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, false, priority));
-            self.place(cell.clone());
+            self.place(cell.clone(), reserved);
             return Task::of_pool(cell, &self.origin);
         }
         if let Some(signal) = signal.as_ref().filter(|signal| signal.aborted()) {
+            if reserved {
+                self.release_place();
+            }
             return Task::ready(Err(Error::Aborted {
                 reason: signal.reason(),
             }));
         }
         if timeout == Some(Duration::ZERO) {
             // Its deadline is its submission: it times out before it could start.
+            if reserved {
+                self.release_place();
+            }
             return Task::ready(Err(Error::TimedOut {
                 after: Duration::ZERO,
             }));
@@ -247,7 +278,7 @@ impl Scheduler {
         let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
         let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, true, priority));
         let job: JobRef = cell.clone();
-        self.place(job.clone());
+        self.place(job.clone(), reserved);
         // Registered after `place`, so that the listener finds the task wherever it went; a
         // signal that fired in between is handled the same way right here.
         if let Some(signal) = signal {
@@ -268,11 +299,13 @@ impl Scheduler {
         Task::of_pool(cell, &self.origin)
     }
 
-    /// Hands `job` to a worker or queues it; fails it if the pool cannot take it.
-    fn place(self: &Arc<Self>, job: JobRef) {
+    /// Hands `job` to a worker or queues it; fails it if the pool cannot take it. A
+    /// `reserved` job takes the place its permit held, so it is never refused for room.
+    fn place(self: &Arc<Self>, job: JobRef, reserved: bool) {
         // A task with an abort signal needs the scheduler's choice of worker (it runs alone),
-        // and one of another priority its place in the queue.
-        let job = if job.abortable() || job.priority() != 0 {
+        // and one of another priority its place in the queue. (The intake only opens for an
+        // unbounded queue, whose permits hold no place.)
+        let job = if job.abortable() || job.priority() != 0 || reserved {
             job
         } else {
             match self.intake.offer(job) {
@@ -282,6 +315,9 @@ impl Scheduler {
         };
         let options = &self.options;
         let mut state = self.lock();
+        if reserved {
+            state.permits.use_one();
+        }
         if state.destroyed || state.closing {
             let error = if state.destroyed {
                 Error::Terminated
@@ -304,13 +340,17 @@ impl Scheduler {
                 worker.exclusive = job.abortable();
                 worker.inbox.push_back(job);
                 worker.bell.ring();
-                return;
+                // A permit's task that did not queue frees its place.
+                let granted = self.grant(&mut state);
+                drop(state);
+                return granted.deliver();
             }
             if state.workers.len() < options.max_threads {
                 let start = Self::reserve(&mut state, Some(job));
+                let granted = self.grant(&mut state);
                 drop(state);
                 self.start(start);
-                return;
+                return granted.deliver();
             }
             if !job.abortable() {
                 let concurrency = self.concurrency;
@@ -322,7 +362,9 @@ impl Scheduler {
                 if let Some(worker) = roomiest {
                     worker.inbox.push_back(job);
                     worker.bell.ring();
-                    return;
+                    let granted = self.grant(&mut state);
+                    drop(state);
+                    return granted.deliver();
                 }
             }
         } else if state.workers.len() < options.max_threads {
@@ -331,9 +373,14 @@ impl Scheduler {
             let oldest = state.queue.pop_front();
             start = Some(Self::reserve(&mut state, oldest));
         }
+        // The places permits hold count as queued; a permit's task takes its own.
         let rejected = match options.max_queue {
             Some(0) => Some(Error::NoQueue),
-            Some(limit) if state.queue.len() >= limit => Some(Error::QueueFull),
+            Some(limit)
+                if !reserved && state.queue.len() + state.permits.outstanding() >= limit =>
+            {
+                Some(Error::QueueFull)
+            }
             _ => None,
         };
         let rejected = match rejected {
@@ -344,6 +391,7 @@ impl Scheduler {
             }
             Some(error) => Some((job, error)),
         };
+        let granted = self.grant(&mut state);
         drop(state);
         if let Some(start) = start {
             self.start(start);
@@ -351,6 +399,7 @@ impl Scheduler {
         if let Some((job, error)) = rejected {
             job.fail(error);
         }
+        granted.deliver();
     }
 
     // ---- Aborting ---------------------------------------------------------------------------
@@ -375,9 +424,11 @@ impl Scheduler {
         self.take_intake(&mut state, false);
         if state.queue.remove(job) {
             let idle = self.settle(&mut state);
+            let granted = self.grant(&mut state);
             drop(state);
             job.fail(error);
             resolve(idle);
+            granted.deliver();
             return;
         }
         let running = state
@@ -490,6 +541,9 @@ impl Scheduler {
             worker.bell.ring();
         }
         self.settle(&mut state);
+        let refused = state.permits.refuse_all(Error::Closed);
+        drop(state);
+        refused.deliver();
     }
 
     /// Waits until a closed pool has drained (no worker left), then for its threads to
@@ -530,17 +584,19 @@ impl Scheduler {
         Task::new(slot)
     }
 
-    /// Whether the queue holds `max_queue` tasks (always false for an unbounded queue).
+    /// Whether the queue holds `max_queue` tasks, counting the places permits hold (always
+    /// false for an unbounded queue).
     pub(crate) fn needs_drain(&self) -> bool {
-        self.options
-            .max_queue
-            .is_some_and(|limit| self.queue_size() >= limit)
+        self.options.max_queue.is_some_and(|limit| {
+            let state = self.lock();
+            state.queue.len() + state.permits.outstanding() >= limit
+        })
     }
 
     // ---- Pool operations --------------------------------------------------------------------
 
     pub(crate) fn cancel_pending(&self) {
-        let (cancelled, idle): (Vec<JobRef>, _) = {
+        let (cancelled, idle, granted): (Vec<JobRef>, _, _) = {
             let mut state = self.lock();
             self.take_intake(&mut state, false);
             let SchedulerState { queue, workers, .. } = &mut *state;
@@ -549,12 +605,14 @@ impl Scheduler {
                 cancelled.extend(worker.inbox.drain(..));
                 worker.exclusive = worker.holds_abortable();
             }
-            (cancelled, self.settle(&mut state))
+            let granted = self.grant(&mut state);
+            (cancelled, self.settle(&mut state), granted)
         };
         for job in cancelled {
             job.fail(Error::Cancelled);
         }
         resolve(idle);
+        granted.deliver();
     }
 
     pub(crate) fn recycle(self: &Arc<Self>) -> Task<()> {
@@ -587,7 +645,7 @@ impl Scheduler {
 
     /// Fails every task, retires every worker and marks the pool destroyed. Idempotent.
     pub(crate) fn shut_down(&self) {
-        let (doomed, retired, idle): (Vec<JobRef>, Vec<_>, _) = {
+        let (doomed, retired, idle, refused): (Vec<JobRef>, Vec<_>, _, _) = {
             let mut state = self.lock();
             state.destroyed = true;
             self.take_intake(&mut state, true);
@@ -599,11 +657,14 @@ impl Scheduler {
                 doomed.extend(worker.running);
                 doomed.extend(worker.inbox);
             }
-            (doomed, retired, std::mem::take(&mut state.idle_waiters))
+            let refused = state.permits.refuse_all(Error::Terminated);
+            let idle = std::mem::take(&mut state.idle_waiters);
+            (doomed, retired, idle, refused)
         };
         for job in doomed {
             job.fail(Error::Terminated);
         }
+        refused.deliver();
         // Only now told: a function that returns once it sees `worker::aborted()` would
         // otherwise race its value against the `Terminated` above.
         for flag in retired {

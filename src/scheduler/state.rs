@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::places::Permits;
 use super::queue::Queue;
 use crate::hooks::Exit;
 use crate::runtime::WorkerStart;
@@ -42,6 +43,8 @@ pub(super) struct SchedulerState {
     /// Whether [`retire`](Self::retire) notes why a worker left (an `on_worker_exit` hook,
     /// or the `tracing` feature, reads it).
     pub(super) note_exits: bool,
+    /// The places permits hold in a bounded queue, and who waits for one (`Pool::reserve`).
+    pub(super) permits: Permits,
 }
 
 impl SchedulerState {

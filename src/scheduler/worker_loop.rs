@@ -80,7 +80,10 @@ impl Scheduler {
         while let Some(index) = state.position(me.serial) {
             // BUSY
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
+                // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
+                let granted = self.grant(&mut state);
                 release(state, &mut shift.done);
+                granted.deliver();
                 let flow = run_oldest(worker, oldest, &mut shift);
                 state = self.lock();
                 match self.book(state, me.serial, flow, &mut shift) {
@@ -175,7 +178,8 @@ impl Scheduler {
     }
 
     /// Moves queued tasks into the worker's inbox while it has room, in the queue's order: an
-    /// abortable task at the head waits until the worker is empty, and then goes alone.
+    /// abortable task at the head waits until the worker is empty, and then goes alone. The
+    /// places it frees go to `Pool::reserve`'s waiters as the loop releases the lock.
     fn refill(&self, state: &mut SchedulerState, index: usize) {
         let concurrency = self.concurrency;
         if state.workers[index].recycle || state.workers[index].exclusive {

@@ -13,6 +13,7 @@
 mod common;
 
 mod abort;
+mod backpressure;
 mod cancel;
 mod channels;
 mod close;
@@ -397,6 +398,7 @@ fn main() {
         lifecycle::bodies,
         typed::bodies,
         timeouts::bodies,
+        backpressure::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
