@@ -196,6 +196,13 @@
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 //!
+//! ## Statistics
+//!
+//! [`Pool::stats`] gives a [`Stats`] snapshot: tasks completed and failed (by [`ErrorKind`]),
+//! each worker's tasks and busy time, and the pool's utilization; with
+//! [`Builder::record_timing`], also run- and wait-time [`Summary`]s (count, min, mean, p50,
+//! p90, p99, max), as Piscina's histograms.
+//!
 //! ## Features
 //!
 //! | feature | what it adds |
@@ -226,6 +233,7 @@ mod pool;
 mod protocol;
 mod runtime;
 mod scheduler;
+mod stats;
 mod sync;
 mod task;
 #[cfg(unix)]
@@ -236,9 +244,10 @@ pub mod worker;
 pub use abort::{AbortController, AbortSignal};
 pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
-pub use error::{Error, TypeRole};
+pub use error::{Error, ErrorKind, TypeRole};
 pub use exports::Exports;
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Close, Destroy, Idle, Pool};
 pub use scheduler::WorkerInfo;
+pub use stats::{Stats, Summary, WorkerStats};
 pub use task::Task;

@@ -17,6 +17,7 @@ use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Launcher, Reporter, WorkerOptions};
 use crate::scheduler::{Scheduler, SchedulerOptions, WorkerInfo};
+use crate::stats::Stats;
 use crate::task::{Slot, Task};
 use crate::Error;
 
@@ -99,6 +100,7 @@ impl Pool {
             isolate_workers: options.isolate_workers,
             thread_name: options.thread_name,
             stack_size: options.stack_size,
+            record_timing: options.record_timing,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
@@ -422,6 +424,45 @@ impl Pool {
     /// How long ago the pool was built.
     pub fn duration(&self) -> Duration {
         self.scheduler().duration()
+    }
+
+    /// A snapshot of the pool's statistics: tasks completed and failed (by [`ErrorKind`]),
+    /// run and wait times (with [`Builder::record_timing`](crate::Builder::record_timing)),
+    /// busy time and utilization, and each live worker's share. See [`Stats`].
+    ///
+    /// Every task counts once it resolves, before its caller can see its result: once `N`
+    /// tasks have resolved, [`Stats::resolved`] is `N`. The snapshot takes the pool's lock
+    /// for a moment (merging the workers' histograms, with timing on: microseconds).
+    ///
+    /// ```
+    /// use tinypool::{ErrorKind, Exports, Pool, RunOptions, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * 2))
+    ///     .max_threads(2)
+    ///     .record_timing(true)
+    ///     .build()?;
+    /// let tasks: Vec<Task<u64>> = (0..10u64).map(|n| pool.run(n)).collect();
+    /// let unknown = pool.run_with::<u64, _>(1u64, RunOptions::new().name("missing"));
+    /// for task in tasks {
+    ///     task.wait()?;
+    /// }
+    /// assert!(unknown.wait().is_err());
+    ///
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.completed, 10);
+    /// assert_eq!(stats.failed(ErrorKind::NoSuchFunction), 1);
+    /// assert_eq!(stats.run_time.count, 11); // Every task a worker ran, failed or not.
+    /// assert!(stats.wait_time.max >= stats.wait_time.min);
+    /// assert!((0.0..=1.0).contains(&stats.utilization));
+    /// let ran: u64 = stats.workers.iter().map(|worker| worker.tasks).sum();
+    /// assert_eq!(ran, 11);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// [`ErrorKind`]: crate::ErrorKind
+    pub fn stats(&self) -> Stats {
+        self.scheduler().stats()
     }
 }
 

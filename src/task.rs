@@ -6,7 +6,8 @@
 //! *publishes* it once its own bookkeeping is done (so an isolated pool already counts the
 //! replacement worker when the caller wakes up), while an abort or `destroy` can complete the
 //! task with an error at any point before publication. Whatever comes first wins; everything
-//! after it is dropped. That is how every task resolves exactly once.
+//! after it is dropped. That is how every task resolves exactly once, and whoever resolves it
+//! counts its outcome in a [`Tally`] before its caller can see it (for `Pool::stats`).
 
 use std::any::type_name;
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::codec::Serialization;
 use crate::exports::{Exports, DEFAULT_NAME};
+use crate::stats::{outcome, Tally};
 use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::wait::{spin_until, Waiter};
 use crate::Error;
@@ -74,12 +76,15 @@ impl<R> Slot<R> {
         }
     }
 
-    /// Makes a staged result visible; returns false if the task had already resolved (or
-    /// nothing was staged).
-    fn publish(&self) -> bool {
+    /// Makes a staged result visible, counted in `tally`; returns false if the task had
+    /// already resolved (or nothing was staged).
+    fn publish(&self, tally: &Tally) -> bool {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Staged(result) => self.make_ready(inner, result),
+            State::Staged(result) => {
+                tally.count(outcome(&result));
+                self.make_ready(inner, result)
+            }
             other => {
                 inner.state = other;
                 false
@@ -90,9 +95,20 @@ impl<R> Slot<R> {
     /// Resolves the task with `result` unless it already resolved; returns whether it did.
     /// A staged result is dropped: an abort or a termination wins over it.
     pub(crate) fn complete(&self, result: Result<R, Error>) -> bool {
+        self.complete_counted(result, None)
+    }
+
+    /// [`complete`](Self::complete), counting the outcome in `tally` if it resolves the task:
+    /// under the slot's lock, so before the result can be seen.
+    fn complete_counted(&self, result: Result<R, Error>, tally: Option<&Tally>) -> bool {
         let inner = lock(&self.inner);
         match inner.state {
-            State::Pending | State::Staged(_) => self.make_ready(inner, result),
+            State::Pending | State::Staged(_) => {
+                if let Some(tally) = tally {
+                    tally.count(outcome(&result));
+                }
+                self.make_ready(inner, result)
+            }
             State::Ready(_) | State::Taken => false,
         }
     }
@@ -310,16 +326,20 @@ impl<R> fmt::Debug for Task<R> {
 pub(crate) trait Job: Send + Sync {
     /// Runs the exported function in this thread and stages its result.
     fn run(&self, exports: &Exports);
-    /// Publishes the staged result; false if the task had already resolved.
-    fn publish(&self) -> bool;
-    /// Resolves the task with `error` unless it already resolved; returns whether it did.
-    fn fail(&self, error: Error) -> bool;
+    /// Publishes the staged result, counted in `tally`; false if the task had already
+    /// resolved.
+    fn publish(&self, tally: &Tally) -> bool;
+    /// Resolves the task with `error` unless it already resolved, counted in `tally`; returns
+    /// whether it did.
+    fn fail(&self, error: Error, tally: &Tally) -> bool;
     /// The export to run.
     fn name(&self) -> &str;
     /// The worker side of the task's channel, if it was given one.
     fn port(&self) -> Option<&dyn ErasedPort>;
     /// Whether the task carries an abort signal (it then never shares a worker).
     fn abortable(&self) -> bool;
+    /// When it was submitted, if the pool records timing.
+    fn submitted(&self) -> Option<Instant>;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -352,11 +372,12 @@ pub(crate) struct TaskCell<A, R> {
     extras: Option<Box<Extras>>,
 }
 
-/// What only a task with a channel or an abort signal needs.
+/// What only a task with a channel or an abort signal, or of a pool that records timing, needs.
 struct Extras {
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
     abort_hook: OnceLock<AbortHook>,
+    submitted: Option<Instant>,
 }
 
 impl<A, R> TaskCell<A, R>
@@ -369,12 +390,14 @@ where
         name: Option<Cow<'static, str>>,
         port: Option<Box<dyn ErasedPort>>,
         abortable: bool,
+        submitted: Option<Instant>,
     ) -> Self {
-        let extras = (port.is_some() || abortable).then(|| {
+        let extras = (port.is_some() || abortable || submitted.is_some()).then(|| {
             Box::new(Extras {
                 port,
                 abortable,
                 abort_hook: OnceLock::new(),
+                submitted,
             })
         });
         TaskCell {
@@ -477,13 +500,13 @@ where
         self.slot.stage(result);
     }
 
-    fn publish(&self) -> bool {
-        let did = self.slot.publish();
+    fn publish(&self, tally: &Tally) -> bool {
+        let did = self.slot.publish(tally);
         self.resolved(did)
     }
 
-    fn fail(&self, error: Error) -> bool {
-        let did = self.slot.complete(Err(error));
+    fn fail(&self, error: Error, tally: &Tally) -> bool {
+        let did = self.slot.complete_counted(Err(error), Some(tally));
         if did {
             // The task ended (cancelled, aborted, terminated, refused): close its channel, so
             // the caller drains and then gets `Disconnected` instead of waiting forever, and
@@ -505,6 +528,10 @@ where
 
     fn abortable(&self) -> bool {
         self.extras.as_ref().is_some_and(|extras| extras.abortable)
+    }
+
+    fn submitted(&self) -> Option<Instant> {
+        self.extras.as_ref()?.submitted
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {
@@ -563,7 +590,7 @@ mod loom_tests {
                 let slot = slot.clone();
                 loom::thread::spawn(move || {
                     slot.stage(Ok(1));
-                    slot.publish()
+                    slot.publish(&Tally::owned())
                 })
             };
             let abort = {

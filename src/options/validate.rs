@@ -110,6 +110,7 @@ impl Builder {
             stack_size: self.resource_limits.stack_size,
             thread_name: self.thread_name,
             on_error: self.on_error,
+            record_timing: self.record_timing,
         })
     }
 }

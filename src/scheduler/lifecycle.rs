@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::state::{JobRef, Reservation, SchedulerState, ThreadRecord, WorkerRecord};
 use super::Scheduler;
 use crate::runtime::WorkerStart;
+use crate::stats::Tally;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{wait_timeout, AtomicBool, MutexGuard};
 use crate::wait::Doorbell;
@@ -33,6 +34,7 @@ impl Scheduler {
         state.next_serial += 1;
         let bell = Arc::new(Doorbell::new());
         let retired = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::owned());
         let exclusive = first.as_ref().is_some_and(|job| job.abortable());
         state.workers.push(WorkerRecord {
             serial,
@@ -45,6 +47,7 @@ impl Scheduler {
             retired: retired.clone(),
             pid: None,
             publishing: false,
+            meter: Default::default(),
         });
         state.threads.push(ThreadRecord {
             serial,
@@ -53,6 +56,7 @@ impl Scheduler {
             finished: false,
             publishing: false,
             on_exit: Vec::new(),
+            tally: Some(tally.clone()),
         });
         Reservation {
             serial,
@@ -60,6 +64,7 @@ impl Scheduler {
             me: WorkerStart {
                 id: index + 1,
                 retired,
+                tally,
             },
         }
     }
@@ -174,7 +179,7 @@ impl Scheduler {
             }
         } else {
             for job in failed {
-                job.fail(error.clone());
+                job.fail(error.clone(), &self.tally);
             }
         }
         super::resolve(idle);
@@ -183,12 +188,13 @@ impl Scheduler {
     // ---- Leave --------------------------------------------------------------------------------
 
     /// Retires the worker at `index` and starts its replacements; publishes `done`, the task
-    /// it finished last, once its replacements count.
+    /// it finished last, once its replacements count (counted in the worker's `tally`).
     pub(super) fn leave(
         self: &Arc<Self>,
         mut state: MutexGuard<'_, SchedulerState>,
         index: usize,
         done: Option<JobRef>,
+        tally: &Tally,
     ) {
         let left = state.retire(index);
         state.publishing(left.serial, done.is_some());
@@ -210,7 +216,7 @@ impl Scheduler {
         let idle = self.settle(&mut state);
         drop(state);
         if let Some(job) = done {
-            job.publish();
+            job.publish(tally);
         }
         self.start_all(starts);
         super::resolve(idle);
@@ -220,9 +226,15 @@ impl Scheduler {
     fn thread_finished(self: &Arc<Self>, serial: u64) {
         let mut state = self.lock();
         let mut countdowns = Vec::new();
+        let mut tally = None;
         if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
             record.finished = true;
             countdowns = std::mem::take(&mut record.on_exit);
+            tally = record.tally.take();
+        }
+        // Its worker counts nothing more: what it counted joins the pool's totals.
+        if let Some(tally) = tally {
+            state.meter.thread_ended(&tally);
         }
         // A worker that left its loop by a panic (a bug of ours) is still listed: retire it
         // and fail what it held, so nothing hangs.
@@ -236,7 +248,7 @@ impl Scheduler {
         let idle = self.settle(&mut state);
         drop(state);
         for job in orphans {
-            job.fail(Error::Terminated);
+            job.fail(Error::Terminated, &self.tally);
         }
         super::resolve(idle);
         self.start_all(starts);

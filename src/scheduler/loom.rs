@@ -51,6 +51,7 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
         isolate_workers: false,
         thread_name: "tinypool".to_owned(),
         stack_size: None,
+        record_timing: false,
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),

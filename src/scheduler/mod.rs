@@ -47,6 +47,7 @@
 //! - `lifecycle.rs`: reserve, start, leave, join.
 //! - `worker_loop.rs`: the loop, step by step.
 //! - `intake.rs`: the intake, and when it opens and closes.
+//! - `meter.rs`: what is measured for `Pool::stats`; `snapshot.rs`: adding it up.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::borrow::Cow;
@@ -61,6 +62,7 @@ use self::state::{same, Countdown, JobRef, SchedulerState};
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
 use crate::runtime::{Launcher, WorkerOptions};
+use crate::stats::Tally;
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use crate::task::{Job, Slot, Task, TaskCell};
@@ -71,6 +73,8 @@ mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
 mod loom;
+mod meter;
+mod snapshot;
 mod state;
 mod worker_loop;
 
@@ -84,6 +88,8 @@ pub(crate) struct SchedulerOptions {
     pub(crate) isolate_workers: bool,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
+    /// Whether tasks' run and wait times are measured (`Builder::record_timing`).
+    pub(crate) record_timing: bool,
 }
 
 /// A snapshot of one worker, from [`Pool::workers`](crate::Pool::workers).
@@ -114,6 +120,8 @@ pub(crate) struct Scheduler {
     /// Notified whenever a worker thread finishes.
     thread_finished: Condvar,
     created: Instant,
+    /// Where the tasks the scheduler fails are counted, from whatever thread fails them.
+    tally: Tally,
 }
 
 impl Scheduler {
@@ -135,6 +143,7 @@ impl Scheduler {
             intake: Intake::new(),
             thread_finished: Condvar::new(),
             created: Instant::now(),
+            tally: Tally::shared(),
         });
         let starts = {
             let mut state = scheduler.lock();
@@ -198,17 +207,20 @@ impl Scheduler {
         A: Serialize + Send + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        let submitted = self.options.record_timing.then(Instant::now);
         let Some(signal) = signal else {
-            let cell = Arc::new(TaskCell::new(arg, name, port, false));
+            let cell = Arc::new(TaskCell::new(arg, name, port, false, submitted));
             self.place(cell.clone());
             return Task::new(cell);
         };
         if signal.aborted() {
-            return Task::ready(Err(Error::Aborted {
+            let error = Error::Aborted {
                 reason: signal.reason(),
-            }));
+            };
+            self.tally.count(Err(error.kind()));
+            return Task::ready(Err(error));
         }
-        let cell = Arc::new(TaskCell::new(arg, name, port, true));
+        let cell = Arc::new(TaskCell::new(arg, name, port, true, submitted));
         let job: JobRef = cell.clone();
         self.place(job.clone());
         // Registered after `place`, so that the listener finds the task wherever it went; a
@@ -240,7 +252,7 @@ impl Scheduler {
                 Error::Closed
             };
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             return;
         }
         // Behind what the intake holds, which was submitted earlier.
@@ -300,7 +312,7 @@ impl Scheduler {
             self.start(start);
         }
         if let Some((job, error)) = rejected {
-            job.fail(error);
+            job.fail(error, &self.tally);
         }
     }
 
@@ -325,7 +337,7 @@ impl Scheduler {
             state.queue.remove(index);
             let idle = self.settle(&mut state);
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             resolve(idle);
             return;
         }
@@ -343,10 +355,10 @@ impl Scheduler {
             worker.exclusive = worker.holds_abortable();
             let idle = self.settle(&mut state);
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             resolve(idle);
         } else if let Some(index) = running {
-            if !job.fail(error) {
+            if !job.fail(error, &self.tally) {
                 return; // It resolved first.
             }
             // A thread cannot be stopped: retire the worker, so that it leaves once the
@@ -476,7 +488,7 @@ impl Scheduler {
             (cancelled, self.settle(&mut state))
         };
         for job in cancelled {
-            job.fail(Error::Cancelled);
+            job.fail(Error::Cancelled, &self.tally);
         }
         resolve(idle);
     }
@@ -526,7 +538,7 @@ impl Scheduler {
             (doomed, retired, std::mem::take(&mut state.idle_waiters))
         };
         for job in doomed {
-            job.fail(Error::Terminated);
+            job.fail(Error::Terminated, &self.tally);
         }
         // Only now told: a function that returns once it sees `worker::aborted()` would
         // otherwise race its value against the `Terminated` above.

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::meter::{PoolMeter, WorkerMeter};
 use crate::runtime::WorkerStart;
+use crate::stats::Tally;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::task::{Completion, Job, Slot};
@@ -42,6 +44,8 @@ pub(super) struct SchedulerState {
     pub(super) intake_open: bool,
     /// The buffer swapped into the intake when it is emptied.
     pub(super) intake_spare: Vec<JobRef>,
+    /// What the workers gone measured, for `Pool::stats`.
+    pub(super) meter: PoolMeter,
 }
 
 impl SchedulerState {
@@ -63,8 +67,9 @@ impl SchedulerState {
     /// Removes a worker from the pool: it no longer counts, takes nothing, and its id is free.
     /// Its thread leaves as soon as it notices.
     pub(super) fn retire(&mut self, index: usize) -> WorkerRecord {
-        let worker = self.workers.remove(index);
+        let mut worker = self.workers.remove(index);
         self.ids_in_use[worker.id - 1] = false;
+        self.meter.retire(&mut worker.meter);
         worker.bell.ring();
         worker
     }
@@ -93,6 +98,8 @@ pub(super) struct WorkerRecord {
     /// Set when it went idle with a finished task to publish once the lock is released: until
     /// it is back under the lock, that task may not have resolved yet (`Pool::idle` waits).
     pub(super) publishing: bool,
+    /// Its tasks and busy time, for `Pool::stats`.
+    pub(super) meter: WorkerMeter,
 }
 
 impl WorkerRecord {
@@ -120,6 +127,9 @@ pub(super) struct ThreadRecord {
     pub(super) publishing: bool,
     /// Completed when this thread finishes (`recycle_workers` waits on them).
     pub(super) on_exit: Vec<Arc<Countdown>>,
+    /// Where its worker counts the tasks it resolves (the runtime's copy is in
+    /// [`WorkerStart`]); folded into the pool's totals once the thread has finished.
+    pub(super) tally: Option<Arc<Tally>>,
 }
 
 /// A worker reserved in the state, whose thread is yet to start: what that thread needs.

@@ -22,6 +22,7 @@ mod futures;
 mod isolation;
 mod options;
 mod scheduling;
+mod stats;
 mod teardown;
 
 use std::cell::Cell;
@@ -298,6 +299,11 @@ fn exports() -> Exports {
                 Ok((sum + 1, pid_of(&identity)))
             },
         )
+        // Sleeps that many milliseconds, and returns them.
+        .export("sleep_ms", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        })
 }
 
 /// A test body: run once per runtime, or, for what only in-process workers show, with threads
@@ -334,6 +340,7 @@ fn main() {
         channels::bodies,
         futures::bodies,
         options::bodies,
+        stats::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
