@@ -40,8 +40,10 @@ const KINDS: usize = ErrorKind::ALL.len();
 
 /// A snapshot of a pool's statistics, from [`Pool::stats`](crate::Pool::stats).
 ///
-/// Counts cover the pool's whole life. Durations never go backwards between snapshots of one
-/// pool, but a snapshot is taken while the workers run: read it as a moment's picture.
+/// Counts cover the pool's whole life, and it can be taken at any time, before or after
+/// `close` or `destroy`; it is a moment's picture of a pool whose workers run on. From one
+/// snapshot to the next, counts, [`busy_time`](Self::busy_time) and
+/// [`duration`](Self::duration) never decrease.
 ///
 /// ```
 /// use tinypool::{ErrorKind, Exports, Pool, Task};
