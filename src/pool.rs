@@ -439,6 +439,7 @@ impl Pool {
     ///
     /// let pool = Pool::builder()
     ///     .exports(Exports::new().export_default(|n: u64| n * 2))
+    ///     .min_threads(2) // Workers that stay: `workers` lists them all.
     ///     .max_threads(2)
     ///     .record_timing(true)
     ///     .build()?;
@@ -456,7 +457,7 @@ impl Pool {
     /// assert!(stats.wait_time.max >= stats.wait_time.min);
     /// assert!((0.0..=1.0).contains(&stats.utilization));
     /// let ran: u64 = stats.workers.iter().map(|worker| worker.tasks).sum();
-    /// assert_eq!(ran, 11);
+    /// assert_eq!(ran, 11); // (A worker that left would no longer be listed.)
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     ///
