@@ -175,6 +175,65 @@ pub enum Error {
     },
 }
 
+/// Defines [`ErrorKind`] and its list of every kind from one table, so that the two cannot
+/// drift apart.
+macro_rules! error_kinds {
+    ($($kind:ident: $describe:literal,)*) => {
+        /// The kind of an [`Error`]: its variant, without the fields ([`Error::kind`]).
+        ///
+        /// Each kind is the [`Error`] variant of the same name; it displays as a few words.
+        /// Like the error, it is `#[non_exhaustive]`: match with a catch-all arm.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $(
+                #[doc = concat!("[`Error::", stringify!($kind), "`]: ", $describe, ".")]
+                $kind,
+            )*
+        }
+
+        impl ErrorKind {
+            /// Every kind, each at the index `kind as usize`: what
+            /// [`Stats`](crate::Stats) counts by.
+            pub(crate) const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind),*];
+
+            /// What the kind means, in a few words.
+            fn describe(self) -> &'static str {
+                match self {
+                    $(ErrorKind::$kind => $describe,)*
+                }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    QueueFull: "task queue full",
+    NoQueue: "no task queue",
+    Aborted: "aborted",
+    TimedOut: "timed out",
+    Cancelled: "cancelled",
+    Terminated: "pool destroyed",
+    Closed: "pool closed",
+    TerminateTimeout: "worker did not terminate in time",
+    Panicked: "panicked",
+    NoSuchFunction: "no such function",
+    TypeMismatch: "type mismatch",
+    InvalidOptions: "invalid options",
+    Disconnected: "channel disconnected",
+    NoChannel: "no channel",
+    WorkerStartFailed: "worker start failed",
+    WorkerExited: "worker process exited",
+    ResourceLimit: "resource limit hit",
+    Protocol: "worker protocol error",
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// What has the wrong type in an [`Error::TypeMismatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -207,6 +266,43 @@ impl fmt::Display for TypeRole {
 }
 
 impl Error {
+    /// The error's kind: its variant without its fields, to count, compare or match on
+    /// cheaply (as [`std::io::ErrorKind`] is to [`std::io::Error`]). [`Stats`](crate::Stats)
+    /// counts failed tasks by kind.
+    ///
+    /// ```
+    /// use tinypool::{ErrorKind, Exports, Pool, RunOptions};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| n))
+    ///     .build()?;
+    /// let missing = pool.run_with::<u32, _>(1u32, RunOptions::new().name("nope")).wait();
+    /// assert_eq!(missing.unwrap_err().kind(), ErrorKind::NoSuchFunction);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::QueueFull => ErrorKind::QueueFull,
+            Error::NoQueue => ErrorKind::NoQueue,
+            Error::Aborted { .. } => ErrorKind::Aborted,
+            Error::TimedOut { .. } => ErrorKind::TimedOut,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Terminated => ErrorKind::Terminated,
+            Error::Closed => ErrorKind::Closed,
+            Error::TerminateTimeout { .. } => ErrorKind::TerminateTimeout,
+            Error::Panicked { .. } => ErrorKind::Panicked,
+            Error::NoSuchFunction { .. } => ErrorKind::NoSuchFunction,
+            Error::TypeMismatch { .. } => ErrorKind::TypeMismatch,
+            Error::InvalidOptions(_) => ErrorKind::InvalidOptions,
+            Error::Disconnected => ErrorKind::Disconnected,
+            Error::NoChannel => ErrorKind::NoChannel,
+            Error::WorkerStartFailed { .. } => ErrorKind::WorkerStartFailed,
+            Error::WorkerExited { .. } => ErrorKind::WorkerExited,
+            Error::ResourceLimit { .. } => ErrorKind::ResourceLimit,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+        }
+    }
+
     pub(crate) fn type_mismatch(what: TypeRole, expected: &str, found: &str) -> Self {
         Error::TypeMismatch {
             what,
@@ -339,6 +435,15 @@ mod tests {
             "worker_data has the wrong type: the pool was given a `(i32, i32)`, the function \
              asked for a `(u32, u32)`"
         );
+    }
+
+    #[test]
+    fn every_kind_sits_at_its_own_index() {
+        for (index, &kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(kind as usize, index, "{kind:?}");
+        }
+        assert_eq!(Error::Cancelled.kind(), ErrorKind::Cancelled);
+        assert_eq!(ErrorKind::Panicked.to_string(), "panicked");
     }
 
     #[test]

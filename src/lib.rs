@@ -245,6 +245,13 @@
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 //!
+//! ## Statistics
+//!
+//! [`Pool::stats`] gives a [`Stats`] snapshot: tasks completed and failed (by [`ErrorKind`]),
+//! each worker's tasks and busy time, and the pool's utilization; with
+//! [`Builder::record_timing`], also run- and wait-time [`Summary`]s (count, min, mean, p50,
+//! p90, p99, max), as Piscina's histograms.
+//!
 //! ## Features
 //!
 //! | feature | what it adds |
@@ -278,6 +285,7 @@ mod protocol;
 mod reserve;
 mod runtime;
 mod scheduler;
+mod stats;
 mod sync;
 mod task;
 mod trace;
@@ -289,7 +297,7 @@ pub mod worker;
 pub use abort::{AbortController, AbortSignal};
 pub use channel::{channel, Port, Recv};
 pub use codec::Serialization;
-pub use error::{Error, TypeRole};
+pub use error::{Error, ErrorKind, TypeRole};
 pub use exports::typed::Export;
 pub use exports::wire::{Local, Serde, Wire};
 pub use exports::Exports;
@@ -297,4 +305,5 @@ pub use hooks::{Exit, WorkerInfo};
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
 pub use pool::{Close, Destroy, Idle, Pool};
 pub use reserve::{Permit, Reserve};
+pub use stats::{Stats, Summary, WorkerStats};
 pub use task::Task;

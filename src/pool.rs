@@ -2,11 +2,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,10 +16,14 @@ use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Launcher, Reporter, WorkerOptions};
 use crate::scheduler::{Scheduler, SchedulerOptions};
-use crate::task::{Slot, Task};
+use crate::stats::Stats;
+use crate::task::Task;
 use crate::Error;
 
+mod ending;
 mod typed;
+
+pub use self::ending::{Close, Destroy, Idle};
 
 /// A pool of workers that run exported functions by name.
 ///
@@ -109,6 +110,7 @@ impl Pool {
             stack_size: options.stack_size,
             hooks: options.hooks,
             task_timeout: options.task_timeout,
+            record_timing: options.record_timing,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
@@ -227,11 +229,7 @@ impl Pool {
     pub fn destroy(&self) -> Destroy {
         let scheduler = self.scheduler().clone();
         scheduler.shut_down();
-        Destroy {
-            deadline: scheduler.stop_deadline(),
-            scheduler,
-            reaper: None,
-        }
+        Destroy::new(scheduler)
     }
 
     /// Closes the pool gracefully (Piscina's `close()`, Python's `shutdown(wait=True)`): from
@@ -266,10 +264,7 @@ impl Pool {
     pub fn close(&self) -> Close {
         let scheduler = self.scheduler().clone();
         scheduler.close();
-        Close {
-            scheduler,
-            reaper: None,
-        }
+        Close::new(scheduler)
     }
 
     /// Resolves once nothing is queued or running (at once if so); the pool stays open.
@@ -287,9 +282,7 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn idle(&self) -> Idle {
-        Idle {
-            task: self.scheduler().idle(),
-        }
+        Idle::new(self.scheduler().idle())
     }
 
     /// Whether the queue is at `max_queue` (Piscina's `needsDrain`; the places
@@ -473,6 +466,46 @@ impl Pool {
     pub fn duration(&self) -> Duration {
         self.scheduler().duration()
     }
+
+    /// A snapshot of the pool's statistics: tasks completed and failed (by [`ErrorKind`]),
+    /// run and wait times (with [`Builder::record_timing`](crate::Builder::record_timing)),
+    /// busy time and utilization, and each live worker's share. See [`Stats`].
+    ///
+    /// Every task counts once it resolves, before its caller can see its result: once `N`
+    /// tasks have resolved, [`Stats::resolved`] is `N`. The snapshot takes the pool's lock
+    /// for a moment (merging the workers' histograms, with timing on: microseconds).
+    ///
+    /// ```
+    /// use tinypool::{ErrorKind, Exports, Pool, RunOptions, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u64| n * 2))
+    ///     .min_threads(2) // Workers that stay: `workers` lists them all.
+    ///     .max_threads(2)
+    ///     .record_timing(true)
+    ///     .build()?;
+    /// let tasks: Vec<Task<u64>> = (0..10u64).map(|n| pool.run(n)).collect();
+    /// let unknown = pool.run_with::<u64, _>(1u64, RunOptions::new().name("missing"));
+    /// for task in tasks {
+    ///     task.wait()?;
+    /// }
+    /// assert!(unknown.wait().is_err());
+    ///
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.completed, 10);
+    /// assert_eq!(stats.failed(ErrorKind::NoSuchFunction), 1);
+    /// assert_eq!(stats.run_time.count, 11); // Every task a worker ran, failed or not.
+    /// assert!(stats.wait_time.max >= stats.wait_time.min);
+    /// assert!((0.0..=1.0).contains(&stats.utilization));
+    /// let ran: u64 = stats.workers.iter().map(|worker| worker.tasks).sum();
+    /// assert_eq!(ran, 11); // (A worker that left would no longer be listed.)
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    ///
+    /// [`ErrorKind`]: crate::ErrorKind
+    pub fn stats(&self) -> Stats {
+        self.scheduler().stats()
+    }
 }
 
 impl fmt::Debug for Pool {
@@ -484,192 +517,5 @@ impl fmt::Debug for Pool {
             .field("completed", &scheduler.completed())
             .field("destroyed", &scheduler.is_destroyed())
             .finish()
-    }
-}
-
-/// The end of [`Pool::destroy`]: wait on it, or await it.
-#[must_use = "the pool is already destroyed; wait on this to know that its workers stopped"]
-pub struct Destroy {
-    scheduler: Arc<Scheduler>,
-    deadline: Instant,
-    /// Waits for the workers on a thread of its own when awaited, so no executor blocks.
-    reaper: Option<Task<()>>,
-}
-
-impl Destroy {
-    /// Blocks until every worker thread is joined, or `terminate_timeout` passes. In async
-    /// code, `.await` it instead: it then waits on a thread of its own, and the executor's
-    /// thread stays free.
-    ///
-    /// A function that never checks [`worker::aborted`](crate::worker::aborted) (blocked in
-    /// a call that knows nothing of tinypool, say) cannot be stopped: `wait` gives up on it.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tinypool::{Error, Exports, Pool};
-    ///
-    /// let (release, blocked) = tinypool::channel::<()>();
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(move |()| {
-    ///         blocked.send(()).unwrap(); // It started...
-    ///         let _ = blocked.recv(); // ...and blocks until `release` says.
-    ///     }))
-    ///     .max_threads(1)
-    ///     .terminate_timeout(Duration::from_millis(100))
-    ///     .build()?;
-    /// let task = pool.run::<(), _>(());
-    /// release.recv()?;
-    /// let stopped = pool.destroy().wait(); // Returns after 100 ms.
-    /// assert!(matches!(stopped, Err(Error::TerminateTimeout { worker: 1, .. })));
-    /// assert_eq!(task.wait(), Err(Error::Terminated));
-    /// release.send(())?; // The detached thread finishes on its own.
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn wait(self) -> Result<(), Error> {
-        self.scheduler.join_threads(self.deadline)
-    }
-}
-
-impl Future for Destroy {
-    type Output = Result<(), Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.reaper.is_none() {
-            let (scheduler, deadline) = (self.scheduler.clone(), self.deadline);
-            match reaper(&self.scheduler, "destroy", move || {
-                scheduler.join_threads(deadline)
-            }) {
-                Some(reaper) => self.reaper = Some(reaper),
-                // No thread to wait on: wait here, which is bounded by the deadline.
-                None => return Poll::Ready(self.scheduler.join_threads(self.deadline)),
-            }
-        }
-        let reaper = self.reaper.as_mut().expect("set above");
-        Pin::new(reaper).poll(cx)
-    }
-}
-
-impl fmt::Debug for Destroy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Destroy")
-            .field("deadline", &self.deadline)
-            .finish()
-    }
-}
-
-/// Waits for the workers on a thread of its own, so that no executor blocks: what a [`Destroy`]
-/// or a [`Close`] does when first polled. `None` if no thread could be spawned.
-fn reaper(
-    scheduler: &Arc<Scheduler>,
-    what: &str,
-    wait: impl FnOnce() -> Result<(), Error> + Send + 'static,
-) -> Option<Task<()>> {
-    let slot = Arc::new(Slot::new());
-    let done = slot.clone();
-    let name = format!("{}-{what}", scheduler.thread_name());
-    let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        done.complete(wait());
-    });
-    spawned.ok().map(|_| Task::new(slot))
-}
-
-/// The end of [`Pool::close`]: wait on it, or await it.
-#[must_use = "the pool is already closing; wait on this to know that its tasks ran and its \
-              workers stopped"]
-pub struct Close {
-    scheduler: Arc<Scheduler>,
-    /// Waits for the workers on a thread of its own when awaited, so no executor blocks.
-    reaper: Option<Task<()>>,
-}
-
-impl Close {
-    /// Blocks until the pool's tasks have run and every worker thread is joined. In async
-    /// code, `.await` it instead: it then waits on a thread of its own, and the executor's
-    /// thread stays free.
-    ///
-    /// ```
-    /// use tinypool::{Error, Exports, Pool};
-    ///
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|n: u32| n * 2))
-    ///     .build()?;
-    /// let task = pool.run::<u32, _>(21u32);
-    /// let (first, second) = (pool.close(), pool.close()); // Twice is fine.
-    /// first.wait()?;
-    /// second.wait()?;
-    /// assert_eq!(task.wait()?, 42);
-    /// assert_eq!(pool.close().wait(), Ok(())); // At once, now.
-    /// # Ok::<(), Error>(())
-    /// ```
-    pub fn wait(self) -> Result<(), Error> {
-        self.scheduler.wait_closed()
-    }
-}
-
-impl Future for Close {
-    type Output = Result<(), Error>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.reaper.is_none() {
-            // No thread for a close that is over already (after `destroy`, say).
-            if let Some(result) = self.scheduler.closed_already() {
-                return Poll::Ready(result);
-            }
-            let scheduler = self.scheduler.clone();
-            match reaper(&self.scheduler, "close", move || scheduler.wait_closed()) {
-                Some(reaper) => self.reaper = Some(reaper),
-                // No thread to wait on: wait here.
-                None => return Poll::Ready(self.scheduler.wait_closed()),
-            }
-        }
-        let reaper = self.reaper.as_mut().expect("set above");
-        Pin::new(reaper).poll(cx)
-    }
-}
-
-impl fmt::Debug for Close {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Close").finish_non_exhaustive()
-    }
-}
-
-/// The end of [`Pool::idle`]: wait on it, or await it.
-#[must_use = "wait on this, or await it, to know that the pool is idle"]
-pub struct Idle {
-    task: Task<()>,
-}
-
-impl Idle {
-    /// Blocks until nothing is queued or running in the pool.
-    ///
-    /// ```
-    /// use tinypool::{Exports, Pool};
-    ///
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|n: u32| n))
-    ///     .build()?;
-    /// pool.idle().wait(); // At once: nothing was submitted.
-    /// let task = pool.run::<u32, _>(7);
-    /// pool.idle().wait();
-    /// assert!(task.is_finished());
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn wait(self) {
-        // Only ever completed with `Ok`.
-        let _ = self.task.wait();
-    }
-}
-
-impl Future for Idle {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.task).poll(cx).map(|_| ())
-    }
-}
-
-impl fmt::Debug for Idle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Idle").finish_non_exhaustive()
     }
 }

@@ -11,6 +11,8 @@
 //! A cell is generic over its *wire* (see [`crate::exports::wire`]): a zero-sized type that
 //! says how its values would cross to a child process (serde, or not at all for a local
 //! export's), chosen at compile time so that it costs no byte and no branch.
+//! after it is dropped. That is how every task resolves exactly once, and whoever resolves it
+//! counts its outcome in a [`Tally`] before its caller can see it (for `Pool::stats`).
 
 use std::any::type_name;
 use std::borrow::Cow;
@@ -27,6 +29,7 @@ use crate::channel::ErasedPort;
 use crate::codec::Serialization;
 use crate::exports::wire::{Carry, Serde};
 use crate::exports::{Exports, DEFAULT_NAME};
+use crate::stats::{outcome, Tally};
 use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
 use crate::wait::{spin_until, Waiter};
 use crate::Error;
@@ -79,12 +82,15 @@ impl<R> Slot<R> {
         }
     }
 
-    /// Makes a staged result visible; returns false if the task had already resolved (or
-    /// nothing was staged).
-    fn publish(&self) -> bool {
+    /// Makes a staged result visible, counted in `tally`; returns false if the task had
+    /// already resolved (or nothing was staged).
+    fn publish(&self, tally: &Tally) -> bool {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Staged(result) => self.make_ready(inner, result),
+            State::Staged(result) => {
+                tally.count(outcome(&result));
+                self.make_ready(inner, result)
+            }
             other => {
                 inner.state = other;
                 false
@@ -95,9 +101,20 @@ impl<R> Slot<R> {
     /// Resolves the task with `result` unless it already resolved; returns whether it did.
     /// A staged result is dropped: an abort or a termination wins over it.
     pub(crate) fn complete(&self, result: Result<R, Error>) -> bool {
+        self.complete_counted(result, None)
+    }
+
+    /// [`complete`](Self::complete), counting the outcome in `tally` if it resolves the task:
+    /// under the slot's lock, so before the result can be seen.
+    fn complete_counted(&self, result: Result<R, Error>, tally: Option<&Tally>) -> bool {
         let inner = lock(&self.inner);
         match inner.state {
-            State::Pending | State::Staged(_) => self.make_ready(inner, result),
+            State::Pending | State::Staged(_) => {
+                if let Some(tally) = tally {
+                    tally.count(outcome(&result));
+                }
+                self.make_ready(inner, result)
+            }
             State::Ready(_) | State::Taken => false,
         }
     }
@@ -334,10 +351,12 @@ impl<R> fmt::Debug for Task<R> {
 pub(crate) trait Job: Send + Sync {
     /// Runs the exported function in this thread and stages its result.
     fn run(&self, exports: &Exports);
-    /// Publishes the staged result; false if the task had already resolved.
-    fn publish(&self) -> bool;
-    /// Resolves the task with `error` unless it already resolved; returns whether it did.
-    fn fail(&self, error: Error) -> bool;
+    /// Publishes the staged result, counted in `tally`; false if the task had already
+    /// resolved.
+    fn publish(&self, tally: &Tally) -> bool;
+    /// Resolves the task with `error` unless it already resolved, counted in `tally`; returns
+    /// whether it did.
+    fn fail(&self, error: Error, tally: &Tally) -> bool;
     /// The export to run.
     fn name(&self) -> &str;
     /// The worker side of the task's channel, if it was given one.
@@ -346,9 +365,8 @@ pub(crate) trait Job: Send + Sync {
     fn abortable(&self) -> bool;
     /// Its priority ([`RunOptions::priority`](crate::RunOptions::priority)): higher runs first.
     fn priority(&self) -> i32;
-    /// When it was submitted (feature `tracing`: its span's wait time).
-    #[cfg(feature = "tracing")]
-    fn submitted(&self) -> std::time::Instant;
+    /// When it was submitted, if something reads it (`record_timing`, the `tracing` feature).
+    fn submitted(&self) -> Option<Instant>;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -406,15 +424,12 @@ pub(crate) struct TaskCell<A, R, W = Serde> {
     /// Boxed, as few tasks have them: a cell without them is 184 bytes rather than 216, and a
     /// saturated pool allocates and faults in millions of cells a second.
     extras: Option<Box<Extras>>,
-    /// When it was submitted, for its span's wait time (feature `tracing` only: a clock read
-    /// per task).
-    #[cfg(feature = "tracing")]
-    submitted: std::time::Instant,
     /// No byte; a `fn` pointer so that the cell is `Send` and `Sync` whatever `W`.
     wire: PhantomData<fn() -> W>,
 }
 
-/// What only a task with a channel, an abort signal, a timeout or a priority needs.
+/// What only a task with a channel, an abort signal, a timeout or a priority needs, or one
+/// whose submission is timed.
 struct Extras {
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
@@ -422,6 +437,8 @@ struct Extras {
     priority: i32,
     /// Where the task waits in the pool's timer, if it has a timeout.
     deadline: OnceLock<DeadlineHook>,
+    /// When it was submitted, if something reads it (`record_timing`, the `tracing` feature).
+    submitted: Option<Instant>,
 }
 
 impl<A, R, W> TaskCell<A, R, W>
@@ -435,14 +452,17 @@ where
         port: Option<Box<dyn ErasedPort>>,
         abortable: bool,
         priority: i32,
+        submitted: Option<Instant>,
     ) -> Self {
-        let extras = (port.is_some() || abortable || priority != 0).then(|| {
+        let boxed = port.is_some() || abortable || priority != 0 || submitted.is_some();
+        let extras = boxed.then(|| {
             Box::new(Extras {
                 port,
                 abortable,
                 abort_hook: OnceLock::new(),
                 priority,
                 deadline: OnceLock::new(),
+                submitted,
             })
         });
         TaskCell {
@@ -450,8 +470,6 @@ where
             arg: Mutex::new(Some(arg)),
             name,
             extras,
-            #[cfg(feature = "tracing")]
-            submitted: std::time::Instant::now(),
             wire: PhantomData,
         }
     }
@@ -582,13 +600,13 @@ where
         self.slot.stage(result);
     }
 
-    fn publish(&self) -> bool {
-        let did = self.slot.publish();
+    fn publish(&self, tally: &Tally) -> bool {
+        let did = self.slot.publish(tally);
         self.resolved(did)
     }
 
-    fn fail(&self, error: Error) -> bool {
-        let did = self.slot.complete(Err(error));
+    fn fail(&self, error: Error, tally: &Tally) -> bool {
+        let did = self.slot.complete_counted(Err(error), Some(tally));
         if did {
             // The task ended (cancelled, aborted, terminated, refused): close its channel, so
             // the caller drains and then gets `Disconnected` instead of waiting forever, and
@@ -616,9 +634,8 @@ where
         self.extras.as_ref().map_or(0, |extras| extras.priority)
     }
 
-    #[cfg(feature = "tracing")]
-    fn submitted(&self) -> std::time::Instant {
-        self.submitted
+    fn submitted(&self) -> Option<Instant> {
+        self.extras.as_ref()?.submitted
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {
@@ -677,7 +694,7 @@ mod loom_tests {
                 let slot = slot.clone();
                 loom::thread::spawn(move || {
                     slot.stage(Ok(1));
-                    slot.publish()
+                    slot.publish(&Tally::owned())
                 })
             };
             let abort = {

@@ -32,7 +32,11 @@ pub(crate) struct TaskSpan;
 #[cfg(feature = "tracing")]
 pub(crate) fn task(job: &dyn Job, worker: usize) -> TaskSpan {
     let started = std::time::Instant::now();
-    let waited = started.saturating_duration_since(job.submitted());
+    let waited = job
+        .submitted()
+        .map_or(std::time::Duration::ZERO, |submitted| {
+            started.saturating_duration_since(submitted)
+        });
     let span = tracing::debug_span!(
         target: "tinypool",
         "task",

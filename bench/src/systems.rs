@@ -134,6 +134,7 @@ impl Tinypool {
             .max_threads(workers)
             .isolate_workers(isolate)
             .concurrent_tasks_per_worker(concurrency())
+            .record_timing(std::env::var_os("BENCH_RECORD_TIMING").is_some())
     }
 }
 

@@ -155,6 +155,7 @@ pub(crate) struct Options {
     pub(crate) task_timeout: Option<Duration>,
     /// Set for the child-process runtime.
     pub(crate) process: Option<Arc<ProcessOptions>>,
+    pub(crate) record_timing: bool,
 }
 
 /// What the child-process runtime needs to start and drive children.

@@ -123,6 +123,7 @@ impl Builder {
             thread_name: self.thread_name,
             on_error: self.on_error,
             task_timeout: self.task_timeout,
+            record_timing: self.record_timing,
         })
     }
 }

@@ -75,11 +75,11 @@ impl Pool {
         R: Send + 'static,
     {
         if W::LOCAL && !self.handle.runs_local {
-            return Task::ready(Err(Error::InvalidOptions(format!(
+            return self.scheduler().refuse(Error::InvalidOptions(format!(
                 "call: \"{}\" is a local export (`Export::local`): only a Threads pool runs it, \
                  and this pool runs child processes",
                 export.name()
-            ))));
+            )));
         }
         let mut options = options;
         options.name = Some(Cow::Borrowed(export.name()));

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stats::Tally;
 use crate::sync::AtomicBool;
 use crate::task::Job;
 use crate::Error;
@@ -47,6 +48,9 @@ pub(crate) struct WorkerStart {
     /// or the pool destroyed): whatever it runs or waits for should stop. A worker retired
     /// idle (idle timeout, `recycle_workers`) just finds itself gone from the scheduler.
     pub(crate) retired: Arc<AtomicBool>,
+    /// Where the worker counts the tasks it resolves (a task it fails itself, say), on its
+    /// own thread only: see [`Tally::owned`].
+    pub(crate) tally: Arc<Tally>,
 }
 
 /// The pool's options that every worker reads, whatever its runtime; one per pool, shared.

@@ -22,6 +22,7 @@ use crate::protocol::{
     Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, CHILD_FD, LIMITS_ENV, PARENT_ENV,
     RINGS_FD, WORKER_ENV,
 };
+use crate::stats::Tally;
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
@@ -71,6 +72,7 @@ impl Launcher for Processes {
             pool: pool.clone(),
             options: options.clone(),
             retired: me.retired.clone(),
+            tally: me.tally.clone(),
             child,
             reader: Reader::from_child(
                 ours.try_clone().map_err(|e| failed(e.to_string()))?,
@@ -163,6 +165,8 @@ struct ChildWorker {
     pool: Arc<WorkerOptions>,
     options: Arc<ProcessOptions>,
     retired: Arc<AtomicBool>,
+    /// Where the tasks it fails itself are counted (see [`WorkerStart::tally`]).
+    tally: Arc<Tally>,
     child: ChildProcess,
     reader: Reader,
     writer: Arc<Mutex<Outbox>>,
@@ -438,7 +442,7 @@ impl ChildWorker {
             Ok(())
         });
         if let Err(error) = sent {
-            job.fail(error);
+            job.fail(error, &self.tally);
             return None;
         }
         let Some(port) = port else {
@@ -456,7 +460,7 @@ impl ChildWorker {
             // The task runs on in the child; its result will be dropped. Its side of the
             // channel hears that the caller's closed, so a function waiting on it returns
             // instead of holding the worker forever.
-            job.fail(error);
+            job.fail(error, &self.tally);
             lock(&self.writer).close_port(task, self.max());
         }
         Some(task)
@@ -544,7 +548,7 @@ impl RunningWorker for ChildWorker {
         match self.finish_one(job) {
             Ok(flow) => flow,
             Err(Broken::Died(error)) => {
-                job.fail(error);
+                job.fail(error, &self.tally);
                 Flow::Dead
             }
             Err(Broken::Killed) => Flow::Dead,

@@ -15,6 +15,7 @@ use super::Scheduler;
 use crate::hooks::Exit;
 use crate::hooks::WorkerInfo;
 use crate::runtime::WorkerStart;
+use crate::stats::Tally;
 use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{wait_timeout, AtomicBool, MutexGuard};
 use crate::trace;
@@ -36,6 +37,7 @@ impl Scheduler {
         state.next_serial += 1;
         let bell = Arc::new(Doorbell::new());
         let retired = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::owned());
         let exclusive = first.as_ref().is_some_and(|job| job.abortable());
         state.workers.push(WorkerRecord {
             serial,
@@ -48,6 +50,7 @@ impl Scheduler {
             retired: retired.clone(),
             pid: None,
             publishing: false,
+            meter: Default::default(),
         });
         state.threads.push(ThreadRecord {
             serial,
@@ -57,6 +60,7 @@ impl Scheduler {
             publishing: false,
             on_exit: Vec::new(),
             exit: None,
+            tally: Some(tally.clone()),
         });
         Reservation {
             serial,
@@ -64,6 +68,7 @@ impl Scheduler {
             me: WorkerStart {
                 id: index + 1,
                 retired,
+                tally,
             },
         }
     }
@@ -213,7 +218,7 @@ impl Scheduler {
             }
         } else {
             for job in failed {
-                job.fail(error.clone());
+                job.fail(error.clone(), &self.tally);
             }
         }
         super::resolve(idle);
@@ -222,13 +227,15 @@ impl Scheduler {
     // ---- Leave --------------------------------------------------------------------------------
 
     /// Retires the worker at `index`, which leaves for `exit`, and starts its replacements;
-    /// publishes `done`, the task it finished last, once its replacements count.
+    /// publishes `done`, the task it finished last, once its replacements count (counted in
+    /// the worker's `tally`).
     pub(super) fn leave(
         self: &Arc<Self>,
         mut state: MutexGuard<'_, SchedulerState>,
         index: usize,
         done: Option<JobRef>,
         exit: Exit,
+        tally: &Tally,
     ) {
         let left = state.retire(index, exit);
         state.publishing(left.serial, done.is_some());
@@ -250,7 +257,7 @@ impl Scheduler {
         let idle = self.settle(&mut state);
         drop(state);
         if let Some(job) = done {
-            job.publish();
+            job.publish(tally);
         }
         self.start_all(starts);
         super::resolve(idle);
@@ -260,9 +267,15 @@ impl Scheduler {
     fn thread_finished(self: &Arc<Self>, serial: u64) {
         let mut state = self.lock();
         let mut countdowns = Vec::new();
+        let mut tally = None;
         if let Some(record) = state.threads.iter_mut().find(|r| r.serial == serial) {
             record.finished = true;
             countdowns = std::mem::take(&mut record.on_exit);
+            tally = record.tally.take();
+        }
+        // Its worker counts nothing more: what it counted joins the pool's totals.
+        if let Some(tally) = tally {
+            state.meter.thread_ended(&tally);
         }
         // A worker that left its loop by a panic (a bug of ours) is still listed: retire it
         // and fail what it held, so nothing hangs.
@@ -280,7 +293,7 @@ impl Scheduler {
         let idle = self.settle(&mut state);
         drop(state);
         for job in orphans {
-            job.fail(Error::Terminated);
+            job.fail(Error::Terminated, &self.tally);
         }
         super::resolve(idle);
         self.start_all(starts);

@@ -61,6 +61,7 @@ fn bounded(min_threads: usize, max_threads: usize, max_queue: Option<usize>) -> 
         stack_size: None,
         hooks: WorkerHooks::default(),
         task_timeout: None,
+        record_timing: false,
     };
     let threads = Threads {
         exports: Arc::new(Exports::new().export_default(|(a, b): (i32, i32)| a + b)),

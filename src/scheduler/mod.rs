@@ -66,6 +66,7 @@
 //! - `timer.rs`: the one thread that times out the tasks with a timeout.
 //! - `permits.rs`: places reserved in a bounded queue, and who waits for one; their
 //!   bookkeeping in `places.rs`.
+//! - `meter.rs`: what is measured for `Pool::stats`; `snapshot.rs`: adding it up.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
 use std::sync::{Arc, Weak};
@@ -82,6 +83,7 @@ use crate::exports::wire::{Carry, Serde};
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
+use crate::stats::Tally;
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 use crate::task::{Job, Origin, Slot, Task, TaskCell};
@@ -93,9 +95,11 @@ mod intake;
 mod lifecycle;
 #[cfg(all(test, loom))]
 mod loom;
+mod meter;
 mod permits;
 mod places;
 mod queue;
+mod snapshot;
 mod state;
 mod timer;
 mod worker_loop;
@@ -114,6 +118,8 @@ pub(crate) struct SchedulerOptions {
     pub(crate) hooks: WorkerHooks,
     /// The timeout of a task that sets none.
     pub(crate) task_timeout: Option<Duration>,
+    /// Whether tasks' run and wait times are measured (`Builder::record_timing`).
+    pub(crate) record_timing: bool,
 }
 
 /// The pool's scheduler, shared by its handles and its workers.
@@ -134,6 +140,8 @@ pub(crate) struct Scheduler {
     timer: Timer,
     /// What the pool's tasks' handles lead back to, for [`Task::abort`].
     origin: Arc<dyn Origin>,
+    /// Where the tasks the scheduler fails are counted, from whatever thread fails them.
+    tally: Tally,
 }
 
 impl Scheduler {
@@ -158,6 +166,7 @@ impl Scheduler {
             created: Instant::now(),
             timer: Timer::new(Arc::new(PoolOrigin(weak.clone()))),
             origin: Arc::new(PoolOrigin(weak.clone())),
+            tally: Tally::shared(),
         });
         let starts = {
             let mut state = scheduler.lock();
@@ -252,31 +261,37 @@ impl Scheduler {
             timeout,
         } = options;
         let timeout = timeout.or(self.options.task_timeout);
+        // When it was submitted: only measured if something reads it (a clock read per task).
+        let submitted =
+            (self.options.record_timing || cfg!(feature = "tracing")).then(Instant::now);
         if signal.is_none() && timeout.is_none() {
-            let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, false, priority));
+            let cell = Arc::new(TaskCell::<A, R, W>::new(
+                arg, name, port, false, priority, submitted,
+            ));
             self.place(cell.clone(), reserved);
             return Task::of_pool(cell, &self.origin);
         }
-        if let Some(signal) = signal.as_ref().filter(|signal| signal.aborted()) {
-            if reserved {
-                self.release_place();
-            }
-            return Task::ready(Err(Error::Aborted {
+        let refused = match (&signal, timeout) {
+            (Some(signal), _) if signal.aborted() => Some(Error::Aborted {
                 reason: signal.reason(),
-            }));
-        }
-        if timeout == Some(Duration::ZERO) {
+            }),
             // Its deadline is its submission: it times out before it could start.
+            (_, Some(Duration::ZERO)) => Some(Error::TimedOut {
+                after: Duration::ZERO,
+            }),
+            _ => None,
+        };
+        if let Some(error) = refused {
             if reserved {
                 self.release_place();
             }
-            return Task::ready(Err(Error::TimedOut {
-                after: Duration::ZERO,
-            }));
+            return self.refuse(error);
         }
         // Counted from the submission; a timeout too long to count is a century away.
         let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
-        let cell = Arc::new(TaskCell::<A, R, W>::new(arg, name, port, true, priority));
+        let cell = Arc::new(TaskCell::<A, R, W>::new(
+            arg, name, port, true, priority, submitted,
+        ));
         let job: JobRef = cell.clone();
         self.place(job.clone(), reserved);
         // Registered after `place`, so that the listener finds the task wherever it went; a
@@ -297,6 +312,12 @@ impl Scheduler {
             }
         }
         Task::of_pool(cell, &self.origin)
+    }
+
+    /// A task that fails with `error` before it is even queued (counted for `Pool::stats`).
+    pub(crate) fn refuse<R: Send + 'static>(&self, error: Error) -> Task<R> {
+        self.tally.count(Err(error.kind()));
+        Task::ready(Err(error))
     }
 
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it. A
@@ -325,7 +346,7 @@ impl Scheduler {
                 Error::Closed
             };
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             return;
         }
         // Behind what the intake holds, which was submitted earlier.
@@ -397,7 +418,7 @@ impl Scheduler {
             self.start(start);
         }
         if let Some((job, error)) = rejected {
-            job.fail(error);
+            job.fail(error, &self.tally);
         }
         granted.deliver();
     }
@@ -426,7 +447,7 @@ impl Scheduler {
             let idle = self.settle(&mut state);
             let granted = self.grant(&mut state);
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             resolve(idle);
             granted.deliver();
             return;
@@ -445,7 +466,7 @@ impl Scheduler {
             worker.exclusive = worker.holds_abortable();
             let idle = self.settle(&mut state);
             drop(state);
-            job.fail(error);
+            job.fail(error, &self.tally);
             resolve(idle);
         } else if let Some(index) = running {
             if state.workers[index].running.len() > 1 {
@@ -453,14 +474,14 @@ impl Scheduler {
                 // alone): stopping the child would stop them too. It fails now; the child
                 // finishes it, and that result is dropped.
                 drop(state);
-                job.fail(error);
+                job.fail(error, &self.tally);
                 return;
             }
             let exit = match error {
                 Error::TimedOut { .. } => Exit::TimedOut,
                 _ => Exit::Aborted,
             };
-            if !job.fail(error) {
+            if !job.fail(error, &self.tally) {
                 return; // It resolved first.
             }
             // A thread cannot be stopped: retire the worker, so that it leaves once the
@@ -609,7 +630,7 @@ impl Scheduler {
             (cancelled, self.settle(&mut state), granted)
         };
         for job in cancelled {
-            job.fail(Error::Cancelled);
+            job.fail(Error::Cancelled, &self.tally);
         }
         resolve(idle);
         granted.deliver();
@@ -662,7 +683,7 @@ impl Scheduler {
             (doomed, retired, idle, refused)
         };
         for job in doomed {
-            job.fail(Error::Terminated);
+            job.fail(Error::Terminated, &self.tally);
         }
         refused.deliver();
         // Only now told: a function that returns once it sees `worker::aborted()` would

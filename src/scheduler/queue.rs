@@ -146,7 +146,9 @@ mod tests {
     use crate::task::TaskCell;
 
     fn job(tag: u32, priority: i32) -> JobRef {
-        Arc::new(TaskCell::<u32, u32>::new(tag, None, None, false, priority))
+        Arc::new(TaskCell::<u32, u32>::new(
+            tag, None, None, false, priority, None,
+        ))
     }
 
     /// The tags in the order the queue gives its tasks, by their priorities.

@@ -5,10 +5,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::meter::{PoolMeter, WorkerMeter};
 use super::places::Permits;
 use super::queue::Queue;
 use crate::hooks::Exit;
 use crate::runtime::WorkerStart;
+use crate::stats::Tally;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::task::{Completion, Slot};
@@ -45,6 +47,8 @@ pub(super) struct SchedulerState {
     pub(super) note_exits: bool,
     /// The places permits hold in a bounded queue, and who waits for one (`Pool::reserve`).
     pub(super) permits: Permits,
+    /// What the workers gone measured, for `Pool::stats`.
+    pub(super) meter: PoolMeter,
 }
 
 impl SchedulerState {
@@ -68,8 +72,9 @@ impl SchedulerState {
     /// (noted on its thread's record only when something reads it: a few retirements find
     /// the record gone, and the per-task path of an isolated pool passes here).
     pub(super) fn retire(&mut self, index: usize, exit: Exit) -> WorkerRecord {
-        let worker = self.workers.remove(index);
+        let mut worker = self.workers.remove(index);
         self.ids_in_use[worker.id - 1] = false;
+        self.meter.retire(&mut worker.meter);
         if self.note_exits {
             if let Some(record) = self.threads.iter_mut().find(|r| r.serial == worker.serial) {
                 record.exit.get_or_insert(exit);
@@ -103,6 +108,8 @@ pub(super) struct WorkerRecord {
     /// Set when it went idle with a finished task to publish once the lock is released: until
     /// it is back under the lock, that task may not have resolved yet (`Pool::idle` waits).
     pub(super) publishing: bool,
+    /// Its tasks and busy time, for `Pool::stats`.
+    pub(super) meter: WorkerMeter,
 }
 
 impl WorkerRecord {
@@ -133,6 +140,9 @@ pub(super) struct ThreadRecord {
     /// Why its worker left, noted where it was retired (the first reason wins); read by the
     /// thread once the worker has stopped, for `on_worker_exit`.
     pub(super) exit: Option<Exit>,
+    /// Where its worker counts the tasks it resolves (the runtime's copy is in
+    /// [`WorkerStart`]); folded into the pool's totals once the thread has finished.
+    pub(super) tally: Option<Arc<Tally>>,
 }
 
 /// A worker reserved in the state, whose thread is yet to start: what that thread needs.

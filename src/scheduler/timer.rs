@@ -199,6 +199,7 @@ mod tests {
     // From the crate's root rather than `super::*`, which the module-graph check reads as
     // the scheduler.
     use crate::scheduler::timer::Timer;
+    use crate::stats::Tally;
     use crate::sync::{lock, Mutex};
     use crate::task::{Completion, Job, Origin, TaskCell};
     use crate::wait::deadline_after;
@@ -209,7 +210,7 @@ mod tests {
 
     impl Origin for Recorder {
         fn abort(&self, job: &Arc<dyn Job>, error: Error) {
-            job.fail(error.clone());
+            job.fail(error.clone(), &Tally::shared());
             let _ = lock(&self.0).send(error);
         }
     }
@@ -220,7 +221,7 @@ mod tests {
     }
 
     fn watched(timer: &Timer, deadline: Instant, after: Duration) -> Arc<TaskCell<u32, u32>> {
-        let cell = Arc::new(TaskCell::<u32, u32>::new(1, None, None, true, 0));
+        let cell = Arc::new(TaskCell::<u32, u32>::new(1, None, None, true, 0, None));
         let job: Arc<dyn Job> = cell.clone();
         let hook = timer.watch(&job, deadline, after, "test").unwrap();
         cell.set_deadline(hook.expect("a running timer takes it"));
@@ -240,7 +241,7 @@ mod tests {
             .collect();
         assert_eq!(pending(&timer), 1000);
         for cell in &cells {
-            assert!(cell.fail(Error::Cancelled));
+            assert!(cell.fail(Error::Cancelled, &Tally::shared()));
         }
         assert_eq!(pending(&timer), 0, "nothing kept until its deadline");
         assert!(heard.try_recv().is_err(), "nothing fired");
@@ -269,7 +270,7 @@ mod tests {
 
         timer.join();
         assert!(lock(&timer.shared.state).thread.is_none(), "joined");
-        let job: Arc<dyn Job> = Arc::new(TaskCell::<u32, u32>::new(1, None, None, true, 0));
+        let job: Arc<dyn Job> = Arc::new(TaskCell::<u32, u32>::new(1, None, None, true, 0, None));
         assert!(matches!(timer.watch(&job, now, sooner, "test"), Ok(None)));
     }
 }

@@ -17,14 +17,22 @@
 //! worker free (a `max_queue(0)` pool takes its next task, `workers()` shows it idle), or, when
 //! the worker leaves, its replacement already counted. It costs no extra lock: per task, the
 //! worker takes the lock once.
+//!
+//! For `Pool::stats` (see `meter.rs`), the worker's busy time is read on its transitions only:
+//! the clock is read under the lock when it takes work after idling and when it goes idle (a
+//! read it needs anyway, for its idle deadline), so a caller woken by the last task already
+//! sees that busy time. With `record_timing`, the task itself is timed with the lock
+//! released and booked with it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::meter::{Sample, Stopwatch};
 use super::state::{JobRef, Reservation, SchedulerState};
 use super::Scheduler;
 use crate::hooks::Exit;
 use crate::runtime::{Flow, RunningWorker};
+use crate::stats::Tally;
 use crate::sync::MutexGuard;
 use crate::trace;
 use crate::wait::deadline_after;
@@ -45,6 +53,10 @@ struct Shift {
     /// wake-ups that check a child's health. Taken on the way into IDLE, not after each task,
     /// so that the per-task path reads no clock.
     idle_since: Option<Instant>,
+    /// Times the tasks, with `record_timing`.
+    stopwatch: Stopwatch,
+    /// The times of the task finished last, booked with it.
+    sample: Option<Sample>,
 }
 
 /// How an idle worker's wait ended.
@@ -74,7 +86,10 @@ impl Scheduler {
             starting: Vec::new(),
             draining: false,
             idle_since: None,
+            stopwatch: Stopwatch::new(self.options.record_timing),
+            sample: None,
         };
+        let tally = &*me.me.tally;
         let mut state = self.lock();
         // Until it finds itself retired (aborted, recycled while idle, the pool destroyed).
         while let Some(index) = state.position(me.serial) {
@@ -82,11 +97,15 @@ impl Scheduler {
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
                 // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
                 let granted = self.grant(&mut state);
-                release(state, &mut shift.done);
+                let meter = &mut state.workers[index].meter;
+                if !meter.is_busy() {
+                    meter.busy_from(Instant::now());
+                }
+                release(state, &mut shift.done, tally);
                 granted.deliver();
                 let flow = run_oldest(worker, oldest, &mut shift);
                 state = self.lock();
-                match self.book(state, me.serial, flow, &mut shift) {
+                match self.book(state, me.serial, flow, &mut shift, tally) {
                     Some(relocked) => state = relocked,
                     None => return, // It left.
                 }
@@ -98,7 +117,7 @@ impl Scheduler {
                 } else {
                     Exit::ResourceLimit
                 };
-                return self.leave(state, index, shift.done, exit);
+                return self.leave(state, index, shift.done, exit, tally);
             }
             // About to idle: the pool is no longer saturated. Tasks that came in meanwhile
             // are this worker's to take.
@@ -111,7 +130,7 @@ impl Scheduler {
                 state.retire(index, Exit::Closed);
                 state.publishing(me.serial, shift.done.is_some());
                 let idle = self.settle(&mut state);
-                release(state, &mut shift.done);
+                release(state, &mut shift.done, tally);
                 return super::resolve(idle);
             }
             // A store to its own record, and a test of an empty list unless someone waits on
@@ -121,16 +140,24 @@ impl Scheduler {
 
             // IDLE
             let may_idle_out = state.workers.len() > self.options.min_threads;
-            release(state, &mut shift.done);
+            let idle_since = match shift.idle_since {
+                Some(since) => since,
+                None => {
+                    let now = Instant::now();
+                    state.workers[index].meter.idle_from(now);
+                    shift.stopwatch.idle();
+                    *shift.idle_since.insert(now)
+                }
+            };
+            release(state, &mut shift.done, tally);
             super::resolve(idle);
-            let idle_since = *shift.idle_since.get_or_insert_with(Instant::now);
             let woken = self.wait_idle(me, worker, may_idle_out, idle_since);
             state = self.lock();
             match woken {
                 Woken::Rung | Woken::Checked(Flow::Continue) => {}
                 Woken::Checked(flow) => {
                     if let Some(index) = state.position(me.serial) {
-                        return self.leave(state, index, None, exit_of(flow));
+                        return self.leave(state, index, None, exit_of(flow), tally);
                     }
                 }
                 Woken::IdleTimeout => {
@@ -140,7 +167,7 @@ impl Scheduler {
                 }
             }
         }
-        release(state, &mut shift.done);
+        release(state, &mut shift.done, tally);
     }
 
     /// BUSY, under the lock: refills the worker's inbox from the queue, then moves what it may
@@ -214,16 +241,19 @@ impl Scheduler {
         serial: u64,
         flow: Flow,
         shift: &mut Shift,
+        tally: &Tally,
     ) -> Option<MutexGuard<'a, SchedulerState>> {
         // Counted under the lock the worker takes anyway: a shared atomic would be one more
         // cache line bouncing between the workers on every task.
         state.completed += 1;
+        let sample = shift.sample.take();
         let Some(index) = state.position(serial) else {
             // Retired while running (aborted, destroyed): the task already failed, and the
             // loop ends.
             return Some(state);
         };
         let record = &mut state.workers[index];
+        record.meter.book(sample);
         record.running.pop_front();
         record.exclusive = record.holds_abortable();
         shift.draining |= flow == Flow::Leave;
@@ -239,7 +269,7 @@ impl Scheduler {
                 _ if shift.draining => Exit::ResourceLimit,
                 _ => Exit::Isolated,
             };
-            self.leave(state, index, shift.done.take(), exit);
+            self.leave(state, index, shift.done.take(), exit, tally);
             return None;
         }
         Some(state)
@@ -295,12 +325,14 @@ impl Scheduler {
 /// end; it is published at the next release of the lock.
 fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift) -> Flow {
     if !shift.starting.is_empty() {
+        shift.stopwatch.handing();
         worker.start(&shift.starting);
         shift.starting.clear();
     }
     let span = trace::task(&*oldest, shift.worker);
     let flow = worker.finish(&oldest);
     span.done();
+    shift.sample = shift.stopwatch.finished(&*oldest);
     shift.idle_since = None;
     if let Some(port) = oldest.port() {
         port.close();
@@ -321,14 +353,15 @@ fn exit_of(flow: Flow) -> Exit {
     }
 }
 
-/// Releases the state lock, then publishes the task the worker just finished.
-fn release(state: MutexGuard<'_, SchedulerState>, done: &mut Option<JobRef>) {
+/// Releases the state lock, then publishes the task the worker just finished, counted in the
+/// worker's `tally`.
+fn release(state: MutexGuard<'_, SchedulerState>, done: &mut Option<JobRef>, tally: &Tally) {
     drop(state);
-    publish(done.take());
+    publish(done.take(), tally);
 }
 
-fn publish(done: Option<JobRef>) {
+fn publish(done: Option<JobRef>, tally: &Tally) {
     if let Some(job) = done {
-        job.publish();
+        job.publish(tally);
     }
 }

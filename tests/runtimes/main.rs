@@ -25,6 +25,7 @@ mod lifecycle;
 mod options;
 mod priorities;
 mod scheduling;
+mod stats;
 mod teardown;
 mod timeouts;
 mod typed;
@@ -350,6 +351,11 @@ fn exports() -> Exports {
             stream.read_exact(&mut byte).map_err(|e| e.to_string())?;
             Ok(byte[0])
         })
+        // Sleeps that many milliseconds, and returns them.
+        .export("sleep_ms", |ms: u64| {
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        })
         .merge(typed::exports())
 }
 
@@ -399,6 +405,7 @@ fn main() {
         typed::bodies,
         timeouts::bodies,
         backpressure::bodies,
+        stats::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
