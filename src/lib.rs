@@ -42,28 +42,6 @@
 //! To stop a pool, [`Pool::close`] it (its tasks finish first; dropping its last clone does
 //! that in the background, without waiting) or [`Pool::destroy`] it (at once).
 //!
-//! ## Backpressure
-//!
-//! With a bounded queue ([`Builder::max_queue`]), a task that finds the queue full fails at
-//! once with [`Error::QueueFull`]. A producer that would rather wait for room asks for a
-//! place first: [`Pool::reserve`] resolves (`.wait()` or `.await`) to a [`Permit`] once the
-//! queue has one, first come, first served, and the permit's task takes it.
-//!
-//! ```
-//! use tinypool::{Exports, MaxQueue, Pool, Task};
-//!
-//! let pool = Pool::builder()
-//!     .exports(Exports::new().export_default(|n: u64| n + 1))
-//!     .max_queue(MaxQueue::Limit(2))
-//!     .build()?;
-//! let tasks: Vec<Task<u64>> = (0..100u64)
-//!     .map(|n| pool.reserve().wait().map(|permit| permit.run(n)))
-//!     .collect::<Result<_, _>>()?;
-//! let sum: u64 = tasks.into_iter().map(Task::wait).sum::<Result<_, _>>()?;
-//! assert_eq!(sum, (1..=100).sum::<u64>());
-//! # Ok::<(), tinypool::Error>(())
-//! ```
-//!
 //! ## Typed exports
 //!
 //! A typed handle, [`Export`], names an export with its argument and result types, so that
@@ -245,7 +223,42 @@
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 //!
-//! ## Statistics
+//! ## In production
+//!
+//! - **Close, don't lose work**: [`Pool::close`] refuses new tasks ([`Error::Closed`]), runs
+//!   those it holds, then stops the workers; [`Pool::idle`] resolves once nothing is queued
+//!   or running.
+//! - **Timeouts**: [`RunOptions::timeout`] or [`Builder::task_timeout`]: a task still queued or
+//!   running at its deadline fails with [`Error::TimedOut`], and its worker is replaced (a
+//!   thread retired, a child killed). [`Task::abort`] aborts one task without a controller.
+//! - **Priorities**: [`RunOptions::priority`]: higher runs first, FIFO within a priority.
+//! - **Lifecycle**: [`Builder::setup`] (an export each worker runs first),
+//!   [`Builder::on_worker_start`], [`Builder::on_worker_exit`] (with the [`Exit`] that says
+//!   why), and the `tracing` feature.
+//!
+//! ### Backpressure
+//!
+//! With a bounded queue ([`Builder::max_queue`]), a task that finds the queue full fails at
+//! once with [`Error::QueueFull`]. A producer that would rather wait for room asks for a
+//! place first: [`Pool::reserve`] resolves (`.wait()` or `.await`) to a [`Permit`] once the
+//! queue has one, first come, first served, and the permit's task takes it.
+//!
+//! ```
+//! use tinypool::{Exports, MaxQueue, Pool, Task};
+//!
+//! let pool = Pool::builder()
+//!     .exports(Exports::new().export_default(|n: u64| n + 1))
+//!     .max_queue(MaxQueue::Limit(2))
+//!     .build()?;
+//! let tasks: Vec<Task<u64>> = (0..100u64)
+//!     .map(|n| pool.reserve().wait().map(|permit| permit.run(n)))
+//!     .collect::<Result<_, _>>()?;
+//! let sum: u64 = tasks.into_iter().map(Task::wait).sum::<Result<_, _>>()?;
+//! assert_eq!(sum, (1..=100).sum::<u64>());
+//! # Ok::<(), tinypool::Error>(())
+//! ```
+//!
+//! ### Statistics
 //!
 //! [`Pool::stats`] gives a [`Stats`] snapshot: tasks completed and failed (by [`ErrorKind`]),
 //! each worker's tasks and busy time, and the pool's utilization; with
