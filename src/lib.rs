@@ -251,14 +251,14 @@ mod hooks;
 mod options;
 mod panics;
 mod pool;
-#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))] // Used by the child-process runtime.
 mod protocol;
 mod runtime;
 mod scheduler;
 mod sync;
 mod task;
 mod trace;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod transport;
 mod wait;
 pub mod worker;

@@ -1,9 +1,14 @@
 //! The socket's system calls. None of them blocks, but `poll`, for as long as it is told.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use super::exit::ExitWatch;
+
+/// A worker's channel: one Unix stream socket, both ways.
+pub(crate) type Channel = UnixStream;
 
 /// Whether the other end of `stream` is closed: a read would say end of stream at once.
 pub(crate) fn peer_closed(stream: &UnixStream) -> bool {
@@ -39,11 +44,11 @@ pub(crate) fn poll_readable(stream: &UnixStream, timeout: Duration) -> bool {
 }
 
 /// Waits up to `timeout` for `stream` to be readable (or closed), or, if `write`, writable;
-/// returns (readable, writable). Also woken (with nothing to report) when `exit_fd`, a
-/// child's pidfd, becomes readable.
+/// returns (readable, writable). Also woken (with nothing to report) when `peer`, the child,
+/// exits (where it has a pidfd).
 pub(super) fn poll(
     stream: &UnixStream,
-    exit_fd: Option<RawFd>,
+    peer: Option<&ExitWatch>,
     write: bool,
     timeout: Duration,
 ) -> (bool, bool) {
@@ -59,7 +64,7 @@ pub(super) fn poll(
         },
         libc::pollfd {
             // A negative fd is ignored by poll.
-            fd: exit_fd.unwrap_or(-1),
+            fd: peer.and_then(ExitWatch::fd).unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         },
