@@ -3,15 +3,19 @@
 //!
 //! An anonymous pipe has no name another process could open: the child gets its ends by
 //! inheritance alone (`spawn/windows.rs` lists exactly those handles). But such a pipe can
-//! neither be read without blocking nor waited on with a timeout, so each end of a channel
-//! has a *pump* thread: one reads the pipe into a buffer, the other writes a buffer out to
-//! its pipe. The channel's calls only touch those buffers, under one lock, and a wait is a
-//! wait on its condvar, which either pump notifies. So `recv_now` and `send_now` never block,
-//! `poll` wakes on data, room or the end, and the end of stream is the other side's death (or
-//! its closing its end), as on a socket.
+//! neither be read without blocking nor waited on with a timeout, so a channel's reading end
+//! has a *pump* thread that reads the pipe into a buffer; the pool's writing end has one too,
+//! writing a buffer out to its pipe. The channel's calls only touch those buffers, under one
+//! lock, and a wait is a wait on its condvar, which the pumps notify. So `recv_now` and the
+//! pool's `send_now` never block, `poll` wakes on data, room or the end, and the end of
+//! stream is the other side's death (or its closing its end), as on a socket.
 //!
-//! Both buffers are bounded ([`BUFFER`]): a writer that outruns its reader waits (the child)
-//! or keeps the rest (the driver, whose `Writer` never blocks), as with a socket's buffer.
+//! The child writes to its pipe itself: its `Writer` waits until a frame is out anyway, and a
+//! frame must be in the pipe, not in a buffer of the process, before the child may exit (its
+//! last result, its teardown's failure, the panic message of a child about to abort).
+//!
+//! The buffers are bounded ([`BUFFER`]): a pool that outruns its child keeps the rest (its
+//! `Writer` never blocks), as with a socket's buffer.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -36,6 +40,8 @@ const CHUNK: usize = 64 << 10;
 pub(crate) struct Channel {
     shared: Arc<Shared>,
     _user: Arc<User>,
+    /// The child's side: the pipe it writes to itself, blocking (see the module's doc).
+    direct: Option<Arc<File>>,
 }
 
 /// The child's ends of a new channel's pipes, not inheritable yet: what it reads, what it
@@ -98,7 +104,7 @@ impl Channel {
     pub(crate) fn pair() -> io::Result<(Channel, ChildEnds)> {
         let (to_us, from_child) = pipe()?;
         let (to_child, from_us) = pipe()?;
-        let channel = Channel::from_handles(to_us, from_us)?;
+        let channel = Channel::new(to_us, from_us, false)?;
         Ok((
             channel,
             ChildEnds {
@@ -108,16 +114,25 @@ impl Channel {
         ))
     }
 
-    /// The channel over the pipe ends `read` and `write` (the child's, inherited).
+    /// The child's side of its channel, over the pipe ends `read` and `write` it inherited.
     pub(crate) fn from_handles(read: OwnedHandle, write: OwnedHandle) -> io::Result<Channel> {
+        Channel::new(read, write, true)
+    }
+
+    fn new(read: OwnedHandle, write: OwnedHandle, direct: bool) -> io::Result<Channel> {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
             changed: Condvar::new(),
         });
-        let pumped = shared.clone();
-        std::thread::Builder::new()
-            .name("tinypool-pipe-out".to_owned())
-            .spawn(move || pump_out(&pumped, File::from(write)))?;
+        let direct = if direct {
+            Some(Arc::new(File::from(write)))
+        } else {
+            let pumped = shared.clone();
+            std::thread::Builder::new()
+                .name("tinypool-pipe-out".to_owned())
+                .spawn(move || pump_out(&pumped, File::from(write)))?;
+            None
+        };
         let pumped = shared.clone();
         let reader = std::thread::Builder::new()
             .name("tinypool-pipe-in".to_owned())
@@ -128,6 +143,7 @@ impl Channel {
                 reader: Some(reader),
             }),
             shared,
+            direct,
         })
     }
 
@@ -136,6 +152,7 @@ impl Channel {
         Ok(Channel {
             shared: self.shared.clone(),
             _user: self._user.clone(),
+            direct: self.direct.clone(),
         })
     }
 
@@ -244,7 +261,8 @@ pub(crate) fn poll_readable(channel: &Channel, timeout: Duration) -> bool {
 }
 
 /// Waits up to `timeout` for `channel` to be readable (or at its end), or, if `write`, for
-/// its buffer to take more (or to be broken); returns (readable, writable).
+/// its buffer to take more (or to be broken; the child's writes always may); returns
+/// (readable, writable).
 ///
 /// A child's exit ends its pipes, which wakes this wait; `peer` is not needed for that (a
 /// process the child started in the instant its ends were inheritable may hold them: the
@@ -260,7 +278,8 @@ pub(super) fn poll(
     let mut state = channel.state();
     loop {
         let readable = !state.inbound.is_empty() || state.ended;
-        let writable = write && (state.outbound.len() < BUFFER || state.broken.is_some());
+        let room = channel.direct.is_some() || state.outbound.len() < BUFFER;
+        let writable = write && (room || state.broken.is_some());
         if readable || writable {
             return (readable, writable);
         }
@@ -294,9 +313,16 @@ pub(super) fn recv_now(channel: &Channel, buf: &mut [u8]) -> io::Result<Option<u
     Ok(Some(n))
 }
 
-/// Takes what the channel's buffer has room for of `bytes` now; returns how much, or the
-/// error that broke it.
+/// Takes what the channel's buffer has room for of `bytes` now (the child's: writes them all
+/// to its pipe, waiting for room there); returns how much, or the error that broke it.
 pub(super) fn send_now(channel: &Channel, bytes: &[u8]) -> io::Result<usize> {
+    if let Some(pipe) = &channel.direct {
+        if let Err(error) = (&**pipe).write_all(bytes) {
+            channel.state().broken = Some(error.kind());
+            return Err(error);
+        }
+        return Ok(bytes.len());
+    }
     let mut state = channel.state();
     if let Some(kind) = state.broken {
         return Err(kind.into());

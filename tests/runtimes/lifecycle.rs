@@ -404,6 +404,30 @@ fn a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic(runt
     let pid = pool.workers()[0].pid.unwrap();
     assert!(procfs::kill_child(pid));
     seen.wait_exits(3);
+    // Windows has no signals: an abort is an exit with the fail-fast status, a process
+    // killed from outside exits with the code it was given (1).
+    #[cfg(unix)]
+    let (aborted, killed) = (
+        Exit::Crashed {
+            code: None,
+            signal: Some(libc::SIGABRT),
+        },
+        Exit::Crashed {
+            code: None,
+            signal: Some(libc::SIGKILL),
+        },
+    );
+    #[cfg(windows)]
+    let (aborted, killed) = (
+        Exit::Crashed {
+            code: Some(0xC000_0409_u32 as i32),
+            signal: None,
+        },
+        Exit::Crashed {
+            code: Some(1),
+            signal: None,
+        },
+    );
     assert_eq!(
         seen.exits(),
         [
@@ -411,14 +435,8 @@ fn a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic(runt
                 code: Some(3),
                 signal: None
             },
-            Exit::Crashed {
-                code: None,
-                signal: Some(libc::SIGABRT)
-            },
-            Exit::Crashed {
-                code: None,
-                signal: Some(libc::SIGKILL)
-            },
+            aborted,
+            killed,
         ]
     );
     assert_eq!(seen.exits.lock().unwrap()[2].0.pid, Some(pid));
