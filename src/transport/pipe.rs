@@ -248,6 +248,28 @@ pub(crate) fn peer_closed(channel: &Channel) -> bool {
     state.ended && state.inbound.is_empty()
 }
 
+/// How long [`settle`] waits for the reading pump.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Called once the child has exited, before its end is trusted: what it wrote last may still
+/// be in the pipe, not yet read by the pump. Waits (up to [`SETTLE`]) until the pump has read
+/// something or the pipe's end, which follows the child's exit at once unless a process it
+/// started holds its end.
+pub(super) fn settle(channel: &Channel) {
+    let deadline = Instant::now() + SETTLE;
+    let mut state = channel.state();
+    while state.inbound.is_empty() && !state.ended {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        state = (channel.shared.changed)
+            .wait_timeout(state, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
 /// Whether the other side closed its end (it exited, or was killed): writes to a ring it no
 /// longer reads would wait forever.
 pub(crate) fn hung_up(channel: &Channel) -> bool {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::exit::ExitWatch;
 use super::ring::{Chunk, RingReader};
-use super::stream::{peer_closed, poll, poll_readable, recv_now};
+use super::stream::{peer_closed, poll, poll_readable, recv_now, settle};
 use super::Channel;
 use super::POLL_INTERVAL;
 use crate::protocol::{read_frame, Frame};
@@ -145,7 +145,12 @@ impl Reader {
 
 impl Stream {
     fn peer_exited(&self) -> bool {
-        self.peer.as_ref().is_some_and(ExitWatch::exited)
+        let exited = self.peer.as_ref().is_some_and(ExitWatch::exited);
+        if exited {
+            // What it said last is read before its exit counts.
+            settle(&self.socket);
+        }
+        exited
     }
 
     fn late(&self) -> bool {

@@ -25,6 +25,10 @@ pub(crate) fn peer_closed(stream: &UnixStream) -> bool {
     peeked == 0
 }
 
+/// Called once the child has exited, before its end is trusted: on a socket, what it wrote
+/// is readable at once (it is in the kernel), so there is nothing to wait for.
+pub(super) fn settle(_stream: &UnixStream) {}
+
 /// Whether the other side closed its end (it exited, or was killed): writes to a ring it no
 /// longer reads would wait forever.
 pub(crate) fn hung_up(stream: &UnixStream) -> bool {

@@ -304,6 +304,8 @@ fn recycled_workers_exit_with_recycled(runtime: Runtime) {
     port.send(0).unwrap();
     held(busy);
     seen.wait_exits(2);
+    // The replacement has started (a child still starting when destroyed never ran).
+    eventually("the replacement started", || seen.starts().len() == 3);
     pool.destroy().wait().unwrap();
     assert_eq!(
         seen.exits(),
@@ -324,6 +326,8 @@ fn isolated_workers_exit_with_isolated(runtime: Runtime) {
         assert_eq!(finish(pool.run::<i32, _>((n, n))), Ok(2 * n));
     }
     seen.wait_exits(2);
+    // The third has started (a child still starting when destroyed never ran).
+    eventually("the third worker started", || seen.starts().len() == 3);
     pool.destroy().wait().unwrap();
     assert_eq!(
         seen.exits(),

@@ -66,8 +66,7 @@ pub(super) fn map_rings() -> Result<Arc<Region>, String> {
 /// before it ran), so nothing is left to do.
 pub(super) fn tie_to_parent(_parent: &OsStr) {}
 
-/// Applies `resource_limits`: the pool's Job Object already does (`max_memory`), and the
-/// builder refuses the others on Windows.
+/// Applies `resource_limits`: the pool's Job Object already does.
 pub(super) fn limit_resources(_init: &Init<'_>) -> Result<(), String> {
     Ok(())
 }

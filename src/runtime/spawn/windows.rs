@@ -30,7 +30,7 @@ use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
     SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
-    JOB_OBJECT_LIMIT_PROCESS_MEMORY,
+    JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME,
 };
 use windows_sys::Win32::System::Threading::{
     CreateProcessW, DeleteProcThreadAttributeList, GetCurrentProcess,
@@ -275,8 +275,9 @@ impl Drop for ChildProcess {
 }
 
 /// The Job Object `process` (suspended) joins: it dies when the job's handle closes, an
-/// unhandled exception ends it at once (no error-reporting dialog to wait on), and
-/// `max_memory` bounds its committed memory.
+/// unhandled exception ends it at once (no error-reporting dialog to wait on), `max_memory`
+/// bounds its committed memory and `max_cpu_time` its user-mode CPU time (the system ends
+/// it there: its task fails with `WorkerExited`, its exit code the system's).
 fn job_for(process: &OwnedHandle, options: &ProcessOptions) -> io::Result<OwnedHandle> {
     // SAFETY: a new unnamed job, not inheritable; owned from here on.
     let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
@@ -291,6 +292,14 @@ fn job_for(process: &OwnedHandle, options: &ProcessOptions) -> io::Result<OwnedH
     if let Some(max) = options.max_memory {
         limits.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_PROCESS_MEMORY;
         limits.ProcessMemoryLimit = usize::try_from(max).unwrap_or(usize::MAX);
+    }
+    if let Some(time) = options.max_cpu_time {
+        // In units of 100 ns; `Duration::MAX` saturates to "never" in practice.
+        let ticks = i64::try_from(time.as_nanos() / 100)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        limits.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_PROCESS_TIME;
+        limits.BasicLimitInformation.PerProcessUserTimeLimit = ticks;
     }
     // SAFETY: the limits struct, of the size given, for the job we own; then the process we
     // created into it.
