@@ -293,7 +293,7 @@ mod hooks;
 mod options;
 mod panics;
 mod pool;
-#[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+#[cfg_attr(not(any(unix, windows)), allow(dead_code))] // Used by the child-process runtime.
 mod protocol;
 mod reserve;
 mod runtime;
@@ -302,7 +302,7 @@ mod stats;
 mod sync;
 mod task;
 mod trace;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod transport;
 mod wait;
 pub mod worker;

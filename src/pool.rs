@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::hooks::WorkerInfo;
 use crate::options::{Builder, Options, RunOptions};
 use crate::reserve::Reserve;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 use crate::runtime::process::Processes;
 use crate::runtime::thread::Threads;
 use crate::runtime::{Launcher, Reporter, WorkerOptions};
@@ -84,10 +84,10 @@ impl Pool {
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
-            #[cfg(unix)]
+            #[cfg(any(unix, windows))]
             Some(process) => Box::new(Processes { options: process }),
-            #[cfg(not(unix))]
-            Some(_) => unreachable!("the builder refuses child processes off Unix"),
+            #[cfg(not(any(unix, windows)))]
+            Some(_) => unreachable!("the builder refuses child processes off Unix and Windows"),
             None => Box::new(Threads {
                 exports: options.exports,
                 worker_data: options.worker_data,

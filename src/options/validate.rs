@@ -131,8 +131,8 @@ impl Builder {
 impl Builder {
     fn process_options(&self) -> Result<ProcessOptions, Error> {
         let invalid = |message: String| Err(Error::InvalidOptions(message));
-        if !cfg!(unix) {
-            return invalid("runtime: the ChildProcess runtime needs a Unix system".into());
+        if !cfg!(any(unix, windows)) {
+            return invalid("runtime: the ChildProcess runtime needs Unix or Windows".into());
         }
         if std::env::var_os(WORKER_ENV).is_some() {
             return invalid(format!(

@@ -65,9 +65,11 @@ pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 /// Bumped on any change of the frames above.
 pub(crate) const VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-/// The child's end of the channel.
+/// The child's end of the channel (Unix; on Windows the marker names two pipe handles).
+#[cfg(unix)]
 pub(crate) const CHILD_FD: i32 = 3;
 /// The file descriptor of the region the pool shares with its child (see `INIT`'s `rings`).
+#[cfg(unix)]
 pub(crate) const RINGS_FD: i32 = 4;
 /// The environment variable that marks a worker process; its value is the fd.
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";

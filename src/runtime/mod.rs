@@ -19,11 +19,11 @@ use crate::sync::AtomicBool;
 use crate::task::Job;
 use crate::Error;
 
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub(crate) mod child;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub(crate) mod process;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod spawn;
 pub(crate) mod thread;
 

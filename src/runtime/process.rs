@@ -8,19 +8,15 @@
 //! everywhere they exit when their socket reaches end of stream.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::spawn::ChildProcess;
+use super::spawn::{self, limit_hit, signal_of, ChildProcess, Started};
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
 use crate::protocol::{
-    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, CHILD_FD, LIMITS_ENV, PARENT_ENV,
-    RINGS_FD, WORKER_ENV,
+    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, LIMITS_ENV, PARENT_ENV,
 };
 use crate::stats::Tally;
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
@@ -50,23 +46,15 @@ impl Launcher for Processes {
         let failed = |what: String| Error::WorkerStartFailed {
             message: format!("{what} (worker executable `{}`)", options.program.display()),
         };
-        let (ours, theirs) =
-            UnixStream::pair().map_err(|e| failed(format!("creating a socket pair: {e}")))?;
-        let (region, region_fd) = match Region::create() {
-            Some((region, fd)) => (Some(region), Some(fd)),
-            None => (None, None),
-        };
-        let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
-        fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
         let mut env = options.env.clone();
-        env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
         env.push((PARENT_ENV.into(), std::process::id().to_string().into()));
         let limits = Limits::to_env(options.max_message_size, options.startup_timeout);
         env.push((LIMITS_ENV.into(), limits.into()));
-        let child = ChildProcess::spawn(options, &env, &fds)
-            .map_err(|e| failed(format!("spawning the child: {e}")))?;
-        drop(theirs);
-        drop(region_fd);
+        let Started {
+            child,
+            channel: ours,
+            region,
+        } = spawn::start(options, env).map_err(failed)?;
         let watch = child.watch();
         let mut worker = ChildWorker {
             pool: pool.clone(),
@@ -124,7 +112,7 @@ impl Launcher for Processes {
 /// Describes how a child ended, for start-up errors.
 fn describe(status: Option<ExitStatus>) -> String {
     match status {
-        Some(status) => match (status.code(), status.signal()) {
+        Some(status) => match (status.code(), signal_of(&status)) {
             (Some(code), _) => format!("exited with code {code}"),
             (_, Some(signal)) => format!("was killed by signal {signal}"),
             _ => "ended".to_owned(),
@@ -318,7 +306,7 @@ impl ChildWorker {
             };
             if self.retired.load(Ordering::Acquire) {
                 let deadline = *kill_deadline.get_or_insert_with(|| {
-                    self.child.signal(libc::SIGTERM);
+                    self.child.terminate();
                     deadline_after(self.pool.terminate_timeout)
                 });
                 if Instant::now() >= deadline {
@@ -368,18 +356,11 @@ impl ChildWorker {
     }
 
     fn death_error(&mut self, status: Option<ExitStatus>) -> Error {
-        let (code, signal) = status.map_or((None, None), |s| (s.code(), s.signal()));
+        let (code, signal) = status.map_or((None, None), |s| (s.code(), signal_of(&s)));
         let message = self.last_panic.take();
-        let options = &self.options;
-        if signal == Some(libc::SIGXCPU) && options.max_cpu_time.is_some() {
+        if let Some(limit) = limit_hit(code, signal, message.is_some(), &self.options) {
             return Error::ResourceLimit {
-                limit: "cpu time".to_owned(),
-            };
-        }
-        // An allocation refused under RLIMIT_AS aborts without a panic message.
-        if signal == Some(libc::SIGABRT) && message.is_none() && options.max_memory.is_some() {
-            return Error::ResourceLimit {
-                limit: "memory".to_owned(),
+                limit: limit.to_owned(),
             };
         }
         Error::WorkerExited {
@@ -582,7 +563,7 @@ impl RunningWorker for ChildWorker {
 
     fn exit_status(&mut self) -> (Option<i32>, Option<i32>) {
         match self.child.try_wait() {
-            Ok(Some(status)) => (status.code(), status.signal()),
+            Ok(Some(status)) => (status.code(), signal_of(&status)),
             _ => (None, None),
         }
     }

@@ -1,6 +1,6 @@
-//! The transport of a child-process worker: the two ends of its channel, a socket and (on
-//! Linux) two rings of shared memory, one each way (`ring.rs`), used alike by the pool's
-//! driver and by the child.
+//! The transport of a child-process worker: the two ends of its channel, a byte stream (a Unix
+//! socket; on Windows, a pair of anonymous pipes) and (on Linux) two rings of shared memory,
+//! one each way (`ring.rs`), used alike by the pool's driver and by the child.
 //!
 //! - [`Writer`] places each frame: in the ring, or announced there and sent on the socket (a
 //!   frame too big for the ring, or a nudge for a reader found asleep), or on the socket
@@ -10,22 +10,38 @@
 //!   in `poll`, and never waits forever on the pool's side.
 //! - `socket.rs` holds the socket's system calls, `wait.rs` the spin-then-nap wait for a peer
 //!   that says nothing when it makes room or exits, and `exit.rs` how the pool sees its
-//!   child's exit beside the socket.
+//!   child's exit beside the socket. Their Windows twins, `pipe.rs` and `exit_windows.rs`,
+//!   offer the same functions: the reader and writer are the same code on both.
 //!
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
+#[cfg(unix)]
 mod exit;
+#[cfg(windows)]
+mod exit_windows;
+#[cfg(windows)]
+mod pipe;
 mod reader;
 mod ring;
+#[cfg(unix)]
 mod socket;
 mod wait;
 mod writer;
+
+#[cfg(windows)]
+use exit_windows as exit;
+// The stream's calls, this system's: reader.rs and writer.rs see one set of functions.
+#[cfg(windows)]
+use pipe as stream;
+#[cfg(unix)]
+use socket as stream;
 
 use std::time::Duration;
 
 pub(crate) use exit::ExitWatch;
 pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};
+pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
 pub(crate) use writer::{Backlog, Writer};
 

@@ -3,13 +3,13 @@
 //! ends, or without a ring).
 
 use std::io::{self, BufReader, Read};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::exit::ExitWatch;
 use super::ring::{Chunk, RingReader};
-use super::socket::{peer_closed, poll, poll_readable, recv_now};
+use super::stream::{peer_closed, poll, poll_readable, recv_now, settle};
+use super::Channel;
 use super::POLL_INTERVAL;
 use crate::protocol::{read_frame, Frame};
 use crate::sync::{AtomicBool, Ordering};
@@ -29,7 +29,7 @@ pub(crate) struct Reader {
 
 /// The bytes of the stream, unbuffered.
 struct Stream {
-    socket: UnixStream,
+    socket: Channel,
     ring: Option<RingReader>,
     /// Bytes of the stream a chunk announced on the socket, not read yet.
     on_socket: usize,
@@ -45,20 +45,16 @@ struct Stream {
 impl Reader {
     /// The pool's end of a child's channel: a wait also ends when the worker is retired
     /// (`retired`) or the child exits.
-    pub(crate) fn from_child(
-        socket: UnixStream,
-        retired: Arc<AtomicBool>,
-        peer: ExitWatch,
-    ) -> Self {
+    pub(crate) fn from_child(socket: Channel, retired: Arc<AtomicBool>, peer: ExitWatch) -> Self {
         Reader::new(socket, Some(retired), Some(peer))
     }
 
     /// The child's end: nothing ends a wait but the pool's data, its end, or the deadline.
-    pub(crate) fn from_pool(socket: UnixStream) -> Self {
+    pub(crate) fn from_pool(socket: Channel) -> Self {
         Reader::new(socket, None, None)
     }
 
-    fn new(socket: UnixStream, retired: Option<Arc<AtomicBool>>, peer: Option<ExitWatch>) -> Self {
+    fn new(socket: Channel, retired: Option<Arc<AtomicBool>>, peer: Option<ExitWatch>) -> Self {
         let stream = Stream {
             socket,
             ring: None,
@@ -140,13 +136,21 @@ impl Reader {
             ring.discard();
         }
         poll_readable(&stream.socket, timeout)
-            && matches!((&stream.socket).read(&mut [0u8; 4096]), Ok(0) | Err(_))
+            && matches!(
+                recv_now(&stream.socket, &mut [0u8; 4096]),
+                Ok(Some(0)) | Err(_)
+            )
     }
 }
 
 impl Stream {
     fn peer_exited(&self) -> bool {
-        self.peer.as_ref().is_some_and(ExitWatch::exited)
+        let exited = self.peer.as_ref().is_some_and(ExitWatch::exited);
+        if exited {
+            // What it said last is read before its exit counts.
+            settle(&self.socket);
+        }
+        exited
     }
 
     fn late(&self) -> bool {
@@ -175,16 +179,15 @@ impl Stream {
     }
 
     fn sleep(&mut self, write: bool, timeout: Duration) -> (bool, bool) {
-        let exit_fd = self.peer.as_ref().and_then(ExitWatch::fd);
         let Some(ring) = &self.ring else {
-            return poll(&self.socket, exit_fd, write, timeout);
+            return poll(&self.socket, self.peer.as_ref(), write, timeout);
         };
         ring.set_sleeping(true);
         if self.ready() {
             self.set_awake();
             return (true, false);
         }
-        let (readable, writable) = poll(&self.socket, exit_fd, write, timeout);
+        let (readable, writable) = poll(&self.socket, self.peer.as_ref(), write, timeout);
         self.set_awake();
         if self.ready() {
             return (true, writable);

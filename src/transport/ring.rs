@@ -37,6 +37,7 @@ const RING: usize = 8 << 10;
 pub(crate) const INLINE_MAX: usize = RING / 4;
 /// The control lines of both rings, then the two rings.
 const DATA: usize = 4096;
+#[cfg_attr(windows, allow(dead_code))] // No region is made on Windows (yet).
 const REGION: usize = DATA + 2 * RING;
 
 const INLINE: u32 = 0;
@@ -111,12 +112,13 @@ impl Region {
         Some((region, fd))
     }
 
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(all(unix, not(target_os = "linux")))]
     pub(crate) fn create() -> Option<(Arc<Region>, std::os::fd::OwnedFd)> {
         None
     }
 
     /// Maps the region behind `fd` (the child's side; the fd may be closed afterwards).
+    #[cfg(unix)]
     pub(crate) fn map(fd: i32) -> Option<Arc<Region>> {
         // SAFETY: a fresh shared mapping of `REGION` bytes of `fd`; checked below.
         let address = unsafe {
@@ -177,6 +179,7 @@ impl Region {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmaps the region this value mapped; nothing refers to it any more.

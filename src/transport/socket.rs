@@ -1,9 +1,14 @@
 //! The socket's system calls. None of them blocks, but `poll`, for as long as it is told.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
+
+use super::exit::ExitWatch;
+
+/// A worker's channel: one Unix stream socket, both ways.
+pub(crate) type Channel = UnixStream;
 
 /// Whether the other end of `stream` is closed: a read would say end of stream at once.
 pub(crate) fn peer_closed(stream: &UnixStream) -> bool {
@@ -19,6 +24,10 @@ pub(crate) fn peer_closed(stream: &UnixStream) -> bool {
     };
     peeked == 0
 }
+
+/// Called once the child has exited, before its end is trusted: on a socket, what it wrote
+/// is readable at once (it is in the kernel), so there is nothing to wait for.
+pub(super) fn settle(_stream: &UnixStream) {}
 
 /// Whether the other side closed its end (it exited, or was killed): writes to a ring it no
 /// longer reads would wait forever.
@@ -39,11 +48,11 @@ pub(crate) fn poll_readable(stream: &UnixStream, timeout: Duration) -> bool {
 }
 
 /// Waits up to `timeout` for `stream` to be readable (or closed), or, if `write`, writable;
-/// returns (readable, writable). Also woken (with nothing to report) when `exit_fd`, a
-/// child's pidfd, becomes readable.
+/// returns (readable, writable). Also woken (with nothing to report) when `peer`, the child,
+/// exits (where it has a pidfd).
 pub(super) fn poll(
     stream: &UnixStream,
-    exit_fd: Option<RawFd>,
+    peer: Option<&ExitWatch>,
     write: bool,
     timeout: Duration,
 ) -> (bool, bool) {
@@ -59,7 +68,7 @@ pub(super) fn poll(
         },
         libc::pollfd {
             // A negative fd is ignored by poll.
-            fd: exit_fd.unwrap_or(-1),
+            fd: peer.and_then(ExitWatch::fd).unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         },

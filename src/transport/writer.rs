@@ -3,13 +3,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use super::exit::ExitWatch;
 use super::ring::{RingWriter, INLINE_MAX};
-use super::socket::{hung_up, poll, send_now};
+use super::stream::{hung_up, poll, send_now};
 use super::wait::{spin_then_nap, Naps, RING_NAP};
+use super::Channel;
 use super::POLL_INTERVAL;
 use crate::protocol::Message;
 use crate::Error;
@@ -17,7 +17,7 @@ use crate::Error;
 /// A side's writing end. Both sides place a frame alike; they differ in what they do when
 /// the channel does not take it at once (see [`Mode`]).
 pub(crate) struct Writer {
-    socket: UnixStream,
+    socket: Channel,
     ring: Option<RingWriter>,
     mode: Mode,
     /// Frames not yet placed: the ring was full ([`Mode::Ahead`]).
@@ -73,16 +73,16 @@ impl Backlog {
 
 impl Writer {
     /// The pool's end of `peer`'s channel: frames sent ahead never block it.
-    pub(crate) fn ahead(socket: UnixStream, peer: ExitWatch) -> Self {
+    pub(crate) fn ahead(socket: Channel, peer: ExitWatch) -> Self {
         Writer::new(socket, Mode::Ahead, Some(peer))
     }
 
     /// The child's end: a frame is sent whole before `send` returns.
-    pub(crate) fn waiting(socket: UnixStream) -> Self {
+    pub(crate) fn waiting(socket: Channel) -> Self {
         Writer::new(socket, Mode::Wait, None)
     }
 
-    fn new(socket: UnixStream, mode: Mode, peer: Option<ExitWatch>) -> Self {
+    fn new(socket: Channel, mode: Mode, peer: Option<ExitWatch>) -> Self {
         Writer {
             socket,
             ring: None,

@@ -39,7 +39,7 @@ pub(crate) enum TaskPort {
     /// In a worker thread: the task itself holds the port.
     Local(Arc<dyn Job>),
     /// In a child process: the bridge to the pool's side.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     /// (The child runtime's `Bridge`, type-erased: this context sits below the runtimes.)
     Remote(Arc<dyn Any + Send + Sync>),
 }

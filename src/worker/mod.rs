@@ -156,7 +156,7 @@ where
                     Error::type_mismatch(TypeRole::Channel, port.message_type(), type_name::<T>())
                 })
         }
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         TaskPort::Remote(bridge) => bridge
             .downcast_ref::<crate::runtime::child::Bridge>()
             .ok_or(Error::NoChannel)?
@@ -199,13 +199,13 @@ pub fn serve_if_worker(exports: Exports) {
     // Recorded before serving: a task in this worker may build a pool of its own, which
     // re-executes this program in turn.
     record_serve_call();
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
         // Before any thread exists; children of this worker's own pools must not see it.
         std::env::remove_var(crate::protocol::WORKER_ENV);
         crate::runtime::child::serve(exports, fd);
     }
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, windows)))]
     let _ = exports;
 }
 
@@ -300,13 +300,13 @@ macro_rules! test_workers {
 pub fn __test_workers(exports: fn() -> Exports) {
     // Recorded before serving, as in `serve_if_worker`.
     record_test_workers();
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     if let Some(fd) = std::env::var_os(crate::protocol::WORKER_ENV) {
         // Before main: no other thread exists.
         std::env::remove_var(crate::protocol::WORKER_ENV);
         crate::runtime::child::serve_before_main(exports, fd);
     }
-    #[cfg(not(unix))]
+    #[cfg(not(any(unix, windows)))]
     let _ = exports;
 }
 

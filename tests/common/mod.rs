@@ -2,6 +2,11 @@
 //! says about this process (threads, children, descriptors).
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod procfs;
+// The same functions on Windows (built for it, run under Wine in CI).
+#[cfg(windows)]
+#[path = "winproc.rs"]
 pub mod procfs;
 
 use std::future::Future;

@@ -304,6 +304,8 @@ fn recycled_workers_exit_with_recycled(runtime: Runtime) {
     port.send(0).unwrap();
     held(busy);
     seen.wait_exits(2);
+    // The replacement has started (a child still starting when destroyed never ran).
+    eventually("the replacement started", || seen.starts().len() == 3);
     pool.destroy().wait().unwrap();
     assert_eq!(
         seen.exits(),
@@ -324,6 +326,8 @@ fn isolated_workers_exit_with_isolated(runtime: Runtime) {
         assert_eq!(finish(pool.run::<i32, _>((n, n))), Ok(2 * n));
     }
     seen.wait_exits(2);
+    // The third has started (a child still starting when destroyed never ran).
+    eventually("the third worker started", || seen.starts().len() == 3);
     pool.destroy().wait().unwrap();
     assert_eq!(
         seen.exits(),
@@ -404,6 +408,30 @@ fn a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic(runt
     let pid = pool.workers()[0].pid.unwrap();
     assert!(procfs::kill_child(pid));
     seen.wait_exits(3);
+    // Windows has no signals: an abort is an exit with the fail-fast status, a process
+    // killed from outside exits with the code it was given (1).
+    #[cfg(unix)]
+    let (aborted, killed) = (
+        Exit::Crashed {
+            code: None,
+            signal: Some(libc::SIGABRT),
+        },
+        Exit::Crashed {
+            code: None,
+            signal: Some(libc::SIGKILL),
+        },
+    );
+    #[cfg(windows)]
+    let (aborted, killed) = (
+        Exit::Crashed {
+            code: Some(0xC000_0409_u32 as i32),
+            signal: None,
+        },
+        Exit::Crashed {
+            code: Some(1),
+            signal: None,
+        },
+    );
     assert_eq!(
         seen.exits(),
         [
@@ -411,14 +439,8 @@ fn a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic(runt
                 code: Some(3),
                 signal: None
             },
-            Exit::Crashed {
-                code: None,
-                signal: Some(libc::SIGABRT)
-            },
-            Exit::Crashed {
-                code: None,
-                signal: Some(libc::SIGKILL)
-            },
+            aborted,
+            killed,
         ]
     );
     assert_eq!(seen.exits.lock().unwrap()[2].0.pid, Some(pid));

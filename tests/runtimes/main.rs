@@ -341,12 +341,11 @@ fn exports() -> Exports {
             }
             std::process::exit(code)
         })
-        // Connects to the Unix socket at `path` (the test sees it start, with no channel, so
-        // that it may share its worker), then waits for one byte, which it returns.
-        .export("meet", |path: String| -> Result<u8, String> {
+        // Connects to the loopback listener at `address` (the test sees it start, with no
+        // channel, so that it may share its worker), then waits for one byte, which it returns.
+        .export("meet", |address: String| -> Result<u8, String> {
             use std::io::Read;
-            let mut stream =
-                std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+            let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
             let mut byte = [0];
             stream.read_exact(&mut byte).map_err(|e| e.to_string())?;
             Ok(byte[0])

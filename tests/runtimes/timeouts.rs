@@ -6,9 +6,7 @@
 //! retired worker run again).
 
 use std::io::Write;
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -91,36 +89,31 @@ fn hold_with_timeout(pool: &Pool, tag: u32, timeout: Duration) -> Hold {
     (pool.run_with(tag, options), port)
 }
 
-/// A Unix socket the "meet" tasks connect to: the test sees each start, and releases it with
-/// a byte, without a channel (a task with a channel runs alone on its worker).
+/// A loopback TCP listener the "meet" tasks connect to: the test sees each start, and releases
+/// it with a byte, without a channel (a task with a channel runs alone on its worker).
 struct Meeting {
-    listener: UnixListener,
-    path: PathBuf,
+    listener: TcpListener,
+    address: String,
 }
 
 impl Meeting {
     fn new() -> Meeting {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("tinypool-meet-{}-{n}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind the meeting socket");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the meeting listener");
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener");
-        Meeting { listener, path }
+        let address = listener.local_addr().expect("its address").to_string();
+        Meeting { listener, address }
     }
 
     /// Runs the "meet" export, which waits here for its byte.
     fn task(&self, pool: &Pool) -> Task<Result<u8, String>> {
-        let path = self.path.to_str().expect("a UTF-8 path").to_owned();
-        pool.run_with(path, named("meet"))
+        pool.run_with(self.address.clone(), named("meet"))
     }
 
     /// Waits until the next "meet" task has started; the byte written to the stream releases
     /// it.
-    fn started(&self) -> UnixStream {
+    fn started(&self) -> TcpStream {
         let deadline = Instant::now() + BOUND;
         loop {
             match self.listener.accept() {
@@ -138,13 +131,7 @@ impl Meeting {
     }
 }
 
-impl Drop for Meeting {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn release(mut stream: UnixStream, byte: u8) {
+fn release(mut stream: TcpStream, byte: u8) {
     stream.write_all(&[byte]).expect("the meet task listens");
 }
 

@@ -1,13 +1,49 @@
 //! What a worker process does to itself before it serves, and to answer the pool: the
 //! descriptors it closes or checks, its tie to the pool's life, its resource limits, its
-//! resident memory.
+//! resident memory (Unix; `hygiene_windows.rs` is the Windows twin).
 
 use std::ffi::OsStr;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
-use crate::protocol::Init;
+use crate::protocol::{Init, RINGS_FD, WORKER_ENV};
+use crate::transport::Region;
+
+/// The channel to the pool, the socket the marker names (fd 3), once every other descriptor
+/// inherited is closed; `Err` if this process was not started by a pool.
+pub(super) fn open_channel(marker: &OsStr) -> Result<UnixStream, String> {
+    let fd: i32 = marker
+        .to_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{WORKER_ENV}={marker:?} is not a file descriptor"))?;
+    // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
+    // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
+    close_inherited(&[fd, RINGS_FD]);
+    if !is_unix_stream(fd) {
+        return Err(format!(
+            "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
+             not its channel: worker processes are started by a tinypool Pool, not by hand"
+        ));
+    }
+    // SAFETY: fd is a socket this process owns (checked above) and nothing else wraps it.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    // Grandchildren (a pool built inside a task) must not inherit it.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    Ok(stream)
+}
+
+/// The rings the pool shares with this worker (fd 4), mapped; the descriptor is closed.
+pub(super) fn map_rings() -> Result<Arc<Region>, String> {
+    let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
+    // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
+    unsafe { libc::close(RINGS_FD) };
+    Ok(region)
+}
 
 /// Closes every descriptor above stderr but those in `keep`.
-pub(super) fn close_inherited(keep: &[i32]) {
+fn close_inherited(keep: &[i32]) {
     let mut open: Vec<i32> = Vec::new();
     #[cfg(target_os = "linux")]
     {
@@ -50,7 +86,7 @@ pub(super) fn close_inherited(keep: &[i32]) {
 }
 
 /// Whether `fd` is a Unix-domain stream socket, as a pool's channel is.
-pub(super) fn is_unix_stream(fd: i32) -> bool {
+fn is_unix_stream(fd: i32) -> bool {
     // SAFETY: getsockopt and getsockname write into locals of the sizes passed; an fd that is
     // not a socket (or not open) makes them fail.
     unsafe {

@@ -9,8 +9,6 @@
 //! `PR_SET_PDEATHSIG` on Linux).
 
 use std::ffi::OsString;
-use std::os::fd::FromRawFd;
-use std::os::unix::net::UnixStream;
 use std::process;
 use std::sync::{Arc, Mutex};
 
@@ -20,20 +18,25 @@ use crate::panics;
 use crate::panics::panic_message;
 use crate::protocol::{
     Done, Hello, Init, Limits, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV, PARENT_ENV,
-    RINGS_FD, VERSION, WORKER_ENV,
+    VERSION,
 };
 use crate::sync::lock;
 use crate::sync::AtomicBool;
-use crate::transport::{Direction, Reader, Region, Writer};
+use crate::transport::{Direction, Reader, Writer};
 use crate::wait::{deadline_after, Doorbell};
 use crate::worker::context::{self, Context, Data, TaskPort};
 use crate::Error;
 
 mod bridge;
+#[cfg(unix)]
 mod hygiene;
+#[cfg(windows)]
+mod hygiene_windows;
 
 pub(crate) use bridge::Bridge;
-use hygiene::{close_inherited, is_unix_stream, limit_resources, resident_memory, tie_to_parent};
+use hygiene::{limit_resources, map_rings, open_channel, resident_memory, tie_to_parent};
+#[cfg(windows)]
+use hygiene_windows as hygiene;
 
 /// The child's writing end, shared by the main thread (results), the functions' threads
 /// (channel messages) and the panic hook.
@@ -67,7 +70,10 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
 /// `SIGPIPE` to its default when it spawned the child, as `Command` does.)
 pub(crate) fn serve_before_main(exports: fn() -> Exports, fd: OsString) -> ! {
     // SAFETY: sets a signal disposition, before any other thread exists.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN)
+    };
     // A panic must not unwind out of the constructor (an `extern "C"` function, so that would
     // abort): it was printed by the panic hook, and the worker exits as a panicking `main`
     // would.
@@ -93,25 +99,8 @@ struct Task {
     bridge: Option<Arc<Bridge>>,
 }
 
-fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
-    let fd: i32 = fd
-        .to_str()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| format!("{WORKER_ENV}={fd:?} is not a file descriptor"))?;
-    // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
-    // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
-    close_inherited(&[fd, RINGS_FD]);
-    if !is_unix_stream(fd) {
-        return Err(format!(
-            "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
-             not its channel: worker processes are started by a tinypool Pool, not by hand"
-        ));
-    }
-    // SAFETY: fd is a socket this process owns (checked above) and nothing else wraps it.
-    let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    // Grandchildren (a pool built inside a task) must not inherit it.
-    // SAFETY: fcntl on an fd we own.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), String> {
+    let stream = open_channel(marker)?;
     let writer: Out = Arc::new(Mutex::new(Writer::waiting(
         stream.try_clone().map_err(|e| e.to_string())?,
     )));
@@ -144,9 +133,7 @@ fn run(exports: Exports, fd: &OsString, limits: &Limits) -> Result<(), String> {
     limit_resources(&init)?;
     if init.rings {
         // The pool writes to the rings from now on: without them this worker cannot serve.
-        let region = Region::map(RINGS_FD).ok_or("cannot map the rings shared with the pool")?;
-        // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
-        unsafe { libc::close(RINGS_FD) };
+        let region = map_rings()?;
         reader.attach(region.reader(Direction::ToChild));
         lock(&writer).attach(region.writer(Direction::ToPool));
     }

@@ -1,4 +1,4 @@
-//! Starting a worker process with `posix_spawn`, and waiting for it.
+//! Starting a worker process with `posix_spawn`, and waiting for it (Unix).
 //!
 //! `std::process::Command` forks when it has to run code between fork and exec (to move the
 //! socket to fd 3, say), and forking a multi-threaded parent copies its page tables and then
@@ -12,11 +12,60 @@ use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
+use super::Started;
 use crate::options::{ChildOutput, ProcessOptions};
-use crate::transport::ExitWatch;
+use crate::protocol::{CHILD_FD, RINGS_FD, WORKER_ENV};
+use crate::transport::{ExitWatch, Region};
+
+/// Starts a worker as `options` say, with this process's environment plus `env`: the child's
+/// end of a socket pair on fd 3 (the marker names it), the rings shared with it (Linux) on
+/// fd 4. `Err` says what failed.
+pub(crate) fn start(
+    options: &ProcessOptions,
+    mut env: Vec<(OsString, OsString)>,
+) -> Result<Started, String> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("creating a socket pair: {e}"))?;
+    let (region, region_fd) = match Region::create() {
+        Some((region, fd)) => (Some(region), Some(fd)),
+        None => (None, None),
+    };
+    let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
+    fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
+    env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
+    let child =
+        ChildProcess::spawn(options, &env, &fds).map_err(|e| format!("spawning the child: {e}"))?;
+    Ok(Started {
+        child,
+        channel: ours,
+        region,
+    })
+}
+
+/// The signal that ended a child, if one did.
+pub(crate) fn signal_of(status: &ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+/// Which of `options`' resource limits a child that ended so hit, if one did: SIGXCPU is
+/// `RLIMIT_CPU`'s; an allocation refused under `RLIMIT_AS` aborts without a panic message.
+pub(crate) fn limit_hit(
+    _code: Option<i32>,
+    signal: Option<i32>,
+    panicked: bool,
+    options: &ProcessOptions,
+) -> Option<&'static str> {
+    if signal == Some(libc::SIGXCPU) && options.max_cpu_time.is_some() {
+        return Some("cpu time");
+    }
+    if signal == Some(libc::SIGABRT) && !panicked && options.max_memory.is_some() {
+        return Some("memory");
+    }
+    None
+}
 
 /// A child process this process started. Dropped, it is killed and reaped if it has not
 /// been: a driver that unwinds still leaves no process and no zombie.
@@ -110,6 +159,11 @@ impl ChildProcess {
                 return Ok(status);
             }
         }
+    }
+
+    /// Asks it to stop: SIGTERM (a worker has no handler: it ends at once).
+    pub(crate) fn terminate(&self) {
+        self.signal(libc::SIGTERM);
     }
 
     /// SIGKILL, unless it was reaped already (its pid may belong to another process by then).

@@ -1,0 +1,85 @@
+//! The Windows twin of `hygiene.rs`: what a worker process does to itself before it serves,
+//! and to answer the pool. Less than on Unix: the pool let it inherit its channel's handles
+//! and its standard handles alone (a handle list, not every inheritable handle), put it in a
+//! Job Object before it ran (which kills it with the pool's process, and applies
+//! `resource_limits.max_memory`), so there is nothing to close, no tie to make and no limit
+//! to apply here.
+
+use std::ffi::OsStr;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
+use std::sync::Arc;
+
+use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
+use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
+
+use crate::protocol::{Init, WORKER_ENV};
+use crate::transport::{Channel, Region};
+
+/// The channel to the pool: the two pipe handles the marker names (`"<read>,<write>"`, as
+/// inherited); `Err` if this process was not started by a pool.
+pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
+    let handles: Option<Vec<usize>> = marker
+        .to_str()
+        .map(|text| text.split(',').map(|value| value.parse().ok()).collect())
+        .and_then(|values: Option<Vec<usize>>| values.filter(|values| values.len() == 2));
+    let not_by_a_pool = || {
+        format!(
+            "this process was started as a tinypool worker ({WORKER_ENV}={marker:?}) but that \
+             does not name its channel: worker processes are started by a tinypool Pool, not \
+             by hand"
+        )
+    };
+    let Some(handles) = handles else {
+        return Err(not_by_a_pool());
+    };
+    for &handle in &handles {
+        // SAFETY: GetFileType on a value that may not be a handle at all fails (or names
+        // another kind of object): nothing is read or written through it.
+        if handle == 0 || unsafe { GetFileType(handle as _) } != FILE_TYPE_PIPE {
+            return Err(not_by_a_pool());
+        }
+    }
+    // SAFETY: two pipe handles this process inherited for its channel (checked above), which
+    // nothing else in it owns.
+    let (read, write) = unsafe {
+        (
+            OwnedHandle::from_raw_handle(handles[0] as RawHandle),
+            OwnedHandle::from_raw_handle(handles[1] as RawHandle),
+        )
+    };
+    // Grandchildren (a pool built inside a task, any `Command`) must not inherit them.
+    for handle in [&read, &write] {
+        // SAFETY: on handles this process owns.
+        unsafe { SetHandleInformation(handle.as_raw_handle() as _, HANDLE_FLAG_INHERIT, 0) };
+    }
+    Channel::from_handles(read, write).map_err(|e| format!("serving its channel: {e}"))
+}
+
+/// The rings the pool shares with this worker: a pool on Windows offers none.
+pub(super) fn map_rings() -> Result<Arc<Region>, String> {
+    Err("the pool offered rings, which a worker on Windows does not map".to_owned())
+}
+
+/// Dies with the pool's process: its Job Object does that (the pool put this process in it
+/// before it ran), so nothing is left to do.
+pub(super) fn tie_to_parent(_parent: &OsStr) {}
+
+/// Applies `resource_limits`: the pool's Job Object already does.
+pub(super) fn limit_resources(_init: &Init<'_>) -> Result<(), String> {
+    Ok(())
+}
+
+/// This process's resident memory (its working set), in bytes (0 where it cannot be read).
+pub(super) fn resident_memory() -> u64 {
+    // SAFETY: a zeroed counters struct (plain integers) filled by the call, for this process.
+    unsafe {
+        let mut counters: PROCESS_MEMORY_COUNTERS = std::mem::zeroed();
+        let size = std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+        if K32GetProcessMemoryInfo(GetCurrentProcess(), &mut counters, size) == 0 {
+            return 0;
+        }
+        counters.WorkingSetSize as u64
+    }
+}
