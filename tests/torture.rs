@@ -1,12 +1,21 @@
 //! Torture: many caller threads hammer one pool while faults are injected at random moments,
 //! with both runtimes and several configurations (isolation on and off, queue limits,
-//! concurrency). Injected: panics, aborts (before, at and after submission, some signals shared
-//! by several tasks), `cancel_pending_tasks`, `recycle_workers`, a `destroy` under load, and,
-//! with child processes, SIGKILL of random live workers from outside.
+//! concurrency, a pool-wide `task_timeout`). Injected: panics, aborts (before, at and after
+//! submission, some signals shared by several tasks), `Task::abort`/`abort_with` (by the
+//! caller and from other threads, before, while and after the task runs), timeouts (zero,
+//! tiny, firing while queued or running, `Duration::MAX`), `cancel_pending_tasks`,
+//! `recycle_workers`, `idle()`, a `destroy` or a `close` under load, and, with child
+//! processes, SIGKILL of random live workers from outside. Tasks get random priorities, and
+//! part of the load goes through `reserve()` and `Permit::run_with` (some `Reserve`s and
+//! `Permit`s dropped unused).
 //!
 //! Checked at the end of each round: every task resolved exactly once, every value is right,
-//! every error is one the injected faults explain, the pool still serves, and after `destroy`
-//! no worker thread, no child process (zombies included) and no file descriptor is left.
+//! every error is one the injected faults explain (a permit's task is never refused for room,
+//! a task accepted before a `close` is never `Closed`), every `idle()` resolved, the pool
+//! still serves (or, closed, refuses), `pool.stats()` counts exactly what the callers
+//! received, kind by kind, every worker that started got its one `on_worker_exit`, and after
+//! `destroy` or `close` no worker thread (the timer's included), no child process (zombies
+//! included) and no file descriptor is left.
 //!
 //! `TINYPOOL_TORTURE_SECS` (default 8) is the time spent hammering, split between the two
 //! runtimes; `TINYPOOL_TORTURE_SEED` replays a run's random choices (thread interleavings
@@ -22,8 +31,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::procfs;
+use std::sync::Weak;
+
+use serde::Serialize;
 use tinypool::{
-    worker, AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task,
+    worker, AbortController, Error, ErrorKind, Exit, Exports, Idle, MaxQueue, Permit, Pool,
+    RunOptions, Runtime, Task,
 };
 
 /// Turns a hang into a failure. Never a timing assertion: nothing here should come close.
@@ -112,6 +125,18 @@ struct Config {
     /// The pool is destroyed while the callers still submit; the round then checks that every
     /// task resolved and nothing was left behind, not that the pool still serves.
     destroy_under_load: bool,
+    /// The pool is closed at a random moment while the callers still submit: every task it
+    /// had accepted must still resolve with its value (or a fault's error), later ones with
+    /// `Closed`.
+    close_under_load: bool,
+    /// `Builder::task_timeout`, for the tasks that set none.
+    task_timeout_ms: Option<u64>,
+}
+
+impl Config {
+    fn task_timeout(&self) -> Option<Duration> {
+        self.task_timeout_ms.map(Duration::from_millis)
+    }
 }
 
 fn configs(runtime: Runtime) -> Vec<Config> {
@@ -128,6 +153,8 @@ fn configs(runtime: Runtime) -> Vec<Config> {
         recycles: true,
         kills: processes,
         destroy_under_load: false,
+        close_under_load: false,
+        task_timeout_ms: None,
     };
     vec![
         base,
@@ -136,6 +163,8 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             max_threads: 3,
             isolate: true,
             max_queue: MaxQueue::Limit(8),
+            // Every task has a deadline (most of them far enough), so all run alone.
+            task_timeout_ms: Some(3),
             ..base
         },
         Config {
@@ -173,6 +202,25 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             destroy_under_load: true,
             ..base
         },
+        // A close under load: no cancels, so that every task accepted before the close must
+        // resolve with its value unless a timeout, an abort, a panic or a kill explains it.
+        Config {
+            max_threads: 3,
+            max_queue: MaxQueue::Limit(6),
+            concurrency: 2,
+            task_timeout_ms: Some(20),
+            close_under_load: true,
+            cancels: false,
+            ..base
+        },
+        Config {
+            min_threads: 0,
+            max_threads: 2,
+            idle_timeout_ms: 1,
+            close_under_load: true,
+            cancels: false,
+            ..base
+        },
     ]
 }
 
@@ -185,6 +233,21 @@ struct Expect {
     panic_message: Option<String>,
     /// The abort reason, for a task given a signal, and whether that signal has fired.
     abort: Option<(String, Arc<AtomicBool>)>,
+    /// What a `Task::abort` of this task fails it with, and whether one may have hit it.
+    handle: Arc<HandleAbort>,
+    /// Its own timeout (the pool's `task_timeout` applies without one).
+    timeout: Option<Duration>,
+    /// Submitted through a `Permit`: never refused for room.
+    permit: bool,
+    /// The pool was closing when its submission returned (so `Closed` is possible).
+    after_close: bool,
+}
+
+/// A task's `Task::abort`: the reason it is given (`abort` or `abort_with`), and whether an
+/// abort was called while the task had not resolved yet.
+struct HandleAbort {
+    reason: Option<String>,
+    attempted: AtomicBool,
 }
 
 /// Counts of outcomes and injected faults, summed over rounds.
@@ -203,6 +266,27 @@ struct Tally {
     idle_deaths_reported: u64,
     destroys_under_load: u64,
     served_after: u64,
+    /// Tasks given a timeout of their own.
+    timeouts: u64,
+    /// Tasks given a priority other than the default.
+    prioritized: u64,
+    /// `Task::abort` calls on unresolved tasks: by the caller, by another thread.
+    handle_aborts: u64,
+    foreign_aborts: u64,
+    /// `Task::abort` calls on tasks already resolved (which must change nothing).
+    late_aborts: u64,
+    /// Tasks run through a permit; permits and reserves dropped unused; reserves refused.
+    permits_run: u64,
+    permits_dropped: u64,
+    reserves_dropped: u64,
+    reserves_refused: u64,
+    idles: u64,
+    closes_under_load: u64,
+    worker_starts: u64,
+    /// What the callers received, for the round's `pool.stats()` check: values, and errors by
+    /// kind (every task waited on, the ones after the storm included).
+    received_ok: u64,
+    received: BTreeMap<ErrorKind, u64>,
     violations: Vec<String>,
 }
 
@@ -223,21 +307,57 @@ impl Tally {
         self.idle_deaths_reported += other.idle_deaths_reported;
         self.destroys_under_load += other.destroys_under_load;
         self.served_after += other.served_after;
+        self.timeouts += other.timeouts;
+        self.prioritized += other.prioritized;
+        self.handle_aborts += other.handle_aborts;
+        self.foreign_aborts += other.foreign_aborts;
+        self.late_aborts += other.late_aborts;
+        self.permits_run += other.permits_run;
+        self.permits_dropped += other.permits_dropped;
+        self.reserves_dropped += other.reserves_dropped;
+        self.reserves_refused += other.reserves_refused;
+        self.idles += other.idles;
+        self.closes_under_load += other.closes_under_load;
+        self.worker_starts += other.worker_starts;
+        self.received_ok += other.received_ok;
+        for (kind, n) in other.received {
+            *self.received.entry(kind).or_default() += n;
+        }
         self.violations.extend(other.violations);
     }
 
+    /// Notes what a caller received from the pool, for the `pool.stats()` check.
+    fn receive<R>(&mut self, outcome: &Result<R, Error>) {
+        match outcome {
+            Ok(_) => self.received_ok += 1,
+            Err(error) => *self.received.entry(error.kind()).or_default() += 1,
+        }
+    }
+
+    fn received_total(&self) -> u64 {
+        self.received_ok + self.received.values().sum::<u64>()
+    }
+
     /// Faults that took effect: panics raised (not the panicking tasks refused before they
-    /// ran), signals fired, cancels, recycles, kills, destroys.
+    /// ran), signals fired, `Task::abort`s, timeouts that fired, cancels, recycles, kills,
+    /// destroys and closes.
     fn faults(&self) -> u64 {
         self.outcomes.get("panicked").copied().unwrap_or(0)
             + self.aborts_fired
             + self.aborts_before_submit
+            + self.handle_aborts
+            + self.foreign_aborts
+            + self.outcomes.get("timed out").copied().unwrap_or(0)
             + self.cancels
             + self.recycles
             + self.kills
             + self.destroys_under_load
+            + self.closes_under_load
     }
 }
+
+/// A task on the board: its handle, held weakly, and how to abort it.
+type Posted = (Weak<Task<u64>>, Arc<HandleAbort>);
 
 /// What happens around the callers, shared with them.
 struct Round {
@@ -248,8 +368,15 @@ struct Round {
     destroyed: AtomicBool,
     /// Set once a `cancel_pending_tasks` was issued.
     cancelled: AtomicBool,
+    /// Set just before the pool is closed under load.
+    closing: AtomicBool,
     killed: Mutex<HashSet<u32>>,
     next_id: AtomicU64,
+    /// Tasks that any caller may `Task::abort` (held weakly: their owner waits on them).
+    board: Mutex<Vec<Posted>>,
+    /// `idle()`s that had not resolved when their caller moved on: each must resolve once the
+    /// load stops.
+    idles: Mutex<Vec<Idle>>,
 }
 
 /// Judges one outcome; returns its name for the tally, or a violation.
@@ -270,22 +397,39 @@ fn judge(
             Some(right) if message == right => Ok("panicked"),
             _ => Err(format!("unexpected panic {message:?}")),
         },
-        Err(Error::Aborted { reason }) => match &expect.abort {
-            Some((right, fired))
-                if reason.as_deref() == Some(right.as_str()) && fired.load(Ordering::Acquire) =>
-            {
+        Err(Error::Aborted { reason }) => {
+            let by_signal = matches!(&expect.abort, Some((right, fired))
+                if reason.as_deref() == Some(right.as_str()) && fired.load(Ordering::Acquire));
+            let by_handle =
+                expect.handle.attempted.load(Ordering::Acquire) && *reason == expect.handle.reason;
+            if by_signal || by_handle {
                 Ok("aborted")
+            } else {
+                Err(format!("unexpected abort {reason:?}"))
             }
-            _ => Err(format!("unexpected abort {reason:?}")),
+        }
+        Err(Error::TimedOut { after }) => match expect.timeout.or(config.task_timeout()) {
+            Some(timeout) if timeout == *after => Ok("timed out"),
+            timeout => Err(format!(
+                "timed out after {after:?}, its timeout {timeout:?}"
+            )),
         },
+        Err(Error::Closed) if expect.after_close => Ok("closed"),
         Err(Error::Cancelled) if config.cancels && round.cancelled.load(Ordering::Acquire) => {
             Ok("cancelled")
         }
-        Err(Error::QueueFull) if matches!(config.max_queue, MaxQueue::Auto) => Ok("queue full"),
-        Err(Error::QueueFull) if matches!(config.max_queue, MaxQueue::Limit(n) if n > 0) => {
+        // A permit's task takes the place its permit held: never refused for room.
+        Err(Error::QueueFull) if !expect.permit && matches!(config.max_queue, MaxQueue::Auto) => {
             Ok("queue full")
         }
-        Err(Error::NoQueue) if matches!(config.max_queue, MaxQueue::Limit(0)) => Ok("no queue"),
+        Err(Error::QueueFull)
+            if !expect.permit && matches!(config.max_queue, MaxQueue::Limit(n) if n > 0) =>
+        {
+            Ok("queue full")
+        }
+        Err(Error::NoQueue) if !expect.permit && matches!(config.max_queue, MaxQueue::Limit(0)) => {
+            Ok("no queue")
+        }
         Err(Error::Terminated) if round.destroyed.load(Ordering::Acquire) => Ok("terminated"),
         Err(Error::WorkerExited {
             code: None,
@@ -307,8 +451,108 @@ fn judge(
 // ---- One caller thread ------------------------------------------------------------------------
 
 struct InFlight {
-    task: Task<u64>,
+    /// Shared (weakly) with the board, so that other callers can abort it.
+    task: Arc<Task<u64>>,
     expect: Expect,
+}
+
+/// Where a task goes in: the pool, or a permit's place.
+enum Via<'a> {
+    Pool(&'a Pool),
+    Permit(Permit),
+}
+
+impl Via<'_> {
+    fn run<A>(self, arg: A, options: RunOptions) -> Task<u64>
+    where
+        A: Serialize + Send + 'static,
+    {
+        match self {
+            Via::Pool(pool) => pool.run_with(arg, options),
+            Via::Permit(permit) => permit.run_with(arg, options),
+        }
+    }
+}
+
+/// A random timeout: zero (refused at once), tiny (it fires before or soon after the task
+/// starts), short (it fires while the task waits or runs, or not), long (it seldom fires), or
+/// too long to count.
+fn random_timeout(rng: &mut Rng) -> Duration {
+    match rng.below(100) {
+        0..=4 => Duration::ZERO,
+        5..=34 => Duration::from_micros(1 + rng.below(200)),
+        35..=74 => Duration::from_micros(200 + rng.below(5_000)),
+        75..=89 => Duration::from_millis(50 + rng.below(1_000)),
+        _ => Duration::MAX,
+    }
+}
+
+/// `Task::abort` (or `abort_with`, as the task's `handle` says): noted as a fault that may
+/// hit the task if it has not resolved yet; on a resolved task it must change nothing, and the
+/// judge then refuses an `Aborted` result.
+fn abort_task(task: &Task<u64>, handle: &HandleAbort, foreign: bool, tally: &mut Tally) {
+    if task.is_finished() {
+        tally.late_aborts += 1;
+    } else {
+        handle.attempted.store(true, Ordering::Release);
+        if foreign {
+            tally.foreign_aborts += 1;
+        } else {
+            tally.handle_aborts += 1;
+        }
+    }
+    match &handle.reason {
+        None => task.abort(),
+        Some(reason) => task.abort_with(reason.clone()),
+    }
+}
+
+/// A place from `pool.reserve()` (waited on, bounded), or `None` (with the refusal judged,
+/// or the reserve or its permit dropped unused on purpose).
+fn reserve<'a>(round: &'a Round, rng: &mut Rng, tally: &mut Tally) -> Option<Via<'a>> {
+    let config = &round.config;
+    let mut reserve = round.pool.reserve();
+    if rng.chance(10) {
+        // Given up: at once, or after one look (which may take its permit and drop it).
+        if rng.chance(50) {
+            let _ = common::block_on_until(&mut reserve, Instant::now());
+        }
+        drop(reserve);
+        tally.reserves_dropped += 1;
+        return None;
+    }
+    match common::block_on_until(reserve, Instant::now() + BOUND) {
+        None => {
+            tally
+                .violations
+                .push(format!("{config:?}: a reserve never resolved"));
+            None
+        }
+        Some(Err(error)) => {
+            let explained = match error {
+                Error::NoQueue => matches!(config.max_queue, MaxQueue::Limit(0)),
+                Error::Closed => round.closing.load(Ordering::Acquire),
+                Error::Terminated => round.destroyed.load(Ordering::Acquire),
+                _ => false,
+            };
+            if !explained {
+                tally
+                    .violations
+                    .push(format!("{config:?}: reserve failed with {error:?}"));
+            }
+            tally.reserves_refused += 1;
+            None
+        }
+        Some(Ok(permit)) if rng.chance(10) => {
+            drop(permit);
+            tally.permits_dropped += 1;
+            None
+        }
+        Some(Ok(permit)) => {
+            tally.permits_run += 1;
+            Some(Via::Permit(permit))
+        }
+    }
 }
 
 /// Submits, aborts and waits until told to stop, then waits for everything it submitted.
@@ -324,6 +568,15 @@ fn caller(round: &Round, seed: u64) -> Tally {
         match rng.below(1000) {
             // Submit a task.
             0..=499 if in_flight.len() < MAX_IN_FLIGHT => {
+                // Through a permit, sometimes (dropped unused now and then).
+                let via = if rng.chance(20) {
+                    match reserve(round, &mut rng, &mut tally) {
+                        Some(via) => via,
+                        None => continue,
+                    }
+                } else {
+                    Via::Pool(pool)
+                };
                 let id = round.next_id.fetch_add(1, Ordering::Relaxed);
                 let x = rng.next();
                 let kind = rng.below(100);
@@ -332,6 +585,13 @@ fn caller(round: &Round, seed: u64) -> Tally {
                     value: Some(mix(x)),
                     panic_message: None,
                     abort: None,
+                    handle: Arc::new(HandleAbort {
+                        reason: rng.chance(50).then(|| format!("handle {id}")),
+                        attempted: AtomicBool::new(false),
+                    }),
+                    timeout: None,
+                    permit: matches!(via, Via::Permit(_)),
+                    after_close: false,
                 };
                 // A signal: a fresh controller, or one shared with earlier tasks.
                 if rng.chance(20) {
@@ -359,24 +619,49 @@ fn caller(round: &Round, seed: u64) -> Tally {
                     options = options.signal(controller.signal());
                     expect.abort = Some((reason.clone(), fired.clone()));
                 }
+                if rng.chance(25) {
+                    options = options.priority(rng.below(7) as i32 - 3);
+                    tally.prioritized += 1;
+                }
+                if rng.chance(25) {
+                    let timeout = random_timeout(&mut rng);
+                    options = options.timeout(timeout);
+                    expect.timeout = Some(timeout);
+                    tally.timeouts += 1;
+                }
                 let task = match kind {
-                    0..=49 => pool.run_with::<u64, _>(x, options),
+                    0..=49 => via.run(x, options),
                     50..=79 => {
                         let micros = rng.below(1_500) as u32;
-                        pool.run_with((x, micros), options.name("slow"))
+                        via.run((x, micros), options.name("slow"))
                     }
                     80..=87 => {
                         let millis = 1 + rng.below(5) as u32;
-                        pool.run_with((x, millis), options.name("hold"))
+                        via.run((x, millis), options.name("hold"))
                     }
                     _ => {
                         expect.value = None;
                         expect.panic_message = Some(format!("{PANIC_PREFIX}{id}"));
                         tally.panics_injected += 1;
-                        pool.run_with(id, options.name("panic"))
+                        via.run(id, options.name("panic"))
                     }
                 };
+                // Read after the submission returned: if not closing yet, the pool had taken
+                // the task (or refused it for another reason) before the close began.
+                expect.after_close = round.closing.load(Ordering::Acquire);
                 tally.submitted += 1;
+                let task = Arc::new(task);
+                if rng.chance(30) {
+                    round
+                        .board
+                        .lock()
+                        .unwrap()
+                        .push((Arc::downgrade(&task), expect.handle.clone()));
+                }
+                // Aborted right away, before it runs (or as it starts).
+                if rng.chance(3) {
+                    abort_task(&task, &expect.handle, false, &mut tally);
+                }
                 let refused = task.is_finished();
                 in_flight.push(InFlight { task, expect });
                 // Refused at once (a full queue, say): back off as a real caller would, by
@@ -420,6 +705,39 @@ fn caller(round: &Round, seed: u64) -> Tally {
                         .push(format!("{config:?}: recycle_workers never resolved")),
                 }
             }
+            // `Task::abort` one of its own tasks, at whatever point it is.
+            546..=575 if !in_flight.is_empty() => {
+                let index = rng.below(in_flight.len() as u64) as usize;
+                let InFlight { task, expect } = &in_flight[index];
+                abort_task(task, &expect.handle, false, &mut tally);
+            }
+            // `Task::abort` another caller's task (or its own), if it is still waited for.
+            576..=590 => {
+                let picked = {
+                    let mut board = round.board.lock().unwrap();
+                    // Only the tasks still waited for.
+                    board.retain(|(task, _)| task.strong_count() > 0);
+                    if board.is_empty() {
+                        None
+                    } else {
+                        let index = rng.below(board.len() as u64) as usize;
+                        let (task, handle) = &board[index];
+                        task.upgrade().map(|task| (task, handle.clone()))
+                    }
+                };
+                if let Some((task, handle)) = picked {
+                    abort_task(&task, &handle, true, &mut tally);
+                }
+            }
+            // `idle()`: a short look, and if it is not idle yet, it must be by the round's end.
+            591..=593 => {
+                let mut idle = pool.idle();
+                tally.idles += 1;
+                let soon = Instant::now() + Duration::from_millis(2);
+                if common::block_on_until(&mut idle, soon).is_none() {
+                    round.idles.lock().unwrap().push(idle);
+                }
+            }
             // Wait for a task: the oldest or a random one, blocking or as a future.
             _ if !in_flight.is_empty() => {
                 let index = if rng.chance(50) {
@@ -447,6 +765,24 @@ fn caller(round: &Round, seed: u64) -> Tally {
 /// Waits for one task (bounded) and judges its outcome.
 fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally) {
     let InFlight { task, expect } = in_flight;
+    // Another caller may hold it for a moment, to abort it.
+    let mut task = task;
+    let until = Instant::now() + BOUND;
+    let task = loop {
+        match Arc::try_unwrap(task) {
+            Ok(task) => break task,
+            Err(shared) if Instant::now() < until => {
+                task = shared;
+                thread::yield_now();
+            }
+            Err(_) => {
+                tally
+                    .violations
+                    .push(format!("{:?}: a task's handle stayed shared", round.config));
+                return;
+            }
+        }
+    };
     let outcome = if as_future {
         common::block_on_until(task, Instant::now() + BOUND)
     } else {
@@ -459,6 +795,7 @@ fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally
         return;
     };
     tally.resolved += 1;
+    tally.receive(&outcome);
     match judge(round, &expect, &outcome) {
         Ok(name) => *tally.outcomes.entry(name).or_default() += 1,
         Err(violation) => tally.violations.push(violation),
@@ -496,8 +833,12 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
     );
     let fds_before = procfs::open_fds();
     let reports: Arc<Mutex<Vec<Error>>> = Arc::default();
+    // Workers that started, and the reasons the ones that left gave.
+    let starts: Arc<AtomicU64> = Arc::default();
+    let exits: Arc<Mutex<Vec<Exit>>> = Arc::default();
     let pool = {
         let reports = reports.clone();
+        let (started, exited) = (starts.clone(), exits.clone());
         let builder = Pool::builder()
             .runtime(config.runtime)
             .min_threads(config.min_threads)
@@ -507,7 +848,15 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             .concurrent_tasks_per_worker(config.concurrency)
             .idle_timeout(Duration::from_millis(config.idle_timeout_ms))
             .thread_name(prefix.clone())
-            .on_error(move |error| reports.lock().unwrap().push(error));
+            .on_error(move |error| reports.lock().unwrap().push(error))
+            .on_worker_start(move |_| {
+                started.fetch_add(1, Ordering::Relaxed);
+            })
+            .on_worker_exit(move |_, exit| exited.lock().unwrap().push(*exit));
+        let builder = match config.task_timeout() {
+            Some(timeout) => builder.task_timeout(timeout),
+            None => builder,
+        };
         let builder = match config.runtime {
             Runtime::Threads => builder.exports(exports()),
             _ => builder,
@@ -520,8 +869,11 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
         stop: AtomicBool::new(false),
         destroyed: AtomicBool::new(false),
         cancelled: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
         killed: Mutex::default(),
         next_id: AtomicU64::new(0),
+        board: Mutex::default(),
+        idles: Mutex::default(),
     };
     let callers = 6;
     let mut tally = thread::scope(|scope| {
@@ -543,23 +895,44 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             );
         }
         // Pacing: the round's length. The callers run meanwhile.
-        let mut destroyed = Ok(());
+        let mut tally = Tally::default();
         if config.destroy_under_load {
             thread::sleep(length * 9 / 10);
             round.destroyed.store(true, Ordering::Release);
-            destroyed = round.pool.destroy().wait();
+            if let Err(error) = round.pool.destroy().wait() {
+                tally
+                    .violations
+                    .push(format!("{config:?}: destroy under load failed: {error:?}"));
+            }
             // A moment of submitting to, aborting on and recycling a destroyed pool.
+            thread::sleep(Duration::from_millis(20));
+        } else if config.close_under_load {
+            // At a random moment (between 40 % and 90 % of the round); then a moment of
+            // submitting to, reserving on and aborting on the closed pool.
+            let at = length * (4 + Rng::new(seed ^ 0xC105E).below(6) as u32) / 10;
+            thread::sleep(at);
+            round.closing.store(true, Ordering::Release);
+            let close = round.pool.close();
+            match common::block_on_until(close, Instant::now() + BOUND) {
+                Some(Ok(())) => {}
+                Some(Err(error)) => tally
+                    .violations
+                    .push(format!("{config:?}: close under load failed: {error:?}")),
+                None => tally
+                    .violations
+                    .push(format!("{config:?}: close under load never resolved")),
+            }
+            if round.pool.threads() != 0 {
+                tally.violations.push(format!(
+                    "{config:?}: workers left after close resolved: {:?}",
+                    round.pool.workers()
+                ));
+            }
             thread::sleep(Duration::from_millis(20));
         } else {
             thread::sleep(length);
         }
         round.stop.store(true, Ordering::Release);
-        let mut tally = Tally::default();
-        if let Err(error) = destroyed {
-            tally
-                .violations
-                .push(format!("{config:?}: destroy under load failed: {error:?}"));
-        }
         for handle in handles {
             match handle.join() {
                 Ok(part) => tally.add(part),
@@ -571,13 +944,61 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
     tally.rounds = 1;
     let pool = &round.pool;
 
+    // Every `idle()` resolves once the load has stopped and every task resolved.
+    let idles: Vec<Idle> = round.idles.lock().unwrap().drain(..).collect();
+    let mut idles_pending = 0;
+    for idle in idles {
+        if common::block_on_until(idle, Instant::now() + BOUND).is_none() {
+            idles_pending += 1;
+        }
+    }
+    if common::block_on_until(pool.idle(), Instant::now() + BOUND).is_none() {
+        idles_pending += 1;
+    }
+    if idles_pending > 0 {
+        tally.violations.push(format!(
+            "{config:?}: {idles_pending} idle() never resolved after the load stopped"
+        ));
+    }
+
     if config.destroy_under_load {
         tally.destroys_under_load = 1;
-        if !matches!(
-            pool.run::<u64, _>(1u64).wait_timeout(BOUND),
-            Ok(Err(Error::Terminated))
-        ) {
+        let after = pool.run::<u64, _>(1u64).wait_timeout(BOUND);
+        if let Ok(outcome) = &after {
+            tally.receive(outcome);
+        }
+        if !matches!(after, Ok(Err(Error::Terminated))) {
             tally.violations.push("a destroyed pool took a task".into());
+        }
+    } else if config.close_under_load {
+        tally.closes_under_load = 1;
+        let after = pool.run::<u64, _>(1u64).wait_timeout(BOUND);
+        if let Ok(outcome) = &after {
+            tally.receive(outcome);
+        }
+        if !matches!(after, Ok(Err(Error::Closed))) {
+            tally
+                .violations
+                .push(format!("{config:?}: a closed pool gave {after:?}"));
+        }
+        let reserved = common::block_on_until(pool.reserve(), Instant::now() + BOUND);
+        if !matches!(reserved, Some(Err(Error::Closed))) {
+            tally
+                .violations
+                .push(format!("{config:?}: a closed pool granted a place"));
+        }
+        if pool.threads() != 0 || pool.queue_size() != 0 {
+            tally.violations.push(format!(
+                "{config:?}: a closed pool still has {} workers, {} queued",
+                pool.threads(),
+                pool.queue_size()
+            ));
+        }
+        // Cuts nothing short: there is nothing left.
+        if let Err(error) = pool.destroy().wait() {
+            tally
+                .violations
+                .push(format!("{config:?}: destroy after close failed: {error:?}"));
         }
     } else {
         // Deaths of idle workers are noticed on the workers' own schedule.
@@ -604,9 +1025,18 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             ));
         }
         // The pool still serves: one task at a time (no queue needed), then a burst where a
-        // queue may hold it.
+        // queue may hold it. (A pool-wide timeout is lifted: on a loaded machine a burst may
+        // wait longer than it.)
+        let options = || match config.task_timeout() {
+            Some(_) => RunOptions::new().timeout(Duration::MAX),
+            None => RunOptions::new(),
+        };
         for x in 0..20u64 {
-            match pool.run::<u64, _>(x).wait_timeout(BOUND) {
+            let outcome = pool.run_with::<u64, _>(x, options()).wait_timeout(BOUND);
+            if let Ok(outcome) = &outcome {
+                tally.receive(outcome);
+            }
+            match outcome {
                 Ok(Ok(value)) if value == mix(x) => tally.served_after += 1,
                 other => tally.violations.push(format!(
                     "{config:?}: after the storm, task {x} gave {other:?}"
@@ -614,9 +1044,13 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             }
         }
         if matches!(config.max_queue, MaxQueue::Unbounded) {
-            let burst: Vec<Task<u64>> = (0..200u64).map(|x| pool.run(x)).collect();
+            let burst: Vec<Task<u64>> = (0..200u64).map(|x| pool.run_with(x, options())).collect();
             for (x, task) in burst.into_iter().enumerate() {
-                match task.wait_timeout(BOUND) {
+                let outcome = task.wait_timeout(BOUND);
+                if let Ok(outcome) = &outcome {
+                    tally.receive(outcome);
+                }
+                match outcome {
                     Ok(Ok(value)) if value == mix(x as u64) => tally.served_after += 1,
                     other => tally.violations.push(format!(
                         "{config:?}: after the storm, burst task {x} gave {other:?}"
@@ -630,6 +1064,25 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
                 .push(format!("{config:?}: destroy failed: {error:?}"));
         }
     }
+
+    // The pool counted exactly what its callers received, kind by kind.
+    let stats = pool.stats();
+    let counted: BTreeMap<ErrorKind, u64> = stats.failures().collect();
+    if stats.resolved() != tally.received_total()
+        || stats.completed != tally.received_ok
+        || counted != tally.received
+    {
+        tally.violations.push(format!(
+            "{config:?}: stats() counted {} resolved ({} completed, failed {counted:?}); the \
+             callers received {} ({} values, errors {:?})",
+            stats.resolved(),
+            stats.completed,
+            tally.received_total(),
+            tally.received_ok,
+            tally.received
+        ));
+    }
+
     let killed = round.killed.lock().unwrap().clone();
     drop(round);
 
@@ -639,6 +1092,31 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
         tally
             .violations
             .push(format!("{config:?}: worker threads left: {threads:?}"));
+    }
+    // Every worker that started left once, with a reason its round explains (its thread is
+    // gone, so its hook has returned).
+    let exits = exits.lock().unwrap().clone();
+    tally.worker_starts = starts.load(Ordering::Relaxed);
+    if exits.len() as u64 != tally.worker_starts {
+        tally.violations.push(format!(
+            "{config:?}: {} workers started, {} exits heard: {exits:?}",
+            tally.worker_starts,
+            exits.len()
+        ));
+    }
+    for exit in &exits {
+        let explained = match exit {
+            Exit::Crashed { .. } => config.kills,
+            Exit::Closed => config.close_under_load,
+            Exit::Isolated => config.isolate,
+            Exit::ResourceLimit => false,
+            _ => true,
+        };
+        if !explained {
+            tally
+                .violations
+                .push(format!("{config:?}: a worker left for {exit:?}"));
+        }
     }
     let children = procfs::children();
     if !children.is_empty() {
@@ -699,8 +1177,12 @@ fn torture(runtime: Runtime, budget: Duration, seed: u64) {
     println!(
         "torture {runtime:?}: seed {seed}, {} rounds, {} tasks submitted, {} resolved, {lost} \
          lost; outcomes {:?}; faults injected {faults} (panics raised {} of {} panicking tasks, \
-         signals fired {} + {} before submission, cancels {}, recycles {}, SIGKILLs {}, destroys under load {}); idle deaths \
-         reported {}; {} tasks served after the storms; {} violations",
+         signals fired {} + {} before submission, Task::abort {} + {} from other threads \
+         (+ {} on resolved tasks), timeouts given {}, cancels {}, recycles {}, SIGKILLs {}, \
+         destroys under load {}, closes under load {}); priorities given {}; permits run {}, \
+         dropped {}, reserves dropped {}, refused {}; idle() calls {}; workers started {}; \
+         idle deaths reported {}; {} tasks served after the storms; stats() checked in every \
+         round; {} violations",
         total.rounds,
         total.submitted,
         total.resolved,
@@ -709,10 +1191,22 @@ fn torture(runtime: Runtime, budget: Duration, seed: u64) {
         total.panics_injected,
         total.aborts_fired,
         total.aborts_before_submit,
+        total.handle_aborts,
+        total.foreign_aborts,
+        total.late_aborts,
+        total.timeouts,
         total.cancels,
         total.recycles,
         total.kills,
         total.destroys_under_load,
+        total.closes_under_load,
+        total.prioritized,
+        total.permits_run,
+        total.permits_dropped,
+        total.reserves_dropped,
+        total.reserves_refused,
+        total.idles,
+        total.worker_starts,
         total.idle_deaths_reported,
         total.served_after,
         total.violations.len(),

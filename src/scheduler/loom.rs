@@ -367,3 +367,68 @@ fn loom_close_races_a_grant() {
         assert_eq!(scheduler.wait_closed(), Ok(()));
     });
 }
+
+/// `Pool::stats`, once the pool is destroyed (every worker's count folded in): one task
+/// resolved, and `outcome`'s kind counted once.
+fn counted_once(scheduler: &Scheduler, outcome: &Result<i32, Error>) {
+    let stats = scheduler.stats();
+    assert_eq!(stats.resolved(), 1, "the task counted once");
+    match outcome {
+        Ok(_) => assert_eq!(stats.completed, 1),
+        Err(error) => assert_eq!(stats.failed(error.kind()), 1),
+    }
+}
+
+/// `Task::abort` of a plain task (no signal, no timeout: it need not run alone) from another
+/// thread, while the worker runs it, has just staged its result, or has published it: the
+/// caller sees one outcome, counted once in the pool's statistics, and the worker (or its
+/// replacement, if the abort won) takes the next task.
+#[test]
+fn loom_task_abort_races_publish() {
+    model(2, || {
+        let scheduler = pool(1, 1);
+        let task = Arc::new(run(&scheduler, (1, 2), None));
+        let aborter = {
+            let task = task.clone();
+            ::loom::thread::spawn(move || task.abort())
+        };
+        aborter.join().unwrap();
+        let Ok(task) = Arc::try_unwrap(task) else {
+            panic!("the aborter let go of the task")
+        };
+        let outcome = task.wait();
+        assert!(
+            matches!(outcome, Ok(3) | Err(Error::Aborted { reason: None })),
+            "{outcome:?}"
+        );
+        check_consistent(&scheduler);
+        assert_eq!(run(&scheduler, (3, 4), None).wait(), Ok(7));
+        destroy(&scheduler);
+        let stats = scheduler.stats();
+        assert_eq!(stats.resolved(), 2, "each task counted once");
+        let first_failed = u64::from(outcome.is_err());
+        assert_eq!(stats.failed(crate::ErrorKind::Aborted), first_failed);
+        assert_eq!(stats.completed, 2 - first_failed);
+    });
+}
+
+/// A task whose timeout (1 ns) has passed by the time anyone looks: the pool's timer thread
+/// fires it while the worker refuses to start it (its deadline passed), runs it, or
+/// publishes it. One outcome, counted once; the timer thread ends with the pool.
+#[test]
+fn loom_a_timeout_races_the_worker() {
+    model(2, || {
+        let scheduler = pool(1, 1);
+        let after = Duration::from_nanos(1);
+        let task = scheduler.submit::<_, i32>((1, 2), RunOptions::new().timeout(after));
+        let outcome = task.wait();
+        assert!(
+            outcome == Ok(3) || outcome == Err(Error::TimedOut { after }),
+            "{outcome:?}"
+        );
+        check_consistent(&scheduler);
+        destroy(&scheduler);
+        counted_once(&scheduler, &outcome);
+        assert!(!scheduler.timer.has_thread(), "the timer thread was joined");
+    });
+}

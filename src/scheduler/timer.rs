@@ -137,6 +137,14 @@ impl Timer {
     }
 }
 
+#[cfg(all(test, loom))]
+impl Timer {
+    /// Whether its thread was started and not joined yet.
+    pub(super) fn has_thread(&self) -> bool {
+        lock(&self.shared.state).thread.is_some()
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         self.join();
