@@ -6,13 +6,12 @@
 //! *publishes* it once its own bookkeeping is done (so an isolated pool already counts the
 //! replacement worker when the caller wakes up), while an abort or `destroy` can complete the
 //! task with an error at any point before publication. Whatever comes first wins; everything
-//! after it is dropped. That is how every task resolves exactly once.
+//! after it is dropped. That is how every task resolves exactly once, and whoever resolves it
+//! counts its outcome in a [`Tally`] before its caller can see it (for `Pool::stats`).
 //!
 //! A cell is generic over its *wire* (see [`crate::exports::wire`]): a zero-sized type that
 //! says how its values would cross to a child process (serde, or not at all for a local
 //! export's), chosen at compile time so that it costs no byte and no branch.
-//! after it is dropped. That is how every task resolves exactly once, and whoever resolves it
-//! counts its outcome in a [`Tally`] before its caller can see it (for `Pool::stats`).
 
 use std::any::type_name;
 use std::borrow::Cow;
