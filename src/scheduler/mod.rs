@@ -54,8 +54,10 @@
 //!
 //! # Files
 //!
-//! - `mod.rs`: the [`Scheduler`] a pool holds: submitting, aborting, the pool's operations
-//!   (cancel, recycle, destroy) and what it can observe.
+//! - `mod.rs`: the [`Scheduler`] a pool holds: the intake's opening and closing, closing and
+//!   idleness, the pool's operations (cancel, recycle, destroy) and what it can observe.
+//! - `submit.rs`: how a task comes in, and where it goes.
+//! - `abort.rs`: a task failed wherever it is (signal, `Task::abort`, timeout).
 //! - `state.rs`: the state behind the lock, and the records of workers and threads.
 //! - `lifecycle.rs`: reserve, start, leave, join.
 //! - `worker_loop.rs`: the loop, step by step.
@@ -72,24 +74,20 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 use self::intake::Intake;
 pub(crate) use self::places::{Request, Ticket};
-use self::state::{same, Countdown, JobRef, SchedulerState};
+use self::state::{Countdown, JobRef, SchedulerState};
 use self::timer::Timer;
-use crate::exports::wire::{Carry, Serde};
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
-use crate::options::RunOptions;
 use crate::runtime::{Launcher, WorkerOptions};
 use crate::stats::Tally;
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
 use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
-use crate::task::{Job, Origin, Slot, Task, TaskCell};
+use crate::task::{Origin, Slot, Task};
 use crate::wait::deadline_after;
 use crate::Error;
 
+mod abort;
 mod hooks;
 mod intake;
 mod lifecycle;
@@ -101,6 +99,7 @@ mod places;
 mod queue;
 mod snapshot;
 mod state;
+mod submit;
 mod timer;
 mod worker_loop;
 
@@ -212,297 +211,6 @@ impl Scheduler {
         if saturated {
             self.intake.open();
             state.intake_open = true;
-        }
-    }
-
-    // ---- Submitting -------------------------------------------------------------------------
-
-    /// Runs the export `options` name (`None`: the default) with `arg`: the one way a task
-    /// comes in. With a signal or a timeout (its own, else the pool's), the task runs alone,
-    /// and firing the signal or reaching the deadline aborts it wherever it is.
-    pub(crate) fn submit<A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
-    where
-        A: Serialize + Send + 'static,
-        R: DeserializeOwned + Send + 'static,
-    {
-        self.submit_on::<Serde, A, R>(arg, options)
-    }
-
-    /// [`submit`](Self::submit) with the task's wire chosen (see [`crate::exports::wire`]):
-    /// a [`Local`](crate::exports::wire::Local) task's values only move. The wire changes
-    /// nothing here; the pool sends a local task only to a threads runtime.
-    pub(crate) fn submit_on<W, A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
-    where
-        W: Carry<A, R>,
-        A: Send + 'static,
-        R: Send + 'static,
-    {
-        self.submit_reserved::<W, A, R>(arg, options, false)
-    }
-
-    /// [`submit_on`](Self::submit_on), into a place a permit holds if `reserved` (see
-    /// [`permits`]): the task takes that place, and is never refused for room.
-    pub(crate) fn submit_reserved<W, A, R>(
-        self: &Arc<Self>,
-        arg: A,
-        options: RunOptions,
-        reserved: bool,
-    ) -> Task<R>
-    where
-        W: Carry<A, R>,
-        A: Send + 'static,
-        R: Send + 'static,
-    {
-        let RunOptions {
-            name,
-            signal,
-            port,
-            priority,
-            timeout,
-        } = options;
-        let timeout = timeout.or(self.options.task_timeout);
-        // When it was submitted: only measured if something reads it (a clock read per task).
-        let submitted =
-            (self.options.record_timing || cfg!(feature = "tracing")).then(Instant::now);
-        if signal.is_none() && timeout.is_none() {
-            let cell = Arc::new(TaskCell::<A, R, W>::new(
-                arg, name, port, false, priority, submitted,
-            ));
-            self.place(cell.clone(), reserved);
-            return Task::of_pool(cell, &self.origin);
-        }
-        let refused = match (&signal, timeout) {
-            (Some(signal), _) if signal.aborted() => Some(Error::Aborted {
-                reason: signal.reason(),
-            }),
-            // Its deadline is its submission: it times out before it could start.
-            (_, Some(Duration::ZERO)) => Some(Error::TimedOut {
-                after: Duration::ZERO,
-            }),
-            _ => None,
-        };
-        if let Some(error) = refused {
-            if reserved {
-                self.release_place();
-            }
-            return self.refuse(error);
-        }
-        // Counted from the submission; a timeout too long to count is a century away.
-        let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
-        let cell = Arc::new(TaskCell::<A, R, W>::new(
-            arg, name, port, true, priority, submitted,
-        ));
-        let job: JobRef = cell.clone();
-        self.place(job.clone(), reserved);
-        // Registered after `place`, so that the listener finds the task wherever it went; a
-        // signal that fired in between is handled the same way right here.
-        if let Some(signal) = signal {
-            match signal.add_listener(self.abort_listener(&job)) {
-                Some(listener) => cell.set_abort_hook(signal, listener),
-                None => (self.abort_listener(&job))(signal.reason()),
-            }
-        }
-        // Likewise: a deadline that passed meanwhile fires as soon as the timer sees it (and a
-        // task that resolved meanwhile leaves the timer as soon as its hook is set).
-        if let Some((deadline, after)) = deadline {
-            match self.timer.watch(&job, deadline, after, self.thread_name()) {
-                Ok(Some(hook)) => cell.set_deadline(hook),
-                Ok(None) => {}
-                Err(error) => self.abort(&job, error),
-            }
-        }
-        Task::of_pool(cell, &self.origin)
-    }
-
-    /// A task that fails with `error` before it is even queued (counted for `Pool::stats`).
-    pub(crate) fn refuse<R: Send + 'static>(&self, error: Error) -> Task<R> {
-        self.tally.count(Err(error.kind()));
-        Task::ready(Err(error))
-    }
-
-    /// Hands `job` to a worker or queues it; fails it if the pool cannot take it. A
-    /// `reserved` job takes the place its permit held, so it is never refused for room.
-    fn place(self: &Arc<Self>, job: JobRef, reserved: bool) {
-        // A task with an abort signal needs the scheduler's choice of worker (it runs alone),
-        // and one of another priority its place in the queue. (The intake only opens for an
-        // unbounded queue, whose permits hold no place.)
-        let job = if job.abortable() || job.priority() != 0 || reserved {
-            job
-        } else {
-            match self.intake.offer(job) {
-                Ok(()) => return,
-                Err(job) => job,
-            }
-        };
-        let options = &self.options;
-        let mut state = self.lock();
-        if reserved {
-            state.permits.use_one();
-        }
-        if state.destroyed || state.closing {
-            let error = if state.destroyed {
-                Error::Terminated
-            } else {
-                Error::Closed
-            };
-            drop(state);
-            job.fail(error, &self.tally);
-            return;
-        }
-        // Behind what the intake holds, which was submitted earlier.
-        self.take_intake(&mut state, false);
-        let mut start = None;
-        if state.queue.is_empty() {
-            if let Some(worker) = state
-                .workers
-                .iter_mut()
-                .find(|w| w.load() == 0 && !w.recycle)
-            {
-                worker.exclusive = job.abortable();
-                worker.inbox.push_back(job);
-                worker.bell.ring();
-                // A permit's task that did not queue frees its place.
-                let granted = self.grant(&mut state);
-                drop(state);
-                return granted.deliver();
-            }
-            if state.workers.len() < options.max_threads {
-                let start = Self::reserve(&mut state, Some(job));
-                let granted = self.grant(&mut state);
-                drop(state);
-                self.start(start);
-                return granted.deliver();
-            }
-            if !job.abortable() {
-                let concurrency = self.concurrency;
-                let roomiest = state
-                    .workers
-                    .iter_mut()
-                    .filter(|w| !w.exclusive && !w.recycle && w.load() < concurrency)
-                    .min_by_key(|w| w.load());
-                if let Some(worker) = roomiest {
-                    worker.inbox.push_back(job);
-                    worker.bell.ring();
-                    let granted = self.grant(&mut state);
-                    drop(state);
-                    return granted.deliver();
-                }
-            }
-        } else if state.workers.len() < options.max_threads {
-            // Tasks wait although a worker could be added (the oldest is abortable and every
-            // worker busy): add one for the oldest, and queue this one behind the rest.
-            let oldest = state.queue.pop_front();
-            start = Some(Self::reserve(&mut state, oldest));
-        }
-        // The places permits hold count as queued; a permit's task takes its own.
-        let rejected = match options.max_queue {
-            Some(0) => Some(Error::NoQueue),
-            Some(limit)
-                if !reserved && state.queue.len() + state.permits.outstanding() >= limit =>
-            {
-                Some(Error::QueueFull)
-            }
-            _ => None,
-        };
-        let rejected = match rejected {
-            None => {
-                state.queue.push_back(job);
-                self.open_intake_if_saturated(&mut state);
-                None
-            }
-            Some(error) => Some((job, error)),
-        };
-        let granted = self.grant(&mut state);
-        drop(state);
-        if let Some(start) = start {
-            self.start(start);
-        }
-        if let Some((job, error)) = rejected {
-            job.fail(error, &self.tally);
-        }
-        granted.deliver();
-    }
-
-    // ---- Aborting ---------------------------------------------------------------------------
-
-    /// What `job`'s abort signal calls when it fires: aborts the task, if the pool and the task
-    /// are still there.
-    fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
-        let scheduler = Arc::downgrade(self);
-        let job: Weak<dyn Job> = Arc::downgrade(job);
-        move |reason| {
-            if let (Some(scheduler), Some(job)) = (scheduler.upgrade(), job.upgrade()) {
-                scheduler.abort(&job, Error::Aborted { reason });
-            }
-        }
-    }
-
-    /// Fails `job` with `error` wherever it is (a fired signal, [`Task::abort`], a timeout):
-    /// see the module's doc. Nothing if it is nowhere: it resolved.
-    fn abort(self: &Arc<Self>, job: &JobRef, error: Error) {
-        let mut state = self.lock();
-        // A task without signal or timeout (`Task::abort`) may be in the intake.
-        self.take_intake(&mut state, false);
-        if state.queue.remove(job) {
-            let idle = self.settle(&mut state);
-            let granted = self.grant(&mut state);
-            drop(state);
-            job.fail(error, &self.tally);
-            resolve(idle);
-            granted.deliver();
-            return;
-        }
-        let running = state
-            .workers
-            .iter()
-            .position(|worker| worker.running.iter().any(|running| same(running, job)));
-        let waiting = state
-            .workers
-            .iter()
-            .position(|worker| worker.inbox.iter().any(|queued| same(queued, job)));
-        if let Some(index) = waiting {
-            let worker = &mut state.workers[index];
-            worker.inbox.retain(|queued| !same(queued, job));
-            worker.exclusive = worker.holds_abortable();
-            let idle = self.settle(&mut state);
-            drop(state);
-            job.fail(error, &self.tally);
-            resolve(idle);
-        } else if let Some(index) = running {
-            if state.workers[index].running.len() > 1 {
-                // Sent to a child with others (`Task::abort` of a task that does not run
-                // alone): stopping the child would stop them too. It fails now; the child
-                // finishes it, and that result is dropped.
-                drop(state);
-                job.fail(error, &self.tally);
-                return;
-            }
-            let exit = match error {
-                Error::TimedOut { .. } => Exit::TimedOut,
-                _ => Exit::Aborted,
-            };
-            if !job.fail(error, &self.tally) {
-                return; // It resolved first.
-            }
-            // A thread cannot be stopped: retire the worker, so that it leaves once the
-            // function returns and no longer counts toward `max_threads`. Nothing else was
-            // running on it; what it had taken and not started goes back to the head of the
-            // queue, in order, for an idle worker or a replacement.
-            let worker = state.retire(index, exit);
-            worker.retired.store(true, Ordering::Release);
-            if !worker.inbox.is_empty() {
-                for queued in worker.inbox.into_iter().rev() {
-                    state.queue.push_front(queued);
-                }
-                for idle in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
-                    idle.bell.ring();
-                }
-            }
-            let starts = self.replenish(&mut state);
-            let idle = self.settle(&mut state);
-            drop(state);
-            self.start_all(starts);
-            resolve(idle);
         }
     }
 

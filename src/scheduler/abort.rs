@@ -1,0 +1,97 @@
+//! Aborting: a task failed wherever it is, by its signal, [`Task::abort`](crate::Task::abort)
+//! or its timeout (see the scheduler's rules). A queued task or one in a worker's inbox is
+//! removed; a running one fails at once and its worker is retired (a thread leaves once the
+//! function returns, a child is killed), unless it shares the worker with tasks that would
+//! die with it.
+
+use std::sync::{Arc, Weak};
+
+use super::state::{same, JobRef};
+use super::{resolve, Scheduler};
+use crate::hooks::Exit;
+use crate::sync::Ordering;
+use crate::task::Job;
+use crate::Error;
+
+impl Scheduler {
+    /// What `job`'s abort signal calls when it fires: aborts the task, if the pool and the task
+    /// are still there.
+    pub(super) fn abort_listener(self: &Arc<Self>, job: &JobRef) -> impl FnOnce(Option<String>) {
+        let scheduler = Arc::downgrade(self);
+        let job: Weak<dyn Job> = Arc::downgrade(job);
+        move |reason| {
+            if let (Some(scheduler), Some(job)) = (scheduler.upgrade(), job.upgrade()) {
+                scheduler.abort(&job, Error::Aborted { reason });
+            }
+        }
+    }
+
+    /// Fails `job` with `error` wherever it is (a fired signal, [`Task::abort`](crate::Task::abort), a timeout):
+    /// see the module's doc. Nothing if it is nowhere: it resolved.
+    pub(super) fn abort(self: &Arc<Self>, job: &JobRef, error: Error) {
+        let mut state = self.lock();
+        // A task without signal or timeout (`Task::abort`) may be in the intake.
+        self.take_intake(&mut state, false);
+        if state.queue.remove(job) {
+            let idle = self.settle(&mut state);
+            let granted = self.grant(&mut state);
+            drop(state);
+            job.fail(error, &self.tally);
+            resolve(idle);
+            granted.deliver();
+            return;
+        }
+        let running = state
+            .workers
+            .iter()
+            .position(|worker| worker.running.iter().any(|running| same(running, job)));
+        let waiting = state
+            .workers
+            .iter()
+            .position(|worker| worker.inbox.iter().any(|queued| same(queued, job)));
+        if let Some(index) = waiting {
+            let worker = &mut state.workers[index];
+            worker.inbox.retain(|queued| !same(queued, job));
+            worker.exclusive = worker.holds_abortable();
+            let idle = self.settle(&mut state);
+            drop(state);
+            job.fail(error, &self.tally);
+            resolve(idle);
+        } else if let Some(index) = running {
+            if state.workers[index].running.len() > 1 {
+                // Sent to a child with others (`Task::abort` of a task that does not run
+                // alone): stopping the child would stop them too. It fails now; the child
+                // finishes it, and that result is dropped.
+                drop(state);
+                job.fail(error, &self.tally);
+                return;
+            }
+            let exit = match error {
+                Error::TimedOut { .. } => Exit::TimedOut,
+                _ => Exit::Aborted,
+            };
+            if !job.fail(error, &self.tally) {
+                return; // It resolved first.
+            }
+            // A thread cannot be stopped: retire the worker, so that it leaves once the
+            // function returns and no longer counts toward `max_threads`. Nothing else was
+            // running on it; what it had taken and not started goes back to the head of the
+            // queue, in order, for an idle worker or a replacement.
+            let worker = state.retire(index, exit);
+            worker.retired.store(true, Ordering::Release);
+            if !worker.inbox.is_empty() {
+                for queued in worker.inbox.into_iter().rev() {
+                    state.queue.push_front(queued);
+                }
+                for idle in state.workers.iter().filter(|w| w.load() == 0 && !w.recycle) {
+                    idle.bell.ring();
+                }
+            }
+            let starts = self.replenish(&mut state);
+            let idle = self.settle(&mut state);
+            drop(state);
+            self.start_all(starts);
+            resolve(idle);
+        }
+    }
+}
