@@ -13,6 +13,7 @@
 use std::any::{type_name, Any};
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -24,7 +25,10 @@ use crate::codec::Serialization;
 use crate::error::TypeRole;
 use crate::panics;
 use crate::Error;
+use asynchronous::AsyncCallable;
+pub(crate) use asynchronous::LocalFuture;
 
+mod asynchronous;
 mod outcome;
 pub(crate) mod typed;
 pub(crate) mod wire;
@@ -175,6 +179,45 @@ impl Exports {
         self.insert(name, entry);
     }
 
+    /// Exports the async `function` as `name`, callable by a child process too.
+    pub(crate) fn insert_async_serde<T, F, Fut>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        T: DeserializeOwned + Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Serialize + Send + 'static,
+    {
+        let callable = Arc::new(AsyncCallable::new(function));
+        let entry = Entry {
+            function: callable.clone(),
+            serde: Some(callable),
+        };
+        self.insert(name, entry);
+    }
+
+    /// Exports the async `function` as `name`, for the threads runtime only.
+    pub(crate) fn insert_async_local<T, F, Fut>(&mut self, name: &str, function: F)
+    where
+        F: Fn(T) -> Fut + Send + Sync + 'static,
+        T: Send + 'static,
+        Fut: Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let entry = Entry {
+            function: Arc::new(AsyncCallable::new(function)),
+            serde: None,
+        };
+        self.insert(name, entry);
+    }
+
+    /// Whether any function is async: only then does a worker thread hold more than one
+    /// task at a time.
+    pub(crate) fn has_async(&self) -> bool {
+        self.functions
+            .values()
+            .any(|entry| entry.function.is_async())
+    }
+
     fn insert(&mut self, name: &str, entry: Entry) {
         if name == DEFAULT_NAME {
             self.default = Some(entry.clone());
@@ -299,6 +342,28 @@ pub(crate) trait Function: Send + Sync {
 
     /// The type of the argument.
     fn arg_type(&self) -> &'static str;
+
+    /// Whether it is an async export, started with [`call_async`](Function::call_async).
+    fn is_async(&self) -> bool {
+        false
+    }
+
+    /// Starts an async export: takes the argument from `arg` (an `Option<A>`) and puts the
+    /// function's future in `out` (an `Option<LocalFuture<Result<R, Error>>>`), the types
+    /// checked as in [`call`](Function::call). Only an async export implements it.
+    fn call_async(
+        &self,
+        name: &str,
+        arg: &mut dyn Any,
+        arg_type: &str,
+        out: &mut dyn Any,
+        out_type: &str,
+    ) -> Result<(), Error> {
+        let _ = (arg, arg_type, out, out_type);
+        Err(Error::InvalidOptions(format!(
+            "\"{name}\" is not an async export"
+        )))
+    }
 }
 
 /// An exported function whose argument and result are serde types: a child process can call
@@ -434,7 +499,7 @@ where
 }
 
 /// The task passed a `found` where the export `name` takes a `T`.
-fn argument_mismatch<T>(name: &str, found: &str) -> Error {
+pub(crate) fn argument_mismatch<T>(name: &str, found: &str) -> Error {
     let what = TypeRole::Argument {
         function: name.to_owned(),
     };
@@ -442,7 +507,7 @@ fn argument_mismatch<T>(name: &str, found: &str) -> Error {
 }
 
 /// The task expects a `found` where the export `name` returns an `R`.
-fn result_mismatch<R>(name: &str, found: &str) -> Error {
+pub(crate) fn result_mismatch<R>(name: &str, found: &str) -> Error {
     let what = TypeRole::Result {
         function: name.to_owned(),
     };

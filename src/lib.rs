@@ -198,8 +198,48 @@
 //!
 //! With child processes, keep `main` a plain function that serves first and then builds the
 //! async runtime (`examples/tokio.rs`): under `#[tokio::main]` every child would start a
-//! runtime before serving. Exported functions are synchronous: a worker runs its tasks one
-//! after another, whatever `concurrent_tasks_per_worker` says.
+//! runtime before serving.
+//!
+//! **Async exports** ([`Exports::export_async`], [`Exports::register_async`]): a function whose
+//! call returns a future (not necessarily `Send`). A worker thread keeps up to
+//! [`concurrent_tasks_per_worker`](Builder::concurrent_tasks_per_worker) of their tasks in
+//! flight, interleaved at their await points, as Tinypool's `concurrentTasksPerWorker` does in
+//! Node, and publishes each result as soon as its future ends. Without features each worker
+//! polls them with a small executor of its own; with the `tokio` feature, on a current-thread
+//! tokio runtime of its own with I/O and time enabled. Aborting one drops its future at its next
+//! poll and leaves its worker and its other tasks alone. Sync exports run as before: a pool
+//! without async exports runs one task at a time per worker thread. Async exports run on the
+//! threads runtime only for now.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use tinypool::{Exports, Pool, RunOptions, Task};
+//!
+//! // A wait that another thread ends: it needs no reactor.
+//! async fn later(ms: u64) -> u64 {
+//!     let (done, port) = tinypool::channel::<()>();
+//!     std::thread::spawn(move || {
+//!         std::thread::sleep(Duration::from_millis(ms));
+//!         let _ = done.send(());
+//!     });
+//!     let _ = port.recv_async().await;
+//!     ms
+//! }
+//!
+//! let pool = Pool::builder()
+//!     .exports(Exports::new().export_default_async(later))
+//!     .max_threads(1)
+//!     .concurrent_tasks_per_worker(20)
+//!     .build()?;
+//! let started = Instant::now();
+//! let tasks: Vec<Task<u64>> = (0..20).map(|_| pool.run(100u64)).collect();
+//! for task in tasks {
+//!     assert_eq!(task.wait()?, 100);
+//! }
+//! // One worker, 20 waits of 100 ms at once: about 100 ms, not 2 s.
+//! println!("{:?}", started.elapsed());
+//! # Ok::<(), tinypool::Error>(())
+//! ```
 //!
 //! ## Inside a worker
 //!

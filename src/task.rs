@@ -20,7 +20,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::abort::AbortSignal;
@@ -34,6 +34,9 @@ use crate::wait::{spin_until, Waiter};
 use crate::Error;
 
 mod abort;
+mod spawned;
+
+pub(crate) use spawned::Spawn;
 
 enum State<R> {
     Pending,
@@ -45,6 +48,8 @@ enum State<R> {
 struct SlotInner<R> {
     state: State<R>,
     waiter: Waiter,
+    /// The worker's waker of an async task's future (see [`Slot::set_runner`]).
+    runner: Option<Waker>,
 }
 
 /// Where a result waits for its reader.
@@ -61,6 +66,7 @@ impl<R> Slot<R> {
             inner: Mutex::new(SlotInner {
                 state: State::Pending,
                 waiter: Waiter::Nobody,
+                runner: None,
             }),
         }
     }
@@ -88,6 +94,8 @@ impl<R> Slot<R> {
         match std::mem::replace(&mut inner.state, State::Taken) {
             State::Staged(result) => {
                 tally.count(outcome(&result));
+                // Its future ended: nothing is left to wake in the worker.
+                inner.runner = None;
                 self.make_ready(inner, result)
             }
             other => {
@@ -125,9 +133,15 @@ impl<R> Slot<R> {
     ) -> bool {
         inner.state = State::Ready(result);
         let waiter = std::mem::take(&mut inner.waiter);
+        let runner = inner.runner.take();
         self.ready.store(true, Ordering::Release);
         drop(inner);
         waiter.wake();
+        // An async task resolved from outside (aborted, terminated): its worker drops its
+        // future at the poll this asks for.
+        if let Some(runner) = runner {
+            runner.wake();
+        }
         true
     }
 
@@ -347,7 +361,7 @@ impl<R> fmt::Debug for Task<R> {
 /// A task as the scheduler and the workers see it: something to run once, then publish, or to
 /// fail.
 #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
-pub(crate) trait Job: Send + Sync {
+pub(crate) trait Job: Send + Sync + Spawn {
     /// Runs the exported function in this thread and stages its result.
     fn run(&self, exports: &Exports);
     /// Publishes the staged result, counted in `tally`; false if the task had already

@@ -81,6 +81,12 @@ impl Waiter {
 pub(crate) struct Doorbell {
     rung: AtomicBool,
     thread: std::sync::OnceLock<Thread>,
+    /// A worker whose async tasks run on tokio waits in tokio's driver, which an `unpark`
+    /// does not reach: it leaves a waker here meanwhile (see [`Doorbell::wake_too`]).
+    #[cfg(feature = "tokio")]
+    waker: std::sync::Mutex<Option<Waker>>,
+    #[cfg(feature = "tokio")]
+    wants_waker: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Doorbell {
@@ -94,6 +100,10 @@ impl Doorbell {
         Doorbell {
             rung: AtomicBool::new(false),
             thread: std::sync::OnceLock::new(),
+            #[cfg(feature = "tokio")]
+            waker: std::sync::Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            wants_waker: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -109,6 +119,41 @@ impl Doorbell {
         if let Some(thread) = self.thread.get() {
             thread.unpark();
         }
+        #[cfg(feature = "tokio")]
+        {
+            use std::sync::atomic::{fence, Ordering::SeqCst};
+            // Paired with the fence in `wake_too`: either that side sees `rung`, or this
+            // one sees its waker.
+            fence(SeqCst);
+            if self.wants_waker.load(Ordering::Relaxed) {
+                if let Some(waker) = &*crate::sync::lock(&self.waker) {
+                    waker.wake_by_ref();
+                }
+            }
+        }
+    }
+
+    /// Clears the bell and returns whether it was rung, without waiting.
+    pub(crate) fn take_ring(&self) -> bool {
+        take(&self.rung)
+    }
+
+    /// Has a ring also wake `waker` (`None`: no more) and returns whether the bell was rung
+    /// already, without clearing it: for a thread that waits elsewhere than in `park`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wake_too(&self, waker: Option<&Waker>) -> bool {
+        use std::sync::atomic::{fence, Ordering::SeqCst};
+        let wants = waker.is_some();
+        {
+            let mut slot = crate::sync::lock(&self.waker);
+            match (&*slot, waker) {
+                (Some(old), Some(new)) if old.will_wake(new) => {}
+                _ => *slot = waker.cloned(),
+            }
+        }
+        self.wants_waker.store(wants, Ordering::Relaxed);
+        fence(SeqCst);
+        self.rung.load(Ordering::Acquire)
     }
 
     /// Waits until rung or until `deadline`; returns whether it was rung.

@@ -200,4 +200,30 @@ impl Exports {
         W::insert(&mut self, export.name, function);
         self
     }
+
+    /// Exports the async `function` under the handle's name (see
+    /// [`export_async`](Exports::export_async)): its future's output is the handle's result
+    /// type, so a call through the handle ([`Pool::call`](crate::Pool::call)) is checked at
+    /// compile time as for [`register`](Exports::register). A separate method rather than
+    /// `register` taking both kinds: a closure that returns a future is a plain function too
+    /// (of a future), and the handle's result type, not the closure, says which is meant.
+    ///
+    /// ```
+    /// use tinypool::{Export, Exports, Pool};
+    ///
+    /// const DOUBLE: Export<u64, u64> = Export::new("double");
+    /// let exports = Exports::new().register_async(DOUBLE, |n| async move { n * 2 });
+    /// let pool = Pool::builder().exports(exports).build()?;
+    /// assert_eq!(pool.call(DOUBLE, 21).wait()?, 42);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn register_async<A, R, W, F, Fut>(mut self, export: Export<A, R, W>, function: F) -> Self
+    where
+        W: Wire<A, R>,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        W::insert_async(&mut self, export.name, function);
+        self
+    }
 }

@@ -16,6 +16,7 @@
 //! are sealed behind the public [`Wire`], which users only ever name in bounds.
 
 use std::any::type_name;
+use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -116,6 +117,12 @@ pub trait Register<A, R> {
     fn insert<F>(exports: &mut Exports, name: &str, function: F)
     where
         F: Fn(A) -> R + Send + Sync + 'static;
+
+    /// Exports the async `function` as `name` in `exports`.
+    fn insert_async<F, Fut>(exports: &mut Exports, name: &str, function: F)
+    where
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + 'static;
 }
 
 impl<A, R> Register<A, R> for Serde
@@ -129,6 +136,14 @@ where
     {
         exports.insert_serde(name, function);
     }
+
+    fn insert_async<F, Fut>(exports: &mut Exports, name: &str, function: F)
+    where
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        exports.insert_async_serde(name, function);
+    }
 }
 
 impl<A, R> Register<A, R> for Local
@@ -141,5 +156,13 @@ where
         F: Fn(A) -> R + Send + Sync + 'static,
     {
         exports.insert_local(name, function);
+    }
+
+    fn insert_async<F, Fut>(exports: &mut Exports, name: &str, function: F)
+    where
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        exports.insert_async_local(name, function);
     }
 }

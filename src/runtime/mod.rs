@@ -17,10 +17,12 @@ use std::time::Duration;
 use crate::stats::Tally;
 use crate::sync::AtomicBool;
 use crate::task::Job;
+use crate::wait::Doorbell;
 use crate::Error;
 
 #[cfg(any(unix, windows))]
 pub(crate) mod child;
+mod executor;
 #[cfg(any(unix, windows))]
 pub(crate) mod process;
 #[cfg(any(unix, windows))]
@@ -38,6 +40,10 @@ pub(crate) enum Flow {
     /// Leaves the pool at once: it is gone (its child died or was killed). The tasks started
     /// after this one never ran, and go back to the queue.
     Dead,
+    /// The task has not finished: the worker was given more work meanwhile (its doorbell
+    /// rang), which it takes and starts before it waits again. Only a worker that holds
+    /// async tasks says so (see [`RunningWorker::finish`]).
+    Pending,
 }
 
 /// Who a new worker is, as its runtime needs to know.
@@ -51,6 +57,9 @@ pub(crate) struct WorkerStart {
     /// Where the worker counts the tasks it resolves (a task it fails itself, say), on its
     /// own thread only: see [`Tally::owned`].
     pub(crate) tally: Arc<Tally>,
+    /// The worker's doorbell, which the scheduler rings when it gives the worker work: a
+    /// worker waiting for an async task returns [`Flow::Pending`] then.
+    pub(crate) bell: Arc<Doorbell>,
 }
 
 /// The pool's options that every worker reads, whatever its runtime; one per pool, shared.
@@ -118,12 +127,24 @@ pub(crate) trait RunningWorker {
         1
     }
 
+    /// Whether the tasks it holds are sent ahead, to run elsewhere in order (a child process):
+    /// then the scheduler tops them up in batches, once half have finished (one write for
+    /// many), and a task with a channel goes alone. A worker thread takes each task as soon
+    /// as it has room.
+    fn sends_ahead(&self) -> bool {
+        true
+    }
+
     /// Starts `jobs`, in order, after those already started and not finished.
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         let _ = jobs; // A thread starts a task when it gets to it, in `finish`.
     }
 
-    /// Sees the oldest started job to its end: stages its result, or fails it.
+    /// Sees the oldest started job to its end: stages its result, or fails it. A worker
+    /// that holds async tasks polls them all meanwhile, and may return [`Flow::Pending`]
+    /// before that job finished, when its doorbell rings: the scheduler then starts what it
+    /// was given and calls `finish` for the same job again. (The seam stays first in, first
+    /// out: a task that finishes before an older one is published after it.)
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow;
 
     /// How often an idle worker calls [`check`](RunningWorker::check); `None`: never.

@@ -1,12 +1,19 @@
 //! The threads runtime: each worker is a thread of this process that calls the exported
 //! functions itself. Arguments and results move; nothing is serialized.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
+use super::executor::Executor;
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::exports::Exports;
+use crate::exports::LocalFuture;
+use crate::stats::Tally;
 use crate::task::Job;
-use crate::worker::context::{self, Context, Data, TaskPort, WorkerData};
+use crate::wait::Doorbell;
+use crate::worker::context::{self, Context, Data, Polled, TaskPort, WorkerData};
 use crate::Error;
 
 pub(crate) struct Threads {
@@ -34,9 +41,23 @@ impl Launcher for Threads {
                 return Err(Error::WorkerStartFailed { message });
             }
         }
+        // Only exports with async functions hold more than one task at a time: a pool of
+        // plain functions runs exactly as it would without them.
+        let runs_async = self.exports.has_async();
+        let depth = if runs_async {
+            pool.concurrent_tasks_per_worker
+        } else {
+            1
+        };
         Ok(Box::new(ThreadWorker {
             pool: pool.clone(),
             exports: self.exports.clone(),
+            depth,
+            runs_async,
+            bell: me.bell.clone(),
+            tally: me.tally.clone(),
+            executor: None,
+            ran_ahead: false,
         }))
     }
 }
@@ -44,10 +65,24 @@ impl Launcher for Threads {
 struct ThreadWorker {
     pool: Arc<WorkerOptions>,
     exports: Arc<Exports>,
+    /// How many tasks it may hold: `concurrent_tasks_per_worker` if any export is async, else 1.
+    depth: usize,
+    /// Whether any export is async.
+    runs_async: bool,
+    /// The worker's doorbell: rung when the scheduler gives it more work, which stops a wait
+    /// for an async task so that it starts the new ones ([`Flow::Pending`]).
+    bell: Arc<Doorbell>,
+    /// Where it counts the tasks it fails itself.
+    tally: Arc<Tally>,
+    /// Its async tasks; made for the first one.
+    executor: Option<Executor>,
+    /// Set when `start` ran plain functions' tasks to their end behind the oldest task.
+    ran_ahead: bool,
 }
 
-impl RunningWorker for ThreadWorker {
-    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
+impl ThreadWorker {
+    /// Runs a plain function's task to its end, its channel in the context.
+    fn run_sync(&self, job: &Arc<dyn Job>) {
         if job.port().is_some() {
             context::set_task_port(TaskPort::Local(job.clone()));
             job.run(&self.exports);
@@ -55,6 +90,88 @@ impl RunningWorker for ThreadWorker {
         } else {
             job.run(&self.exports);
         }
+    }
+}
+
+impl RunningWorker for ThreadWorker {
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn sends_ahead(&self) -> bool {
+        false
+    }
+
+    fn start(&mut self, jobs: &[Arc<dyn Job>]) {
+        if !self.runs_async {
+            return; // No async export: each task starts in `finish`.
+        }
+        for job in jobs {
+            if !self
+                .exports
+                .get(job.name())
+                .is_some_and(|export| export.is_async())
+            {
+                // A plain function runs now, in order with the others: behind an async task
+                // still in flight, `finish` would only get to it once that one ended. Its
+                // abort is its own, as an async task's.
+                context::set_polled(Some(Polled::Job(job.clone())));
+                self.run_sync(job);
+                context::set_polled(None);
+                self.ran_ahead = true;
+                continue;
+            }
+            let executor = match &mut self.executor {
+                Some(executor) => executor,
+                None => match Executor::new() {
+                    Ok(executor) => self.executor.insert(executor),
+                    Err(message) => {
+                        job.fail(Error::Protocol { message }, &self.tally);
+                        continue;
+                    }
+                },
+            };
+            let exports = &self.exports;
+            executor.spawn(|waker| {
+                let future = job.clone().start_async(exports, waker)?;
+                Some(Box::pin(InTask {
+                    job: job.clone(),
+                    future,
+                }))
+            });
+        }
+    }
+
+    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
+        if self.runs_async && job.settled() && !job.runs_async() {
+            return Flow::Continue; // Run in `start`, or aborted before it could start.
+        }
+        if job.runs_async() {
+            if std::mem::take(&mut self.ran_ahead) && !job.settled() {
+                // Tasks behind this one finished in `start`: published before it is waited for.
+                return Flow::Pending;
+            }
+            let executor = self
+                .executor
+                .as_mut()
+                .expect("an async task has its executor");
+            // Its future stages the result (then `runs_async` still holds, `ended` not yet)
+            // or ends once the task resolved from outside.
+            let finished = executor.run_until(|| job.settled(), &self.bell);
+            return if finished {
+                Flow::Continue
+            } else {
+                Flow::Pending
+            };
+        }
+        if job.ended() {
+            // Aborted, maybe after its future started: that future is dropped now, not
+            // whenever this worker next runs its executor.
+            if let Some(executor) = self.executor.as_mut().filter(|e| !e.is_empty()) {
+                executor.run_until(|| true, &self.bell);
+            }
+        }
+        self.run_sync(job);
         Flow::Continue
     }
 
@@ -69,5 +186,31 @@ impl RunningWorker for ThreadWorker {
             }
         }
         context::set_context(None);
+    }
+}
+
+/// An async task's future, polled in the task's context: `worker::port` and
+/// `worker::aborted` are the task's own while it is polled.
+struct InTask {
+    job: Arc<dyn Job>,
+    future: LocalFuture<()>,
+}
+
+impl Future for InTask {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let port = this.job.port().is_some();
+        if port {
+            context::set_task_port(TaskPort::Local(this.job.clone()));
+        }
+        context::set_polled(Some(Polled::Job(this.job.clone())));
+        let polled = this.future.as_mut().poll(cx);
+        context::set_polled(None);
+        if port {
+            context::set_task_port(TaskPort::None);
+        }
+        polled
     }
 }

@@ -58,10 +58,11 @@ impl Scheduler {
             job.fail(error, &self.tally);
             resolve(idle);
         } else if let Some(index) = running {
-            if state.workers[index].running.len() > 1 {
+            if state.workers[index].running.len() > 1 || job.runs_async() {
                 // Sent to a child with others (`Task::abort` of a task that does not run
                 // alone): stopping the child would stop them too. It fails now; the child
-                // finishes it, and that result is dropped.
+                // finishes it, and that result is dropped. An async task's worker drops its
+                // future at its next poll (the failure wakes it), and goes on.
                 drop(state);
                 job.fail(error, &self.tally);
                 return;

@@ -64,11 +64,12 @@ impl Scheduler {
         });
         Reservation {
             serial,
-            bell,
+            bell: bell.clone(),
             me: WorkerStart {
                 id: index + 1,
                 retired,
                 tally,
+                bell: bell.clone(),
             },
         }
     }

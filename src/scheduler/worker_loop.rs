@@ -41,6 +41,8 @@ use crate::wait::deadline_after;
 struct Shift {
     /// How many tasks the worker may hold started and not finished.
     depth: usize,
+    /// Whether its runtime sends tasks ahead ([`RunningWorker::sends_ahead`]).
+    sends_ahead: bool,
     /// The worker's id (for its tasks' trace spans).
     worker: usize,
     /// The task finished last, published at the next release of the lock.
@@ -81,6 +83,7 @@ impl Scheduler {
         me.bell.bind_current_thread();
         let mut shift = Shift {
             depth,
+            sends_ahead: worker.sends_ahead(),
             worker: me.me.id,
             done: None,
             starting: Vec::new(),
@@ -105,6 +108,12 @@ impl Scheduler {
                 granted.deliver();
                 let flow = run_oldest(worker, oldest, &mut shift);
                 state = self.lock();
+                if flow == Flow::Pending {
+                    // The oldest has not finished: the others that did are published now,
+                    // and the worker takes what it was given before it waits again.
+                    state = self.publish_early(state, me.serial, &shift, tally);
+                    continue;
+                }
                 match self.book(state, me.serial, flow, &mut shift, tally) {
                     Some(relocked) => state = relocked,
                     None => return, // It left.
@@ -183,12 +192,12 @@ impl Scheduler {
         let record = &mut state.workers[index];
         // Topped up once half of what it holds has finished, so that tasks leave in batches
         // (one write for many `RUN` frames) rather than one per finished task.
-        let top_up = record.running.len() <= shift.depth / 2;
+        let top_up = !shift.sends_ahead || record.running.len() <= shift.depth / 2;
         while top_up && !shift.draining && record.running.len() < shift.depth {
             // A task with a channel runs alone: its messages follow its `RUN` frame, and a
             // child reads no further than the next task while one runs. (So if one is
             // running, it is the only one, at the front.)
-            let alone = |job: &JobRef| job.port().is_some();
+            let alone = |job: &JobRef| shift.sends_ahead && job.port().is_some();
             let Some(next) = record.inbox.front() else {
                 break;
             };
@@ -275,6 +284,49 @@ impl Scheduler {
         Some(state)
     }
 
+    /// BUSY, under the lock, after [`Flow::Pending`]: takes the tasks that finished before
+    /// the oldest off the worker (an async task's future staged its result, or the task was
+    /// aborted), books them and publishes them with the lock released. Only a worker that
+    /// does not send its tasks ahead finishes them out of order.
+    fn publish_early<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, SchedulerState>,
+        serial: u64,
+        shift: &Shift,
+        tally: &Tally,
+    ) -> MutexGuard<'a, SchedulerState> {
+        let Some(index) = state.position(serial).filter(|_| !shift.sends_ahead) else {
+            return state;
+        };
+        let record = &mut state.workers[index];
+        let mut early = Vec::new();
+        // The oldest is the one still waited for.
+        let mut at = 1;
+        while at < record.running.len() {
+            if record.running[at].settled() {
+                early.extend(record.running.remove(at));
+            } else {
+                at += 1;
+            }
+        }
+        if early.is_empty() {
+            return state;
+        }
+        for _ in &early {
+            record.meter.book(None);
+        }
+        record.exclusive = record.holds_abortable();
+        state.completed += early.len() as u64;
+        drop(state);
+        for job in early {
+            if let Some(port) = job.port() {
+                port.close();
+            }
+            job.publish(tally);
+        }
+        self.lock()
+    }
+
     /// IDLE, the lock released: waits on the doorbell until it rings, the idle deadline passes
     /// (only if `may_idle_out`), or the runtime's health check is due, which it then runs.
     fn wait_idle(
@@ -331,6 +383,9 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
     }
     let span = trace::task(&*oldest, shift.worker);
     let flow = worker.finish(&oldest);
+    if flow == Flow::Pending {
+        return flow; // Its span is left now, and entered again when it is waited for again.
+    }
     span.done();
     shift.sample = shift.stopwatch.finished(&*oldest);
     shift.idle_since = None;

@@ -79,3 +79,32 @@ pub(crate) fn set_task_port(task: TaskPort) {
 pub(super) fn with<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
     CONTEXT.with(|cell| cell.borrow().as_ref().map(f))
 }
+
+/// The async task whose future the worker is polling: its abort is its own
+/// ([`worker::aborted`](crate::worker::aborted)), not its worker's.
+pub(crate) enum Polled {
+    /// In a worker thread: the task itself, aborted once it resolved.
+    Job(Arc<dyn Job>),
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    static POLLED: RefCell<Option<Polled>> = const { RefCell::new(None) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static POLLED: RefCell<Option<Polled>> = RefCell::new(None);
+}
+
+/// Says which async task this thread polls now (`None`: none).
+pub(crate) fn set_polled(polled: Option<Polled>) {
+    POLLED.with(|cell| *cell.borrow_mut() = polled);
+}
+
+/// Whether the async task being polled, if any, was aborted.
+pub(super) fn polled_aborted() -> bool {
+    POLLED.with(|cell| match &*cell.borrow() {
+        None => false,
+        Some(Polled::Job(job)) => job.ended(),
+    })
+}

@@ -312,7 +312,9 @@ pub fn __test_workers(exports: fn() -> Exports) {
 
 /// Whether the running task has been aborted or the pool destroyed: a long function can poll
 /// this and return early, since a thread cannot be stopped from outside. Always false outside
-/// a worker.
+/// a worker. Inside an async export's future it is the task's own: true once that task was
+/// aborted (its future is then dropped at its next poll), while its worker's other tasks go
+/// on.
 ///
 /// ```
 /// use tinypool::{worker, Error, Exports, Pool, RunOptions};
@@ -341,4 +343,5 @@ pub fn __test_workers(exports: fn() -> Exports) {
 /// ```
 pub fn aborted() -> bool {
     with(|context| context.aborted.load(Ordering::Acquire)).unwrap_or(false)
+        || context::polled_aborted()
 }

@@ -13,6 +13,7 @@
 mod common;
 
 mod abort;
+mod async_exports;
 mod backpressure;
 mod cancel;
 mod channels;
@@ -386,7 +387,11 @@ use bodies;
 
 fn main() {
     // A child serves local functions too, to show that it ignores them (tests/runtimes/typed.rs).
-    worker::serve_if_worker(exports().merge(typed::local_exports()));
+    worker::serve_if_worker(
+        exports()
+            .merge(typed::local_exports())
+            .merge(async_exports::exports()),
+    );
     let modules = [
         exports::bodies,
         scheduling::bodies,
@@ -405,6 +410,7 @@ fn main() {
         timeouts::bodies,
         backpressure::bodies,
         stats::bodies,
+        async_exports::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();

@@ -1,0 +1,347 @@
+//! Async exports (`Exports::export_async`): a worker keeps up to `concurrent_tasks_per_worker`
+//! of their futures in flight, interleaved at their await points; aborting one drops its
+//! future and leaves its worker and its siblings alone; `worker::port` and `worker::aborted`
+//! are the task's own inside its future; a panic is `Panicked`; a setup cannot be async; with
+//! the `tokio` feature, tokio's time and I/O work inside them.
+
+use std::future::{poll_fn, Future};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tinypool::{worker, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
+
+use crate::common::{self, eventually, finish, next};
+use crate::{bodies, identity, Body};
+
+/// This module's test bodies, in the order they run.
+pub fn bodies() -> Vec<(&'static str, Body)> {
+    bodies! {
+        both: [],
+        threads: [
+            async_tasks_interleave_on_one_worker,
+            n_sleeps_take_about_one_sleep_with_concurrency_n,
+            aborting_an_async_task_leaves_its_worker_and_siblings_running,
+            a_timeout_drops_an_async_task_and_keeps_its_worker,
+            worker_aborted_is_the_async_task_own,
+            a_panic_in_an_async_export_is_panicked,
+            an_async_export_checks_its_types,
+            an_async_setup_is_refused,
+            sync_exports_still_run_beside_async_ones,
+            tokio_time_and_io_work_inside_async_exports,
+        ],
+    }
+}
+
+/// The async functions both kinds of worker export (a child serves them beside `exports()`).
+pub fn exports() -> Exports {
+    Exports::new()
+        // Announces its tag on its channel, then waits (without blocking its worker) for the
+        // value to return.
+        .export_async("async_hold", |tag: u32| async move {
+            let port = worker::port::<u32>().map_err(|e| e.to_string())?;
+            port.send(tag).map_err(|e| e.to_string())?;
+            let value = port.recv_async().await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((tag, identity(), value))
+        })
+        // Sleeps that many milliseconds without blocking its worker; returns its worker.
+        .export_async("async_sleep", |ms: u64| async move {
+            sleep(Duration::from_millis(ms)).await;
+            identity()
+        })
+        // Never finishes.
+        .export_async("async_forever", |()| std::future::pending::<u32>())
+        // Spins in one poll until its task is aborted; then says whether it saw it.
+        .export_async("async_spin", |()| async move {
+            if let Ok(port) = worker::port::<u32>() {
+                let _ = port.send(0);
+            }
+            while !worker::aborted() {
+                std::hint::spin_loop();
+            }
+            true
+        })
+        .export_async("async_aborted", |()| async move {
+            yield_once().await;
+            (worker::aborted(), identity())
+        })
+        .export_async("async_panic", panicking)
+        .export_async("async_double", |n: u32| async move { n * 2 })
+        .export_async("async_setup", |()| async {})
+        .export("sync_identity", |()| identity())
+        .export_async("tokio_echo", tokio_echo)
+}
+
+/// Panics, at once or after an await point.
+async fn panicking(late: bool) -> u32 {
+    if late {
+        yield_once().await;
+    }
+    panic!("async export panicked")
+}
+
+/// A sleep that needs no reactor: a thread wakes the future.
+fn sleep(duration: Duration) -> impl Future<Output = ()> {
+    let state: Arc<Mutex<(bool, Option<Waker>)>> = Arc::default();
+    let theirs = state.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(duration);
+        let mut state = theirs.lock().unwrap();
+        state.0 = true;
+        if let Some(waker) = state.1.take() {
+            waker.wake();
+        }
+    });
+    poll_fn(move |cx| {
+        let mut state = state.lock().unwrap();
+        if state.0 {
+            Poll::Ready(())
+        } else {
+            state.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+}
+
+/// Returns `Pending` once (waking itself at once), then `Ready`: one await point.
+fn yield_once() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}
+
+/// With the `tokio` feature: sleeps with tokio's timer, then sends `text` through a TCP
+/// connection of 127.0.0.1 to itself and returns what came back. Without it: says so.
+async fn tokio_echo(text: String) -> Result<String, String> {
+    #[cfg(feature = "tokio")]
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let (mut client, accepted) = tokio::join!(
+            async { tokio::net::TcpStream::connect(address).await.unwrap() },
+            async { listener.accept().await.unwrap().0 }
+        );
+        let (mut server, text) = (accepted, text);
+        client
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.shutdown().await.map_err(|e| e.to_string())?;
+        let mut received = String::new();
+        server
+            .read_to_string(&mut received)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(received)
+    }
+    #[cfg(not(feature = "tokio"))]
+    {
+        let _ = text;
+        Err("built without the tokio feature".to_owned())
+    }
+}
+
+/// A pool of one worker that holds up to `concurrency` tasks.
+fn pool(runtime: Runtime, concurrency: usize) -> tinypool::Builder {
+    common::builder(runtime, exports)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(concurrency)
+}
+
+type AsyncHeld = Result<(u32, String, u32), String>;
+
+fn async_hold(pool: &Pool, tag: u32) -> (Task<AsyncHeld>, Port<u32>) {
+    let (port, theirs) = tinypool::channel::<u32>();
+    let task = pool.run_with(tag, RunOptions::new().name("async_hold").channel(theirs));
+    (task, port)
+}
+
+/// Each task waits for a value its caller sends only once every task has started: on one
+/// worker, that needs them all in flight together.
+fn async_tasks_interleave_on_one_worker() {
+    let pool = pool(Runtime::Threads, 8).build().unwrap();
+    let tasks: Vec<_> = (0..8).map(|tag| async_hold(&pool, tag)).collect();
+    for (tag, (_, port)) in tasks.iter().enumerate() {
+        assert_eq!(next(port), Ok(tag as u32), "task {tag} started");
+    }
+    let mut workers = Vec::new();
+    for (tag, (task, port)) in tasks.into_iter().enumerate().rev() {
+        port.send(100 + tag as u32).unwrap();
+        let (got, worker, value) = finish(task).unwrap().unwrap();
+        assert_eq!((got, value), (tag as u32, 100 + tag as u32));
+        workers.push(worker);
+    }
+    workers.dedup();
+    assert_eq!(workers.len(), 1, "one worker ran them all");
+    common::destroy(pool);
+}
+
+/// The measure: 10 sleeps of 200 ms with concurrency 10 on one worker take about one
+/// sleep, where one after another would take 2 s. (The bound is generous for a loaded
+/// machine; the test above proves the interleaving by events.)
+fn n_sleeps_take_about_one_sleep_with_concurrency_n() {
+    let pool = pool(Runtime::Threads, 10).build().unwrap();
+    let started = Instant::now();
+    let tasks: Vec<Task<String>> = (0..10)
+        .map(|_| pool.run_with(200u64, RunOptions::new().name("async_sleep")))
+        .collect();
+    for task in tasks {
+        finish(task).unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "10 sleeps of 200 ms took {took:?}"
+    );
+    common::destroy(pool);
+}
+
+fn aborting_an_async_task_leaves_its_worker_and_siblings_running() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let before: String =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    let tasks: Vec<_> = (0..3).map(|tag| async_hold(&pool, tag)).collect();
+    for (tag, (_, port)) in tasks.iter().enumerate() {
+        assert_eq!(next(port), Ok(tag as u32));
+    }
+    let mut tasks = tasks.into_iter();
+    let (first, first_port) = tasks.next().unwrap();
+    let (second, second_port) = tasks.next().unwrap();
+    let (third, third_port) = tasks.next().unwrap();
+    second.abort();
+    assert_eq!(finish(second), Err(Error::Aborted { reason: None }));
+    // Its future was dropped: its side of the channel is gone.
+    assert_eq!(next(&second_port), Err(Error::Disconnected));
+    third_port.send(3).unwrap();
+    first_port.send(1).unwrap();
+    assert_eq!(finish(third).unwrap().unwrap(), (2, before.clone(), 3));
+    assert_eq!(finish(first).unwrap().unwrap(), (0, before.clone(), 1));
+    let after: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    assert_eq!(after, before, "the same worker serves on");
+    assert_eq!(pool.workers().len(), 1);
+    common::destroy(pool);
+}
+
+fn a_timeout_drops_an_async_task_and_keeps_its_worker() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let before: String =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    let (sibling, port) = async_hold(&pool, 7);
+    assert_eq!(next(&port), Ok(7));
+    let options = RunOptions::new()
+        .name("async_forever")
+        .timeout(Duration::from_millis(20));
+    let forever: Task<u32> = pool.run_with((), options);
+    assert_eq!(
+        finish(forever),
+        Err(Error::TimedOut {
+            after: Duration::from_millis(20)
+        })
+    );
+    port.send(8).unwrap();
+    assert_eq!(finish(sibling).unwrap().unwrap(), (7, before.clone(), 8));
+    let after: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    assert_eq!(after, before, "the same worker serves on");
+    common::destroy(pool);
+}
+
+/// An async task that sees its own abort returns; the next task on the same worker is not
+/// aborted: the flag is the task's, not its worker's.
+fn worker_aborted_is_the_async_task_own() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let (started, theirs) = tinypool::channel::<u32>();
+    let spinning: Task<bool> =
+        pool.run_with((), RunOptions::new().name("async_spin").channel(theirs));
+    assert_eq!(next(&started), Ok(0));
+    spinning.abort();
+    assert_eq!(finish(spinning), Err(Error::Aborted { reason: None }));
+    let (aborted, _) =
+        finish(pool.run_with::<(bool, String), _>((), RunOptions::new().name("async_aborted")))
+            .unwrap();
+    assert!(!aborted, "the next task is not aborted");
+    eventually("the worker is idle again", || {
+        pool.workers().iter().all(|worker| worker.running == 0)
+    });
+    assert_eq!(pool.workers().len(), 1, "its worker was not retired");
+    common::destroy(pool);
+}
+
+fn a_panic_in_an_async_export_is_panicked() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    for late in [false, true] {
+        let task: Task<u32> = pool.run_with(late, RunOptions::new().name("async_panic"));
+        match finish(task) {
+            Err(Error::Panicked { message, .. }) => {
+                assert_eq!(message, "async export panicked", "late: {late}");
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
+    }
+    let doubled: u32 =
+        finish(pool.run_with(21u32, RunOptions::new().name("async_double"))).unwrap();
+    assert_eq!(doubled, 42, "the worker serves on");
+    common::destroy(pool);
+}
+
+fn an_async_export_checks_its_types() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let wrong: Task<u32> = pool.run_with(21u64, RunOptions::new().name("async_double"));
+    assert!(matches!(finish(wrong), Err(Error::TypeMismatch { .. })));
+    let wrong: Task<String> = pool.run_with(21u32, RunOptions::new().name("async_double"));
+    assert!(matches!(finish(wrong), Err(Error::TypeMismatch { .. })));
+    common::destroy(pool);
+}
+
+fn an_async_setup_is_refused() {
+    let pool = pool(Runtime::Threads, 4)
+        .min_threads(0)
+        .setup("async_setup")
+        .build()
+        .unwrap();
+    match finish(pool.run_with::<u32, _>(1u32, RunOptions::new().name("async_double"))) {
+        Err(Error::WorkerStartFailed { message }) => {
+            assert!(message.contains("async export"), "{message}");
+        }
+        other => panic!("expected WorkerStartFailed, got {other:?}"),
+    }
+    common::destroy(pool);
+}
+
+/// A sync export's task runs on a worker with async tasks in flight, and they finish after.
+fn sync_exports_still_run_beside_async_ones() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let (held, port) = async_hold(&pool, 1);
+    assert_eq!(next(&port), Ok(1));
+    let sync: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    port.send(2).unwrap();
+    assert_eq!(finish(held).unwrap().unwrap(), (1, sync, 2));
+    common::destroy(pool);
+}
+
+fn tokio_time_and_io_work_inside_async_exports() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let tasks: Vec<Task<Result<String, String>>> = (0..4)
+        .map(|n| pool.run_with(format!("hello {n}"), RunOptions::new().name("tokio_echo")))
+        .collect();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let echoed = finish(task).unwrap();
+        if cfg!(feature = "tokio") {
+            assert_eq!(echoed, Ok(format!("hello {n}")));
+        } else {
+            assert_eq!(echoed, Err("built without the tokio feature".to_owned()));
+        }
+    }
+    common::destroy(pool);
+}
