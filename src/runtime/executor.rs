@@ -44,7 +44,7 @@ pub(crate) struct Executor {
     turn: Vec<usize>,
     #[cfg(feature = "tokio")]
     runtime: tokio::runtime::Runtime,
-    /// Unparks this thread, which waits in [`Executor::block_on`].
+    /// Unparks this thread, which waits in [`block_on`].
     #[cfg(not(feature = "tokio"))]
     unpark: Waker,
 }
@@ -236,7 +236,7 @@ fn block_on<T>(unpark: &Waker, future: impl Future<Output = T>) -> T {
     }
 }
 
-/// Wakes a thread parked in [`Executor::block_on`].
+/// Wakes a thread parked in [`block_on`].
 #[cfg(not(feature = "tokio"))]
 struct Unpark(std::thread::Thread);
 
