@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Windows under Wine: builds the crate for x86_64-pc-windows-gnu and runs, under Wine, the two
-# child-process examples (each must print what it prints on Linux) and the both-runtime
-# behaviour suite (tests/runtimes). Installs what it needs on a fresh Debian machine: Wine, the
-# mingw-w64 linker, the Rust target. About a minute of build and 35 s of tests on this
-# project's 2-core VM, plus the installs.
+# child-process examples (each must print what it prints on Linux), the both-runtime
+# behaviour suite (tests/runtimes) and the Windows fault tests (tests/process_faults_windows.rs:
+# a crash, exit, abort, a worker or a parent terminated from outside). Installs what it needs
+# on a fresh Debian machine: Wine, the mingw-w64 linker, the Rust target. About a minute of
+# build and 40 s of tests on this project's 2-core VM, plus the installs.
 #
 # Wine 8 lacks `ProcessPrng` (bcryptprimitives.dll), which Rust's standard library (1.78 and
 # later) imports: wine/prng.c builds a stand-in on RtlGenRandom, put next to the executables.
@@ -25,7 +26,7 @@ mkdir -p "$CARGO_TARGET_DIR"
 export WINEPREFIX="${WINEPREFIX:-$(cd "$CARGO_TARGET_DIR" && pwd)/wine-prefix}"
 
 out="$CARGO_TARGET_DIR/$target/debug"
-cargo build --quiet --target "$target" --examples --test runtimes
+cargo build --quiet --target "$target" --examples --test runtimes --test process_faults_windows
 mkdir -p "$out/deps" "$out/examples"
 x86_64-w64-mingw32-gcc -shared -O2 -o "$out/bcryptprimitives.dll" \
     .ci/wine/prng.c .ci/wine/prng.def -ladvapi32
@@ -51,3 +52,8 @@ done
 # The behaviour suite, both runtimes (a harness=false binary: it exits non-zero on a failure).
 suite=$(ls -t "$out"/deps/runtimes-*.exe | head -1)
 timeout 900 wine "$suite"
+
+# The fault tests (a harness=false binary too). Wine does not enforce a Job Object's memory and
+# CPU time limits: the two tests of resource_limits say they are skipped under it.
+faults=$(ls -t "$out"/deps/process_faults_windows-*.exe | head -1)
+timeout 300 wine "$faults"

@@ -152,10 +152,15 @@ pub enum Error {
     },
     /// A child-process worker died while running the task: `exit(n)`, a signal (a crash, a
     /// kill from outside, `abort()`), or a panic in a build with `panic = "abort"`.
+    ///
+    /// Windows has no signals: there a crash or an `abort()` ends the worker with the code of
+    /// its exception (`0xC0000005` for an access violation, `0xC0000409` for `abort()`, as an
+    /// `i32`; displayed in hex, with what it means), and one terminated from outside with the
+    /// code its terminator chose.
     WorkerExited {
-        /// The exit code, if it exited.
+        /// The exit code, if it exited (on Windows, also how a crash ends a process).
         code: Option<i32>,
-        /// The signal that killed it, if one did.
+        /// The signal that killed it, if one did (never on Windows).
         signal: Option<i32>,
         /// The panic message, when the child could send it before dying.
         message: Option<String>,
@@ -379,8 +384,12 @@ impl fmt::Display for Error {
                 message,
             } => {
                 f.write_str("the worker process exited")?;
-                if let Some(code) = code {
-                    write!(f, " with code {code}")?;
+                match code.map(|code| (code, exception(code))) {
+                    Some((code, Some(name))) => {
+                        write!(f, " with code {:#X} ({name})", code as u32)?
+                    }
+                    Some((code, None)) => write!(f, " with code {code}")?,
+                    None => {}
                 }
                 if let Some(signal) = signal {
                     write!(f, " on signal {signal}")?;
@@ -399,6 +408,20 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What a Windows process's exit `code` says, if it is the code of an exception that ended
+/// it (a crash, an `abort()`), which an exit code on Unix never is (it is 0 to 255).
+fn exception(code: i32) -> Option<&'static str> {
+    Some(match code as u32 {
+        0xC000_0005 => "an access violation",
+        0xC000_001D => "an illegal instruction",
+        0xC000_0094 => "an integer division by zero",
+        0xC000_00FD => "a stack overflow",
+        0xC000_0374 => "a corrupted heap",
+        0xC000_0409 => "a fast fail, as `abort()` ends a process",
+        _ => return None,
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -465,5 +488,27 @@ mod tests {
             after: Duration::from_millis(250),
         };
         assert_eq!(error.to_string(), "the task timed out after 250ms");
+    }
+
+    #[test]
+    fn a_windows_crash_says_which_exception_ended_the_worker() {
+        let exited = |code: u32| Error::WorkerExited {
+            code: Some(code as i32),
+            signal: None,
+            message: None,
+        };
+        assert_eq!(
+            exited(0xC000_0005).to_string(),
+            "the worker process exited with code 0xC0000005 (an access violation)"
+        );
+        // Any other code, as it is.
+        assert_eq!(
+            exited(3).to_string(),
+            "the worker process exited with code 3"
+        );
+        assert_eq!(
+            exited(0xC000_0135).to_string(),
+            "the worker process exited with code -1073741515"
+        );
     }
 }

@@ -95,10 +95,12 @@ pub struct ResourceLimits {
     /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB). Threads runtime.
     pub stack_size: Option<usize>,
     /// A hard cap on each child's address space (`RLIMIT_AS`), in bytes. Child processes;
-    /// a child applies it once started, before its first task.
+    /// a child applies it once started, before its first task. On Windows, the cap of its
+    /// Job Object on its committed memory (`JOB_OBJECT_LIMIT_PROCESS_MEMORY`), from its start.
     pub max_memory: Option<u64>,
     /// A cap on each child's CPU time (`RLIMIT_CPU`, whole seconds, rounded up), counted
-    /// from the child's start. Child processes.
+    /// from the child's start. Child processes. On Windows, the cap of its Job Object on its
+    /// user-mode CPU time (`PerProcessUserTimeLimit`, in units of 100 ns).
     pub max_cpu_time: Option<Duration>,
 }
 
@@ -114,8 +116,8 @@ impl ResourceLimits {
         self
     }
 
-    /// Caps each child's address space, in bytes. A task that hits it fails with
-    /// [`Error::ResourceLimit`].
+    /// Caps each child's address space (on Windows, its committed memory), in bytes. A task
+    /// that hits it fails with [`Error::ResourceLimit`].
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
         self
@@ -123,7 +125,10 @@ impl ResourceLimits {
 
     /// Caps each child's CPU time, counted from the child's start (not per task): the task
     /// running when the child reaches it fails with [`Error::ResourceLimit`], and the child is
-    /// replaced. To bound each task, combine it with `isolate_workers(true)`.
+    /// replaced. To bound each task, combine it with `isolate_workers(true)`. (On Windows only
+    /// user-mode time counts, and the system checks it now and then, so a child may run on a
+    /// little past the cap; the job's accounting tells a child it ended from one that died
+    /// otherwise.)
     pub fn max_cpu_time(mut self, time: Duration) -> Self {
         self.max_cpu_time = Some(time);
         self

@@ -358,7 +358,8 @@ impl ChildWorker {
     fn death_error(&mut self, status: Option<ExitStatus>) -> Error {
         let (code, signal) = status.map_or((None, None), |s| (s.code(), signal_of(&s)));
         let message = self.last_panic.take();
-        if let Some(limit) = limit_hit(code, signal, message.is_some(), &self.options) {
+        if let Some(limit) = limit_hit(&self.child, code, signal, message.is_some(), &self.options)
+        {
             return Error::ResourceLimit {
                 limit: limit.to_owned(),
             };

@@ -108,7 +108,15 @@ pub fn live(prefix: &str) -> usize {
 
 /// The processes this process started that still run: `(pid, "R")`.
 pub fn children() -> Vec<(u32, String)> {
-    let me = unsafe { GetCurrentProcessId() };
+    children_of(unsafe { GetCurrentProcessId() })
+        .into_iter()
+        .map(|pid| (pid, "R".to_owned()))
+        .collect()
+}
+
+/// The processes `parent` started that still run, in order (`parent` may have ended: a
+/// process keeps its parent's id).
+pub fn children_of(parent: u32) -> Vec<u32> {
     let processes = snapshot(TH32CS_SNAPPROCESS);
     let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
     entry.dwSize = std::mem::size_of::<PROCESSENTRY32W>() as u32;
@@ -116,8 +124,8 @@ pub fn children() -> Vec<(u32, String)> {
     // SAFETY: walks the snapshot into a local of the size it says.
     let mut more = unsafe { Process32FirstW(processes.0, &mut entry) } != 0;
     while more {
-        if entry.th32ParentProcessID == me && !gone(entry.th32ProcessID) {
-            found.push((entry.th32ProcessID, "R".to_owned()));
+        if entry.th32ParentProcessID == parent && !gone(entry.th32ProcessID) {
+            found.push(entry.th32ProcessID);
         }
         // SAFETY: as above.
         more = unsafe { Process32NextW(processes.0, &mut entry) } != 0;
@@ -147,6 +155,17 @@ pub fn gone(pid: u32) -> bool {
     let process = Handle(process);
     // SAFETY: a wait of no time on the handle above.
     unsafe { WaitForSingleObject(process.0, 0) == WAIT_OBJECT_0 }
+}
+
+/// Whether this process runs under Wine (whose `ntdll` exports `wine_get_version`), which
+/// does not enforce a Job Object's memory and CPU time limits.
+pub fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+    // SAFETY: looks up an export of a module every process has loaded.
+    unsafe {
+        let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+        !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
+    }
 }
 
 /// Terminates `pid` (exit code 1) if it is still a running child of this process; returns

@@ -156,13 +156,15 @@ fn exports() -> Exports {
             std::env::args().skip(1).collect::<Vec<String>>()
         })
         .export("teardown", |()| {
-            if let Ok(Some(path)) = worker::data::<String>() {
+            if let Ok(Some(dir)) = worker::data::<String>() {
+                // A file per worker in the directory `worker_data` names: no two processes
+                // append to one file (Wine's appends from several processes lose lines).
+                let path = std::path::Path::new(&dir).join(format!("{:?}", worker::id()));
                 let mut file = std::fs::OpenOptions::new()
                     .append(true)
                     .create(true)
                     .open(path)
                     .expect("teardown log");
-                // One write per line: workers append concurrently.
                 let line = format!("teardown {:?}\n", worker::id());
                 file.write_all(line.as_bytes()).expect("teardown log");
             }

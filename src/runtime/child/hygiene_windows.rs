@@ -2,8 +2,8 @@
 //! and to answer the pool. Less than on Unix: the pool let it inherit its channel's handles
 //! and its standard handles alone (a handle list, not every inheritable handle), put it in a
 //! Job Object before it ran (which kills it with the pool's process, and applies
-//! `resource_limits.max_memory`), so there is nothing to close, no tie to make and no limit
-//! to apply here.
+//! `resource_limits`), so there is nothing to close, no tie to make and no limit to apply
+//! here; only a crash is made to end it at once.
 
 use std::ffi::OsStr;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
@@ -11,15 +11,22 @@ use std::sync::Arc;
 
 use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
+use windows_sys::Win32::System::Diagnostics::Debug::{
+    SetUnhandledExceptionFilter, EXCEPTION_EXECUTE_HANDLER, EXCEPTION_POINTERS,
+};
 use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
-use windows_sys::Win32::System::Threading::GetCurrentProcess;
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
 
 use crate::protocol::{Init, WORKER_ENV};
 use crate::transport::{Channel, Region};
 
 /// The channel to the pool: the two pipe handles the marker names (`"<read>,<write>"`, as
-/// inherited); `Err` if this process was not started by a pool.
+/// inherited); `Err` if this process was not started by a pool. First, a crash (an exception
+/// nothing handles) is made to end this process at once, its exception's code its exit code
+/// (see [`die_of_unhandled_exception`]).
 pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
+    // SAFETY: installs a filter that only reads the record it is given and ends the process.
+    unsafe { SetUnhandledExceptionFilter(Some(die_of_unhandled_exception)) };
     let handles: Option<Vec<usize>> = marker
         .to_str()
         .map(|text| text.split(',').map(|value| value.parse().ok()).collect())
@@ -55,6 +62,19 @@ pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
         unsafe { SetHandleInformation(handle.as_raw_handle() as _, HANDLE_FLAG_INHERIT, 0) };
     }
     Channel::from_handles(read, write).map_err(|e| format!("serving its channel: {e}"))
+}
+
+/// Ends this process on an exception nothing handled (an access violation, say), with the
+/// exception's code as its exit code, which the pool reports in `WorkerExited`: no debugger
+/// is started, no error report is waited for. The pool's Job Object asks Windows the same
+/// (`JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION`); the filter makes it so where that flag is
+/// not honoured (Wine starts its debugger, whose exit code says nothing of the crash).
+unsafe extern "system" fn die_of_unhandled_exception(info: *const EXCEPTION_POINTERS) -> i32 {
+    // SAFETY: the system passes the exception's pointers, valid during the call.
+    let code = unsafe { (*(*info).ExceptionRecord).ExceptionCode };
+    // SAFETY: ends this process.
+    unsafe { TerminateProcess(GetCurrentProcess(), code as u32) };
+    EXCEPTION_EXECUTE_HANDLER
 }
 
 /// The rings the pool shares with this worker: a pool on Windows offers none.

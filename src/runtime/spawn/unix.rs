@@ -50,9 +50,11 @@ pub(crate) fn signal_of(status: &ExitStatus) -> Option<i32> {
     status.signal()
 }
 
-/// Which of `options`' resource limits a child that ended so hit, if one did: SIGXCPU is
-/// `RLIMIT_CPU`'s; an allocation refused under `RLIMIT_AS` aborts without a panic message.
+/// Which of `options`' resource limits a child (`_child`) that ended so hit, if one did:
+/// SIGXCPU is `RLIMIT_CPU`'s; an allocation refused under `RLIMIT_AS` aborts without a panic
+/// message.
 pub(crate) fn limit_hit(
+    _child: &ChildProcess,
     _code: Option<i32>,
     signal: Option<i32>,
     panicked: bool,

@@ -16,6 +16,7 @@ use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 use std::os::windows::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
+use std::time::Duration;
 
 use windows_sys::Win32::Foundation::{
     DuplicateHandle, DUPLICATE_SAME_ACCESS, GENERIC_READ, GENERIC_WRITE, HANDLE,
@@ -27,8 +28,9 @@ use windows_sys::Win32::Storage::FileSystem::{
 };
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE};
 use windows_sys::Win32::System::JobObjects::{
-    AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
-    SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectBasicAccountingInformation,
+    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
     JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME,
 };
@@ -81,14 +83,22 @@ pub(crate) fn signal_of(_status: &ExitStatus) -> Option<i32> {
     None
 }
 
-/// Which of `options`' resource limits a child that ended so hit, if one did: an allocation
-/// refused under the job's memory limit aborts without a panic message.
+/// Which of `options`' resource limits `child`, which ended so, hit, if one did: its job
+/// ended it for its CPU time (the job's accounting says it terminated a process for a limit,
+/// or counts as much user time as the limit); an allocation refused under the job's memory
+/// limit aborts without a panic message.
 pub(crate) fn limit_hit(
+    child: &ChildProcess,
     code: Option<i32>,
     _signal: Option<i32>,
     panicked: bool,
     options: &ProcessOptions,
 ) -> Option<&'static str> {
+    if let (Some(time), Some(accounting)) = (options.max_cpu_time, child.accounting()) {
+        if accounting.TotalTerminatedProcesses > 0 || accounting.TotalUserTime >= ticks(time) {
+            return Some("cpu time");
+        }
+    }
     let fast_fail = code == Some(FAST_FAIL as i32);
     (fast_fail && !panicked && options.max_memory.is_some()).then_some("memory")
 }
@@ -98,7 +108,7 @@ pub(crate) fn limit_hit(
 pub(crate) struct ChildProcess {
     process: Arc<OwnedHandle>,
     /// The job's only handle: closing it kills the child, and anything it started.
-    _job: OwnedHandle,
+    job: OwnedHandle,
     pid: u32,
     status: Option<ExitStatus>,
 }
@@ -197,10 +207,27 @@ impl ChildProcess {
         }
         Ok(ChildProcess {
             process: Arc::new(process),
-            _job: job,
+            job,
             pid: info.dwProcessId,
             status: None,
         })
+    }
+
+    /// What its job counted (the child is its only process), if the system says.
+    fn accounting(&self) -> Option<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION> {
+        // SAFETY: zeroed plain integers, filled by the call for the job we own.
+        unsafe {
+            let mut info: JOBOBJECT_BASIC_ACCOUNTING_INFORMATION = std::mem::zeroed();
+            let size = std::mem::size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() as u32;
+            let queried = QueryInformationJobObject(
+                self.job.as_raw_handle() as HANDLE,
+                JobObjectBasicAccountingInformation,
+                (&mut info as *mut JOBOBJECT_BASIC_ACCOUNTING_INFORMATION).cast(),
+                size,
+                std::ptr::null_mut(),
+            );
+            (queried != 0).then_some(info)
+        }
     }
 
     pub(crate) fn id(&self) -> u32 {
@@ -277,7 +304,7 @@ impl Drop for ChildProcess {
 /// The Job Object `process` (suspended) joins: it dies when the job's handle closes, an
 /// unhandled exception ends it at once (no error-reporting dialog to wait on), `max_memory`
 /// bounds its committed memory and `max_cpu_time` its user-mode CPU time (the system ends
-/// it there: its task fails with `WorkerExited`, its exit code the system's).
+/// it there, and [`limit_hit`] reads the job's accounting to say so).
 fn job_for(process: &OwnedHandle, options: &ProcessOptions) -> io::Result<OwnedHandle> {
     // SAFETY: a new unnamed job, not inheritable; owned from here on.
     let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
@@ -294,12 +321,8 @@ fn job_for(process: &OwnedHandle, options: &ProcessOptions) -> io::Result<OwnedH
         limits.ProcessMemoryLimit = usize::try_from(max).unwrap_or(usize::MAX);
     }
     if let Some(time) = options.max_cpu_time {
-        // In units of 100 ns; `Duration::MAX` saturates to "never" in practice.
-        let ticks = i64::try_from(time.as_nanos() / 100)
-            .unwrap_or(i64::MAX)
-            .max(1);
         limits.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_PROCESS_TIME;
-        limits.BasicLimitInformation.PerProcessUserTimeLimit = ticks;
+        limits.BasicLimitInformation.PerProcessUserTimeLimit = ticks(time);
     }
     // SAFETY: the limits struct, of the size given, for the job we own; then the process we
     // created into it.
@@ -314,6 +337,14 @@ fn job_for(process: &OwnedHandle, options: &ProcessOptions) -> io::Result<OwnedH
         }
     }
     Ok(job)
+}
+
+/// `time` in the job's units of 100 ns, at least one; `Duration::MAX` saturates to "never"
+/// in practice.
+fn ticks(time: Duration) -> i64 {
+    i64::try_from(time.as_nanos() / 100)
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 /// An inheritable copy of `handle`.
