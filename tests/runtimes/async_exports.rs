@@ -28,6 +28,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             an_async_setup_is_refused,
             sync_exports_still_run_beside_async_ones,
             tokio_time_and_io_work_inside_async_exports,
+            a_child_that_dies_fails_every_async_task_it_ran,
         ],
         threads: [],
     }
@@ -68,8 +69,19 @@ pub fn exports() -> Exports {
         .export_async("async_panic", panicking)
         .export_async("async_double", |n: u32| async move { n * 2 })
         .export_async("async_setup", |()| async {})
+        // Ends its (child) process after an await point, with this exit code. Never run by a
+        // thread.
+        .export_async("async_exit", |code: i32| async move {
+            yield_once().await;
+            exit_now(code)
+        })
         .export("sync_identity", |()| identity())
         .export_async("tokio_echo", tokio_echo)
+}
+
+/// Ends the process (typed, for an export's result).
+fn exit_now(code: i32) -> u32 {
+    std::process::exit(code)
 }
 
 /// Panics, at once or after an await point.
@@ -350,5 +362,32 @@ fn tokio_time_and_io_work_inside_async_exports(runtime: Runtime) {
             assert_eq!(echoed, Err("built without the tokio feature".to_owned()));
         }
     }
+    common::destroy(pool);
+}
+
+/// A child that dies with async tasks in flight fails them all (they had started: none is
+/// run again), and a new child serves on. A worker thread cannot die alone: nothing to check.
+fn a_child_that_dies_fails_every_async_task_it_ran(runtime: Runtime) {
+    if runtime == Runtime::Threads {
+        return;
+    }
+    let pool = pool(runtime, 4).build().unwrap();
+    let before: String =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    let held: Vec<_> = (0..2).map(|tag| async_hold(&pool, tag)).collect();
+    for (tag, (_, port)) in held.iter().enumerate() {
+        assert_eq!(next(port), Ok(tag as u32));
+    }
+    let exit: Task<u32> = pool.run_with(3i32, RunOptions::new().name("async_exit"));
+    let died = |outcome: Result<_, Error>| match outcome {
+        Err(Error::WorkerExited { code, .. }) => assert_eq!(code, Some(3)),
+        other => panic!("expected WorkerExited, got {other:?}"),
+    };
+    died(finish(exit).map(drop));
+    for (task, _) in held {
+        died(finish(task).map(drop));
+    }
+    let after: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    assert_ne!(after, before, "a new child serves");
     common::destroy(pool);
 }
