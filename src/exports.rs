@@ -218,6 +218,19 @@ impl Exports {
             .any(|entry| entry.function.is_async())
     }
 
+    /// The names of the async functions that a child can call, sorted: a child tells its
+    /// pool, which then sends their tasks together and aborts them without killing it.
+    #[cfg_attr(not(any(unix, windows)), allow(dead_code))]
+    pub(crate) fn async_names(&self) -> Vec<String> {
+        // The default export is among them too, under `DEFAULT_NAME`.
+        let mut names: Vec<String> = (self.functions.iter())
+            .filter(|(_, entry)| entry.function.is_async() && entry.serde.is_some())
+            .map(|(name, _)| name.to_string())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     fn insert(&mut self, name: &str, entry: Entry) {
         if name == DEFAULT_NAME {
             self.default = Some(entry.clone());
@@ -384,6 +397,21 @@ pub(crate) trait SerdeFunction: Function {
     /// Calls a setup function, exported as `name` (it takes `()`); on failure, says why (it
     /// panicked, or returned a `Result::Err`, which only a serde value shows).
     fn call_setup(&self, name: &str) -> Result<(), String>;
+
+    /// Starts the function in a child process: a future of its encoded result, which the
+    /// child polls among its other tasks (see [`Function::call_async`]). A plain function
+    /// runs to its end here, and its future is ready at once.
+    fn call_encoded_async(
+        &self,
+        name: &str,
+        codec: Serialization,
+        arg: &[u8],
+        arg_type: &str,
+        out_type: &str,
+    ) -> Result<LocalFuture<Result<Vec<u8>, Error>>, Error> {
+        let result = self.call_encoded(name, codec, arg, arg_type, out_type);
+        Ok(Box::pin(std::future::ready(result)))
+    }
 }
 
 /// A user's function with its types, behind [`Function`] (and [`SerdeFunction`]).

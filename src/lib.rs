@@ -208,8 +208,8 @@
 //! polls them with a small executor of its own; with the `tokio` feature, on a current-thread
 //! tokio runtime of its own with I/O and time enabled. Aborting one drops its future at its next
 //! poll and leaves its worker and its other tasks alone. Sync exports run as before: a pool
-//! without async exports runs one task at a time per worker thread. Async exports run on the
-//! threads runtime only for now.
+//! without async exports runs one task at a time per worker thread. A child process whose
+//! exports include async ones runs them the same way, and answers its tasks as they end.
 //!
 //! ```
 //! use std::time::{Duration, Instant};

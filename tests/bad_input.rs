@@ -54,7 +54,7 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 
 // The rings of `src/transport/ring.rs`, written out as well: after `INIT` a pool's frames travel
 // in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
@@ -346,9 +346,19 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
 }
 
 fn hello_body(magic: &[u8], version: u32) -> Vec<u8> {
+    hello_naming(magic, version, &[])
+}
+
+/// A `HELLO` that names `async_exports`: the pool then drives the child as one that runs
+/// those exports' tasks concurrently, answered in any order.
+fn hello_naming(magic: &[u8], version: u32, async_exports: &[&str]) -> Vec<u8> {
     let mut body = magic.to_vec();
     body.extend_from_slice(&version.to_le_bytes());
     body.extend_from_slice(&std::process::id().to_le_bytes());
+    body.extend_from_slice(&(async_exports.len() as u32).to_le_bytes());
+    for name in async_exports {
+        body.extend_from_slice(&str_field(name.as_bytes()));
+    }
     body
 }
 
@@ -401,8 +411,14 @@ fn fake_worker(role: &str) -> ! {
     let bytes = unhex(&std::env::var(BYTES).unwrap_or_default());
     let mut in_ring = false;
     if role.starts_with("reply") {
+        // "reply-async": the default export is async, as the pool hears.
+        let async_exports: &[&str] = if role == "reply-async" {
+            &["default"]
+        } else {
+            &[]
+        };
         channel
-            .write_all(&frame(HELLO, &hello_body(MAGIC, VERSION)))
+            .write_all(&frame(HELLO, &hello_naming(MAGIC, VERSION, async_exports)))
             .expect("hello");
         let (kind, body) = read_frame(&mut channel).expect("init");
         assert_eq!(kind, INIT);
@@ -410,7 +426,7 @@ fn fake_worker(role: &str) -> ! {
         if body[8 + 1 + 8 + 1] == 1 {
             let region = Region::map();
             region.wait_for_the_task();
-            if role == "reply" {
+            if role == "reply" || role == "reply-async" {
                 in_ring = region.reply(&mut channel, &bytes);
             }
             if role == "reply-shrunk" {
@@ -671,11 +687,22 @@ fn bad_reply() -> impl Strategy<Value = Vec<u8>> {
 /// fails with a protocol error, or, for an answer that is merely incomplete, can be aborted;
 /// either way the pool kills that worker and stops cleanly.
 fn a_worker_answering_garbage_fails_only_its_task() {
+    answering_garbage("reply");
+}
+
+/// [`a_worker_answering_garbage_fails_only_its_task`], from a worker whose `HELLO` says its
+/// default export is async: its answers may come in any order, but a result for a task it
+/// was not sent is still a protocol error, and its task can still be aborted.
+fn a_concurrent_worker_answering_garbage_fails_only_its_task() {
+    answering_garbage("reply-async");
+}
+
+fn answering_garbage(role: &str) {
     let tried = AtomicUsize::new(0);
     runner(64)
         .run(&bad_reply(), |bytes| {
             tried.fetch_add(1, Ordering::Relaxed);
-            let pool = fake_pool("reply", &bytes);
+            let pool = fake_pool(role, &bytes);
             let controller = AbortController::new();
             let task = pool.run_with::<i32, _>(1, RunOptions::new().signal(controller.signal()));
             // An incomplete answer leaves the task waiting for the rest: abort it.
@@ -944,7 +971,7 @@ fn main() {
         channel_messages_that_fail_to_serialize,
     ));
     cases.extend(both("serde_code_that_panics", serde_code_that_panics));
-    let single: [(&str, fn()); 7] = [
+    let single: [(&str, fn()); 8] = [
         (
             "a_bad_teardown_in_a_child_is_reported",
             a_bad_teardown_in_a_child_is_reported,
@@ -956,6 +983,10 @@ fn main() {
         (
             "a_worker_answering_garbage_fails_only_its_task",
             a_worker_answering_garbage_fails_only_its_task,
+        ),
+        (
+            "a_concurrent_worker_answering_garbage_fails_only_its_task",
+            a_concurrent_worker_answering_garbage_fails_only_its_task,
         ),
         (
             "a_worker_answering_outside_the_rings_fails_its_task",

@@ -128,10 +128,26 @@ where
         _arg_type: &str,
         _out_type: &str,
     ) -> Result<Vec<u8>, Error> {
-        // A child process does not poll futures (yet): it says so, as the task's error.
-        Err(Error::InvalidOptions(format!(
-            "\"{name}\" is an async export, which only the threads runtime runs"
-        )))
+        // A child starts an async export with `call_encoded_async`; only a teardown gets here.
+        Err(Error::InvalidOptions(Self::refused(name)))
+    }
+
+    fn call_encoded_async(
+        &self,
+        name: &str,
+        codec: Serialization,
+        arg: &[u8],
+        arg_type: &str,
+        out_type: &str,
+    ) -> Result<LocalFuture<Result<Vec<u8>, Error>>, Error> {
+        if arg_type != type_name::<T>() {
+            return Err(argument_mismatch::<T>(name, arg_type));
+        }
+        if out_type != type_name::<Fut::Output>() {
+            return Err(result_mismatch::<Fut::Output>(name, out_type));
+        }
+        let future = self.invoke(codec.decode(arg)?)?;
+        Ok(Box::pin(async move { codec.encode(&future.await?) }))
     }
 
     fn call_setup(&self, name: &str) -> Result<(), String> {

@@ -6,6 +6,7 @@
 //! that nothing is copied on the way to the wire but into the frame; decoding borrows from the
 //! frame read, and checks every field, the kind, and that nothing is left over.
 
+use super::ABORT;
 use super::{
     protocol, Body, Encoder, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
     PORT_CLOSED, RUN, STOP, VERSION,
@@ -26,6 +27,10 @@ pub(crate) enum ToChild<'a> {
     PortClosed { task: u64 },
     /// Run the teardown and exit.
     Stop,
+    /// Task `task` resolved in the pool (aborted, timed out): drop its future. Sent only for
+    /// a task of an async export; the child answers `DONE` for it all the same, unless it had
+    /// already.
+    Abort { task: u64 },
 }
 
 /// What a child sends its pool.
@@ -46,6 +51,9 @@ pub(crate) enum ToPool<'a> {
 pub(crate) struct Hello {
     pub(crate) version: u32,
     pub(crate) pid: u32,
+    /// The names of the child's async exports: their tasks run concurrently, end in any
+    /// order, and are aborted with `ABORT` rather than by killing the child.
+    pub(crate) async_exports: Vec<String>,
 }
 
 /// `INIT`.
@@ -103,6 +111,7 @@ impl Message for ToChild<'_> {
             ToChild::Port { .. } => PORT,
             ToChild::PortClosed { .. } => PORT_CLOSED,
             ToChild::Stop => STOP,
+            ToChild::Abort { .. } => ABORT,
         }
     }
 
@@ -138,6 +147,9 @@ impl Message for ToChild<'_> {
                 out.u64(*task);
             }
             ToChild::Stop => {}
+            ToChild::Abort { task } => {
+                out.u64(*task);
+            }
         }
     }
 }
@@ -162,6 +174,7 @@ impl<'a> ToChild<'a> {
             },
             PORT_CLOSED => ToChild::PortClosed { task: body.u64()? },
             STOP => ToChild::Stop,
+            ABORT => ToChild::Abort { task: body.u64()? },
             other => {
                 return Err(protocol(format!(
                     "unexpected frame kind {other} from the pool"
@@ -187,6 +200,10 @@ impl Message for ToPool<'_> {
         match self {
             ToPool::Hello(hello) => {
                 out.raw(MAGIC).u32(hello.version).u32(hello.pid);
+                out.u32(u32::try_from(hello.async_exports.len()).unwrap_or(u32::MAX));
+                for name in &hello.async_exports {
+                    out.str(name);
+                }
             }
             ToPool::Done(done) => {
                 out.u64(done.task).u64(done.rss);
@@ -261,9 +278,18 @@ impl Hello {
                 "protocol version {version}, this pool speaks {VERSION}"
             )));
         }
+        let pid = body.u32()?;
+        // Each name takes at least its length's 4 bytes: a count the body cannot hold fails
+        // at the first missing name, before anything is sized from it.
+        let count = body.u32()?;
+        let mut async_exports = Vec::new();
+        for _ in 0..count {
+            async_exports.push(body.str()?.to_owned());
+        }
         Ok(Hello {
             version,
-            pid: body.u32()?,
+            pid,
+            async_exports,
         })
     }
 }
@@ -508,7 +534,15 @@ mod tests {
         );
         assert_eq!(ToChild::Stop.kind(), 5);
         assert_eq!(ToChild::PortClosed { task: 1 }.kind(), 8);
-        assert_eq!(ToPool::Hello(Hello { version: 4, pid: 1 }).kind(), 1);
+        assert_eq!(
+            ToPool::Hello(Hello {
+                version: 4,
+                pid: 1,
+                async_exports: Vec::new()
+            })
+            .kind(),
+            1
+        );
         assert_eq!(ToPool::Panicking { message: "" }.kind(), 7);
         let done = Done {
             task: 1,
@@ -528,11 +562,16 @@ mod tests {
         let hello = ToPool::Hello(Hello {
             version: VERSION,
             pid: 7,
+            async_exports: vec!["go".to_owned()],
         });
-        expected = vec![17, 0, 0, 0, 1];
+        expected = vec![27, 0, 0, 0, 1];
         expected.extend_from_slice(b"TINYPOOL");
-        expected.extend_from_slice(&[5, 0, 0, 0, 7, 0, 0, 0]);
+        expected.extend_from_slice(&[6, 0, 0, 0, 7, 0, 0, 0]);
+        expected.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, b'g', b'o']);
         assert_eq!(hello.to_frame(MAX).unwrap(), expected);
+        let abort = ToChild::Abort { task: 3 };
+        let expected = vec![9, 0, 0, 0, 9, 3, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(abort.to_frame(MAX).unwrap(), expected);
     }
 
     #[test]
@@ -569,11 +608,16 @@ mod tests {
         let mut hello = wire(&ToPool::Hello(Hello {
             version: VERSION,
             pid: 1,
+            async_exports: Vec::new(),
         }));
         assert_eq!(Hello::expect(&hello).unwrap().pid, 1);
         hello.body[0] = b'X';
         assert_eq!(not(&hello), "the child is not a tinypool worker");
-        let other = wire(&ToPool::Hello(Hello { version: 3, pid: 1 }));
+        let other = wire(&ToPool::Hello(Hello {
+            version: 3,
+            pid: 1,
+            async_exports: Vec::new(),
+        }));
         assert_eq!(not(&other), "protocol version 3, this pool speaks 5");
         match Init::expect(&wire(&ToChild::Stop)) {
             Err(Error::Protocol { message }) => {
@@ -637,6 +681,7 @@ mod tests {
                 ToChild::Port { task, message: &message },
                 ToChild::PortClosed { task },
                 ToChild::Stop,
+                ToChild::Abort { task },
             ] {
                 let frame = wire(&sent);
                 prop_assert_eq!(ToChild::decode(&frame)?, sent);
@@ -645,13 +690,17 @@ mod tests {
         }
 
         #[test]
-        fn hello_round_trips_in_this_version_only(pid in any::<u32>(), version in any::<u32>()) {
-            let hello = ToPool::Hello(Hello { version: VERSION, pid });
+        fn hello_round_trips_in_this_version_only(
+            pid in any::<u32>(),
+            version in any::<u32>(),
+            async_exports in vec(text(), 0..4),
+        ) {
+            let hello = ToPool::Hello(Hello { version: VERSION, pid, async_exports: async_exports.clone() });
             let frame = wire(&hello);
             prop_assert_eq!(ToPool::decode(&frame)?, hello);
-            prop_assert_eq!(Hello::expect(&frame)?, Hello { version: VERSION, pid });
+            prop_assert_eq!(Hello::expect(&frame)?, Hello { version: VERSION, pid, async_exports });
             cuts_and_extensions_are_refused(&frame, pool_decodes)?;
-            let other = wire(&ToPool::Hello(Hello { version, pid }));
+            let other = wire(&ToPool::Hello(Hello { version, pid, async_exports: Vec::new() }));
             match ToPool::decode(&other) {
                 Ok(_) => prop_assert_eq!(version, VERSION),
                 Err(Error::Protocol { message }) => {

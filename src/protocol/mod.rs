@@ -15,7 +15,7 @@
 //!
 //! | kind | direction | body |
 //! |---|---|---|
-//! | `HELLO` (1) | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 |
+//! | `HELLO` (1) | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 async_count:u32 async_export:str × async_count (the names of its async exports) |
 //! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str setup:str (empty: none) has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` (3) | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` (4) | both | task:u64 message:bytes |
@@ -23,6 +23,7 @@
 //! | `DONE` (6) | child → pool | task:u64 rss:u64 (0 unless measure_memory) outcome:u8 (0 = value, 1 = error) value:bytes or error; task 0: the setup's outcome (the first frame after `INIT` when it names one), or a failed teardown's |
 //! | `PANICKING` (7) | child → pool | message:str, sent by the panic hook in case the child then dies |
 //! | `PORT_CLOSED` (8) | pool → child | task:u64: the caller's side of the task's channel closed |
+//! | `ABORT` (9) | pool → child | task:u64: the task (of an async export) resolved in the pool; drop its future |
 //!
 //! An error is `code:u8` and its fields:
 //!
@@ -47,6 +48,15 @@
 //! `concurrent_tasks_per_worker`); the child runs them in order and answers each in order. A
 //! task with a channel is never sent behind another: its `PORT` frames follow its `RUN`.
 //!
+//! A child whose `HELLO` names async exports serves differently: a thread of its own reads
+//! the frames while its tasks run, and the tasks of async exports run concurrently, so their
+//! `DONE` frames come in any order (each names its task), and tasks with channels may be
+//! in flight together (each `PORT` names its task). The pool tells such a child that a task
+//! of an async export resolved on its side with `ABORT`: the child drops its future and
+//! answers `DONE` for it (a result the pool drops), so every `RUN` gets exactly one `DONE`.
+//! A `DONE` for a task the pool did not send, or already had an answer for, is a protocol
+//! error.
+//!
 //! This module is the frame layer: [`read_frame`] reads a [`Frame`] (its kind and body), a
 //! [`Body`] reads its fields, an [`Encoder`] writes them. The frames themselves, typed, are in
 //! [`messages`]: [`ToChild`] and [`ToPool`], each with its encoding and decoding side by side;
@@ -63,7 +73,7 @@ mod messages;
 pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 
 /// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel (Unix; on Windows the marker names two pipe handles).
 #[cfg(unix)]
@@ -89,6 +99,7 @@ const STOP: u8 = 5;
 const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
+const ABORT: u8 = 9;
 
 /// The default cap on a frame, 64 MiB.
 pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;

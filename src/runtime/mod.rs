@@ -22,7 +22,7 @@ use crate::Error;
 
 #[cfg(any(unix, windows))]
 pub(crate) mod child;
-mod executor;
+pub(crate) mod executor;
 #[cfg(any(unix, windows))]
 pub(crate) mod process;
 #[cfg(any(unix, windows))]

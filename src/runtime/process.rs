@@ -24,10 +24,13 @@ use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
 use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
-use crate::wait::{deadline_after, spin_until};
+use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
+mod concurrent;
 mod setup;
+
+use concurrent::Flights;
 
 /// How often an idle driver checks that its child is alive.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -73,6 +76,8 @@ impl Launcher for Processes {
             in_flight: VecDeque::new(),
             next_task: 1,
             last_panic: None,
+            bell: me.bell.clone(),
+            flights: None,
         };
         if let Err(refusal) = worker.handshake(me.id) {
             // A child that died in its setup is reaped, to say how it ended.
@@ -169,6 +174,12 @@ struct ChildWorker {
     /// What the child's panic hook said during the task (see [`note_panic`]): its last words
     /// if it then dies.
     last_panic: Option<String>,
+    /// The worker's doorbell: rung when the scheduler gives it more work, or when one of its
+    /// async tasks resolved from outside.
+    bell: Arc<Doorbell>,
+    /// The tasks in flight of a child with async exports, which it runs concurrently; `None`
+    /// for a child without (see `process/concurrent.rs`).
+    flights: Option<Flights>,
 }
 
 /// Why waiting for a frame stopped without one.
@@ -215,7 +226,10 @@ impl ChildWorker {
                 }
             }
         };
-        Hello::expect(&hello)?;
+        let hello = Hello::expect(&hello)?;
+        if !hello.async_exports.is_empty() {
+            self.flights = Some(Flights::new(hello.async_exports, &self.bell));
+        }
         let options = &self.options;
         let init = ToChild::Init(Init {
             worker_id,
@@ -288,6 +302,15 @@ impl ChildWorker {
     /// Waits for the next frame of a running task, killing the child if the worker gets
     /// retired meanwhile.
     fn next_frame(&mut self) -> Result<Frame, Broken> {
+        match self.next_frame_by(None) {
+            Ok(Some(frame)) => Ok(frame),
+            Ok(None) => unreachable!("no frame is late without a deadline"),
+            Err(broken) => Err(broken),
+        }
+    }
+
+    /// [`next_frame`](Self::next_frame), giving up at `until` (`Ok(None)`; `None`: never).
+    fn next_frame_by(&mut self, until: Option<Instant>) -> Result<Option<Frame>, Broken> {
         self.reader.set_deadline(None);
         // Most results come back within microseconds: spin on the ring before sleeping in
         // `poll`, which costs a wake-up of tens of microseconds.
@@ -314,14 +337,20 @@ impl ChildWorker {
                     return Err(Broken::Killed);
                 }
             }
+            let nap = match until {
+                Some(until) => backlog
+                    .nap()
+                    .min(until.saturating_duration_since(Instant::now())),
+                None => backlog.nap(),
+            };
             // A child that exited is read to the end of what it said, then found dead: its
             // socket may never end (a process it forked holds a copy).
             if self.reader.ready()
-                || self.reader.sleep(backlog.socket, backlog.nap()).0
+                || self.reader.sleep(backlog.socket, nap).0
                 || self.reader.peer_exited()
             {
                 match self.reader.read_frame(self.max()) {
-                    Ok(Some(frame)) => return Ok(frame),
+                    Ok(Some(frame)) => return Ok(Some(frame)),
                     Ok(None) => return Err(self.died()),
                     Err(error) => {
                         // The stream was cut (reset, or ended inside a frame): the child is
@@ -335,6 +364,9 @@ impl ChildWorker {
                         return Err(Broken::Died(error));
                     }
                 }
+            }
+            if until.is_some_and(|until| Instant::now() >= until) {
+                return Ok(None);
             }
         }
     }
@@ -419,7 +451,7 @@ impl ChildWorker {
             out.writer.send(&run, self.max())?;
             if port.is_some() {
                 // Its messages follow the `RUN` frame, in order, sent as the child reads them.
-                out.bridged = task;
+                out.bridged.push(task);
             }
             Ok(())
         });
@@ -495,7 +527,7 @@ impl ChildWorker {
                 Ok(Some(flow)) => {
                     if job.port().is_some() {
                         // Late messages of the caller are dropped here, not sent to the child.
-                        lock(&self.writer).bridged = 0;
+                        lock(&self.writer).bridged.clear();
                     }
                     return Ok(flow);
                 }
@@ -518,7 +550,16 @@ impl RunningWorker for ChildWorker {
         self.depth
     }
 
+    fn sends_ahead(&self) -> bool {
+        // A child with async exports takes each task as soon as it has room, and its tasks
+        // end in any order.
+        self.flights.is_none()
+    }
+
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
+        if self.flights.is_some() {
+            return self.start_concurrent(jobs);
+        }
         for job in jobs {
             let task = self.send_run(job);
             self.in_flight.push_back(task);
@@ -527,6 +568,9 @@ impl RunningWorker for ChildWorker {
 
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         self.last_panic = None;
+        if self.flights.is_some() {
+            return self.finish_concurrent(job);
+        }
         match self.finish_one(job) {
             Ok(flow) => flow,
             Err(Broken::Died(error)) => {
@@ -591,13 +635,17 @@ impl RunningWorker for ChildWorker {
 /// sender's thread.
 struct Outbox {
     writer: Writer,
-    /// The task whose channel is bridged to the child now; 0 for none.
-    bridged: u64,
+    /// The tasks whose channels are bridged to the child now: one at most, but in a child
+    /// with async exports.
+    bridged: Vec<u64>,
 }
 
 impl Outbox {
     fn new(writer: Writer) -> Self {
-        Outbox { writer, bridged: 0 }
+        Outbox {
+            writer,
+            bridged: Vec::new(),
+        }
     }
 
     /// Sends a message of task `task`'s channel, unless the task has finished (the child
@@ -618,7 +666,7 @@ impl Outbox {
     }
 
     fn send_bridged(&mut self, message: &ToChild<'_>, task: u64, max: usize) -> Result<(), Error> {
-        if self.bridged != task {
+        if !self.bridged.contains(&task) {
             return Ok(());
         }
         self.writer.send(message, max)?;

@@ -78,6 +78,9 @@ pub(crate) trait Spawn {
     /// Whether it was started as an async task and has not resolved: an abort only drops
     /// its future, and its worker goes on.
     fn runs_async(&self) -> bool;
+    /// Marks it as an async task that a child process runs: whatever resolves it from outside
+    /// wakes `waker` (its driver's), which tells the child to drop its future.
+    fn runs_in_child(&self, waker: &Waker);
     /// Whether it resolved (an async task's [`worker::aborted`](crate::worker::aborted)).
     fn ended(&self) -> bool;
     /// Whether its result is staged or it resolved: an async task's future is done.
@@ -96,6 +99,10 @@ where
 
     fn runs_async(&self) -> bool {
         self.slot.has_runner()
+    }
+
+    fn runs_in_child(&self, waker: &Waker) {
+        self.slot.set_runner(waker);
     }
 
     fn ended(&self) -> bool {

@@ -85,6 +85,9 @@ pub(super) fn with<T>(f: impl FnOnce(&Context) -> T) -> Option<T> {
 pub(crate) enum Polled {
     /// In a worker thread: the task itself, aborted once it resolved.
     Job(Arc<dyn Job>),
+    /// In a child process: the task's flag, set when the pool's `ABORT` for it arrives.
+    #[cfg(any(unix, windows))]
+    Flag(Arc<AtomicBool>),
 }
 
 #[cfg(not(loom))]
@@ -106,5 +109,7 @@ pub(super) fn polled_aborted() -> bool {
     POLLED.with(|cell| match &*cell.borrow() {
         None => false,
         Some(Polled::Job(job)) => job.ended(),
+        #[cfg(any(unix, windows))]
+        Some(Polled::Flag(flag)) => flag.load(crate::sync::Ordering::Acquire),
     })
 }

@@ -17,8 +17,7 @@ use crate::{bodies, identity, Body};
 /// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
-        both: [],
-        threads: [
+        both: [
             async_tasks_interleave_on_one_worker,
             n_sleeps_take_about_one_sleep_with_concurrency_n,
             aborting_an_async_task_leaves_its_worker_and_siblings_running,
@@ -29,7 +28,9 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             an_async_setup_is_refused,
             sync_exports_still_run_beside_async_ones,
             tokio_time_and_io_work_inside_async_exports,
+            a_child_that_dies_fails_every_async_task_it_ran,
         ],
+        threads: [],
     }
 }
 
@@ -68,8 +69,19 @@ pub fn exports() -> Exports {
         .export_async("async_panic", panicking)
         .export_async("async_double", |n: u32| async move { n * 2 })
         .export_async("async_setup", |()| async {})
+        // Ends its (child) process after an await point, with this exit code. Never run by a
+        // thread.
+        .export_async("async_exit", |code: i32| async move {
+            yield_once().await;
+            exit_now(code)
+        })
         .export("sync_identity", |()| identity())
         .export_async("tokio_echo", tokio_echo)
+}
+
+/// Ends the process (typed, for an export's result).
+fn exit_now(code: i32) -> u32 {
+    std::process::exit(code)
 }
 
 /// Panics, at once or after an await point.
@@ -152,12 +164,19 @@ async fn tokio_echo(text: String) -> Result<String, String> {
     }
 }
 
+/// Set in a child's environment: it serves [`exports`] too (see main.rs).
+pub const ASYNC_ENV: &str = "TINYPOOL_TEST_ASYNC_EXPORTS";
+
 /// A pool of one worker that holds up to `concurrency` tasks.
 fn pool(runtime: Runtime, concurrency: usize) -> tinypool::Builder {
-    common::builder(runtime, exports)
+    let builder = common::builder(runtime, exports)
         .min_threads(1)
         .max_threads(1)
-        .concurrent_tasks_per_worker(concurrency)
+        .concurrent_tasks_per_worker(concurrency);
+    match runtime {
+        Runtime::Threads => builder,
+        _ => builder.env(ASYNC_ENV, "1"),
+    }
 }
 
 type AsyncHeld = Result<(u32, String, u32), String>;
@@ -170,8 +189,8 @@ fn async_hold(pool: &Pool, tag: u32) -> (Task<AsyncHeld>, Port<u32>) {
 
 /// Each task waits for a value its caller sends only once every task has started: on one
 /// worker, that needs them all in flight together.
-fn async_tasks_interleave_on_one_worker() {
-    let pool = pool(Runtime::Threads, 8).build().unwrap();
+fn async_tasks_interleave_on_one_worker(runtime: Runtime) {
+    let pool = pool(runtime, 8).build().unwrap();
     let tasks: Vec<_> = (0..8).map(|tag| async_hold(&pool, tag)).collect();
     for (tag, (_, port)) in tasks.iter().enumerate() {
         assert_eq!(next(port), Ok(tag as u32), "task {tag} started");
@@ -191,8 +210,8 @@ fn async_tasks_interleave_on_one_worker() {
 /// The measure: 10 sleeps of 200 ms with concurrency 10 on one worker take about one
 /// sleep, where one after another would take 2 s. (The bound is generous for a loaded
 /// machine; the test above proves the interleaving by events.)
-fn n_sleeps_take_about_one_sleep_with_concurrency_n() {
-    let pool = pool(Runtime::Threads, 10).build().unwrap();
+fn n_sleeps_take_about_one_sleep_with_concurrency_n(runtime: Runtime) {
+    let pool = pool(runtime, 10).build().unwrap();
     let started = Instant::now();
     let tasks: Vec<Task<String>> = (0..10)
         .map(|_| pool.run_with(200u64, RunOptions::new().name("async_sleep")))
@@ -208,8 +227,8 @@ fn n_sleeps_take_about_one_sleep_with_concurrency_n() {
     common::destroy(pool);
 }
 
-fn aborting_an_async_task_leaves_its_worker_and_siblings_running() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn aborting_an_async_task_leaves_its_worker_and_siblings_running(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let before: String =
         finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
     let tasks: Vec<_> = (0..3).map(|tag| async_hold(&pool, tag)).collect();
@@ -234,8 +253,8 @@ fn aborting_an_async_task_leaves_its_worker_and_siblings_running() {
     common::destroy(pool);
 }
 
-fn a_timeout_drops_an_async_task_and_keeps_its_worker() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn a_timeout_drops_an_async_task_and_keeps_its_worker(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let before: String =
         finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
     let (sibling, port) = async_hold(&pool, 7);
@@ -259,8 +278,8 @@ fn a_timeout_drops_an_async_task_and_keeps_its_worker() {
 
 /// An async task that sees its own abort returns; the next task on the same worker is not
 /// aborted: the flag is the task's, not its worker's.
-fn worker_aborted_is_the_async_task_own() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn worker_aborted_is_the_async_task_own(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let (started, theirs) = tinypool::channel::<u32>();
     let spinning: Task<bool> =
         pool.run_with((), RunOptions::new().name("async_spin").channel(theirs));
@@ -278,8 +297,8 @@ fn worker_aborted_is_the_async_task_own() {
     common::destroy(pool);
 }
 
-fn a_panic_in_an_async_export_is_panicked() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn a_panic_in_an_async_export_is_panicked(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     for late in [false, true] {
         let task: Task<u32> = pool.run_with(late, RunOptions::new().name("async_panic"));
         match finish(task) {
@@ -295,8 +314,8 @@ fn a_panic_in_an_async_export_is_panicked() {
     common::destroy(pool);
 }
 
-fn an_async_export_checks_its_types() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn an_async_export_checks_its_types(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let wrong: Task<u32> = pool.run_with(21u64, RunOptions::new().name("async_double"));
     assert!(matches!(finish(wrong), Err(Error::TypeMismatch { .. })));
     let wrong: Task<String> = pool.run_with(21u32, RunOptions::new().name("async_double"));
@@ -304,8 +323,8 @@ fn an_async_export_checks_its_types() {
     common::destroy(pool);
 }
 
-fn an_async_setup_is_refused() {
-    let pool = pool(Runtime::Threads, 4)
+fn an_async_setup_is_refused(runtime: Runtime) {
+    let pool = pool(runtime, 4)
         .min_threads(0)
         .setup("async_setup")
         .build()
@@ -320,8 +339,8 @@ fn an_async_setup_is_refused() {
 }
 
 /// A sync export's task runs on a worker with async tasks in flight, and they finish after.
-fn sync_exports_still_run_beside_async_ones() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn sync_exports_still_run_beside_async_ones(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let (held, port) = async_hold(&pool, 1);
     assert_eq!(next(&port), Ok(1));
     let sync: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
@@ -330,8 +349,8 @@ fn sync_exports_still_run_beside_async_ones() {
     common::destroy(pool);
 }
 
-fn tokio_time_and_io_work_inside_async_exports() {
-    let pool = pool(Runtime::Threads, 4).build().unwrap();
+fn tokio_time_and_io_work_inside_async_exports(runtime: Runtime) {
+    let pool = pool(runtime, 4).build().unwrap();
     let tasks: Vec<Task<Result<String, String>>> = (0..4)
         .map(|n| pool.run_with(format!("hello {n}"), RunOptions::new().name("tokio_echo")))
         .collect();
@@ -343,5 +362,32 @@ fn tokio_time_and_io_work_inside_async_exports() {
             assert_eq!(echoed, Err("built without the tokio feature".to_owned()));
         }
     }
+    common::destroy(pool);
+}
+
+/// A child that dies with async tasks in flight fails them all (they had started: none is
+/// run again), and a new child serves on. A worker thread cannot die alone: nothing to check.
+fn a_child_that_dies_fails_every_async_task_it_ran(runtime: Runtime) {
+    if runtime == Runtime::Threads {
+        return;
+    }
+    let pool = pool(runtime, 4).build().unwrap();
+    let before: String =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    let held: Vec<_> = (0..2).map(|tag| async_hold(&pool, tag)).collect();
+    for (tag, (_, port)) in held.iter().enumerate() {
+        assert_eq!(next(port), Ok(tag as u32));
+    }
+    let exit: Task<u32> = pool.run_with(3i32, RunOptions::new().name("async_exit"));
+    let died = |outcome: Result<_, Error>| match outcome {
+        Err(Error::WorkerExited { code, .. }) => assert_eq!(code, Some(3)),
+        other => panic!("expected WorkerExited, got {other:?}"),
+    };
+    died(finish(exit).map(drop));
+    for (task, _) in held {
+        died(finish(task).map(drop));
+    }
+    let after: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    assert_ne!(after, before, "a new child serves");
     common::destroy(pool);
 }

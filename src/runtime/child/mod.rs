@@ -8,6 +8,7 @@
 //! stream ends the process: the pool is gone (a parent that dies mid-task is also caught by
 //! `PR_SET_PDEATHSIG` on Linux).
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::process;
 use std::sync::{Arc, Mutex};
@@ -28,12 +29,14 @@ use crate::worker::context::{self, Context, Data, TaskPort};
 use crate::Error;
 
 mod bridge;
+mod concurrent;
 #[cfg(unix)]
 mod hygiene;
 #[cfg(windows)]
 mod hygiene_windows;
 
 pub(crate) use bridge::Bridge;
+use concurrent::TaskAbort;
 use hygiene::{limit_resources, map_rings, open_channel, resident_memory, tie_to_parent};
 #[cfg(windows)]
 use hygiene_windows as hygiene;
@@ -97,6 +100,8 @@ struct Task {
     result_type: String,
     arg: Vec<u8>,
     bridge: Option<Arc<Bridge>>,
+    /// Where the pool's `ABORT` for it lands (a child with async exports).
+    abort: Option<Arc<TaskAbort>>,
 }
 
 fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), String> {
@@ -104,9 +109,11 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
     let writer: Out = Arc::new(Mutex::new(Writer::waiting(
         stream.try_clone().map_err(|e| e.to_string())?,
     )));
+    let async_exports = exports.async_names();
     let hello = ToPool::Hello(Hello {
         version: VERSION,
         pid: process::id(),
+        async_exports,
     });
     lock(&writer)
         .send(&hello, DEFAULT_MAX_MESSAGE_SIZE)
@@ -150,10 +157,12 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
     let max = init.max_message_size;
     install_panic_hook(writer.clone(), max);
 
+    let concurrently = exports.has_async();
     let inbound = Arc::new(Inbound {
         reader: Mutex::new(reader),
         writer: writer.clone(),
         current: Mutex::default(),
+        aborts: concurrently.then(Mutex::default),
         codec: init.codec,
         max,
     });
@@ -174,6 +183,33 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
             return Ok(());
         }
     }
+    if concurrently {
+        concurrent::serve(&exports, &inbound, &writer, &init)?;
+    } else {
+        serve_in_order(&exports, &inbound, &writer, &init)?;
+    }
+    if !init.teardown.is_empty() {
+        let result = match exports.get_serde(init.teardown) {
+            Some(export) => export.call_teardown(init.teardown),
+            None => Err(Error::NoSuchFunction {
+                name: init.teardown.to_owned(),
+            }),
+        };
+        if let Err(error) = result {
+            send_done(&writer, 0, Err(error), &init)?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the tasks of a child without async exports, one after another, in order, until
+/// `STOP`: this thread reads the channel, but while a task with a channel runs.
+fn serve_in_order(
+    exports: &Exports,
+    inbound: &Arc<Inbound>,
+    writer: &Out,
+    init: &Init<'_>,
+) -> Result<(), String> {
     let mailbox = Arc::new(Mailbox::default());
     // Started for the first task with a channel: most workers never need it.
     let mut reader_bell: Option<Arc<Doorbell>> = None;
@@ -196,14 +232,15 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
                 result_type,
                 arg,
                 bridge,
+                abort: _,
             }) => {
                 if let Some(bridge) = &bridge {
-                    *lock(&inbound.current) = Some(bridge.clone());
+                    *lock(&inbound.current) = vec![bridge.clone()];
                     context::set_task_port(TaskPort::Remote(bridge.clone()));
                     main_reads = false;
                     let bell = match &reader_bell {
                         Some(bell) => bell,
-                        None => reader_bell.insert(start_reader(&inbound, &mailbox)?),
+                        None => reader_bell.insert(start_reader(inbound, &mailbox)?),
                     };
                     bell.ring();
                 }
@@ -215,26 +252,14 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
                 };
                 if let Some(bridge) = bridge {
                     context::set_task_port(TaskPort::None);
-                    *lock(&inbound.current) = None;
+                    lock(&inbound.current).clear();
                     bridge.close();
                 }
-                send_done(&writer, task, result, &init)?;
+                send_done(writer, task, result, init)?;
             }
-            Command::Stop => break,
+            Command::Stop => return Ok(()),
         }
     }
-    if !init.teardown.is_empty() {
-        let result = match exports.get_serde(init.teardown) {
-            Some(export) => export.call_teardown(init.teardown),
-            None => Err(Error::NoSuchFunction {
-                name: init.teardown.to_owned(),
-            }),
-        };
-        if let Err(error) = result {
-            send_done(&writer, 0, Err(error), &init)?;
-        }
-    }
-    Ok(())
 }
 
 /// Starts the thread that reads the channel while a task with a channel runs: it waits for
@@ -283,8 +308,11 @@ impl Mailbox {
 struct Inbound {
     reader: Mutex<Reader>,
     writer: Out,
-    /// The running task's channel, for its `PORT` frames.
-    current: Mutex<Option<Arc<Bridge>>>,
+    /// The channels of the tasks running, for their `PORT` frames: the one running task's,
+    /// or, in a child with async exports, every task's in flight.
+    current: Mutex<Vec<Arc<Bridge>>>,
+    /// In a child with async exports: each task's abort, by task, until it ends.
+    aborts: Option<Mutex<HashMap<u64, Arc<TaskAbort>>>>,
     codec: Serialization,
     max: usize,
 }
@@ -315,6 +343,16 @@ impl Inbound {
                         );
                         Arc::new(bridge)
                     });
+                    // With async exports the next frames may be this task's messages or
+                    // abort, read before it starts: they must find it.
+                    let abort = self.aborts.as_ref().map(|aborts| {
+                        if let Some(bridge) = &bridge {
+                            lock(&self.current).push(bridge.clone());
+                        }
+                        let abort = Arc::new(TaskAbort::default());
+                        lock(aborts).insert(run.task, abort.clone());
+                        abort
+                    });
                     return Command::Run(Task {
                         task: run.task,
                         name: run.name.to_owned(),
@@ -322,9 +360,18 @@ impl Inbound {
                         result_type: run.result_type.to_owned(),
                         arg: run.arg.to_vec(),
                         bridge,
+                        abort,
                     });
                 }
                 Ok(ToChild::Stop) => return Command::Stop,
+                // A task that already ended is not found: its `DONE` is on its way.
+                Ok(ToChild::Abort { task }) => {
+                    let abort =
+                        (self.aborts.as_ref()).and_then(|aborts| lock(aborts).remove(&task));
+                    if let Some(abort) = abort {
+                        abort.abort();
+                    }
+                }
                 // Late messages of a finished task find no bridge and are dropped.
                 Ok(ToChild::Port { task, message }) => {
                     if let Some(bridge) = self.bridge_of(task) {
@@ -344,10 +391,18 @@ impl Inbound {
         }
     }
 
-    /// The running task's bridge, if it is task `task`'s.
+    /// Task `task`'s bridge, if it is running.
     fn bridge_of(&self, task: u64) -> Option<Arc<Bridge>> {
-        let bridge = lock(&self.current).clone();
-        bridge.filter(|bridge| bridge.task() == task)
+        let current = lock(&self.current);
+        current.iter().find(|bridge| bridge.task() == task).cloned()
+    }
+
+    /// Task `task` ended (a child with async exports): its channel and its abort are dropped.
+    fn forget(&self, task: u64) {
+        lock(&self.current).retain(|bridge| bridge.task() != task);
+        if let Some(aborts) = &self.aborts {
+            lock(aborts).remove(&task);
+        }
     }
 }
 
@@ -363,12 +418,24 @@ fn send_done(
     result: Result<Vec<u8>, Error>,
     init: &Init<'_>,
 ) -> Result<(), String> {
-    let rss = if init.measure_memory {
-        resident_memory()
-    } else {
-        0
-    };
-    let max = init.max_message_size;
+    send_result(
+        writer,
+        task,
+        result,
+        init.measure_memory,
+        init.max_message_size,
+    )
+}
+
+/// [`send_done`], with what it needs of `INIT`.
+fn send_result(
+    writer: &Out,
+    task: u64,
+    result: Result<Vec<u8>, Error>,
+    measure_memory: bool,
+    max: usize,
+) -> Result<(), String> {
+    let rss = if measure_memory { resident_memory() } else { 0 };
     let (value, error) = match result {
         Ok(value) => (value, None),
         Err(error) => (Vec::new(), Some(error)),
