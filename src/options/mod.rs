@@ -23,23 +23,24 @@ pub use builder::Builder;
 pub use run::RunOptions;
 
 /// Where a pool's workers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Runtime {
     /// Threads of this process: arguments and results move, nothing is serialized.
     #[default]
     Threads,
-    /// Child processes (Unix): each worker is this program re-executed, which must then serve
-    /// first ([`worker::serve_if_worker`](crate::worker::serve_if_worker) in `main`, or
-    /// [`test_workers!`](crate::test_workers) in a test binary), or the `filename`
-    /// executable; it talks to the pool over a private socket. A crash, abort or `exit` in a
-    /// child fails only its own task; the pool replaces the child.
+    /// Child processes, on Unix and Windows: each worker is this program re-executed, which
+    /// must then serve first ([`worker::serve_if_worker`](crate::worker::serve_if_worker) in
+    /// `main`, or [`test_workers!`](crate::test_workers) in a test binary), or the `filename`
+    /// executable; it talks to the pool over a socket (Unix) or two anonymous pipes
+    /// (Windows). A crash, abort or `exit` in a child fails only its own task; the pool
+    /// replaces the child.
     ChildProcess,
 }
 
 /// Where a child process's standard output or error goes, for [`Builder::stdout`] and
 /// [`Builder::stderr`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ChildOutput {
     /// The pool's process's own: what a child prints shows where the program's output does.
@@ -53,7 +54,7 @@ pub enum ChildOutput {
 }
 
 /// How many tasks may wait for a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MaxQueue {
     /// No limit.
     #[default]
@@ -94,37 +95,48 @@ pub enum MaxQueue {
 pub struct ResourceLimits {
     /// Stack size of each worker thread, in bytes (default: Rust's, 2 MiB). Threads runtime.
     pub stack_size: Option<usize>,
-    /// A hard cap on each child's address space (`RLIMIT_AS`), in bytes. Child processes;
-    /// a child applies it once started, before its first task.
+    /// A hard cap on each child's memory, in bytes. Child processes: on Unix its address
+    /// space (`RLIMIT_AS`), which a child applies once started, before its first task; on
+    /// Windows its committed memory (the per-process memory limit of its Job Object).
     pub max_memory: Option<u64>,
-    /// A cap on each child's CPU time (`RLIMIT_CPU`, whole seconds, rounded up), counted
-    /// from the child's start. Child processes.
+    /// A cap on each child's CPU time, counted from the child's start. Child processes: on
+    /// Unix `RLIMIT_CPU` (whole seconds, rounded up); on Windows the per-process user-mode
+    /// time limit of its Job Object.
     pub max_cpu_time: Option<Duration>,
 }
 
 impl ResourceLimits {
     /// No limits.
-    pub fn new() -> Self {
-        ResourceLimits::default()
+    pub const fn new() -> Self {
+        ResourceLimits {
+            stack_size: None,
+            max_memory: None,
+            max_cpu_time: None,
+        }
     }
 
     /// Sets the stack size of each worker thread, in bytes.
-    pub fn stack_size(mut self, bytes: usize) -> Self {
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
-    /// Caps each child's address space, in bytes. A task that hits it fails with
-    /// [`Error::ResourceLimit`].
-    pub fn max_memory(mut self, bytes: u64) -> Self {
+    /// Caps each child's memory, in bytes: its address space on Unix, its Job Object's
+    /// per-process memory limit on Windows. A task that
+    /// hits it fails with [`Error::ResourceLimit`].
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
         self
     }
 
     /// Caps each child's CPU time, counted from the child's start (not per task): the task
     /// running when the child reaches it fails with [`Error::ResourceLimit`], and the child is
-    /// replaced. To bound each task, combine it with `isolate_workers(true)`.
-    pub fn max_cpu_time(mut self, time: Duration) -> Self {
+    /// replaced. To bound each task, combine it with `isolate_workers(true)`. On Windows it is
+    /// the Job Object's per-process user-mode time limit.
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn max_cpu_time(mut self, time: Duration) -> Self {
         self.max_cpu_time = Some(time);
         self
     }

@@ -91,6 +91,14 @@ impl Builder {
                         export.arg_type()
                     )))
                 }
+                // A worker runs it to its end before (or after) any task: a future would
+                // have no worker loop to poll it.
+                Some(export) if export.is_async() => {
+                    return Err(Error::InvalidOptions(format!(
+                        "{option}: \"{name}\" is an async export: a setup or teardown must \
+                         be a plain function"
+                    )))
+                }
                 Some(_) => {}
             }
         }
