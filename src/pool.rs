@@ -81,7 +81,13 @@ impl Pool {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
         let runs_local = options.process.is_none();
-        let async_exports = options.exports.async_names();
+        // Only a worker thread drops an aborted async task's future and goes on: in a child
+        // process, such a task still runs alone.
+        let async_exports = if runs_local {
+            options.exports.async_names()
+        } else {
+            Default::default()
+        };
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {

@@ -122,8 +122,8 @@ pub(crate) struct SchedulerOptions {
     pub(crate) task_timeout: Option<Duration>,
     /// Whether tasks' run and wait times are measured (`Builder::record_timing`).
     pub(crate) record_timing: bool,
-    /// The names of the async exports (empty for most pools): an abortable task of one of
-    /// them does not run alone.
+    /// The names of a threads pool's async exports (empty for most pools, and for child
+    /// processes): an abortable task of one of them does not run alone.
     pub(crate) async_exports: HashSet<Box<str>>,
 }
 
