@@ -26,7 +26,9 @@ struct Shared {
 /// [`RunOptions::signal`](crate::RunOptions::signal). Aborting a queued task removes it from
 /// the queue; aborting a running task fails it at once with [`Error::Aborted`](crate::Error)
 /// and retires its worker (threads cannot be killed: the function keeps running until it
-/// returns, and can stop early by polling [`worker::aborted`](crate::worker::aborted)).
+/// returns, and can stop early by polling [`worker::aborted`](crate::worker::aborted); a
+/// child process is killed). An async export's running task is the exception: its future is
+/// dropped at its next poll, and its worker goes on with its other tasks.
 ///
 /// ```
 /// let controller = tinypool::AbortController::new();

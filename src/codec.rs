@@ -22,7 +22,7 @@ mod depth;
 /// level, and a deeper value, or bytes from a child that claim one, fail with
 /// [`Error::Protocol`] rather than overflow the stack. A `Serialize` or `Deserialize` that
 /// panics fails its task with [`Error::Panicked`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Serialization {
     /// [postcard](https://docs.rs/postcard): compact and fast; the default. It cannot encode

@@ -71,10 +71,14 @@ pub enum Error {
     QueueFull,
     /// `max_queue` is 0 and every worker is busy.
     NoQueue,
-    /// The task's abort signal fired, with the reason given to
-    /// [`AbortController::abort_with`](crate::AbortController::abort_with), if any.
+    /// The task was aborted: its abort signal fired, with the reason given to
+    /// [`AbortController::abort_with`](crate::AbortController::abort_with), if any, or
+    /// [`Task::abort`](crate::Task::abort) (or [`abort_with`](crate::Task::abort_with)) was
+    /// called. A running task's worker is
+    /// retired (a thread left to finish the function, a child killed), except for an async
+    /// export's task, whose future is dropped while its worker goes on.
     Aborted {
-        /// The reason passed to the controller, if any.
+        /// The reason passed to the controller or to `abort_with`, if any.
         reason: Option<String>,
     },
     /// The task was still queued or running when its timeout passed
@@ -89,14 +93,17 @@ pub enum Error {
     /// [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks) was called.
     Cancelled,
     /// The pool was destroyed before the task finished, or the task was submitted after that.
+    #[doc(alias = "Destroyed")]
     Terminated,
     /// The task was submitted after [`Pool::close`](crate::Pool::close) (or after the last
     /// [`Pool`](crate::Pool) handle was dropped): a closing pool finishes the tasks it has
     /// and takes no new ones.
     Closed,
-    /// A worker had not stopped `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy):
-    /// still running a function, or its teardown. A thread cannot be killed: it is left to
-    /// finish on its own, detached from the pool. (A child process is killed instead.)
+    /// A worker had not stopped `terminate_timeout` after [`Pool::destroy`](crate::Pool::destroy),
+    /// or after a [`Pool::close`](crate::Pool::close) had drained the pool (what
+    /// [`Destroy`](crate::Destroy) and [`Close`](crate::Close) return): still running a
+    /// function, or its teardown. A thread cannot be killed: it is left to finish on its own,
+    /// detached from the pool. (A child process is killed instead.)
     TerminateTimeout {
         /// The id of the (first) worker that did not stop in time.
         worker: usize,
@@ -158,9 +165,10 @@ pub enum Error {
     /// `i32`; displayed in hex, with what it means), and one terminated from outside with the
     /// code its terminator chose.
     WorkerExited {
-        /// The exit code, if it exited (on Windows, also how a crash ends a process).
+        /// The exit code, if it exited. On Windows, the process's exit code, which for a
+        /// crash is its `NTSTATUS` (`0xC0000005` for an access violation, say).
         code: Option<i32>,
-        /// The signal that killed it, if one did (never on Windows).
+        /// The signal that killed it, if one did (Unix); always `None` on Windows.
         signal: Option<i32>,
         /// The panic message, when the child could send it before dying.
         message: Option<String>,

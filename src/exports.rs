@@ -60,6 +60,7 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 /// assert!(!Exports::default().contains("default")); // `Default`: no functions.
 /// ```
 #[derive(Clone)]
+#[must_use = "`Exports` is a builder: each method returns the functions with the new one added"]
 pub struct Exports {
     functions: HashMap<Box<str>, Entry>,
     /// The default export again, so that the common case skips the hash lookup.
@@ -229,6 +230,16 @@ impl Exports {
             .collect();
         names.sort_unstable();
         names
+    }
+
+    /// The names of all the async functions, local ones too (what a worker thread runs): the
+    /// scheduler lets an abortable task of one of them share its worker.
+    pub(crate) fn async_names_on_threads(&self) -> std::collections::HashSet<Box<str>> {
+        self.functions
+            .iter()
+            .filter(|(_, entry)| entry.function.is_async())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     fn insert(&mut self, name: &str, entry: Entry) {

@@ -51,27 +51,30 @@ pub struct WorkerInfo {
 /// let exit = Exit::Crashed { code: None, signal: Some(9) };
 /// assert_eq!(exit.to_string(), "crashed (signal 9)");
 /// assert!(exit.is_crash());
-/// assert!(!Exit::Idle.is_crash());
+/// assert!(!Exit::IdleTimeout.is_crash());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Exit {
     /// It stayed idle for [`idle_timeout`](crate::Builder::idle_timeout) while the pool had
-    /// more than `min_threads` workers.
-    Idle,
+    /// more than `min_threads` workers. (Not [`Pool::idle`](crate::Pool::idle), which waits
+    /// for the pool to have nothing to do.)
+    IdleTimeout,
     /// [`Pool::recycle_workers`](crate::Pool::recycle_workers) replaced it (at once if it was
     /// idle, else once its tasks were done).
     Recycled,
-    /// Its child process passed
+    /// Its child process passed the soft limit
     /// [`max_memory_limit_before_recycle`](crate::Builder::max_memory_limit_before_recycle):
     /// it finished the tasks it had started and was replaced. (A child that hits a hard
-    /// [`ResourceLimits`](crate::ResourceLimits) cap dies of it instead: `Crashed`.)
-    ResourceLimit,
+    /// [`ResourceLimits`](crate::ResourceLimits) cap dies of it instead: its task fails with
+    /// [`Error::ResourceLimit`](crate::Error::ResourceLimit), and the worker exits `Crashed`.)
+    MemoryRecycled,
     /// It ran its one task of an [`isolate_workers`](crate::Builder::isolate_workers) pool.
     Isolated,
     /// Its running task was aborted (its [`AbortSignal`](crate::AbortSignal) fired, or
     /// [`Task::abort`](crate::Task::abort) was called): a thread left once the function
-    /// returned, a child was killed.
+    /// returned, a child was killed. (Not for an async export's task: its abort drops its
+    /// future, and the worker stays.)
     Aborted,
     /// Its running task reached its timeout ([`RunOptions::timeout`](crate::RunOptions::timeout),
     /// [`Builder::task_timeout`](crate::Builder::task_timeout)): as for `Aborted`.
@@ -80,9 +83,10 @@ pub enum Exit {
     /// status (`code` for an exit, `signal` for a signal). Both are `None` for a worker
     /// thread lost to a panic inside the pool itself (a bug of this crate).
     Crashed {
-        /// The exit code of a child that exited.
+        /// The exit code of a child that exited. On Windows, the process's exit code, which
+        /// for a crash is its `NTSTATUS` (`0xC0000005` for an access violation, say).
         code: Option<i32>,
-        /// The signal that ended a child (Unix).
+        /// The signal that ended a child (Unix); always `None` on Windows.
         signal: Option<i32>,
     },
     /// The pool was [destroyed](crate::Pool::destroy).
@@ -94,7 +98,7 @@ pub enum Exit {
 
 impl Exit {
     /// Whether the worker died rather than being let go ([`Exit::Crashed`]).
-    pub fn is_crash(&self) -> bool {
+    pub const fn is_crash(&self) -> bool {
         matches!(self, Exit::Crashed { .. })
     }
 }
@@ -102,9 +106,9 @@ impl Exit {
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Exit::Idle => f.write_str("idle timeout"),
+            Exit::IdleTimeout => f.write_str("idle timeout"),
             Exit::Recycled => f.write_str("recycled"),
-            Exit::ResourceLimit => f.write_str("over its memory limit"),
+            Exit::MemoryRecycled => f.write_str("recycled over its memory limit"),
             Exit::Isolated => f.write_str("isolated: its task is done"),
             Exit::Aborted => f.write_str("its task was aborted"),
             Exit::TimedOut => f.write_str("its task timed out"),

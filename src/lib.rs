@@ -73,8 +73,9 @@
 //!
 //! - [`Runtime::Threads`] (the default): workers are threads of this process. Arguments and
 //!   results move; nothing is serialized.
-//! - [`Runtime::ChildProcess`] (Unix): each worker is a child process, and values cross a
-//!   private socket (and, on Linux, shared memory) with serde. A crash, `abort()`, segfault or
+//! - [`Runtime::ChildProcess`] (Unix and Windows): each worker is a child process, and values
+//!   cross with serde over a socket (Unix; on Linux, through shared memory beside it) or two
+//!   anonymous pipes (Windows). A crash, `abort()`, segfault or
 //!   `exit` in a child fails only its own task with [`Error::WorkerExited`], and the pool
 //!   replaces the child. This is the runtime for code that may crash, leak or hang: C
 //!   libraries, untrusted input, tests.
@@ -207,9 +208,10 @@
 //! Node, and publishes each result as soon as its future ends. Without features each worker
 //! polls them with a small executor of its own; with the `tokio` feature, on a current-thread
 //! tokio runtime of its own with I/O and time enabled. Aborting one drops its future at its next
-//! poll and leaves its worker and its other tasks alone. Sync exports run as before: a pool
-//! without async exports runs one task at a time per worker thread. A child process whose
-//! exports include async ones runs them the same way, and answers its tasks as they end.
+//! poll and leaves its worker and its other tasks alone, even with a signal or a timeout (on a
+//! worker thread, such tasks interleave like the others). A pool without async exports runs
+//! one task at a time per worker thread. A child process whose exports include async ones runs
+//! them the same way, and answers its tasks as they end.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -263,6 +265,9 @@
 //! # Ok::<(), tinypool::Error>(())
 //! ```
 //!
+//! [`Error::kind`] gives an error's [`ErrorKind`], its variant without fields: what to
+//! count, match in bulk, or keep.
+//!
 //! ## In production
 //!
 //! - **Close, don't lose work**: [`Pool::close`] refuses new tasks ([`Error::Closed`]), runs
@@ -270,7 +275,8 @@
 //!   or running.
 //! - **Timeouts**: [`RunOptions::timeout`] or [`Builder::task_timeout`]: a task still queued or
 //!   running at its deadline fails with [`Error::TimedOut`], and its worker is replaced (a
-//!   thread retired, a child killed). [`Task::abort`] aborts one task without a controller.
+//!   thread retired, a child killed; an async export's future is dropped instead, its worker
+//!   kept). [`Task::abort`] aborts one task without a controller.
 //! - **Priorities**: [`RunOptions::priority`]: higher runs first, FIFO within a priority.
 //! - **Lifecycle**: [`Builder::setup`] (an export each worker runs first),
 //!   [`Builder::on_worker_start`], [`Builder::on_worker_exit`] (with the [`Exit`] that says
@@ -300,7 +306,7 @@
 //!
 //! ### Statistics
 //!
-//! [`Pool::stats`] gives a [`Stats`] snapshot: tasks completed and failed (by [`ErrorKind`]),
+//! [`Pool::stats`] gives a [`Stats`] snapshot: tasks succeeded and failed (by [`ErrorKind`]),
 //! each worker's tasks and busy time, and the pool's utilization; with
 //! [`Builder::record_timing`], also run- and wait-time [`Summary`]s (count, min, mean, p50,
 //! p90, p99, max), as Piscina's histograms.
@@ -310,14 +316,19 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `json` | [`Serialization::Json`], for serde types postcard cannot carry (untagged enums, `#[serde(flatten)]`) |
+//! | `tokio` | async exports ([`Exports::export_async`]) run on a current-thread [tokio](https://docs.rs/tokio) runtime per worker, with I/O and time enabled, so `tokio::time` and `tokio::net` work inside them (without it, a small executor of the crate's own polls them) |
 //! | `tracing` | [`tracing`](https://docs.rs/tracing) spans and events: a `DEBUG` span `task` per task (fields `export`, `worker`, `wait_us`, `run_us`), `DEBUG` events when a worker starts or exits (with its [`Exit`]), a `WARN` event when one dies; all with the target `tinypool` |
 //!
 //! ## Platforms
 //!
 //! | | Linux | macOS | Windows |
 //! |---|---|---|---|
-//! | threads | ✓ tested | ✓ built and linted in CI | ✓ built and linted in CI |
-//! | child processes | ✓ tested | ✓ (frames over the socket only) built and linted in CI | not yet: [`Runtime::ChildProcess`] is [`Error::InvalidOptions`] |
+//! | threads | ✓, tested in CI | ✓, built and linted in CI | ✓, tested in CI under Wine (the behaviour suite) |
+//! | child processes | ✓, tested in CI (frames in shared memory) | ✓ (frames over the socket), built and linted in CI | ✓ (frames over two anonymous pipes), tested in CI under Wine |
+//!
+//! On Windows each child runs in a Job Object of its own that ends it with the pool's process
+//! and carries [`ResourceLimits`]; `abort` and `destroy` end a child with `TerminateProcess`,
+//! and [`Error::WorkerExited`] has the exit code (an `NTSTATUS` for a crash) and no signal.
 
 #![warn(missing_docs)]
 // The Testing section shows test files as users write them, `#[test]` and all; each example's
@@ -356,7 +367,7 @@ pub use exports::wire::{Local, Serde, Wire};
 pub use exports::Exports;
 pub use hooks::{Exit, WorkerInfo};
 pub use options::{Builder, ChildOutput, MaxQueue, ResourceLimits, RunOptions, Runtime};
-pub use pool::{Close, Destroy, Idle, Pool};
+pub use pool::{Close, Destroy, Idle, Pool, Recycle};
 pub use reserve::{Permit, Reserve};
 pub use stats::{Stats, Summary, WorkerStats};
 pub use task::Task;

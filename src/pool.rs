@@ -23,7 +23,7 @@ use crate::Error;
 mod ending;
 mod typed;
 
-pub use self::ending::{Close, Destroy, Idle};
+pub use self::ending::{Close, Destroy, Idle, Recycle};
 
 /// A pool of workers that run exported functions by name.
 ///
@@ -81,6 +81,14 @@ impl Pool {
         // Before any worker can panic: the hook notes where, for `Error::Panicked`.
         crate::panics::install();
         let runs_local = options.process.is_none();
+        // The async exports whose tasks with a signal or timeout may share a worker thread
+        // (an abort drops the future). A child's exports are its own, which the pool may not
+        // know (a separate worker executable): there, such a task still runs alone.
+        let async_exports = if runs_local {
+            options.exports.async_names_on_threads()
+        } else {
+            Default::default()
+        };
         // The runtime, and what the scheduler and every worker are told: each its part of
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
@@ -111,6 +119,7 @@ impl Pool {
             hooks: options.hooks,
             task_timeout: options.task_timeout,
             record_timing: options.record_timing,
+            async_exports,
         };
         let scheduler = Scheduler::new(scheduler_options, launcher, worker_options);
         Ok(Pool {
@@ -346,7 +355,11 @@ impl Pool {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn reserve(&self) -> Reserve {
-        Reserve::new(self.scheduler().clone(), self.handle.name.clone())
+        Reserve::new(
+            self.scheduler().clone(),
+            self.handle.name.clone(),
+            self.handle.runs_local,
+        )
     }
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks
@@ -385,7 +398,8 @@ impl Pool {
     }
 
     /// Replaces every worker: idle ones now, busy ones once the tasks they took are done
-    /// (they take no new ones meanwhile). The task resolves when the idle ones have stopped.
+    /// (they take no new ones meanwhile). The [`Recycle`] it returns resolves once the
+    /// workers idle at the call have stopped; it does not wait for the busy ones.
     ///
     /// ```
     /// use std::cell::RefCell;
@@ -406,12 +420,12 @@ impl Pool {
     ///     .build()?;
     /// assert_eq!(pool.run::<usize, _>("a".to_owned()).wait()?, 1);
     /// assert_eq!(pool.run::<usize, _>("b".to_owned()).wait()?, 2);
-    /// pool.recycle_workers().wait()?; // The templates changed on disk, say.
+    /// pool.recycle_workers().wait(); // The templates changed on disk, say.
     /// assert_eq!(pool.run::<usize, _>("c".to_owned()).wait()?, 1); // A fresh worker.
     /// # Ok::<(), tinypool::Error>(())
     /// ```
-    pub fn recycle_workers(&self) -> Task<()> {
-        self.scheduler().recycle()
+    pub fn recycle_workers(&self) -> Recycle {
+        Recycle::new(self.scheduler().recycle())
     }
 
     /// How many workers are alive, starting ones included (retired ones, still finishing an
@@ -457,7 +471,14 @@ impl Pool {
         self.scheduler().queue_size()
     }
 
-    /// How many tasks a worker has run to the end, with a value or an error.
+    /// How many tasks a worker has run to the end, with a value or an error (Tinypool's
+    /// `completed`): a task whose function panicked counts, one that failed before a worker
+    /// ran it (aborted while queued, cancelled, refused) does not.
+    ///
+    /// [`stats()`](Pool::stats) counts outcomes instead: [`Stats::succeeded`] (resolved with
+    /// a value), [`Stats::failed`] by error kind, wherever the task failed, and
+    /// [`Stats::resolved`], their sum. A task aborted while it ran (without waiting for it)
+    /// counts there once it fails, and here only if its worker got to its end.
     pub fn completed(&self) -> u64 {
         self.scheduler().completed()
     }
@@ -467,7 +488,7 @@ impl Pool {
         self.scheduler().duration()
     }
 
-    /// A snapshot of the pool's statistics: tasks completed and failed (by [`ErrorKind`]),
+    /// A snapshot of the pool's statistics: tasks succeeded and failed (by [`ErrorKind`]),
     /// run and wait times (with [`Builder::record_timing`](crate::Builder::record_timing)),
     /// busy time and utilization, and each live worker's share. See [`Stats`].
     ///
@@ -492,7 +513,7 @@ impl Pool {
     /// assert!(unknown.wait().is_err());
     ///
     /// let stats = pool.stats();
-    /// assert_eq!(stats.completed, 10);
+    /// assert_eq!(stats.succeeded(), 10);
     /// assert_eq!(stats.failed(ErrorKind::NoSuchFunction), 1);
     /// assert_eq!(stats.run_time.count, 11); // Every task a worker ran, failed or not.
     /// assert!(stats.wait_time.max >= stats.wait_time.min);

@@ -12,7 +12,8 @@ use std::task::{Context, Poll};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::exports::wire::Serde;
+use crate::exports::typed::Export;
+use crate::exports::wire::{Serde, Wire};
 use crate::options::RunOptions;
 use crate::scheduler::{Request, Scheduler, Ticket};
 use crate::task::{Completion, Task};
@@ -52,6 +53,8 @@ enum State {
         scheduler: Arc<Scheduler>,
         /// The pool's default export, for the permit.
         name: Option<Cow<'static, str>>,
+        /// Whether the pool runs threads, for the permit.
+        runs_local: bool,
         ticket: Arc<Ticket>,
         /// The ticket, as a future.
         answer: Task<()>,
@@ -61,18 +64,25 @@ enum State {
 }
 
 impl Reserve {
-    /// Asks `scheduler` for a place; `name` is the pool's default export.
-    pub(crate) fn new(scheduler: Arc<Scheduler>, name: Option<Cow<'static, str>>) -> Reserve {
+    /// Asks `scheduler` for a place; `name` is the pool's default export, `runs_local`
+    /// whether its workers are threads (which alone run local exports).
+    pub(crate) fn new(
+        scheduler: Arc<Scheduler>,
+        name: Option<Cow<'static, str>>,
+        runs_local: bool,
+    ) -> Reserve {
         let state = match scheduler.request_place() {
             Request::Granted { counted } => State::Answered(Ok(Permit {
                 scheduler,
                 name,
+                runs_local,
                 holds_place: counted,
             })),
             Request::Refused(error) => State::Answered(Err(error)),
             Request::Waiting(ticket) => State::Waiting {
                 scheduler,
                 name,
+                runs_local,
                 answer: Task::new(ticket.clone()),
                 ticket,
             },
@@ -122,10 +132,14 @@ impl Reserve {
     fn finish(&mut self, outcome: Result<(), Error>) -> Result<Permit, Error> {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Waiting {
-                scheduler, name, ..
+                scheduler,
+                name,
+                runs_local,
+                ..
             } => outcome.map(|()| Permit {
                 scheduler,
                 name,
+                runs_local,
                 holds_place: true,
             }),
             _ => unreachable!("only a waiting request finishes"),
@@ -175,8 +189,8 @@ impl fmt::Debug for Reserve {
 }
 
 /// A place reserved in the pool's queue, from [`Pool::reserve`](crate::Pool::reserve): its
-/// task, submitted with [`run`](Permit::run) or [`run_with`](Permit::run_with), takes that
-/// place, so it never fails with [`Error::QueueFull`] (it still fails with [`Error::Closed`]
+/// task, submitted with [`run`](Permit::run), [`run_with`](Permit::run_with),
+/// [`call`](Permit::call) or [`call_with`](Permit::call_with), takes that place, so it never fails with [`Error::QueueFull`] (it still fails with [`Error::Closed`]
 /// or [`Error::Terminated`] if the pool was closed or destroyed meanwhile).
 ///
 /// While permits hold places, a plain [`Pool::run`](crate::Pool::run) that would have to
@@ -184,10 +198,13 @@ impl fmt::Debug for Reserve {
 /// waiting [`Reserve`]. With an unbounded queue, a permit holds nothing: there is nothing to
 /// count. A thread that holds permits and waits for another may wait for ever if the places
 /// it holds are the ones missing: use them, or drop them, first.
+#[must_use = "a permit holds a place in the queue until it runs a task or is dropped"]
 pub struct Permit {
     scheduler: Arc<Scheduler>,
     /// The pool's default export.
     name: Option<Cow<'static, str>>,
+    /// Whether the pool's workers are threads, which alone run local exports.
+    runs_local: bool,
     /// Holds one of `max_queue`'s places (not with an unbounded queue), until used or dropped.
     holds_place: bool,
 }
@@ -253,6 +270,78 @@ impl Permit {
         let reserved = std::mem::replace(&mut self.holds_place, false);
         self.scheduler
             .submit_reserved::<Serde, A, R>(arg, options, reserved)
+    }
+
+    /// Runs the export `export` names with `arg`, in the place this permit holds: like
+    /// [`Pool::call`](crate::Pool::call) (the types checked by the compiler), but never
+    /// refused for room. A [`Local`](crate::Local) handle runs only on a threads pool; on a
+    /// child-process pool its task fails at once with [`Error::InvalidOptions`], and the
+    /// place is given back.
+    ///
+    /// ```
+    /// use tinypool::{Export, Exports, MaxQueue, Pool, Task};
+    ///
+    /// const SQUARE: Export<u64, u64> = Export::new("square");
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().register(SQUARE, |n| n * n))
+    ///     .max_threads(1)
+    ///     .max_queue(MaxQueue::Limit(2))
+    ///     .build()?;
+    /// let tasks: Vec<Task<u64>> = (0..20u64)
+    ///     .map(|n| pool.reserve().wait().map(|permit| permit.call(SQUARE, n)))
+    ///     .collect::<Result<_, _>>()?;
+    /// let squares = tasks.into_iter().map(Task::wait).collect::<Result<Vec<_>, _>>()?;
+    /// assert_eq!(squares[9], 81);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn call<A, R, W>(self, export: Export<A, R, W>, arg: A) -> Task<R>
+    where
+        W: Wire<A, R>,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        self.call_with(export, arg, RunOptions::new())
+    }
+
+    /// [`call`](Permit::call) with options: an abort signal, a channel, a priority, a
+    /// timeout. The handle names the export: a name in `options` is ignored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tinypool::{Export, Exports, MaxQueue, Pool, RunOptions};
+    ///
+    /// const DOUBLE: Export<u32, u32> = Export::new("double");
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().register(DOUBLE, |n| n * 2))
+    ///     .max_queue(MaxQueue::Limit(4))
+    ///     .build()?;
+    /// let permit = pool.reserve().wait()?;
+    /// let options = RunOptions::new().timeout(Duration::from_secs(60)).name("ignored");
+    /// assert_eq!(permit.call_with(DOUBLE, 21, options).wait()?, 42);
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn call_with<A, R, W>(
+        mut self,
+        export: Export<A, R, W>,
+        arg: A,
+        options: RunOptions,
+    ) -> Task<R>
+    where
+        W: Wire<A, R>,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
+        if W::LOCAL && !self.runs_local {
+            // Dropped unused: its place goes to the next waiter.
+            return self.scheduler.refuse(export.refused_by_processes());
+        }
+        let mut options = options;
+        options.name = Some(Cow::Borrowed(export.name()));
+        let reserved = std::mem::replace(&mut self.holds_place, false);
+        self.scheduler
+            .submit_reserved::<W, A, R>(arg, options, reserved)
     }
 }
 

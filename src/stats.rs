@@ -4,12 +4,12 @@
 //! # What is counted, and where
 //!
 //! - **Outcomes.** Every task counts exactly once, when it resolves and before its caller can
-//!   see the result: as *completed* (a value) or as *failed* with its error's
+//!   see the result: as *succeeded* (a value) or as *failed* with its error's
 //!   [`ErrorKind`]. Whoever resolves it counts it (the result slot's transition takes a
 //!   [`Tally`]): a worker publishing what the function returned or how it failed (panic,
 //!   unknown name, type mismatch, a child that died...), or the scheduler failing it (abort,
 //!   cancel, destroy, a full queue, a closed pool, a worker that could not start...). So once
-//!   the `N` tasks submitted have resolved, `completed + failed_total() == N`, however they
+//!   the `N` tasks submitted have resolved, `succeeded() + failed_total() == N`, however they
 //!   ended. A worker counts in a tally of its own (its thread is the only writer: a plain
 //!   load and store per task, no cache line shared with the other workers), folded into
 //!   the pool's totals when its thread ends; the scheduler's failures, from any thread, go to
@@ -58,7 +58,8 @@ const KINDS: usize = ErrorKind::ALL.len();
 /// let failed = tasks.into_iter().map(Task::wait).filter(Result::is_err).count();
 ///
 /// let stats = pool.stats();
-/// assert_eq!((stats.completed, stats.failed_total()), (4, 1));
+/// assert_eq!((stats.succeeded(), stats.failed_total()), (4, 1));
+/// assert_eq!(stats.resolved(), 5);
 /// assert_eq!(failed, 1);
 /// assert_eq!(stats.failed(ErrorKind::Panicked), 1);
 /// assert!((0.0..=1.0).contains(&stats.utilization));
@@ -67,9 +68,8 @@ const KINDS: usize = ErrorKind::ALL.len();
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Tasks that resolved with a value. (Unlike [`Pool::completed`](crate::Pool::completed),
-    /// which counts the tasks a worker ran to their end, whatever their result.)
-    pub completed: u64,
+    /// Tasks that resolved with a value: see [`succeeded`](Stats::succeeded).
+    succeeded: u64,
     /// Tasks that failed, by error kind: see [`failed`](Stats::failed).
     failed: Failures,
     /// How long tasks ran, from their start to their result, as the worker sees it: on a
@@ -95,7 +95,38 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// How many tasks failed with an error of `kind`.
+    /// How many tasks resolved with a value (their function returned, and its result reached
+    /// the caller's [`Task`](crate::Task)).
+    ///
+    /// Not [`Pool::completed`](crate::Pool::completed), Tinypool's count of the tasks a
+    /// worker ran to their end *whatever their result*: a task whose function panicked is
+    /// completed there and [failed](Stats::failed) here, and a task that failed before it
+    /// ran (aborted in the queue, cancelled, refused) is only counted here.
+    ///
+    /// ```
+    /// use tinypool::{Exports, Pool, Task};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|n: u32| {
+    ///         assert!(n > 0, "zero");
+    ///         n
+    ///     }))
+    ///     .build()?;
+    /// let tasks: Vec<Task<u32>> = (0..3u32).map(|n| pool.run(n)).collect();
+    /// tasks.into_iter().for_each(|task| drop(task.wait()));
+    /// let stats = pool.stats();
+    /// assert_eq!(stats.succeeded(), 2);
+    /// assert_eq!(pool.completed(), 3); // The panicked one ran to its end too.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    #[doc(alias = "completed")]
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded
+    }
+
+    /// How many tasks failed with an error of `kind`, wherever they failed: in their
+    /// function (a panic, a type mismatch) or before it ran or finished (aborted, timed out,
+    /// cancelled, refused by a full queue or a closed pool, a dead child...).
     ///
     /// ```
     /// use tinypool::{Error, ErrorKind, Exports, Pool, RunOptions};
@@ -118,7 +149,8 @@ impl Stats {
         self.failed.0[kind as usize]
     }
 
-    /// How many tasks failed, whatever the error.
+    /// How many tasks failed, whatever the error: the sum of [`failed`](Stats::failed) over
+    /// every [`ErrorKind`].
     pub fn failed_total(&self) -> u64 {
         self.failed.0.iter().sum()
     }
@@ -141,9 +173,11 @@ impl Stats {
         self.failed.nonzero()
     }
 
-    /// Tasks resolved so far, with a value or an error: `completed + failed_total()`.
+    /// How many tasks resolved so far, with a value or an error:
+    /// [`succeeded`](Stats::succeeded)` + `[`failed_total`](Stats::failed_total). Once every
+    /// task submitted has resolved, it is the number submitted.
     pub fn resolved(&self) -> u64 {
-        self.completed + self.failed_total()
+        self.succeeded + self.failed_total()
     }
 }
 
@@ -217,7 +251,7 @@ pub(crate) fn outcome<R>(result: &Result<R, crate::Error>) -> Outcome {
 
 /// Where tasks' outcomes are counted, by whoever resolves them.
 pub(crate) struct Tally {
-    /// `[0]`: completed; `[1 + kind]`: failed with that kind.
+    /// `[0]`: succeeded; `[1 + kind]`: failed with that kind.
     counts: [AtomicU64; 1 + KINDS],
     /// Counted by one thread only (a worker's): a load and a store rather than an atomic
     /// read-modify-write, which costs more even on a cache line nobody else writes.
@@ -294,7 +328,7 @@ pub(crate) struct Parts {
 
 impl Parts {
     pub(crate) fn stats(self) -> Stats {
-        let [completed, failed @ ..] = self.counts.0;
+        let [succeeded, failed @ ..] = self.counts.0;
         let capacity = self.duration.as_secs_f64() * self.max_threads as f64;
         let utilization = if capacity > 0.0 {
             (self.busy_time.as_secs_f64() / capacity).clamp(0.0, 1.0)
@@ -302,7 +336,7 @@ impl Parts {
             0.0
         };
         Stats {
-            completed,
+            succeeded,
             failed: Failures(failed),
             run_time: self.timings.run.summary(),
             wait_time: self.timings.wait.summary(),

@@ -374,8 +374,11 @@ pub(crate) trait Job: Send + Sync + Spawn {
     fn name(&self) -> &str;
     /// The worker side of the task's channel, if it was given one.
     fn port(&self) -> Option<&dyn ErasedPort>;
-    /// Whether the task carries an abort signal or a timeout (it then never shares a worker).
+    /// Whether the task carries an abort signal or a timeout.
     fn abortable(&self) -> bool;
+    /// Whether it runs alone on its worker: an abortable task whose export is not async
+    /// (aborting it retires the worker, which must then hold nothing else).
+    fn exclusive(&self) -> bool;
     /// Its priority ([`RunOptions::priority`](crate::RunOptions::priority)): higher runs first.
     fn priority(&self) -> i32;
     /// When it was submitted, if something reads it (`record_timing`, the `tracing` feature).
@@ -446,6 +449,8 @@ pub(crate) struct TaskCell<A, R, W = Serde> {
 struct Extras {
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
+    /// Abortable, and its export is not async: see [`Job::exclusive`].
+    exclusive: bool,
     abort_hook: OnceLock<AbortHook>,
     priority: i32,
     /// Where the task waits in the pool's timer, if it has a timeout.
@@ -472,6 +477,7 @@ where
             Box::new(Extras {
                 port,
                 abortable,
+                exclusive: abortable,
                 abort_hook: OnceLock::new(),
                 priority,
                 deadline: OnceLock::new(),
@@ -485,6 +491,15 @@ where
             extras,
             wire: PhantomData,
         }
+    }
+
+    /// The task, abortable but sharing its worker: its export is async, whose abort only
+    /// drops its future (see [`Job::exclusive`]).
+    pub(crate) fn shared(mut self) -> Self {
+        if let Some(extras) = &mut self.extras {
+            extras.exclusive = false;
+        }
+        self
     }
 
     fn abort_hook(&self) -> Option<&AbortHook> {
@@ -641,6 +656,10 @@ where
 
     fn abortable(&self) -> bool {
         self.extras.as_ref().is_some_and(|extras| extras.abortable)
+    }
+
+    fn exclusive(&self) -> bool {
+        self.extras.as_ref().is_some_and(|extras| extras.exclusive)
     }
 
     fn priority(&self) -> i32 {

@@ -693,16 +693,11 @@ fn caller(round: &Round, seed: u64) -> Tally {
             543..=545 if config.recycles => {
                 let recycled = pool.recycle_workers();
                 tally.recycles += 1;
-                let outcome = recycled.wait_timeout(BOUND);
-                match outcome {
-                    // Also after a destroy under load: there is nothing left to recycle.
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => tally
+                // Also after a destroy under load: there is nothing left to recycle.
+                if common::block_on_until(recycled, Instant::now() + BOUND).is_none() {
+                    tally
                         .violations
-                        .push(format!("{config:?}: recycle_workers failed: {error:?}")),
-                    Err(_) => tally
-                        .violations
-                        .push(format!("{config:?}: recycle_workers never resolved")),
+                        .push(format!("{config:?}: recycle_workers never resolved"));
                 }
             }
             // `Task::abort` one of its own tasks, at whatever point it is.
@@ -852,7 +847,7 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             .on_worker_start(move |_| {
                 started.fetch_add(1, Ordering::Relaxed);
             })
-            .on_worker_exit(move |_, exit| exited.lock().unwrap().push(*exit));
+            .on_worker_exit(move |_, exit| exited.lock().unwrap().push(exit.clone()));
         let builder = match config.task_timeout() {
             Some(timeout) => builder.task_timeout(timeout),
             None => builder,
@@ -1069,14 +1064,14 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
     let stats = pool.stats();
     let counted: BTreeMap<ErrorKind, u64> = stats.failures().collect();
     if stats.resolved() != tally.received_total()
-        || stats.completed != tally.received_ok
+        || stats.succeeded() != tally.received_ok
         || counted != tally.received
     {
         tally.violations.push(format!(
-            "{config:?}: stats() counted {} resolved ({} completed, failed {counted:?}); the \
+            "{config:?}: stats() counted {} resolved ({} succeeded, failed {counted:?}); the \
              callers received {} ({} values, errors {:?})",
             stats.resolved(),
-            stats.completed,
+            stats.succeeded(),
             tally.received_total(),
             tally.received_ok,
             tally.received
@@ -1109,7 +1104,7 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             Exit::Crashed { .. } => config.kills,
             Exit::Closed => config.close_under_load,
             Exit::Isolated => config.isolate,
-            Exit::ResourceLimit => false,
+            Exit::MemoryRecycled => false,
             _ => true,
         };
         if !explained {

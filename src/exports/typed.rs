@@ -150,6 +150,16 @@ impl<A, R, W> Export<A, R, W> {
     pub const fn name(&self) -> &'static str {
         self.name
     }
+
+    /// Why a pool of child processes refuses this handle's task (a [`Local`] handle's values
+    /// cannot cross to a child): what `Pool::call` and `Permit::call` fail it with.
+    pub(crate) fn refused_by_processes(&self) -> crate::Error {
+        crate::Error::InvalidOptions(format!(
+            "call: \"{}\" is a local export (`Export::local`): only a Threads pool runs it, \
+             and this pool runs child processes",
+            self.name
+        ))
+    }
 }
 
 impl<A, R, W> Clone for Export<A, R, W> {

@@ -22,9 +22,14 @@ use crate::protocol::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::worker::context::WorkerData;
 use crate::Error;
 
-/// Builds a [`Pool`]. Tinypool's options are here in snake case; the rest (`stdout`, `stderr`,
+/// Builds a [`Pool`]. Tinypool's options are here in snake case; `record_timing` is Piscina's
+/// `recordTiming`, and `on_worker_start`/`on_worker_exit` stand for Piscina's `workerCreate`
+/// and `workerDestroy` events; the rest (`setup`, `task_timeout`, `stdout`, `stderr`,
 /// `startup_timeout`, `max_message_size`, `thread_name`, and `resource_limits`, which sets
-/// thread stack sizes or process rlimits rather than V8's heap) are this crate's own.
+/// thread stack sizes or process limits rather than V8's heap) are this crate's own.
+///
+/// A builder is [`Clone`]: one set of options can build several pools (they share the
+/// exported functions and the hooks, which are reference-counted).
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,6 +46,7 @@ use crate::Error;
 /// # Ok::<(), tinypool::Error>(())
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
+#[derive(Clone)]
 pub struct Builder {
     pub(super) exports: Option<Exports>,
     pub(super) runtime: Runtime,
@@ -214,15 +220,23 @@ impl Builder {
         self
     }
 
-    /// How many tasks one worker takes at once (default: 1). Exported functions are
-    /// synchronous, so a worker runs its tasks one after another from its own short queue.
+    /// How many tasks one worker takes at once (default: 1).
     ///
-    /// A child-process worker sends the tasks it takes to its child together (many per
-    /// write), which is the way to many small tasks per second across processes: such tasks
-    /// count as started, so [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks)
-    /// leaves them be. A task with a channel or an abort signal still runs alone. The default
-    /// of 1 keeps a short task from waiting behind a long one in a busy child while another
-    /// worker is free.
+    /// - **Async exports** ([`Exports::export_async`](crate::Exports::export_async)): a worker
+    ///   thread keeps up to this many of their futures in flight, interleaved at their await
+    ///   points, so that 1 worker with `n` tasks waiting on I/O does the work of `n`. This
+    ///   holds for tasks with an abort signal or a timeout too (aborting one drops its future
+    ///   and leaves the others be). A plain function's task still blocks its worker while it
+    ///   runs; a pool with no async export runs one task per worker thread, whatever this is.
+    /// - **Child processes**: a worker sends the tasks it takes to its child together (many
+    ///   per write), which is the way to many small tasks per second across processes: such
+    ///   tasks count as started, so
+    ///   [`Pool::cancel_pending_tasks`](crate::Pool::cancel_pending_tasks) leaves them be.
+    ///   The child runs them one after another.
+    ///
+    /// A task with a channel, or a plain function's task with an abort signal or a timeout,
+    /// still runs alone. The default of 1 keeps a short task from waiting behind a long one
+    /// in a busy worker while another is free.
     ///
     /// ```no_run
     /// use tinypool::{Exports, Pool, Runtime, Task};
@@ -424,10 +438,10 @@ impl Builder {
     ///     .exports(Exports::new().export_default(|n: u32| n + 1))
     ///     .min_threads(1)
     ///     .max_threads(1)
-    ///     .on_worker_exit(move |worker, exit| seen.lock().unwrap().push((worker.id, *exit)))
+    ///     .on_worker_exit(move |worker, exit| seen.lock().unwrap().push((worker.id, exit.clone())))
     ///     .build()?;
     /// assert_eq!(pool.run::<u32, _>(1u32).wait()?, 2);
-    /// pool.recycle_workers().wait()?;
+    /// pool.recycle_workers().wait();
     /// pool.destroy().wait()?;
     /// assert_eq!(*exits.lock().unwrap(), [(1, Exit::Recycled), (1, Exit::Destroyed)]);
     /// # Ok::<(), tinypool::Error>(())
@@ -544,12 +558,14 @@ impl Builder {
     /// [`RunOptions::timeout`](crate::RunOptions::timeout) (default: none), which says what a
     /// timeout does: a task still queued or running `timeout` after its submission fails with
     /// [`Error::TimedOut`], and a running one's worker is retired and replaced (a child process
-    /// is killed).
+    /// is killed), or, for an async export's task, its future is dropped.
     ///
-    /// A task with a timeout runs alone on its worker, so that stopping it stops nothing
-    /// else: with this option every task does, and `concurrent_tasks_per_worker` no longer
-    /// sends several tasks to a worker at once. `Duration::ZERO` fails every task at once;
-    /// `Duration::MAX` never fires.
+    /// A plain function's task with a timeout runs alone on its worker, so that stopping it
+    /// stops nothing else: with this option every such task does, and
+    /// `concurrent_tasks_per_worker` no longer sends several of them to a child at once. An
+    /// async export's task does not: its timeout drops its future, and its worker goes on
+    /// with its other tasks. `Duration::ZERO` fails every task at once; `Duration::MAX`
+    /// never fires.
     ///
     /// ```
     /// use std::time::Duration;

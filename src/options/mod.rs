@@ -23,23 +23,24 @@ pub use builder::Builder;
 pub use run::RunOptions;
 
 /// Where a pool's workers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Runtime {
     /// Threads of this process: arguments and results move, nothing is serialized.
     #[default]
     Threads,
-    /// Child processes (Unix): each worker is this program re-executed, which must then serve
-    /// first ([`worker::serve_if_worker`](crate::worker::serve_if_worker) in `main`, or
-    /// [`test_workers!`](crate::test_workers) in a test binary), or the `filename`
-    /// executable; it talks to the pool over a private socket. A crash, abort or `exit` in a
-    /// child fails only its own task; the pool replaces the child.
+    /// Child processes, on Unix and Windows: each worker is this program re-executed, which
+    /// must then serve first ([`worker::serve_if_worker`](crate::worker::serve_if_worker) in
+    /// `main`, or [`test_workers!`](crate::test_workers) in a test binary), or the `filename`
+    /// executable; it talks to the pool over a socket (Unix) or two anonymous pipes
+    /// (Windows). A crash, abort or `exit` in a child fails only its own task; the pool
+    /// replaces the child.
     ChildProcess,
 }
 
 /// Where a child process's standard output or error goes, for [`Builder::stdout`] and
 /// [`Builder::stderr`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum ChildOutput {
     /// The pool's process's own: what a child prints shows where the program's output does.
@@ -53,7 +54,7 @@ pub enum ChildOutput {
 }
 
 /// How many tasks may wait for a worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum MaxQueue {
     /// No limit.
     #[default]
@@ -106,19 +107,25 @@ pub struct ResourceLimits {
 
 impl ResourceLimits {
     /// No limits.
-    pub fn new() -> Self {
-        ResourceLimits::default()
+    pub const fn new() -> Self {
+        ResourceLimits {
+            stack_size: None,
+            max_memory: None,
+            max_cpu_time: None,
+        }
     }
 
     /// Sets the stack size of each worker thread, in bytes.
-    pub fn stack_size(mut self, bytes: usize) -> Self {
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// Caps each child's address space (on Windows, its committed memory), in bytes. A task
     /// that hits it fails with [`Error::ResourceLimit`].
-    pub fn max_memory(mut self, bytes: u64) -> Self {
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
         self
     }
@@ -129,7 +136,8 @@ impl ResourceLimits {
     /// user-mode time counts, and the system checks it now and then, so a child may run on a
     /// little past the cap; the job's accounting tells a child it ended from one that died
     /// otherwise.)
-    pub fn max_cpu_time(mut self, time: Duration) -> Self {
+    #[must_use = "the builder methods return the changed limits"]
+    pub const fn max_cpu_time(mut self, time: Duration) -> Self {
         self.max_cpu_time = Some(time);
         self
     }

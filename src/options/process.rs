@@ -14,8 +14,12 @@ impl Builder {
     /// [`worker::serve_if_worker`](crate::worker::serve_if_worker) first (a child that exits
     /// without the handshake fails its tasks with
     /// [`Error::WorkerStartFailed`](crate::Error::WorkerStartFailed) saying so).
-    /// [`build`](Self::build) refuses a path that is not an executable file with
-    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions).
+    /// [`build`](Self::build) refuses a path it cannot find with
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions), as the system would look it up:
+    /// on Unix a name without a `/` is searched in `PATH`, and the file must be executable; on
+    /// Windows a bare name (no directory) is searched where `CreateProcessW` searches (this
+    /// executable's directory, the current one, the system directories, then `PATH`), with
+    /// `.exe` added when it has no extension, and the file must exist.
     ///
     /// The worker, a small program of its own:
     ///

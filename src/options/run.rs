@@ -189,9 +189,11 @@ impl RunOptions {
     /// a running one fails at once, and its worker is retired and replaced, as for an
     /// [`AbortSignal`]. A thread cannot be stopped: it leaves once the function returns, and
     /// a long function should poll [`worker::aborted`](crate::worker::aborted), which turns
-    /// true. A child process is killed (SIGTERM, then SIGKILL after `terminate_timeout`). So
-    /// that this stops nothing else, a task with a timeout runs alone on its worker, like one
-    /// with a signal.
+    /// true. A child process is killed (SIGTERM, then SIGKILL after `terminate_timeout`; on
+    /// Windows, `TerminateProcess`). So that this stops nothing else, a plain function's task
+    /// with a timeout runs alone on its worker, like one with a signal. An async export's
+    /// task ([`Exports::export_async`](crate::Exports::export_async)) is different: its
+    /// future is dropped and its worker goes on, so it shares its worker like any task.
     ///
     /// `Duration::ZERO` fails the task at once, without running it; a timeout too long to
     /// count (`Duration::MAX`) never fires. The pool counts all deadlines on one thread of its

@@ -91,6 +91,14 @@ impl Builder {
                         export.arg_type()
                     )))
                 }
+                // A worker runs it to its end before (or after) any task: a future would
+                // have no worker loop to poll it.
+                Some(export) if export.is_async() => {
+                    return Err(Error::InvalidOptions(format!(
+                        "{option}: \"{name}\" is an async export: a setup or teardown must \
+                         be a plain function"
+                    )))
+                }
                 Some(_) => {}
             }
         }
@@ -148,7 +156,7 @@ impl Builder {
         }
         let (program, executable) = match &self.filename {
             Some(path) => {
-                #[cfg(unix)]
+                #[cfg(any(unix, windows))]
                 check_executable(path)?;
                 (path.clone(), path.clone())
             }
@@ -207,7 +215,7 @@ impl Builder {
 }
 
 /// Refuses a `filename` that names no executable file, as `posix_spawnp` would find it (a
-/// bare name is looked up in `PATH`): the mistake is named once, at `build`, rather than as
+/// name without a `/` is looked up in `PATH`): the mistake is named once, at `build`, rather than as
 /// the start failure of every worker.
 #[cfg(unix)]
 fn check_executable(path: &Path) -> Result<(), Error> {
@@ -242,6 +250,58 @@ fn check_executable(path: &Path) -> Result<(), Error> {
         Err(error) => refuse(&format!("cannot be read: {error}")),
         Ok(metadata) if !metadata.is_file() => refuse("is not a file"),
         Ok(_) if !executable(path) => refuse("is not executable (no execute permission)"),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Refuses a `filename` that names no file, as `CreateProcessW` would find it: a path with a
+/// directory is taken as it is (relative to the current directory); a bare name is looked up
+/// where `CreateProcessW` looks, in its order (the directory of this executable, the current
+/// one, the system directories, then `PATH`), with `.exe` added when it has no extension.
+/// Windows has no execute permission to check.
+#[cfg(windows)]
+fn check_executable(path: &Path) -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(Error::InvalidOptions(format!(
+            "filename: `{}` {why}",
+            path.display()
+        )))
+    };
+    if path.as_os_str().is_empty() {
+        return refuse("is empty");
+    }
+    if path.components().count() == 1 {
+        let name = if path.extension().is_some() {
+            path.to_owned()
+        } else {
+            path.with_extension("exe")
+        };
+        let mut dirs = Vec::new();
+        dirs.extend(
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_owned)),
+        );
+        dirs.extend(std::env::current_dir().ok());
+        if let Some(root) = std::env::var_os("SystemRoot").map(std::path::PathBuf::from) {
+            dirs.extend([root.join("System32"), root.join("System"), root]);
+        }
+        if let Some(search) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&search));
+        }
+        if dirs.iter().any(|dir| dir.join(&name).is_file()) {
+            return Ok(());
+        }
+        return refuse(
+            "is not a file in this executable's directory, the current one, the system \
+             directories or any directory of PATH (`.exe` is added to a name without an \
+             extension)",
+        );
+    }
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => refuse("does not exist"),
+        Err(error) => refuse(&format!("cannot be read: {error}")),
+        Ok(metadata) if !metadata.is_file() => refuse("is not a file"),
         Ok(_) => Ok(()),
     }
 }

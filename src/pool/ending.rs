@@ -1,5 +1,5 @@
-//! What the pool's waiting operations return: [`Destroy`], [`Close`] and [`Idle`], each a
-//! `Future` that can also be waited on by a blocking caller.
+//! What the pool's waiting operations return: [`Destroy`], [`Close`], [`Idle`] and
+//! [`Recycle`], each a `Future` that can also be waited on by a blocking caller.
 
 use std::fmt;
 use std::future::Future;
@@ -217,5 +217,59 @@ impl Future for Idle {
 impl fmt::Debug for Idle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idle").finish_non_exhaustive()
+    }
+}
+
+/// The end of [`Pool::recycle_workers`](crate::Pool::recycle_workers): wait on it, or await
+/// it.
+///
+/// It resolves once every worker that was idle at the call has stopped (its teardown run, its
+/// child reaped, `on_worker_exit` called). The workers busy at the call are only marked: they
+/// take no new task, and each leaves once the tasks it had taken are done, without this
+/// waiting for them. Replacements start at once, as `min_threads` and the queue need them.
+#[must_use = "the workers are already being recycled; wait on this to know that the idle ones \
+              stopped"]
+pub struct Recycle {
+    task: Task<()>,
+}
+
+impl Recycle {
+    pub(super) fn new(task: Task<()>) -> Self {
+        Recycle { task }
+    }
+
+    /// Blocks until the workers idle at the call have stopped (see [`Recycle`]).
+    ///
+    /// ```
+    /// use tinypool::{worker, Exports, Pool};
+    ///
+    /// let pool = Pool::builder()
+    ///     .exports(Exports::new().export_default(|()| worker::id()))
+    ///     .min_threads(1)
+    ///     .max_threads(1)
+    ///     .build()?;
+    /// assert_eq!(pool.run::<Option<usize>, _>(()).wait()?, Some(1));
+    /// pool.recycle_workers().wait(); // The idle worker stopped; its replacement serves.
+    /// assert_eq!(pool.threads(), 1);
+    /// assert_eq!(pool.run::<Option<usize>, _>(()).wait()?, Some(1)); // Its id, free again.
+    /// # Ok::<(), tinypool::Error>(())
+    /// ```
+    pub fn wait(self) {
+        // Only ever completed with `Ok`.
+        let _ = self.task.wait();
+    }
+}
+
+impl Future for Recycle {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.task).poll(cx).map(|_| ())
+    }
+}
+
+impl fmt::Debug for Recycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recycle").finish_non_exhaustive()
     }
 }

@@ -8,7 +8,6 @@ use crate::exports::typed::Export;
 use crate::exports::wire::Wire;
 use crate::options::RunOptions;
 use crate::task::Task;
-use crate::Error;
 
 impl Pool {
     /// Runs the export `export` names with `arg`: [`run`](Pool::run) with the types checked
@@ -16,8 +15,9 @@ impl Pool {
     /// taken as another type, does not compile (see [`Export`]).
     ///
     /// Like `run`, it never blocks nor panics: an export that does not exist is the task's
-    /// [`Error::NoSuchFunction`]. A [`Local`](crate::Local) handle runs only on a threads
-    /// pool; on a child-process pool its task fails at once with [`Error::InvalidOptions`].
+    /// [`Error::NoSuchFunction`](crate::Error::NoSuchFunction). A [`Local`](crate::Local) handle runs only on a threads
+    /// pool; on a child-process pool its task fails at once with
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions).
     ///
     /// ```
     /// use tinypool::{Export, Exports, Pool, Task};
@@ -75,11 +75,7 @@ impl Pool {
         R: Send + 'static,
     {
         if W::LOCAL && !self.handle.runs_local {
-            return self.scheduler().refuse(Error::InvalidOptions(format!(
-                "call: \"{}\" is a local export (`Export::local`): only a Threads pool runs it, \
-                 and this pool runs child processes",
-                export.name()
-            )));
+            return self.scheduler().refuse(export.refused_by_processes());
         }
         let mut options = options;
         options.name = Some(Cow::Borrowed(export.name()));

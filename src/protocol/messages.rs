@@ -618,7 +618,10 @@ mod tests {
             pid: 1,
             async_exports: Vec::new(),
         }));
-        assert_eq!(not(&other), format!("protocol version 3, this pool speaks {VERSION}"));
+        assert_eq!(
+            not(&other),
+            format!("protocol version 3, this pool speaks {VERSION}")
+        );
         match Init::expect(&wire(&ToChild::Stop)) {
             Err(Error::Protocol { message }) => {
                 assert_eq!(message, "the pool did not answer the handshake")

@@ -52,7 +52,7 @@ impl Scheduler {
         if let Some(index) = waiting {
             let worker = &mut state.workers[index];
             worker.inbox.retain(|queued| !same(queued, job));
-            worker.exclusive = worker.holds_abortable();
+            worker.exclusive = worker.holds_exclusive();
             let idle = self.settle(&mut state);
             drop(state);
             job.fail(error, &self.tally);

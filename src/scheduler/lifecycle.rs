@@ -38,7 +38,7 @@ impl Scheduler {
         let bell = Arc::new(Doorbell::new());
         let retired = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::owned());
-        let exclusive = first.as_ref().is_some_and(|job| job.abortable());
+        let exclusive = first.as_ref().is_some_and(|job| job.exclusive());
         state.workers.push(WorkerRecord {
             serial,
             id: index + 1,

@@ -13,9 +13,10 @@
 //!   room below `concurrent_tasks_per_worker`, else it waits in the queue (and, while tasks
 //!   wait, one that arrives adds a worker for the oldest if there is room), or fails
 //!   (`NoQueue`, `QueueFull`, `Terminated`). A task with an abort signal only goes to an empty
-//!   worker, which then takes nothing else (*exclusive*).
+//!   worker, which then takes nothing else (*exclusive*), unless its export is async (its
+//!   abort only drops its future, so it shares its worker like any task).
 //! - **Order** ([`queue`]). Tasks leave the queue from its head, into the inbox of a worker
-//!   with room; an abortable head waits for an empty worker. The head is the oldest task of
+//!   with room; an exclusive head waits for an empty worker. The head is the oldest task of
 //!   the highest priority: FIFO within a priority. A saturated pool's submitters of
 //!   default-priority tasks append to the [`Intake`] instead, which only ever joins those
 //!   tasks at their back.
@@ -23,7 +24,8 @@
 //!   it; a running task fails at once, and its worker is *retired* (a thread cannot be
 //!   stopped: it leaves once the function returns, and a replacement starts now). A timeout
 //!   ([`timer`]) and [`Task::abort`] take the same path, with their own error. A task with a
-//!   timeout is abortable like one with a signal (it runs alone). `Task::abort` may also hit
+//!   timeout is abortable like one with a signal (it runs alone unless its export is async;
+//!   an async task's abort drops its future and its worker goes on). `Task::abort` may also hit
 //!   a task that shares its worker: one running in a child with tasks sent ahead to it only
 //!   fails (the child finishes it), and the tasks a retired worker had taken and not started
 //!   go back to the head of the queue.
@@ -71,6 +73,7 @@
 //! - `meter.rs`: what is measured for `Pool::stats`; `snapshot.rs`: adding it up.
 //! - `loom.rs`: model checks of all of the above, under `--cfg loom`.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -119,6 +122,9 @@ pub(crate) struct SchedulerOptions {
     pub(crate) task_timeout: Option<Duration>,
     /// Whether tasks' run and wait times are measured (`Builder::record_timing`).
     pub(crate) record_timing: bool,
+    /// The names of a threads pool's async exports (empty for most pools, and for child
+    /// processes): an abortable task of one of them does not run alone.
+    pub(crate) async_exports: HashSet<Box<str>>,
 }
 
 /// The pool's scheduler, shared by its handles and its workers.
@@ -332,7 +338,7 @@ impl Scheduler {
             let mut cancelled: Vec<JobRef> = queue.drain();
             for worker in workers.iter_mut() {
                 cancelled.extend(worker.inbox.drain(..));
-                worker.exclusive = worker.holds_abortable();
+                worker.exclusive = worker.holds_exclusive();
             }
             let granted = self.grant(&mut state);
             (cancelled, self.settle(&mut state), granted)

@@ -96,7 +96,7 @@ pub(super) struct WorkerRecord {
     /// and in the child-process runtime those sent ahead to the child (see
     /// [`RunningWorker::depth`](crate::runtime::RunningWorker::depth)).
     pub(super) running: VecDeque<JobRef>,
-    /// Holds an abortable task, so it takes no other.
+    /// Holds an exclusive task (abortable, its export not async), so it takes no other.
     pub(super) exclusive: bool,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
     pub(super) recycle: bool,
@@ -117,12 +117,12 @@ impl WorkerRecord {
         self.inbox.len() + self.running.len()
     }
 
-    /// Whether it holds an abortable task, which it runs alone.
-    pub(super) fn holds_abortable(&self) -> bool {
+    /// Whether it holds an exclusive task, which it runs alone.
+    pub(super) fn holds_exclusive(&self) -> bool {
         self.running
             .front()
             .or(self.inbox.front())
-            .is_some_and(|job| job.abortable())
+            .is_some_and(|job| job.exclusive())
     }
 }
 

@@ -12,14 +12,15 @@ use super::state::JobRef;
 use super::Scheduler;
 use crate::exports::wire::{Carry, Serde};
 use crate::options::RunOptions;
-use crate::task::{Task, TaskCell};
+use crate::task::{Job, Task, TaskCell};
 use crate::wait::deadline_after;
 use crate::Error;
 
 impl Scheduler {
     /// Runs the export `options` name (`None`: the default) with `arg`: the one way a task
-    /// comes in. With a signal or a timeout (its own, else the pool's), the task runs alone,
-    /// and firing the signal or reaching the deadline aborts it wherever it is.
+    /// comes in. With a signal or a timeout (its own, else the pool's), firing the signal or
+    /// reaching the deadline aborts the task wherever it is, and the task runs alone unless
+    /// its export is async.
     pub(crate) fn submit<A, R>(self: &Arc<Self>, arg: A, options: RunOptions) -> Task<R>
     where
         A: Serialize + Send + 'static,
@@ -89,9 +90,12 @@ impl Scheduler {
         }
         // Counted from the submission; a timeout too long to count is a century away.
         let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
-        let cell = Arc::new(TaskCell::<A, R, W>::new(
-            arg, name, port, true, priority, submitted,
-        ));
+        let cell = TaskCell::<A, R, W>::new(arg, name, port, true, priority, submitted);
+        // Only an abortable task's export is looked up: an async one shares its worker, since
+        // its abort drops its future and leaves the worker be.
+        let async_export = !self.options.async_exports.is_empty()
+            && self.options.async_exports.contains(Job::name(&cell));
+        let cell = Arc::new(if async_export { cell.shared() } else { cell });
         let job: JobRef = cell.clone();
         self.place(job.clone(), reserved);
         // Registered after `place`, so that the listener finds the task wherever it went; a
@@ -123,8 +127,8 @@ impl Scheduler {
     /// Hands `job` to a worker or queues it; fails it if the pool cannot take it. A
     /// `reserved` job takes the place its permit held, so it is never refused for room.
     pub(super) fn place(self: &Arc<Self>, job: JobRef, reserved: bool) {
-        // A task with an abort signal needs the scheduler's choice of worker (it runs alone),
-        // and one of another priority its place in the queue. (The intake only opens for an
+        // A task with an abort signal needs the scheduler's choice of worker (it may run
+        // alone), and one of another priority its place in the queue. (The intake only opens for an
         // unbounded queue, whose permits hold no place.)
         let job = if job.abortable() || job.priority() != 0 || reserved {
             job
@@ -158,7 +162,7 @@ impl Scheduler {
                 .iter_mut()
                 .find(|w| w.load() == 0 && !w.recycle)
             {
-                worker.exclusive = job.abortable();
+                worker.exclusive = job.exclusive();
                 worker.inbox.push_back(job);
                 worker.bell.ring();
                 // A permit's task that did not queue frees its place.
@@ -173,7 +177,7 @@ impl Scheduler {
                 self.start(start);
                 return granted.deliver();
             }
-            if !job.abortable() {
+            if !job.exclusive() {
                 let concurrency = self.concurrency;
                 let roomiest = state
                     .workers
@@ -189,7 +193,7 @@ impl Scheduler {
                 }
             }
         } else if state.workers.len() < options.max_threads {
-            // Tasks wait although a worker could be added (the oldest is abortable and every
+            // Tasks wait although a worker could be added (the oldest is exclusive and every
             // worker busy): add one for the oldest, and queue this one behind the rest.
             let oldest = state.queue.pop_front();
             start = Some(Self::reserve(&mut state, oldest));

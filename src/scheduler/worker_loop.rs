@@ -124,7 +124,7 @@ impl Scheduler {
                 let exit = if state.workers[index].recycle {
                     Exit::Recycled
                 } else {
-                    Exit::ResourceLimit
+                    Exit::MemoryRecycled
                 };
                 return self.leave(state, index, shift.done, exit, tally);
             }
@@ -214,7 +214,7 @@ impl Scheduler {
     }
 
     /// Moves queued tasks into the worker's inbox while it has room, in the queue's order: an
-    /// abortable task at the head waits until the worker is empty, and then goes alone. The
+    /// exclusive task at the head waits until the worker is empty, and then goes alone. The
     /// places it frees go to `Pool::reserve`'s waiters as the loop releases the lock.
     fn refill(&self, state: &mut SchedulerState, index: usize) {
         let concurrency = self.concurrency;
@@ -230,7 +230,7 @@ impl Scheduler {
         let record = &mut workers[index];
         while record.load() < concurrency {
             let Some(head) = queue.front() else { break };
-            if head.abortable() {
+            if head.exclusive() {
                 if record.load() == 0 {
                     record.exclusive = true;
                     record.inbox.extend(queue.pop_front());
@@ -264,7 +264,7 @@ impl Scheduler {
         let record = &mut state.workers[index];
         record.meter.book(sample);
         record.running.pop_front();
-        record.exclusive = record.holds_abortable();
+        record.exclusive = record.holds_exclusive();
         shift.draining |= flow == Flow::Leave;
         let finished = record.running.is_empty();
         let recycled = record.recycle && record.inbox.is_empty() && finished;
@@ -275,7 +275,7 @@ impl Scheduler {
             let exit = match flow {
                 Flow::Dead => exit_of(flow),
                 _ if recycled => Exit::Recycled,
-                _ if shift.draining => Exit::ResourceLimit,
+                _ if shift.draining => Exit::MemoryRecycled,
                 _ => Exit::Isolated,
             };
             self.leave(state, index, shift.done.take(), exit, tally);
@@ -315,7 +315,7 @@ impl Scheduler {
         for _ in &early {
             record.meter.book(None);
         }
-        record.exclusive = record.holds_abortable();
+        record.exclusive = record.holds_exclusive();
         state.completed += early.len() as u64;
         drop(state);
         for job in early {
@@ -362,7 +362,7 @@ impl Scheduler {
         if state.workers.len() > self.options.min_threads && state.queue.is_empty() {
             if let Some(index) = state.position(serial) {
                 if state.workers[index].load() == 0 {
-                    state.retire(index, Exit::Idle);
+                    state.retire(index, Exit::IdleTimeout);
                     // It may have been the last worker of a pool closed meanwhile.
                     super::resolve(self.settle(state));
                     return true;
@@ -400,7 +400,7 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
 /// from its runtime once it stopped), one told to leave passed its memory limit.
 fn exit_of(flow: Flow) -> Exit {
     match flow {
-        Flow::Leave => Exit::ResourceLimit,
+        Flow::Leave => Exit::MemoryRecycled,
         _ => Exit::Crashed {
             code: None,
             signal: None,

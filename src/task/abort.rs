@@ -10,21 +10,23 @@ impl<R: Send + 'static> Task<R> {
     ///
     /// - Still queued, or taken by a worker that has not started it: it is removed, and never
     ///   runs.
-    /// - Running alone on its worker (always with threads, which run one task at a time; with
-    ///   child processes, unless other tasks were sent ahead to the same child, which
-    ///   `concurrent_tasks_per_worker(1)` never does): it fails at once and its worker is
-    ///   retired and replaced, as for a signal. A thread leaves once the function returns
-    ///   (which sees [`worker::aborted`](crate::worker::aborted) turn true); a child process
-    ///   is killed. Tasks the worker had taken and not started go back to the head of the
-    ///   queue, in order.
+    /// - Running alone on its worker (always with threads and plain functions, which run one
+    ///   task at a time; with child processes, unless other tasks were sent ahead to the same
+    ///   child, which `concurrent_tasks_per_worker(1)` never does): it fails at once and its
+    ///   worker is retired and replaced, as for a signal. A thread leaves once the function
+    ///   returns (which sees [`worker::aborted`](crate::worker::aborted) turn true); a child
+    ///   process is killed. Tasks the worker had taken and not started go back to the head of
+    ///   the queue, in order.
+    /// - Running as an async export's task
+    ///   ([`Exports::export_async`](crate::Exports::export_async)): it fails at once, and its
+    ///   worker drops its future at its next poll and goes on with its other tasks; nothing
+    ///   is retired.
     /// - Running in a child alongside tasks sent ahead to it (`concurrent_tasks_per_worker`
     ///   above 1): it fails at once, but killing the child would kill the others too, so the
     ///   child finishes it, and its result is dropped. To be sure that a running task's work
     ///   stops, give it a [signal](crate::RunOptions::signal) or a
-    ///   [timeout](crate::RunOptions::timeout): those run alone.
-    /// - Already resolved: nothing happens, the result stays. Nor on a task that is no pool's
-    ///   task, such as what [`Pool::idle`](crate::Pool::idle) or
-    ///   [`Pool::recycle_workers`](crate::Pool::recycle_workers) return.
+    ///   [timeout](crate::RunOptions::timeout): those run alone (unless the export is async).
+    /// - Already resolved: nothing happens, the result stays.
     ///
     /// ```
     /// use tinypool::{worker, Error, Exports, Pool, Task};

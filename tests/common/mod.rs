@@ -129,6 +129,12 @@ pub fn finish<R: Send + 'static>(task: Task<R>) -> Result<R, Error> {
         .unwrap_or_else(|_| panic!("the task did not resolve within {BOUND:?}"))
 }
 
+/// Recycles `pool`'s workers and waits for the idle ones to stop; a hang fails the test.
+pub fn recycle(pool: &Pool) {
+    block_on_until(pool.recycle_workers(), Instant::now() + BOUND)
+        .unwrap_or_else(|| panic!("recycle_workers did not resolve within {BOUND:?}"))
+}
+
 /// The next message on `port`, or the error that ended it; a hang fails the test.
 pub fn next<T: Send + 'static>(port: &Port<T>) -> Result<T, Error> {
     match port.recv_timeout(BOUND) {

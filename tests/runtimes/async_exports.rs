@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tinypool::{worker, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
+use tinypool::{worker, AbortController, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 
 use crate::common::{self, eventually, finish, next};
 use crate::{bodies, identity, Body};
@@ -25,12 +25,14 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             worker_aborted_is_the_async_task_own,
             a_panic_in_an_async_export_is_panicked,
             an_async_export_checks_its_types,
-            an_async_setup_is_refused,
             sync_exports_still_run_beside_async_ones,
             tokio_time_and_io_work_inside_async_exports,
             a_child_that_dies_fails_every_async_task_it_ran,
         ],
-        threads: [],
+        threads: [
+            an_async_setup_is_refused,
+            async_tasks_with_a_signal_or_timeout_still_interleave,
+        ],
     }
 }
 
@@ -323,19 +325,25 @@ fn an_async_export_checks_its_types(runtime: Runtime) {
     common::destroy(pool);
 }
 
-fn an_async_setup_is_refused(runtime: Runtime) {
-    let pool = pool(runtime, 4)
-        .min_threads(0)
-        .setup("async_setup")
-        .build()
-        .unwrap();
-    match finish(pool.run_with::<u32, _>(1u32, RunOptions::new().name("async_double"))) {
-        Err(Error::WorkerStartFailed { message }) => {
-            assert!(message.contains("async export"), "{message}");
+/// An async setup or teardown is refused at `build`, naming the option and the export.
+fn an_async_setup_is_refused() {
+    for option in ["setup", "teardown"] {
+        let builder = pool(Runtime::Threads, 4).min_threads(0);
+        let builder = match option {
+            "setup" => builder.setup("async_setup"),
+            _ => builder.teardown("async_setup"),
+        };
+        match builder.build() {
+            Err(Error::InvalidOptions(message)) => {
+                assert!(message.starts_with(option), "{message}");
+                assert!(
+                    message.contains("\"async_setup\" is an async export"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected InvalidOptions for an async {option}, got {other:?}"),
         }
-        other => panic!("expected WorkerStartFailed, got {other:?}"),
     }
-    common::destroy(pool);
 }
 
 /// A sync export's task runs on a worker with async tasks in flight, and they finish after.
@@ -389,5 +397,37 @@ fn a_child_that_dies_fails_every_async_task_it_ran(runtime: Runtime) {
     }
     let after: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
     assert_ne!(after, before, "a new child serves");
+}
+
+/// A signal or a timeout does not make an async task run alone: tasks with one are all in
+/// flight together on one worker (each waits for a value sent once every one has started).
+fn async_tasks_with_a_signal_or_timeout_still_interleave() {
+    let pool = pool(Runtime::Threads, 8).build().unwrap();
+    let controller = AbortController::new();
+    let tasks: Vec<_> = (0..8u32)
+        .map(|tag| {
+            let (port, theirs) = tinypool::channel::<u32>();
+            let options = RunOptions::new().name("async_hold").channel(theirs);
+            let options = if tag % 2 == 0 {
+                options.timeout(Duration::from_secs(600))
+            } else {
+                options.signal(controller.signal())
+            };
+            (pool.run_with::<AsyncHeld, _>(tag, options), port)
+        })
+        .collect();
+    for (tag, (_, port)) in tasks.iter().enumerate() {
+        assert_eq!(
+            next(port),
+            Ok(tag as u32),
+            "task {tag} started beside the others"
+        );
+    }
+    for (tag, (task, port)) in tasks.into_iter().enumerate().rev() {
+        port.send(100 + tag as u32).unwrap();
+        let (got, _, value) = finish(task).unwrap().unwrap();
+        assert_eq!((got, value), (tag as u32, 100 + tag as u32));
+    }
+    assert_eq!(pool.workers().len(), 1);
     common::destroy(pool);
 }

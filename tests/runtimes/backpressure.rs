@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use tinypool::{Error, MaxQueue, Permit, Pool, Reserve, Runtime, Task};
+use tinypool::{Error, Export, Local, MaxQueue, Permit, Pool, Reserve, RunOptions, Runtime, Task};
 
 use crate::common::{block_on, block_on_until, eventually, finish, next, within};
 use crate::{bodies, held, hold, pool, Body, Hold};
@@ -23,6 +23,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             an_unbounded_queue_grants_at_once,
             no_queue_refuses_at_once_with_no_queue,
             reserve_can_be_awaited,
+            permits_call_typed_exports_in_their_places,
         ],
         threads: [],
     }
@@ -290,3 +291,66 @@ const _: () = {
     send::<Permit>();
     send::<Reserve>();
 };
+
+/// A handle to `crate::exports`'s "multiply".
+const MULTIPLY: Export<(i32, i32), i32> = Export::new("multiply");
+/// A local export (`typed::local_exports`): only a threads pool runs it.
+const LOCAL_SQUARE: Export<u32, u32, Local> = Export::local("local_square");
+
+/// `Permit::call` and `call_with` run a typed handle's export in the permit's place, never
+/// refused for room (the handle names the export, not the options); a local handle runs on
+/// threads, and a child-process pool refuses it at once and gives its place back.
+fn permits_call_typed_exports_in_their_places(runtime: Runtime) {
+    let (pool, holding) = held_pool(runtime, 2);
+    let permits = [granted(pool.reserve()), granted(pool.reserve())];
+    assert_eq!(finish(pool.run::<i32, _>((9, 9))), Err(Error::QueueFull));
+    let [first, second] = permits;
+    let product = first.call(MULTIPLY, (3, 4));
+    let named = second.call_with(MULTIPLY, (5, 6), RunOptions::new().name("add"));
+    assert_eq!(pool.queue_size(), 2, "both took their places");
+    release(holding);
+    assert_eq!(finish(product), Ok(12));
+    assert_eq!(
+        finish(named),
+        Ok(30),
+        "the handle's export, not the options' name"
+    );
+    pool.destroy().wait().unwrap();
+
+    // A threads pool that exports the local function too (a child-process pool refuses to
+    // build with one).
+    let builder = match runtime {
+        Runtime::Threads => {
+            crate::pool(runtime).exports(crate::exports().merge(crate::typed::local_exports()))
+        }
+        _ => crate::pool(runtime),
+    };
+    let pool = builder
+        .min_threads(1)
+        .max_threads(1)
+        .max_queue(MaxQueue::Limit(1))
+        .build()
+        .unwrap();
+    let holding = hold(&pool, 0);
+    assert_eq!(next(&holding.1), Ok(0), "the worker is held");
+    let local = granted(pool.reserve()).call(LOCAL_SQUARE, 7);
+    match runtime {
+        Runtime::Threads => {
+            assert_eq!(pool.queue_size(), 1);
+            release(holding);
+            assert_eq!(finish(local), Ok(49));
+        }
+        _ => {
+            assert!(
+                matches!(finish(local), Err(Error::InvalidOptions(ref m)) if m.contains("local_square")),
+                "a child-process pool refuses a local handle"
+            );
+            // The only place came back: a new request is granted while the worker is held.
+            let permit = granted(pool.reserve());
+            let task = permit.call(MULTIPLY, (2, 3));
+            release(holding);
+            assert_eq!(finish(task), Ok(6));
+        }
+    }
+    pool.destroy().wait().unwrap();
+}

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use tinypool::{Pool, Runtime, Task};
 
-use crate::common::{eventually, finish, next, procfs::threads_named, Counter};
+use crate::common::{self, eventually, finish, next, procfs::threads_named, Counter};
 use crate::{bodies, call, held, hold, loads, meeting, pool, sizes, Body, Held, Hold};
 
 /// This module's test bodies, in the order they run.
@@ -151,7 +151,7 @@ fn isolation_never_fails_sibling_tasks_with_concurrency_2(runtime: Runtime) {
 fn recycle_replaces_every_worker(runtime: Runtime) {
     let pool = pool(runtime).min_threads(1).max_threads(1).build().unwrap();
     let before: String = finish(call(&pool, "identity")).unwrap();
-    finish(pool.recycle_workers()).unwrap();
+    common::recycle(&pool);
     assert_eq!(pool.threads(), 1);
     let after: String = finish(call(&pool, "identity")).unwrap();
     assert_ne!(before, after, "a new worker serves after recycling");
@@ -172,7 +172,7 @@ fn recycle_replaces_busy_workers_only_after_their_task(runtime: Runtime) {
 
     let (busy, port) = hold(&pool, 2);
     assert_eq!(next(&port), Ok(2));
-    finish(pool.recycle_workers()).expect("resolves once the idle worker stopped");
+    common::recycle(&pool); // Resolves once the idle worker stopped.
     assert!(
         !busy.is_finished(),
         "the busy worker's task was not cut short"
@@ -213,7 +213,7 @@ fn recycling_never_fails_sibling_tasks_with_concurrency_2(runtime: Runtime) {
     let (second, second_port) = hold(&pool, 2);
     assert_eq!(next(&first_port), Ok(1));
     assert_eq!(loads(&pool), [2], "both tasks are on the one worker");
-    finish(pool.recycle_workers()).unwrap();
+    common::recycle(&pool);
 
     first_port.send(0).unwrap();
     assert_eq!(next(&second_port), Ok(2));
@@ -261,7 +261,7 @@ fn recycle_workers_replaces_idle_workers_at_once() {
         "without recycling, workers stay"
     );
 
-    finish(pool.recycle_workers()).unwrap();
+    common::recycle(&pool);
     assert_eq!(pool.threads(), 2);
     let new = markers(&meet(&pool, 2, 2));
     assert_eq!(new.len(), 2);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tinypool::{AbortController, Builder, Error, Exit, RunOptions, Runtime, WorkerInfo};
 
-use crate::common::{collect_errors, eventually, finish, named, next, procfs};
+use crate::common::{self, collect_errors, eventually, finish, named, next, procfs};
 use crate::{aborted, bodies, call, held, hold, pool, Body};
 
 /// This module's test bodies, in the order they run.
@@ -46,7 +46,9 @@ impl Seen {
         let (starts, exits) = (self.starts.clone(), self.exits.clone());
         builder
             .on_worker_start(move |info| starts.lock().unwrap().push(info.clone()))
-            .on_worker_exit(move |info, exit| exits.lock().unwrap().push((info.clone(), *exit)))
+            .on_worker_exit(move |info, exit| {
+                exits.lock().unwrap().push((info.clone(), exit.clone()))
+            })
     }
 
     fn starts(&self) -> Vec<WorkerInfo> {
@@ -59,7 +61,7 @@ impl Seen {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, exit)| *exit)
+            .map(|(_, exit)| exit.clone())
             .collect()
     }
 
@@ -278,7 +280,7 @@ fn an_idle_worker_exits_with_idle(runtime: Runtime) {
     assert_eq!(finish(pool.run::<i32, _>((2, 3))), Ok(5));
     seen.wait_exits(1);
     pool.destroy().wait().unwrap();
-    assert_eq!(seen.exits(), [Exit::Idle]);
+    assert_eq!(seen.exits(), [Exit::IdleTimeout]);
     assert_eq!(seen.starts().len(), 1);
 }
 
@@ -291,11 +293,11 @@ fn recycled_workers_exit_with_recycled(runtime: Runtime) {
         .build()
         .unwrap();
     assert_eq!(finish(pool.run::<i32, _>((2, 3))), Ok(5));
-    assert_eq!(finish(pool.recycle_workers()), Ok(()));
+    common::recycle(&pool);
     assert_eq!(seen.exits(), [Exit::Recycled]);
     let (busy, port) = hold(&pool, 7);
     assert_eq!(next(&port), Ok(7));
-    assert_eq!(finish(pool.recycle_workers()), Ok(()));
+    common::recycle(&pool);
     assert_eq!(
         seen.exits(),
         [Exit::Recycled],
@@ -456,7 +458,7 @@ fn a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic(runt
     assert_eq!(finish(limited.run::<i32, _>((2, 3))), Ok(5));
     seen.wait_exits(1);
     limited.destroy().wait().unwrap();
-    assert_eq!(seen.exits(), [Exit::ResourceLimit]);
+    assert_eq!(seen.exits(), [Exit::MemoryRecycled]);
 }
 
 /// Hooks that panic are caught and reported to `on_error`; the pool goes on, through a
@@ -474,7 +476,7 @@ fn a_panicking_hook_does_not_break_the_pool(runtime: Runtime) {
     for n in 0..3 {
         assert_eq!(finish(pool.run::<i32, _>((n, 1))), Ok(n + 1));
     }
-    assert_eq!(finish(pool.recycle_workers()), Ok(()));
+    common::recycle(&pool);
     assert_eq!(finish(pool.run::<i32, _>((4, 1))), Ok(5));
     assert_eq!(pool.destroy().wait(), Ok(()));
     let errors = errors.lock().unwrap();

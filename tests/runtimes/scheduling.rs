@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tinypool::{AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task};
 
 use crate::common::{
-    block_on, eventually, finish, next,
+    self, block_on, eventually, finish, next,
     procfs::{live, threads_named},
     Counter, Gate,
 };
@@ -312,7 +312,7 @@ fn a_new_worker_takes_as_many_queued_tasks_as_its_concurrency_allows(runtime: Ru
     assert_eq!(sizes(&pool), (1, 2));
 
     // The busy worker is replaced once its two tasks are done; its replacement is new.
-    finish(pool.recycle_workers()).unwrap();
+    common::recycle(&pool);
     old[0].1.send(0).unwrap();
     assert_eq!(next(&old[1].1), Ok(1));
     old[1].1.send(0).unwrap();

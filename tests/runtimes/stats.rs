@@ -1,4 +1,4 @@
-//! `Pool::stats`: every resolved task counts exactly once, as completed or as failed with its
+//! `Pool::stats`: every resolved task counts exactly once, as succeeded or as failed with its
 //! error's kind, wherever it failed; run and wait times with `record_timing` (empty without);
 //! per-worker tasks and busy time; utilization between 0 and 1. Timings are only ever given
 //! lower bounds: a loaded machine makes everything slower, never faster.
@@ -50,7 +50,7 @@ fn check_utilization(stats: &Stats) {
     );
 }
 
-/// N tasks on two workers that stay: completed N, none failed, both summaries of N, the
+/// N tasks on two workers that stay: succeeded N, none failed, both summaries of N, the
 /// workers' tasks adding up to N.
 fn stats_add_up_to_the_tasks_run(runtime: Runtime) {
     const N: u64 = 200;
@@ -61,7 +61,7 @@ fn stats_add_up_to_the_tasks_run(runtime: Runtime) {
         .build()
         .unwrap();
     let before = pool.stats();
-    assert_eq!((before.completed, before.failed_total()), (0, 0));
+    assert_eq!((before.succeeded(), before.failed_total()), (0, 0));
     assert_eq!(before.run_time, Summary::default());
     check_utilization(&before);
 
@@ -70,7 +70,7 @@ fn stats_add_up_to_the_tasks_run(runtime: Runtime) {
         assert_eq!(finish(task), Ok(n + 1));
     }
     let stats = pool.stats();
-    assert_eq!(stats.completed, N);
+    assert_eq!(stats.succeeded(), N);
     assert_eq!(stats.failed_total(), 0);
     assert_eq!(stats.failures().count(), 0);
     assert_eq!(stats.resolved(), N);
@@ -95,7 +95,7 @@ fn stats_add_up_to_the_tasks_run(runtime: Runtime) {
 }
 
 /// One task of each kind of failure the pool has, on one worker with a queue of one: each is
-/// counted under its kind, and the values under completed.
+/// counted under its kind, and the values under succeeded.
 fn failures_are_counted_by_kind_wherever_they_happen(runtime: Runtime) {
     let pool = pool(runtime)
         .min_threads(1)
@@ -166,7 +166,7 @@ fn failures_are_counted_by_kind_wherever_they_happen(runtime: Runtime) {
     assert_eq!(stats.failed(ErrorKind::Panicked), 1);
     assert_eq!(stats.failed(ErrorKind::WorkerExited), 0);
     assert_eq!(stats.failed_total(), 9);
-    assert_eq!(stats.completed, 2, "the held task and the sum");
+    assert_eq!(stats.succeeded(), 2, "the held task and the sum");
     assert_eq!(stats.resolved(), 11, "every task submitted");
     check_utilization(&stats);
 }
@@ -183,7 +183,7 @@ fn a_long_task_counts_its_run_and_busy_time(runtime: Runtime) {
     let nap = pool.run_with::<u64, _>(30u64, RunOptions::new().name("sleep_ms"));
     assert_eq!(finish(nap), Ok(30));
     let stats = pool.stats();
-    assert_eq!(stats.completed, 1);
+    assert_eq!(stats.succeeded(), 1);
     check_summary(&stats.run_time, 1);
     check_summary(&stats.wait_time, 1);
     assert!(stats.run_time.min >= NAP, "{:?}", stats.run_time);
@@ -218,7 +218,7 @@ fn without_timing_counts_still_add_up_and_summaries_are_empty(runtime: Runtime) 
     }
     assert!(finish(panic).is_err());
     let stats = pool.stats();
-    assert_eq!(stats.completed, N);
+    assert_eq!(stats.succeeded(), N);
     assert_eq!(stats.failed(ErrorKind::Panicked), 1);
     assert_eq!(stats.resolved(), N + 1);
     assert_eq!(stats.run_time, Summary::default());
@@ -274,8 +274,8 @@ fn every_task_counts_once_when_aborts_and_destroy_race_it(runtime: Runtime) {
         .failures()
         .map(|(kind, count)| (Some(kind), count))
         .collect();
-    if stats.completed > 0 {
-        counted.insert(None, stats.completed);
+    if stats.succeeded() > 0 {
+        counted.insert(None, stats.succeeded());
     }
     assert_eq!(counted, got, "{stats:?}");
     assert_eq!(stats.resolved(), N as u64);

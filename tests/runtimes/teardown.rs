@@ -8,7 +8,7 @@ use std::time::Duration;
 use tinypool::{AbortController, Error, Pool, RunOptions, Runtime};
 
 use crate::common::{
-    collect_errors, eventually, finish, next,
+    self, collect_errors, eventually, finish, next,
     procfs::{self, live},
 };
 use crate::{aborted, bodies, call, panicked_here, pids, pool, prefix, Body};
@@ -120,7 +120,7 @@ fn recycle_runs_the_teardown_of_the_replaced_worker(runtime: Runtime) {
         .build()
         .unwrap();
     assert_eq!(finish(call::<u32>(&pool, "counter")), Ok(0));
-    assert_eq!(finish(pool.recycle_workers()), Ok(()));
+    common::recycle(&pool);
     assert_eq!(log_lines(&log), ["teardown Some(1) after 1"]);
     assert_eq!(
         finish(call::<u32>(&pool, "counter")),
