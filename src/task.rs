@@ -383,6 +383,10 @@ pub(crate) trait Job: Send + Sync + Spawn {
     fn priority(&self) -> i32;
     /// When it was submitted, if something reads it (`record_timing`, the `tracing` feature).
     fn submitted(&self) -> Option<Instant>;
+    /// Notes when its worker started it (kept only if its submission was timed).
+    fn mark_started(&self, at: Instant);
+    /// When its worker started it, if noted.
+    fn started(&self) -> Option<Instant>;
 
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
@@ -457,6 +461,8 @@ struct Extras {
     deadline: OnceLock<DeadlineHook>,
     /// When it was submitted, if something reads it (`record_timing`, the `tracing` feature).
     submitted: Option<Instant>,
+    /// When its worker started it, if its submission was timed.
+    started: OnceLock<Instant>,
 }
 
 impl<A, R, W> TaskCell<A, R, W>
@@ -482,6 +488,7 @@ where
                 priority,
                 deadline: OnceLock::new(),
                 submitted,
+                started: OnceLock::new(),
             })
         });
         TaskCell {
@@ -668,6 +675,16 @@ where
 
     fn submitted(&self) -> Option<Instant> {
         self.extras.as_ref()?.submitted
+    }
+
+    fn mark_started(&self, at: Instant) {
+        if let Some(extras) = self.extras.as_ref().filter(|e| e.submitted.is_some()) {
+            let _ = extras.started.set(at);
+        }
+    }
+
+    fn started(&self) -> Option<Instant> {
+        self.extras.as_ref()?.started.get().copied()
     }
 
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {

@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::state::JobRef;
 use crate::stats::{Counts, Tally, Timings};
 use crate::task::Job;
 
@@ -108,6 +109,10 @@ pub(super) struct Sample {
 #[derive(Default)]
 pub(super) struct Stopwatch {
     on: bool,
+    /// Its runtime sends tasks ahead, which start in order, each once the one before it is
+    /// done; otherwise (a worker thread with async exports) each starts as it is handed over,
+    /// and they may end in any order.
+    sends_ahead: bool,
     /// When the worker last handed tasks to its runtime.
     handed: Option<Instant>,
     /// When its last task finished, while it has been busy since: a task sent ahead to a
@@ -116,24 +121,51 @@ pub(super) struct Stopwatch {
 }
 
 impl Stopwatch {
-    pub(super) fn new(on: bool) -> Self {
+    pub(super) fn new(on: bool, sends_ahead: bool) -> Self {
         Stopwatch {
             on,
+            sends_ahead,
             ..Stopwatch::default()
         }
     }
 
-    /// The worker is about to hand tasks to its runtime.
-    pub(super) fn handing(&mut self) {
+    /// The worker is about to hand `jobs` to its runtime.
+    pub(super) fn handing(&mut self, jobs: &[JobRef]) {
         if self.on {
-            self.handed = Some(Instant::now());
+            let now = Instant::now();
+            self.handed = Some(now);
+            if !self.sends_ahead {
+                for job in jobs {
+                    job.mark_started(now);
+                }
+            }
         }
+    }
+
+    /// `job`, which its worker does not send ahead, has just settled out of order (an async
+    /// task's future ended before the oldest's): its times, if timed.
+    pub(super) fn settled(&self, job: &dyn Job) -> Option<Sample> {
+        if !self.on {
+            return None;
+        }
+        let submitted = job.submitted()?;
+        let started = job
+            .started()
+            .map_or(submitted, |started| started.max(submitted));
+        let end = Instant::now();
+        Some(Sample {
+            run: end.saturating_duration_since(started),
+            wait: started.saturating_duration_since(submitted),
+        })
     }
 
     /// The worker's oldest task, `job`, has just finished: its times, if timed.
     pub(super) fn finished(&mut self, job: &dyn Job) -> Option<Sample> {
         if !self.on {
             return None;
+        }
+        if !self.sends_ahead {
+            return self.settled(job);
         }
         let end = Instant::now();
         let started = self.handed.max(self.last_end);

@@ -89,7 +89,7 @@ impl Scheduler {
             starting: Vec::new(),
             draining: false,
             idle_since: None,
-            stopwatch: Stopwatch::new(self.options.record_timing),
+            stopwatch: Stopwatch::new(self.options.record_timing, worker.sends_ahead()),
             sample: None,
         };
         let tally = &*me.me.tally;
@@ -312,8 +312,8 @@ impl Scheduler {
         if early.is_empty() {
             return state;
         }
-        for _ in &early {
-            record.meter.book(None);
+        for job in &early {
+            record.meter.book(shift.stopwatch.settled(&**job));
         }
         record.exclusive = record.holds_exclusive();
         state.completed += early.len() as u64;
@@ -377,7 +377,7 @@ impl Scheduler {
 /// end; it is published at the next release of the lock.
 fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift) -> Flow {
     if !shift.starting.is_empty() {
-        shift.stopwatch.handing();
+        shift.stopwatch.handing(&shift.starting);
         worker.start(&shift.starting);
         shift.starting.clear();
     }

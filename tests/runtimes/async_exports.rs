@@ -28,6 +28,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             sync_exports_still_run_beside_async_ones,
             tokio_time_and_io_work_inside_async_exports,
             a_child_that_dies_fails_every_async_task_it_ran,
+            stats_time_every_async_task_whatever_order_it_ends_in,
         ],
         threads: [
             an_async_setup_is_refused,
@@ -206,6 +207,28 @@ fn async_tasks_interleave_on_one_worker(runtime: Runtime) {
     }
     workers.dedup();
     assert_eq!(workers.len(), 1, "one worker ran them all");
+    common::destroy(pool);
+}
+
+/// With `record_timing`, every async task is timed, those that end before older ones too: the
+/// run and wait summaries count all of them, and a task's run time covers its wait for its
+/// value.
+fn stats_time_every_async_task_whatever_order_it_ends_in(runtime: Runtime) {
+    let pool = pool(runtime, 8).record_timing(true).build().unwrap();
+    let tasks: Vec<_> = (0..8).map(|tag| async_hold(&pool, tag)).collect();
+    for (tag, (_, port)) in tasks.iter().enumerate() {
+        assert_eq!(next(port), Ok(tag as u32), "task {tag} started");
+    }
+    std::thread::sleep(Duration::from_millis(20)); // Every task has run at least this long.
+    for (tag, (task, port)) in tasks.into_iter().enumerate().rev() {
+        port.send(tag as u32).unwrap();
+        finish(task).unwrap().unwrap();
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.succeeded(), 8);
+    assert_eq!(stats.run_time.count, 8, "{stats:?}");
+    assert_eq!(stats.wait_time.count, 8, "{stats:?}");
+    assert!(stats.run_time.min >= Duration::from_millis(20), "{stats:?}");
     common::destroy(pool);
 }
 
