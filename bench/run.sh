@@ -3,7 +3,7 @@
 # present, on Node's Tinypool (worker_threads and child_process) and Piscina, then prints a
 # markdown table with a ratio column against (Rust) tinypool. See bench/README.md.
 #
-#   bash bench/run.sh               the full run (about 15 minutes on 2 cores)
+#   bash bench/run.sh               the full run (about 16 minutes on 2 cores)
 #   QUICK=1 bash bench/run.sh       smoke test: fewer tasks and repeats (about 2 minutes)
 #
 # Environment: QUICK=1 as above; NODE=0 skips the Node side; KEEP=<dir> keeps the JSON lines
