@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every workload (W1–W7) on every system of tinypool-bench, and, when node and npm are
+# Runs every workload (W1–W8) on every system of tinypool-bench, and, when node and npm are
 # present, on Node's Tinypool (worker_threads and child_process) and Piscina, then prints a
 # markdown table with a ratio column against (Rust) tinypool. See bench/README.md.
 #
-#   bash bench/run.sh               the full run (about 15 minutes on 2 cores)
+#   bash bench/run.sh               the full run (about 16 minutes on 2 cores)
 #   QUICK=1 bash bench/run.sh       smoke test: fewer tasks and repeats (about 2 minutes)
 #
 # Environment: QUICK=1 as above; NODE=0 skips the Node side; KEEP=<dir> keeps the JSON lines
@@ -22,22 +22,31 @@
 #   W5 payload       moved (zero-copy) / ≥ 2,000 MiB/s copied
 #   W6 idle memory   ≤ 3.5 MiB / ≤ 8 MiB RSS
 #   W7 idle CPU      ≤ 10 ms in 5 s
+# and, without targets, on the systems with async exports (tinypool's, Node's Tinypool and
+# Piscina): W1/W2 of an async export that returns at once (w1-async, w2-async), and W8, 1,000
+# async 10 ms sleeps on 2 workers with 100 in flight on each (ideal 50 ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
 log() { printf '%s\n' "$*" >&2; }
 
+# w1a/w2a: the async-export W1/W2 (fewer tasks than W1/W2: Node's take seconds per 100,000);
+# w8: 1,000 async 10 ms sleeps.
 if [[ ${QUICK:-0} == 1 ]]; then
   w1=(2000 3) w2=(20000 3) w4=(20 3) w5=(20 3) w6=(100 1) w7=(1 1) w3_warmup=1 w3_runs=5
+  w1a=(1000 3) w2a=(5000 3) w8=(1000 3)
 else
   w1=(20000 5) w2=(200000 5) w4=(200 5) w5=(200 5) w6=(100 3) w7=(5 1) w3_warmup=3 w3_runs=20
+  w1a=(5000 5) w2a=(20000 5) w8=(1000 5)
 fi
 rust_systems=(tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio procspawn
   floor-mpsc floor-unix)
 node_systems=(tinypool-threads tinypool-process piscina)
 # The systems whose workers are threads: the only ones with a w5transfer.
 threads() { [[ $1 != tinypool-process* && $1 != procspawn && $1 != floor-unix ]]; }
+# The systems with async exports (w1-async, w2-async, w8): tinypool's, Rust and Node, and Piscina.
+has_async() { [[ ${1#node-} == tinypool-* || $1 == node-piscina ]]; }
 
 # --- What it needs --------------------------------------------------------------------------
 if ! command -v hyperfine >/dev/null; then
@@ -130,6 +139,28 @@ w5_run() {
   fi
 }
 
+# The async workloads, on the systems that have async exports (the others are left out).
+w1_async() {
+  if has_async "$1"; then
+    record "w1-async $1" "${@:2}" w1-async "${w1a[@]}"
+  fi
+}
+w2_async() {
+  has_async "$1" || return 0
+  record "w2-async $1" "${@:2}" w2-async "${w2a[@]}"
+  case ${1#node-} in
+    tinypool-threads | tinypool-process* | piscina)
+      record "w2-async c32 $1" env BENCH_LABEL=c32 BENCH_CONCURRENCY=32 "${@:2}" w2-async "${w2a[@]}"
+      ;;
+  esac
+}
+# W8: 1,000 sleeps of 10 ms at once on 2 workers with 100 tasks in flight on each.
+w8_run() {
+  if has_async "$1"; then
+    record "w8 $1" "${@:2}" w8 "${w8[@]}"
+  fi
+}
+
 # W3: the whole process, once by hand (it must print 3), then timed by hyperfine.
 w3_run() {
   local name=$1 answer
@@ -188,6 +219,11 @@ log "W6 idle memory"
 each_system w6_run
 log "W7 idle CPU"
 each_system w7_run
+log "W1/W2 with an async export that returns at once"
+each_system w1_async
+each_system w2_async
+log "W8 async sleeps, concurrency 100"
+each_system w8_run
 
 "$bin" table "$results" | tee "$out/table.md"
 if [[ -n ${KEEP:-} ]]; then

@@ -6,7 +6,8 @@
 //
 // systems:   tinypool-threads tinypool-process piscina (printed as node-<system>)
 // workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 (w3: the whole process, timed by hyperfine;
-//            w6/w7: the idle process that `tinypool-bench measure` looks at)
+//            w6/w7: the idle process that `tinypool-bench measure` looks at), and the async
+//            ones: w1-async w2-async (W1/W2 of an async add) and w8 (1,000 10 ms sleeps)
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import path from 'node:path';
@@ -14,12 +15,15 @@ import path from 'node:path';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ADD = path.join(here, 'add.mjs');
 const PAYLOAD = path.join(here, 'payload.mjs');
+const ADD_ASYNC = path.join(here, 'add-async.mjs');
+const SLEEP = path.join(here, 'sleep.mjs');
+const SLEEP_MS = 10;
 const PAYLOAD_BYTES = 1 << 20;
 const SYSTEMS = ['tinypool-threads', 'tinypool-process', 'piscina'];
 
 const USAGE = `usage: node bench.mjs <system> <workload> [n] [repeats]
 systems:   ${SYSTEMS.join(' ')}
-workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7`;
+workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 w1-async w2-async w8`;
 
 function usage(message) {
   console.error(`bench.mjs: ${message}\n${USAGE}`);
@@ -44,8 +48,11 @@ const workerEnv = process.env.TINYPOOL_BENCH_FAULT
   ? { env: { TINYPOOL_BENCH_FAULT: process.env.TINYPOOL_BENCH_FAULT } }
   : {};
 
-// Tasks a worker takes at once: BENCH_CONCURRENCY, default 1 (run.sh also runs W2 with 32).
-const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 1);
+// Tasks a worker takes at once: BENCH_CONCURRENCY, default 1 (run.sh also runs W2 with 32),
+// and 100 for W8 unless set.
+const concurrency = Number(
+  process.env.BENCH_CONCURRENCY ?? (process.argv[3] === 'w8' ? 100 : 1),
+);
 
 // A pool of `workers` workers of `system` running `filename`, as { run(arg, move), close() }.
 async function makePool(system, workers, filename, isolate) {
@@ -199,24 +206,45 @@ async function main() {
   const sys = system.replace(/^node-/, '');
   if (process.argv.length > 6) usage('too many arguments');
   switch (workload) {
-    case 'w1': {
+    case 'w1':
+    case 'w1-async': {
       const n = argOr(2, 20000, 'n');
       const repeats = argOr(3, 5, 'repeats');
-      const samples = await withPool(sys, 1, ADD, false, async (pool) => {
+      const filename = workload === 'w1' ? ADD : ADD_ASYNC;
+      const samples = await withPool(sys, 1, filename, false, async (pool) => {
         await roundTrips(pool, Math.max(Math.floor(n / 10), 1));
         return sample(repeats, () => roundTrips(pool, n), (secs) => (secs * 1e6) / n);
       });
-      print(sys, 'w1', 'latency', 'us/task', samples, n, 1, repeats);
+      print(sys, workload, 'latency', 'us/task', samples, n, 1, repeats);
       break;
     }
-    case 'w2': {
+    case 'w2':
+    case 'w2-async': {
       const n = argOr(2, 200000, 'n');
       const repeats = argOr(3, 5, 'repeats');
-      const samples = await withPool(sys, 2, ADD, false, async (pool) => {
+      const filename = workload === 'w2' ? ADD : ADD_ASYNC;
+      const samples = await withPool(sys, 2, filename, false, async (pool) => {
         await allAtOnce(pool, Math.max(Math.floor(n / 10), 1));
         return sample(repeats, () => allAtOnce(pool, n), (secs) => n / secs);
       });
-      print(sys, 'w2', 'throughput', 'tasks/s', samples, n, 2, repeats);
+      print(sys, workload, 'throughput', 'tasks/s', samples, n, 2, repeats);
+      break;
+    }
+    case 'w8': {
+      // n sleeps of 10 ms at once on 2 workers, each with concurrentTasksPerWorker 100
+      // (BENCH_CONCURRENCY if set): ms until all have finished, each answer checked.
+      const n = argOr(2, 1000, 'n');
+      const repeats = argOr(3, 5, 'repeats');
+      const sleeps = async (pool, count) => {
+        const answers = await Promise.all(Array.from({ length: count }, () => pool.run(SLEEP_MS)));
+        const wrong = answers.find((answer) => answer !== SLEEP_MS);
+        if (wrong !== undefined) throw new Failure(`sleep(${SLEEP_MS}) returned ${wrong}`);
+      };
+      const samples = await withPool(sys, 2, SLEEP, false, async (pool) => {
+        await sleeps(pool, Math.max(Math.floor(n / 10), 1));
+        return sample(repeats, () => sleeps(pool, n), (secs) => secs * 1e3);
+      });
+      print(sys, 'w8', 'async_sleeps', 'ms', samples, n, 2, repeats);
       break;
     }
     case 'w3': {

@@ -34,7 +34,7 @@ usage: tinypool-bench <system> <workload> [n] [repeats]
        tinypool-bench soak [--minutes N | --seconds N] [--runtime threads|process]
 systems:   tinypool-threads tinypool-process tinypool-process-exe rayon threadpool tokio procspawn floor-mpsc floor-unix
 workloads: w1 w2 w3 w4 w5copy w5transfer w6 w7 (w3, w6 and w7 are the processes that
-           hyperfine and `measure` look at)";
+           hyperfine and `measure` look at); tinypool's only: w1-async w2-async w8";
 
 /// Set by `soak` for itself and its workers: panics print nothing.
 const QUIET_PANICS: &str = "TINYPOOL_BENCH_QUIET_PANICS";
@@ -136,8 +136,14 @@ fn run(args: &[String]) -> Res<()> {
         usage("too many arguments");
     }
     match workload {
-        "w1" => latency(system, args),
-        "w2" => throughput(system, args),
+        "w1-async" | "w2-async" | "w8" if !systems::is_async(system) => usage(&format!(
+            "{workload} needs async exports, and {system} has none: tinypool's systems only"
+        )),
+        "w1-async" => latency(system, workload, args),
+        "w2-async" => throughput(system, workload, args),
+        "w8" => sleeps(system, args),
+        "w1" => latency(system, workload, args),
+        "w2" => throughput(system, workload, args),
         "w3" => cold_start(system),
         "w4" => isolation(system, args),
         "w5copy" | "w5transfer" => payload(system, workload, args),
@@ -165,7 +171,28 @@ fn with_pool<T>(
     isolate: bool,
     body: impl FnOnce(&mut dyn System) -> Res<T>,
 ) -> Res<T> {
-    let mut pool = systems::build(system, workers, isolate)?;
+    with_built(systems::build(system, workers, isolate)?, body)
+}
+
+/// The same with the pool `asynchronous` workloads use ([`systems::build_async`]) if set.
+fn with_pool_of<T>(
+    system: &str,
+    workers: usize,
+    asynchronous: bool,
+    body: impl FnOnce(&mut dyn System) -> Res<T>,
+) -> Res<T> {
+    if asynchronous {
+        with_built(systems::build_async(system, workers)?, body)
+    } else {
+        with_pool(system, workers, false, body)
+    }
+}
+
+/// Runs `body` on `pool`, and closes it even when `body` failed.
+fn with_built<T>(
+    mut pool: Box<dyn System>,
+    body: impl FnOnce(&mut dyn System) -> Res<T>,
+) -> Res<T> {
     let result = body(&mut *pool);
     let closed = pool.close();
     let value = result?;
@@ -209,11 +236,12 @@ fn sample(
     Ok(samples)
 }
 
-/// W1: µs per sequential round trip on one worker.
-fn latency(system: &str, args: &[String]) -> Res<()> {
+/// W1: µs per sequential round trip on one worker; `w1-async`: the same of an async `add`
+/// that is ready at once.
+fn latency(system: &str, workload: &str, args: &[String]) -> Res<()> {
     let n = arg_or(args, 2, 20_000, "n");
     let repeats = arg_or(args, 3, 5, "repeats");
-    let samples = with_pool(system, 1, false, |pool| {
+    let samples = with_pool_of(system, 1, workload == "w1-async", |pool| {
         round_trips(pool, (n / 10).max(1))?;
         sample(
             repeats,
@@ -223,7 +251,7 @@ fn latency(system: &str, args: &[String]) -> Res<()> {
     })?;
     Line {
         system: system.to_owned(),
-        workload: "w1".to_owned(),
+        workload: workload.to_owned(),
         metric: "latency",
         unit: "us/task",
         samples,
@@ -236,19 +264,53 @@ fn latency(system: &str, args: &[String]) -> Res<()> {
     Ok(())
 }
 
-/// W2: tasks per second, all submitted at once to two workers.
-fn throughput(system: &str, args: &[String]) -> Res<()> {
+/// W2: tasks per second, all submitted at once to two workers; `w2-async`: the same of an
+/// async `add` that is ready at once.
+fn throughput(system: &str, workload: &str, args: &[String]) -> Res<()> {
     let n = arg_or(args, 2, 200_000, "n");
     let repeats = arg_or(args, 3, 5, "repeats");
-    let samples = with_pool(system, 2, false, |pool| {
+    let samples = with_pool_of(system, 2, workload == "w2-async", |pool| {
         all_at_once(pool, (n / 10).max(1))?;
         sample(repeats, || all_at_once(pool, n), |secs| n as f64 / secs)
     })?;
     Line {
         system: system.to_owned(),
-        workload: "w2".to_owned(),
+        workload: workload.to_owned(),
         metric: "throughput",
         unit: "tasks/s",
+        samples,
+        n,
+        workers: 2,
+        repeats,
+        label: label(),
+    }
+    .print();
+    Ok(())
+}
+
+/// W8's sleep, in ms.
+const SLEEP_MS: u64 = 10;
+
+/// W8: ms until `n` async tasks of a 10 ms sleep (default 1,000), submitted at once to two
+/// workers that each keep up to `concurrent_tasks_per_worker` of them in flight, have all
+/// finished. The concurrency is `BENCH_CONCURRENCY`, 100 unless set: ideally 1,000 / (2 × 100)
+/// rounds of 10 ms, 50 ms. A warm-up of n/10 sleeps comes first.
+fn sleeps(system: &str, args: &[String]) -> Res<()> {
+    let n = arg_or(args, 2, 1_000, "n");
+    let repeats = arg_or(args, 3, 5, "repeats");
+    if std::env::var_os("BENCH_CONCURRENCY").is_none() {
+        // Only the driver's thread exists yet, and the variable is read when the pool is built.
+        std::env::set_var("BENCH_CONCURRENCY", "100");
+    }
+    let samples = with_pool_of(system, 2, true, |pool| {
+        pool.sleep_all((n / 10).max(1), SLEEP_MS)?;
+        sample(repeats, || pool.sleep_all(n, SLEEP_MS), |secs| secs * 1e3)
+    })?;
+    Line {
+        system: system.to_owned(),
+        workload: "w8".to_owned(),
+        metric: "async_sleeps",
+        unit: "ms",
         samples,
         n,
         workers: 2,

@@ -14,7 +14,7 @@ use crate::{arg_or, label, median, usage};
 pub struct Line {
     /// What ran: a system of this driver, or `node-<system>` for the Node side.
     pub system: String,
-    /// `w1` … `w7` (with `w5copy`/`w5transfer`, `w6pss`, `w7sched`).
+    /// `w1` … `w8` (with `w5copy`/`w5transfer`, `w6pss`, `w7sched`, `w1-async`, `w2-async`).
     pub workload: String,
     /// What was measured: `latency`, `throughput`, `cold_start`, …
     pub metric: &'static str,
@@ -152,7 +152,9 @@ pub fn time(args: &[String]) -> Res<()> {
 /// The workloads in table order, with their names in the table.
 const WORKLOADS: &[(&str, &str)] = &[
     ("w1", "W1 latency"),
+    ("w1-async", "W1 latency, async export"),
     ("w2", "W2 throughput"),
+    ("w2-async", "W2 throughput, async export"),
     ("w3", "W3 cold start"),
     ("w4", "W4 isolation"),
     ("w5copy", "W5 payload, copied"),
@@ -161,6 +163,7 @@ const WORKLOADS: &[(&str, &str)] = &[
     ("w6pss", "W6 idle PSS"),
     ("w7", "W7 idle CPU in 5 s"),
     ("w7sched", "W7 idle CPU in 5 s (schedstat)"),
+    ("w8", "W8 1,000 async 10 ms sleeps (ideal 50)"),
 ];
 
 /// Whether a system runs its workers in child processes: its row is compared with

@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 
 use tinypool::{Pool, RunOptions, Runtime, Task};
 
-use crate::worker::{add, exports, payload};
+use crate::worker::{add, async_exports, payload, sync_exports, ASYNC_ENV};
 
 /// The first argument that makes this binary a floor-unix child instead of the driver.
 pub const FLOOR_CHILD: &str = "__floor-unix-child";
@@ -42,6 +42,38 @@ pub trait System {
     fn payload(&mut self, buf: Vec<u8>) -> Res<usize>;
     /// Destroys the pool and waits for its workers.
     fn close(self: Box<Self>) -> Res<()>;
+    /// Submits `sleep(ms)` `n` times at once, then awaits them all, each answer checked (W8:
+    /// an async export; only tinypool's pools built by [`build_async`] have one).
+    fn sleep_all(&mut self, n: u64, ms: u64) -> Res<()> {
+        let _ = (n, ms);
+        Err("this system has no async export".into())
+    }
+}
+
+/// The systems that run the async workloads (`w8`, `w1-async`, `w2-async`): tinypool's.
+pub fn is_async(system: &str) -> bool {
+    system.starts_with("tinypool-")
+}
+
+/// Builds a pool of `workers` workers of a tinypool `system` whose exports are the async ones
+/// ([`async_exports`]: `add` as the default export, and `sleep`); a child process learns it
+/// from [`ASYNC_ENV`].
+pub fn build_async(system: &str, workers: usize) -> Res<Box<dyn System>> {
+    let builder = match system {
+        "tinypool-threads" => {
+            Tinypool::builder(Runtime::Threads, workers, false).exports(async_exports())
+        }
+        "tinypool-process" => {
+            Tinypool::builder(Runtime::ChildProcess, workers, false).env(ASYNC_ENV, "1")
+        }
+        "tinypool-process-exe" => Tinypool::builder(Runtime::ChildProcess, workers, false)
+            .filename(worker_exe()?)
+            .env(ASYNC_ENV, "1"),
+        _ => return Err(format!("{system} has no async exports")),
+    };
+    Ok(Box::new(Tinypool {
+        pool: builder.build().map_err(error)?,
+    }))
 }
 
 /// Whether `system` runs its workers in threads of this process, so that a buffer can move to
@@ -104,7 +136,7 @@ impl Tinypool {
         let mut builder = Self::builder(runtime, workers, isolate);
         if runtime == Runtime::Threads {
             // A child-process pool's workers own their exports (`serve_if_worker` in main).
-            builder = builder.exports(exports());
+            builder = builder.exports(sync_exports());
         }
         Ok(Tinypool {
             pool: builder.build().map_err(error)?,
@@ -113,15 +145,8 @@ impl Tinypool {
 
     /// The same with child processes of `tinypool-bench-worker`, found next to this program.
     fn with_worker_exe(workers: usize, isolate: bool) -> Res<Self> {
-        let exe = std::env::current_exe().map_err(error)?;
-        let worker = exe.with_file_name("tinypool-bench-worker");
-        if !worker.exists() {
-            return Err(format!(
-                "{} is missing: cargo build --release -p tinypool-bench builds it",
-                worker.display()
-            ));
-        }
-        let builder = Self::builder(Runtime::ChildProcess, workers, isolate).filename(worker);
+        let builder =
+            Self::builder(Runtime::ChildProcess, workers, isolate).filename(worker_exe()?);
         Ok(Tinypool {
             pool: builder.build().map_err(error)?,
         })
@@ -136,6 +161,19 @@ impl Tinypool {
             .concurrent_tasks_per_worker(concurrency())
             .record_timing(std::env::var_os("BENCH_RECORD_TIMING").is_some())
     }
+}
+
+/// `tinypool-bench-worker`, found next to this program.
+fn worker_exe() -> Res<std::path::PathBuf> {
+    let exe = std::env::current_exe().map_err(error)?;
+    let worker = exe.with_file_name("tinypool-bench-worker");
+    if !worker.exists() {
+        return Err(format!(
+            "{} is missing: cargo build --release -p tinypool-bench builds it",
+            worker.display()
+        ));
+    }
+    Ok(worker)
 }
 
 impl System for Tinypool {
@@ -162,6 +200,19 @@ impl System for Tinypool {
 
     fn close(self: Box<Self>) -> Res<()> {
         self.pool.destroy().wait().map_err(error)
+    }
+
+    fn sleep_all(&mut self, n: u64, ms: u64) -> Res<()> {
+        let tasks: Vec<Task<u64>> = (0..n)
+            .map(|_| self.pool.run_with(ms, RunOptions::new().name("sleep")))
+            .collect();
+        for task in tasks {
+            let answer = task.wait().map_err(error)?;
+            if answer != ms {
+                return Err(format!("sleep({ms}) returned {answer}"));
+            }
+        }
+        Ok(())
     }
 }
 

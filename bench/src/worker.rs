@@ -3,7 +3,10 @@
 //! the `tinypool-process` workers) and into `tinypool-bench-worker`, the small worker
 //! executable of `tinypool-process-exe`.
 
+mod timer;
+
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tinypool::Exports;
 
@@ -63,10 +66,41 @@ pub fn payload(buf: Vec<u8>) -> usize {
     buf.len()
 }
 
-/// The functions tinypool's workers export; a child-process worker serves these. `add` is also
-/// the default export, so that W1–W4 take the pool's default path, as a Tinypool pool with a
-/// single-function `filename` does.
+/// Set (to `1`) in the environment of the child processes of the async workloads (`w8`,
+/// `w1-async`, `w2-async`): they then serve [`async_exports`] instead of [`sync_exports`].
+pub const ASYNC_ENV: &str = "TINYPOOL_BENCH_ASYNC";
+
+/// What this process's workers serve: [`async_exports`] in a child process of an async
+/// workload ([`ASYNC_ENV`]), [`sync_exports`] otherwise.
 pub fn exports() -> Exports {
+    if std::env::var_os(ASYNC_ENV).is_some() {
+        async_exports()
+    } else {
+        sync_exports()
+    }
+}
+
+/// The exports of the async workloads: `add` again, but async (a future ready at its first
+/// poll), as the default export and by name, and `sleep(ms)`, an async export that waits `ms`
+/// milliseconds on a timer thread ([`timer::sleep`]) and returns `ms` (plus one under
+/// `TINYPOOL_BENCH_FAULT`). They are a set of their own because a pool whose exports include
+/// an async one serves its tasks differently (a child reads its channel on a thread of its own),
+/// and W1–W7 measure the sync path.
+pub fn async_exports() -> Exports {
+    let add = |(a, b): (u64, u64)| async move { add(a, b) };
+    Exports::new()
+        .export_default_async(add)
+        .export_async("add", add)
+        .export_async("sleep", |ms: u64| async move {
+            timer::sleep(Duration::from_millis(ms)).await;
+            ms.wrapping_add(FAULT.load(Ordering::Relaxed))
+        })
+}
+
+/// The functions tinypool's workers export for W1–W7; a child-process worker serves these. `add`
+/// is also the default export, so that W1–W4 take the pool's default path, as a Tinypool pool
+/// with a single-function `filename` does.
+pub fn sync_exports() -> Exports {
     let add = |(a, b): (u64, u64)| add(a, b);
     Exports::new()
         .export_default(add)
