@@ -307,9 +307,9 @@
 //! ### Statistics
 //!
 //! [`Pool::stats`] gives a [`Stats`] snapshot: tasks succeeded and failed (by [`ErrorKind`]),
-//! each worker's tasks and busy time, and the pool's utilization; with
-//! [`Builder::record_timing`], also run- and wait-time [`Summary`]s (count, min, mean, p50,
-//! p90, p99, max), as Piscina's histograms.
+//! and each worker's tasks; with [`Builder::record_timing`], also each worker's busy time, the
+//! pool's utilization and run- and wait-time [`Summary`]s (count, min, mean, p50, p90, p99,
+//! max), as Piscina's histograms.
 //!
 //! ## Features
 //!

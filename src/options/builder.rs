@@ -596,14 +596,18 @@ impl Builder {
         self
     }
 
-    /// Whether [`Pool::stats`](crate::Pool::stats) measures each task's run and wait times
-    /// (Piscina's `recordTiming`; default: false).
+    /// Whether [`Pool::stats`](crate::Pool::stats) measures time: each task's run and wait
+    /// times, and each worker's busy time, hence the pool's utilization (Piscina's
+    /// `recordTiming`; default: false).
     ///
-    /// Without it, the statistics still count every task's outcome, and each worker's tasks
-    /// and busy time (hence the utilization), but [`Stats::run_time`](crate::Stats::run_time)
-    /// and [`Stats::wait_time`](crate::Stats::wait_time) stay empty (`count` 0). With it,
-    /// each task costs three clock reads (one as it is submitted, two on its worker) and a
-    /// small allocation beside its cell, which its worker then reads: on a 2-core machine,
+    /// Without it, the statistics still count every task's outcome and each worker's tasks,
+    /// but [`Stats::run_time`](crate::Stats::run_time) and
+    /// [`Stats::wait_time`](crate::Stats::wait_time) stay empty (`count` 0), and
+    /// [`Stats::busy_time`](crate::Stats::busy_time) and
+    /// [`Stats::utilization`](crate::Stats::utilization) zero. With it, each task costs three
+    /// clock reads (one as it is submitted, two on its worker) and a small allocation beside
+    /// its cell, which its worker then reads, plus two reads when a worker wakes and idles
+    /// (0.2 µs of a lone task's 0.5 µs round trip on threads): on a 2-core machine,
     /// a saturated threads pool of tasks that take 200 ns ran 40–45 % fewer tasks per second
     /// with it, about 0.3 µs more per task; tasks that take 100 µs or more barely notice, and
     /// child-process round trips hide it. Off by default, so that a pool that does not look

@@ -18,11 +18,11 @@
 //! the worker leaves, its replacement already counted. It costs no extra lock: per task, the
 //! worker takes the lock once.
 //!
-//! For `Pool::stats` (see `meter.rs`), the worker's busy time is read on its transitions only:
-//! the clock is read under the lock when it takes work after idling and when it goes idle (a
-//! read it needs anyway, for its idle deadline), so a caller woken by the last task already
-//! sees that busy time. With `record_timing`, the task itself is timed with the lock
-//! released and booked with it.
+//! For `Pool::stats` with `record_timing` (see `meter.rs`), the worker's busy time is read on
+//! its transitions only: the clock is read under the lock when it takes work after idling and
+//! when it goes idle (a read it needs anyway, for its idle deadline), so a caller woken by the
+//! last task already sees that busy time; each task is timed with the lock released and
+//! booked with it. Without it, no clock is read on a task's way to its caller.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,9 +100,11 @@ impl Scheduler {
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
                 // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
                 let granted = self.grant(&mut state);
-                let meter = &mut state.workers[index].meter;
-                if !meter.is_busy() {
-                    meter.busy_from(Instant::now());
+                if self.options.record_timing {
+                    let meter = &mut state.workers[index].meter;
+                    if !meter.is_busy() {
+                        meter.busy_from(Instant::now());
+                    }
                 }
                 release(state, &mut shift.done, tally);
                 granted.deliver();
@@ -149,17 +151,18 @@ impl Scheduler {
 
             // IDLE
             let may_idle_out = state.workers.len() > self.options.min_threads;
-            let idle_since = match shift.idle_since {
-                Some(since) => since,
-                None => {
-                    let now = Instant::now();
-                    state.workers[index].meter.idle_from(now);
-                    shift.stopwatch.idle();
-                    *shift.idle_since.insert(now)
-                }
-            };
+            if shift.idle_since.is_none() && self.options.record_timing {
+                // Read under the lock, so that a caller woken by the last task already sees
+                // its busy time.
+                let now = Instant::now();
+                state.workers[index].meter.idle_from(now);
+                shift.stopwatch.idle();
+                shift.idle_since = Some(now);
+            }
             release(state, &mut shift.done, tally);
             super::resolve(idle);
+            // Otherwise read once the task is published: off its caller's path.
+            let idle_since = *shift.idle_since.get_or_insert_with(Instant::now);
             let woken = self.wait_idle(me, worker, may_idle_out, idle_since);
             state = self.lock();
             match woken {
