@@ -146,7 +146,8 @@ impl RunningWorker for ThreadWorker {
         if self.runs_async && job.settled() && !job.runs_async() {
             return Flow::Continue; // Run in `start`, or aborted before it could start.
         }
-        if job.runs_async() {
+        // (A pool without async exports asks nothing more: each question takes the task's lock.)
+        if self.runs_async && job.runs_async() {
             if std::mem::take(&mut self.ran_ahead) && !job.settled() {
                 // Tasks behind this one finished in `start`: published before it is waited for.
                 return Flow::Pending;
