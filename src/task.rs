@@ -470,6 +470,9 @@ where
     A: Send + 'static,
     R: Send + 'static,
 {
+    // Inlined, so that the cell is built where its `Arc` puts it rather than copied there:
+    // it is the one allocation of every task.
+    #[inline]
     pub(crate) fn new(
         arg: A,
         name: Option<Cow<'static, str>>,

@@ -130,6 +130,7 @@ impl Stopwatch {
     }
 
     /// The worker is about to hand `jobs` to its runtime.
+    #[inline]
     pub(super) fn handing(&mut self, jobs: &[JobRef]) {
         if self.on {
             let now = Instant::now();
@@ -160,6 +161,7 @@ impl Stopwatch {
     }
 
     /// The worker's oldest task, `job`, has just finished: its times, if timed.
+    #[inline]
     pub(super) fn finished(&mut self, job: &dyn Job) -> Option<Sample> {
         if !self.on {
             return None;

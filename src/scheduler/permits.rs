@@ -82,6 +82,7 @@ impl Scheduler {
     /// Grants free places to the waiters, oldest first; they are told once the lock is
     /// released. Called wherever a place may have come free; a test of an empty list when
     /// nobody waits.
+    #[inline]
     pub(super) fn grant(&self, state: &mut SchedulerState) -> Answers {
         // Only a bounded queue has waiters.
         match self.options.max_queue {

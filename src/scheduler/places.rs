@@ -56,10 +56,7 @@ impl Permits {
             self.outstanding += 1;
             granted.push(ticket);
         }
-        Answers {
-            tickets: granted,
-            outcome: Ok(()),
-        }
+        Answers::of(granted, Ok(()))
     }
 
     /// Whether anyone waits: where nobody does, granting is skipped.
@@ -88,10 +85,7 @@ impl Permits {
 
     /// Fails every waiter with `error` (close, destroy).
     pub(super) fn refuse_all(&mut self, error: Error) -> Answers {
-        Answers {
-            tickets: self.waiting.drain(..).collect(),
-            outcome: Err(error),
-        }
+        Answers::of(self.waiting.drain(..).collect(), Err(error))
     }
 }
 
@@ -124,23 +118,38 @@ pub(crate) enum Request {
 /// Waiters answered under the lock, told once it is released: waking one may unpark a thread
 /// or run a waker, neither of which belongs under the state lock.
 #[must_use = "deliver the answers once the lock is released"]
-pub(super) struct Answers {
+pub(super) struct Answers(
+    /// `None` when nobody was answered: what every task's path carries, so it costs a test.
+    Option<Box<Answered>>,
+);
+
+/// The waiters answered, and what they are told.
+struct Answered {
     tickets: Vec<Arc<Ticket>>,
     outcome: Result<(), Error>,
 }
 
 impl Answers {
     /// No answer: nobody waited.
+    #[inline]
     pub(super) fn none() -> Self {
-        Answers {
-            tickets: Vec::new(),
-            outcome: Ok(()),
-        }
+        Answers(None)
     }
 
+    fn of(tickets: Vec<Arc<Ticket>>, outcome: Result<(), Error>) -> Self {
+        if tickets.is_empty() {
+            return Answers::none();
+        }
+        Answers(Some(Box::new(Answered { tickets, outcome })))
+    }
+
+    /// Tells the waiters answered; called once the state lock is released.
+    #[inline]
     pub(super) fn deliver(self) {
-        for ticket in self.tickets {
-            ticket.slot.complete(self.outcome.clone());
+        if let Some(answered) = self.0 {
+            for ticket in answered.tickets {
+                ticket.slot.complete(answered.outcome.clone());
+            }
         }
     }
 }
