@@ -309,14 +309,14 @@ fn permits(scheduler: &Scheduler) -> (usize, usize) {
 fn loom_a_dropped_permit_races_a_dropped_reserve() {
     model(3, || {
         let scheduler = bounded(0, 1, Some(1));
-        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
-        let waiting = Reserve::new(scheduler.clone(), None);
+        let permit = Reserve::new(scheduler.clone(), None, true).wait().unwrap();
+        let waiting = Reserve::new(scheduler.clone(), None, true);
         assert_eq!(permits(&scheduler), (1, 1));
         let dropper = ::loom::thread::spawn(move || drop(permit));
         drop(waiting);
         dropper.join().unwrap();
         assert_eq!(permits(&scheduler), (0, 0), "the place is free");
-        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        let permit = Reserve::new(scheduler.clone(), None, true).wait().unwrap();
         assert_eq!(permits(&scheduler), (1, 0));
         assert_eq!(permit.run::<i32, _>((1, 2)).wait(), Ok(3));
         assert_eq!(permits(&scheduler), (0, 0));
@@ -333,7 +333,7 @@ fn loom_a_worker_taking_from_the_queue_grants_a_waiter() {
         let scheduler = bounded(1, 1, Some(1));
         let first = run(&scheduler, (1, 2), None);
         let second = run(&scheduler, (3, 4), None);
-        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
+        let permit = Reserve::new(scheduler.clone(), None, true).wait().unwrap();
         assert_eq!(permit.run::<i32, _>((5, 6)).wait(), Ok(11));
         assert_eq!([first.wait(), second.wait()], [Ok(3), Ok(7)]);
         assert_eq!(permits(&scheduler), (0, 0));
@@ -349,8 +349,8 @@ fn loom_a_worker_taking_from_the_queue_grants_a_waiter() {
 fn loom_close_races_a_grant() {
     model(3, || {
         let scheduler = bounded(0, 1, Some(1));
-        let permit = Reserve::new(scheduler.clone(), None).wait().unwrap();
-        let waiting = Reserve::new(scheduler.clone(), None);
+        let permit = Reserve::new(scheduler.clone(), None, true).wait().unwrap();
+        let waiting = Reserve::new(scheduler.clone(), None, true);
         let closer = {
             let scheduler = scheduler.clone();
             ::loom::thread::spawn(move || scheduler.close())
