@@ -489,8 +489,9 @@ impl Pool {
     }
 
     /// A snapshot of the pool's statistics: tasks succeeded and failed (by [`ErrorKind`]),
-    /// run and wait times (with [`Builder::record_timing`](crate::Builder::record_timing)),
-    /// busy time and utilization, and each live worker's share. See [`Stats`].
+    /// each live worker's tasks, and with
+    /// [`Builder::record_timing`](crate::Builder::record_timing) run and wait times, busy
+    /// time and utilization. See [`Stats`].
     ///
     /// Every task counts once it resolves, before its caller can see its result: once `N`
     /// tasks have resolved, [`Stats::resolved`] is `N`. The snapshot takes the pool's lock

@@ -1,9 +1,9 @@
 //! What the scheduler measures for [`Pool::stats`](crate::Pool::stats) (see
 //! [`crate::stats`] for what each figure means):
 //!
-//! - per live worker, in its record under the state lock: the tasks it ran, its busy time
-//!   (from taking work after idling to going idle, read on those transitions only) and, with
-//!   `record_timing`, its run and wait times ([`WorkerMeter`]);
+//! - per live worker, in its record under the state lock: the tasks it ran and, with
+//!   `record_timing`, its busy time (from taking work after idling to going idle, read on
+//!   those transitions only) and its run and wait times ([`WorkerMeter`]);
 //! - per worker thread, its [`Tally`] of outcomes, written by that thread alone as it
 //!   publishes, read by `stats()`, and folded into the pool's totals when the thread ends;
 //! - for the pool, what the workers gone measured ([`PoolMeter`]), and the scheduler's own
