@@ -504,13 +504,13 @@ struct Access<'a, A> {
     depth: Depth<'a>,
 }
 
-/// A seed that is `T`, deserializing at `depth`.
-struct Seed<'a, T> {
+/// `T`, a serde `DeserializeSeed`, deserializing at `depth`.
+struct Nested<'a, T> {
     inner: T,
     depth: Depth<'a>,
 }
 
-impl<'de, T: de::DeserializeSeed<'de>> de::DeserializeSeed<'de> for Seed<'_, T> {
+impl<'de, T: de::DeserializeSeed<'de>> de::DeserializeSeed<'de> for Nested<'_, T> {
     type Value = T::Value;
 
     #[inline]
@@ -524,8 +524,8 @@ impl<'de, T: de::DeserializeSeed<'de>> de::DeserializeSeed<'de> for Seed<'_, T> 
 
 impl<'a, A> Access<'a, A> {
     #[inline]
-    fn seed<T>(&self, inner: T) -> Seed<'a, T> {
-        Seed {
+    fn nested<T>(&self, inner: T) -> Nested<'a, T> {
+        Nested {
             inner,
             depth: self.depth,
         }
@@ -540,7 +540,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<'_, A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
-        self.inner.next_element_seed(self.seed(seed))
+        self.inner.next_element_seed(self.nested(seed))
     }
 
     #[inline]
@@ -557,7 +557,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        self.inner.next_key_seed(self.seed(seed))
+        self.inner.next_key_seed(self.nested(seed))
     }
 
     #[inline]
@@ -565,7 +565,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
         &mut self,
         seed: V,
     ) -> Result<V::Value, A::Error> {
-        self.inner.next_value_seed(self.seed(seed))
+        self.inner.next_value_seed(self.nested(seed))
     }
 
     #[inline]
@@ -578,7 +578,8 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
         K: de::DeserializeSeed<'de>,
         V: de::DeserializeSeed<'de>,
     {
-        self.inner.next_entry_seed(self.seed(key), self.seed(value))
+        self.inner
+            .next_entry_seed(self.nested(key), self.nested(value))
     }
 
     #[inline]
@@ -596,7 +597,7 @@ impl<'a, 'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<'a, A> {
         self,
         seed: V,
     ) -> Result<(V::Value, Self::Variant), A::Error> {
-        let seed = self.seed(seed);
+        let seed = self.nested(seed);
         let (value, inner) = self.inner.variant_seed(seed)?;
         Ok((
             value,
@@ -616,7 +617,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
         self.inner.unit_variant()
     }
 
-    // The format deserializes the content straight from the seed, without a visit to count
+    // The format deserializes the content straight from the `DeserializeSeed`, without a visit to count
     // in: count it here.
     #[inline]
     fn newtype_variant_seed<T: de::DeserializeSeed<'de>>(
@@ -624,7 +625,8 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
         seed: T,
     ) -> Result<T::Value, A::Error> {
         let depth = self.depth.enter_de()?;
-        self.inner.newtype_variant_seed(Seed { inner: seed, depth })
+        self.inner
+            .newtype_variant_seed(Nested { inner: seed, depth })
     }
 
     // The format hands the fields to the visitor's `visit_seq` or `visit_map`, which counts

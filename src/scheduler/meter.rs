@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::state::JobRef;
+use super::queue::JobRef;
 use crate::stats::{Counts, Tally, Timings};
 use crate::task::Job;
 

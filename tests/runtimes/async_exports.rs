@@ -7,7 +7,7 @@
 use std::future::{poll_fn, Future};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tinypool::{worker, AbortController, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 
@@ -19,7 +19,6 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
     bodies! {
         both: [
             async_tasks_interleave_on_one_worker,
-            n_sleeps_take_about_one_sleep_with_concurrency_n,
             aborting_an_async_task_leaves_its_worker_and_siblings_running,
             a_timeout_drops_an_async_task_and_keeps_its_worker,
             worker_aborted_is_the_async_task_own,
@@ -229,26 +228,6 @@ fn stats_time_every_async_task_whatever_order_it_ends_in(runtime: Runtime) {
     assert_eq!(stats.run_time.count, 8, "{stats:?}");
     assert_eq!(stats.wait_time.count, 8, "{stats:?}");
     assert!(stats.run_time.min >= Duration::from_millis(20), "{stats:?}");
-    common::destroy(pool);
-}
-
-/// The measure: 10 sleeps of 200 ms with concurrency 10 on one worker take about one
-/// sleep, where one after another would take 2 s. (The bound is generous for a loaded
-/// machine; the test above proves the interleaving by events.)
-fn n_sleeps_take_about_one_sleep_with_concurrency_n(runtime: Runtime) {
-    let pool = pool(runtime, 10).build().unwrap();
-    let started = Instant::now();
-    let tasks: Vec<Task<String>> = (0..10)
-        .map(|_| pool.run_with(200u64, RunOptions::new().name("async_sleep")))
-        .collect();
-    for task in tasks {
-        finish(task).unwrap();
-    }
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "10 sleeps of 200 ms took {took:?}"
-    );
     common::destroy(pool);
 }
 

@@ -24,6 +24,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             a_queued_task_times_out_without_disturbing_the_running_ones,
             the_pool_timeout_applies_and_a_tasks_own_overrides_it,
             a_max_timeout_never_fires,
+            an_earlier_deadline_wakes_a_timer_waiting_for_an_hour,
             a_zero_timeout_fails_at_once_and_never_runs,
             tasks_done_before_their_timeout_are_unaffected,
             a_task_with_a_timeout_never_shares_a_busy_worker,
@@ -168,6 +169,21 @@ fn a_stuck_task_times_out_and_its_worker_is_replaced(runtime: Runtime) {
     eventually("the stuck worker's thread ends", || live(&p) == 1);
     pool.destroy().wait().unwrap();
     assert_eq!(live_threads(&p), Vec::<String>::new());
+}
+
+/// The timer first sleeps toward an hour-long deadline; a task with a much shorter one,
+/// submitted after, still times out at its own (the timer wakes for an earlier deadline), and
+/// the hour-long task runs on, untouched.
+fn an_earlier_deadline_wakes_a_timer_waiting_for_an_hour(runtime: Runtime) {
+    let pool = pool(runtime).min_threads(2).max_threads(2).build().unwrap();
+    let (long, long_port) = hold_with_timeout(&pool, 1, HOUR);
+    assert_eq!(next(&long_port), Ok(1), "the hour-long task runs");
+    let (task, port, after) = spinning_with_timeout(&pool);
+    assert_eq!(finish(task), Err(timed_out(after)));
+    assert_eq!(next(&port), Err(Error::Disconnected));
+    long_port.send(7).unwrap();
+    assert_eq!(held(long).3, 7);
+    pool.destroy().wait().unwrap();
 }
 
 /// A task that waits behind busy workers times out in the queue, and the running tasks and
