@@ -292,6 +292,7 @@ impl Exports {
         self.entry(name)?.serde.as_deref()
     }
 
+    #[inline]
     fn entry(&self, name: &str) -> Option<&Entry> {
         if name == DEFAULT_NAME {
             return self.default.as_ref();

@@ -135,6 +135,12 @@ pub(crate) trait RunningWorker {
         true
     }
 
+    /// Whether it needs [`start`](RunningWorker::start) called: a worker thread of plain
+    /// functions starts each task in `finish`, so the scheduler does not gather them for it.
+    fn starts_ahead(&self) -> bool {
+        true
+    }
+
     /// Starts `jobs`, in order, after those already started and not finished.
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         let _ = jobs; // A thread starts a task when it gets to it, in `finish`.

@@ -102,6 +102,10 @@ impl RunningWorker for ThreadWorker {
         false
     }
 
+    fn starts_ahead(&self) -> bool {
+        self.runs_async
+    }
+
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         if !self.runs_async {
             return; // No async export: each task starts in `finish`.

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::state::JobRef;
 use super::Scheduler;
+use crate::abort::AbortSignal;
 use crate::exports::wire::{Carry, Serde};
 use crate::options::RunOptions;
 use crate::task::{Job, Task, TaskCell};
@@ -72,6 +73,25 @@ impl Scheduler {
             self.place(cell.clone(), reserved);
             return Task::of_pool(cell, &self.origin);
         }
+        let cell = TaskCell::<A, R, W>::new(arg, name, port, true, priority, submitted);
+        self.submit_abortable(cell, signal, timeout, reserved)
+    }
+
+    /// [`submit_reserved`](Self::submit_reserved) of a task with a signal or a timeout: out of
+    /// line, so that the path of every other task stays short.
+    #[inline(never)]
+    fn submit_abortable<A, R, W>(
+        self: &Arc<Self>,
+        cell: TaskCell<A, R, W>,
+        signal: Option<AbortSignal>,
+        timeout: Option<Duration>,
+        reserved: bool,
+    ) -> Task<R>
+    where
+        W: Carry<A, R>,
+        A: Send + 'static,
+        R: Send + 'static,
+    {
         let refused = match (&signal, timeout) {
             (Some(signal), _) if signal.aborted() => Some(Error::Aborted {
                 reason: signal.reason(),
@@ -90,7 +110,6 @@ impl Scheduler {
         }
         // Counted from the submission; a timeout too long to count is a century away.
         let deadline = timeout.map(|timeout| (deadline_after(timeout), timeout));
-        let cell = TaskCell::<A, R, W>::new(arg, name, port, true, priority, submitted);
         // Only an abortable task's export is looked up: an async one shares its worker, since
         // its abort drops its future and leaves the worker be.
         let async_export = !self.options.async_exports.is_empty()

@@ -49,6 +49,9 @@ struct Shift {
     done: Option<JobRef>,
     /// The tasks to hand over at the next release of the lock (kept to reuse its buffer).
     starting: Vec<JobRef>,
+    /// Whether they are gathered: the runtime starts tasks ahead, or they are timed. (Else
+    /// a task's way to its worker costs no reference count more.)
+    gathers: bool,
     /// Told to leave once what it started has finished ([`Flow::Leave`]).
     draining: bool,
     /// When it went idle (`None` while busy): its idle time counts from there, across the
@@ -87,6 +90,7 @@ impl Scheduler {
             worker: me.me.id,
             done: None,
             starting: Vec::new(),
+            gathers: worker.starts_ahead() || self.options.record_timing,
             draining: false,
             idle_since: None,
             stopwatch: Stopwatch::new(self.options.record_timing, worker.sends_ahead()),
@@ -210,8 +214,10 @@ impl Scheduler {
                 }
             }
             let job = record.inbox.pop_front().expect("checked above");
-            record.running.push_back(job.clone());
-            shift.starting.push(job);
+            if shift.gathers {
+                shift.starting.push(job.clone());
+            }
+            record.running.push_back(job);
         }
         record.running.front().cloned()
     }
