@@ -42,10 +42,15 @@ pub(crate) use spawned::Spawn;
 
 enum State<R> {
     Pending,
-    Staged(Result<R, Error>),
-    Ready(Result<R, Error>),
+    Staged(Held<R>),
+    Ready(Held<R>),
     Taken,
 }
+
+/// A result as a slot holds it: the error boxed, since an [`Error`] is ten words and most
+/// results are values. (Every task's cell holds one; a saturated pool holds hundreds of
+/// thousands of cells, whose pages it faults in.)
+type Held<R> = Result<R, Box<Error>>;
 
 struct SlotInner<R> {
     state: State<R>,
@@ -85,7 +90,7 @@ impl<R> Slot<R> {
     fn stage(&self, result: Result<R, Error>) {
         let mut inner = lock(&self.inner);
         if let State::Pending = inner.state {
-            inner.state = State::Staged(result);
+            inner.state = State::Staged(result.map_err(Box::new));
         }
     }
 
@@ -94,11 +99,11 @@ impl<R> Slot<R> {
     fn publish(&self, tally: &Tally) -> bool {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Staged(result) => {
-                tally.count(outcome(&result));
+            State::Staged(held) => {
+                tally.count(held.as_ref().map(|_| ()).map_err(|error| error.kind()));
                 // Its future ended: nothing is left to wake in the worker.
                 inner.runner = None;
-                self.make_ready(inner, result)
+                self.make_ready(inner, held)
             }
             other => {
                 inner.state = other;
@@ -122,7 +127,7 @@ impl<R> Slot<R> {
                 if let Some(tally) = tally {
                     tally.count(outcome(&result));
                 }
-                self.make_ready(inner, result)
+                self.make_ready(inner, result.map_err(Box::new))
             }
             State::Ready(_) | State::Taken => false,
         }
@@ -131,9 +136,9 @@ impl<R> Slot<R> {
     fn make_ready(
         &self,
         mut inner: MutexGuard<'_, SlotInner<R>>,
-        result: Result<R, Error>,
+        held: Held<R>,
     ) -> bool {
-        inner.state = State::Ready(result);
+        inner.state = State::Ready(held);
         let waiter = std::mem::take(&mut inner.waiter);
         let runner = inner.runner.take();
         self.ready.store(true, Ordering::Release);
@@ -154,7 +159,7 @@ impl<R> Slot<R> {
     fn take(&self) -> Result<R, Error> {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Ready(result) => result,
+            State::Ready(held) => held.map_err(|error| *error),
             _ => panic!("tinypool::Task polled after it returned its result"),
         }
     }
