@@ -135,6 +135,13 @@ pub(crate) trait RunningWorker {
         true
     }
 
+    /// Whether it makes its tasks' trace spans itself (the `tracing` feature): a worker that
+    /// holds several tasks at once gives each its own span, made when it starts it. Otherwise
+    /// the scheduler makes the oldest's around [`finish`](RunningWorker::finish).
+    fn traces_tasks(&self) -> bool {
+        false
+    }
+
     /// Starts `jobs`, in order, after those already started and not finished.
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         let _ = jobs; // A thread starts a task when it gets to it, in `finish`.

@@ -228,7 +228,7 @@ impl ChildWorker {
         };
         let hello = Hello::expect(&hello)?;
         if !hello.async_exports.is_empty() {
-            self.flights = Some(Flights::new(hello.async_exports, &self.bell));
+            self.flights = Some(Flights::new(hello.async_exports, &self.bell, worker_id));
         }
         let options = &self.options;
         let init = ToChild::Init(Init {
@@ -552,8 +552,12 @@ impl RunningWorker for ChildWorker {
 
     fn sends_ahead(&self) -> bool {
         // A child with async exports takes each task as soon as it has room, and its tasks
-        // end in any order.
+        // end in any order: each has a span of its own.
         self.flights.is_none()
+    }
+
+    fn traces_tasks(&self) -> bool {
+        self.flights.is_some()
     }
 
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {

@@ -28,6 +28,7 @@ use super::{note_panic, Broken, ChildWorker, Flow};
 use crate::protocol::{Done, Frame, ToChild, ToPool};
 use crate::sync::lock;
 use crate::task::Job;
+use crate::trace::{self, AsyncSpan};
 use crate::wait::Doorbell;
 use crate::Error;
 
@@ -45,6 +46,8 @@ pub(super) struct Flights {
     waker: Waker,
     /// A `DONE` said the child passed its memory limit: the worker leaves once its tasks end.
     over: bool,
+    /// The worker's id (for its tasks' trace spans).
+    worker: usize,
 }
 
 struct Flight {
@@ -54,6 +57,8 @@ struct Flight {
     aborted: bool,
     /// Whether it runs an async export (else it is never sent `ABORT`).
     is_async: bool,
+    /// Its trace span, from its `RUN` to its `DONE` (or the child's death); never entered.
+    span: AsyncSpan,
 }
 
 /// Rings a doorbell.
@@ -70,13 +75,14 @@ impl Wake for Ring {
 }
 
 impl Flights {
-    pub(super) fn new(mut async_exports: Vec<String>, bell: &Arc<Doorbell>) -> Self {
+    pub(super) fn new(mut async_exports: Vec<String>, bell: &Arc<Doorbell>, worker: usize) -> Self {
         async_exports.sort_unstable();
         Flights {
             async_exports,
             flying: Vec::new(),
             waker: Waker::from(Arc::new(Ring(bell.clone()))),
             over: false,
+            worker,
         }
     }
 
@@ -114,11 +120,13 @@ impl ChildWorker {
             if is_async {
                 job.runs_in_child(&flights.waker);
             }
+            let span = trace::task_async(&**job, flights.worker);
             flights.flying.push(Flight {
                 task,
                 job: job.clone(),
                 aborted: false,
                 is_async,
+                span,
             });
         }
     }
@@ -206,6 +214,7 @@ impl ChildWorker {
                     });
                 };
                 let flight = flights.flying.remove(at);
+                flight.span.done();
                 flights.over |= memory_limit.is_some_and(|limit| rss > limit);
                 if flight.job.port().is_some() {
                     // Late messages of the caller are dropped here, not sent to the child.
