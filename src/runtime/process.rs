@@ -28,9 +28,11 @@ use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
 mod concurrent;
+mod outbox;
 mod setup;
 
 use concurrent::Flights;
+use outbox::Outbox;
 
 /// How often an idle driver checks that its child is alive.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -560,6 +562,12 @@ impl RunningWorker for ChildWorker {
         self.flights.is_some()
     }
 
+    fn async_exports(&self) -> Vec<String> {
+        self.flights
+            .as_ref()
+            .map_or_else(Vec::new, Flights::async_exports)
+    }
+
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         if self.flights.is_some() {
             return self.start_concurrent(jobs);
@@ -632,54 +640,6 @@ impl RunningWorker for ChildWorker {
             }
         }
         self.kill_and_reap(deadline.saturating_duration_since(Instant::now()));
-    }
-}
-
-/// The driver's writing end, shared with the bridges of task channels, which write from the
-/// sender's thread.
-struct Outbox {
-    writer: Writer,
-    /// The tasks whose channels are bridged to the child now: one at most, but in a child
-    /// with async exports.
-    bridged: Vec<u64>,
-}
-
-impl Outbox {
-    fn new(writer: Writer) -> Self {
-        Outbox {
-            writer,
-            bridged: Vec::new(),
-        }
-    }
-
-    /// Sends a message of task `task`'s channel, unless the task has finished (the child
-    /// would drop it).
-    ///
-    /// It never waits for the child (which may not be reading, or be stopped): the sender
-    /// holds the channel's lock meanwhile, and `abort` and `destroy` need it. What the channel
-    /// does not take now waits in order, as in an unbounded channel, and the driver sends it
-    /// while it waits for the task's result.
-    fn send_port(&mut self, task: u64, message: &[u8], max: usize) -> Result<(), Error> {
-        self.send_bridged(&ToChild::Port { task, message }, task, max)
-    }
-
-    /// Tells the child that the caller's side of task `task`'s channel closed, unless the
-    /// task has finished.
-    fn close_port(&mut self, task: u64, max: usize) {
-        let _ = self.send_bridged(&ToChild::PortClosed { task }, task, max);
-    }
-
-    fn send_bridged(&mut self, message: &ToChild<'_>, task: u64, max: usize) -> Result<(), Error> {
-        if !self.bridged.contains(&task) {
-            return Ok(());
-        }
-        self.writer.send(message, max)?;
-        if self.writer.is_broken() {
-            return Err(Error::Protocol {
-                message: "writing the worker channel: the child is gone".to_owned(),
-            });
-        }
-        Ok(())
     }
 }
 

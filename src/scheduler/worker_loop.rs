@@ -236,7 +236,7 @@ impl Scheduler {
         let record = &mut workers[index];
         while record.load() < concurrency {
             let Some(head) = queue.front() else { break };
-            if head.exclusive() {
+            if record.exclusive_for(&**head) {
                 if record.load() == 0 {
                     record.exclusive = true;
                     record.inbox.extend(queue.pop_front());

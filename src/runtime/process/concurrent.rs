@@ -86,6 +86,11 @@ impl Flights {
         }
     }
 
+    /// The child's async exports, sorted.
+    pub(super) fn async_exports(&self) -> Vec<String> {
+        self.async_exports.clone()
+    }
+
     fn position(&self, job: &Arc<dyn Job>) -> Option<usize> {
         let job = Arc::as_ptr(job).cast::<()>();
         (self.flying.iter()).position(|flight| Arc::as_ptr(&flight.job).cast::<()>() == job)
