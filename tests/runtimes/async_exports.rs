@@ -30,10 +30,10 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             a_child_that_dies_fails_every_async_task_it_ran,
             stats_time_every_async_task_whatever_order_it_ends_in,
             an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running,
+            async_tasks_with_a_signal_or_timeout_still_interleave,
         ],
         threads: [
             an_async_setup_is_refused,
-            async_tasks_with_a_signal_or_timeout_still_interleave,
         ],
     }
 }
@@ -405,8 +405,8 @@ fn a_child_that_dies_fails_every_async_task_it_ran(runtime: Runtime) {
 
 /// A signal or a timeout does not make an async task run alone: tasks with one are all in
 /// flight together on one worker (each waits for a value sent once every one has started).
-fn async_tasks_with_a_signal_or_timeout_still_interleave() {
-    let pool = pool(Runtime::Threads, 8).build().unwrap();
+fn async_tasks_with_a_signal_or_timeout_still_interleave(runtime: Runtime) {
+    let pool = pool(runtime, 8).build().unwrap();
     let controller = AbortController::new();
     let tasks: Vec<_> = (0..8u32)
         .map(|tag| {
