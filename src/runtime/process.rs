@@ -23,6 +23,8 @@ use crate::stats::Tally;
 use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
+#[cfg(unix)]
+use crate::transport::Wake;
 use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
@@ -231,6 +233,12 @@ impl ChildWorker {
         let hello = Hello::expect(&hello)?;
         if !hello.async_exports.is_empty() {
             self.flights = Some(Flights::new(hello.async_exports, &self.bell, worker_id));
+            // Its driver sleeps in `poll` with tasks in flight: a ring must reach it there.
+            #[cfg(unix)]
+            self.reader
+                .hear(Wake::new(&self.bell).map_err(|e| Error::WorkerStartFailed {
+                    message: format!("making the driver's wake-up: {e}"),
+                })?);
         }
         let options = &self.options;
         let init = ToChild::Init(Init {
@@ -311,7 +319,8 @@ impl ChildWorker {
         }
     }
 
-    /// [`next_frame`](Self::next_frame), giving up at `until` (`Ok(None)`; `None`: never).
+    /// [`next_frame`](Self::next_frame), giving up at `until` (`Ok(None)`; `None`: never), or
+    /// when the doorbell rings while the reader listens for it ([`Reader::listen`]).
     fn next_frame_by(&mut self, until: Option<Instant>) -> Result<Option<Frame>, Broken> {
         self.reader.set_deadline(None);
         // Most results come back within microseconds: spin on the ring before sleeping in
@@ -367,7 +376,7 @@ impl ChildWorker {
                     }
                 }
             }
-            if until.is_some_and(|until| Instant::now() >= until) {
+            if self.reader.woken() || until.is_some_and(|until| Instant::now() >= until) {
                 return Ok(None);
             }
         }

@@ -12,8 +12,10 @@
 //! - **Finishing.** The driver waits for the oldest task's `DONE`, and stages every other
 //!   `DONE` that comes first in its own task, then returns [`Flow::Pending`], so that the
 //!   scheduler publishes those at once. It also returns `Pending` when its doorbell rings
-//!   (more work for it); since it waits in its channel's `poll`, which a doorbell cannot
-//!   interrupt, it looks at the doorbell every [`LOOK`] while it waits.
+//!   (more work for it, or a task resolved from outside): it waits in its channel's `poll`,
+//!   where the ring reaches it as a wake-up of its own ([`Wake`](crate::transport::Wake), on
+//!   Unix); on Windows, whose pipes' reader waits elsewhere, it looks at the doorbell every
+//!   millisecond while it waits.
 //! - **Answers.** Every `RUN` has exactly one `DONE`, an aborted task's too (its result is
 //!   dropped): a `DONE` for a task the driver did not send, or already had, is a protocol
 //!   error, and the child is killed, as for any nonsense.
@@ -22,7 +24,9 @@
 
 use std::sync::Arc;
 use std::task::{Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(windows)]
+use std::time::Instant;
 
 use super::{note_panic, Broken, ChildWorker, Flow};
 use crate::protocol::{Done, Frame, ToChild, ToPool};
@@ -32,7 +36,9 @@ use crate::trace::{self, AsyncSpan};
 use crate::wait::Doorbell;
 use crate::Error;
 
-/// How often a driver waiting for its child's answers looks at its doorbell.
+/// How often a driver waiting for its child's answers looks at its doorbell, where a ring
+/// cannot wake it.
+#[cfg(windows)]
 const LOOK: Duration = Duration::from_millis(1);
 
 /// The tasks a child with async exports runs.
@@ -173,7 +179,17 @@ impl ChildWorker {
             if !self.reader.ready() && (early || self.bell.take_ring()) {
                 return Ok(Flow::Pending);
             }
-            let Some(frame) = self.next_frame_by(Some(Instant::now() + LOOK))? else {
+            // Until a frame comes, or the doorbell rings.
+            #[cfg(unix)]
+            let frame = {
+                self.reader.listen(true);
+                let frame = self.next_frame_by(None);
+                self.reader.listen(false);
+                frame
+            };
+            #[cfg(windows)]
+            let frame = self.next_frame_by(Some(Instant::now() + LOOK));
+            let Some(frame) = frame? else {
                 continue;
             };
             match self.take_frame(&frame, job) {
