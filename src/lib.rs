@@ -208,8 +208,8 @@
 //! Node, and publishes each result as soon as its future ends. Without features each worker
 //! polls them with a small executor of its own; with the `tokio` feature, on a current-thread
 //! tokio runtime of its own with I/O and time enabled. Aborting one drops its future at its next
-//! poll and leaves its worker and its other tasks alone, even with a signal or a timeout (on a
-//! worker thread, such tasks interleave like the others). A pool without async exports runs
+//! poll and leaves its worker and its other tasks alone, even with a signal or a timeout (such
+//! tasks interleave like the others, in a child process too). A pool without async exports runs
 //! one task at a time per worker thread. A child process whose exports include async ones runs
 //! them the same way, and answers its tasks as they end.
 //!

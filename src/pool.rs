@@ -83,7 +83,8 @@ impl Pool {
         let runs_local = options.process.is_none();
         // The async exports whose tasks with a signal or timeout may share a worker thread
         // (an abort drops the future). A child's exports are its own, which the pool may not
-        // know (a separate worker executable): there, such a task still runs alone.
+        // know (a separate worker executable): each child names them as it starts, and the
+        // scheduler notes them in its worker's record.
         let async_exports = if runs_local {
             options.exports.async_names_on_threads()
         } else {

@@ -13,6 +13,13 @@
 //! Every event has the target `tinypool`. In the child-process runtime the task's span is the
 //! driver's: it covers the wait for the child's result, on the worker's thread of the pool's
 //! process; in the threads runtime the function runs inside it, so its own events nest there.
+//!
+//! A worker that holds several tasks at once (async exports: a worker thread's executor, or a
+//! child that runs them concurrently) gives each its own span ([`AsyncSpan`]), made once when
+//! the task starts and closed when it ends: on a thread it is entered exactly while that
+//! task's future is polled (and while the export makes it), so that an event of one task
+//! never nests in another's; a concurrent child's tasks' spans are never entered (the driver
+//! waits for them all at once), and only time them.
 
 use crate::hooks::Exit;
 use crate::task::Job;
@@ -31,6 +38,16 @@ pub(crate) struct TaskSpan;
 /// Enters the span of `job`, which worker `worker` is about to see to its end.
 #[cfg(feature = "tracing")]
 pub(crate) fn task(job: &dyn Job, worker: usize) -> TaskSpan {
+    let (span, started) = new_span(job, worker);
+    TaskSpan {
+        span: span.entered(),
+        started,
+    }
+}
+
+/// The span of `job` on worker `worker`, not entered, and when it started.
+#[cfg(feature = "tracing")]
+fn new_span(job: &dyn Job, worker: usize) -> (tracing::Span, std::time::Instant) {
     let started = std::time::Instant::now();
     let waited = job
         .submitted()
@@ -45,10 +62,7 @@ pub(crate) fn task(job: &dyn Job, worker: usize) -> TaskSpan {
         wait_us = micros(waited),
         run_us = tracing::field::Empty,
     );
-    TaskSpan {
-        span: span.entered(),
-        started,
-    }
+    (span, started)
 }
 
 #[cfg(not(feature = "tracing"))]
@@ -67,6 +81,61 @@ impl TaskSpan {
     #[cfg(not(feature = "tracing"))]
     #[inline(always)]
     pub(crate) fn done(self) {}
+}
+
+/// The span of a task that runs beside others: made when it starts, entered only around
+/// what is its own ([`AsyncSpan::enter`]), its run time recorded by [`AsyncSpan::done`], and
+/// closed when dropped.
+#[cfg(feature = "tracing")]
+pub(crate) struct AsyncSpan {
+    span: tracing::Span,
+    started: std::time::Instant,
+}
+
+/// Nothing, without the `tracing` feature.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct AsyncSpan;
+
+/// What [`AsyncSpan::enter`] returns without the `tracing` feature: nothing to leave.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct NotEntered;
+
+/// The span of `job`, which worker `worker` starts now beside others; not entered.
+#[cfg(feature = "tracing")]
+pub(crate) fn task_async(job: &dyn Job, worker: usize) -> AsyncSpan {
+    // Made as its worker starts it, where no other task's span is entered: it nests in none.
+    let (span, started) = new_span(job, worker);
+    AsyncSpan { span, started }
+}
+
+#[cfg(not(feature = "tracing"))]
+#[inline(always)]
+pub(crate) fn task_async(_job: &dyn Job, _worker: usize) -> AsyncSpan {
+    AsyncSpan
+}
+
+impl AsyncSpan {
+    /// Enters the span until the guard is dropped.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn enter(&self) -> tracing::span::Entered<'_> {
+        self.span.enter()
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    #[inline(always)]
+    pub(crate) fn enter(&self) -> NotEntered {
+        NotEntered
+    }
+
+    /// Records the run time (the task ended); the span closes when it is dropped.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn done(&self) {
+        self.span.record("run_us", micros(self.started.elapsed()));
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    #[inline(always)]
+    pub(crate) fn done(&self) {}
 }
 
 #[cfg(feature = "tracing")]

@@ -81,6 +81,9 @@ impl Waiter {
 pub(crate) struct Doorbell {
     rung: AtomicBool,
     thread: std::sync::OnceLock<Thread>,
+    /// Called by every ring, for a thread that sleeps elsewhere than in `park` (a child's
+    /// driver in `poll`): see [`Doorbell::also_call`].
+    also: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// A worker whose async tasks run on tokio waits in tokio's driver, which an `unpark`
     /// does not reach: it leaves a waker here meanwhile (see [`Doorbell::wake_too`]).
     #[cfg(feature = "tokio")]
@@ -100,6 +103,7 @@ impl Doorbell {
         Doorbell {
             rung: AtomicBool::new(false),
             thread: std::sync::OnceLock::new(),
+            also: std::sync::OnceLock::new(),
             #[cfg(feature = "tokio")]
             waker: std::sync::Mutex::new(None),
             #[cfg(feature = "tokio")]
@@ -119,6 +123,9 @@ impl Doorbell {
         if let Some(thread) = self.thread.get() {
             thread.unpark();
         }
+        if let Some(also) = self.also.get() {
+            also();
+        }
         #[cfg(feature = "tokio")]
         {
             use std::sync::atomic::{fence, Ordering::SeqCst};
@@ -131,6 +138,20 @@ impl Doorbell {
                 }
             }
         }
+    }
+
+    /// Has every ring from now on also call `hook` (after the bell is set), for a thread that
+    /// may sleep elsewhere than in `park`; returns `false` if a hook was set already. Only
+    /// such bells pay for it: a bell without one costs a ring one load more.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn also_call(&self, hook: Box<dyn Fn() + Send + Sync>) -> bool {
+        self.also.set(hook).is_ok()
+    }
+
+    /// Whether the bell was rung and not cleared yet; it stays so.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn is_rung(&self) -> bool {
+        self.rung.load(Ordering::Acquire)
     }
 
     /// Clears the bell and returns whether it was rung, without waiting.

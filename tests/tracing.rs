@@ -1,8 +1,9 @@
 //! The `tracing` feature, seen by a minimal subscriber written here: a `task` span per task
 //! (its export, worker, wait and run times), inside which a threads pool's function runs; a
 //! `worker started` and a `worker exited` event per worker (with why it left); and a
-//! `worker died` warning for a child that died, with its exit status. Built only with the
-//! feature (`cargo test --all-features`).
+//! `worker died` warning for a child that died, with its exit status; and async tasks that
+//! interleave on one worker, each in a span of its own. Built only with the feature (`cargo
+//! test --all-features`).
 #![cfg(feature = "tracing")]
 
 mod common;
@@ -11,23 +12,49 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, Once};
 
-use tinypool::{Error, Exports, Pool, Runtime};
+use tinypool::{worker, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
 
-use common::{finish, named};
+use common::{finish, named, next};
 
 tinypool::test_workers!(exports);
 
+/// Set in a child's environment: it serves [`async_exports`] too, and so runs its tasks
+/// concurrently.
+const ASYNC_ENV: &str = "TINYPOOL_TEST_TRACING_ASYNC";
+
 fn exports() -> Exports {
-    Exports::new()
+    let exports = Exports::new()
         .export_default(|(a, b): (i32, i32)| a + b)
         // An event of the user's own, inside the task's span in a threads pool.
         .export("inner", |()| tracing::info!(target: "user", "inside"))
-        .export("exit_with", |code: i32| -> u32 { std::process::exit(code) })
+        .export("exit_with", |code: i32| -> u32 { std::process::exit(code) });
+    match std::env::var_os(ASYNC_ENV) {
+        Some(_) => exports.merge(async_exports()),
+        None => exports,
+    }
+}
+
+/// Two names of one async function: each task's span names its export.
+fn async_exports() -> Exports {
+    Exports::new()
+        .export_async("traced_a", traced)
+        .export_async("traced_b", traced)
+}
+
+/// Says "begin" (tagged with `tag`), announces itself on its channel, waits for a value, says
+/// "end", and returns the value.
+async fn traced(tag: String) -> Result<u32, String> {
+    tracing::info!(target: "user", tag = tag.as_str(), "begin");
+    let port = worker::port::<u32>().map_err(|e| e.to_string())?;
+    port.send(0).map_err(|e| e.to_string())?;
+    let value = port.recv_async().await.map_err(|e| e.to_string())?;
+    tracing::info!(target: "user", tag = tag.as_str(), "end");
+    Ok(value)
 }
 
 type Fields = HashMap<String, String>;
@@ -36,6 +63,8 @@ type Fields = HashMap<String, String>;
 struct SeenSpan {
     name: String,
     fields: Fields,
+    /// The span it was made in.
+    parent: Option<u64>,
 }
 
 /// An event: its level, its fields (the message as `message`), and the span it was in.
@@ -89,7 +118,23 @@ impl Subscriber for Recorder {
         let mut fields = Fields::new();
         span.record(&mut Fill(&mut fields));
         let name = span.metadata().name().to_owned();
-        seen(|seen| seen.spans.insert(id, SeenSpan { name, fields }));
+        let parent = match span.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if span.is_contextual() => {
+                ENTERED.with(|entered| entered.borrow().last().copied())
+            }
+            None => None,
+        };
+        seen(|seen| {
+            seen.spans.insert(
+                id,
+                SeenSpan {
+                    name,
+                    fields,
+                    parent,
+                },
+            )
+        });
         Id::from_u64(id)
     }
 
@@ -142,6 +187,35 @@ fn task_spans(export: &str) -> Vec<(u64, Fields)> {
     })
 }
 
+/// Installs the subscriber (once per binary) and forgets what it heard; the tests run one at
+/// a time, since they count what they hear.
+fn start() -> MutexGuard<'static, ()> {
+    static INSTALL: Once = Once::new();
+    static SERIAL: Mutex<()> = Mutex::new(());
+    INSTALL.call_once(|| {
+        tracing::subscriber::set_global_default(Recorder {
+            next: AtomicU64::new(1),
+        })
+        .expect("the only subscriber of this binary");
+    });
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    seen(|seen| *seen = Seen::default());
+    serial
+}
+
+/// The events of the user's saying `message`: their `tag` and the span they were in.
+fn user_events(message: &str) -> Vec<(String, Option<u64>)> {
+    seen(|seen| {
+        seen.events
+            .iter()
+            .filter(|event| event.fields.get("message").map(String::as_str) == Some(message))
+            .map(|event| (event.fields["tag"].clone(), event.parent))
+            .collect()
+    })
+}
+
 /// The events saying `message`: their level and fields.
 fn events(message: &str) -> Vec<(Level, Fields)> {
     seen(|seen| {
@@ -155,10 +229,7 @@ fn events(message: &str) -> Vec<(Level, Fields)> {
 
 #[test]
 fn tasks_have_spans_and_workers_have_events() {
-    tracing::subscriber::set_global_default(Recorder {
-        next: AtomicU64::new(1),
-    })
-    .expect("the only subscriber of this binary");
+    let _serial = start();
 
     // Threads: the function runs inside its task's span.
     let pool = Pool::builder()
@@ -228,4 +299,83 @@ fn tasks_have_spans_and_workers_have_events() {
         .collect();
     assert_eq!(children.len(), 2);
     assert_eq!(task_spans("exit_with").len(), 1);
+}
+
+/// A "traced" task of export `export` (tagged with its name) and the caller's side of its
+/// channel.
+fn traced_task(pool: &Pool, export: &'static str) -> (Task<Result<u32, String>>, Port<u32>) {
+    let (port, theirs) = tinypool::channel::<u32>();
+    let options = RunOptions::new().name(export).channel(theirs);
+    (pool.run_with(export.to_owned(), options), port)
+}
+
+/// Runs a "traced_a" and a "traced_b" task in flight together on `pool`'s one worker, and
+/// lets the younger end first.
+fn interleave(pool: &Pool) {
+    let (a, a_port) = traced_task(pool, "traced_a");
+    let (b, b_port) = traced_task(pool, "traced_b");
+    assert_eq!(next(&a_port), Ok(0), "a started");
+    assert_eq!(next(&b_port), Ok(0), "b started beside a");
+    b_port.send(2).unwrap();
+    assert_eq!(finish(b), Ok(Ok(2)));
+    a_port.send(1).unwrap();
+    assert_eq!(finish(a), Ok(Ok(1)));
+}
+
+/// The one span of each of the two tasks, by export, with its run time recorded, inside no
+/// other span.
+fn one_span_each() -> [(&'static str, u64); 2] {
+    ["traced_a", "traced_b"].map(|export| {
+        let spans = task_spans(export);
+        assert_eq!(spans.len(), 1, "one span for the {export} task: {spans:?}");
+        let (id, fields) = &spans[0];
+        assert!(fields["run_us"].parse::<u64>().is_ok(), "{fields:?}");
+        assert_eq!(fields["worker"], "1");
+        let parent = seen(|seen| seen.spans[id].parent);
+        assert_eq!(parent, None, "the {export} task's span is inside no other");
+        (export, *id)
+    })
+}
+
+/// Two async tasks interleaved on one worker thread: each has one span, and what each export
+/// says, before and after its await point, is in its own task's span, never in the other's.
+#[test]
+fn async_tasks_on_a_thread_each_run_in_their_own_span() {
+    let _serial = start();
+    let pool = Pool::builder()
+        .exports(exports().merge(async_exports()))
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    interleave(&pool);
+    pool.destroy().wait().unwrap();
+    let spans = one_span_each();
+    for message in ["begin", "end"] {
+        let said = user_events(message);
+        assert_eq!(said.len(), 2, "{message}: {said:?}");
+        for (tag, parent) in said {
+            let own = spans.iter().find(|(export, _)| *export == tag).unwrap().1;
+            assert_eq!(parent, Some(own), "{tag} said {message} in its own span");
+        }
+    }
+}
+
+/// Two async tasks in flight together in one child: each has exactly one span in the pool,
+/// the one that ends first too, and neither is inside the other.
+#[test]
+fn async_tasks_in_a_child_each_have_one_span() {
+    let _serial = start();
+    let pool = Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .env(ASYNC_ENV, "1")
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .build()
+        .unwrap();
+    interleave(&pool);
+    pool.destroy().wait().unwrap();
+    one_span_each();
 }

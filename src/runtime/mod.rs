@@ -141,6 +141,20 @@ pub(crate) trait RunningWorker {
         true
     }
 
+    /// Its async exports, sorted, when only it knows them (a child's, from its `HELLO`): an
+    /// abortable task of one of them may share it, since its abort drops its future and the
+    /// worker goes on. Empty for a worker thread, whose pool knows its exports.
+    fn async_exports(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether it makes its tasks' trace spans itself (the `tracing` feature): a worker that
+    /// holds several tasks at once gives each its own span, made when it starts it. Otherwise
+    /// the scheduler makes the oldest's around [`finish`](RunningWorker::finish).
+    fn traces_tasks(&self) -> bool {
+        false
+    }
+
     /// Starts `jobs`, in order, after those already started and not finished.
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         let _ = jobs; // A thread starts a task when it gets to it, in `finish`.

@@ -23,14 +23,18 @@ use crate::stats::Tally;
 use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
+#[cfg(unix)]
+use crate::transport::Wake;
 use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
 mod concurrent;
+mod outbox;
 mod setup;
 
 use concurrent::Flights;
+use outbox::Outbox;
 
 /// How often an idle driver checks that its child is alive.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -228,7 +232,13 @@ impl ChildWorker {
         };
         let hello = Hello::expect(&hello)?;
         if !hello.async_exports.is_empty() {
-            self.flights = Some(Flights::new(hello.async_exports, &self.bell));
+            self.flights = Some(Flights::new(hello.async_exports, &self.bell, worker_id));
+            // Its driver sleeps in `poll` with tasks in flight: a ring must reach it there.
+            #[cfg(unix)]
+            self.reader
+                .hear(Wake::new(&self.bell).map_err(|e| Error::WorkerStartFailed {
+                    message: format!("making the driver's wake-up: {e}"),
+                })?);
         }
         let options = &self.options;
         let init = ToChild::Init(Init {
@@ -309,7 +319,8 @@ impl ChildWorker {
         }
     }
 
-    /// [`next_frame`](Self::next_frame), giving up at `until` (`Ok(None)`; `None`: never).
+    /// [`next_frame`](Self::next_frame), giving up at `until` (`Ok(None)`; `None`: never), or
+    /// when the doorbell rings while the reader listens for it ([`Reader::listen`]).
     fn next_frame_by(&mut self, until: Option<Instant>) -> Result<Option<Frame>, Broken> {
         self.reader.set_deadline(None);
         // Most results come back within microseconds: spin on the ring before sleeping in
@@ -365,7 +376,7 @@ impl ChildWorker {
                     }
                 }
             }
-            if until.is_some_and(|until| Instant::now() >= until) {
+            if self.reader.woken() || until.is_some_and(|until| Instant::now() >= until) {
                 return Ok(None);
             }
         }
@@ -552,8 +563,18 @@ impl RunningWorker for ChildWorker {
 
     fn sends_ahead(&self) -> bool {
         // A child with async exports takes each task as soon as it has room, and its tasks
-        // end in any order.
+        // end in any order: each has a span of its own.
         self.flights.is_none()
+    }
+
+    fn traces_tasks(&self) -> bool {
+        self.flights.is_some()
+    }
+
+    fn async_exports(&self) -> Vec<String> {
+        self.flights
+            .as_ref()
+            .map_or_else(Vec::new, Flights::async_exports)
     }
 
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
@@ -628,54 +649,6 @@ impl RunningWorker for ChildWorker {
             }
         }
         self.kill_and_reap(deadline.saturating_duration_since(Instant::now()));
-    }
-}
-
-/// The driver's writing end, shared with the bridges of task channels, which write from the
-/// sender's thread.
-struct Outbox {
-    writer: Writer,
-    /// The tasks whose channels are bridged to the child now: one at most, but in a child
-    /// with async exports.
-    bridged: Vec<u64>,
-}
-
-impl Outbox {
-    fn new(writer: Writer) -> Self {
-        Outbox {
-            writer,
-            bridged: Vec::new(),
-        }
-    }
-
-    /// Sends a message of task `task`'s channel, unless the task has finished (the child
-    /// would drop it).
-    ///
-    /// It never waits for the child (which may not be reading, or be stopped): the sender
-    /// holds the channel's lock meanwhile, and `abort` and `destroy` need it. What the channel
-    /// does not take now waits in order, as in an unbounded channel, and the driver sends it
-    /// while it waits for the task's result.
-    fn send_port(&mut self, task: u64, message: &[u8], max: usize) -> Result<(), Error> {
-        self.send_bridged(&ToChild::Port { task, message }, task, max)
-    }
-
-    /// Tells the child that the caller's side of task `task`'s channel closed, unless the
-    /// task has finished.
-    fn close_port(&mut self, task: u64, max: usize) {
-        let _ = self.send_bridged(&ToChild::PortClosed { task }, task, max);
-    }
-
-    fn send_bridged(&mut self, message: &ToChild<'_>, task: u64, max: usize) -> Result<(), Error> {
-        if !self.bridged.contains(&task) {
-            return Ok(());
-        }
-        self.writer.send(message, max)?;
-        if self.writer.is_broken() {
-            return Err(Error::Protocol {
-                message: "writing the worker channel: the child is gone".to_owned(),
-            });
-        }
-        Ok(())
     }
 }
 

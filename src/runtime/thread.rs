@@ -12,6 +12,7 @@ use crate::exports::Exports;
 use crate::exports::LocalFuture;
 use crate::stats::Tally;
 use crate::task::Job;
+use crate::trace::{self, AsyncSpan};
 use crate::wait::Doorbell;
 use crate::worker::context::{self, Context, Data, Polled, TaskPort, WorkerData};
 use crate::Error;
@@ -50,6 +51,7 @@ impl Launcher for Threads {
             1
         };
         Ok(Box::new(ThreadWorker {
+            id: me.id,
             pool: pool.clone(),
             exports: self.exports.clone(),
             depth,
@@ -63,6 +65,8 @@ impl Launcher for Threads {
 }
 
 struct ThreadWorker {
+    /// The worker's id (for its tasks' trace spans).
+    id: usize,
     pool: Arc<WorkerOptions>,
     exports: Arc<Exports>,
     /// How many tasks it may hold: `concurrent_tasks_per_worker` if any export is async, else 1.
@@ -106,6 +110,11 @@ impl RunningWorker for ThreadWorker {
         self.runs_async
     }
 
+    fn traces_tasks(&self) -> bool {
+        // With async exports it holds several tasks at once: each gets a span of its own.
+        self.runs_async
+    }
+
     fn start(&mut self, jobs: &[Arc<dyn Job>]) {
         if !self.runs_async {
             return; // No async export: each task starts in `finish`.
@@ -119,9 +128,11 @@ impl RunningWorker for ThreadWorker {
                 // A plain function runs now, in order with the others: behind an async task
                 // still in flight, `finish` would only get to it once that one ended. Its
                 // abort is its own, as an async task's.
+                let span = trace::task(&**job, self.id);
                 context::set_polled(Some(Polled::Job(job.clone())));
                 self.run_sync(job);
                 context::set_polled(None);
+                span.done();
                 self.ran_ahead = true;
                 continue;
             }
@@ -135,12 +146,18 @@ impl RunningWorker for ThreadWorker {
                     }
                 },
             };
-            let exports = &self.exports;
+            let (exports, id) = (&self.exports, self.id);
             executor.spawn(|waker| {
-                let future = job.clone().start_async(exports, waker)?;
+                let span = trace::task_async(&**job, id);
+                // Making the future may run the export's code: in the task's span too.
+                let future = {
+                    let _entered = span.enter();
+                    job.clone().start_async(exports, waker)?
+                };
                 Some(Box::pin(InTask {
                     job: job.clone(),
                     future,
+                    span,
                 }))
             });
         }
@@ -195,10 +212,12 @@ impl RunningWorker for ThreadWorker {
 }
 
 /// An async task's future, polled in the task's context: `worker::port` and
-/// `worker::aborted` are the task's own while it is polled.
+/// `worker::aborted` are the task's own while it is polled, and its trace span is entered.
 struct InTask {
     job: Arc<dyn Job>,
     future: LocalFuture<()>,
+    /// Closed with the task, once its future ended (or was dropped).
+    span: AsyncSpan,
 }
 
 impl Future for InTask {
@@ -211,8 +230,14 @@ impl Future for InTask {
             context::set_task_port(TaskPort::Local(this.job.clone()));
         }
         context::set_polled(Some(Polled::Job(this.job.clone())));
-        let polled = this.future.as_mut().poll(cx);
+        let polled = {
+            let _entered = this.span.enter();
+            this.future.as_mut().poll(cx)
+        };
         context::set_polled(None);
+        if polled.is_ready() {
+            this.span.done();
+        }
         if port {
             context::set_task_port(TaskPort::None);
         }

@@ -38,6 +38,7 @@ impl Scheduler {
         let bell = Arc::new(Doorbell::new());
         let retired = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::owned());
+        // Its exports are known once it started: until then an abortable task runs alone.
         let exclusive = first.as_ref().is_some_and(|job| job.exclusive());
         state.workers.push(WorkerRecord {
             serial,
@@ -45,6 +46,7 @@ impl Scheduler {
             inbox: first.into_iter().collect(),
             running: VecDeque::new(),
             exclusive,
+            async_exports: Vec::new(),
             recycle: false,
             bell: bell.clone(),
             retired: retired.clone(),
@@ -158,11 +160,18 @@ impl Scheduler {
             pid: worker.pid(),
             running: 0,
         };
-        if info.pid.is_some() || self.options.hooks.start.is_some() {
+        let async_exports = worker.async_exports();
+        if info.pid.is_some() || self.options.hooks.start.is_some() || !async_exports.is_empty() {
             let mut state = self.lock();
             if let Some(index) = state.position(me.serial) {
-                state.workers[index].pid = info.pid;
-                info.running = state.workers[index].load();
+                let record = &mut state.workers[index];
+                record.pid = info.pid;
+                info.running = record.load();
+                if !async_exports.is_empty() {
+                    record.async_exports = async_exports;
+                    // Its first task may share it after all.
+                    record.exclusive = record.holds_exclusive();
+                }
             }
         }
         let reporter = &self.worker_options.reporter;

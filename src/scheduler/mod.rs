@@ -14,7 +14,12 @@
 //!   wait, one that arrives adds a worker for the oldest if there is room), or fails
 //!   (`NoQueue`, `QueueFull`, `Terminated`). A task with an abort signal only goes to an empty
 //!   worker, which then takes nothing else (*exclusive*), unless its export is async (its
-//!   abort only drops its future, so it shares its worker like any task).
+//!   abort only drops its future, so it shares its worker like any task): a threads pool
+//!   knows its exports at submit; a child's are its own, named in its handshake, so a worker
+//!   learns them when it starts ([`RunningWorker::async_exports`]), and such a task shares
+//!   only a worker that has its export among them (a worker not started yet takes it alone).
+//!
+//!   [`RunningWorker::async_exports`]: crate::runtime::RunningWorker::async_exports
 //! - **Order** ([`queue`]). Tasks leave the queue from its head, into the inbox of a worker
 //!   with room; an exclusive head waits for an empty worker. The head is the oldest task of
 //!   the highest priority: FIFO within a priority. A saturated pool's submitters of
@@ -123,7 +128,8 @@ pub(crate) struct SchedulerOptions {
     /// Whether tasks' run and wait times are measured (`Builder::record_timing`).
     pub(crate) record_timing: bool,
     /// The names of a threads pool's async exports (empty for most pools, and for child
-    /// processes): an abortable task of one of them does not run alone.
+    /// processes, whose workers learn theirs as they start): an abortable task of one of them
+    /// does not run alone.
     pub(crate) async_exports: HashSet<Box<str>>,
 }
 

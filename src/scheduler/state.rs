@@ -13,7 +13,7 @@ use crate::runtime::WorkerStart;
 use crate::stats::Tally;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
-use crate::task::{Completion, Slot};
+use crate::task::{Completion, Job, Slot};
 use crate::wait::Doorbell;
 
 pub(super) use super::queue::{same, JobRef};
@@ -98,6 +98,10 @@ pub(super) struct WorkerRecord {
     pub(super) running: VecDeque<JobRef>,
     /// Holds an exclusive task (abortable, its export not async), so it takes no other.
     pub(super) exclusive: bool,
+    /// Its own async exports, as its runtime learnt them once it started (a child's, from its
+    /// `HELLO`), sorted: an abortable task of one of them may share it. Empty for a worker
+    /// thread, whose pool knows its exports at submit (see [`Job::exclusive`]).
+    pub(super) async_exports: Vec<String>,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
     pub(super) recycle: bool,
     pub(super) bell: Arc<Doorbell>,
@@ -122,7 +126,16 @@ impl WorkerRecord {
         self.running
             .front()
             .or(self.inbox.front())
-            .is_some_and(|job| job.exclusive())
+            .is_some_and(|job| self.exclusive_for(&**job))
+    }
+
+    /// Whether `job` would run alone on this worker: it is exclusive, unless its export is one
+    /// of this worker's async exports (its abort drops its future, and the worker goes on).
+    pub(super) fn exclusive_for(&self, job: &dyn Job) -> bool {
+        job.exclusive()
+            && (self.async_exports)
+                .binary_search_by(|name| name.as_str().cmp(job.name()))
+                .is_err()
     }
 }
 

@@ -181,7 +181,7 @@ impl Scheduler {
                 .iter_mut()
                 .find(|w| w.load() == 0 && !w.recycle)
             {
-                worker.exclusive = job.exclusive();
+                worker.exclusive = worker.exclusive_for(&*job);
                 worker.inbox.push_back(job);
                 worker.bell.ring();
                 // A permit's task that did not queue frees its place.
@@ -196,20 +196,21 @@ impl Scheduler {
                 self.start(start);
                 return granted.deliver();
             }
-            if !job.exclusive() {
-                let concurrency = self.concurrency;
-                let roomiest = state
-                    .workers
-                    .iter_mut()
-                    .filter(|w| !w.exclusive && !w.recycle && w.load() < concurrency)
-                    .min_by_key(|w| w.load());
-                if let Some(worker) = roomiest {
-                    worker.inbox.push_back(job);
-                    worker.bell.ring();
-                    let granted = self.grant(&mut state);
-                    drop(state);
-                    return granted.deliver();
-                }
+            // An exclusive task finds no room, but on a worker whose async exports include its
+            // export (a child's): there it shares.
+            let concurrency = self.concurrency;
+            let roomiest = state
+                .workers
+                .iter_mut()
+                .filter(|w| !w.exclusive && !w.recycle && w.load() < concurrency)
+                .filter(|w| !w.exclusive_for(&*job))
+                .min_by_key(|w| w.load());
+            if let Some(worker) = roomiest {
+                worker.inbox.push_back(job);
+                worker.bell.ring();
+                let granted = self.grant(&mut state);
+                drop(state);
+                return granted.deliver();
             }
         } else if state.workers.len() < options.max_threads {
             // Tasks wait although a worker could be added (the oldest is exclusive and every

@@ -45,6 +45,8 @@ struct Shift {
     sends_ahead: bool,
     /// The worker's id (for its tasks' trace spans).
     worker: usize,
+    /// Whether its runtime makes its tasks' spans ([`RunningWorker::traces_tasks`]).
+    traces_tasks: bool,
     /// The task finished last, published at the next release of the lock.
     done: Option<JobRef>,
     /// The tasks to hand over at the next release of the lock (kept to reuse its buffer).
@@ -88,6 +90,7 @@ impl Scheduler {
             depth,
             sends_ahead: worker.sends_ahead(),
             worker: me.me.id,
+            traces_tasks: worker.traces_tasks(),
             done: None,
             starting: Vec::new(),
             gathers: worker.starts_ahead() || self.options.record_timing,
@@ -239,7 +242,7 @@ impl Scheduler {
         let record = &mut workers[index];
         while record.load() < concurrency {
             let Some(head) = queue.front() else { break };
-            if head.exclusive() {
+            if record.exclusive_for(&**head) {
                 if record.load() == 0 {
                     record.exclusive = true;
                     record.inbox.extend(queue.pop_front());
@@ -390,12 +393,16 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
         worker.start(&shift.starting);
         shift.starting.clear();
     }
-    let span = trace::task(&*oldest, shift.worker);
+    // Only a worker that makes its tasks' spans itself returns `Pending`: the one span made
+    // here covers the task's whole run.
+    let span = (!shift.traces_tasks).then(|| trace::task(&*oldest, shift.worker));
     let flow = worker.finish(&oldest);
     if flow == Flow::Pending {
-        return flow; // Its span is left now, and entered again when it is waited for again.
+        return flow;
     }
-    span.done();
+    if let Some(span) = span {
+        span.done();
+    }
     shift.sample = shift.stopwatch.finished(&*oldest);
     shift.idle_since = None;
     if let Some(port) = oldest.port() {

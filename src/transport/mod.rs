@@ -26,6 +26,8 @@ mod ring;
 #[cfg(unix)]
 mod socket;
 mod wait;
+#[cfg(unix)]
+mod wake;
 mod writer;
 
 #[cfg(windows)]
@@ -43,6 +45,8 @@ pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};
 pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
+#[cfg(unix)]
+pub(crate) use wake::Wake;
 pub(crate) use writer::{Backlog, Writer};
 
 /// How often a waiting read looks at its worker's abort flag and deadline.

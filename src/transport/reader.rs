@@ -8,7 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::exit::ExitWatch;
 use super::ring::{Chunk, RingReader};
+#[cfg(unix)]
+use super::stream::poll_woken;
 use super::stream::{peer_closed, poll, poll_readable, recv_now, settle};
+#[cfg(unix)]
+use super::wake::Wake;
 use super::Channel;
 use super::POLL_INTERVAL;
 use crate::protocol::{read_frame, Frame};
@@ -40,6 +44,12 @@ struct Stream {
     /// The pool's side: the child at the other end. Its death ends a wait too, since a process
     /// it forked may keep the socket open.
     peer: Option<ExitWatch>,
+    /// The pool's side of a child with async exports: a ring of the worker's doorbell ends a
+    /// sleep too, while `listening` (see [`Reader::listen`]).
+    #[cfg(unix)]
+    wake: Option<Wake>,
+    #[cfg(unix)]
+    listening: bool,
 }
 
 impl Reader {
@@ -63,6 +73,10 @@ impl Reader {
             retired,
             deadline: None,
             peer,
+            #[cfg(unix)]
+            wake: None,
+            #[cfg(unix)]
+            listening: false,
         };
         Reader {
             buffered: BufReader::with_capacity(64 << 10, stream),
@@ -76,6 +90,31 @@ impl Reader {
             "nothing read past the handshake"
         );
         self.buffered.get_mut().ring = Some(ring);
+    }
+
+    /// From now on, a ring of the doorbell `wake` listens to ends a sleep (with nothing to
+    /// read) while the reader [`listen`](Reader::listen)s.
+    #[cfg(unix)]
+    pub(crate) fn hear(&mut self, wake: Wake) {
+        self.buffered.get_mut().wake = Some(wake);
+    }
+
+    /// Whether a ring ends a sleep: only while the driver waits for answers it would stop
+    /// waiting for at a ring (elsewhere, a bell left rung would end every sleep at once).
+    #[cfg(unix)]
+    pub(crate) fn listen(&mut self, on: bool) {
+        self.buffered.get_mut().listening = on;
+    }
+
+    /// Whether it listens and the doorbell rang: a sleep would end at once.
+    pub(crate) fn woken(&self) -> bool {
+        #[cfg(unix)]
+        {
+            let stream = self.buffered.get_ref();
+            stream.listening && stream.wake.as_ref().is_some_and(Wake::rung)
+        }
+        #[cfg(not(unix))]
+        false
     }
 
     /// Reads one frame, waiting for it. `Ok(None)` at a clean end of the stream.
@@ -180,14 +219,14 @@ impl Stream {
 
     fn sleep(&mut self, write: bool, timeout: Duration) -> (bool, bool) {
         let Some(ring) = &self.ring else {
-            return poll(&self.socket, self.peer.as_ref(), write, timeout);
+            return self.poll(write, timeout);
         };
         ring.set_sleeping(true);
         if self.ready() {
             self.set_awake();
             return (true, false);
         }
-        let (readable, writable) = poll(&self.socket, self.peer.as_ref(), write, timeout);
+        let (readable, writable) = self.poll(write, timeout);
         self.set_awake();
         if self.ready() {
             return (true, writable);
@@ -200,6 +239,28 @@ impl Stream {
             return (more || self.ready(), writable);
         }
         (false, writable)
+    }
+
+    /// Polls the socket and the child's exit, and, while it listens, the doorbell's wake-up,
+    /// which ends the sleep with nothing to report.
+    fn poll(&self, write: bool, timeout: Duration) -> (bool, bool) {
+        #[cfg(unix)]
+        if let Some(wake) = self.wake.as_ref().filter(|_| self.listening) {
+            if wake.arm() {
+                wake.disarm(false);
+                return (false, false);
+            }
+            let (readable, writable, woken) = poll_woken(
+                &self.socket,
+                self.peer.as_ref(),
+                Some(wake.fd()),
+                write,
+                timeout,
+            );
+            wake.disarm(woken);
+            return (readable, writable);
+        }
+        poll(&self.socket, self.peer.as_ref(), write, timeout)
     }
 
     fn set_awake(&self) {

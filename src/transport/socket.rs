@@ -56,6 +56,19 @@ pub(super) fn poll(
     write: bool,
     timeout: Duration,
 ) -> (bool, bool) {
+    let (readable, writable, _) = poll_woken(stream, peer, None, write, timeout);
+    (readable, writable)
+}
+
+/// [`poll`], also woken when `wake` (a [`Wake`](super::wake::Wake)'s end) is readable;
+/// returns (readable, writable, woken).
+pub(super) fn poll_woken(
+    stream: &UnixStream,
+    peer: Option<&ExitWatch>,
+    wake: Option<std::os::fd::RawFd>,
+    write: bool,
+    timeout: Duration,
+) -> (bool, bool, bool) {
     let mut fds = [
         libc::pollfd {
             fd: stream.as_raw_fd(),
@@ -72,12 +85,25 @@ pub(super) fn poll(
             events: libc::POLLIN,
             revents: 0,
         },
+        libc::pollfd {
+            fd: wake.unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     let millis = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: two valid pollfds, for the duration of the call.
-    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
-    let revents = if ready > 0 { fds[0].revents } else { 0 };
-    (revents & !libc::POLLOUT != 0, revents & libc::POLLOUT != 0)
+    // SAFETY: three valid pollfds, for the duration of the call.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), 3, millis) };
+    let (revents, woken) = if ready > 0 {
+        (fds[0].revents, fds[2].revents != 0)
+    } else {
+        (0, false)
+    };
+    (
+        revents & !libc::POLLOUT != 0,
+        revents & libc::POLLOUT != 0,
+        woken,
+    )
 }
 
 /// Reads what the socket holds now: `None` if nothing.

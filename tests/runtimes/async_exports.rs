@@ -5,6 +5,7 @@
 //! the `tokio` feature, tokio's time and I/O work inside them.
 
 use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -28,10 +29,11 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             tokio_time_and_io_work_inside_async_exports,
             a_child_that_dies_fails_every_async_task_it_ran,
             stats_time_every_async_task_whatever_order_it_ends_in,
+            an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running,
+            async_tasks_with_a_signal_or_timeout_still_interleave,
         ],
         threads: [
             an_async_setup_is_refused,
-            async_tasks_with_a_signal_or_timeout_still_interleave,
         ],
     }
 }
@@ -403,8 +405,8 @@ fn a_child_that_dies_fails_every_async_task_it_ran(runtime: Runtime) {
 
 /// A signal or a timeout does not make an async task run alone: tasks with one are all in
 /// flight together on one worker (each waits for a value sent once every one has started).
-fn async_tasks_with_a_signal_or_timeout_still_interleave() {
-    let pool = pool(Runtime::Threads, 8).build().unwrap();
+fn async_tasks_with_a_signal_or_timeout_still_interleave(runtime: Runtime) {
+    let pool = pool(runtime, 8).build().unwrap();
     let controller = AbortController::new();
     let tasks: Vec<_> = (0..8u32)
         .map(|tag| {
@@ -431,5 +433,43 @@ fn async_tasks_with_a_signal_or_timeout_still_interleave() {
         assert_eq!((got, value), (tag as u32, 100 + tag as u32));
     }
     assert_eq!(pool.workers().len(), 1);
+    common::destroy(pool);
+}
+
+/// An async task with a timeout shares its worker (a child's too, whose async exports only its
+/// `HELLO` names): it starts while a sibling is in flight, times out there (its future
+/// dropped), and the sibling then finishes on the same worker, which never left.
+fn an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running(runtime: Runtime) {
+    let exits = Arc::new(AtomicUsize::new(0));
+    let counted = exits.clone();
+    let pool = pool(runtime, 2)
+        .on_worker_exit(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let before: String =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    let (sibling, port) = async_hold(&pool, 1);
+    assert_eq!(next(&port), Ok(1));
+    let (timed_port, theirs) = tinypool::channel::<u32>();
+    let after = Duration::from_secs(1);
+    let options = RunOptions::new()
+        .name("async_hold")
+        .channel(theirs)
+        .timeout(after);
+    let timed: Task<AsyncHeld> = pool.run_with(2u32, options);
+    assert_eq!(next(&timed_port), Ok(2), "it started beside its sibling");
+    assert_eq!(finish(timed), Err(Error::TimedOut { after }));
+    assert_eq!(
+        next(&timed_port),
+        Err(Error::Disconnected),
+        "its future was dropped"
+    );
+    port.send(3).unwrap();
+    assert_eq!(finish(sibling).unwrap().unwrap(), (1, before.clone(), 3));
+    let same: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
+    assert_eq!(same, before, "the same worker serves on");
+    assert_eq!(exits.load(Ordering::SeqCst), 0, "no worker left");
     common::destroy(pool);
 }

@@ -12,8 +12,10 @@
 //! - **Finishing.** The driver waits for the oldest task's `DONE`, and stages every other
 //!   `DONE` that comes first in its own task, then returns [`Flow::Pending`], so that the
 //!   scheduler publishes those at once. It also returns `Pending` when its doorbell rings
-//!   (more work for it); since it waits in its channel's `poll`, which a doorbell cannot
-//!   interrupt, it looks at the doorbell every [`LOOK`] while it waits.
+//!   (more work for it, or a task resolved from outside): it waits in its channel's `poll`,
+//!   where the ring reaches it as a wake-up of its own ([`Wake`](crate::transport::Wake), on
+//!   Unix); on Windows, whose pipes' reader waits elsewhere, it looks at the doorbell every
+//!   millisecond while it waits.
 //! - **Answers.** Every `RUN` has exactly one `DONE`, an aborted task's too (its result is
 //!   dropped): a `DONE` for a task the driver did not send, or already had, is a protocol
 //!   error, and the child is killed, as for any nonsense.
@@ -22,16 +24,21 @@
 
 use std::sync::Arc;
 use std::task::{Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(windows)]
+use std::time::Instant;
 
 use super::{note_panic, Broken, ChildWorker, Flow};
 use crate::protocol::{Done, Frame, ToChild, ToPool};
 use crate::sync::lock;
 use crate::task::Job;
+use crate::trace::{self, AsyncSpan};
 use crate::wait::Doorbell;
 use crate::Error;
 
-/// How often a driver waiting for its child's answers looks at its doorbell.
+/// How often a driver waiting for its child's answers looks at its doorbell, where a ring
+/// cannot wake it.
+#[cfg(windows)]
 const LOOK: Duration = Duration::from_millis(1);
 
 /// The tasks a child with async exports runs.
@@ -45,6 +52,8 @@ pub(super) struct Flights {
     waker: Waker,
     /// A `DONE` said the child passed its memory limit: the worker leaves once its tasks end.
     over: bool,
+    /// The worker's id (for its tasks' trace spans).
+    worker: usize,
 }
 
 struct Flight {
@@ -54,6 +63,8 @@ struct Flight {
     aborted: bool,
     /// Whether it runs an async export (else it is never sent `ABORT`).
     is_async: bool,
+    /// Its trace span, from its `RUN` to its `DONE` (or the child's death); never entered.
+    span: AsyncSpan,
 }
 
 /// Rings a doorbell.
@@ -70,14 +81,20 @@ impl Wake for Ring {
 }
 
 impl Flights {
-    pub(super) fn new(mut async_exports: Vec<String>, bell: &Arc<Doorbell>) -> Self {
+    pub(super) fn new(mut async_exports: Vec<String>, bell: &Arc<Doorbell>, worker: usize) -> Self {
         async_exports.sort_unstable();
         Flights {
             async_exports,
             flying: Vec::new(),
             waker: Waker::from(Arc::new(Ring(bell.clone()))),
             over: false,
+            worker,
         }
+    }
+
+    /// The child's async exports, sorted.
+    pub(super) fn async_exports(&self) -> Vec<String> {
+        self.async_exports.clone()
     }
 
     fn position(&self, job: &Arc<dyn Job>) -> Option<usize> {
@@ -114,11 +131,13 @@ impl ChildWorker {
             if is_async {
                 job.runs_in_child(&flights.waker);
             }
+            let span = trace::task_async(&**job, flights.worker);
             flights.flying.push(Flight {
                 task,
                 job: job.clone(),
                 aborted: false,
                 is_async,
+                span,
             });
         }
     }
@@ -160,7 +179,17 @@ impl ChildWorker {
             if !self.reader.ready() && (early || self.bell.take_ring()) {
                 return Ok(Flow::Pending);
             }
-            let Some(frame) = self.next_frame_by(Some(Instant::now() + LOOK))? else {
+            // Until a frame comes, or the doorbell rings.
+            #[cfg(unix)]
+            let frame = {
+                self.reader.listen(true);
+                let frame = self.next_frame_by(None);
+                self.reader.listen(false);
+                frame
+            };
+            #[cfg(windows)]
+            let frame = self.next_frame_by(Some(Instant::now() + LOOK));
+            let Some(frame) = frame? else {
                 continue;
             };
             match self.take_frame(&frame, job) {
@@ -206,6 +235,7 @@ impl ChildWorker {
                     });
                 };
                 let flight = flights.flying.remove(at);
+                flight.span.done();
                 flights.over |= memory_limit.is_some_and(|limit| rss > limit);
                 if flight.job.port().is_some() {
                     // Late messages of the caller are dropped here, not sent to the child.
