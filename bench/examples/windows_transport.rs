@@ -34,8 +34,9 @@ fn main() {
 fn run(args: &[String]) -> Res<()> {
     let workload = args.first().map(String::as_str).unwrap_or("");
     let number = |at: usize, default: u64| -> Res<u64> {
-        args.get(at)
-            .map_or(Ok(default), |text| text.parse().map_err(|_| format!("not a number: {text}")))
+        args.get(at).map_or(Ok(default), |text| {
+            text.parse().map_err(|_| format!("not a number: {text}"))
+        })
     };
     let (workers, default_n) = match workload {
         "w1" => (1, 20_000),
@@ -87,7 +88,10 @@ fn run(args: &[String]) -> Res<()> {
 /// `n` sequential round trips of `add(i, 1)`, each result checked.
 fn round_trips(pool: &Pool, n: u64) -> Res<()> {
     for i in 0..n {
-        let answer = pool.run::<u64, _>((i, 1u64)).wait().map_err(|e| e.to_string())?;
+        let answer = pool
+            .run::<u64, _>((i, 1u64))
+            .wait()
+            .map_err(|e| e.to_string())?;
         if answer != i + 1 {
             return Err(format!("add({i}, 1) returned {answer}, not {}", i + 1));
         }
