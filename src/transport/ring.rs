@@ -539,6 +539,35 @@ mod tests {
         assert!(!writer.try_inline(&[7]) && !writer.try_socket(1));
     }
 
+    /// A child maps only what a pool shares: a section of the region's whole size. A smaller
+    /// one, or a handle of another kind, maps nothing (no access beyond a short view).
+    #[cfg(windows)]
+    #[test]
+    fn only_a_whole_section_maps() {
+        use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+        use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE};
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        // SAFETY: a new unnamed section of one page, owned from here on.
+        let small = unsafe {
+            let handle = CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                ptr::null(),
+                PAGE_READWRITE,
+                0,
+                4096,
+                ptr::null(),
+            );
+            assert!(!handle.is_null(), "a section of one page");
+            OwnedHandle::from_raw_handle(handle as _)
+        };
+        assert!(Region::map(small.as_raw_handle() as usize).is_none());
+        // SAFETY: the pseudo-handle of this process, which needs no closing.
+        assert!(Region::map(unsafe { GetCurrentProcess() } as usize).is_none());
+        let (_region, section) = Region::create().expect("a shared region");
+        assert!(Region::map(section.as_raw_handle() as usize).is_some());
+    }
+
     /// Garbage published by a broken peer is an error, never a read out of bounds.
     #[test]
     fn a_corrupt_ring_is_an_error() {
