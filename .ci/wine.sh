@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Windows under Wine: builds the crate for x86_64-pc-windows-gnu and runs, under Wine, the two
-# child-process examples (each must print what it prints on Linux), the both-runtime
-# behaviour suite (tests/runtimes) and the Windows fault tests (tests/process_faults_windows.rs:
-# a crash, exit, abort, a worker or a parent terminated from outside). Installs what it needs
+# child-process examples (each must print what it prints on Linux), the library's unit tests,
+# the both-runtime behaviour suite (tests/runtimes) and the Windows fault tests
+# (tests/process_faults_windows.rs: a crash, exit, abort, a worker or a parent terminated from
+# outside, a dying worker's last words). Installs what it needs
 # on a fresh Debian machine: Wine, the mingw-w64 linker, the Rust target. About a minute of
 # build and 40 s of tests on this project's 2-core VM, plus the installs.
 #
@@ -27,6 +28,8 @@ export WINEPREFIX="${WINEPREFIX:-$(cd "$CARGO_TARGET_DIR" && pwd)/wine-prefix}"
 
 out="$CARGO_TARGET_DIR/$target/debug"
 cargo build --quiet --target "$target" --examples --test runtimes --test process_faults_windows
+# The library's own unit tests too (the rings' mapping of a section, among others).
+cargo test --quiet --target "$target" --lib --no-run
 mkdir -p "$out/deps" "$out/examples"
 x86_64-w64-mingw32-gcc -shared -O2 -o "$out/bcryptprimitives.dll" \
     .ci/wine/prng.c .ci/wine/prng.def -ladvapi32
@@ -48,6 +51,9 @@ for example in child_process child_process_channel; do
         exit 1
     fi
 done
+
+unit=$(ls -t "$out"/deps/tinypool-*.exe | head -1)
+timeout 300 wine "$unit"
 
 # The behaviour suite, both runtimes (a harness=false binary: it exits non-zero on a failure).
 suite=$(ls -t "$out"/deps/runtimes-*.exe | head -1)

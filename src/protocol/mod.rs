@@ -1,8 +1,9 @@
 //! The wire frames between a pool and its child-process workers.
 //!
 //! Each worker has a private `UnixStream` pair; the child's end sits on fd 3 (stdin, stdout
-//! and stderr stay the user's). On Linux, fd 4 is a memory region the two sides share, with a
-//! ring per direction (`transport/ring.rs`; `INIT` says whether it is there): after `INIT`,
+//! and stderr stay the user's; on Windows, two anonymous pipes). On Linux, fd 4 is a memory
+//! region the two sides share (on Windows, a section the marker names), with a ring per
+//! direction (`transport/ring.rs`; `INIT` says whether it is there): after `INIT`,
 //! the frames travel in the rings, and the socket carries only what a ring announces (frames
 //! too big for it, wake-ups) and, by its end, a side's death. Whichever way they travel,
 //! frames are:
@@ -75,7 +76,8 @@ pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 /// Bumped on any change of the frames above.
 pub(crate) const VERSION: u32 = 6;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-/// The child's end of the channel (Unix; on Windows the marker names two pipe handles).
+/// The child's end of the channel (Unix; on Windows the marker names two pipe handles and the
+/// rings' section).
 #[cfg(unix)]
 pub(crate) const CHILD_FD: i32 = 3;
 /// The file descriptor of the region the pool shares with its child (see `INIT`'s `rings`).

@@ -1,6 +1,6 @@
 //! The transport of a child-process worker: the two ends of its channel, a byte stream (a Unix
-//! socket; on Windows, a pair of anonymous pipes) and (on Linux) two rings of shared memory,
-//! one each way (`ring.rs`), used alike by the pool's driver and by the child.
+//! socket; on Windows, a pair of anonymous pipes) and (on Linux and Windows) two rings of shared
+//! memory, one each way (`ring.rs`), used alike by the pool's driver and by the child.
 //!
 //! - [`Writer`] places each frame: in the ring, or announced there and sent on the socket (a
 //!   frame too big for the ring, or a nudge for a reader found asleep), or on the socket

@@ -25,7 +25,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use windows_sys::Win32::System::Pipes::CreatePipe;
+use windows_sys::Win32::Foundation::ERROR_OPERATION_ABORTED;
+use windows_sys::Win32::System::Pipes::{CreatePipe, PeekNamedPipe};
 use windows_sys::Win32::System::IO::CancelSynchronousIo;
 
 use super::exit::ExitWatch;
@@ -53,6 +54,9 @@ pub(crate) struct ChildEnds {
 
 struct Shared {
     state: Mutex<State>,
+    /// The pipe the reading pump reads, for [`settle`] to ask what it still holds. Open while
+    /// the pump runs, which it does until it sets `ended` or the channel is closed.
+    inbound_pipe: usize,
     /// Notified by the pumps (data in, room out, an end) and by the last user's drop.
     changed: Condvar,
 }
@@ -63,6 +67,8 @@ struct State {
     inbound: VecDeque<u8>,
     /// The pipe read its end (the other side closed it, or died), or failed.
     ended: bool,
+    /// Reads of the pump cancelled while they waited on an empty pipe (see [`settle`]).
+    cancelled_reads: u64,
     /// Given to `send_now`, not written yet.
     outbound: VecDeque<u8>,
     /// Why writing failed: the other side is gone.
@@ -122,6 +128,7 @@ impl Channel {
     fn new(read: OwnedHandle, write: OwnedHandle, direct: bool) -> io::Result<Channel> {
         let shared = Arc::new(Shared {
             state: Mutex::default(),
+            inbound_pipe: read.as_raw_handle() as usize,
             changed: Condvar::new(),
         });
         let direct = if direct {
@@ -195,8 +202,17 @@ fn pump_in(shared: &Shared, mut pipe: File) {
                 return;
             }
         }
-        // A broken pipe (the writer's end closed) reads as the end, an error as well.
-        let read = pipe.read(&mut buf).unwrap_or(0);
+        // A broken pipe (the writer's end closed) reads as the end, an error as well; but a
+        // read cancelled while it waited (by `settle`, or by the channel's close) read nothing.
+        let read = match pipe.read(&mut buf) {
+            Ok(read) => read,
+            Err(error) if error.raw_os_error() == Some(ERROR_OPERATION_ABORTED as i32) => {
+                lock(shared).cancelled_reads += 1;
+                shared.changed.notify_all();
+                continue;
+            }
+            Err(_) => 0,
+        };
         let mut state = lock(shared);
         if read == 0 {
             state.ended = true;
@@ -248,23 +264,49 @@ pub(crate) fn peer_closed(channel: &Channel) -> bool {
     state.ended && state.inbound.is_empty()
 }
 
-/// How long [`settle`] waits for the reading pump.
-const SETTLE: Duration = Duration::from_millis(100);
+/// How often [`settle`] asks again whether the pump waits in a read.
+const SETTLE_RETRY: Duration = Duration::from_millis(1);
 
 /// Called once the child has exited, before its end is trusted: what it wrote last may still
-/// be in the pipe, not yet read by the pump. Waits (up to [`SETTLE`]) until the pump has read
-/// something or the pipe's end, which follows the child's exit at once unless a process it
-/// started holds its end.
+/// be in the pipe, or in the pump's hands (read, not yet in the buffer), however long the pump
+/// takes to be scheduled. Waits until the pump has put something in the buffer, or read the
+/// pipe's end, or is found waiting in a read of the empty pipe: then nothing the child wrote
+/// is left, since it writes no more. The pipe's end alone is not waited for: a process that
+/// inherited the child's end in the instant it was inheritable may hold it open.
+///
+/// A read that waits and one that returned with bytes look alike from outside; cancelling it
+/// (`CancelSynchronousIo`) tells them apart: only the waiting one is cancelled, having read
+/// nothing, and the pump counts it. No time bound decides: a pump starved for seconds on a
+/// loaded machine still delivers the child's last words.
 pub(super) fn settle(channel: &Channel) {
-    let deadline = Instant::now() + SETTLE;
+    let Some(pump) = channel._user.reader.as_ref() else {
+        return;
+    };
     let mut state = channel.state();
-    while state.inbound.is_empty() && !state.ended {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
+    let cancelled = state.cancelled_reads;
+    while state.inbound.is_empty() && !state.ended && state.cancelled_reads == cancelled {
+        let mut waiting = 0u32;
+        // SAFETY: asks how many bytes the pipe holds, into a local; the pump keeps the handle
+        // open while `ended` is unset, which this lock keeps so during the call. A failure (a
+        // broken pipe, at its end) leaves 0.
+        unsafe {
+            PeekNamedPipe(
+                channel.shared.inbound_pipe as _,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut waiting,
+                std::ptr::null_mut(),
+            )
+        };
+        if waiting == 0 {
+            // SAFETY: the pump's thread handle, owned by its `JoinHandle`, which outlives the
+            // call; cancelling when it is in no read does nothing (then it will be, or will
+            // have delivered bytes, at the next try).
+            unsafe { CancelSynchronousIo(pump.as_raw_handle() as _) };
         }
         state = (channel.shared.changed)
-            .wait_timeout(state, left)
+            .wait_timeout(state, SETTLE_RETRY)
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }

@@ -282,9 +282,9 @@ impl Stream {
     }
 
     /// Whether waiting must stop: the worker was retired, the deadline passed, or the child
-    /// exited.
+    /// exited and left nothing more to read (what it said last may have come in meanwhile).
     fn give_up(&self) -> io::Result<()> {
-        if self.peer_exited() {
+        if self.peer_exited() && !poll_readable(&self.socket, Duration::ZERO) {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the child exited",

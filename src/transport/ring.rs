@@ -1,12 +1,17 @@
 //! Rings of shared memory that carry the frames between a pool's driver and its child.
 //!
 //! Over the socket alone, a task and its result cost four system calls (a `send` and a `recv`
-//! each way), most of a round trip. So on Linux the two sides share a memory region (`memfd`,
-//! the child's fd 4) holding one ring per direction, and a frame travels as a *chunk* of a
-//! ring: the writer copies it in and publishes its new tail; the reader, spinning on that
-//! tail, copies it out and publishes its new head. The socket stays, for what does not fit in
-//! a ring, to wake a reader asleep in `poll`, and for death: its end of stream is how either
-//! side learns that the other is gone.
+//! each way), most of a round trip. So the two sides share a memory region holding one ring
+//! per direction, and a frame travels as a *chunk* of a ring: the writer copies it in and
+//! publishes its new tail; the reader, spinning on that tail, copies it out and publishes its
+//! new head. The socket stays, for what does not fit in a ring, to wake a reader asleep in
+//! `poll`, and for death: its end of stream is how either side learns that the other is gone.
+//!
+//! The region is a `memfd` on Linux (the child's fd 4, sealed at its size), and on Windows a
+//! section backed by the paging file, unnamed (no other process can open it), whose handle
+//! the child inherits, allowed to map it and nothing more (it cannot extend it). There the
+//! "socket" is the pair of pipes of `pipe.rs`: a nudge is one byte on a pipe, which wakes the
+//! reader's `poll`, a wait on what the pipe's pump thread read, as a byte on a socket would.
 //!
 //! A ring is a stream of 4-byte aligned chunks, each a `u32` header (two bits of kind, thirty
 //! of length) and maybe bytes:
@@ -37,7 +42,6 @@ const RING: usize = 8 << 10;
 pub(crate) const INLINE_MAX: usize = RING / 4;
 /// The control lines of both rings, then the two rings.
 const DATA: usize = 4096;
-#[cfg_attr(windows, allow(dead_code))] // No region is made on Windows (yet).
 const REGION: usize = DATA + 2 * RING;
 
 const INLINE: u32 = 0;
@@ -138,6 +142,50 @@ impl Region {
         })
     }
 
+    /// Makes a region for a new child: the region, and the handle of its section, not
+    /// inheritable (the child is given a copy limited to mapping it).
+    #[cfg(windows)]
+    pub(crate) fn create() -> Option<(Arc<Region>, std::os::windows::io::OwnedHandle)> {
+        use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+        use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE};
+        // SAFETY: a new section of `REGION` bytes backed by the paging file (no file handle),
+        // zero-filled, without a name or inheritable attributes; owned from here on.
+        let section = unsafe {
+            CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                ptr::null(),
+                PAGE_READWRITE,
+                0,
+                REGION as u32,
+                ptr::null(),
+            )
+        };
+        if section.is_null() {
+            return None;
+        }
+        // SAFETY: the handle was just created, and nothing else owns it.
+        let section = unsafe { OwnedHandle::from_raw_handle(section as _) };
+        let region = Region::map(section.as_raw_handle() as usize)?;
+        Some((region, section))
+    }
+
+    /// Maps the region of the section `handle` (the child's side; the handle may be closed
+    /// afterwards, the view stays). `None` if it is no section of at least the region's size.
+    #[cfg(windows)]
+    pub(crate) fn map(handle: usize) -> Option<Arc<Region>> {
+        use windows_sys::Win32::System::Memory::{MapViewOfFile, FILE_MAP_READ, FILE_MAP_WRITE};
+        // SAFETY: maps `REGION` bytes of the section; the call fails (null) on a handle that
+        // is no section, or a section smaller than that, so the view is all backed.
+        let view =
+            unsafe { MapViewOfFile(handle as _, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, REGION) };
+        (!view.Value.is_null()).then(|| {
+            Arc::new(Region {
+                base: view.Value.cast(),
+            })
+        })
+    }
+
     fn control(&self, direction: Direction) -> &Control {
         // SAFETY: the two `Control`s (3 lines each) lie within the first page, which is
         // mapped while `self` lives, 64-byte aligned, and zero-initialized or written only
@@ -184,6 +232,18 @@ impl Drop for Region {
     fn drop(&mut self) {
         // SAFETY: unmaps the region this value mapped; nothing refers to it any more.
         unsafe { libc::munmap(self.base.cast(), REGION) };
+    }
+}
+
+#[cfg(windows)]
+impl Drop for Region {
+    fn drop(&mut self) {
+        use windows_sys::Win32::System::Memory::{UnmapViewOfFile, MEMORY_MAPPED_VIEW_ADDRESS};
+        let view = MEMORY_MAPPED_VIEW_ADDRESS {
+            Value: self.base.cast(),
+        };
+        // SAFETY: unmaps the view this value mapped; nothing refers to it any more.
+        unsafe { UnmapViewOfFile(view) };
     }
 }
 
@@ -390,7 +450,7 @@ impl RingReader {
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(all(test, any(target_os = "linux", windows)))]
 mod tests {
     use super::*;
 
@@ -424,7 +484,7 @@ mod tests {
     /// every offset, and come out whole and in order; a full ring refuses until read.
     #[test]
     fn frames_come_out_as_they_went_in_across_wraps() {
-        let (region, _fd) = Region::create().expect("memfd");
+        let (region, _fd) = Region::create().expect("a shared region");
         let mut writer = region.writer(Direction::ToChild);
         let mut reader = region.reader(Direction::ToChild);
         let mut sent = Vec::new();
@@ -466,7 +526,7 @@ mod tests {
     /// A chunk always leaves room for a nudge.
     #[test]
     fn a_full_ring_still_takes_a_nudge() {
-        let (region, _fd) = Region::create().expect("memfd");
+        let (region, _fd) = Region::create().expect("a shared region");
         let mut writer = region.writer(Direction::ToPool);
         while writer.try_inline(&[7; 100]) {}
         assert!(
@@ -479,10 +539,39 @@ mod tests {
         assert!(!writer.try_inline(&[7]) && !writer.try_socket(1));
     }
 
+    /// A child maps only what a pool shares: a section of the region's whole size. A smaller
+    /// one, or a handle of another kind, maps nothing (no access beyond a short view).
+    #[cfg(windows)]
+    #[test]
+    fn only_a_whole_section_maps() {
+        use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+        use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
+        use windows_sys::Win32::System::Memory::{CreateFileMappingW, PAGE_READWRITE};
+        use windows_sys::Win32::System::Threading::GetCurrentProcess;
+        // SAFETY: a new unnamed section of one page, owned from here on.
+        let small = unsafe {
+            let handle = CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                ptr::null(),
+                PAGE_READWRITE,
+                0,
+                4096,
+                ptr::null(),
+            );
+            assert!(!handle.is_null(), "a section of one page");
+            OwnedHandle::from_raw_handle(handle as _)
+        };
+        assert!(Region::map(small.as_raw_handle() as usize).is_none());
+        // SAFETY: the pseudo-handle of this process, which needs no closing.
+        assert!(Region::map(unsafe { GetCurrentProcess() } as usize).is_none());
+        let (_region, section) = Region::create().expect("a shared region");
+        assert!(Region::map(section.as_raw_handle() as usize).is_some());
+    }
+
     /// Garbage published by a broken peer is an error, never a read out of bounds.
     #[test]
     fn a_corrupt_ring_is_an_error() {
-        let (region, _fd) = Region::create().expect("memfd");
+        let (region, _fd) = Region::create().expect("a shared region");
         let control = region.control(Direction::ToPool);
         let mut reader = region.reader(Direction::ToPool);
         // A chunk longer than the ring.

@@ -84,6 +84,26 @@ pub fn threads_where(named: impl Fn(&str) -> bool) -> Vec<String> {
     names
 }
 
+/// The ids of this process's running threads named `name`.
+pub fn thread_ids_named(name: &str) -> Vec<u32> {
+    let me = unsafe { GetCurrentProcessId() };
+    let threads = snapshot(TH32CS_SNAPTHREAD);
+    let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let mut ids = Vec::new();
+    // SAFETY: walks the snapshot into a local of the size it says.
+    let mut more = unsafe { Thread32First(threads.0, &mut entry) } != 0;
+    while more {
+        let id = entry.th32ThreadID;
+        if entry.th32OwnerProcessID == me && running_thread_name(id).as_deref() == Some(name) {
+            ids.push(id);
+        }
+        // SAFETY: as above.
+        more = unsafe { Thread32Next(threads.0, &mut entry) } != 0;
+    }
+    ids
+}
+
 /// The names of this process's live threads whose name starts with `{prefix}-`.
 pub fn live_threads(prefix: &str) -> Vec<String> {
     let prefix = format!("{prefix}-");

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tinypool::{
-    worker, AbortController, Builder, Error, Exports, Pool, Port, ResourceLimits, RunOptions,
-    Runtime, Task,
+    worker, AbortController, Builder, ChildOutput, Error, Exports, Pool, Port, ResourceLimits,
+    RunOptions, Runtime, Task,
 };
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, WAIT_OBJECT_0};
 use windows_sys::Win32::System::Threading::{
-    OpenProcess, TerminateProcess, WaitForSingleObject, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
+    OpenProcess, OpenThread, ResumeThread, SuspendThread, TerminateProcess, WaitForSingleObject,
+    PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, THREAD_SUSPEND_RESUME,
 };
 
-use crate::common::procfs::{children_of, gone, under_wine};
+use crate::common::procfs::{children_of, gone, thread_ids_named, under_wine};
 use crate::common::{destroy, eventually, finish, named, BOUND};
 
 /// Set on this binary re-executed as a parent program: which one it plays (see [`play`]).
@@ -48,6 +49,9 @@ enum Fault {
     AnnounceThenSpin,
     /// Allocates (and does not touch) this many bytes.
     Allocate(u64),
+    /// Waits for a message, then panics twice (the process aborts), the first panic's message
+    /// [`DOUBLE_PANIC`] padded to this many bytes: too long for the ring, it goes on the pipe.
+    LastWords(usize),
 }
 
 fn exports() -> Exports {
@@ -78,6 +82,14 @@ fn fault(fault: Fault) -> u32 {
             panic!("{DOUBLE_PANIC}");
         }
         Fault::WaitForMessage => port.expect("a channel").recv().unwrap_or(u32::MAX),
+        Fault::LastWords(len) => {
+            let _ = port.expect("a channel").recv();
+            let _bomb = PanicsOnDrop;
+            panic!(
+                "{DOUBLE_PANIC}{}",
+                ".".repeat(len.saturating_sub(DOUBLE_PANIC.len()))
+            );
+        }
         Fault::AnnounceThenSpin => {
             println!("spinning");
             spin()
@@ -287,6 +299,84 @@ fn a_double_panic_aborts_the_child_with_the_panic_message() {
     destroy(pool);
 }
 
+/// The threads of this process named `name`, suspended until the value is dropped.
+struct Suspended(Vec<HANDLE>);
+
+impl Suspended {
+    fn threads_named(name: &str) -> Suspended {
+        let ids = thread_ids_named(name);
+        assert!(!ids.is_empty(), "no thread named {name}");
+        Suspended(
+            ids.into_iter()
+                .map(|id| {
+                    // SAFETY: opens a thread of this process; the handle is owned by the value.
+                    let thread = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, id) };
+                    assert!(!thread.is_null(), "opening thread {id}");
+                    // SAFETY: on the handle just opened.
+                    assert_ne!(
+                        unsafe { SuspendThread(thread) },
+                        u32::MAX,
+                        "suspending {id}"
+                    );
+                    thread
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        for &thread in &self.0 {
+            // SAFETY: on handles the value owns, of threads it suspended.
+            unsafe {
+                ResumeThread(thread);
+                CloseHandle(thread);
+            }
+        }
+    }
+}
+
+/// A worker's last words (here the panic message of a child that then aborts, too long for
+/// the ring: on the pipe) are read however late the pool's side reads its pipe: the pump thread
+/// that reads it held still while the child dies, and longer. The task's error carries them.
+fn a_dying_worker_s_last_words_are_read_however_late_its_pipe_is_read() {
+    const LEN: usize = 16 << 10;
+    // (Its stderr would show the long message twice.)
+    let pool = child_pool(1, 1)
+        .stderr(ChildOutput::Null)
+        .build()
+        .expect("a pool");
+    let (task, port, pid) = start_fault(&pool, Fault::LastWords(LEN), RunOptions::new());
+    let process = Process::open(pid, PROCESS_SYNCHRONIZE);
+    let task = {
+        // The pool's one reading pump (the child waits for the message: the pump waits in a
+        // read of the empty pipe). The message goes out through another thread.
+        let _held = Suspended::threads_named("tinypool-pipe-in");
+        port.send(1).expect("the task listens");
+        assert!(process.ends_within(BOUND), "the child aborts");
+        // While its last words wait in the pipe, the task must not be failed without them
+        // (the pump stays held for longer than any wait of the pool's).
+        match task.wait_timeout(Duration::from_millis(500)) {
+            Ok(outcome) => panic!("the task resolved before its last words were read: {outcome:?}"),
+            Err(task) => task,
+        }
+    };
+    match finish(task) {
+        Err(Error::WorkerExited {
+            code: Some(FAST_FAIL),
+            signal: None,
+            message: Some(message),
+        }) => assert!(
+            message.starts_with(DOUBLE_PANIC) && message.len() >= LEN,
+            "the error carries the whole panic message, got {} bytes",
+            message.len()
+        ),
+        other => panic!("expected WorkerExited by abort with its message, got {other:?}"),
+    }
+    destroy(pool);
+}
+
 fn an_aborted_infinite_loop_fails_only_its_task() {
     let pool = child_pool(1, 1).build().expect("a pool");
     let controller = AbortController::new();
@@ -468,6 +558,10 @@ pub fn main() {
         (
             "a_double_panic_aborts_the_child_with_the_panic_message",
             a_double_panic_aborts_the_child_with_the_panic_message,
+        ),
+        (
+            "a_dying_worker_s_last_words_are_read_however_late_its_pipe_is_read",
+            a_dying_worker_s_last_words_are_read_however_late_its_pipe_is_read,
         ),
         (
             "an_aborted_infinite_loop_fails_only_its_task",

@@ -3,11 +3,11 @@
 //! and its standard handles alone (a handle list, not every inheritable handle), put it in a
 //! Job Object before it ran (which kills it with the pool's process, and applies
 //! `resource_limits`), so there is nothing to close, no tie to make and no limit to apply
-//! here; only a crash is made to end it at once.
+//! here; only a crash is made to end it at once, and its handles kept from grandchildren.
 
 use std::ffi::OsStr;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
 use windows_sys::Win32::Storage::FileSystem::{GetFileType, FILE_TYPE_PIPE};
@@ -20,17 +20,22 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess}
 use crate::protocol::{Init, WORKER_ENV};
 use crate::transport::{Channel, Region};
 
-/// The channel to the pool: the two pipe handles the marker names (`"<read>,<write>"`, as
-/// inherited); `Err` if this process was not started by a pool. First, a crash (an exception
-/// nothing handles) is made to end this process at once, its exception's code its exit code
-/// (see [`die_of_unhandled_exception`]).
+/// The section of the rings the marker named, until [`map_rings`] maps it.
+static SECTION: Mutex<Option<usize>> = Mutex::new(None);
+
+/// The channel to the pool: the two pipe handles the marker names (`"<read>,<write>"`, then
+/// `",<section>"` where the pool shares rings, as inherited); `Err` if this process was not
+/// started by a pool. First, a crash (an exception nothing handles) is made to end this
+/// process at once, its exception's code its exit code (see [`die_of_unhandled_exception`]).
 pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
     // SAFETY: installs a filter that only reads the record it is given and ends the process.
     unsafe { SetUnhandledExceptionFilter(Some(die_of_unhandled_exception)) };
     let handles: Option<Vec<usize>> = marker
         .to_str()
         .map(|text| text.split(',').map(|value| value.parse().ok()).collect())
-        .and_then(|values: Option<Vec<usize>>| values.filter(|values| values.len() == 2));
+        .and_then(|values: Option<Vec<usize>>| {
+            values.filter(|values| values.len() == 2 || values.len() == 3)
+        });
     let not_by_a_pool = || {
         format!(
             "this process was started as a tinypool worker ({WORKER_ENV}={marker:?}) but that \
@@ -41,7 +46,7 @@ pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
     let Some(handles) = handles else {
         return Err(not_by_a_pool());
     };
-    for &handle in &handles {
+    for &handle in &handles[..2] {
         // SAFETY: GetFileType on a value that may not be a handle at all fails (or names
         // another kind of object): nothing is read or written through it.
         if handle == 0 || unsafe { GetFileType(handle as _) } != FILE_TYPE_PIPE {
@@ -61,6 +66,13 @@ pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
         // SAFETY: on handles this process owns.
         unsafe { SetHandleInformation(handle.as_raw_handle() as _, HANDLE_FLAG_INHERIT, 0) };
     }
+    if let Some(&section) = handles.get(2) {
+        // Nor this one, which `map_rings` maps and closes once `INIT` says to.
+        // SAFETY: on the section handle the pool named beside the pipes (on a value that is
+        // no handle, the call fails, and so does the mapping).
+        unsafe { SetHandleInformation(section as _, HANDLE_FLAG_INHERIT, 0) };
+        *SECTION.lock().unwrap_or_else(|p| p.into_inner()) = Some(section);
+    }
     Channel::from_handles(read, write).map_err(|e| format!("serving its channel: {e}"))
 }
 
@@ -77,9 +89,16 @@ unsafe extern "system" fn die_of_unhandled_exception(info: *const EXCEPTION_POIN
     EXCEPTION_EXECUTE_HANDLER
 }
 
-/// The rings the pool shares with this worker: a pool on Windows offers none.
+/// The rings the pool shares with this worker, mapped from the section the marker named;
+/// its handle is closed (the view stays).
 pub(super) fn map_rings() -> Result<Arc<Region>, String> {
-    Err("the pool offered rings, which a worker on Windows does not map".to_owned())
+    let section = SECTION.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let section = section.ok_or("the pool offered rings but named no section")?;
+    let region = Region::map(section).ok_or("cannot map the rings shared with the pool")?;
+    // SAFETY: a section handle this process inherited for the rings (it mapped above), which
+    // nothing else owns, and which the view does not need.
+    drop(unsafe { OwnedHandle::from_raw_handle(section as RawHandle) });
+    Ok(region)
 }
 
 /// Dies with the pool's process: its Job Object does that (the pool put this process in it

@@ -1,8 +1,8 @@
 //! Starting a worker process, with its end of the channel in place and the marker in its
 //! environment, and watching it to its end: `unix.rs` with `posix_spawn` (the child's end of
 //! a socket pair on fd 3, the shared rings on fd 4), `windows.rs` with `CreateProcessW` (the
-//! child's ends of two anonymous pipes, inherited by handle, in a Job Object that kills it
-//! with the pool's process). Both give the driver the same [`Started`] and the same
+//! child's ends of two anonymous pipes and the section of the rings, inherited by handle, in a
+//! Job Object that kills it with the pool's process). Both give the driver the same [`Started`] and the same
 //! `ChildProcess` calls: `id`, `watch`, `try_wait`, `wait`, `terminate`, `kill`.
 
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //!
 //! `std::process::Command` lets a child inherit every inheritable handle of the pool's
 //! process, and has no way to put it in a Job Object before it runs. So the child is created
-//! here, suspended, with `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`: it inherits its standard handles
-//! and the two ends of its channel's pipes, nothing else (their values, unchanged in the
-//! child, are the marker). Then it joins a Job Object of its own, made with
+//! here, suspended, with `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`: it inherits its standard handles,
+//! the two ends of its channel's pipes and the section of its rings, nothing else (their
+//! values, unchanged in the child, are the marker). Then it joins a Job Object of its own, made with
 //! `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`: the pool holds the job's only handle, so when the
 //! pool's process ends, however it ends, the system closes that handle and kills the child
 //! and whatever it started. Only then does it run.
@@ -34,6 +34,7 @@ use windows_sys::Win32::System::JobObjects::{
     JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     JOB_OBJECT_LIMIT_PROCESS_MEMORY, JOB_OBJECT_LIMIT_PROCESS_TIME,
 };
+use windows_sys::Win32::System::Memory::{FILE_MAP_READ, FILE_MAP_WRITE};
 use windows_sys::Win32::System::Threading::{
     CreateProcessW, DeleteProcThreadAttributeList, GetCurrentProcess,
     InitializeProcThreadAttributeList, ResumeThread, TerminateProcess, UpdateProcThreadAttribute,
@@ -45,7 +46,7 @@ use windows_sys::Win32::System::Threading::{
 use super::Started;
 use crate::options::{ChildOutput, ProcessOptions};
 use crate::protocol::WORKER_ENV;
-use crate::transport::{Channel, ExitWatch};
+use crate::transport::{Channel, ExitWatch, Region};
 
 /// The exit code of a child the pool terminated (as `std::process::Child::kill` uses).
 const KILLED: u32 = 1;
@@ -54,27 +55,44 @@ const KILLED: u32 = 1;
 const FAST_FAIL: u32 = 0xC000_0409;
 
 /// Starts a worker as `options` say, with this process's environment plus `env`: its
-/// channel's pipe ends inherited, their values in the marker. `Err` says what failed.
+/// channel's pipe ends inherited, and the section of the rings shared with it, their values
+/// in the marker (`"<read>,<write>,<section>"`; without the last where no section could be
+/// made, and the channel is the pipes alone). `Err` says what failed.
 pub(crate) fn start(
     options: &ProcessOptions,
     mut env: Vec<(OsString, OsString)>,
 ) -> Result<Started, String> {
     let (channel, ends) = Channel::pair().map_err(|e| format!("creating the pipes: {e}"))?;
     // Inheritable copies, for this one child: closed once it has them.
-    let read = inheritable(&ends.read).map_err(|e| format!("creating the pipes: {e}"))?;
-    let write = inheritable(&ends.write).map_err(|e| format!("creating the pipes: {e}"))?;
-    let marker = format!(
+    let read = inheritable(&ends.read, None).map_err(|e| format!("creating the pipes: {e}"))?;
+    let write = inheritable(&ends.write, None).map_err(|e| format!("creating the pipes: {e}"))?;
+    let (region, section) = match Region::create() {
+        // The child may map the section, not extend it.
+        Some((region, section)) => {
+            let access = Some(FILE_MAP_READ | FILE_MAP_WRITE);
+            let section =
+                inheritable(&section, access).map_err(|e| format!("sharing the rings: {e}"))?;
+            (Some(region), Some(section))
+        }
+        None => (None, None),
+    };
+    let mut marker = format!(
         "{},{}",
         read.as_raw_handle() as usize,
         write.as_raw_handle() as usize
     );
+    let mut handles = vec![&read, &write];
+    if let Some(section) = &section {
+        marker.push_str(&format!(",{}", section.as_raw_handle() as usize));
+        handles.push(section);
+    }
     env.push((WORKER_ENV.into(), marker.into()));
-    let child = ChildProcess::spawn(options, &env, &[&read, &write])
+    let child = ChildProcess::spawn(options, &env, &handles)
         .map_err(|e| format!("spawning the child: {e}"))?;
     Ok(Started {
         child,
         channel,
-        region: None,
+        region,
     })
 }
 
@@ -347,8 +365,8 @@ fn ticks(time: Duration) -> i64 {
         .max(1)
 }
 
-/// An inheritable copy of `handle`.
-fn inheritable(handle: &OwnedHandle) -> io::Result<OwnedHandle> {
+/// An inheritable copy of `handle`, with the same access or only `access`.
+fn inheritable(handle: &OwnedHandle, access: Option<u32>) -> io::Result<OwnedHandle> {
     let mut copy: HANDLE = std::ptr::null_mut();
     // SAFETY: duplicates a handle we own within this process into a local; owned from here.
     let duplicated = unsafe {
@@ -357,9 +375,13 @@ fn inheritable(handle: &OwnedHandle) -> io::Result<OwnedHandle> {
             handle.as_raw_handle() as HANDLE,
             GetCurrentProcess(),
             &mut copy,
-            0,
+            access.unwrap_or(0),
             1,
-            DUPLICATE_SAME_ACCESS,
+            if access.is_some() {
+                0
+            } else {
+                DUPLICATE_SAME_ACCESS
+            },
         )
     };
     if duplicated == 0 {
@@ -413,7 +435,7 @@ fn output(to: ChildOutput, which: u32) -> io::Result<Option<OwnedHandle>> {
     let borrowed =
         std::mem::ManuallyDrop::new(unsafe { OwnedHandle::from_raw_handle(handle as RawHandle) });
     // A console handle of an old Windows cannot be duplicated: then the child has none.
-    Ok(inheritable(&borrowed).ok())
+    Ok(inheritable(&borrowed, None).ok())
 }
 
 /// `text` as a NUL-terminated UTF-16 string; an error if it holds a NUL.
