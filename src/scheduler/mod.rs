@@ -79,7 +79,7 @@ use std::time::{Duration, Instant};
 
 use self::intake::Intake;
 pub(crate) use self::places::{Request, Ticket};
-use self::state::{Countdown, JobRef, SchedulerState};
+use self::state::{Countdown, JobRef, SchedulerState, Spares};
 use self::timer::Timer;
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::runtime::{Launcher, WorkerOptions};
@@ -101,6 +101,7 @@ mod permits;
 mod places;
 mod queue;
 mod snapshot;
+mod spare;
 mod state;
 mod submit;
 mod timer;
@@ -160,6 +161,10 @@ impl Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 note_exits: options.hooks.wants_exit(),
+                spares: Spares {
+                    enabled: options.isolate_workers,
+                    list: Vec::new(),
+                },
                 ..SchedulerState::default()
             }),
             options,
@@ -268,6 +273,7 @@ impl Scheduler {
             return;
         }
         state.closing = true;
+        state.spares.discard_all();
         // From now on every submitter takes the lock, and finds the pool closing.
         self.take_intake(&mut state, true);
         // Idle workers wake, find nothing, and stop (see `worker_loop`); busy ones stop once
@@ -356,6 +362,8 @@ impl Scheduler {
             slot: Slot::new(),
         });
         let mut state = self.lock();
+        // Started before the call: not the fresh workers it asks for.
+        state.spares.discard_all();
         let mut index = 0;
         while index < state.workers.len() {
             if state.workers[index].load() > 0 {
@@ -383,6 +391,7 @@ impl Scheduler {
         let (doomed, retired, idle, refused): (Vec<JobRef>, Vec<_>, _, _) = {
             let mut state = self.lock();
             state.destroyed = true;
+            state.spares.discard_all();
             self.take_intake(&mut state, true);
             let mut doomed: Vec<JobRef> = state.queue.drain();
             let mut retired = Vec::new();

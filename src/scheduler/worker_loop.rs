@@ -98,6 +98,8 @@ impl Scheduler {
         while let Some(index) = state.position(me.serial) {
             // BUSY
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
+                // An isolated worker's successor starts now, while it runs its task.
+                let spare = Self::reserve_spare(&mut state, me.me.id);
                 // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
                 let granted = self.grant(&mut state);
                 if self.options.record_timing {
@@ -108,7 +110,11 @@ impl Scheduler {
                 }
                 release(state, &mut shift.done, tally);
                 granted.deliver();
-                let flow = run_oldest(worker, oldest, &mut shift);
+                let flow = run_oldest(worker, oldest, &mut shift, || {
+                    if let Some(spare) = spare {
+                        self.start_thread(spare);
+                    }
+                });
                 state = self.lock();
                 if flow == Flow::Pending {
                     // The oldest has not finished: the others that did are published now,
@@ -144,6 +150,8 @@ impl Scheduler {
                 release(state, &mut shift.done, tally);
                 return super::resolve(idle);
             }
+            // An isolated worker waiting for work needs no successor yet.
+            state.spares.discard(me.me.id);
             // A store to its own record, and a test of an empty list unless someone waits on
             // `Pool::idle`.
             state.workers[index].publishing = shift.done.is_some();
@@ -376,14 +384,21 @@ impl Scheduler {
     }
 }
 
-/// BUSY, the lock released: hands the batch's new tasks to the worker and sees `oldest` to its
-/// end; it is published at the next release of the lock.
-fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift) -> Flow {
+/// BUSY, the lock released: hands the batch's new tasks to the worker, calls `handed` (which
+/// starts a spare: a child then has its task meanwhile), and sees `oldest` to its end; it is
+/// published at the next release of the lock.
+fn run_oldest(
+    worker: &mut dyn RunningWorker,
+    oldest: JobRef,
+    shift: &mut Shift,
+    handed: impl FnOnce(),
+) -> Flow {
     if !shift.starting.is_empty() {
         shift.stopwatch.handing(&shift.starting);
         worker.start(&shift.starting);
         shift.starting.clear();
     }
+    handed();
     let span = trace::task(&*oldest, shift.worker);
     let flow = worker.finish(&oldest);
     if flow == Flow::Pending {
