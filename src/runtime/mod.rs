@@ -49,6 +49,8 @@ pub(crate) enum Flow {
 /// Who a new worker is, as its runtime needs to know.
 pub(crate) struct WorkerStart {
     /// 1 to `max_threads`, unique among the live workers ([`worker::id`](crate::worker::id)).
+    /// A spare of an isolated pool is started with the id of the worker it will replace: it
+    /// starts (its setup runs) while that worker still runs its task.
     pub(crate) id: usize,
     /// Set when the scheduler retires the worker while it may be busy (its task was aborted,
     /// or the pool destroyed): whatever it runs or waits for should stop. A worker retired

@@ -2,7 +2,8 @@
 //! once, and may be handed its first task), and its thread started after the lock is released
 //! (spawning is a syscall); the thread makes itself a worker of its runtime and runs the loop.
 //! A worker *leaves* (retired: removed from the state, its id free) and is *replaced* up to
-//! `min_threads` and what the queue needs. Every thread marks itself finished as its last step,
+//! `min_threads` and what the queue needs; in an isolated pool a reservation first promotes a
+//! spare whose id is free, whose thread runs already (see `spare.rs`). Every thread marks itself finished as its last step,
 //! however it ends; finished threads are joined by whoever next takes the lock to start one,
 //! and by `destroy`, which waits for them all.
 

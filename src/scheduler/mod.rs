@@ -33,7 +33,9 @@
 //!   started outside it, *retired* when they leave (removed from the state, their id free,
 //!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
 //!   needs; every thread is joined. A worker that fails to start (its setup included) fails
-//!   the tasks it took and is not replaced: the next task that needs one tries again.
+//!   the tasks it took and is not replaced: the next task that needs one tries again. An
+//!   isolated pool starts a worker's successor, a *spare* ([`spare`]), while the worker has
+//!   its task, outside the state's workers; a reservation promotes it when its id is free.
 //! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
 //!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
 //!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
@@ -62,6 +64,7 @@
 //! - `abort.rs`: a task failed wherever it is (signal, `Task::abort`, timeout).
 //! - `state.rs`: the state behind the lock, and the records of workers and threads.
 //! - `lifecycle.rs`: reserve, start, leave, join.
+//! - `spare.rs`: an isolated pool's spares: started ahead, promoted, discarded.
 //! - `worker_loop.rs`: the loop, step by step.
 //! - `queue.rs`: the queue, by priority.
 //! - `intake.rs`: the intake, and when it opens and closes.

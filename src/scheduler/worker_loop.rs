@@ -8,7 +8,8 @@
 //!   runtime's health check is due; then take the lock again.
 //!
 //! It leaves when it finds itself retired (abort, destroy, `recycle_workers` while idle), when
-//! it is recycled and has nothing left, after every task when isolated, when its runtime says
+//! it is recycled and has nothing left, after every task when isolated (having started its
+//! spare as it took the task, and dropped it if it idles first: see `spare.rs`), when its runtime says
 //! so (a child that died, or passed its memory limit once its batch is done), or after
 //! `idle_timeout` idle above `min_threads`.
 //!
