@@ -44,8 +44,9 @@ use super::state::{Reservation, SchedulerState, Spare, Spares};
 use super::Scheduler;
 use crate::hooks::Exit;
 use crate::runtime::{Flow, RunningWorker};
+use crate::sync::thread;
 use crate::sync::Ordering;
-use crate::wait::deadline_after;
+use crate::wait::{deadline_after, Doorbell};
 
 impl Spares {
     /// Whether worker `id` has a spare.
@@ -162,7 +163,7 @@ impl Scheduler {
                 (Some(idle), Some(check)) => Some(idle.min(check)),
                 (idle, check) => idle.or(check),
             };
-            if me.bell.wait(deadline) {
+            if park_until_rung(&me.bell, deadline) {
                 continue;
             }
             if check_deadline.is_some_and(|check| Instant::now() >= check)
@@ -180,6 +181,28 @@ impl Scheduler {
                     self.leave(state, index, None, crashed, &me.me.tally);
                 }
                 return false;
+            }
+        }
+    }
+}
+
+/// Parks until `bell` rings or `deadline` passes; returns whether it rang. Unlike
+/// [`Doorbell::wait`], it neither spins nor yields first: a spare waits for a whole task (or
+/// for good), and a spinning spare would only take the CPU from the workers and the children
+/// starting.
+fn park_until_rung(bell: &Doorbell, deadline: Option<Instant>) -> bool {
+    loop {
+        if bell.take_ring() {
+            return true;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                thread::park_timeout(deadline - now);
             }
         }
     }
