@@ -8,8 +8,7 @@
 //! needed:
 //!
 //! - **When one starts.** For worker `k` of an isolated pool that is neither closing nor
-//!   destroyed, and has no spare yet: when `k` takes a task (its runtime is handed the task
-//!   first: the child already has it while the spare's thread spawns), and when `k` is itself
+//!   destroyed, and has no spare yet: when `k` takes a task, and when `k` is itself
 //!   reserved, or promoted, with work in sight (a first task, or tasks queued). The latter lets
 //!   a pool that keeps its queue full start two workers per slot at a time: a worker's
 //!   successor starts with it, not after its task.

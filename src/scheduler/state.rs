@@ -83,8 +83,10 @@ impl SchedulerState {
             }
         }
         worker.bell.ring();
-        // Unless it is promoted before the lock is released, its spare is no longer wanted.
-        self.spares.ring(worker.id);
+        if self.spares.enabled {
+            // Unless it is promoted before the lock is released, its spare is no longer wanted.
+            self.spares.ring(worker.id);
+        }
         worker
     }
 }

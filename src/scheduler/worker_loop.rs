@@ -75,12 +75,9 @@ enum Woken {
 impl Scheduler {
     /// The worker thread's loop (see the module's doc), until the worker leaves.
     pub(super) fn worker_loop(self: &Arc<Self>, me: &Reservation, worker: &mut dyn RunningWorker) {
+        let isolated = self.options.isolate_workers;
         // An isolated worker runs one task per worker: nothing may be sent ahead.
-        let depth = if self.options.isolate_workers {
-            1
-        } else {
-            worker.depth().max(1)
-        };
+        let depth = if isolated { 1 } else { worker.depth().max(1) };
         me.bell.bind_current_thread();
         let mut shift = Shift {
             depth,
@@ -100,7 +97,11 @@ impl Scheduler {
             // BUSY
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
                 // An isolated worker's successor starts now, while it runs its task.
-                let spare = Self::reserve_spare(&mut state, me.me.id);
+                let spare = if isolated {
+                    Self::reserve_spare(&mut state, me.me.id)
+                } else {
+                    None
+                };
                 // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
                 let granted = self.grant(&mut state);
                 if self.options.record_timing {
@@ -111,11 +112,10 @@ impl Scheduler {
                 }
                 release(state, &mut shift.done, tally);
                 granted.deliver();
-                let flow = run_oldest(worker, oldest, &mut shift, || {
-                    if let Some(spare) = spare {
-                        self.start_thread(spare);
-                    }
-                });
+                if let Some(spare) = spare {
+                    self.start_thread(spare);
+                }
+                let flow = run_oldest(worker, oldest, &mut shift);
                 state = self.lock();
                 if flow == Flow::Pending {
                     // The oldest has not finished: the others that did are published now,
@@ -151,8 +151,10 @@ impl Scheduler {
                 release(state, &mut shift.done, tally);
                 return super::resolve(idle);
             }
-            // An isolated worker waiting for work needs no successor yet.
-            state.spares.discard(me.me.id);
+            if isolated {
+                // Waiting for work, it needs no successor yet.
+                state.spares.discard(me.me.id);
+            }
             // A store to its own record, and a test of an empty list unless someone waits on
             // `Pool::idle`.
             state.workers[index].publishing = shift.done.is_some();
@@ -385,21 +387,14 @@ impl Scheduler {
     }
 }
 
-/// BUSY, the lock released: hands the batch's new tasks to the worker, calls `handed` (which
-/// starts a spare: a child then has its task meanwhile), and sees `oldest` to its end; it is
-/// published at the next release of the lock.
-fn run_oldest(
-    worker: &mut dyn RunningWorker,
-    oldest: JobRef,
-    shift: &mut Shift,
-    handed: impl FnOnce(),
-) -> Flow {
+/// BUSY, the lock released: hands the batch's new tasks to the worker and sees `oldest` to its
+/// end; it is published at the next release of the lock.
+fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift) -> Flow {
     if !shift.starting.is_empty() {
         shift.stopwatch.handing(&shift.starting);
         worker.start(&shift.starting);
         shift.starting.clear();
     }
-    handed();
     let span = trace::task(&*oldest, shift.worker);
     let flow = worker.finish(&oldest);
     if flow == Flow::Pending {
