@@ -264,7 +264,9 @@ impl Builder {
     ///
     /// The worker that will replace one is started while that one has its task (a *warm
     /// spare*: its thread, and its child with its handshake and [`setup`](Builder::setup)), so
-    /// that the next task need not wait for a worker to start. A spare is not a worker of the
+    /// that the next task need not wait for a worker to start: in the child-process runtime,
+    /// and with threads when there is a setup to run (a bare thread starts about as fast as a
+    /// waiting one would wake). A spare is not a worker of the
     /// pool until it replaces one: it counts neither toward `max_threads` nor in
     /// [`Pool::threads`](crate::Pool::threads), takes no task, and gets its
     /// [`on_worker_start`](Builder::on_worker_start) only once it serves (a spare that never

@@ -113,6 +113,14 @@ pub(crate) trait Launcher: Send + Sync + 'static {
     fn stop_grace(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// Whether starting a worker costs enough that an isolated pool should start each
+    /// worker's successor ahead, as a spare that waits parked until it replaces it. By
+    /// default, only when there is a setup export to run: a bare worker thread starts in
+    /// about the time a parked one takes to wake, and a spare would only add that wake-up.
+    fn spares_pay(&self, pool: &WorkerOptions) -> bool {
+        pool.setup.is_some()
+    }
 }
 
 /// A started worker, owned by its thread.

@@ -112,6 +112,11 @@ impl Launcher for Processes {
         // A child killed at the deadline is reaped right after.
         Duration::from_millis(500)
     }
+
+    fn spares_pay(&self, _: &WorkerOptions) -> bool {
+        // A spawn, the program's start and a handshake: a millisecond or so, mostly CPU.
+        true
+    }
 }
 
 /// Describes how a child ended, for start-up errors.

@@ -165,7 +165,7 @@ impl Scheduler {
                 ids_in_use: vec![false; options.max_threads],
                 note_exits: options.hooks.wants_exit(),
                 spares: Spares {
-                    enabled: options.isolate_workers,
+                    enabled: options.isolate_workers && launcher.spares_pay(&worker_options),
                     list: Vec::new(),
                 },
                 ..SchedulerState::default()

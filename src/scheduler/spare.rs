@@ -7,6 +7,10 @@
 //! that replacement started early, for one worker, and kept out of the pool until it is
 //! needed:
 //!
+//! - **Which pools.** Isolated pools whose runtime says a spare pays
+//!   ([`Launcher::spares_pay`](crate::runtime::Launcher::spares_pay)): child processes, and
+//!   threads with a setup export (a bare thread starts about as fast as a parked spare
+//!   wakes: measured, spares made the threads W4 benchmark slower).
 //! - **When one starts.** For worker `k` of an isolated pool that is neither closing nor
 //!   destroyed, and has no spare yet: when `k` takes a task, and when `k` is itself
 //!   reserved, or promoted, with work in sight (a first task, or tasks queued). The latter lets
