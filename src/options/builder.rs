@@ -262,20 +262,13 @@ impl Builder {
 
     /// Gives every task a fresh worker (default: false): no thread-local state carries over.
     ///
-    /// The worker that will replace one is started while that one has its task (a *warm
-    /// spare*: its thread, and its child with its handshake and [`setup`](Builder::setup)), so
-    /// that the next task need not wait for a worker to start: in the child-process runtime,
-    /// and with threads when there is a setup to run (a bare thread starts about as fast as a
-    /// waiting one would wake). A spare is not a worker of the
-    /// pool until it replaces one: it counts neither toward `max_threads` nor in
-    /// [`Pool::threads`](crate::Pool::threads), takes no task, and gets its
-    /// [`on_worker_start`](Builder::on_worker_start) only once it serves (a spare that never
-    /// serves gets neither hook). So an isolated pool may hold up to `max_threads` spares
-    /// besides its workers, one per worker. A spare is dropped when its worker goes idle
-    /// without a task, when its worker left and none replaced it for
-    /// [`idle_timeout`](Builder::idle_timeout), and on `close`, `destroy` and
-    /// `recycle_workers` (one still starting is stopped as a worker destroyed while starting
-    /// is). A spare that fails to start reports its error to [`on_error`](Builder::on_error).
+    /// A worker's successor starts while it has its task (a *spare*: its child, handshake and
+    /// [`setup`](Builder::setup) done; with threads only if there is a setup), so the next task
+    /// does not wait for it. Until it replaces its worker a spare is no worker: it counts
+    /// neither toward `max_threads` (up to one per worker) nor in `Pool::threads`, gets no
+    /// hook call (one that never serves gets none), and is dropped when its worker idles, after
+    /// `idle_timeout` unneeded, and on close, destroy or recycle; one that fails to start
+    /// reports to [`on_error`](Builder::on_error).
     ///
     /// ```
     /// use std::cell::Cell;
@@ -400,12 +393,10 @@ impl Builder {
     /// (which wait for the hook to return: keep it short).
     ///
     /// A worker that fails to start gets no call (its error goes to its tasks or to
-    /// [`on_error`](Builder::on_error)), nor does the spare of an
-    /// [`isolate_workers`](Builder::isolate_workers) pool until it serves; every worker that
-    /// gets one later gets exactly one
-    /// [`on_worker_exit`](Builder::on_worker_exit). A hook that panics is caught: the worker
-    /// goes on, and the panic is reported to `on_error` as [`Error::Panicked`], its message
-    /// starting with `on_worker_start: `.
+    /// [`on_error`](Builder::on_error)), nor a spare before it serves; every worker that gets one
+    /// later gets exactly one [`on_worker_exit`](Builder::on_worker_exit). A hook that panics is
+    /// caught: the worker goes on, and the panic is reported to `on_error` as [`Error::Panicked`],
+    /// its message starting with `on_worker_start: `.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

@@ -114,8 +114,7 @@ impl Launcher for Processes {
     }
 
     fn spares_pay(&self, _: &WorkerOptions) -> bool {
-        // A spawn, the program's start and a handshake: a millisecond or so, mostly CPU.
-        true
+        true // A spawn, a program's start and a handshake: a millisecond, mostly CPU.
     }
 }
 
