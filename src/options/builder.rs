@@ -262,6 +262,14 @@ impl Builder {
 
     /// Gives every task a fresh worker (default: false): no thread-local state carries over.
     ///
+    /// A worker's successor starts while it has its task (a *spare*: its child, handshake and
+    /// [`setup`](Builder::setup) done; with threads only if there is a setup), so the next task
+    /// does not wait for it. Until it replaces its worker a spare is no worker: it counts
+    /// neither toward `max_threads` (up to one per worker) nor in `Pool::threads`, gets no
+    /// hook call (one that never serves gets none), and is dropped when its worker idles, after
+    /// `idle_timeout` unneeded, and on close, destroy or recycle; one that fails to start
+    /// reports to [`on_error`](Builder::on_error).
+    ///
     /// ```
     /// use std::cell::Cell;
     /// use tinypool::{Exports, Pool};
@@ -385,10 +393,10 @@ impl Builder {
     /// (which wait for the hook to return: keep it short).
     ///
     /// A worker that fails to start gets no call (its error goes to its tasks or to
-    /// [`on_error`](Builder::on_error)); every worker that gets one later gets exactly one
-    /// [`on_worker_exit`](Builder::on_worker_exit). A hook that panics is caught: the worker
-    /// goes on, and the panic is reported to `on_error` as [`Error::Panicked`], its message
-    /// starting with `on_worker_start: `.
+    /// [`on_error`](Builder::on_error)), nor a spare before it serves; every worker that gets one
+    /// later gets exactly one [`on_worker_exit`](Builder::on_worker_exit). A hook that panics is
+    /// caught: the worker goes on, and the panic is reported to `on_error` as [`Error::Panicked`],
+    /// its message starting with `on_worker_start: `.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

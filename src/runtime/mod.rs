@@ -49,6 +49,8 @@ pub(crate) enum Flow {
 /// Who a new worker is, as its runtime needs to know.
 pub(crate) struct WorkerStart {
     /// 1 to `max_threads`, unique among the live workers ([`worker::id`](crate::worker::id)).
+    /// A spare of an isolated pool is started with the id of the worker it will replace: it
+    /// starts (its setup runs) while that worker still runs its task.
     pub(crate) id: usize,
     /// Set when the scheduler retires the worker while it may be busy (its task was aborted,
     /// or the pool destroyed): whatever it runs or waits for should stop. A worker retired
@@ -110,6 +112,14 @@ pub(crate) trait Launcher: Send + Sync + 'static {
     /// child killed at the deadline still has to be reaped).
     fn stop_grace(&self) -> Duration {
         Duration::ZERO
+    }
+
+    /// Whether starting a worker costs enough that an isolated pool should start each
+    /// worker's successor ahead, as a spare that waits parked until it replaces it. By
+    /// default, only when there is a setup export to run: a bare worker thread starts in
+    /// about the time a parked one takes to wake, and a spare would only add that wake-up.
+    fn spares_pay(&self, pool: &WorkerOptions) -> bool {
+        pool.setup.is_some()
     }
 }
 

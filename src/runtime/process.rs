@@ -117,6 +117,10 @@ impl Launcher for Processes {
         // machine so loaded that the kill itself takes long (seen past 1.5 s under Wine).
         Duration::from_secs(3)
     }
+
+    fn spares_pay(&self, _: &WorkerOptions) -> bool {
+        true // A spawn, a program's start and a handshake: a millisecond, mostly CPU.
+    }
 }
 
 /// Describes how a child ended, for start-up errors.

@@ -2,15 +2,15 @@
 //! once, and may be handed its first task), and its thread started after the lock is released
 //! (spawning is a syscall); the thread makes itself a worker of its runtime and runs the loop.
 //! A worker *leaves* (retired: removed from the state, its id free) and is *replaced* up to
-//! `min_threads` and what the queue needs. Every thread marks itself finished as its last step,
+//! `min_threads` and what the queue needs; in an isolated pool a reservation first promotes a
+//! spare whose id is free, whose thread runs already (see `spare.rs`). Every thread marks itself finished as its last step,
 //! however it ends; finished threads are joined by whoever next takes the lock to start one,
 //! and by `destroy`, which waits for them all.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::state::{JobRef, Reservation, SchedulerState, ThreadRecord, WorkerRecord};
+use super::state::{JobRef, Reservation, Reserved, SchedulerState, ThreadRecord, WorkerRecord};
 use super::Scheduler;
 use crate::hooks::Exit;
 use crate::hooks::WorkerInfo;
@@ -25,38 +25,68 @@ use crate::Error;
 impl Scheduler {
     // ---- Reserve and start ------------------------------------------------------------------
 
-    /// Adds a worker to the state (it counts at once) and returns what its thread needs.
-    pub(super) fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> Reservation {
-        let index = state
-            .ids_in_use
-            .iter()
-            .position(|used| !used)
-            .expect("callers never exceed max_threads");
-        state.ids_in_use[index] = true;
+    /// Adds a worker to the state (it counts at once) and returns what to start for it: its
+    /// thread, unless a spare was promoted instead (see `spare.rs`), and, in an isolated pool
+    /// with work in sight (`first`, or a queue), a spare to succeed it.
+    pub(super) fn reserve(state: &mut SchedulerState, first: Option<JobRef>) -> Reserved {
+        let with_work = first.is_some() || !state.queue.is_empty();
+        // Its exports are known once it started: until then an abortable task runs alone.
+        let exclusive = first.as_ref().is_some_and(|job| job.exclusive());
+        let inbox = first.into_iter().collect();
+        let (thread, id) = match state.spares.promotable(&state.ids_in_use) {
+            Some(spare) => {
+                let id = spare.id;
+                state.ids_in_use[id - 1] = true;
+                spare.bell.ring();
+                state.workers.push(WorkerRecord::new(
+                    spare.serial,
+                    id,
+                    spare.bell,
+                    spare.retired,
+                    spare.pid,
+                    inbox,
+                    exclusive,
+                ));
+                (None, id)
+            }
+            None => {
+                let index = state
+                    .ids_in_use
+                    .iter()
+                    .position(|used| !used)
+                    .expect("callers never exceed max_threads");
+                state.ids_in_use[index] = true;
+                let start = Self::new_thread(state, index + 1, false);
+                state.workers.push(WorkerRecord::new(
+                    start.serial,
+                    index + 1,
+                    start.bell.clone(),
+                    start.me.retired.clone(),
+                    None,
+                    inbox,
+                    exclusive,
+                ));
+                (Some(start), index + 1)
+            }
+        };
+        let spare = if with_work {
+            Self::reserve_spare(state, id)
+        } else {
+            None
+        };
+        Reserved { thread, spare }
+    }
+
+    /// Records a thread to start for worker `id` (or for its spare) and returns what it needs.
+    pub(super) fn new_thread(state: &mut SchedulerState, id: usize, spare: bool) -> Reservation {
         let serial = state.next_serial;
         state.next_serial += 1;
         let bell = Arc::new(Doorbell::new());
         let retired = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::owned());
-        // Its exports are known once it started: until then an abortable task runs alone.
-        let exclusive = first.as_ref().is_some_and(|job| job.exclusive());
-        state.workers.push(WorkerRecord {
-            serial,
-            id: index + 1,
-            inbox: first.into_iter().collect(),
-            running: VecDeque::new(),
-            exclusive,
-            async_exports: Vec::new(),
-            recycle: false,
-            bell: bell.clone(),
-            retired: retired.clone(),
-            pid: None,
-            publishing: false,
-            meter: Default::default(),
-        });
         state.threads.push(ThreadRecord {
             serial,
-            id: index + 1,
+            id,
             handle: None,
             finished: false,
             publishing: false,
@@ -68,17 +98,18 @@ impl Scheduler {
             serial,
             bell: bell.clone(),
             me: WorkerStart {
-                id: index + 1,
+                id,
                 retired,
                 tally,
-                bell: bell.clone(),
+                bell,
             },
+            spare,
         }
     }
 
     /// Reserves workers until there are `min_threads` (none once closing), and enough for the
     /// queue.
-    pub(super) fn replenish(&self, state: &mut SchedulerState) -> Vec<Reservation> {
+    pub(super) fn replenish(&self, state: &mut SchedulerState) -> Vec<Reserved> {
         // The pool has lost a worker: the intake's tasks join the queue, which counts.
         self.take_intake(state, true);
         if state.destroyed {
@@ -98,15 +129,24 @@ impl Scheduler {
         starts
     }
 
-    pub(super) fn start_all(self: &Arc<Self>, starts: Vec<Reservation>) {
+    pub(super) fn start_all(self: &Arc<Self>, starts: Vec<Reserved>) {
         for start in starts {
             self.start(start);
         }
     }
 
-    /// Starts the thread of a reserved worker, outside the lock (spawning is a syscall).
-    pub(super) fn start(self: &Arc<Self>, start: Reservation) {
+    /// Starts what [`reserve`](Self::reserve) gave, outside the lock (spawning is a syscall):
+    /// the worker's thread first, then its spare's.
+    pub(super) fn start(self: &Arc<Self>, reserved: Reserved) {
+        for start in reserved.thread.into_iter().chain(reserved.spare) {
+            self.start_thread(start);
+        }
+    }
+
+    /// Starts the thread of a reserved worker or spare.
+    pub(super) fn start_thread(self: &Arc<Self>, start: Reservation) {
         let serial = start.serial;
+        let spare = start.spare;
         let options = &self.options;
         let mut builder =
             thread::Builder::new().name(format!("{}-{}", options.thread_name, start.me.id));
@@ -129,6 +169,7 @@ impl Scheduler {
                 drop(state);
                 self.start_failed(
                     serial,
+                    spare,
                     Error::WorkerStartFailed {
                         message: format!("spawning a thread: {error}"),
                     },
@@ -153,8 +194,13 @@ impl Scheduler {
         // not start.
         let mut worker = match self.launcher.start(&self.worker_options, &me.me) {
             Ok(worker) => worker,
-            Err(error) => return self.start_failed(me.serial, error),
+            Err(error) => return self.start_failed(me.serial, me.spare, error),
         };
+        // A spare serves once promoted; one discarded stops unannounced.
+        if me.spare && !self.await_promotion(&me, &mut *worker) {
+            worker.stop();
+            return;
+        }
         let mut info = WorkerInfo {
             id: me.me.id,
             pid: worker.pid(),
@@ -200,9 +246,18 @@ impl Scheduler {
 
     /// A worker could not start: the tasks it took fail, and so does the queue when no other
     /// worker is left to take it. Nothing is respawned here, so a pool whose workers cannot
-    /// start fails its tasks instead of spinning; the next task tries again.
-    fn start_failed(&self, serial: u64, error: Error) {
+    /// start fails its tasks instead of spinning; the next task tries again. A `spare` not
+    /// promoted holds no task: its error goes to `on_error`, unless it was discarded.
+    fn start_failed(&self, serial: u64, spare: bool, error: Error) {
         let mut state = self.lock();
+        if spare && state.position(serial).is_none() {
+            let listed = state.spares.take(serial).is_some();
+            drop(state);
+            if listed {
+                self.worker_options.reporter.report(error);
+            }
+            return;
+        }
         let mut failed: Vec<JobRef> = Vec::new();
         // A worker retired while it started (abort, destroy) has nothing to report.
         let live = state.position(serial);
@@ -291,6 +346,8 @@ impl Scheduler {
         // and fail what it held, so nothing hangs.
         let mut orphans: Vec<JobRef> = Vec::new();
         let mut starts = Vec::new();
+        // Likewise a spare, which holds nothing.
+        state.spares.take(serial);
         if let Some(index) = state.position(serial) {
             let lost = Exit::Crashed {
                 code: None,

@@ -38,7 +38,9 @@
 //!   started outside it, *retired* when they leave (removed from the state, their id free,
 //!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
 //!   needs; every thread is joined. A worker that fails to start (its setup included) fails
-//!   the tasks it took and is not replaced: the next task that needs one tries again.
+//!   the tasks it took and is not replaced: the next task that needs one tries again. An
+//!   isolated pool starts a worker's successor, a *spare* ([`spare`]), while the worker has
+//!   its task, outside the state's workers; a reservation promotes it when its id is free.
 //! - **The loop** ([`worker_loop`]). BUSY: take a batch, run its oldest task with the lock
 //!   released, book it; IDLE: wait on the doorbell. It leaves when retired, recycled, isolated,
 //!   told to by its runtime, or idle for `idle_timeout` above `min_threads`.
@@ -67,6 +69,7 @@
 //! - `abort.rs`: a task failed wherever it is (signal, `Task::abort`, timeout).
 //! - `state.rs`: the state behind the lock, and the records of workers and threads.
 //! - `lifecycle.rs`: reserve, start, leave, join.
+//! - `spare.rs`: an isolated pool's spares: started ahead, promoted, discarded.
 //! - `worker_loop.rs`: the loop, step by step.
 //! - `queue.rs`: the queue, by priority.
 //! - `intake.rs`: the intake, and when it opens and closes.
@@ -84,7 +87,7 @@ use std::time::{Duration, Instant};
 
 use self::intake::Intake;
 pub(crate) use self::places::{Request, Ticket};
-use self::state::{Countdown, JobRef, SchedulerState};
+use self::state::{Countdown, JobRef, SchedulerState, Spares};
 use self::timer::Timer;
 use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::runtime::{Launcher, WorkerOptions};
@@ -106,6 +109,7 @@ mod permits;
 mod places;
 mod queue;
 mod snapshot;
+mod spare;
 mod state;
 mod submit;
 mod timer;
@@ -166,6 +170,10 @@ impl Scheduler {
             state: Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 note_exits: options.hooks.wants_exit(),
+                spares: Spares {
+                    enabled: options.isolate_workers && launcher.spares_pay(&worker_options),
+                    list: Vec::new(),
+                },
                 ..SchedulerState::default()
             }),
             options,
@@ -274,6 +282,7 @@ impl Scheduler {
             return;
         }
         state.closing = true;
+        state.spares.discard_all();
         // From now on every submitter takes the lock, and finds the pool closing.
         self.take_intake(&mut state, true);
         // Idle workers wake, find nothing, and stop (see `worker_loop`); busy ones stop once
@@ -362,6 +371,8 @@ impl Scheduler {
             slot: Slot::new(),
         });
         let mut state = self.lock();
+        // Started before the call: not the fresh workers it asks for.
+        state.spares.discard_all();
         let mut index = 0;
         while index < state.workers.len() {
             if state.workers[index].load() > 0 {
@@ -389,6 +400,7 @@ impl Scheduler {
         let (doomed, retired, idle, refused): (Vec<JobRef>, Vec<_>, _, _) = {
             let mut state = self.lock();
             state.destroyed = true;
+            state.spares.discard_all();
             self.take_intake(&mut state, true);
             let mut doomed: Vec<JobRef> = state.queue.drain();
             let mut retired = Vec::new();

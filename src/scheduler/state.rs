@@ -49,6 +49,8 @@ pub(super) struct SchedulerState {
     pub(super) permits: Permits,
     /// What the workers gone measured, for `Pool::stats`.
     pub(super) meter: PoolMeter,
+    /// The workers' successors started ahead in an isolated pool (see `spare.rs`).
+    pub(super) spares: Spares,
 }
 
 impl SchedulerState {
@@ -81,6 +83,10 @@ impl SchedulerState {
             }
         }
         worker.bell.ring();
+        if self.spares.enabled {
+            // Unless it is promoted before the lock is released, its spare is no longer wanted.
+            self.spares.ring(worker.id);
+        }
         worker
     }
 }
@@ -117,6 +123,32 @@ pub(super) struct WorkerRecord {
 }
 
 impl WorkerRecord {
+    /// A new worker's record: `inbox` its first task, if any.
+    pub(super) fn new(
+        serial: u64,
+        id: usize,
+        bell: Arc<Doorbell>,
+        retired: Arc<AtomicBool>,
+        pid: Option<u32>,
+        inbox: VecDeque<JobRef>,
+        exclusive: bool,
+    ) -> Self {
+        WorkerRecord {
+            serial,
+            id,
+            inbox,
+            running: VecDeque::new(),
+            exclusive,
+            async_exports: Vec::new(),
+            recycle: false,
+            bell,
+            retired,
+            pid,
+            publishing: false,
+            meter: Default::default(),
+        }
+    }
+
     pub(super) fn load(&self) -> usize {
         self.inbox.len() + self.running.len()
     }
@@ -164,6 +196,36 @@ pub(super) struct Reservation {
     pub(super) bell: Arc<Doorbell>,
     /// What its runtime is told.
     pub(super) me: WorkerStart,
+    /// A spare (see `spare.rs`): once started, it waits to be promoted before it serves.
+    pub(super) spare: bool,
+}
+
+/// What reserving a worker gave: the thread to start for it (`None` when a spare was
+/// promoted: its thread runs already), and a spare to start for it.
+pub(super) struct Reserved {
+    pub(super) thread: Option<Reservation>,
+    pub(super) spare: Option<Reservation>,
+}
+
+/// The spares of an isolated pool (see `spare.rs`), one at most per worker id.
+#[derive(Default)]
+pub(super) struct Spares {
+    /// Whether the pool starts spares: it isolates its workers.
+    pub(super) enabled: bool,
+    pub(super) list: Vec<Spare>,
+}
+
+/// A spare, as the scheduler sees it until it is promoted or discarded.
+pub(super) struct Spare {
+    pub(super) serial: u64,
+    /// The id of the worker it replaces, and will have.
+    pub(super) id: usize,
+    pub(super) bell: Arc<Doorbell>,
+    pub(super) retired: Arc<AtomicBool>,
+    /// Its child's pid, once it has started.
+    pub(super) pid: Option<u32>,
+    /// Whether it has started (and waits to be promoted).
+    pub(super) started: bool,
 }
 
 /// Counts workers down to zero, then resolves a task (`recycle_workers`).

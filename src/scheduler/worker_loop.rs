@@ -8,7 +8,8 @@
 //!   runtime's health check is due; then take the lock again.
 //!
 //! It leaves when it finds itself retired (abort, destroy, `recycle_workers` while idle), when
-//! it is recycled and has nothing left, after every task when isolated, when its runtime says
+//! it is recycled and has nothing left, after every task when isolated (having started its
+//! spare as it took the task, and dropped it if it idles first: see `spare.rs`), when its runtime says
 //! so (a child that died, or passed its memory limit once its batch is done), or after
 //! `idle_timeout` idle above `min_threads`.
 //!
@@ -79,12 +80,9 @@ enum Woken {
 impl Scheduler {
     /// The worker thread's loop (see the module's doc), until the worker leaves.
     pub(super) fn worker_loop(self: &Arc<Self>, me: &Reservation, worker: &mut dyn RunningWorker) {
+        let isolated = self.options.isolate_workers;
         // An isolated worker runs one task per worker: nothing may be sent ahead.
-        let depth = if self.options.isolate_workers {
-            1
-        } else {
-            worker.depth().max(1)
-        };
+        let depth = if isolated { 1 } else { worker.depth().max(1) };
         me.bell.bind_current_thread();
         let mut shift = Shift {
             depth,
@@ -105,6 +103,12 @@ impl Scheduler {
         while let Some(index) = state.position(me.serial) {
             // BUSY
             if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
+                // An isolated worker's successor starts now, while it runs its task.
+                let spare = if isolated {
+                    Self::reserve_spare(&mut state, me.me.id)
+                } else {
+                    None
+                };
                 // `refill` may have taken from the queue: a place for a `Pool::reserve` waiter.
                 let granted = self.grant(&mut state);
                 if self.options.record_timing {
@@ -115,6 +119,9 @@ impl Scheduler {
                 }
                 release(state, &mut shift.done, tally);
                 granted.deliver();
+                if let Some(spare) = spare {
+                    self.start_thread(spare);
+                }
                 let flow = run_oldest(worker, oldest, &mut shift);
                 state = self.lock();
                 if flow == Flow::Pending {
@@ -150,6 +157,10 @@ impl Scheduler {
                 let idle = self.settle(&mut state);
                 release(state, &mut shift.done, tally);
                 return super::resolve(idle);
+            }
+            if isolated {
+                // Waiting for work, it needs no successor yet.
+                state.spares.discard(me.me.id);
             }
             // A store to its own record, and a test of an empty list unless someone waits on
             // `Pool::idle`.

@@ -26,6 +26,7 @@ mod lifecycle;
 mod options;
 mod priorities;
 mod scheduling;
+mod spares;
 mod stats;
 mod teardown;
 mod timeouts;
@@ -359,6 +360,29 @@ fn exports() -> Exports {
             ms
         })
         .merge(typed::exports())
+        // The setup of tests/runtimes/spares.rs: creates `setup-<pid>-<thread>` in the directory
+        // `worker_data` names, then does what the file `gate` there says: "fail" fails the
+        // setup, "block" blocks it until its worker is retired (a thread sees
+        // `worker::aborted()`; a child is killed) or a minute passed; otherwise it returns.
+        .export("spare_setup", |()| -> Result<(), String> {
+            let dir = worker::data::<String>()
+                .map_err(|e| e.to_string())?
+                .ok_or("no directory")?;
+            let dir = std::path::Path::new(&dir);
+            std::fs::write(dir.join(spares::setup_name(&identity())), b"")
+                .map_err(|e| e.to_string())?;
+            match std::fs::read_to_string(dir.join("gate")).as_deref() {
+                Ok("fail") => Err("the gate refuses this worker".to_owned()),
+                Ok("block") => {
+                    let until = std::time::Instant::now() + Duration::from_secs(60);
+                    while !worker::aborted() && std::time::Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        })
 }
 
 thread_local! {
@@ -416,6 +440,7 @@ fn main() {
         backpressure::bodies,
         stats::bodies,
         async_exports::bodies,
+        spares::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();
