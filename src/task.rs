@@ -133,11 +133,7 @@ impl<R> Slot<R> {
         }
     }
 
-    fn make_ready(
-        &self,
-        mut inner: MutexGuard<'_, SlotInner<R>>,
-        held: Held<R>,
-    ) -> bool {
+    fn make_ready(&self, mut inner: MutexGuard<'_, SlotInner<R>>, held: Held<R>) -> bool {
         inner.state = State::Ready(held);
         let waiter = std::mem::take(&mut inner.waiter);
         let runner = inner.runner.take();
