@@ -1,16 +1,19 @@
-//! [`Writer`], either side's writing end: frames into the ring, or announced there and sent
-//! on the socket (see `ring.rs`), or, without a ring, on the socket alone.
+//! [`Writer`], either side's writing end: frames into the ring, or announced there and
+//! written in the shared slot for big frames (`bulk.rs`) or sent on the socket (see
+//! `ring.rs`), or, without a ring, on the socket alone.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::bulk::BulkWriter;
 use super::exit::ExitWatch;
 use super::ring::{RingWriter, INLINE_MAX};
 use super::stream::{hung_up, poll, send_now};
 use super::wait::{spin_then_nap, Naps, RING_NAP};
 use super::Channel;
 use super::POLL_INTERVAL;
+use crate::codec::Place;
 use crate::protocol::Message;
 use crate::Error;
 
@@ -19,9 +22,11 @@ use crate::Error;
 pub(crate) struct Writer {
     socket: Channel,
     ring: Option<RingWriter>,
+    /// The slot for big frames, used while it is free (with a ring only).
+    bulk: Option<BulkWriter>,
     mode: Mode,
     /// Frames not yet placed: the ring was full ([`Mode::Ahead`]).
-    pending: VecDeque<Vec<u8>>,
+    pending: VecDeque<Pending>,
     /// Bytes the socket owes the other side, in order: the frames of a `SOCKET` chunk,
     /// nudges, or, without a ring, every frame ([`Mode::Ahead`]).
     owed: Vec<u8>,
@@ -31,6 +36,14 @@ pub(crate) struct Writer {
     peer: Option<ExitWatch>,
     /// Where a message is encoded: one buffer, reused.
     scratch: Vec<u8>,
+}
+
+/// A frame not placed yet.
+enum Pending {
+    /// Its bytes.
+    Frame(Vec<u8>),
+    /// A frame of this many bytes in the slot, to announce.
+    Bulk(usize),
 }
 
 /// What a writer does when the channel does not take a frame at once.
@@ -86,6 +99,7 @@ impl Writer {
         Writer {
             socket,
             ring: None,
+            bulk: None,
             mode,
             pending: VecDeque::new(),
             owed: Vec::new(),
@@ -100,6 +114,14 @@ impl Writer {
         self.ring = Some(ring);
     }
 
+    /// From now on, big frames travel in `slot` while it is free (after [`attach`]).
+    ///
+    /// [`attach`]: Self::attach
+    pub(crate) fn attach_bulk(&mut self, slot: BulkWriter) {
+        debug_assert!(self.ring.is_some(), "the ring announces the slot's frames");
+        self.bulk = Some(slot);
+    }
+
     /// Whether writing failed: the other side is gone or going.
     pub(crate) fn is_broken(&self) -> bool {
         self.broken.is_some()
@@ -112,14 +134,78 @@ impl Writer {
     /// broken channel there (and in [`is_broken`](Self::is_broken)). The child's waits until
     /// the frame is all out, and fails if the socket does.
     pub(crate) fn send(&mut self, message: &impl Message, max: usize) -> Result<(), Error> {
-        message.encode(max, &mut self.scratch)?;
-        let frame = std::mem::take(&mut self.scratch);
+        let size = message.measure(max)?;
+        if size > INLINE_MAX {
+            // Straight into the slot, when it is free.
+            if let Some(mut place) = self.free_slot(0, size, size) {
+                message.write(size, &mut place);
+                return self.send_in_slot(size);
+            }
+        }
+        let mut frame = std::mem::take(&mut self.scratch);
+        frame.clear();
+        frame.reserve(size);
+        message.write(size, &mut frame);
+        self.send_frame(Pending::Frame(frame))
+    }
+
+    /// A place in the slot for bytes `head..` of a frame whose first `head` bytes are written
+    /// later ([`send_placed`](Self::send_placed)): a task's argument, encoded in place. The
+    /// frame stays within `max` (and the slot). `None` if the slot is not free, or not there.
+    pub(crate) fn place_after(&mut self, head: usize, max: usize) -> Option<Place> {
+        // `max` counts a frame's kind and body; the place, its header too.
+        self.free_slot(head, head, max.saturating_add(4))
+    }
+
+    /// Sends the frame of `size` bytes written in the slot after its first `head` bytes
+    /// ([`place_after`](Self::place_after)), which `write_head` writes in the place it is
+    /// given. As [`send`](Self::send) does; a small frame goes in the ring as any other.
+    pub(crate) fn send_placed(
+        &mut self,
+        size: usize,
+        head: usize,
+        write_head: impl FnOnce(&mut Place),
+    ) -> Result<(), Error> {
+        let slot = self.bulk.as_mut().expect("a place was given");
+        let mut place = slot.place(0, head, head).expect("mapped for the place given");
+        write_head(&mut place);
+        self.send_in_slot(size)
+    }
+
+    /// A place for bytes `from..` of a frame in the slot, with at least `want` bytes of it
+    /// mapped and at most `limit`, if there is a slot, free, and the channel works.
+    fn free_slot(&mut self, from: usize, want: usize, limit: usize) -> Option<Place> {
+        let slot = self.bulk.as_mut().filter(|slot| slot.is_free())?;
+        if self.broken.is_some() {
+            return None;
+        }
+        slot.place(from, want, limit)
+    }
+
+    /// Sends the frame of `size` bytes just written in the slot.
+    fn send_in_slot(&mut self, size: usize) -> Result<(), Error> {
+        let slot = self.bulk.as_mut().expect("a frame in the slot");
+        if size <= INLINE_MAX {
+            // A small one (encoded in place before its size was known) goes in the ring:
+            // copied out first, as the pool reads nothing in place that a child can write.
+            let mut frame = std::mem::take(&mut self.scratch);
+            frame.clear();
+            slot.copy_out(size, &mut frame);
+            return self.send_frame(Pending::Frame(frame));
+        }
+        slot.hold();
+        self.send_frame(Pending::Bulk(size))
+    }
+
+    /// Sends `frame` after those sent before: see [`send`](Self::send).
+    fn send_frame(&mut self, frame: Pending) -> Result<(), Error> {
+        let frame = self.to_slot(frame);
         match self.mode {
             Mode::Ahead => {
                 if self.broken.is_none() && !(self.pending.is_empty() && self.place(&frame)) {
                     self.pending.push_back(frame);
                 } else {
-                    self.scratch = frame;
+                    self.recycle(frame);
                 }
                 self.flush();
                 Ok(())
@@ -135,7 +221,7 @@ impl Writer {
                     // The pool closed its end: nobody is left to serve.
                     std::process::exit(0);
                 }
-                self.scratch = frame;
+                self.recycle(frame);
                 match &self.broken {
                     None => Ok(()),
                     Some(error) => Err(Error::Protocol {
@@ -146,10 +232,35 @@ impl Writer {
         }
     }
 
+    /// Keeps a frame's buffer for the next one.
+    fn recycle(&mut self, frame: Pending) {
+        if let Pending::Frame(bytes) = frame {
+            self.scratch = bytes;
+        }
+    }
+
+    /// A big frame in bytes moves to the slot, if it is free and takes it (once: it is then
+    /// held there until announced).
+    fn to_slot(&mut self, frame: Pending) -> Pending {
+        match frame {
+            Pending::Frame(bytes) if bytes.len() > INLINE_MAX && self.broken.is_none() => {
+                let slot = self.bulk.as_mut().filter(|slot| slot.is_free());
+                if !slot.is_some_and(|slot| slot.put(&bytes)) {
+                    return Pending::Frame(bytes);
+                }
+                let size = bytes.len();
+                self.recycle(Pending::Frame(bytes));
+                Pending::Bulk(size)
+            }
+            frame => frame,
+        }
+    }
+
     /// Sends what the channel takes of what waits; returns what still waits, or `None` once
     /// writing failed (the child is dead or dying).
     pub(crate) fn flush(&mut self) -> Option<Backlog> {
         while let Some(frame) = self.pending.pop_front() {
+            let frame = self.to_slot(frame);
             if !self.place(&frame) {
                 self.pending.push_front(frame);
                 break;
@@ -203,9 +314,23 @@ impl Writer {
         })
     }
 
-    /// Puts `frame` in the ring, or announces it there and sends it on the socket; `false`
-    /// if the ring has no room now.
-    fn place(&mut self, frame: &[u8]) -> bool {
+    /// Puts `frame` in the ring, or announces it there (and sends it on the socket, unless it
+    /// is in the slot); `false` if the ring has no room now.
+    fn place(&mut self, frame: &Pending) -> bool {
+        let frame = match frame {
+            Pending::Frame(bytes) => bytes,
+            Pending::Bulk(size) => {
+                let ring = self.ring.as_mut().expect("a slot comes with a ring");
+                if !ring.try_bulk(*size) {
+                    return false;
+                }
+                self.bulk.as_mut().expect("a frame in the slot").announced();
+                if ring.reader_sleeping() && ring.nudge() {
+                    self.owe(&[0]);
+                }
+                return true;
+            }
+        };
         match &mut self.ring {
             Some(ring) if frame.len() <= INLINE_MAX => {
                 if !ring.try_inline(frame) {

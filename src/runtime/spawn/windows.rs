@@ -75,6 +75,7 @@ pub(crate) fn start(
         child,
         channel,
         region: None,
+        bulk: None,
     })
 }
 
