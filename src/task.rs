@@ -397,8 +397,11 @@ pub(crate) trait Job: Send + Sync + Spawn {
     /// the task resolved on its way to the worker (then it must not be sent).
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
     /// [`encode_arg`](Self::encode_arg), into `out` if it fits there (shared memory).
-    fn encode_arg_into(&self, codec: Serialization, out: &mut Place)
-        -> Option<Result<Encoded, Error>>;
+    fn encode_arg_into(
+        &self,
+        codec: Serialization,
+        out: &mut Place,
+    ) -> Option<Result<Encoded, Error>>;
     /// The argument's type name.
     fn arg_type(&self) -> &'static str;
     /// The expected result's type name.

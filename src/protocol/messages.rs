@@ -643,12 +643,8 @@ mod tests {
             let base = memory.as_mut_ptr();
             // SAFETY: two places within `memory`, not overlapping, which nothing else uses
             // while they live.
-            let (mut arg_place, mut head_place) = unsafe {
-                (
-                    Place::new(base.add(head), len + 10),
-                    Place::new(base, head),
-                )
-            };
+            let (mut arg_place, mut head_place) =
+                unsafe { (Place::new(base.add(head), len + 10), Place::new(base, head)) };
             assert!(arg_place.put(&arg));
             run.write_head(arg.len(), &mut head_place);
             assert!(!head_place.is_full());

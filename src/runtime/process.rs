@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use super::spawn::{self, limit_hit, signal_of, ChildProcess, Started};
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
-use crate::protocol::{
-    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, LIMITS_ENV, PARENT_ENV,
-};
+use crate::protocol::{Done, Frame, Hello, Init, Limits, ToChild, ToPool, LIMITS_ENV, PARENT_ENV};
 use crate::stats::Tally;
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::lock;
@@ -444,17 +442,9 @@ impl ChildWorker {
         let codec = self.options.serialization;
         let task = self.next_task;
         let port = job.port();
-        let run = Run {
-            task,
-            name: job.name(),
-            arg_type: job.arg_type(),
-            result_type: job.result_type(),
-            port_type: port.map_or("", |port| port.message_type()),
-            arg: &[],
-        };
         let mut out = lock(&self.writer);
         // `None`: it resolved on its way here, nothing to send.
-        let sent = run::send(&mut out.writer, job, run, codec, self.max())?;
+        let sent = run::send(&mut out.writer, job, task, codec, self.max())?;
         self.next_task += 1;
         if sent.is_ok() && port.is_some() {
             // Its messages follow the `RUN` frame, in order, sent as the child reads them.

@@ -166,7 +166,9 @@ fn slot_size(capacity: usize) -> Option<usize> {
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
         .ok()
         .filter(|page| page.is_power_of_two())?;
-    let slot = capacity.checked_add(FRAME)?.checked_next_multiple_of(page)?;
+    let slot = capacity
+        .checked_add(FRAME)?
+        .checked_next_multiple_of(page)?;
     // The larger mapping of the two: FIRST_MAP.
     Some(slot.max(FIRST_MAP))
 }
@@ -356,14 +358,15 @@ impl BulkReader {
             )));
         }
         if self.map.as_ref().is_none_or(|map| map.room() < len) {
-            let map = self.bulk.map(self.direction, FRAME + len).ok_or_else(|| {
-                Error::Protocol {
-                    message: format!(
-                        "mapping the shared memory of a frame of {len} bytes: {}",
-                        std::io::Error::last_os_error()
-                    ),
-                }
-            })?;
+            let map =
+                self.bulk
+                    .map(self.direction, FRAME + len)
+                    .ok_or_else(|| Error::Protocol {
+                        message: format!(
+                            "mapping the shared memory of a frame of {len} bytes: {}",
+                            std::io::Error::last_os_error()
+                        ),
+                    })?;
             self.map = Some(Arc::new(map));
         }
         let map = self.map.as_ref().expect("mapped above");
@@ -511,7 +514,10 @@ mod tests {
         assert!(writer.put(&frame(6, &[1; 100])));
         writer.announced();
         let said = message(reader.take(105, 50));
-        assert!(said.contains("exceeds max_message_size (50 bytes)"), "{said}");
+        assert!(
+            said.contains("exceeds max_message_size (50 bytes)"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -167,7 +167,9 @@ impl Writer {
         write_head: impl FnOnce(&mut Place),
     ) -> Result<(), Error> {
         let slot = self.bulk.as_mut().expect("a place was given");
-        let mut place = slot.place(0, head, head).expect("mapped for the place given");
+        let mut place = slot
+            .place(0, head, head)
+            .expect("mapped for the place given");
         write_head(&mut place);
         self.send_in_slot(size)
     }
@@ -199,7 +201,7 @@ impl Writer {
 
     /// Sends `frame` after those sent before: see [`send`](Self::send).
     fn send_frame(&mut self, frame: Pending) -> Result<(), Error> {
-        let frame = self.to_slot(frame);
+        let frame = self.move_to_slot(frame);
         match self.mode {
             Mode::Ahead => {
                 if self.broken.is_none() && !(self.pending.is_empty() && self.place(&frame)) {
@@ -241,7 +243,7 @@ impl Writer {
 
     /// A big frame in bytes moves to the slot, if it is free and takes it (once: it is then
     /// held there until announced).
-    fn to_slot(&mut self, frame: Pending) -> Pending {
+    fn move_to_slot(&mut self, frame: Pending) -> Pending {
         match frame {
             Pending::Frame(bytes) if bytes.len() > INLINE_MAX && self.broken.is_none() => {
                 let slot = self.bulk.as_mut().filter(|slot| slot.is_free());
@@ -260,7 +262,7 @@ impl Writer {
     /// writing failed (the child is dead or dying).
     pub(crate) fn flush(&mut self) -> Option<Backlog> {
         while let Some(frame) = self.pending.pop_front() {
-            let frame = self.to_slot(frame);
+            let frame = self.move_to_slot(frame);
             if !self.place(&frame) {
                 self.pending.push_front(frame);
                 break;

@@ -24,6 +24,7 @@ mod futures;
 mod isolation;
 mod lifecycle;
 mod options;
+mod payloads;
 mod priorities;
 mod scheduling;
 mod stats;
@@ -359,6 +360,7 @@ fn exports() -> Exports {
             ms
         })
         .merge(typed::exports())
+        .merge(payloads::exports())
 }
 
 thread_local! {
@@ -416,6 +418,7 @@ fn main() {
         backpressure::bodies,
         stats::bodies,
         async_exports::bodies,
+        payloads::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();

@@ -13,15 +13,23 @@ use crate::task::Job;
 use crate::transport::Writer;
 use crate::Error;
 
-/// Sends `run` with `job`'s argument (`run.arg` is not used) through `writer`, in frames of at
-/// most `max` bytes; `None` if the task resolved on its way here (nothing is sent).
+/// Sends `job`'s `RUN` frame, as task `task`, through `writer`, in frames of at most `max`
+/// bytes; `None` if the task resolved on its way here (nothing is sent).
 pub(super) fn send(
     writer: &mut Writer,
     job: &Arc<dyn Job>,
-    run: Run<'_>,
+    task: u64,
     codec: Serialization,
     max: usize,
 ) -> Option<Result<(), Error>> {
+    let run = Run {
+        task,
+        name: job.name(),
+        arg_type: job.arg_type(),
+        result_type: job.result_type(),
+        port_type: job.port().map_or("", |port| port.message_type()),
+        arg: &[],
+    };
     let head = run.head_size();
     if let Some(mut place) = writer.place_after(head, max) {
         return Some(match job.encode_arg_into(codec, &mut place)? {
