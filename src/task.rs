@@ -396,11 +396,12 @@ pub(crate) trait Job: Send + Sync + Spawn {
     /// The argument, encoded (it stays in the task until its result is staged); `None` if
     /// the task resolved on its way to the worker (then it must not be sent).
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
-    /// [`encode_arg`](Self::encode_arg), into `out` if it fits there (shared memory).
+    /// [`encode_arg`](Self::encode_arg), into `out`, if it fits there (straight where it is
+    /// sent from: shared memory for a big one).
     fn encode_arg_into(
         &self,
         codec: Serialization,
-        out: &mut Place,
+        out: &mut Place<'_>,
     ) -> Option<Result<Encoded, Error>>;
     /// The argument's type name.
     fn arg_type(&self) -> &'static str;
@@ -711,7 +712,7 @@ where
     fn encode_arg_into(
         &self,
         codec: Serialization,
-        out: &mut Place,
+        out: &mut Place<'_>,
     ) -> Option<Result<Encoded, Error>> {
         self.may_start().map(|start| {
             start.and_then(|()| match &*lock(&self.arg) {

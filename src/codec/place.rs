@@ -3,10 +3,11 @@
 //! is then copied there: a big argument is written once on its way to a child.
 //!
 //! A place has a fixed capacity. A value that does not fit leaves it *full*, whatever was
-//! written, and is encoded again the usual way ([`Encoded::Vec`]): so a place never grows,
-//! and a value never fails for want of room.
+//! written ([`Encoded::Full`]), and is encoded again elsewhere: a place never grows. Its
+//! lifetime is the memory's: a place over a writer's buffer borrows the writer.
 
 use std::io;
+use std::marker::PhantomData;
 use std::ptr;
 
 use postcard::ser_flavors::Flavor;
@@ -16,34 +17,36 @@ use postcard::ser_flavors::Flavor;
 ///
 /// `pub` only because the sealed `Carry` trait names it: nothing outside the crate can reach
 /// it.
-pub struct Place {
+pub struct Place<'a> {
     start: *mut u8,
     capacity: usize,
     len: usize,
     full: bool,
+    memory: PhantomData<&'a mut [u8]>,
 }
 
 /// Where a value went (`pub` as [`Place`] is).
 pub enum Encoded {
     /// Into the place, whose [`len`](Place::len) counts its bytes.
     InPlace,
-    /// Into a buffer of its own: it did not fit.
-    Vec(Vec<u8>),
+    /// Nowhere: it did not fit (what the place holds is not to be read).
+    Full,
 }
 
-impl Place {
+impl Place<'_> {
     /// A place of `capacity` bytes at `start`.
     ///
     /// # Safety
     ///
-    /// `start..start + capacity` must be valid for writes for as long as the place lives, and
-    /// nothing of this process may read or write it meanwhile.
+    /// `start..start + capacity` must be valid for writes for as long as the place lives
+    /// (its lifetime), and nothing of this process may read or write it meanwhile.
     pub(crate) unsafe fn new(start: *mut u8, capacity: usize) -> Self {
         Place {
             start,
             capacity,
             len: 0,
             full: false,
+            memory: PhantomData,
         }
     }
 
@@ -82,7 +85,7 @@ impl Place {
 }
 
 /// postcard writes into a place through this flavor.
-impl Flavor for &mut Place {
+impl Flavor for &mut Place<'_> {
     type Output = ();
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
@@ -103,7 +106,7 @@ impl Flavor for &mut Place {
 }
 
 /// serde_json writes into a place as into any writer.
-impl io::Write for Place {
+impl io::Write for Place<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         if self.put(bytes) {
             Ok(bytes.len())

@@ -66,9 +66,13 @@ pub trait Carry<A, R>: Send + Sync + 'static {
     /// The argument, encoded for a child.
     fn encode_arg(codec: Serialization, arg: &A) -> Result<Vec<u8>, Error>;
 
-    /// The argument, encoded for a child into `out` if it fits there (see
+    /// The argument, encoded for a child into `out`, if it fits there (see
     /// [`Serialization::encode_into`]).
-    fn encode_arg_into(codec: Serialization, arg: &A, out: &mut Place) -> Result<Encoded, Error>;
+    fn encode_arg_into(
+        codec: Serialization,
+        arg: &A,
+        out: &mut Place<'_>,
+    ) -> Result<Encoded, Error>;
 
     /// A child's result, decoded.
     fn decode_result(codec: Serialization, bytes: &[u8]) -> Result<R, Error>;
@@ -87,7 +91,11 @@ where
     }
 
     #[inline]
-    fn encode_arg_into(codec: Serialization, arg: &A, out: &mut Place) -> Result<Encoded, Error> {
+    fn encode_arg_into(
+        codec: Serialization,
+        arg: &A,
+        out: &mut Place<'_>,
+    ) -> Result<Encoded, Error> {
         codec.encode_into(arg, out)
     }
 
@@ -106,7 +114,7 @@ impl<A, R> Carry<A, R> for Local {
         Err(cannot_cross::<A>())
     }
 
-    fn encode_arg_into(_: Serialization, _: &A, _: &mut Place) -> Result<Encoded, Error> {
+    fn encode_arg_into(_: Serialization, _: &A, _: &mut Place<'_>) -> Result<Encoded, Error> {
         Err(cannot_cross::<A>())
     }
 

@@ -106,12 +106,11 @@ impl Run<'_> {
         len
     }
 
-    /// Writes this frame's head (see [`head_size`](Self::head_size)) to `out` (a place of
-    /// that size), for an argument of `arg_len` bytes that follows it (`self.arg` is not
-    /// written). The frame, head and argument, must be within the cap (the caller's place
-    /// for both was).
-    pub(crate) fn write_head(&self, arg_len: usize, out: &mut Place) {
-        let head = self.head_size();
+    /// Writes this frame's head, of `head` bytes ([`head_size`](Self::head_size)), to `out`,
+    /// for an argument of `arg_len` bytes that follows it (`self.arg` is not written). The
+    /// frame, head and argument, must be within the cap (the caller's place for both was).
+    pub(crate) fn write_head(&self, head: usize, arg_len: usize, out: &mut Place<'_>) {
+        debug_assert_eq!(head, self.head_size());
         ToChild::Run(Run { arg: &[], ..*self }).write(head, out);
         // The lengths that count the argument: the frame's, and the argument's own.
         let frame = u32::try_from(head - 4 + arg_len).expect("a frame within the cap");
@@ -646,7 +645,7 @@ mod tests {
             let (mut arg_place, mut head_place) =
                 unsafe { (Place::new(base.add(head), len + 10), Place::new(base, head)) };
             assert!(arg_place.put(&arg));
-            run.write_head(arg.len(), &mut head_place);
+            run.write_head(head, arg.len(), &mut head_place);
             assert!(!head_place.is_full());
             let encoded = ToChild::Run(Run { arg: &arg, ..run }).to_frame(usize::MAX);
             assert_eq!(&memory[..head + len], &encoded.unwrap()[..]);

@@ -275,7 +275,7 @@ impl BulkWriter {
 
     /// A place in the (free) slot for bytes `from..` of a frame: at least `want` bytes of the
     /// frame mapped, at most `limit`. `None` if they cannot be mapped.
-    pub(crate) fn place(&mut self, from: usize, want: usize, limit: usize) -> Option<Place> {
+    pub(crate) fn place(&mut self, from: usize, want: usize, limit: usize) -> Option<Place<'_>> {
         debug_assert!(self.is_free());
         let limit = limit.min(self.capacity());
         if want > limit || from > limit {
@@ -317,20 +317,6 @@ impl BulkWriter {
         debug_assert!(self.holding);
         self.holding = false;
         self.announced = self.announced.wrapping_add(1);
-    }
-
-    /// Appends the first `len` bytes of the slot's frame (written there, and small) to
-    /// `out`.
-    pub(crate) fn copy_out(&self, len: usize, out: &mut Vec<u8>) {
-        let map = self.map.as_ref().expect("a frame was written");
-        assert!(len <= map.room());
-        out.reserve(len);
-        // SAFETY: `len` bytes within the mapping into `out`'s spare capacity, reserved above;
-        // copied, never borrowed (the reader could write them).
-        unsafe {
-            ptr::copy_nonoverlapping(map.frame(0), out.as_mut_ptr().add(out.len()), len);
-            out.set_len(out.len() + len);
-        }
     }
 }
 

@@ -46,7 +46,7 @@ pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};
 pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
-pub(crate) use writer::{Backlog, Writer};
+pub(crate) use writer::{Backlog, Room, Writer};
 
 /// How often a waiting read looks at its worker's abort flag and deadline.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);

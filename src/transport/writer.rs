@@ -38,6 +38,15 @@ pub(crate) struct Writer {
     scratch: Vec<u8>,
 }
 
+/// Where a frame is written in place ([`Writer::place_after`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Room {
+    /// In the writer's own buffer, for a frame small enough for the ring.
+    Small,
+    /// In the shared slot for big frames.
+    Slot,
+}
+
 /// A frame not placed yet.
 enum Pending {
     /// Its bytes.
@@ -149,34 +158,70 @@ impl Writer {
         self.send_frame(Pending::Frame(frame))
     }
 
-    /// A place in the slot for bytes `head..` of a frame whose first `head` bytes are written
-    /// later ([`send_placed`](Self::send_placed)): a task's argument, encoded in place. The
-    /// frame stays within `max` (and the slot). `None` if the slot is not free, or not there.
-    pub(crate) fn place_after(&mut self, head: usize, max: usize) -> Option<Place> {
-        // `max` counts a frame's kind and body; the place, its header too.
-        self.free_slot(head, head, max.saturating_add(4))
+    /// A place for bytes `head..` of a frame whose first `head` bytes are written later
+    /// ([`send_placed`](Self::send_placed)): a task's argument, encoded in place, in `room`.
+    /// The frame stays within `max`. `None` if there is no such room now (a slot not free, or
+    /// not there; a head too big for the room).
+    pub(crate) fn place_after(&mut self, room: Room, head: usize, max: usize) -> Option<Place<'_>> {
+        // `max` counts a frame's kind and body; a place, its header too.
+        let limit = max.saturating_add(4);
+        match room {
+            Room::Small => {
+                let limit = limit.min(INLINE_MAX);
+                if head >= limit {
+                    return None;
+                }
+                self.scratch.clear();
+                self.scratch.reserve(limit);
+                // SAFETY: `head..limit` lies within the buffer's capacity, reserved above; the
+                // place borrows this writer, so nothing else touches the buffer meanwhile.
+                Some(unsafe { Place::new(self.scratch.as_mut_ptr().add(head), limit - head) })
+            }
+            Room::Slot => self.free_slot(head, head, limit),
+        }
     }
 
-    /// Sends the frame of `size` bytes written in the slot after its first `head` bytes
+    /// Sends the frame of `size` bytes written in `room` after its first `head` bytes
     /// ([`place_after`](Self::place_after)), which `write_head` writes in the place it is
-    /// given. As [`send`](Self::send) does; a small frame goes in the ring as any other.
+    /// given. As [`send`](Self::send) does.
     pub(crate) fn send_placed(
         &mut self,
+        room: Room,
         size: usize,
         head: usize,
-        write_head: impl FnOnce(&mut Place),
+        write_head: impl FnOnce(&mut Place<'_>),
     ) -> Result<(), Error> {
-        let slot = self.bulk.as_mut().expect("a place was given");
-        let mut place = slot
-            .place(0, head, head)
-            .expect("mapped for the place given");
-        write_head(&mut place);
-        self.send_in_slot(size)
+        match room {
+            Room::Small => {
+                assert!(size <= self.scratch.capacity(), "written within the place");
+                let mut frame = std::mem::take(&mut self.scratch);
+                // SAFETY: `..head` lies within the capacity (`head < size`), not otherwise
+                // used while the place lives.
+                let mut place = unsafe { Place::new(frame.as_mut_ptr(), head) };
+                write_head(&mut place);
+                assert!(
+                    place.len() == head && !place.is_full(),
+                    "the head fills its place"
+                );
+                // SAFETY: `..head` was just written, `head..size` by the caller in the place
+                // `place_after` gave, within the capacity.
+                unsafe { frame.set_len(size) };
+                self.send_frame(Pending::Frame(frame))
+            }
+            Room::Slot => {
+                let slot = self.bulk.as_mut().expect("a place was given");
+                let mut place = slot
+                    .place(0, head, head)
+                    .expect("mapped for the place given");
+                write_head(&mut place);
+                self.send_in_slot(size)
+            }
+        }
     }
 
     /// A place for bytes `from..` of a frame in the slot, with at least `want` bytes of it
     /// mapped and at most `limit`, if there is a slot, free, and the channel works.
-    fn free_slot(&mut self, from: usize, want: usize, limit: usize) -> Option<Place> {
+    fn free_slot(&mut self, from: usize, want: usize, limit: usize) -> Option<Place<'_>> {
         let slot = self.bulk.as_mut().filter(|slot| slot.is_free())?;
         if self.broken.is_some() {
             return None;
@@ -186,16 +231,7 @@ impl Writer {
 
     /// Sends the frame of `size` bytes just written in the slot.
     fn send_in_slot(&mut self, size: usize) -> Result<(), Error> {
-        let slot = self.bulk.as_mut().expect("a frame in the slot");
-        if size <= INLINE_MAX {
-            // A small one (encoded in place before its size was known) goes in the ring:
-            // copied out first, as the pool reads nothing in place that a child can write.
-            let mut frame = std::mem::take(&mut self.scratch);
-            frame.clear();
-            slot.copy_out(size, &mut frame);
-            return self.send_frame(Pending::Frame(frame));
-        }
-        slot.hold();
+        self.bulk.as_mut().expect("a frame in the slot").hold();
         self.send_frame(Pending::Bulk(size))
     }
 
