@@ -40,6 +40,7 @@ impl Place<'_> {
     ///
     /// `start..start + capacity` must be valid for writes for as long as the place lives
     /// (its lifetime), and nothing of this process may read or write it meanwhile.
+    #[inline]
     pub(crate) unsafe fn new(start: *mut u8, capacity: usize) -> Self {
         Place {
             start,
@@ -51,16 +52,19 @@ impl Place<'_> {
     }
 
     /// Bytes written.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether something did not fit (what was written since is not to be read).
+    #[inline]
     pub(crate) fn is_full(&self) -> bool {
         self.full
     }
 
     /// Appends `bytes` if they fit; otherwise writes nothing and the place is full.
+    #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) -> bool {
         if self.full || bytes.len() > self.capacity - self.len {
             self.full = true;
@@ -88,6 +92,7 @@ impl Place<'_> {
 impl Flavor for &mut Place<'_> {
     type Output = ();
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if self.put(data) {
             Ok(())
@@ -96,6 +101,7 @@ impl Flavor for &mut Place<'_> {
         }
     }
 
+    #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.try_extend(&[data])
     }

@@ -215,6 +215,7 @@ impl Sink for Vec<u8> {
 
 /// A frame written in place (shared memory): the place holds at least the measured frame.
 impl Sink for Place<'_> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let fits = Place::put(self, bytes);
         debug_assert!(fits, "a place holds the frame measured for it");

@@ -277,8 +277,10 @@ impl Stream {
     /// The next frame if it is in the slot for big frames, waiting for the next chunk;
     /// `Ok(None)` if it is elsewhere (or the stream ended: a read then says so).
     fn bulk_frame(&mut self, max: usize) -> Result<Option<Frame>, Error> {
-        if self.bulk.is_none() {
-            return Ok(None);
+        match &self.ring {
+            // Most frames: a glance at the kind of the next chunk.
+            Some(ring) if self.bulk.is_some() && !ring.not_bulk() => {}
+            _ => return Ok(None),
         }
         let failed = |e: io::Error| Error::Protocol {
             message: format!("reading the worker channel: {e}"),

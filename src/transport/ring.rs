@@ -302,6 +302,23 @@ impl RingReader {
             .store(u32::from(sleeping), Ordering::SeqCst);
     }
 
+    /// Whether the chunk at the head is surely not one of the slot for big frames (a frame
+    /// in the ring or on the socket): a look at its kind, nothing checked.
+    #[inline]
+    pub(crate) fn not_bulk(&self) -> bool {
+        let tail = self.control().tail.0.load(Ordering::SeqCst);
+        if tail == self.head {
+            return false;
+        }
+        let at = self.head as usize % RING;
+        let kind = self
+            .region
+            .header(self.direction, at)
+            .load(Ordering::Relaxed)
+            >> LEN_BITS;
+        kind == INLINE || kind == SOCKET
+    }
+
     /// The chunk at the head, past any wrap; `None` if the ring is empty, an error if what
     /// the writer published makes no sense.
     pub(crate) fn chunk(&mut self) -> io::Result<Option<Chunk>> {

@@ -237,7 +237,10 @@ impl Writer {
 
     /// Sends `frame` after those sent before: see [`send`](Self::send).
     fn send_frame(&mut self, frame: Pending) -> Result<(), Error> {
-        let frame = self.move_to_slot(frame);
+        let frame = match frame {
+            Pending::Frame(bytes) if bytes.len() > INLINE_MAX => self.move_to_slot(bytes),
+            frame => frame,
+        };
         match self.mode {
             Mode::Ahead => {
                 if self.broken.is_none() && !(self.pending.is_empty() && self.place(&frame)) {
@@ -277,28 +280,26 @@ impl Writer {
         }
     }
 
-    /// A big frame in bytes moves to the slot, if it is free and takes it (once: it is then
-    /// held there until announced).
-    fn move_to_slot(&mut self, frame: Pending) -> Pending {
-        match frame {
-            Pending::Frame(bytes) if bytes.len() > INLINE_MAX && self.broken.is_none() => {
-                let slot = self.bulk.as_mut().filter(|slot| slot.is_free());
-                if !slot.is_some_and(|slot| slot.put(&bytes)) {
-                    return Pending::Frame(bytes);
-                }
-                let size = bytes.len();
-                self.recycle(Pending::Frame(bytes));
-                Pending::Bulk(size)
-            }
-            frame => frame,
+    /// A big frame moves to the slot, if it is free and takes it (once: it is then held there
+    /// until announced).
+    fn move_to_slot(&mut self, bytes: Vec<u8>) -> Pending {
+        let slot = self.bulk.as_mut().filter(|slot| slot.is_free());
+        if self.broken.is_some() || !slot.is_some_and(|slot| slot.put(&bytes)) {
+            return Pending::Frame(bytes);
         }
+        let size = bytes.len();
+        self.recycle(Pending::Frame(bytes));
+        Pending::Bulk(size)
     }
 
     /// Sends what the channel takes of what waits; returns what still waits, or `None` once
     /// writing failed (the child is dead or dying).
     pub(crate) fn flush(&mut self) -> Option<Backlog> {
         while let Some(frame) = self.pending.pop_front() {
-            let frame = self.move_to_slot(frame);
+            let frame = match frame {
+                Pending::Frame(bytes) if bytes.len() > INLINE_MAX => self.move_to_slot(bytes),
+                frame => frame,
+            };
             if !self.place(&frame) {
                 self.pending.push_front(frame);
                 break;
