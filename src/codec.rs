@@ -12,6 +12,9 @@ use crate::panics;
 use crate::Error;
 
 mod depth;
+mod place;
+
+pub(crate) use place::{Encoded, Place};
 
 /// The format arguments, results, worker data and channel messages take between a pool and
 /// its child-process workers (Tinypool's `serialization` option). The threads runtime
@@ -40,21 +43,58 @@ impl Serialization {
                 return Ok(bytes::encode(bytes));
             }
         }
-        let too_deep = Cell::new(false);
-        // `Serialize` is user code: its panic must not unwind the pool's driver thread.
-        let encoded = catch_unwind(AssertUnwindSafe(|| self.encode_bounded(value, &too_deep)))
-            .map_err(|payload| {
-                panics::caught(&*payload, |message| {
-                    format!("serializing a `{}` panicked: {message}", type_name::<T>())
-                })
-            })?;
-        encoded.map_err(|message| Error::Protocol {
-            message: format!(
-                "serializing a `{}`: {}",
-                type_name::<T>(),
-                why(message, &too_deep)
-            ),
-        })
+        serializing::<T, _>(|too_deep| self.encode_bounded(value, too_deep))
+    }
+
+    /// Encodes `value` into `out` if it fits ([`Encoded::InPlace`]: `out.len()` bytes, those
+    /// [`encode`](Self::encode) makes), or says that it does not ([`Encoded::Full`]); the
+    /// errors are `encode`'s.
+    #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
+    pub(crate) fn encode_into<T: Serialize + 'static>(
+        self,
+        value: &T,
+        out: &mut Place<'_>,
+    ) -> Result<Encoded, Error> {
+        if self == Serialization::Postcard {
+            if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
+                return Ok(match bytes::encode_into(bytes, out) {
+                    true => Encoded::InPlace,
+                    false => Encoded::Full,
+                });
+            }
+        }
+        let encoded = serializing::<T, _>(|too_deep| self.encode_in_place(value, too_deep, out));
+        if out.is_full() {
+            // What failed for want of room is no error.
+            return Ok(Encoded::Full);
+        }
+        encoded.map(|()| Encoded::InPlace)
+    }
+
+    /// [`encode_bounded`](Self::encode_bounded), into `out`.
+    fn encode_in_place<T: Serialize + ?Sized>(
+        self,
+        value: &T,
+        too_deep: &Cell<bool>,
+        out: &mut Place<'_>,
+    ) -> Result<(), String> {
+        match self {
+            Serialization::Postcard => {
+                let mut serializer = postcard::Serializer { output: out };
+                value
+                    .serialize(depth::Ser::new(&mut serializer, too_deep))
+                    .map_err(postcard_error)
+            }
+            #[cfg(feature = "json")]
+            Serialization::Json => value
+                .serialize(depth::Ser::new(
+                    &mut serde_json::Serializer::new(out),
+                    too_deep,
+                ))
+                .map_err(|e| e.to_string()),
+            #[cfg(not(feature = "json"))]
+            Serialization::Json => Err(NO_JSON.to_owned()),
+        }
     }
 
     /// What `postcard::to_allocvec` and `serde_json::to_vec` do, through [`depth::Ser`].
@@ -164,6 +204,27 @@ impl Serialization {
     }
 }
 
+/// Runs `encode` (the serializing of a `T`) with a depth flag, its panic caught (`Serialize` is
+/// user code: its panic must not unwind the pool's driver thread), its failure a
+/// [`Error::Protocol`] that names the type.
+fn serializing<T: ?Sized, O>(
+    encode: impl FnOnce(&Cell<bool>) -> Result<O, String>,
+) -> Result<O, Error> {
+    let too_deep = Cell::new(false);
+    let encoded = catch_unwind(AssertUnwindSafe(|| encode(&too_deep))).map_err(|payload| {
+        panics::caught(&*payload, |message| {
+            format!("serializing a `{}` panicked: {message}", type_name::<T>())
+        })
+    })?;
+    encoded.map_err(|message| Error::Protocol {
+        message: format!(
+            "serializing a `{}`: {}",
+            type_name::<T>(),
+            why(message, &too_deep)
+        ),
+    })
+}
+
 /// postcard's encoding of a `Vec<u8>` (a varint length, then the bytes), written and read in
 /// one copy: serde hands postcard a `Vec<u8>` byte by byte, which costs ~1 ns a byte, and byte
 /// buffers are what large arguments usually are.
@@ -178,6 +239,20 @@ mod bytes {
         encoded.push(len as u8);
         encoded.extend_from_slice(bytes);
         encoded
+    }
+
+    /// [`encode`] into `out`; `false` if it does not fit.
+    pub(super) fn encode_into(bytes: &[u8], out: &mut super::Place<'_>) -> bool {
+        let mut prefix = [0u8; 10];
+        let mut at = 0;
+        let mut len = bytes.len() as u64;
+        while len >= 0x80 {
+            prefix[at] = len as u8 | 0x80;
+            len >>= 7;
+            at += 1;
+        }
+        prefix[at] = len as u8;
+        out.put(&prefix[..=at]) && out.put(bytes)
     }
 
     /// `None` unless `encoded` is exactly a length and that many bytes.
@@ -831,6 +906,65 @@ mod tests {
             assert_eq!(back.unwrap(), Untagged::Number(3));
             let back = json.decode::<Flattened>(&json.encode(&flattened).unwrap());
             assert_eq!(back.unwrap(), flattened);
+        }
+    }
+
+    /// Encoded in place, a value takes the bytes it takes in a buffer of its own; one that
+    /// does not fit says so; an error is the same error.
+    #[test]
+    fn values_encode_in_place_as_in_a_buffer() {
+        fn check<T: Serialize + 'static>(codec: Serialization, value: &T) {
+            let expected = codec.encode(value).unwrap();
+            for room in [0, expected.len() / 2, expected.len(), expected.len() + 5] {
+                let mut memory = vec![0u8; room];
+                // SAFETY: a local buffer, not otherwise used while the place lives.
+                let mut place = unsafe { Place::new(memory.as_mut_ptr(), room) };
+                match codec.encode_into(value, &mut place).unwrap() {
+                    Encoded::InPlace => {
+                        assert!(room >= expected.len());
+                        assert_eq!(&memory[..place.len()], &expected[..]);
+                    }
+                    Encoded::Full => {
+                        assert!(room < expected.len(), "{room} {}", expected.len());
+                        assert!(place.is_full());
+                    }
+                }
+            }
+        }
+        for codec in codecs() {
+            check(codec, &(0..3_000).map(|i| i as u8).collect::<Vec<u8>>());
+            check(codec, &Vec::<u8>::new());
+            check(
+                codec,
+                &Named {
+                    a: 1,
+                    b: "b".repeat(300),
+                    c: vec![-5; 40],
+                    d: None,
+                },
+            );
+            check(codec, &vec!["x".to_owned(); 100]);
+        }
+        let mut memory = [0u8; 64];
+        // SAFETY: as above.
+        let mut place = unsafe { Place::new(memory.as_mut_ptr(), memory.len()) };
+        let refused = Serialization::Postcard.encode_into(&Touchy, &mut place);
+        let Err(Error::Protocol { message }) = refused else {
+            panic!("not refused");
+        };
+        assert!(message.contains("Touchy"), "{message}");
+        assert_eq!(
+            Serialization::Postcard.encode(&Touchy),
+            Err(Error::Protocol { message })
+        );
+    }
+
+    /// A value whose `Serialize` fails.
+    struct Touchy;
+
+    impl Serialize for Touchy {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("touchy"))
         }
     }
 

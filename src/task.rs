@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::abort::AbortSignal;
 use crate::channel::ErasedPort;
-use crate::codec::Serialization;
+use crate::codec::{Encoded, Place, Serialization};
 use crate::exports::wire::{Carry, Serde};
 use crate::exports::{Exports, DEFAULT_NAME};
 use crate::stats::{outcome, Tally};
@@ -397,6 +397,13 @@ pub(crate) trait Job: Send + Sync + Spawn {
     /// The argument, encoded (it stays in the task until its result is staged); `None` if
     /// the task resolved on its way to the worker (then it must not be sent).
     fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
+    /// [`encode_arg`](Self::encode_arg), into `out`, if it fits there (straight where it is
+    /// sent from: shared memory for a big one).
+    fn encode_arg_into(
+        &self,
+        codec: Serialization,
+        out: &mut Place<'_>,
+    ) -> Option<Result<Encoded, Error>>;
     /// The argument's type name.
     fn arg_type(&self) -> &'static str;
     /// The expected result's type name.
@@ -701,6 +708,19 @@ where
             None => Err(Error::Terminated),
         };
         self.may_start().map(|start| start.and_then(|()| encoded()))
+    }
+
+    fn encode_arg_into(
+        &self,
+        codec: Serialization,
+        out: &mut Place<'_>,
+    ) -> Option<Result<Encoded, Error>> {
+        self.may_start().map(|start| {
+            start.and_then(|()| match &*lock(&self.arg) {
+                Some(arg) => W::encode_arg_into(codec, arg, out),
+                None => Err(Error::Terminated),
+            })
+        })
     }
 
     fn arg_type(&self) -> &'static str {

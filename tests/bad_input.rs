@@ -54,16 +54,22 @@ const DONE: u8 = 6;
 const PANICKING: u8 = 7;
 const PORT_CLOSED: u8 = 8;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 6;
+const VERSION: u32 = 7;
 
 // The rings of `src/transport/ring.rs`, written out as well: after `INIT` a pool's frames travel
 // in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
 // head, sleeping; the ring to the child first), then each ring's 8 KiB. A chunk is a `u32`
-// header (kind << 30 | length) and its bytes, padded to 4; kind 0 carries bytes, kind 2 says
-// a byte on the socket only woke the reader.
+// header (kind << 29 | length) and its bytes, padded to 4; kind 0 carries bytes, kind 1
+// announces bytes on the socket, kind 2 says a byte on the socket only woke the reader, kind 4
+// announces a frame in the slot for big frames (kinds 1 and 4 carry a `u64` length).
 const RINGS_FD: i32 = 4;
 const RING: usize = 8 << 10;
 const REGION: usize = 4096 + 2 * RING;
+const KIND: u32 = 29;
+// The slots for big frames of `src/transport/bulk.rs`: fd 5, the slot to the child, then the
+// slot to the pool, each `INIT`'s `bulk` plus a line of 64 bytes (the count of frames its
+// reader released), rounded up to a page and at least 64 KiB; a frame starts after that line.
+const BULK_FD: i32 = 5;
 
 // ---- Values that refuse to cross ----------------------------------------------------------
 
@@ -402,7 +408,10 @@ fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
 /// - `hello`: sends the bytes instead of a handshake;
 /// - `reply`: shakes hands properly, then answers the first task with the bytes, in the ring
 ///   to the pool as a real worker does (on the socket where there are no rings);
-/// - `reply-outside`: the same, but on the socket, where no chunk of the ring announced them.
+/// - `reply-outside`: the same, but on the socket, where no chunk of the ring announced them;
+/// - `reply-slot`: the same, in the slot for big frames (announced in the ring); with a
+///   suffix, a lie about it: `-huge` (announced longer than the slot), `-header` (a frame that
+///   says it is longer than announced), `-over-max` (a frame over `max_message_size`).
 ///
 /// Each then reads until the pool closes the channel, and exits 0.
 fn fake_worker(role: &str) -> ! {
@@ -436,6 +445,29 @@ fn fake_worker(role: &str) -> ! {
                 let shrunk = unsafe { libc::ftruncate(RINGS_FD, 0) } == 0;
                 eprintln!("fake worker: ftruncate of the rings succeeded: {shrunk}");
                 in_ring = region.reply(&mut channel, &bytes);
+            }
+            if let Some(lie) = role.strip_prefix("reply-slot") {
+                // INIT goes on: max_message_size at 9, the slots' capacity after the rings.
+                let field = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().unwrap());
+                let (max, capacity) = (field(9), field(19));
+                assert!(capacity > 0, "the pool shares slots for big frames");
+                let mut frame = bytes.clone();
+                let mut announced = frame.len() as u64;
+                match lie {
+                    // Beyond the slot.
+                    "-huge" => announced = 1 << 40,
+                    // A frame that says it is longer than announced.
+                    "-header" => frame[..4].copy_from_slice(&(1u32 << 30).to_le_bytes()),
+                    // Within the slot, over max_message_size.
+                    "-over-max" => {
+                        frame = done_frame(&vec![7; max as usize]);
+                        announced = frame.len() as u64;
+                        assert!(announced <= capacity, "{announced} {capacity}");
+                    }
+                    _ => {}
+                }
+                region.reply_in_slot(&channel, capacity, &frame, announced);
+                in_ring = true;
             }
             if role == "reply-nested" {
                 // A result nested a million levels deep: a million times variant 1, then 0.
@@ -510,7 +542,7 @@ impl Region {
                 self.0
                     .add(4096 + RING + 4 + padded)
                     .cast::<u32>()
-                    .write(2 << 30 | 1)
+                    .write(2 << KIND | 1)
             };
             self.line(1, 0)
                 .store(4 + padded as u32 + 4, Ordering::SeqCst);
@@ -524,27 +556,63 @@ impl Region {
     /// Announces `bytes` in the ring to the pool as on the socket (as a frame too big for the
     /// ring travels), sends them there, and nudges a pool asleep.
     fn reply_on_socket(&self, channel: &mut UnixStream, bytes: &[u8]) {
-        let len = (bytes.len() as u64).to_le_bytes();
+        let mut out: &UnixStream = channel;
+        self.announce(channel, 1, bytes.len() as u64, || {
+            out.write_all(bytes).expect("the frame")
+        });
+    }
+
+    /// Announces, as the first chunk of the ring to the pool, `len` bytes of kind `kind`
+    /// (after `before`), and nudges a pool asleep.
+    fn announce(&self, channel: &UnixStream, kind: u32, len: u64, before: impl FnOnce()) {
+        let len = len.to_le_bytes();
         // SAFETY: the ring to the pool starts at 4096 + RING; the chunk (a header and 8 bytes)
         // and a nudge after it fit.
         unsafe {
             let ring = self.0.add(4096 + RING);
-            ring.cast::<u32>().write(1 << 30 | 8);
+            ring.cast::<u32>().write(kind << KIND | 8);
             std::ptr::copy_nonoverlapping(len.as_ptr(), ring.add(4), len.len());
         }
         self.line(1, 0).store(12, Ordering::SeqCst);
-        channel.write_all(bytes).expect("the frame");
+        before();
         if self.line(1, 2).load(Ordering::SeqCst) != 0 {
             // SAFETY: as above, right after the chunk.
             unsafe {
                 self.0
                     .add(4096 + RING + 12)
                     .cast::<u32>()
-                    .write(2 << 30 | 1)
+                    .write(2 << KIND | 1)
             };
             self.line(1, 0).store(16, Ordering::SeqCst);
-            channel.write_all(&[0]).expect("nudge");
+            let mut out = channel;
+            out.write_all(&[0]).expect("nudge");
         }
+    }
+
+    /// Writes `frame` in the slot to the pool (slots of `capacity` bytes, `INIT`'s `bulk`)
+    /// and announces it as `announced` bytes there.
+    fn reply_in_slot(&self, channel: &UnixStream, capacity: u64, frame: &[u8], announced: u64) {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let slot = (capacity as usize + 64)
+            .next_multiple_of(page)
+            .max(64 << 10);
+        // SAFETY: maps the start of the slot to the pool, within the memory the pool gave this
+        // process on fd 5, and writes the frame after its first line.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                64 + frame.len(),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                BULK_FD,
+                slot as libc::off_t,
+            );
+            assert_ne!(base, libc::MAP_FAILED, "the slot to the pool");
+            let base = base.cast::<u8>();
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), base.add(64), frame.len());
+        }
+        self.announce(channel, 4, announced, || {});
     }
 }
 
@@ -746,6 +814,53 @@ fn a_worker_cannot_shrink_the_memory_it_shares_with_the_pool() {
     assert_eq!(finish(pool.run::<i32, _>(1)), Ok(1));
     destroy(pool);
     assert_eq!(procfs::children(), vec![]);
+}
+
+/// A worker's answer in the shared slot for big frames reaches its task (the fake worker's
+/// own, here as a real one sends a big answer: so the lies below are told in the right place).
+fn a_worker_answering_in_the_shared_slot_is_heard() {
+    let pool = fake_pool("reply-slot", &done_frame(&[2]));
+    assert_eq!(finish(pool.run::<i32, _>(1)), Ok(1));
+    destroy(pool);
+    assert_eq!(procfs::children(), vec![]);
+}
+
+/// A worker that lies about its frame in the shared slot for big frames (announced longer than
+/// the slot, a frame longer than announced, a frame over `max_message_size`) fails its task
+/// with a protocol error that says so, and is killed: the pool reads nothing outside the
+/// slot, allocates nothing for the lie, and does not hang.
+fn a_worker_lying_about_the_shared_slot_fails_its_task() {
+    for (lie, says, max) in [
+        (
+            "huge",
+            "a frame of 1099511627776 bytes announced, in a slot of",
+            64 << 20,
+        ),
+        ("header", "a frame of 1073741824 bytes where", 64 << 20),
+        // A slot holds a little more than max_message_size: it is a whole number of pages.
+        (
+            "over-max",
+            "exceeds max_message_size (100000 bytes)",
+            100_000,
+        ),
+    ] {
+        let pool = Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .min_threads(0)
+            .max_threads(1)
+            .max_message_size(max)
+            .env(ROLE, format!("reply-slot-{lie}"))
+            .env(BYTES, hex(&done_frame(&[2])))
+            .terminate_timeout(Duration::from_millis(100))
+            .build()
+            .expect("a pool");
+        match finish(pool.run::<i32, _>(1)) {
+            Err(Error::Protocol { message }) => assert!(message.contains(says), "{lie}: {message}"),
+            other => panic!("{lie}: unexpected {other:?}"),
+        }
+        destroy(pool);
+        assert_eq!(procfs::children(), vec![], "{lie}");
+    }
 }
 
 /// A value nested deeper than a decoder's stack holds (here a worker's answer a million levels
@@ -971,7 +1086,7 @@ fn main() {
         channel_messages_that_fail_to_serialize,
     ));
     cases.extend(both("serde_code_that_panics", serde_code_that_panics));
-    let single: [(&str, fn()); 8] = [
+    let single: [(&str, fn()); 10] = [
         (
             "a_bad_teardown_in_a_child_is_reported",
             a_bad_teardown_in_a_child_is_reported,
@@ -1003,6 +1118,14 @@ fn main() {
         (
             "a_worker_answering_a_value_nested_a_million_deep_fails_its_task",
             a_worker_answering_a_value_nested_a_million_deep_fails_its_task,
+        ),
+        (
+            "a_worker_answering_in_the_shared_slot_is_heard",
+            a_worker_answering_in_the_shared_slot_is_heard,
+        ),
+        (
+            "a_worker_lying_about_the_shared_slot_fails_its_task",
+            a_worker_lying_about_the_shared_slot_fails_its_task,
         ),
     ];
     for (name, body) in single {

@@ -1002,6 +1002,116 @@ fn an_oversized_message_fails_only_its_task() {
     destroy(pool);
 }
 
+/// Bytes of postcard's length prefix of a byte buffer of `len` bytes (a varint).
+fn varint_len(len: usize) -> usize {
+    (usize::BITS - len.max(1).leading_zeros()).div_ceil(7) as usize
+}
+
+/// Big frames (in the shared slot for big frames) are held to `max_message_size` as any: an
+/// argument and a result whose frames are exactly the cap cross, one byte more fails only its
+/// task, with the cap named, and the worker serves on.
+fn frames_at_max_message_size_cross_and_one_byte_more_fails() {
+    // Not a whole number of pages: a slot holds a little more than the cap, which still binds.
+    const MAX: usize = (1 << 20) + 123;
+    let pool = child_pool(1, 1)
+        .max_message_size(MAX)
+        .build()
+        .expect("a pool");
+    let pid = pid_of(&pool);
+    let str_len = |text: &str| 4 + text.len();
+    // `RUN`: kind, task, name, the types, no channel, then the argument.
+    let run_head = 1
+        + 8
+        + str_len("len")
+        + str_len(std::any::type_name::<Vec<u8>>())
+        + str_len(std::any::type_name::<usize>())
+        + str_len("")
+        + 4;
+    // `DONE`: kind, task, resident memory, outcome, then the value.
+    let done_head = 1 + 8 + 8 + 1 + 4;
+    // The longest buffer whose frame is exactly the cap.
+    let at_cap = |head: usize| {
+        let len = (0..MAX)
+            .rev()
+            .find(|&len| head + varint_len(len) + len <= MAX)
+            .expect("a length");
+        assert_eq!(head + varint_len(len) + len, MAX, "exactly the cap");
+        len
+    };
+    let over = |result: Result<(), Error>, what: &str| match result {
+        Err(Error::Protocol { message }) => assert!(
+            message.contains(&format!("max_message_size ({MAX} bytes)")),
+            "{what}: {message}"
+        ),
+        other => panic!("{what}: expected a protocol error, got {other:?}"),
+    };
+    let arg = at_cap(run_head);
+    for _ in 0..2 {
+        assert_eq!(
+            finish(pool.run_with::<usize, _>(vec![5u8; arg], named("len"))),
+            Ok(arg)
+        );
+        over(
+            finish(pool.run_with::<usize, _>(vec![5u8; arg + 1], named("len"))).map(|_| ()),
+            "an argument",
+        );
+        let result = at_cap(done_head);
+        let back = finish(pool.run_with::<Vec<u8>, _>(result, named("bytes"))).expect("a result");
+        assert!(back.len() == result && back.iter().all(|&byte| byte == 7));
+        over(
+            finish(pool.run_with::<Vec<u8>, _>(result + 1, named("bytes"))).map(|_| ()),
+            "a result",
+        );
+    }
+    assert_eq!(pid_of(&pool), pid, "the same worker kept serving");
+    destroy(pool);
+}
+
+/// The mappings of this process whose path names the pool's shared memory.
+fn shared_memory_mappings() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/maps")
+        .expect("/proc/self/maps")
+        .lines()
+        .filter(|line| line.contains("memfd:tinypool"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// After `destroy`, a pool whose workers sent big frames both ways holds no descriptor and no
+/// mapping of the memory it shared with them.
+fn destroy_leaves_no_descriptor_and_no_shared_memory() {
+    let fds = common::procfs::open_fds();
+    assert_eq!(
+        shared_memory_mappings(),
+        Vec::<String>::new(),
+        "none before"
+    );
+    let pool = child_pool(2, 2).build().expect("a pool");
+    let tasks: Vec<Task<usize>> = (0..4)
+        .map(|i| pool.run_with(vec![1u8; (2 << 20) + i], named("len")))
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(finish(task), Ok((2 << 20) + i));
+    }
+    let made = finish(pool.run_with::<Vec<u8>, _>(3usize << 20, named("bytes")));
+    assert_eq!(made.map(|bytes| bytes.len()), Ok(3 << 20));
+    let mapped = shared_memory_mappings();
+    assert!(
+        mapped
+            .iter()
+            .any(|line| line.contains("memfd:tinypool-bulk")),
+        "the slots for big frames were mapped: {mapped:?}"
+    );
+    destroy(pool);
+    assert_eq!(
+        shared_memory_mappings(),
+        Vec::<String>::new(),
+        "left mapped"
+    );
+    let after = common::procfs::open_fds();
+    assert!(after == fds, "{}", common::procfs::fd_diff(&fds, &after));
+}
+
 // ---- 12. destroy during an infinite loop -------------------------------------------------------
 
 fn destroy_kills_a_child_stuck_in_an_infinite_loop() {
@@ -1169,8 +1279,10 @@ fn a_worker_inherits_no_descriptor_but_its_channel() {
         !open.contains(&100) && !open.contains(&101),
         "the worker inherited the pipe: {open:?}"
     );
-    // What it holds: the standard three, its channel (and its own copy of it).
-    assert!(open.iter().all(|&fd| fd <= 5), "{open:?}");
+    // What it holds: the standard three, its channel, the memory it shares with the pool for
+    // big frames (fd 5), and its own copy of the channel (made while fd 4, the rings, was still
+    // open).
+    assert!(open.iter().all(|&fd| fd <= 6), "{open:?}");
 }
 
 /// The terminal's Ctrl-C (SIGINT to the foreground process group) is for the application: one
@@ -1362,6 +1474,14 @@ fn main() {
         (
             "workers_run_the_running_program_after_an_upgrade",
             workers_run_the_running_program_after_an_upgrade,
+        ),
+        (
+            "frames_at_max_message_size_cross_and_one_byte_more_fails",
+            frames_at_max_message_size_cross_and_one_byte_more_fails,
+        ),
+        (
+            "destroy_leaves_no_descriptor_and_no_shared_memory",
+            destroy_leaves_no_descriptor_and_no_shared_memory,
         ),
     ]);
 }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Exports;
-use crate::codec::Serialization;
+use crate::codec::{Encoded, Place, Serialization};
 use crate::Error;
 
 /// The wire of serde values: moved on threads, encoded for a child process. The default wire
@@ -66,6 +66,14 @@ pub trait Carry<A, R>: Send + Sync + 'static {
     /// The argument, encoded for a child.
     fn encode_arg(codec: Serialization, arg: &A) -> Result<Vec<u8>, Error>;
 
+    /// The argument, encoded for a child into `out`, if it fits there (see
+    /// [`Serialization::encode_into`]).
+    fn encode_arg_into(
+        codec: Serialization,
+        arg: &A,
+        out: &mut Place<'_>,
+    ) -> Result<Encoded, Error>;
+
     /// A child's result, decoded.
     fn decode_result(codec: Serialization, bytes: &[u8]) -> Result<R, Error>;
 }
@@ -83,6 +91,15 @@ where
     }
 
     #[inline]
+    fn encode_arg_into(
+        codec: Serialization,
+        arg: &A,
+        out: &mut Place<'_>,
+    ) -> Result<Encoded, Error> {
+        codec.encode_into(arg, out)
+    }
+
+    #[inline]
     fn decode_result(codec: Serialization, bytes: &[u8]) -> Result<R, Error> {
         codec.decode(bytes)
     }
@@ -94,6 +111,10 @@ impl<A, R> Carry<A, R> for Local {
     // The pool refuses a local task before it reaches a child-process worker
     // (`Pool::call_with`); should one get there anyway, it fails with this rather than panic.
     fn encode_arg(_: Serialization, _: &A) -> Result<Vec<u8>, Error> {
+        Err(cannot_cross::<A>())
+    }
+
+    fn encode_arg_into(_: Serialization, _: &A, _: &mut Place<'_>) -> Result<Encoded, Error> {
         Err(cannot_cross::<A>())
     }
 

@@ -11,7 +11,7 @@ use super::{
     protocol, Body, Encoder, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
     PORT_CLOSED, RUN, STOP, VERSION,
 };
-use crate::codec::Serialization;
+use crate::codec::{Place, Serialization};
 use crate::{Error, TypeRole};
 
 /// What a pool sends its child.
@@ -66,6 +66,9 @@ pub(crate) struct Init<'a> {
     pub(crate) measure_memory: bool,
     /// Whether fd 4 is a region of rings, which carry the frames after `INIT`.
     pub(crate) rings: bool,
+    /// The largest frame (header included) that fd 5 carries in shared memory, each way; 0
+    /// when it is not there.
+    pub(crate) bulk: usize,
     /// `resource_limits`: bytes of address space, seconds of CPU time; 0 for none.
     pub(crate) max_memory: u64,
     pub(crate) max_cpu_seconds: u64,
@@ -91,6 +94,30 @@ pub(crate) struct Run<'a> {
     pub(crate) port_type: &'a str,
     /// The argument, encoded with the pool's codec.
     pub(crate) arg: &'a [u8],
+}
+
+impl Run<'_> {
+    /// The bytes of this `RUN` frame before its argument's (its header, its other fields and
+    /// the argument's length): what [`write_head`](Self::write_head) writes, the argument
+    /// following it, encoded in place.
+    pub(crate) fn head_size(&self) -> usize {
+        let mut len = 5; // The header and the kind.
+        ToChild::Run(Run { arg: &[], ..*self }).fields(&mut Encoder(&mut len));
+        len
+    }
+
+    /// Writes this frame's head, of `head` bytes ([`head_size`](Self::head_size)), to `out`,
+    /// for an argument of `arg_len` bytes that follows it (`self.arg` is not written). The
+    /// frame, head and argument, must be within the cap (the caller's place for both was).
+    pub(crate) fn write_head(&self, head: usize, arg_len: usize, out: &mut Place<'_>) {
+        debug_assert_eq!(head, self.head_size());
+        ToChild::Run(Run { arg: &[], ..*self }).write(head, out);
+        // The lengths that count the argument: the frame's, and the argument's own.
+        let frame = u32::try_from(head - 4 + arg_len).expect("a frame within the cap");
+        let arg = u32::try_from(arg_len).expect("a frame within the cap");
+        out.patch(0, &frame.to_le_bytes());
+        out.patch(head - 4, &arg.to_le_bytes());
+    }
 }
 
 /// `DONE`.
@@ -123,6 +150,7 @@ impl Message for ToChild<'_> {
                     .u64(init.max_message_size as u64)
                     .u8(u8::from(init.measure_memory))
                     .u8(u8::from(init.rings))
+                    .u64(init.bulk as u64)
                     .u64(init.max_memory)
                     .u64(init.max_cpu_seconds)
                     .str(init.teardown)
@@ -313,6 +341,7 @@ impl<'a> Init<'a> {
             max_message_size: body.u64()? as usize,
             measure_memory: body.u8()? != 0,
             rings: body.u8()? != 0,
+            bulk: body.u64()? as usize,
             max_memory: body.u64()?,
             max_cpu_seconds: body.u64()?,
             teardown: body.str()?,
@@ -482,7 +511,7 @@ mod tests {
         for cut in 0..frame.body.len() {
             let cut = Frame {
                 kind: frame.kind,
-                body: frame.body[..cut].to_vec(),
+                body: frame.body[..cut].to_vec().into(),
             };
             let refused = decode(&cut);
             prop_assert!(
@@ -491,11 +520,12 @@ mod tests {
                 refused
             );
         }
-        let mut longer = Frame {
+        let mut longer = frame.body.to_vec();
+        longer.push(0);
+        let longer = Frame {
             kind: frame.kind,
-            body: frame.body.clone(),
+            body: longer.into(),
         };
-        longer.body.push(0);
         let refused = decode(&longer);
         prop_assert!(
             matches!(&refused, Err(e) if is_protocol(e)),
@@ -566,7 +596,7 @@ mod tests {
         });
         expected = vec![27, 0, 0, 0, 1];
         expected.extend_from_slice(b"TINYPOOL");
-        expected.extend_from_slice(&[6, 0, 0, 0, 7, 0, 0, 0]);
+        expected.extend_from_slice(&[7, 0, 0, 0, 7, 0, 0, 0]);
         expected.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, b'g', b'o']);
         assert_eq!(hello.to_frame(MAX).unwrap(), expected);
         let abort = ToChild::Abort { task: 3 };
@@ -593,6 +623,35 @@ mod tests {
         assert_eq!(ToChild::decode(&wire(&run)).unwrap(), run);
     }
 
+    /// A `RUN` frame whose argument was encoded in place, its head written after, is the
+    /// frame `encode` makes, whatever the argument's length.
+    #[test]
+    fn a_run_written_in_place_is_the_frame_encoded() {
+        for len in [0, 1, 127, 128, 3_000, 70_000] {
+            let arg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let run = Run {
+                task: 7,
+                name: "export",
+                arg_type: "A",
+                result_type: "R",
+                port_type: "P",
+                arg: &[],
+            };
+            let head = run.head_size();
+            let mut memory = vec![0u8; head + len + 10];
+            let base = memory.as_mut_ptr();
+            // SAFETY: two places within `memory`, not overlapping, which nothing else uses
+            // while they live.
+            let (mut arg_place, mut head_place) =
+                unsafe { (Place::new(base.add(head), len + 10), Place::new(base, head)) };
+            assert!(arg_place.put(&arg));
+            run.write_head(head, arg.len(), &mut head_place);
+            assert!(!head_place.is_full());
+            let encoded = ToChild::Run(Run { arg: &arg, ..run }).to_frame(usize::MAX);
+            assert_eq!(&memory[..head + len], &encoded.unwrap()[..]);
+        }
+    }
+
     #[test]
     fn first_frames_say_what_is_wrong() {
         let done = ToPool::Done(Done {
@@ -605,13 +664,18 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(not(&wire(&done)), "the child is not a tinypool worker");
-        let mut hello = wire(&ToPool::Hello(Hello {
+        let hello = wire(&ToPool::Hello(Hello {
             version: VERSION,
             pid: 1,
             async_exports: Vec::new(),
         }));
         assert_eq!(Hello::expect(&hello).unwrap().pid, 1);
-        hello.body[0] = b'X';
+        let mut body = hello.body.to_vec();
+        body[0] = b'X';
+        let hello = Frame {
+            kind: hello.kind,
+            body: body.into(),
+        };
         assert_eq!(not(&hello), "the child is not a tinypool worker");
         let other = wire(&ToPool::Hello(Hello {
             version: 3,
@@ -636,7 +700,7 @@ mod tests {
         #[test]
         fn init_round_trips(
             (worker_id, max_message_size, max_memory, max_cpu_seconds) in any::<(u32, u32, u64, u64)>(),
-            (codec, measure_memory, rings) in (codec(), any::<bool>(), any::<bool>()),
+            (codec, measure_memory, rings, bulk) in (codec(), any::<bool>(), any::<bool>(), any::<u32>()),
             (teardown, setup) in (text(), text()),
             data in proptest::option::of((text(), bytes())),
         ) {
@@ -646,6 +710,7 @@ mod tests {
                 max_message_size: max_message_size as usize,
                 measure_memory,
                 rings,
+                bulk: bulk as usize,
                 max_memory,
                 max_cpu_seconds,
                 teardown: &teardown,
@@ -738,7 +803,7 @@ mod tests {
         /// unchanged, or to a `Protocol` error; never a panic.
         #[test]
         fn any_frame_decodes_to_a_message_or_a_clean_error(kind in any::<u8>(), body in bytes()) {
-            let frame = Frame { kind, body };
+            let frame = Frame { kind, body: body.into() };
             match ToChild::decode(&frame) {
                 Ok(message) => {
                     prop_assert!([INIT, RUN, PORT, PORT_CLOSED, STOP].contains(&kind));

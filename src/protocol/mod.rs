@@ -5,8 +5,9 @@
 //! region the two sides share (on Windows, a section the marker names), with a ring per
 //! direction (`transport/ring.rs`; `INIT` says whether it is there): after `INIT`,
 //! the frames travel in the rings, and the socket carries only what a ring announces (frames
-//! too big for it, wake-ups) and, by its end, a side's death. Whichever way they travel,
-//! frames are:
+//! too big for it, wake-ups) and, by its end, a side's death. fd 5, when `INIT`'s `bulk` is
+//! not 0, is more shared memory, a slot per direction for one big frame at a time
+//! (`transport/bulk.rs`), which a ring announces too. Whichever way they travel, frames are:
 //!
 //! ```text
 //! frame   = length:u32le kind:u8 body          length counts kind + body, at most max_message_size
@@ -17,7 +18,7 @@
 //! | kind | direction | body |
 //! |---|---|---|
 //! | `HELLO` (1) | child → pool | magic:`b"TINYPOOL"` version:u32 pid:u32 async_count:u32 async_export:str × async_count (the names of its async exports) |
-//! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str setup:str (empty: none) has_data:u8 [data_type:str data:bytes] |
+//! | `INIT` (2) | pool → child | worker_id:u64 codec:u8 max_message_size:u64 measure_memory:u8 rings:u8 bulk:u64 (the largest frame fd 5 carries; 0: none) max_memory:u64 max_cpu_seconds:u64 (0: no limit) teardown:str setup:str (empty: none) has_data:u8 [data_type:str data:bytes] |
 //! | `RUN` (3) | pool → child | task:u64 name:str arg_type:str result_type:str port_type:str arg:bytes |
 //! | `PORT` (4) | both | task:u64 message:bytes |
 //! | `STOP` (5) | pool → child | (empty): run the teardown and exit |
@@ -66,6 +67,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
+use crate::codec::Place;
 use crate::Error;
 
 mod messages;
@@ -73,8 +75,8 @@ mod messages;
 #[cfg_attr(not(unix), allow(unused_imports))] // Used by the child-process runtime (Unix).
 pub(crate) use messages::{Done, Hello, Init, Run, ToChild, ToPool};
 
-/// Bumped on any change of the frames above.
-pub(crate) const VERSION: u32 = 6;
+/// Bumped on any change of the frames above, or of the shared memory they travel in.
+pub(crate) const VERSION: u32 = 7;
 const MAGIC: &[u8; 8] = b"TINYPOOL";
 /// The child's end of the channel (Unix; on Windows the marker names two pipe handles and the
 /// rings' section).
@@ -83,6 +85,10 @@ pub(crate) const CHILD_FD: i32 = 3;
 /// The file descriptor of the region the pool shares with its child (see `INIT`'s `rings`).
 #[cfg(unix)]
 pub(crate) const RINGS_FD: i32 = 4;
+/// The file descriptor of the memory the pool shares with its child for big frames (see
+/// `INIT`'s `bulk`).
+#[cfg(unix)]
+pub(crate) const BULK_FD: i32 = 5;
 /// The environment variable that marks a worker process; its value is the fd.
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
 /// The pool's process id, for the child to tie its life to (`PR_SET_PDEATHSIG`).
@@ -153,24 +159,34 @@ pub(crate) trait Message {
     /// Encodes the frame into `buf`, replacing what it held; [`Error::Protocol`], and `buf`
     /// untouched, if it would exceed `max`. The frame is measured first, so that `buf` grows
     /// once, and never for a frame that is refused.
+    #[cfg(test)]
     fn encode(&self, max: usize, buf: &mut Vec<u8>) -> Result<(), Error> {
+        let size = self.measure(max)?;
+        buf.clear();
+        buf.reserve(size);
+        self.write(size, buf);
+        debug_assert_eq!(buf.len(), size, "measured and written alike");
+        Ok(())
+    }
+
+    /// The frame's size, its header included; [`Error::Protocol`] if it would exceed `max`.
+    fn measure(&self, max: usize) -> Result<usize, Error> {
         let mut len = 1; // The kind.
         self.fields(&mut Encoder(&mut len));
-        let header = match u32::try_from(len) {
-            Ok(header) if len <= max => header,
-            _ => {
-                return Err(protocol(format!(
-                    "a message of {len} bytes exceeds max_message_size ({max} bytes)"
-                )))
-            }
-        };
-        buf.clear();
-        buf.reserve(4 + len);
-        buf.extend_from_slice(&header.to_le_bytes());
-        buf.push(self.kind());
-        self.fields(&mut Encoder(buf));
-        debug_assert_eq!(buf.len(), 4 + len, "measured and written alike");
-        Ok(())
+        match u32::try_from(len) {
+            Ok(_) if len <= max => Ok(4 + len),
+            _ => Err(protocol(format!(
+                "a message of {len} bytes exceeds max_message_size ({max} bytes)"
+            ))),
+        }
+    }
+
+    /// Writes the frame, of `size` bytes as [`measure`](Self::measure) found, to `out`.
+    fn write<S: Sink>(&self, size: usize, out: &mut S) {
+        let header = u32::try_from(size - 4).expect("measured");
+        out.put(&header.to_le_bytes());
+        out.put(&[self.kind()]);
+        self.fields(&mut Encoder(out));
     }
 
     /// The frame, in a buffer of its own.
@@ -196,6 +212,15 @@ impl Sink for usize {
 impl Sink for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+}
+
+/// A frame written in place (shared memory): the place holds at least the measured frame.
+impl Sink for Place<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        let fits = Place::put(self, bytes);
+        debug_assert!(fits, "a place holds the frame measured for it");
     }
 }
 
@@ -242,8 +267,53 @@ impl<S: Sink> Encoder<'_, S> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Frame {
     pub(crate) kind: u8,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Payload,
 }
+
+/// A frame's body: in a buffer of its own, or, for a big frame from the pool, lent where the
+/// pool wrote it (a child's side of the shared memory for big frames, `transport/bulk.rs`),
+/// until the payload is dropped. Only a child borrows so: the pool never reads in place what
+/// a child wrote, which the child could change under it.
+pub(crate) enum Payload {
+    Owned(Vec<u8>),
+    Lent(Box<dyn Lent>),
+}
+
+/// Bytes lent to a [`Payload`]; given back when dropped.
+pub(crate) trait Lent: Send {
+    fn bytes(&self) -> &[u8];
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Payload::Owned(bytes) => bytes,
+            Payload::Lent(lent) => lent.bytes(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Payload::Owned(bytes)
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Payload {}
 
 /// Reads one frame. `Ok(None)` on a clean end of stream before a frame.
 pub(crate) fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Frame>, Error> {
@@ -269,7 +339,7 @@ pub(crate) fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Fr
     }
     Ok(Some(Frame {
         kind: kind[0],
-        body,
+        body: body.into(),
     }))
 }
 

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use super::spawn::{self, limit_hit, signal_of, ChildProcess, Started};
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
-use crate::protocol::{
-    Done, Frame, Hello, Init, Limits, Run, ToChild, ToPool, LIMITS_ENV, PARENT_ENV,
-};
+use crate::protocol::{Done, Frame, Hello, Init, Limits, ToChild, ToPool, LIMITS_ENV, PARENT_ENV};
 use crate::stats::Tally;
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::lock;
@@ -25,12 +23,13 @@ use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
 #[cfg(unix)]
 use crate::transport::Wake;
-use crate::transport::{Backlog, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
+use crate::transport::{Backlog, Bulk, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
 mod concurrent;
 mod outbox;
+mod run;
 mod setup;
 
 use concurrent::Flights;
@@ -61,6 +60,7 @@ impl Launcher for Processes {
             child,
             channel: ours,
             region,
+            bulk,
         } = spawn::start(options, env).map_err(failed)?;
         let watch = child.watch();
         let mut worker = ChildWorker {
@@ -76,6 +76,7 @@ impl Launcher for Processes {
             ),
             writer: Arc::new(Mutex::new(Outbox::new(Writer::ahead(ours, watch)))),
             region,
+            bulk,
             depth: pool.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
             next_task: 1,
@@ -172,8 +173,10 @@ struct ChildWorker {
     child: ChildProcess,
     reader: Reader,
     writer: Arc<Mutex<Outbox>>,
-    /// The rings shared with the child (Linux), in use once the handshake is done.
+    /// The rings shared with the child (Linux), in use once the handshake is done, and the
+    /// slots for big frames.
     region: Option<Arc<Region>>,
+    bulk: Option<Arc<Bulk>>,
     /// How many tasks the child may hold: `concurrent_tasks_per_worker`.
     depth: usize,
     /// The tasks started and not finished, oldest first: the id of each one's `RUN` frame, or
@@ -252,6 +255,7 @@ impl ChildWorker {
             max_message_size: options.max_message_size,
             measure_memory: options.memory_recycle.is_some(),
             rings: self.region.is_some(),
+            bulk: self.bulk.as_ref().map_or(0, |bulk| bulk.capacity()),
             max_memory: options.max_memory.unwrap_or(0),
             max_cpu_seconds: options.max_cpu_time.map_or(0, |time| {
                 // Whole seconds, rounded up: what RLIMIT_CPU counts in.
@@ -267,9 +271,12 @@ impl ChildWorker {
         // The child reads `INIT` from the socket, then everything else from the rings.
         if let Some(region) = &self.region {
             self.reader.attach(region.reader(Direction::ToPool));
-            lock(&self.writer)
-                .writer
-                .attach(region.writer(Direction::ToChild));
+            let writer = &mut lock(&self.writer).writer;
+            writer.attach(region.writer(Direction::ToChild));
+            if let Some(bulk) = &self.bulk {
+                self.reader.attach_bulk(bulk.reader(Direction::ToPool));
+                writer.attach_bulk(bulk.writer(Direction::ToChild));
+            }
         }
         match self.pool.setup.clone() {
             Some(setup) => self.await_setup(setup),
@@ -449,28 +456,17 @@ impl ChildWorker {
     /// was sent.
     fn send_run(&mut self, job: &Arc<dyn Job>) -> Option<u64> {
         let codec = self.options.serialization;
-        // `None`: it resolved on its way here, nothing to send.
-        let arg = job.encode_arg(codec)?;
         let task = self.next_task;
-        self.next_task += 1;
         let port = job.port();
-        let sent = arg.and_then(|arg| {
-            let run = ToChild::Run(Run {
-                task,
-                name: job.name(),
-                arg_type: job.arg_type(),
-                result_type: job.result_type(),
-                port_type: port.map_or("", |port| port.message_type()),
-                arg: &arg,
-            });
-            let mut out = lock(&self.writer);
-            out.writer.send(&run, self.max())?;
-            if port.is_some() {
-                // Its messages follow the `RUN` frame, in order, sent as the child reads them.
-                out.bridged.push(task);
-            }
-            Ok(())
-        });
+        let mut out = lock(&self.writer);
+        // `None`: it resolved on its way here, nothing to send.
+        let sent = run::send(&mut out.writer, job, task, codec, self.max())?;
+        self.next_task += 1;
+        if sent.is_ok() && port.is_some() {
+            // Its messages follow the `RUN` frame, in order, sent as the child reads them.
+            out.bridged.push(task);
+        }
+        drop(out);
         if let Err(error) = sent {
             job.fail(error, &self.tally);
             return None;

@@ -2,10 +2,11 @@
 //! socket; on Windows, a pair of anonymous pipes) and (on Linux and Windows) two rings of shared
 //! memory, one each way (`ring.rs`), used alike by the pool's driver and by the child.
 //!
-//! - [`Writer`] places each frame: in the ring, or announced there and sent on the socket (a
-//!   frame too big for the ring, or a nudge for a reader found asleep), or on the socket
-//!   alone. The driver's never blocks (frames sent ahead wait in it, and go out while the
-//!   driver waits for results); the child's waits for room.
+//! - [`Writer`] places each frame: in the ring, or announced there and written in the shared
+//!   slot for big frames (`bulk.rs`: a frame too big for the ring, while the slot is free), or
+//!   sent on the socket (a frame too big for the ring otherwise, or a nudge for a reader
+//!   found asleep), or on the socket alone. The driver's never blocks (frames sent ahead
+//!   wait in it, and go out while the driver waits for results); the child's waits for room.
 //! - [`Reader`] reads the frames back in the order the ring gives, spinning before it sleeps
 //!   in `poll`, and never waits forever on the pool's side.
 //! - `socket.rs` holds the socket's system calls, `wait.rs` the spin-then-nap wait for a peer
@@ -15,6 +16,7 @@
 //!
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
+mod bulk;
 #[cfg(unix)]
 mod exit;
 #[cfg(windows)]
@@ -40,6 +42,7 @@ use socket as stream;
 
 use std::time::Duration;
 
+pub(crate) use bulk::Bulk;
 pub(crate) use exit::ExitWatch;
 pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};
@@ -47,7 +50,7 @@ pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
 #[cfg(unix)]
 pub(crate) use wake::Wake;
-pub(crate) use writer::{Backlog, Writer};
+pub(crate) use writer::{Backlog, Room, Writer};
 
 /// How often a waiting read looks at its worker's abort flag and deadline.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);

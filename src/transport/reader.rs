@@ -1,11 +1,12 @@
-//! [`Reader`], either side's reading end: the frames from the other side, out of the ring
-//! and the socket in the order the ring gives, or from the socket alone (before the handshake
-//! ends, or without a ring).
+//! [`Reader`], either side's reading end: the frames from the other side, out of the ring,
+//! the shared slot for big frames and the socket in the order the ring gives, or from the
+//! socket alone (before the handshake ends, or without a ring).
 
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::bulk::BulkReader;
 use super::exit::ExitWatch;
 use super::ring::{Chunk, RingReader};
 #[cfg(unix)]
@@ -35,6 +36,8 @@ pub(crate) struct Reader {
 struct Stream {
     socket: Channel,
     ring: Option<RingReader>,
+    /// The slot for big frames (with a ring only).
+    bulk: Option<BulkReader>,
     /// Bytes of the stream a chunk announced on the socket, not read yet.
     on_socket: usize,
     /// Bytes of nudges on the socket, to skip.
@@ -68,6 +71,7 @@ impl Reader {
         let stream = Stream {
             socket,
             ring: None,
+            bulk: None,
             on_socket: 0,
             to_skip: 0,
             retired,
@@ -117,8 +121,20 @@ impl Reader {
         false
     }
 
+    /// From now on, big frames may arrive in `slot` (after [`attach`](Self::attach)).
+    pub(crate) fn attach_bulk(&mut self, slot: BulkReader) {
+        self.buffered.get_mut().bulk = Some(slot);
+    }
+
     /// Reads one frame, waiting for it. `Ok(None)` at a clean end of the stream.
     pub(crate) fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, Error> {
+        // A frame starts where the buffer ends (a read returns bytes of one chunk, and a
+        // chunk holds whole frames): one in the slot is taken from there, unbuffered.
+        if self.buffered.buffer().is_empty() {
+            if let Some(frame) = self.buffered.get_mut().bulk_frame(max)? {
+                return Ok(Some(frame));
+            }
+        }
         read_frame(&mut self.buffered, max)
     }
 
@@ -319,6 +335,51 @@ impl Stream {
         })
     }
 
+    /// The next frame if it is in the slot for big frames, waiting for the next chunk;
+    /// `Ok(None)` if it is elsewhere (or the stream ended: a read then says so).
+    fn bulk_frame(&mut self, max: usize) -> Result<Option<Frame>, Error> {
+        match &self.ring {
+            // Most frames: a glance at the kind of the next chunk.
+            Some(ring) if self.bulk.is_some() && !ring.not_bulk() => {}
+            _ => return Ok(None),
+        }
+        let failed = |e: io::Error| Error::Protocol {
+            message: format!("reading the worker channel: {e}"),
+        };
+        loop {
+            if self.on_socket > 0 {
+                return Ok(None);
+            }
+            if self.to_skip > 0 {
+                let mut nudges = [0u8; 16];
+                let n = self.to_skip.min(nudges.len());
+                match self.read_socket(&mut nudges[..n]).map_err(failed)? {
+                    0 => return Ok(None),
+                    read => self.to_skip -= read,
+                }
+                continue;
+            }
+            let ring = self.ring.as_mut().expect("a slot comes with a ring");
+            match ring.chunk().map_err(failed)? {
+                Some(Chunk::Bulk(len)) => {
+                    ring.skip();
+                    let slot = self.bulk.as_mut().expect("checked above");
+                    return slot.take(len, max).map(Some);
+                }
+                Some(Chunk::Nudge(len)) => {
+                    ring.skip();
+                    self.to_skip = len;
+                }
+                Some(Chunk::Inline { .. } | Chunk::Socket(_)) => return Ok(None),
+                None => {
+                    if !self.wait_chunk().map_err(failed)? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads from the socket, waiting for it.
     fn read_socket(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -390,6 +451,14 @@ impl Read for Stream {
                 Some(Chunk::Nudge(len)) => {
                     ring.skip();
                     self.to_skip = len;
+                }
+                // A frame in the slot is read whole, from its start: not from inside another
+                // frame, and not without a slot.
+                Some(Chunk::Bulk(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a frame in the shared slot inside another frame, or without a slot",
+                    ))
                 }
                 None => {
                     if !self.wait_chunk()? {

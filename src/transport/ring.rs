@@ -13,13 +13,15 @@
 //! "socket" is the pair of pipes of `pipe.rs`: a nudge is one byte on a pipe, which wakes the
 //! reader's `poll`, a wait on what the pipe's pump thread read, as a byte on a socket would.
 //!
-//! A ring is a stream of 4-byte aligned chunks, each a `u32` header (two bits of kind, thirty
-//! of length) and maybe bytes:
+//! A ring is a stream of 4-byte aligned chunks, each a `u32` header (three bits of kind,
+//! twenty-nine of length) and maybe bytes:
 //! - `INLINE`: the next `len` bytes of the stream, here in the ring;
 //! - `SOCKET`: the next `n` bytes of the stream are on the socket (a frame too big to copy
 //!   through the ring); `n` is the chunk's 8 bytes (a frame may exceed thirty bits);
 //! - `NUDGE`: `len` bytes on the socket carry nothing: they woke the reader;
-//! - `WRAP`: the rest of the ring is unused, the next chunk is at its start.
+//! - `WRAP`: the rest of the ring is unused, the next chunk is at its start;
+//! - `BULK`: the next `n` bytes of the stream, one whole frame, are in the shared slot for big
+//!   frames (`bulk.rs`); `n` is the chunk's 8 bytes.
 //!
 //! The ring orders the stream: the socket carries only bytes a chunk announced, so a socket
 //! readable with nothing announced is at its end. A reader with nothing to read spins on the
@@ -48,7 +50,8 @@ const INLINE: u32 = 0;
 const SOCKET: u32 = 1;
 const NUDGE: u32 = 2;
 const WRAP: u32 = 3;
-const LEN_BITS: u32 = 30;
+const BULK: u32 = 4;
+const LEN_BITS: u32 = 29;
 const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
 /// What a chunk of `len` bytes takes in a ring, header included.
 const fn chunk_size(len: usize) -> usize {
@@ -304,6 +307,13 @@ impl RingWriter {
         self.try_chunk(SOCKET, &len, len.len())
     }
 
+    /// Announces a frame of `len` bytes in the shared slot for big frames, if the ring has
+    /// room.
+    pub(crate) fn try_bulk(&mut self, len: usize) -> bool {
+        let len = (len as u64).to_le_bytes();
+        self.try_chunk(BULK, &len, len.len())
+    }
+
     /// After a chunk: whether the reader sleeps in `poll` and must be sent a nudge.
     pub(crate) fn reader_sleeping(&self) -> bool {
         self.control().sleeping.0.load(Ordering::SeqCst) != 0
@@ -323,6 +333,8 @@ pub(crate) enum Chunk {
     Socket(usize),
     /// Bytes to skip on the socket.
     Nudge(usize),
+    /// A frame of this many bytes in the shared slot for big frames.
+    Bulk(usize),
 }
 
 pub(crate) struct RingReader {
@@ -332,7 +344,8 @@ pub(crate) struct RingReader {
     head: u32,
     /// Bytes of the inline chunk at the head already read.
     taken: usize,
-    /// The size of the `Socket` or `Nudge` chunk at the head, for [`skip`](Self::skip).
+    /// The size of the `Socket`, `Nudge` or `Bulk` chunk at the head, for
+    /// [`skip`](Self::skip).
     size: usize,
 }
 
@@ -347,6 +360,23 @@ impl RingReader {
             .sleeping
             .0
             .store(u32::from(sleeping), Ordering::SeqCst);
+    }
+
+    /// Whether the chunk at the head is surely not one of the slot for big frames (a frame
+    /// in the ring or on the socket): a look at its kind, nothing checked.
+    #[inline]
+    pub(crate) fn not_bulk(&self) -> bool {
+        let tail = self.control().tail.0.load(Ordering::SeqCst);
+        if tail == self.head {
+            return false;
+        }
+        let at = self.head as usize % RING;
+        let kind = self
+            .region
+            .header(self.direction, at)
+            .load(Ordering::Relaxed)
+            >> LEN_BITS;
+        kind == INLINE || kind == SOCKET
     }
 
     /// The chunk at the head, past any wrap; `None` if the ring is empty, an error if what
@@ -388,7 +418,7 @@ impl RingReader {
                     }
                     return Ok(Some(Chunk::Inline { at, len }));
                 }
-                SOCKET => {
+                kind @ (SOCKET | BULK) => {
                     self.size = chunk_size(8);
                     if len != 8 || self.size > RING - at || self.size > available {
                         return Err(corrupt("a socket chunk out of bounds"));
@@ -400,7 +430,8 @@ impl RingReader {
                         ptr::copy_nonoverlapping(from, bytes.as_mut_ptr(), 8);
                     }
                     return match usize::try_from(u64::from_le_bytes(bytes)) {
-                        Ok(len) if len > 0 => Ok(Some(Chunk::Socket(len))),
+                        Ok(len) if len > 0 && kind == SOCKET => Ok(Some(Chunk::Socket(len))),
+                        Ok(len) if len > 0 => Ok(Some(Chunk::Bulk(len))),
                         _ => Err(corrupt("a socket chunk of no length")),
                     };
                 }
@@ -408,7 +439,8 @@ impl RingReader {
                     self.size = chunk_size(0);
                     return Ok(Some(Chunk::Nudge(len)));
                 }
-                _ => return Err(corrupt("an empty nudge")),
+                NUDGE => return Err(corrupt("an empty nudge")),
+                _ => return Err(corrupt("a chunk of no known kind")),
             }
         }
     }
@@ -431,7 +463,7 @@ impl RingReader {
         n
     }
 
-    /// Moves past the `Socket` or `Nudge` chunk [`chunk`](Self::chunk) returned.
+    /// Moves past the `Socket`, `Nudge` or `Bulk` chunk [`chunk`](Self::chunk) returned.
     pub(crate) fn skip(&mut self) {
         self.advance(self.size);
     }
@@ -475,6 +507,10 @@ mod tests {
                     out.extend(std::iter::repeat_n(b'#', len));
                     reader.skip();
                 }
+                Chunk::Bulk(len) => {
+                    out.extend(std::iter::repeat_n(b'@', len));
+                    reader.skip();
+                }
             }
         }
         out
@@ -507,6 +543,13 @@ mod tests {
                     assert!(writer.try_socket(3));
                 }
                 sent.extend_from_slice(b"###");
+            }
+            if round % 11 == 0 {
+                if !writer.try_bulk(2) {
+                    received.extend(drain(&mut reader));
+                    assert!(writer.try_bulk(2));
+                }
+                sent.extend_from_slice(b"@@");
             }
             if round == 4_000 {
                 // A frame longer than thirty bits can count, announced whole.
@@ -585,6 +628,12 @@ mod tests {
         assert!(reader.chunk().is_err());
         // A misaligned tail.
         control.tail.0.store(6, Ordering::Release);
+        assert!(reader.chunk().is_err());
+        // A kind that does not exist.
+        region
+            .header(Direction::ToPool, 0)
+            .store(7 << LEN_BITS | 8, Ordering::Relaxed);
+        control.tail.0.store(12, Ordering::Release);
         assert!(reader.chunk().is_err());
     }
 }

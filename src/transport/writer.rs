@@ -1,16 +1,19 @@
-//! [`Writer`], either side's writing end: frames into the ring, or announced there and sent
-//! on the socket (see `ring.rs`), or, without a ring, on the socket alone.
+//! [`Writer`], either side's writing end: frames into the ring, or announced there and
+//! written in the shared slot for big frames (`bulk.rs`) or sent on the socket (see
+//! `ring.rs`), or, without a ring, on the socket alone.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::bulk::BulkWriter;
 use super::exit::ExitWatch;
 use super::ring::{RingWriter, INLINE_MAX};
 use super::stream::{hung_up, poll, send_now};
 use super::wait::{spin_then_nap, Naps, RING_NAP};
 use super::Channel;
 use super::POLL_INTERVAL;
+use crate::codec::Place;
 use crate::protocol::Message;
 use crate::Error;
 
@@ -19,9 +22,11 @@ use crate::Error;
 pub(crate) struct Writer {
     socket: Channel,
     ring: Option<RingWriter>,
+    /// The slot for big frames, used while it is free (with a ring only).
+    bulk: Option<BulkWriter>,
     mode: Mode,
     /// Frames not yet placed: the ring was full ([`Mode::Ahead`]).
-    pending: VecDeque<Vec<u8>>,
+    pending: VecDeque<Pending>,
     /// Bytes the socket owes the other side, in order: the frames of a `SOCKET` chunk,
     /// nudges, or, without a ring, every frame ([`Mode::Ahead`]).
     owed: Vec<u8>,
@@ -31,6 +36,23 @@ pub(crate) struct Writer {
     peer: Option<ExitWatch>,
     /// Where a message is encoded: one buffer, reused.
     scratch: Vec<u8>,
+}
+
+/// Where a frame is written in place ([`Writer::place_after`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Room {
+    /// In the writer's own buffer, for a frame small enough for the ring.
+    Small,
+    /// In the shared slot for big frames.
+    Slot,
+}
+
+/// A frame not placed yet.
+enum Pending {
+    /// Its bytes.
+    Frame(Vec<u8>),
+    /// A frame of this many bytes in the slot, to announce.
+    Bulk(usize),
 }
 
 /// What a writer does when the channel does not take a frame at once.
@@ -86,6 +108,7 @@ impl Writer {
         Writer {
             socket,
             ring: None,
+            bulk: None,
             mode,
             pending: VecDeque::new(),
             owed: Vec::new(),
@@ -100,6 +123,14 @@ impl Writer {
         self.ring = Some(ring);
     }
 
+    /// From now on, big frames travel in `slot` while it is free (after [`attach`]).
+    ///
+    /// [`attach`]: Self::attach
+    pub(crate) fn attach_bulk(&mut self, slot: BulkWriter) {
+        debug_assert!(self.ring.is_some(), "the ring announces the slot's frames");
+        self.bulk = Some(slot);
+    }
+
     /// Whether writing failed: the other side is gone or going.
     pub(crate) fn is_broken(&self) -> bool {
         self.broken.is_some()
@@ -112,14 +143,110 @@ impl Writer {
     /// broken channel there (and in [`is_broken`](Self::is_broken)). The child's waits until
     /// the frame is all out, and fails if the socket does.
     pub(crate) fn send(&mut self, message: &impl Message, max: usize) -> Result<(), Error> {
-        message.encode(max, &mut self.scratch)?;
-        let frame = std::mem::take(&mut self.scratch);
+        let size = message.measure(max)?;
+        if size > INLINE_MAX {
+            // Straight into the slot, when it is free.
+            if let Some(mut place) = self.free_slot(0, size, size) {
+                message.write(size, &mut place);
+                return self.send_in_slot(size);
+            }
+        }
+        let mut frame = std::mem::take(&mut self.scratch);
+        frame.clear();
+        frame.reserve(size);
+        message.write(size, &mut frame);
+        self.send_frame(Pending::Frame(frame))
+    }
+
+    /// A place for bytes `head..` of a frame whose first `head` bytes are written later
+    /// ([`send_placed`](Self::send_placed)): a task's argument, encoded in place, in `room`.
+    /// The frame stays within `max`. `None` if there is no such room now (a slot not free, or
+    /// not there; a head too big for the room).
+    pub(crate) fn place_after(&mut self, room: Room, head: usize, max: usize) -> Option<Place<'_>> {
+        // `max` counts a frame's kind and body; a place, its header too.
+        let limit = max.saturating_add(4);
+        match room {
+            Room::Small => {
+                let limit = limit.min(INLINE_MAX);
+                if head >= limit {
+                    return None;
+                }
+                self.scratch.clear();
+                self.scratch.reserve(limit);
+                // SAFETY: `head..limit` lies within the buffer's capacity, reserved above; the
+                // place borrows this writer, so nothing else touches the buffer meanwhile.
+                Some(unsafe { Place::new(self.scratch.as_mut_ptr().add(head), limit - head) })
+            }
+            Room::Slot => self.free_slot(head, head, limit),
+        }
+    }
+
+    /// Sends the frame of `size` bytes written in `room` after its first `head` bytes
+    /// ([`place_after`](Self::place_after)), which `write_head` writes in the place it is
+    /// given. As [`send`](Self::send) does.
+    pub(crate) fn send_placed(
+        &mut self,
+        room: Room,
+        size: usize,
+        head: usize,
+        write_head: impl FnOnce(&mut Place<'_>),
+    ) -> Result<(), Error> {
+        match room {
+            Room::Small => {
+                assert!(size <= self.scratch.capacity(), "written within the place");
+                let mut frame = std::mem::take(&mut self.scratch);
+                // SAFETY: `..head` lies within the capacity (`head < size`), not otherwise
+                // used while the place lives.
+                let mut place = unsafe { Place::new(frame.as_mut_ptr(), head) };
+                write_head(&mut place);
+                assert!(
+                    place.len() == head && !place.is_full(),
+                    "the head fills its place"
+                );
+                // SAFETY: `..head` was just written, `head..size` by the caller in the place
+                // `place_after` gave, within the capacity.
+                unsafe { frame.set_len(size) };
+                self.send_frame(Pending::Frame(frame))
+            }
+            Room::Slot => {
+                let slot = self.bulk.as_mut().expect("a place was given");
+                let mut place = slot
+                    .place(0, head, head)
+                    .expect("mapped for the place given");
+                write_head(&mut place);
+                self.send_in_slot(size)
+            }
+        }
+    }
+
+    /// A place for bytes `from..` of a frame in the slot, with at least `want` bytes of it
+    /// mapped and at most `limit`, if there is a slot, free, and the channel works.
+    fn free_slot(&mut self, from: usize, want: usize, limit: usize) -> Option<Place<'_>> {
+        let slot = self.bulk.as_mut().filter(|slot| slot.is_free())?;
+        if self.broken.is_some() {
+            return None;
+        }
+        slot.place(from, want, limit)
+    }
+
+    /// Sends the frame of `size` bytes just written in the slot.
+    fn send_in_slot(&mut self, size: usize) -> Result<(), Error> {
+        self.bulk.as_mut().expect("a frame in the slot").hold();
+        self.send_frame(Pending::Bulk(size))
+    }
+
+    /// Sends `frame` after those sent before: see [`send`](Self::send).
+    fn send_frame(&mut self, frame: Pending) -> Result<(), Error> {
+        let frame = match frame {
+            Pending::Frame(bytes) if bytes.len() > INLINE_MAX => self.move_to_slot(bytes),
+            frame => frame,
+        };
         match self.mode {
             Mode::Ahead => {
                 if self.broken.is_none() && !(self.pending.is_empty() && self.place(&frame)) {
                     self.pending.push_back(frame);
                 } else {
-                    self.scratch = frame;
+                    self.recycle(frame);
                 }
                 self.flush();
                 Ok(())
@@ -135,7 +262,7 @@ impl Writer {
                     // The pool closed its end: nobody is left to serve.
                     std::process::exit(0);
                 }
-                self.scratch = frame;
+                self.recycle(frame);
                 match &self.broken {
                     None => Ok(()),
                     Some(error) => Err(Error::Protocol {
@@ -146,10 +273,33 @@ impl Writer {
         }
     }
 
+    /// Keeps a frame's buffer for the next one.
+    fn recycle(&mut self, frame: Pending) {
+        if let Pending::Frame(bytes) = frame {
+            self.scratch = bytes;
+        }
+    }
+
+    /// A big frame moves to the slot, if it is free and takes it (once: it is then held there
+    /// until announced).
+    fn move_to_slot(&mut self, bytes: Vec<u8>) -> Pending {
+        let slot = self.bulk.as_mut().filter(|slot| slot.is_free());
+        if self.broken.is_some() || !slot.is_some_and(|slot| slot.put(&bytes)) {
+            return Pending::Frame(bytes);
+        }
+        let size = bytes.len();
+        self.recycle(Pending::Frame(bytes));
+        Pending::Bulk(size)
+    }
+
     /// Sends what the channel takes of what waits; returns what still waits, or `None` once
     /// writing failed (the child is dead or dying).
     pub(crate) fn flush(&mut self) -> Option<Backlog> {
         while let Some(frame) = self.pending.pop_front() {
+            let frame = match frame {
+                Pending::Frame(bytes) if bytes.len() > INLINE_MAX => self.move_to_slot(bytes),
+                frame => frame,
+            };
             if !self.place(&frame) {
                 self.pending.push_front(frame);
                 break;
@@ -203,9 +353,23 @@ impl Writer {
         })
     }
 
-    /// Puts `frame` in the ring, or announces it there and sends it on the socket; `false`
-    /// if the ring has no room now.
-    fn place(&mut self, frame: &[u8]) -> bool {
+    /// Puts `frame` in the ring, or announces it there (and sends it on the socket, unless it
+    /// is in the slot); `false` if the ring has no room now.
+    fn place(&mut self, frame: &Pending) -> bool {
+        let frame = match frame {
+            Pending::Frame(bytes) => bytes,
+            Pending::Bulk(size) => {
+                let ring = self.ring.as_mut().expect("a slot comes with a ring");
+                if !ring.try_bulk(*size) {
+                    return false;
+                }
+                self.bulk.as_mut().expect("a frame in the slot").announced();
+                if ring.reader_sleeping() && ring.nudge() {
+                    self.owe(&[0]);
+                }
+                return true;
+            }
+        };
         match &mut self.ring {
             Some(ring) if frame.len() <= INLINE_MAX => {
                 if !ring.try_inline(frame) {

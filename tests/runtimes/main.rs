@@ -24,6 +24,7 @@ mod futures;
 mod isolation;
 mod lifecycle;
 mod options;
+mod payloads;
 mod priorities;
 mod scheduling;
 mod spares;
@@ -383,6 +384,7 @@ fn exports() -> Exports {
                 _ => Ok(()),
             }
         })
+        .merge(payloads::exports())
 }
 
 thread_local! {
@@ -441,6 +443,7 @@ fn main() {
         stats::bodies,
         async_exports::bodies,
         spares::bodies,
+        payloads::bodies,
     ];
     let mut names = HashSet::new();
     let mut cases: Vec<(String, Box<dyn Fn()>)> = Vec::new();

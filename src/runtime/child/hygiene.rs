@@ -7,8 +7,8 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use crate::protocol::{Init, RINGS_FD, WORKER_ENV};
-use crate::transport::Region;
+use crate::protocol::{Init, BULK_FD, RINGS_FD, WORKER_ENV};
+use crate::transport::{Bulk, Region};
 
 /// The channel to the pool, the socket the marker names (fd 3), once every other descriptor
 /// inherited is closed; `Err` if this process was not started by a pool.
@@ -19,7 +19,7 @@ pub(super) fn open_channel(marker: &OsStr) -> Result<UnixStream, String> {
         .ok_or_else(|| format!("{WORKER_ENV}={marker:?} is not a file descriptor"))?;
     // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
     // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
-    close_inherited(&[fd, RINGS_FD]);
+    close_inherited(&[fd, RINGS_FD, BULK_FD]);
     if !is_unix_stream(fd) {
         return Err(format!(
             "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
@@ -40,6 +40,12 @@ pub(super) fn map_rings() -> Result<Arc<Region>, String> {
     // SAFETY: fd 4 was handed to this process for the region, which stays mapped without it.
     unsafe { libc::close(RINGS_FD) };
     Ok(region)
+}
+
+/// The slots for big frames the pool shares with this worker (fd 5), for frames of up to
+/// `capacity` bytes; the descriptor is kept, to map more of them as frames need.
+pub(super) fn open_bulk(capacity: usize) -> Result<Arc<Bulk>, String> {
+    Bulk::open(BULK_FD, capacity)
 }
 
 /// Closes every descriptor above stderr but those in `keep`.

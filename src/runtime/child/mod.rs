@@ -18,8 +18,8 @@ use crate::exports::Exports;
 use crate::panics;
 use crate::panics::panic_message;
 use crate::protocol::{
-    Done, Hello, Init, Limits, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV, PARENT_ENV,
-    VERSION,
+    Done, Hello, Init, Limits, Payload, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV,
+    PARENT_ENV, VERSION,
 };
 use crate::sync::lock;
 use crate::sync::AtomicBool;
@@ -98,10 +98,27 @@ struct Task {
     name: String,
     arg_type: String,
     result_type: String,
-    arg: Vec<u8>,
+    arg: Arg,
     bridge: Option<Arc<Bridge>>,
     /// Where the pool's `ABORT` for it lands (a child with async exports).
     abort: Option<Arc<TaskAbort>>,
+}
+
+/// A task's encoded argument: part of its `RUN` frame's body, which it keeps, so that the
+/// argument is not copied before it is decoded. A big frame's body is lent where the pool
+/// wrote it (`transport/bulk.rs`): the pool writes no other big frame there before the
+/// argument is dropped, so it is dropped as soon as the task is done with it.
+struct Arg {
+    body: Payload,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for Arg {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.body[self.range.clone()]
+    }
 }
 
 fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), String> {
@@ -143,6 +160,14 @@ fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), Strin
         let region = map_rings()?;
         reader.attach(region.reader(Direction::ToChild));
         lock(&writer).attach(region.writer(Direction::ToPool));
+        // And its big frames to the slots, when there are (Unix: the pool makes none on
+        // Windows).
+        #[cfg(unix)]
+        if init.bulk > 0 {
+            let bulk = hygiene::open_bulk(init.bulk)?;
+            reader.attach_bulk(bulk.reader(Direction::ToChild));
+            lock(&writer).attach_bulk(bulk.writer(Direction::ToPool));
+        }
     }
     context::set_context(Some(Context {
         id: init.worker_id,
@@ -250,6 +275,8 @@ fn serve_in_order(
                     }
                     None => Err(Error::NoSuchFunction { name }),
                 };
+                // Before the answer: the pool's next big frame may then take the slot.
+                drop(arg);
                 if let Some(bridge) = bridge {
                     context::set_task_port(TaskPort::None);
                     lock(&inbound.current).clear();
@@ -353,12 +380,18 @@ impl Inbound {
                         lock(aborts).insert(run.task, abort.clone());
                         abort
                     });
+                    // Where the argument lies in the body (`decode` borrows from it).
+                    let start = run.arg.as_ptr().addr() - frame.body.as_ptr().addr();
+                    let range = start..start + run.arg.len();
                     return Command::Run(Task {
                         task: run.task,
                         name: run.name.to_owned(),
                         arg_type: run.arg_type.to_owned(),
                         result_type: run.result_type.to_owned(),
-                        arg: run.arg.to_vec(),
+                        arg: Arg {
+                            body: frame.body,
+                            range,
+                        },
                         bridge,
                         abort,
                     });

@@ -1,13 +1,14 @@
 //! Starting a worker process, with its end of the channel in place and the marker in its
 //! environment, and watching it to its end: `unix.rs` with `posix_spawn` (the child's end of
-//! a socket pair on fd 3, the shared rings on fd 4), `windows.rs` with `CreateProcessW` (the
-//! child's ends of two anonymous pipes and the section of the rings, inherited by handle, in a
-//! Job Object that kills it with the pool's process). Both give the driver the same [`Started`] and the same
+//! a socket pair on fd 3, the shared rings on fd 4, the shared slots for big frames on fd 5),
+//! `windows.rs` with `CreateProcessW` (the child's ends of two anonymous pipes and the section
+//! of the rings, inherited by handle, in a Job Object that kills it with the pool's process).
+//! Both give the driver the same [`Started`] and the same
 //! `ChildProcess` calls: `id`, `watch`, `try_wait`, `wait`, `terminate`, `kill`.
 
 use std::sync::Arc;
 
-use crate::transport::{Channel, Region};
+use crate::transport::{Bulk, Channel, Region};
 
 #[cfg(unix)]
 mod unix;
@@ -19,10 +20,11 @@ pub(crate) use unix::{limit_hit, signal_of, start, ChildProcess};
 #[cfg(windows)]
 pub(crate) use windows::{limit_hit, signal_of, start, ChildProcess};
 
-/// A worker process just started: the child, the pool's end of its channel, and the rings it
-/// shares with the child, if any.
+/// A worker process just started: the child, the pool's end of its channel, and the rings and
+/// the slots for big frames it shares with the child, if any.
 pub(crate) struct Started {
     pub(crate) child: ChildProcess,
     pub(crate) channel: Channel,
     pub(crate) region: Option<Arc<Region>>,
+    pub(crate) bulk: Option<Arc<Bulk>>,
 }

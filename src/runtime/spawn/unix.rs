@@ -18,12 +18,12 @@ use std::process::ExitStatus;
 
 use super::Started;
 use crate::options::{ChildOutput, ProcessOptions};
-use crate::protocol::{CHILD_FD, RINGS_FD, WORKER_ENV};
-use crate::transport::{ExitWatch, Region};
+use crate::protocol::{BULK_FD, CHILD_FD, RINGS_FD, WORKER_ENV};
+use crate::transport::{Bulk, ExitWatch, Region};
 
 /// Starts a worker as `options` say, with this process's environment plus `env`: the child's
 /// end of a socket pair on fd 3 (the marker names it), the rings shared with it (Linux) on
-/// fd 4. `Err` says what failed.
+/// fd 4, with the slots for its big frames on fd 5. `Err` says what failed.
 pub(crate) fn start(
     options: &ProcessOptions,
     mut env: Vec<(OsString, OsString)>,
@@ -33,8 +33,13 @@ pub(crate) fn start(
         Some((region, fd)) => (Some(region), Some(fd)),
         None => (None, None),
     };
+    // Big frames cross in shared memory only where small ones do.
+    let bulk = region
+        .as_ref()
+        .and_then(|_| Bulk::create(options.max_message_size.saturating_add(4)));
     let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
     fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
+    fds.extend(bulk.as_ref().map(|bulk| (bulk.fd(), BULK_FD)));
     env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
     let child =
         ChildProcess::spawn(options, &env, &fds).map_err(|e| format!("spawning the child: {e}"))?;
@@ -42,6 +47,7 @@ pub(crate) fn start(
         child,
         channel: ours,
         region,
+        bulk,
     })
 }
 

@@ -93,6 +93,7 @@ pub(crate) fn start(
         child,
         channel,
         region,
+        bulk: None,
     })
 }
 

@@ -1,0 +1,159 @@
+//! [`Place`]: memory that a value is encoded into where its reader will find it (the shared
+//! memory of a child-process worker, `transport/bulk.rs`), instead of into a `Vec` first that
+//! is then copied there: a big argument is written once on its way to a child.
+//!
+//! A place has a fixed capacity. A value that does not fit leaves it *full*, whatever was
+//! written ([`Encoded::Full`]), and is encoded again elsewhere: a place never grows. Its
+//! lifetime is the memory's: a place over a writer's buffer borrows the writer.
+
+use std::io;
+use std::marker::PhantomData;
+use std::ptr;
+
+use postcard::ser_flavors::Flavor;
+
+/// Fixed memory, written from its start through raw pointers (never through a reference: the
+/// memory may be shared with another process).
+///
+/// `pub` only because the sealed `Carry` trait names it: nothing outside the crate can reach
+/// it.
+pub struct Place<'a> {
+    start: *mut u8,
+    capacity: usize,
+    len: usize,
+    full: bool,
+    memory: PhantomData<&'a mut [u8]>,
+}
+
+/// Where a value went (`pub` as [`Place`] is).
+pub enum Encoded {
+    /// Into the place, whose [`len`](Place::len) counts its bytes.
+    InPlace,
+    /// Nowhere: it did not fit (what the place holds is not to be read).
+    Full,
+}
+
+impl Place<'_> {
+    /// A place of `capacity` bytes at `start`.
+    ///
+    /// # Safety
+    ///
+    /// `start..start + capacity` must be valid for writes for as long as the place lives
+    /// (its lifetime), and nothing of this process may read or write it meanwhile.
+    #[inline]
+    pub(crate) unsafe fn new(start: *mut u8, capacity: usize) -> Self {
+        Place {
+            start,
+            capacity,
+            len: 0,
+            full: false,
+            memory: PhantomData,
+        }
+    }
+
+    /// Bytes written.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether something did not fit (what was written since is not to be read).
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.full
+    }
+
+    /// Appends `bytes` if they fit; otherwise writes nothing and the place is full.
+    #[inline]
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> bool {
+        if self.full || bytes.len() > self.capacity - self.len {
+            self.full = true;
+            return false;
+        }
+        // SAFETY: `len + bytes.len() <= capacity`, within the memory `new` was promised;
+        // `bytes` is this process's own memory, which the place does not overlap.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(self.len), bytes.len()) };
+        self.len += bytes.len();
+        true
+    }
+
+    /// Overwrites bytes already written, at `at` (a length field reserved before a value).
+    pub(crate) fn patch(&mut self, at: usize, bytes: &[u8]) {
+        assert!(
+            at <= self.len && bytes.len() <= self.len - at,
+            "only written bytes are patched"
+        );
+        // SAFETY: within the bytes written, so within the memory `new` was promised.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(at), bytes.len()) };
+    }
+}
+
+/// postcard writes into a place through this flavor.
+impl Flavor for &mut Place<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.put(data) {
+            Ok(())
+        } else {
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// serde_json writes into a place as into any writer.
+impl io::Write for Place<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.put(bytes) {
+            Ok(bytes.len())
+        } else {
+            Err(io::ErrorKind::WriteZero.into())
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_place_takes_what_fits_and_then_nothing() {
+        let mut memory = [0u8; 8];
+        // SAFETY: a local array, not otherwise used while the place lives.
+        let mut place = unsafe { Place::new(memory.as_mut_ptr(), memory.len()) };
+        assert!(place.put(&[1, 2, 3]));
+        assert!(place.put(&[4, 5, 6, 7, 8]));
+        assert!(!place.is_full());
+        place.patch(1, &[9]);
+        // Nothing more fits, not even a byte, and it stays full.
+        assert!(!place.put(&[10]));
+        assert!(place.is_full());
+        assert!(!place.put(&[]));
+        assert_eq!(place.len(), 8);
+        assert_eq!(memory, [1, 9, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    #[should_panic(expected = "only written bytes are patched")]
+    fn a_patch_beyond_what_was_written_panics() {
+        let mut memory = [0u8; 8];
+        // SAFETY: as above.
+        let mut place = unsafe { Place::new(memory.as_mut_ptr(), memory.len()) };
+        place.put(&[1, 2]);
+        place.patch(1, &[0, 0]);
+    }
+}
