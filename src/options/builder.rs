@@ -262,9 +262,9 @@ impl Builder {
 
     /// Gives every task a fresh worker (default: false): no thread-local state carries over.
     ///
-    /// A worker's successor starts while it has its task (a *spare*: its child, handshake and
-    /// [`setup`](Builder::setup) done; with threads only if there is a setup), so the next task
-    /// does not wait for it. Until it replaces its worker a spare is no worker: it counts
+    /// A worker's successor starts while it has its task, if one will be wanted (tasks queued,
+    /// or the pool at `min_threads`): a *spare*, child, handshake and [`setup`](Builder::setup)
+    /// done (threads: only with a setup), so the next task does not wait for it. Until it replaces its worker a spare is no worker: it counts
     /// neither toward `max_threads` (up to one per worker) nor in `Pool::threads`, gets no
     /// hook call (one that never serves gets none), and is dropped when its worker idles, after
     /// `idle_timeout` unneeded, and on close, destroy or recycle; one that fails to start

@@ -172,6 +172,7 @@ impl Scheduler {
                 note_exits: options.hooks.wants_exit(),
                 spares: Spares {
                     enabled: options.isolate_workers && launcher.spares_pay(&worker_options),
+                    min_threads: options.min_threads,
                     list: Vec::new(),
                 },
                 ..SchedulerState::default()

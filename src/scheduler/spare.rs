@@ -15,7 +15,9 @@
 //!   destroyed, and has no spare yet: when `k` takes a task, and when `k` is itself
 //!   reserved, or promoted, with work in sight (a first task, or tasks queued). The latter lets
 //!   a pool that keeps its queue full start two workers per slot at a time: a worker's
-//!   successor starts with it, not after its task.
+//!   successor starts with it, not after its task. Only if the successor is wanted as things
+//!   stand: tasks are queued, or the pool is at or below `min_threads` (a pool of
+//!   `min_threads(0)` fed one task at a time starts no spare, which it would discard).
 //! - **What it is meanwhile.** A thread (and a child) that made itself a worker of its runtime,
 //!   setup included, and told the id of the worker it will replace (`k`, so a spare's setup
 //!   may run while `k` still runs its task); it is *not* a worker of the pool: it counts
@@ -106,9 +108,16 @@ fn discarded(spare: Spare) {
 
 impl Scheduler {
     /// Reserves a spare for worker `id` (its thread to be started once the lock is released),
-    /// unless the pool starts none now or `id` has one already.
+    /// unless the pool starts none now, `id` has one already, or nothing would want it: the
+    /// worker leaving is replaced only to keep `min_threads` or for queued tasks (else a
+    /// spare would be discarded unused, and each task of a pool fed one at a time would start
+    /// two workers).
     pub(super) fn reserve_spare(state: &mut SchedulerState, id: usize) -> Option<Reservation> {
         if !state.spares.enabled || state.closing || state.destroyed || state.spares.has(id) {
+            return None;
+        }
+        let queued = !state.queue.is_empty() || state.intake_open;
+        if !queued && state.workers.len() > state.spares.min_threads {
             return None;
         }
         let start = Self::new_thread(state, id, true);

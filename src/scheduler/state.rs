@@ -212,6 +212,8 @@ pub(super) struct Reserved {
 pub(super) struct Spares {
     /// Whether the pool starts spares: it isolates its workers.
     pub(super) enabled: bool,
+    /// The pool's `min_threads`: a worker leaving is replaced to keep that many.
+    pub(super) min_threads: usize,
     pub(super) list: Vec<Spare>,
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tinypool::{Error, Exit, Pool, Runtime, Task, WorkerInfo};
+use tinypool::{Error, Exit, Pool, RunOptions, Runtime, Task, WorkerInfo};
 
 use crate::common::{collect_errors, eventually, finish, next, procfs};
 use crate::{bodies, call, held, hold, pid_of, pool, prefix, Body, Held};
@@ -27,6 +27,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             destroy_while_a_spare_starts_leaves_nothing_behind,
             close_while_a_spare_starts_leaves_nothing_behind,
             a_spare_that_fails_to_start_is_reported_and_not_retried,
+            a_pool_fed_one_task_at_a_time_above_min_threads_starts_no_spare,
         ],
         threads: [],
     }
@@ -324,5 +325,21 @@ fn a_spare_that_fails_to_start_is_reported_and_not_retried(runtime: Runtime) {
         3,
         "one attempt per worker, none repeated"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A spare is started only if its worker's successor is wanted: with `min_threads(0)` and one
+/// task at a time, the worker that leaves is not replaced, so a spare would be discarded unused
+/// and every task would pay for two workers. Each task runs long enough (20 ms) for such a
+/// spare to run its setup; exactly one setup per task ran.
+fn a_pool_fed_one_task_at_a_time_above_min_threads_starts_no_spare(runtime: Runtime) {
+    let dir = setup_dir("unwanted", runtime);
+    let pool = isolated(runtime, &dir).min_threads(0).build().unwrap();
+    for _ in 0..5 {
+        let slept: u64 = finish(pool.run_with(20u64, RunOptions::new().name("sleep_ms"))).unwrap();
+        assert_eq!(slept, 20);
+    }
+    pool.destroy().wait().unwrap();
+    assert_eq!(setups(&dir).len(), 5, "one worker per task, no spare");
     let _ = std::fs::remove_dir_all(&dir);
 }
