@@ -245,11 +245,11 @@ pub struct WorkerStats {
 /// How a task resolved, as it is counted: `Ok` with a value, else its error's kind.
 pub(crate) type Outcome = Result<(), ErrorKind>;
 
-/// The outcome of a task's result.
-pub(crate) fn outcome<R>(result: &Result<R, crate::Error>) -> Outcome {
+/// The outcome of a task's result (its error held as it is, or boxed as a slot holds it).
+pub(crate) fn outcome<R, E: std::borrow::Borrow<crate::Error>>(result: &Result<R, E>) -> Outcome {
     match result {
         Ok(_) => Ok(()),
-        Err(error) => Err(error.kind()),
+        Err(error) => Err(error.borrow().kind()),
     }
 }
 

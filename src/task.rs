@@ -100,7 +100,7 @@ impl<R> Slot<R> {
         let mut inner = lock(&self.inner);
         match std::mem::replace(&mut inner.state, State::Taken) {
             State::Staged(held) => {
-                tally.count(held.as_ref().map(|_| ()).map_err(|error| error.kind()));
+                tally.count(outcome(&held));
                 // Its future ended: nothing is left to wake in the worker.
                 inner.runner = None;
                 self.make_ready(inner, held)
