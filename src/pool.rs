@@ -94,7 +94,7 @@ impl Pool {
         // the options.
         let launcher: Box<dyn Launcher> = match options.process {
             #[cfg(any(unix, windows))]
-            Some(process) => Box::new(Processes { options: process }),
+            Some(process) => Box::new(Processes::new(process)),
             #[cfg(not(any(unix, windows)))]
             Some(_) => unreachable!("the builder refuses child processes off Unix and Windows"),
             None => Box::new(Threads {

@@ -273,9 +273,13 @@ fn play(role: &str) -> ! {
             destroy(pool);
             std::process::exit(0);
         }
-        // Starts two workers, prints their pids, and waits to be killed.
-        "hold-workers" => {
-            let pool = child_pool(2, 2).build().expect("a pool");
+        // Starts two workers, prints their pids (and their fork server's, when forked), and
+        // waits to be killed.
+        "hold-workers" | "hold-forked-workers" => {
+            let forked = role == "hold-forked-workers";
+            let pool = (child_pool(2, 2).fork_server(forked))
+                .build()
+                .expect("a pool");
             // Two tasks submitted together go to the two idle workers, one each.
             let tasks = [
                 pool.run_with::<u32, _>((), named("pid")),
@@ -290,6 +294,16 @@ fn play(role: &str) -> ! {
             ran.sort_unstable();
             pids.sort_unstable();
             assert_eq!(ran, pids, "the tasks ran on the pool's two workers");
+            if forked {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", pids[0]));
+                let stat = stat.expect("a worker's stat");
+                let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 1..]
+                    .split_whitespace()
+                    .collect();
+                let server: u32 = fields[1].parse().expect("its parent's pid");
+                assert_ne!(server, std::process::id(), "forked by a server");
+                pids.push(server);
+            }
             let line: Vec<String> = pids.iter().map(u32::to_string).collect();
             println!("{}", line.join(" "));
             loop {
@@ -661,9 +675,22 @@ fn set_child_subreaper(on: bool) {
 }
 
 fn a_killed_parent_leaves_no_worker_process() {
+    killed_parent_leaves_no_process("hold-workers", 2);
+}
+
+/// The same with workers forked from a fork server: the server and its workers (three
+/// processes) go.
+#[cfg(target_os = "linux")]
+fn a_killed_parent_leaves_no_fork_server_and_no_forked_worker() {
+    killed_parent_leaves_no_process("hold-forked-workers", 3);
+}
+
+/// Kills the parent program playing `role` once it printed the pids of its `processes`, and
+/// sees each of them exit on its own.
+fn killed_parent_leaves_no_process(role: &str, processes: usize) {
     // Orphans of the parent become this process's children, so it can watch them exit.
     set_child_subreaper(true);
-    let mut parent = parent_program("hold-workers")
+    let mut parent = parent_program(role)
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawning the parent program");
@@ -685,7 +712,7 @@ fn a_killed_parent_leaves_no_worker_process() {
         .split_whitespace()
         .map(|pid| pid.parse().expect("a pid"))
         .collect();
-    assert_eq!(pids.len(), 2, "two workers: {line:?}");
+    assert_eq!(pids.len(), processes, "its processes: {line:?}");
 
     // The workers must exit on their own; reap them as they do.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -697,6 +724,11 @@ fn a_killed_parent_leaves_no_worker_process() {
             // SAFETY: waitpid on a pid that is this process's child once orphaned.
             match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
                 0 => true,
+                // Not (yet) ours: a fork server's worker, which it reaps, or which becomes
+                // ours once the server is gone.
+                -1 if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) => {
+                    !gone(pid as u32)
+                }
                 -1 => {
                     problems.push(format!(
                         "waitpid({pid}): {}",
@@ -1406,6 +1438,11 @@ fn main() {
         (
             "a_killed_parent_leaves_no_worker_process",
             a_killed_parent_leaves_no_worker_process,
+        ),
+        #[cfg(target_os = "linux")]
+        (
+            "a_killed_parent_leaves_no_fork_server_and_no_forked_worker",
+            a_killed_parent_leaves_no_fork_server_and_no_forked_worker,
         ),
         (
             "destroy_leaves_no_child_process_and_no_zombie",

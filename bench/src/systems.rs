@@ -153,7 +153,13 @@ impl Tinypool {
     }
 
     fn builder(runtime: Runtime, workers: usize, isolate: bool) -> tinypool::Builder {
-        Pool::builder()
+        let mut builder = Pool::builder();
+        // Isolated children are forked from a fork server (Linux; elsewhere it changes
+        // nothing), unless BENCH_SPAWN asks for a spawn per task.
+        if runtime == Runtime::ChildProcess && isolate {
+            builder = builder.fork_server(std::env::var_os("BENCH_SPAWN").is_none());
+        }
+        builder
             .runtime(runtime)
             .min_threads(workers)
             .max_threads(workers)

@@ -1,5 +1,5 @@
-//! [`Builder`]: the options every pool has, and `build`. The child-process runtime's own
-//! options are in `process.rs`.
+//! [`Builder`]: the options every pool has, and `build`. Those that hook into a worker's life
+//! are in `lifecycle.rs`, the child-process runtime's own in `process.rs`.
 
 use std::any::type_name;
 use std::borrow::Cow;
@@ -15,8 +15,7 @@ use serde::Serialize;
 use super::{ChildOutput, ErrorHook, MaxQueue, ResourceLimits, Runtime};
 use crate::codec::Serialization;
 use crate::exports::Exports;
-use crate::hooks::Exit;
-use crate::hooks::{WorkerHooks, WorkerInfo};
+use crate::hooks::WorkerHooks;
 use crate::pool::Pool;
 use crate::protocol::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::worker::context::WorkerData;
@@ -25,8 +24,8 @@ use crate::Error;
 /// Builds a [`Pool`]. Tinypool's options are here in snake case; `record_timing` is Piscina's
 /// `recordTiming`, and `on_worker_start`/`on_worker_exit` stand for Piscina's `workerCreate`
 /// and `workerDestroy` events; the rest (`setup`, `task_timeout`, `stdout`, `stderr`,
-/// `startup_timeout`, `max_message_size`, `thread_name`, and `resource_limits`, which sets
-/// thread stack sizes or process limits rather than V8's heap) are this crate's own.
+/// `startup_timeout`, `max_message_size`, `fork_server`, `thread_name`, and `resource_limits`,
+/// which sets thread stack sizes or process limits rather than V8's heap) are this crate's own.
 ///
 /// A builder is [`Clone`]: one set of options can build several pools (they share the
 /// exported functions and the hooks, which are reference-counted).
@@ -74,6 +73,7 @@ pub struct Builder {
     pub(super) startup_timeout: Duration,
     pub(super) max_message_size: usize,
     pub(super) memory_recycle: Option<u64>,
+    pub(super) fork_server: bool,
     pub(super) task_timeout: Option<Duration>,
     pub(super) record_timing: bool,
 }
@@ -107,6 +107,7 @@ impl Default for Builder {
             startup_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             memory_recycle: None,
+            fork_server: false,
             task_timeout: None,
             record_timing: false,
         }
@@ -264,11 +265,13 @@ impl Builder {
     ///
     /// A worker's successor starts while it has its task, if one will be wanted (tasks queued,
     /// or the pool at `min_threads`): a *spare*, child, handshake and [`setup`](Builder::setup)
-    /// done (threads: only with a setup), so the next task does not wait for it. Until it replaces its worker a spare is no worker: it counts
-    /// neither toward `max_threads` (up to one per worker) nor in `Pool::threads`, gets no
-    /// hook call (one that never serves gets none), and is dropped when its worker idles, after
-    /// `idle_timeout` unneeded, and on close, destroy or recycle; one that fails to start
-    /// reports to [`on_error`](Builder::on_error).
+    /// done (threads: only with a setup), so the next task does not wait for it. Until it
+    /// replaces its worker a spare is no worker: it counts neither toward `max_threads` (up to
+    /// one per worker) nor in `Pool::threads`, gets no hook call (one that never serves gets
+    /// none), and is dropped when its worker idles, after `idle_timeout` unneeded, and on
+    /// close, destroy or recycle; one that fails to start reports to
+    /// [`on_error`](Builder::on_error). Child processes on Linux start twice as fast forked
+    /// from a fork server ([`fork_server`](Builder::fork_server)) as executed anew.
     ///
     /// ```
     /// use std::cell::Cell;
@@ -300,165 +303,6 @@ impl Builder {
     /// child process is killed. `Duration::MAX` waits for as long as it takes.
     pub fn terminate_timeout(mut self, timeout: Duration) -> Self {
         self.terminate_timeout = timeout;
-        self
-    }
-
-    /// The name of an export taking `()` that each worker runs before it stops (default:
-    /// none). A panic in it is reported to [`on_error`](Builder::on_error). A threads pool
-    /// checks at [`build`](Builder::build) that the export exists and takes `()`; a
-    /// child-process pool cannot see its children's exports, so each child reports a missing or
-    /// mistyped teardown to `on_error` when it stops.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    /// use tinypool::{Exports, Pool};
-    ///
-    /// let closed = Arc::new(AtomicUsize::new(0));
-    /// let close = {
-    ///     let closed = closed.clone();
-    ///     // Would close this worker's database connection, say.
-    ///     move |()| closed.fetch_add(1, Ordering::SeqCst)
-    /// };
-    /// let pool = Pool::builder()
-    /// .exports(Exports::new().export_default(|query: String| query.len()).export("close", close))
-    ///     .teardown("close")
-    ///     .min_threads(2)
-    ///     .max_threads(2)
-    ///     .build()?;
-    /// assert_eq!(pool.run::<usize, _>("SELECT 1".to_owned()).wait()?, 8);
-    /// pool.destroy().wait()?;
-    /// assert_eq!(closed.load(Ordering::SeqCst), 2); // Once per worker.
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn teardown(mut self, name: impl Into<String>) -> Self {
-        self.teardown = Some(name.into());
-        self
-    }
-
-    /// The name of an export taking `()` that each worker runs before its first task, inside
-    /// the worker (default: none): on the worker's thread, or in the child process, so that
-    /// what it prepares there (a thread-local, a connection, a cache) is its tasks'. The
-    /// counterpart of [`teardown`](Builder::teardown), which runs only for a worker whose
-    /// setup succeeded.
-    ///
-    /// A setup that panics, returns a `Result::Err`, is not exported or does not take `()`
-    /// fails that worker's start: the worker is not started, the tasks it had taken fail with
-    /// [`Error::WorkerStartFailed`], whose message names the setup and says why, and with no
-    /// task to fail the error goes to [`on_error`](Builder::on_error). Nothing is retried on
-    /// its own: each later task that needs a worker tries to start one again, and fails the
-    /// same way while the setup does, so a broken setup never spins. A threads pool checks at
-    /// [`build`](Builder::build) that the export exists and takes `()`; a child-process pool
-    /// cannot see its children's exports, so there a bad name fails the workers' starts.
-    ///
-    /// In the child-process runtime the pool waits for a child's setup without a deadline,
-    /// as it waits for a task (`startup_timeout` ends when the child says hello, before it);
-    /// [`destroy`](crate::Pool::destroy) kills a child still in its setup.
-    ///
-    /// ```
-    /// use std::cell::RefCell;
-    /// use tinypool::{Error, Exports, Pool};
-    ///
-    /// thread_local! {
-    ///     // Per worker: a connection, say.
-    ///     static GREETING: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// }
-    /// let exports = Exports::new()
-    ///     .export("connect", |()| GREETING.with(|g| *g.borrow_mut() = Some("Hello".into())))
-    ///     .export_default(|name: String| {
-    ///         GREETING.with(|g| format!("{}, {name}!", g.borrow().as_deref().unwrap_or("?")))
-    ///     })
-    ///     .export("refuse", |()| -> Result<(), String> { Err("no database".into()) });
-    /// let pool = Pool::builder().exports(exports.clone()).setup("connect").build()?;
-    /// assert_eq!(pool.run::<String, _>("Ada".to_owned()).wait()?, "Hello, Ada!");
-    ///
-    /// let broken = Pool::builder().exports(exports).setup("refuse").min_threads(0).build()?;
-    /// match broken.run::<String, _>("Ada".to_owned()).wait() {
-    ///     Err(Error::WorkerStartFailed { message }) => assert_eq!(
-    ///         message,
-    ///         "setup \"refuse\" failed: it returned an error: no database"
-    ///     ),
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn setup(mut self, name: impl Into<String>) -> Self {
-        self.setup = Some(name.into());
-        self
-    }
-
-    /// Called in the pool's process each time a worker has started: on the worker's thread,
-    /// once its [`setup`](Builder::setup) is done and its pid known (default: none). Its
-    /// [`WorkerInfo`] has the worker's id, its child's pid, and the tasks it already took
-    /// (which wait for the hook to return: keep it short).
-    ///
-    /// A worker that fails to start gets no call (its error goes to its tasks or to
-    /// [`on_error`](Builder::on_error)), nor a spare before it serves; every worker that gets one
-    /// later gets exactly one [`on_worker_exit`](Builder::on_worker_exit). A hook that panics is
-    /// caught: the worker goes on, and the panic is reported to `on_error` as [`Error::Panicked`],
-    /// its message starting with `on_worker_start: `.
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// use tinypool::{Exports, Pool};
-    ///
-    /// let started = Arc::new(Mutex::new(Vec::new()));
-    /// let seen = started.clone();
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
-    ///     .min_threads(2)
-    ///     .max_threads(2)
-    ///     .on_worker_start(move |worker| seen.lock().unwrap().push(worker.id))
-    ///     .build()?;
-    /// assert_eq!(pool.run::<u32, _>(1u32).wait()?, 2);
-    /// pool.destroy().wait()?;
-    /// let mut ids = started.lock().unwrap().clone();
-    /// ids.sort_unstable();
-    /// assert_eq!(ids, [1, 2]);
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn on_worker_start(mut self, hook: impl Fn(&WorkerInfo) + Send + Sync + 'static) -> Self {
-        self.hooks.start = Some(Arc::new(hook));
-        self
-    }
-
-    /// Called in the pool's process each time a worker has left the pool, with why
-    /// ([`Exit`]): on the worker's thread, once the worker has stopped (its teardown run, its
-    /// child reaped), before its thread ends (default: none). Its [`WorkerInfo`] has the
-    /// worker's id and its child's pid; `running` is 0.
-    ///
-    /// Each worker that got [`on_worker_start`](Builder::on_worker_start) gets exactly one
-    /// call, and a worker that failed to start gets neither. When
-    /// [`destroy`](crate::Pool::destroy), [`close`](crate::Pool::close) or
-    /// [`recycle_workers`](crate::Pool::recycle_workers) resolves, the hooks of the workers it
-    /// stopped have returned (but for a thread still stuck in a function at
-    /// `terminate_timeout`). A hook that panics is caught and reported to
-    /// [`on_error`](Builder::on_error) as [`Error::Panicked`], its message starting with
-    /// `on_worker_exit: `.
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// use tinypool::{Exit, Exports, Pool};
-    ///
-    /// let exits = Arc::new(Mutex::new(Vec::new()));
-    /// let seen = exits.clone();
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|n: u32| n + 1))
-    ///     .min_threads(1)
-    ///     .max_threads(1)
-    ///     .on_worker_exit(move |worker, exit| seen.lock().unwrap().push((worker.id, exit.clone())))
-    ///     .build()?;
-    /// assert_eq!(pool.run::<u32, _>(1u32).wait()?, 2);
-    /// pool.recycle_workers().wait();
-    /// pool.destroy().wait()?;
-    /// assert_eq!(*exits.lock().unwrap(), [(1, Exit::Recycled), (1, Exit::Destroyed)]);
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn on_worker_exit(
-        mut self,
-        hook: impl Fn(&WorkerInfo, &Exit) + Send + Sync + 'static,
-    ) -> Self {
-        self.hooks.exit = Some(Arc::new(hook));
         self
     }
 
@@ -526,39 +370,6 @@ impl Builder {
     /// `"tinypool"`).
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = prefix.into();
-        self
-    }
-
-    /// Called with errors that belong to no task, such as a teardown that panicked, a setup
-    /// that failed with no task waiting for its worker, or a worker hook that panicked
-    /// (default: they are dropped).
-    ///
-    /// The hook runs on a worker's thread: keep it short (log, or send the error elsewhere).
-    ///
-    /// ```
-    /// use std::sync::mpsc;
-    /// use tinypool::{Error, Exports, Pool};
-    ///
-    /// fn flush_log(_: ()) {
-    ///     panic!("disk full");
-    /// }
-    ///
-    /// let (errors, reported) = mpsc::channel();
-    /// let pool = Pool::builder()
-    ///     .exports(Exports::new().export_default(|n: u32| n).export("flush", flush_log))
-    ///     .teardown("flush")
-    ///     .max_threads(1)
-    ///     .on_error(move |error| errors.send(error).expect("the receiver lives"))
-    ///     .build()?;
-    /// pool.destroy().wait()?;
-    /// match reported.try_recv() {
-    ///     Ok(Error::Panicked { message, .. }) => assert_eq!(message, "disk full"),
-    ///     other => panic!("not reported: {other:?}"),
-    /// }
-    /// # Ok::<(), tinypool::Error>(())
-    /// ```
-    pub fn on_error(mut self, hook: impl Fn(Error) + Send + Sync + 'static) -> Self {
-        self.on_error = Some(Arc::new(hook));
         self
     }
 

@@ -15,6 +15,7 @@ use crate::worker::context::WorkerData;
 use crate::Error;
 
 mod builder;
+mod lifecycle;
 mod process;
 mod run;
 mod validate;
@@ -190,6 +191,8 @@ pub(crate) struct ProcessOptions {
     pub(crate) memory_recycle: Option<u64>,
     pub(crate) max_memory: Option<u64>,
     pub(crate) max_cpu_time: Option<Duration>,
+    /// Fork workers from a fork server (Linux).
+    pub(crate) fork_server: bool,
     /// `worker_data`, encoded once for every child: its type name and bytes.
     pub(crate) worker_data: Option<(&'static str, Vec<u8>)>,
 }

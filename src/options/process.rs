@@ -195,4 +195,41 @@ impl Builder {
         self.memory_recycle = Some(bytes);
         self
     }
+
+    /// Child processes, Linux: start workers by forking them from a *fork server*, one child
+    /// started with the pool's first worker, rather than by executing the worker program for
+    /// each (default: `false`). A fork costs a fraction of a program's start (no `exec`, no
+    /// dynamic loading, `exports()` not run again): what an
+    /// [`isolate_workers`](Self::isolate_workers) pool pays for every task, and any pool each
+    /// time it replaces a worker (a crash, a recycle, an idle timeout).
+    ///
+    /// Each worker is then a copy of a process that ran the worker program up to
+    /// `serve_if_worker` (or [`test_workers!`](crate::test_workers)' constructor), `exports()`
+    /// included, and nothing else; it runs `setup` and its tasks as a spawned worker would.
+    /// What the program built before serving is copied into every worker, so build there
+    /// only what may be copied: not a random generator (every worker would draw the same
+    /// numbers), not a connection (every worker would share one socket), not a thread (a
+    /// process of more than one thread cannot fork safely: its server refuses, and the pool
+    /// spawns every worker instead). Workers see the environment as it was when the server
+    /// started. If the server cannot start, the pool spawns its workers; if it dies (killed
+    /// from outside, say), the workers it forked die with it (their tasks fail with
+    /// [`Error::WorkerExited`](crate::Error::WorkerExited)) and a new server starts with
+    /// the next worker. The server goes when the pool is closed or destroyed.
+    ///
+    /// Elsewhere than on Linux workers are always spawned, and this changes nothing.
+    ///
+    /// ```
+    /// use tinypool::{Pool, Runtime};
+    ///
+    /// // A fresh process for every task, forked rather than executed: a test runner's
+    /// // isolation at a fraction of the cost.
+    /// let builder = Pool::builder()
+    ///     .runtime(Runtime::ChildProcess)
+    ///     .isolate_workers(true)
+    ///     .fork_server(true);
+    /// ```
+    pub fn fork_server(mut self, fork: bool) -> Self {
+        self.fork_server = fork;
+        self
+    }
 }

@@ -49,6 +49,7 @@ impl Builder {
                 self.resource_limits.max_cpu_time.is_some(),
                 "resource_limits.max_cpu_time",
             ),
+            (self.fork_server, "fork_server"),
         ];
         for (set, option) in process_only {
             if threads && set {
@@ -209,6 +210,7 @@ impl Builder {
             memory_recycle: self.memory_recycle,
             max_memory: self.resource_limits.max_memory,
             max_cpu_time: self.resource_limits.max_cpu_time,
+            fork_server: self.fork_server,
             worker_data,
         })
     }

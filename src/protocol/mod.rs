@@ -70,6 +70,8 @@ use std::time::Duration;
 use crate::codec::Place;
 use crate::Error;
 
+#[cfg(target_os = "linux")]
+pub(crate) mod fork;
 mod messages;
 
 #[cfg_attr(not(unix), allow(unused_imports))] // Used by the child-process runtime (Unix).

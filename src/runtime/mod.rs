@@ -121,6 +121,10 @@ pub(crate) trait Launcher: Send + Sync + 'static {
     fn spares_pay(&self, pool: &WorkerOptions) -> bool {
         pool.setup.is_some()
     }
+
+    /// The pool is closed or destroyed, its worker threads finished: lets go of what it keeps
+    /// for workers to come (a fork server). A worker started after all is started without it.
+    fn release(&self) {}
 }
 
 /// A started worker, owned by its thread.

@@ -39,7 +39,16 @@ use outbox::Outbox;
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(crate) struct Processes {
-    pub(crate) options: Arc<ProcessOptions>,
+    options: Arc<ProcessOptions>,
+    /// The pool's fork server, when it forks its workers.
+    forks: spawn::Forks,
+}
+
+impl Processes {
+    pub(crate) fn new(options: Arc<ProcessOptions>) -> Self {
+        let forks = spawn::Forks::new(options.fork_server);
+        Processes { options, forks }
+    }
 }
 
 impl Launcher for Processes {
@@ -61,7 +70,7 @@ impl Launcher for Processes {
             channel: ours,
             region,
             bulk,
-        } = spawn::start(options, env).map_err(failed)?;
+        } = spawn::start(options, env, &self.forks).map_err(failed)?;
         let watch = child.watch();
         let mut worker = ChildWorker {
             pool: pool.clone(),
@@ -121,6 +130,10 @@ impl Launcher for Processes {
 
     fn spares_pay(&self, _: &WorkerOptions) -> bool {
         true // A spawn, a program's start and a handshake: a millisecond, mostly CPU.
+    }
+
+    fn release(&self) {
+        self.forks.release();
     }
 }
 
@@ -303,7 +316,13 @@ impl ChildWorker {
         loop {
             if !self.reader.ready() {
                 let left = deadline.saturating_duration_since(Instant::now());
-                if !self.reader.sleep(false, left.min(POLL_INTERVAL)).0 {
+                let readable = self.reader.sleep(false, left.min(POLL_INTERVAL)).0;
+                // Its end, with nothing left to read: said now, not after the read's spin
+                // (a stopping child's exit, which the spin would only slow down).
+                if readable && !self.reader.ready() && self.reader.peer_closed() {
+                    return Ok(Next::Ended("the child closed its channel"));
+                }
+                if !readable {
                     // What it said before it died is read first.
                     if self.reader.peer_exited() && !self.reader.ready() {
                         return Ok(Next::Ended("the child exited"));

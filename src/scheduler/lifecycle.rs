@@ -400,8 +400,14 @@ impl Scheduler {
             }
         };
         let finished = take_finished(&mut state);
+        let ended = state.destroyed || state.closing;
         drop(state);
         join_all(finished);
+        if ended {
+            // No worker is left to start: what the runtime keeps for them (a fork server)
+            // goes now, not with the last handle of the pool.
+            self.launcher.release();
+        }
         match stuck {
             None => Ok(()),
             Some(worker) => Err(Error::TerminateTimeout { worker }),

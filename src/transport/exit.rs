@@ -25,6 +25,16 @@ impl ExitWatch {
         }
     }
 
+    /// Watches `pid` through `pidfd`: a worker that another process started (a fork server's
+    /// child, which this process cannot wait for).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn with_pidfd(pid: libc::pid_t, pidfd: OwnedFd) -> Self {
+        ExitWatch {
+            pid,
+            pidfd: Some(std::sync::Arc::new(pidfd)),
+        }
+    }
+
     /// A descriptor that becomes readable when the child exits, to `poll` beside its socket.
     pub(crate) fn fd(&self) -> Option<RawFd> {
         #[cfg(target_os = "linux")]
@@ -67,10 +77,11 @@ unsafe fn exited_pid(info: &libc::siginfo_t) -> libc::pid_t {
     info.si_pid
 }
 
-/// A pidfd for our child `pid` (Linux 5.3 and later; `None` before).
+/// A pidfd for `pid` (Linux 5.3 and later; `None` before): a child not yet reaped, or this
+/// process.
 #[cfg(target_os = "linux")]
-fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: the pidfd_open system call on our unreaped child; the fd is owned from here on.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: the pidfd_open system call; the fd is owned from here on.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     // SAFETY: a descriptor just created and owned by nobody else (pidfds close on exec).
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })

@@ -43,6 +43,8 @@ use socket as stream;
 use std::time::Duration;
 
 pub(crate) use bulk::Bulk;
+#[cfg(target_os = "linux")]
+pub(crate) use exit::pidfd_open;
 pub(crate) use exit::ExitWatch;
 pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};

@@ -106,7 +106,7 @@ pub(super) fn poll_woken(
     )
 }
 
-/// Reads what the socket holds now: `None` if nothing.
+/// Reads what the socket holds now: `None` if nothing, `Some(0)` at its end (a reset too).
 pub(super) fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
         // SAFETY: recv into `buf`, borrowed for the call; MSG_DONTWAIT never blocks.
@@ -125,6 +125,8 @@ pub(super) fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<Option
         match error.kind() {
             io::ErrorKind::WouldBlock => return Ok(None),
             io::ErrorKind::Interrupted => {}
+            // The other side died with bytes of ours unread: its end, as a close is.
+            io::ErrorKind::ConnectionReset => return Ok(Some(0)),
             _ => return Err(error),
         }
     }

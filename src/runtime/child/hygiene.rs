@@ -49,7 +49,7 @@ pub(super) fn open_bulk(capacity: usize) -> Result<Arc<Bulk>, String> {
 }
 
 /// Closes every descriptor above stderr but those in `keep`.
-fn close_inherited(keep: &[i32]) {
+pub(super) fn close_inherited(keep: &[i32]) {
     let mut open: Vec<i32> = Vec::new();
     #[cfg(target_os = "linux")]
     {

@@ -34,6 +34,8 @@ mod concurrent;
 mod hygiene;
 #[cfg(windows)]
 mod hygiene_windows;
+#[cfg(target_os = "linux")]
+mod zygote;
 
 pub(crate) use bridge::Bridge;
 use concurrent::TaskAbort;
@@ -55,6 +57,13 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
     std::env::remove_var(LIMITS_ENV);
     if let Some(parent) = parent {
         tie_to_parent(&parent);
+    }
+    // A fork server returns from here only in a worker it forked, its channel on fd 3.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os(crate::protocol::fork::FORK_ENV).is_some() {
+        std::env::remove_var(crate::protocol::fork::FORK_ENV);
+        let control = fd.to_str().and_then(|fd| fd.parse().ok()).unwrap_or(-1);
+        zygote::serve(control);
     }
     match run(exports, &fd, &limits) {
         Ok(()) => process::exit(0),

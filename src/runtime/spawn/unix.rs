@@ -1,32 +1,31 @@
-//! Starting a worker process with `posix_spawn`, and waiting for it (Unix).
-//!
-//! `std::process::Command` forks when it has to run code between fork and exec (to move the
-//! socket to fd 3, say), and forking a multi-threaded parent copies its page tables and then
-//! pays a copy-on-write fault, with a TLB shoot-down to every core, for each page the parent
-//! writes next: a cost that grows with the parent's memory. `posix_spawn` starts the child
-//! without copying the parent (glibc uses `CLONE_VM | CLONE_VFORK`), and its file actions
-//! place the descriptors. What the child used to do before exec (its parent-death signal, its
-//! resource limits) it now does itself, first thing in `serve_if_worker`.
+//! Starting a worker process, and waiting for it (Unix): spawned (`posix.rs`), or forked from
+//! the pool's fork server (`forks.rs`, Linux), which reaps it and says how it ended.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+#[cfg(target_os = "linux")]
+use std::sync::Arc;
 
-use super::Started;
-use crate::options::{ChildOutput, ProcessOptions};
+#[cfg(target_os = "linux")]
+use super::forks::ForkServer;
+use super::{posix, Forks, Started};
+use crate::options::ProcessOptions;
 use crate::protocol::{BULK_FD, CHILD_FD, RINGS_FD, WORKER_ENV};
 use crate::transport::{Bulk, ExitWatch, Region};
 
 /// Starts a worker as `options` say, with this process's environment plus `env`: the child's
 /// end of a socket pair on fd 3 (the marker names it), the rings shared with it (Linux) on
-/// fd 4, with the slots for its big frames on fd 5. `Err` says what failed.
+/// fd 4, with the slots for its big frames on fd 5. Forked from the pool's fork server when
+/// `forks` has one (whose environment is `env` as it was when it started), spawned otherwise.
+/// `Err` says what failed.
 pub(crate) fn start(
     options: &ProcessOptions,
     mut env: Vec<(OsString, OsString)>,
+    forks: &Forks,
 ) -> Result<Started, String> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| format!("creating a socket pair: {e}"))?;
     let (region, region_fd) = match Region::create() {
@@ -41,8 +40,19 @@ pub(crate) fn start(
     fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
     fds.extend(bulk.as_ref().map(|bulk| (bulk.fd(), BULK_FD)));
     env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
-    let child =
-        ChildProcess::spawn(options, &env, &fds).map_err(|e| format!("spawning the child: {e}"))?;
+    #[cfg(target_os = "linux")]
+    let forked = (forks.fork(options, &env, &fds))
+        .map(|(pid, watch, server)| ChildProcess::forked(pid, watch, server));
+    #[cfg(not(target_os = "linux"))]
+    let forked = {
+        let _ = forks;
+        None
+    };
+    let child = match forked {
+        Some(child) => child,
+        None => ChildProcess::spawn(options, &env, &fds)
+            .map_err(|e| format!("spawning the child: {e}"))?,
+    };
     Ok(Started {
         child,
         channel: ours,
@@ -81,69 +91,37 @@ pub(crate) struct ChildProcess {
     pid: libc::pid_t,
     status: Option<ExitStatus>,
     watch: ExitWatch,
+    /// The fork server it came from, which reaps it.
+    #[cfg(target_os = "linux")]
+    server: Option<Arc<ForkServer>>,
 }
 
 impl ChildProcess {
-    /// Starts the worker executable as `options` say (as the program at its path, with its
-    /// arguments, stdout and stderr) with this process's environment plus `env`, in a process
-    /// group of its own (the terminal's Ctrl-C is for the application to handle, not for its
-    /// workers); stdin reads `/dev/null`; `fds` are `(ours, theirs)`: each of our descriptors
-    /// appears in the child as `theirs` (the child closes any other it inherits).
+    /// Starts the worker executable as `options` say ([`posix::spawn`]).
     pub(crate) fn spawn(
         options: &ProcessOptions,
         env: &[(OsString, OsString)],
         fds: &[(RawFd, RawFd)],
     ) -> io::Result<ChildProcess> {
-        let c_string = |text: &OsStr| {
-            CString::new(text.as_bytes()).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("a NUL byte in {text:?}"),
-                )
-            })
-        };
-        let executable = c_string(options.executable.as_os_str())?;
-        let mut argv = vec![c_string(options.program.as_os_str())?];
-        for arg in &options.args {
-            argv.push(c_string(arg)?);
-        }
-        let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(key, _)| !env.iter().any(|(set, _)| set == key))
-            .collect();
-        for (key, value) in env {
-            vars.retain(|(old, _)| old != key);
-            vars.push((key.clone(), value.clone()));
-        }
-        let mut envp = Vec::with_capacity(vars.len());
-        for (key, value) in &vars {
-            let mut pair = key.clone();
-            pair.push("=");
-            pair.push(value);
-            envp.push(c_string(&pair)?);
-        }
-        // Each descriptor first gets a number above every target, so that no dup2 overwrites
-        // the source of another; these copies close on exec, the targets do not.
-        let above = fds.iter().map(|&(_, theirs)| theirs).max().unwrap_or(2) + 1;
-        let mut staged: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(fds.len());
-        for &(ours, theirs) in fds {
-            // SAFETY: fcntl on a descriptor the caller owns; the copy is owned from here on.
-            let copy = unsafe { libc::fcntl(ours, libc::F_DUPFD_CLOEXEC, above) };
-            if copy < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `copy` was just created and nothing else owns it.
-            staged.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
-        }
-        let output = Output {
-            stdout: options.stdout,
-            stderr: options.stderr,
-        };
-        let pid = spawn(&executable, &argv, &envp, &staged, output)?;
+        let pid = posix::spawn(options, env, fds)?;
         Ok(ChildProcess {
             pid,
             status: None,
             watch: ExitWatch::new(pid),
+            #[cfg(target_os = "linux")]
+            server: None,
         })
+    }
+
+    /// A worker `server` forked, which `watch` (its pidfd) watches.
+    #[cfg(target_os = "linux")]
+    pub(super) fn forked(pid: libc::pid_t, watch: ExitWatch, server: Arc<ForkServer>) -> Self {
+        ChildProcess {
+            pid,
+            status: None,
+            watch,
+            server: Some(server),
+        }
     }
 
     pub(crate) fn id(&self) -> u32 {
@@ -181,6 +159,16 @@ impl ChildProcess {
 
     /// Sends `signal`, unless it was reaped already.
     pub(crate) fn signal(&self, signal: libc::c_int) {
+        #[cfg(target_os = "linux")]
+        if self.server.is_some() {
+            // Not our child: its pid may be another process's once its server reaped it, but
+            // its pidfd is never anyone else's.
+            if let Some(pidfd) = self.watch.fd() {
+                // SAFETY: pidfd_send_signal on a pidfd we own, with no siginfo.
+                unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, signal, 0usize, 0u32) };
+            }
+            return;
+        }
         if self.status.is_none() {
             // SAFETY: kill(2) on our unreaped child: the pid is still ours.
             unsafe { libc::kill(self.pid, signal) };
@@ -190,6 +178,11 @@ impl ChildProcess {
     fn wait_with(&mut self, flags: libc::c_int) -> io::Result<Option<ExitStatus>> {
         if let Some(status) = self.status {
             return Ok(Some(status));
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(server) = &self.server {
+            self.status = server.wait(self.pid, &self.watch, flags & libc::WNOHANG == 0);
+            return Ok(self.status);
         }
         let mut status = 0;
         // SAFETY: waitpid on our own child, into a local.
@@ -219,108 +212,5 @@ impl Drop for ChildProcess {
             self.kill();
             let _ = self.wait();
         }
-    }
-}
-
-/// The `posix_spawnp` call itself, with its attributes and file actions.
-fn spawn(
-    program: &CString,
-    argv: &[CString],
-    envp: &[CString],
-    fds: &[(OwnedFd, RawFd)],
-    output: Output,
-) -> io::Result<libc::pid_t> {
-    let check = |code: libc::c_int| {
-        if code == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from_raw_os_error(code))
-        }
-    };
-    let mut argv: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-    // SAFETY: the attribute and file-action objects are initialized before use and destroyed
-    // on every path (the guards below); every pointer handed to posix_spawnp lives until it
-    // returns, and the argument and environment arrays end with a null pointer.
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        check(libc::posix_spawn_file_actions_init(&mut actions))?;
-        let actions = Guard(&mut actions, libc::posix_spawn_file_actions_destroy);
-        let mut attributes: libc::posix_spawnattr_t = std::mem::zeroed();
-        check(libc::posix_spawnattr_init(&mut attributes))?;
-        let attributes = Guard(&mut attributes, libc::posix_spawnattr_destroy);
-        check(libc::posix_spawn_file_actions_addopen(
-            actions.0,
-            0,
-            c"/dev/null".as_ptr(),
-            libc::O_RDONLY,
-            0,
-        ))?;
-        for (fd, to) in [(1, output.stdout), (2, output.stderr)] {
-            match to {
-                ChildOutput::Inherit => {}
-                ChildOutput::Null => check(libc::posix_spawn_file_actions_addopen(
-                    actions.0,
-                    fd,
-                    c"/dev/null".as_ptr(),
-                    libc::O_WRONLY,
-                    0,
-                ))?,
-                ChildOutput::Stderr if fd == 2 => {}
-                ChildOutput::Stderr => {
-                    check(libc::posix_spawn_file_actions_adddup2(actions.0, 2, fd))?
-                }
-            }
-        }
-        for (ours, theirs) in fds {
-            check(libc::posix_spawn_file_actions_adddup2(
-                actions.0,
-                ours.as_raw_fd(),
-                *theirs,
-            ))?;
-        }
-        // As `Command` does: an empty signal mask, and SIGPIPE back to its default (a Rust
-        // program ignores it, and ignored signals stay ignored across exec).
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        check(libc::posix_spawnattr_setsigmask(attributes.0, &none))?;
-        let mut pipe: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut pipe);
-        libc::sigaddset(&mut pipe, libc::SIGPIPE);
-        check(libc::posix_spawnattr_setsigdefault(attributes.0, &pipe))?;
-        check(libc::posix_spawnattr_setpgroup(attributes.0, 0))?;
-        let flags = libc::POSIX_SPAWN_SETSIGMASK
-            | libc::POSIX_SPAWN_SETSIGDEF
-            | libc::POSIX_SPAWN_SETPGROUP;
-        check(libc::posix_spawnattr_setflags(attributes.0, flags as _))?;
-        let mut pid = 0;
-        check(libc::posix_spawnp(
-            &mut pid,
-            program.as_ptr(),
-            actions.0,
-            attributes.0,
-            argv.as_ptr(),
-            envp.as_ptr(),
-        ))?;
-        Ok(pid)
-    }
-}
-
-/// Where the child's stdout and stderr go.
-#[derive(Clone, Copy)]
-struct Output {
-    stdout: ChildOutput,
-    stderr: ChildOutput,
-}
-
-/// Runs its function on the pointer when dropped: the `_destroy` of a posix_spawn object.
-struct Guard<T>(*mut T, unsafe extern "C" fn(*mut T) -> libc::c_int);
-
-impl<T> Drop for Guard<T> {
-    fn drop(&mut self) {
-        // SAFETY: the pointer was initialized by the matching `_init` and is destroyed once.
-        unsafe { (self.1)(self.0) };
     }
 }

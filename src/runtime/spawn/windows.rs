@@ -57,10 +57,12 @@ const FAST_FAIL: u32 = 0xC000_0409;
 /// Starts a worker as `options` say, with this process's environment plus `env`: its
 /// channel's pipe ends inherited, and the section of the rings shared with it, their values
 /// in the marker (`"<read>,<write>,<section>"`; without the last where no section could be
-/// made, and the channel is the pipes alone). `Err` says what failed.
+/// made, and the channel is the pipes alone). Always spawned (`_forks`: Windows has no
+/// `fork`). `Err` says what failed.
 pub(crate) fn start(
     options: &ProcessOptions,
     mut env: Vec<(OsString, OsString)>,
+    _forks: &super::Forks,
 ) -> Result<Started, String> {
     let (channel, ends) = Channel::pair().map_err(|e| format!("creating the pipes: {e}"))?;
     // Inheritable copies, for this one child: closed once it has them.

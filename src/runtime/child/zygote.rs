@@ -1,0 +1,187 @@
+//! A worker process as a fork server (Linux): started like any worker, with `exports()` run,
+//! it serves no task but forks workers on the pool's request, each the copy of a process that
+//! has run nothing else (the control channel is `protocol/fork.rs`). A fork of this small,
+//! single-threaded process costs a fraction of what `posix_spawn`, `exec` and the dynamic
+//! loader cost a fresh worker.
+//!
+//! The server reaps its workers and tells the pool how each ended; it exits when the pool's
+//! end of the control socket closes, and its workers die with it (`PR_SET_PDEATHSIG`), as it
+//! dies with the pool. Forking is only safe with one thread: a server that finds more (a
+//! thread `exports()` started) refuses, and the pool spawns its workers instead.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::process;
+
+use super::hygiene::close_inherited;
+use crate::protocol::fork::{self, Control, MAX_FDS};
+use crate::protocol::CHILD_FD;
+use crate::transport::pidfd_open;
+
+/// Serves as the pool's fork server on `control` until the pool is gone (then exits); returns
+/// only in a forked worker, with its channel on fd 3 (and its shared memory on fds 4 and 5)
+/// and nothing else of the server's open, to serve as a worker started so would.
+pub(super) fn serve(control: RawFd) {
+    close_inherited(&[control]);
+    if !fork::is_control_socket(control) {
+        eprintln!("tinypool worker: fd {control} is not a fork server's control socket");
+        process::exit(2);
+    }
+    let threads = thread_count();
+    // A pidfd is how the pool watches a worker it did not start: none (Linux before 5.3), no
+    // forks.
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let refused = match pidfd_open(me) {
+        None => Some(0),
+        Some(_) if threads != 1 => Some(threads),
+        Some(_) => None,
+    };
+    if let Some(threads) = refused {
+        let _ = fork::send(control, Control::Refused { threads }, &[]);
+        process::exit(0);
+    }
+    // SAFETY: prctl and signal on this process, which has no other thread. The parent-death
+    // signal follows the thread that spawned this process, which may be a pool's worker that
+    // ends long before the pool: the server sees the pool's death as the end of its socket
+    // instead, where it always waits. And a parent that ignored SIGCHLD must not make the
+    // kernel reap the workers before this server can say how they ended.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+    }
+    // What `exports()` printed must not be printed again by every worker.
+    let _ = std::io::stdout().flush();
+    if fork::send(control, Control::ready(), &[]).is_err() {
+        process::exit(0);
+    }
+    let mut workers: Vec<(libc::pid_t, OwnedFd)> = Vec::new();
+    loop {
+        let mut polled: Vec<libc::pollfd> = [control]
+            .into_iter()
+            .chain(workers.iter().map(|(_, pidfd)| pidfd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `polled` is a valid array of its length for the duration of the call.
+        if unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as _, -1) } < 0 {
+            continue; // EINTR
+        }
+        if polled[0].revents != 0 {
+            match fork::receive(control, false) {
+                Ok(Some((Control::Fork, fds))) => match fork_worker(control, me, fds) {
+                    Forked::Worker(pid, pidfd) => workers.push((pid, pidfd)),
+                    Forked::Failed => {} // The pool spawns that worker instead.
+                    Forked::InWorker => {
+                        // Those numbers are the worker's own descriptors now (closed, or
+                        // replaced by its channel): not to be closed again.
+                        workers
+                            .into_iter()
+                            .for_each(|(_, pidfd)| _ = pidfd.into_raw_fd());
+                        return;
+                    }
+                },
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                // The pool is gone, or talks nonsense: nobody is left to serve.
+                _ => process::exit(0),
+            }
+        }
+        let ended: Vec<usize> = (1..polled.len())
+            .filter(|&at| polled[at].revents != 0)
+            .collect();
+        for at in ended.into_iter().rev() {
+            let (pid, _pidfd) = workers.swap_remove(at - 1);
+            let mut status = 0;
+            // SAFETY: waitpid on our own child (its pidfd says it exited), into a local.
+            if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+                status = libc::SIGKILL; // Not reapable: report it killed.
+            }
+            if fork::send(control, Control::Exited { pid, status }, &[]).is_err() {
+                process::exit(0);
+            }
+        }
+    }
+}
+
+/// What [`fork_worker`] did, as the process that returns from it sees it.
+enum Forked {
+    /// In the server: the worker's pid and pidfd (`FORKED` sent).
+    Worker(libc::pid_t, OwnedFd),
+    /// In the server: no worker (`FAILED` sent).
+    Failed,
+    /// In the worker, its descriptors in place.
+    InWorker,
+}
+
+/// Forks a worker with `fds` for its fds 3 and on; exits if the pool is gone.
+fn fork_worker(control: RawFd, server: libc::pid_t, fds: Vec<OwnedFd>) -> Forked {
+    // SAFETY: this process has one thread (checked at the start; it starts none), so the
+    // child's copy of every lock and allocator is consistent.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        become_worker(server, fds);
+        return Forked::InWorker;
+    }
+    drop(fds);
+    let mut errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    if pid > 0 {
+        if let Some(pidfd) = pidfd_open(pid) {
+            if fork::send(control, Control::Forked { pid }, &[pidfd.as_raw_fd()]).is_err() {
+                process::exit(0);
+            }
+            return Forked::Worker(pid, pidfd);
+        }
+        errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        // SAFETY: kill and waitpid on the child just forked, not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    if fork::send(control, Control::Failed { errno }, &[]).is_err() {
+        process::exit(0);
+    }
+    Forked::Failed
+}
+
+/// In a forked worker: ties its life to the server's, and moves `fds` to fds 3, 4, 5 (the
+/// control socket on fd 3 is replaced, everything else of the server's is closed).
+fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
+    // SAFETY: prctl and getppid on this process. The death signal is not inherited by a fork.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != server {
+            process::exit(0);
+        }
+    }
+    let targets: Vec<RawFd> = (0..fds.len() as RawFd).map(|at| CHILD_FD + at).collect();
+    // First all copied above every target, the originals closed (one may sit on a target),
+    // then each copy placed.
+    let above = CHILD_FD + MAX_FDS as RawFd;
+    let staged: Vec<RawFd> = fds
+        .iter()
+        // SAFETY: fcntl on a descriptor this process owns.
+        .map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) })
+        .collect();
+    drop(fds);
+    for (&copy, &target) in staged.iter().zip(&targets) {
+        // SAFETY: dup2 from a copy this process owns onto a target, which it replaces (the
+        // control socket, on fd 3).
+        if copy < 0 || unsafe { libc::dup2(copy, target) } < 0 {
+            eprintln!(
+                "tinypool worker: placing its channel: {}",
+                std::io::Error::last_os_error()
+            );
+            process::exit(2);
+        }
+    }
+    close_inherited(&targets);
+}
+
+/// How many threads this process has (0 if that cannot be read).
+fn thread_count() -> i32 {
+    std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count() as i32)
+}
