@@ -131,6 +131,8 @@ struct Config {
     close_under_load: bool,
     /// `Builder::task_timeout`, for the tasks that set none.
     task_timeout_ms: Option<u64>,
+    /// Workers forked from a fork server (child processes on Linux).
+    forks: bool,
 }
 
 impl Config {
@@ -155,7 +157,9 @@ fn configs(runtime: Runtime) -> Vec<Config> {
         destroy_under_load: false,
         close_under_load: false,
         task_timeout_ms: None,
+        forks: false,
     };
+    let forks = processes && cfg!(target_os = "linux");
     vec![
         base,
         Config {
@@ -165,6 +169,7 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             max_queue: MaxQueue::Limit(8),
             // Every task has a deadline (most of them far enough), so all run alone.
             task_timeout_ms: Some(3),
+            forks,
             ..base
         },
         Config {
@@ -173,6 +178,7 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             max_queue: MaxQueue::Auto,
             concurrency: 3,
             idle_timeout_ms: 5,
+            forks,
             ..base
         },
         Config {
@@ -854,7 +860,7 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
         };
         let builder = match config.runtime {
             Runtime::Threads => builder.exports(exports()),
-            _ => builder,
+            _ => builder.fork_server(config.forks),
         };
         builder.build().expect("a pool")
     };
