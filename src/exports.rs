@@ -470,7 +470,11 @@ where
         let Some(out) = out.downcast_mut::<Option<R>>() else {
             return Err(result_mismatch::<R>(name, out_type));
         };
-        *out = Some(self.invoke(arg.take().ok_or(Error::Terminated)?)?);
+        // Not `ok_or`: an `Error` made and dropped on every task's path.
+        let Some(arg) = arg.take() else {
+            return Err(Error::Terminated);
+        };
+        *out = Some(self.invoke(arg)?);
         Ok(())
     }
 

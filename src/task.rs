@@ -590,7 +590,11 @@ where
     fn take_arg(&self) -> Option<Result<A, Error>> {
         // The scheduler starts a job once; the error only keeps a broken invariant from
         // turning into a hang.
-        let taken = || lock(&self.arg).take().ok_or(Error::Terminated);
+        // Not `ok_or`: an `Error` made and dropped on every task's path.
+        let taken = || match lock(&self.arg).take() {
+            Some(arg) => Ok(arg),
+            None => Err(Error::Terminated),
+        };
         self.may_start().map(|start| start.and_then(|()| taken()))
     }
 

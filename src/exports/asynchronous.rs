@@ -108,7 +108,11 @@ where
         else {
             return Err(result_mismatch::<Fut::Output>(name, out_type));
         };
-        *out = Some(Box::pin(self.invoke(arg.take().ok_or(Error::Terminated)?)?));
+        // Not `ok_or`: an `Error` made and dropped on every task's path.
+        let Some(arg) = arg.take() else {
+            return Err(Error::Terminated);
+        };
+        *out = Some(Box::pin(self.invoke(arg)?));
         Ok(())
     }
 }
