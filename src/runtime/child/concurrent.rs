@@ -139,10 +139,7 @@ fn start(
 ) {
     let Task {
         task: id,
-        name,
-        arg_type,
-        result_type,
-        arg,
+        run,
         bridge,
         abort,
     } = task;
@@ -151,21 +148,25 @@ fn start(
         bridge,
         abort: abort.flag.clone(),
     };
-    let started = match exports.get_serde(&name) {
+    let started = match exports.get_serde(run.name()) {
         // Making the future runs the user's function: in the task's scope too.
-        Some(export) if export.is_async() => {
-            scope.enter(|| export.call_encoded_async(&name, codec, &arg, &arg_type, &result_type))
-        }
+        Some(export) if export.is_async() => scope.enter(|| {
+            let (arg_type, result_type) = (run.arg_type(), run.result_type());
+            export.call_encoded_async(run.name(), codec, run.arg(), arg_type, result_type)
+        }),
         // A plain function runs to its end now, its worker's futures waiting, as on a worker
         // thread.
-        Some(export) => {
-            let result =
-                scope.enter(|| export.call_encoded(&name, codec, &arg, &arg_type, &result_type));
+        export @ Some(_) => {
+            let result = scope.enter(|| run.call(export, codec));
             end(id, &scope, inbound);
             return reply.send(id, result);
         }
-        None => Err(Error::NoSuchFunction { name }),
+        None => Err(Error::NoSuchFunction {
+            name: run.name().to_owned(),
+        }),
     };
+    // The future holds its decoded argument: the frame goes (and its slot with it).
+    drop(run);
     let future = match started {
         Ok(future) => future,
         Err(error) => {

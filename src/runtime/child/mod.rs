@@ -10,15 +10,16 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::ops::Range;
 use std::process;
 use std::sync::{Arc, Mutex};
 
 use crate::codec::Serialization;
-use crate::exports::Exports;
+use crate::exports::{Exports, SerdeFunction};
 use crate::panics;
 use crate::panics::panic_message;
 use crate::protocol::{
-    Done, Hello, Init, Limits, Payload, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV,
+    Done, Hello, Init, Limits, Payload, Run, ToChild, ToPool, DEFAULT_MAX_MESSAGE_SIZE, LIMITS_ENV,
     PARENT_ENV, VERSION,
 };
 use crate::sync::lock;
@@ -101,32 +102,84 @@ enum Command {
     Stop,
 }
 
+/// A task's result, encoded, or its error.
+type Outcome = Result<Vec<u8>, Error>;
+
 /// A task, as `RUN` brought it.
 struct Task {
     task: u64,
-    name: String,
-    arg_type: String,
-    result_type: String,
-    arg: Arg,
+    run: RunFrame,
     bridge: Option<Arc<Bridge>>,
     /// Where the pool's `ABORT` for it lands (a child with async exports).
     abort: Option<Arc<TaskAbort>>,
 }
 
-/// A task's encoded argument: part of its `RUN` frame's body, which it keeps, so that the
-/// argument is not copied before it is decoded. A big frame's body is lent where the pool
-/// wrote it (`transport/bulk.rs`): the pool writes no other big frame there before the
-/// argument is dropped, so it is dropped as soon as the task is done with it.
-struct Arg {
+/// A task's `RUN` frame: its body, which it keeps, and where in it the export's name, the
+/// type names and the encoded argument lie, so that none is copied before it is used. A big
+/// frame's body is lent where the pool wrote it (`transport/bulk.rs`): the pool writes no
+/// other big frame there before the frame is dropped, so it is dropped as soon as the task is
+/// done with its argument.
+struct RunFrame {
     body: Payload,
-    range: std::ops::Range<usize>,
+    name: Range<usize>,
+    arg_type: Range<usize>,
+    result_type: Range<usize>,
+    arg: Range<usize>,
 }
 
-impl std::ops::Deref for Arg {
-    type Target = [u8];
+impl RunFrame {
+    /// Where `run`'s name, type names and argument lie in `body`, the frame it was decoded
+    /// from (and borrows them from).
+    fn locate(body: &[u8], run: &Run<'_>) -> [Range<usize>; 4] {
+        let at = |part: &[u8]| {
+            let start = part.as_ptr().addr() - body.as_ptr().addr();
+            start..start + part.len()
+        };
+        let (name, arg_type) = (run.name.as_bytes(), run.arg_type.as_bytes());
+        [name, arg_type, run.result_type.as_bytes(), run.arg].map(at)
+    }
 
-    fn deref(&self) -> &[u8] {
-        &self.body[self.range.clone()]
+    fn new(body: Payload, [name, arg_type, result_type, arg]: [Range<usize>; 4]) -> Self {
+        RunFrame {
+            body,
+            name,
+            arg_type,
+            result_type,
+            arg,
+        }
+    }
+
+    fn text(&self, range: &Range<usize>) -> &str {
+        // SAFETY: `ToChild::decode` checked that these bytes are UTF-8 (they were a `&str`),
+        // and the body does not change while it is held.
+        unsafe { std::str::from_utf8_unchecked(&self.body[range.clone()]) }
+    }
+
+    fn name(&self) -> &str {
+        self.text(&self.name)
+    }
+
+    fn arg_type(&self) -> &str {
+        self.text(&self.arg_type)
+    }
+
+    fn result_type(&self) -> &str {
+        self.text(&self.result_type)
+    }
+
+    fn arg(&self) -> &[u8] {
+        &self.body[self.arg.clone()]
+    }
+
+    /// Runs the task's export, a plain function, in this thread (`None`: there is no such
+    /// export): its encoded result.
+    fn call(&self, export: Option<&dyn SerdeFunction>, codec: Serialization) -> Outcome {
+        let Some(export) = export else {
+            let name = self.name().to_owned();
+            return Err(Error::NoSuchFunction { name });
+        };
+        let (arg_type, result_type) = (self.arg_type(), self.result_type());
+        export.call_encoded(self.name(), codec, self.arg(), arg_type, result_type)
     }
 }
 
@@ -261,10 +314,7 @@ fn serve_in_order(
         match command {
             Command::Run(Task {
                 task,
-                name,
-                arg_type,
-                result_type,
-                arg,
+                run,
                 bridge,
                 abort: _,
             }) => {
@@ -278,14 +328,9 @@ fn serve_in_order(
                     };
                     bell.ring();
                 }
-                let result = match exports.get_serde(&name) {
-                    Some(export) => {
-                        export.call_encoded(&name, init.codec, &arg, &arg_type, &result_type)
-                    }
-                    None => Err(Error::NoSuchFunction { name }),
-                };
+                let result = run.call(exports.get_serde(run.name()), init.codec);
                 // Before the answer: the pool's next big frame may then take the slot.
-                drop(arg);
+                drop(run);
                 if let Some(bridge) = bridge {
                     context::set_task_port(TaskPort::None);
                     lock(&inbound.current).clear();
@@ -389,18 +434,10 @@ impl Inbound {
                         lock(aborts).insert(run.task, abort.clone());
                         abort
                     });
-                    // Where the argument lies in the body (`decode` borrows from it).
-                    let start = run.arg.as_ptr().addr() - frame.body.as_ptr().addr();
-                    let range = start..start + run.arg.len();
+                    let (task, parts) = (run.task, RunFrame::locate(&frame.body, &run));
                     return Command::Run(Task {
-                        task: run.task,
-                        name: run.name.to_owned(),
-                        arg_type: run.arg_type.to_owned(),
-                        result_type: run.result_type.to_owned(),
-                        arg: Arg {
-                            body: frame.body,
-                            range,
-                        },
+                        task,
+                        run: RunFrame::new(frame.body, parts),
                         bridge,
                         abort,
                     });
