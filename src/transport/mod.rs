@@ -7,6 +7,9 @@
 //!   sent on the socket (a frame too big for the ring otherwise, or a nudge for a reader
 //!   found asleep), or on the socket alone. The driver's never blocks (frames sent ahead
 //!   wait in it, and go out while the driver waits for results); the child's waits for room.
+//!   A [`Draft`] is a frame written outside the writer (a task's argument, encoded by user
+//!   code while the writer is free for others), in memory that grows as it needs, the writer's
+//!   slot lent to it.
 //! - [`Reader`] reads the frames back in the order the ring gives, spinning before it sleeps
 //!   in `poll`, and never waits forever on the pool's side.
 //! - `socket.rs` holds the socket's system calls, `wait.rs` the spin-then-nap wait for a peer
@@ -17,6 +20,7 @@
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
 mod bulk;
+mod draft;
 #[cfg(unix)]
 mod exit;
 #[cfg(windows)]
@@ -43,6 +47,7 @@ use socket as stream;
 use std::time::Duration;
 
 pub(crate) use bulk::Bulk;
+pub(crate) use draft::Draft;
 pub(crate) use exit::ExitWatch;
 pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};
@@ -50,7 +55,7 @@ pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
 #[cfg(unix)]
 pub(crate) use wake::Wake;
-pub(crate) use writer::{Backlog, Room, Writer};
+pub(crate) use writer::{Backlog, Writer};
 
 /// How often a waiting read looks at its worker's abort flag and deadline.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);
