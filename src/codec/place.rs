@@ -196,6 +196,56 @@ mod tests {
         assert_eq!(memory, [1, 9, 3, 4, 5, 6, 7, 8]);
     }
 
+    /// Memory that doubles, up to a bound, moving what was written.
+    struct Doubling {
+        memory: Vec<u8>,
+        most: usize,
+        grown: usize,
+    }
+
+    impl Grow for Doubling {
+        fn grow(&mut self, len: usize, need: usize) -> Option<(*mut u8, usize)> {
+            let want = (len + need).max(2 * self.memory.len());
+            if len + need > self.most {
+                return None;
+            }
+            let mut bigger = vec![0; want.min(self.most)];
+            bigger[..len].copy_from_slice(&self.memory[..len]);
+            self.memory = bigger;
+            self.grown += 1;
+            Some((self.memory.as_mut_ptr(), self.memory.len()))
+        }
+    }
+
+    #[test]
+    fn a_growing_place_moves_what_it_wrote_and_stops_at_its_bound() {
+        let mut memory = vec![0u8; 4];
+        let start = memory.as_mut_ptr();
+        let mut grow = Doubling {
+            memory,
+            most: 40,
+            grown: 0,
+        };
+        let bytes: Vec<u8> = (1..=30).collect();
+        {
+            // SAFETY: the doubling memory's, replaced only through `grow`.
+            let mut place = unsafe { Place::growing(start, 4, &mut grow) };
+            for chunk in bytes.chunks(7) {
+                assert!(place.put(chunk));
+            }
+            place.patch(0, &[99]);
+            assert_eq!(place.len(), 30);
+            assert!(!place.is_full());
+            // Past its bound, it is full, and stays so.
+            assert!(!place.put(&[0; 11]));
+            assert!(place.is_full());
+            assert!(!place.put(&[0]));
+        }
+        assert_eq!(grow.memory[0], 99);
+        assert_eq!(grow.memory[1..30], bytes[1..]);
+        assert_eq!(grow.grown, 3, "4 -> 8 -> 16 -> 32 bytes");
+    }
+
     #[test]
     #[should_panic(expected = "only written bytes are patched")]
     fn a_patch_beyond_what_was_written_panics() {

@@ -14,8 +14,8 @@
 //! orders it among the others and carries its length. The writer writes a slot only while it
 //! is free (every frame it announced there was released); otherwise, and for a frame bigger
 //! than a slot, the frame goes the old way (the socket), so nothing ever waits for a slot and
-//! no reader can hold a writer up by keeping one. The pool's writer encodes a task's argument
-//! straight into its slot (`Writer::place_after`); the child's reader lends the frame in
+//! no reader can hold a writer up by keeping one. The pool encodes a task's argument
+//! straight into its slot, lent to the frame's `Draft` (`draft.rs`); the child's reader lends the frame in
 //! place ([`Payload::Lent`]) until the task has its argument decoded, and releases it then.
 //!
 //! A slot's pages exist once written, and stay in the memory file (and in both sides'
@@ -176,14 +176,21 @@ impl Bulk {
     /// other side. Nothing for a frame within [`KEEP`]; a failure only leaves them resident.
     #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
     fn trim(&self, direction: Direction, len: usize) {
-        let end = FRAME.saturating_add(len).min(self.slot);
-        if end <= KEEP {
-            return;
-        }
+        // Only Linux makes slots (`create`).
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
-            // The partial page at the end goes too: the frame's pages are all unused now.
+            // To a page's end (64 KiB is a whole number of pages, and so is the slot): the
+            // rest of the frame's last page is unused too, and a page only partly punched
+            // stays.
+            let end = FRAME
+                .saturating_add(len)
+                .checked_next_multiple_of(FIRST_MAP)
+                .unwrap_or(usize::MAX)
+                .min(self.slot);
+            if end <= KEEP {
+                return;
+            }
             let (Ok(offset), Ok(size)) = (
                 libc::off_t::try_from(direction as usize * self.slot + KEEP),
                 libc::off_t::try_from(end - KEEP),
@@ -558,6 +565,45 @@ mod tests {
             said.contains("exceeds max_message_size (50 bytes)"),
             "{said}"
         );
+    }
+
+    /// Bytes of the memory file held (its pages that exist).
+    fn held(bulk: &Bulk) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        bulk.file.metadata().expect("fstat").blocks() * 512
+    }
+
+    #[test]
+    fn a_big_frame_read_gives_back_the_pages_beyond_what_a_slot_keeps() {
+        let bulk = Bulk::create(32 << 20).expect("a memfd");
+        for direction in [Direction::ToChild, Direction::ToPool] {
+            let mut writer = bulk.writer(direction);
+            let mut reader = bulk.reader(direction);
+            for size in [KEEP / 2, 20 << 20, 300_000] {
+                let sent = frame(6, &vec![9; size]);
+                assert!(writer.put(&sent));
+                assert!(held(&bulk) >= size as u64, "written: held until read");
+                writer.announced();
+                let got = reader.take(sent.len(), usize::MAX).expect("a frame");
+                assert!(got.body.iter().all(|&byte| byte == 9));
+                drop(got);
+                assert!(writer.is_free());
+                // At most what each slot keeps.
+                assert!(
+                    held(&bulk) <= 2 * KEEP as u64,
+                    "{} bytes held after a frame of {size}",
+                    held(&bulk)
+                );
+            }
+        }
+        // The next frame finds the slot whole.
+        let mut writer = bulk.writer(Direction::ToPool);
+        let mut reader = bulk.reader(Direction::ToPool);
+        let body: Vec<u8> = (0..(8 << 20)).map(|i| (i % 251) as u8).collect();
+        assert!(writer.put(&frame(6, &body)));
+        writer.announced();
+        let got = reader.take(body.len() + 5, usize::MAX).expect("a frame");
+        assert!(*got.body == body[..]);
     }
 
     #[test]

@@ -176,3 +176,95 @@ impl Grow for Draft<'_> {
         Some(self.grow_buffer(len, need))
     }
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::transport::{Bulk, Direction};
+
+    const HEAD: usize = 40;
+
+    /// Where a draft's body ended up.
+    enum Body {
+        Buffer(Vec<u8>),
+        Slot(Vec<u8>),
+        Full,
+    }
+
+    /// Drafts `body` (written 1,000 bytes at a time) in a frame of at most `max` bytes, with
+    /// `bulk`'s slot to lend if `slot`; says where it went, and how often the slot was asked.
+    fn draft(bulk: &Arc<Bulk>, slot: bool, max: usize, body: &[u8]) -> (Body, usize) {
+        let asked = Cell::new(0);
+        let mut lend = || {
+            asked.set(asked.get() + 1);
+            slot.then(|| bulk.writer(Direction::ToChild))
+        };
+        let mut buffer = Vec::new();
+        let mut draft = Draft::new(&mut buffer, HEAD, max, &mut lend);
+        let (fitted, len) = {
+            let mut place = draft.place();
+            let fitted = body.chunks(1_000).all(|chunk| place.put(chunk));
+            (fitted, place.len())
+        };
+        let drafted = draft.finish(len);
+        assert_eq!(drafted.slot.is_some(), slot && asked.get() > 0);
+        let found = if !fitted {
+            Body::Full
+        } else if drafted.in_slot {
+            let mut slot = drafted.slot.expect("lent");
+            let (frame, mapped) = slot.memory(drafted.size, drafted.size).expect("mapped");
+            assert!(mapped >= drafted.size);
+            // SAFETY: the slot's mapping holds the frame's `size` bytes.
+            let frame = unsafe { std::slice::from_raw_parts(frame, drafted.size) };
+            Body::Slot(frame[HEAD..].to_vec())
+        } else {
+            assert!(buffer.capacity() >= drafted.size);
+            // SAFETY: the draft wrote `size` bytes of the buffer's capacity (the head zeroed,
+            // or not written: only what follows it is read).
+            let frame = unsafe { std::slice::from_raw_parts(buffer.as_ptr(), drafted.size) };
+            Body::Buffer(frame[HEAD..].to_vec())
+        };
+        (found, asked.get())
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 253) as u8).collect()
+    }
+
+    #[test]
+    fn a_body_moves_on_as_it_grows_and_is_written_once() {
+        let bulk = Bulk::create(1 << 20).expect("a memfd");
+        let max = usize::MAX;
+        // Within a ring's frame: the buffer, and the slot not even asked for.
+        let small = pattern(INLINE_MAX - HEAD - 4);
+        assert!(matches!(draft(&bulk, true, max, &small), (Body::Buffer(b), 0) if b == small));
+        // Bigger: the slot, mapped further and further.
+        let big = pattern(900_000);
+        assert!(matches!(draft(&bulk, true, max, &big), (Body::Slot(b), 1) if b == big));
+        // The slot taken: the buffer, grown.
+        assert!(matches!(draft(&bulk, false, max, &big), (Body::Buffer(b), 1) if b == big));
+        // Bigger than the slot: out of it, back to the buffer.
+        let bigger = pattern(3 << 20);
+        assert!(matches!(draft(&bulk, true, max, &bigger), (Body::Buffer(b), 1) if b == bigger));
+    }
+
+    #[test]
+    fn a_body_stops_at_the_frame_cap() {
+        let bulk = Bulk::create(1 << 20).expect("a memfd");
+        // `max` counts all but the frame's 4-byte header.
+        let max = 200_000;
+        let at_cap = pattern(max + 4 - HEAD);
+        assert!(matches!(draft(&bulk, true, max, &at_cap), (Body::Slot(b), 1) if b == at_cap));
+        let over = pattern(max + 5 - HEAD);
+        assert!(matches!(draft(&bulk, true, max, &over), (Body::Full, 1)));
+        assert!(matches!(draft(&bulk, false, max, &over), (Body::Full, 1)));
+        // A head bigger than the cap leaves no room at all.
+        assert!(matches!(
+            draft(&bulk, true, HEAD - 10, &[1]),
+            (Body::Full, 0)
+        ));
+    }
+}

@@ -47,10 +47,10 @@ pub(super) fn send<'o>(
     let mut buffer = BUFFER.take();
     let mut lend = || lock(outbox).writer.lend_slot();
     let mut draft = Draft::new(&mut buffer, head, max, &mut lend);
-    let mut place = draft.place();
-    let encoded = job.encode_arg_into(codec, &mut place);
-    let len = place.len();
-    drop(place);
+    let (encoded, len) = {
+        let mut place = draft.place();
+        (job.encode_arg_into(codec, &mut place), place.len())
+    };
     let drafted = draft.finish(len);
     let too_big = drafted.size > max.saturating_add(4);
     let mut out = lock(outbox);
