@@ -59,6 +59,7 @@ impl<'a> Draft<'a> {
     /// A frame of at most `max` bytes (its kind and body, as `max_message_size` counts) whose
     /// first `head` bytes are written last, in `buffer` first; `lend` lends the writer's slot
     /// (locking the writer for that moment only).
+    #[inline]
     pub(crate) fn new(
         buffer: &'a mut Vec<u8>,
         head: usize,
@@ -78,6 +79,7 @@ impl<'a> Draft<'a> {
 
     /// The place for the body, after the head: the buffer's room within a ring's frame, which
     /// grows as the module's doc says. One place per draft.
+    #[inline]
     pub(crate) fn place(&mut self) -> Place<'_> {
         let room = INLINE_MAX.min(self.limit);
         self.buffer.clear();
@@ -95,6 +97,7 @@ impl<'a> Draft<'a> {
     }
 
     /// The draft, its body `len` bytes long (its place's [`len`](Place::len)).
+    #[inline]
     pub(crate) fn finish(self, len: usize) -> Drafted {
         Drafted {
             slot: self.slot,

@@ -164,6 +164,7 @@ impl Writer {
     /// Sends the frame of `drafted`, written in `buffer` or in the slot lent to it, after those
     /// sent before; `write_head` writes its head in the place it is given. As
     /// [`send`](Self::send) does; `buffer` gets another, to draft the next frame in.
+    #[inline]
     pub(crate) fn send_draft(
         &mut self,
         buffer: &mut Vec<u8>,
