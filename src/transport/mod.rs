@@ -7,7 +7,7 @@
 //!   sent on the socket (a frame too big for the ring otherwise, or a nudge for a reader
 //!   found asleep), or on the socket alone. The driver's never blocks (frames sent ahead
 //!   wait in it, and go out while the driver waits for results); the child's waits for room.
-//!   A [`Draft`] is a frame written outside the writer (a task's argument, encoded by user
+//!   A [`Draft`](draft::Draft) is a frame written outside the writer (a task's argument, encoded by user
 //!   code while the writer is free for others), in memory that grows as it needs, the writer's
 //!   slot lent to it.
 //! - [`Reader`] reads the frames back in the order the ring gives, spinning before it sleeps
@@ -20,7 +20,7 @@
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
 mod bulk;
-mod draft;
+pub(crate) mod draft;
 #[cfg(unix)]
 mod exit;
 #[cfg(windows)]
@@ -47,7 +47,6 @@ use socket as stream;
 use std::time::Duration;
 
 pub(crate) use bulk::Bulk;
-pub(crate) use draft::Draft;
 pub(crate) use exit::ExitWatch;
 pub(crate) use reader::Reader;
 pub(crate) use ring::{Direction, Region};

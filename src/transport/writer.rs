@@ -151,7 +151,7 @@ impl Writer {
         self.send_frame(Pending::Frame(frame))
     }
 
-    /// Lends the slot for big frames to a [`Draft`](super::Draft), if there is one, free, and the channel
+    /// Lends the slot for big frames to a [`Draft`](super::draft::Draft), if there is one, free, and the channel
     /// works; meanwhile big frames sent take the socket. It comes back with the draft
     /// ([`send_draft`](Self::send_draft), [`discard_draft`](Self::discard_draft)).
     pub(crate) fn lend_slot(&mut self) -> Option<BulkWriter> {

@@ -16,7 +16,7 @@ use crate::codec::{Encoded, Place, Serialization};
 use crate::protocol::Run;
 use crate::sync::lock;
 use crate::task::Job;
-use crate::transport::Draft;
+use crate::transport::draft::Draft;
 use crate::Error;
 
 thread_local! {
