@@ -14,7 +14,7 @@ use crate::Error;
 mod depth;
 mod place;
 
-pub(crate) use place::{Encoded, Place};
+pub(crate) use place::{Encoded, Grow, Place};
 
 /// The format arguments, results, worker data and channel messages take between a pool and
 /// its child-process workers (Tinypool's `serialization` option). The threads runtime
@@ -46,9 +46,9 @@ impl Serialization {
         serializing::<T, _>(|too_deep| self.encode_bounded(value, too_deep))
     }
 
-    /// Encodes `value` into `out` if it fits ([`Encoded::InPlace`]: `out.len()` bytes, those
-    /// [`encode`](Self::encode) makes), or says that it does not ([`Encoded::Full`]); the
-    /// errors are `encode`'s.
+    /// Encodes `value` into `out` if it fits, growing it if it can ([`Encoded::InPlace`]:
+    /// `out.len()` bytes, those [`encode`](Self::encode) makes), or says that it does not
+    /// ([`Encoded::Full`]); the errors are `encode`'s. `Serialize` runs once either way.
     #[cfg_attr(not(unix), allow(dead_code))] // Used by the child-process runtime (Unix).
     pub(crate) fn encode_into<T: Serialize + 'static>(
         self,

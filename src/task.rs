@@ -394,11 +394,9 @@ pub(crate) trait Job: Send + Sync + Spawn {
     // The child-process runtime's side: the argument leaves encoded, the result comes back
     // encoded, each with its type's name so that a mismatch is an error, not a misreading.
 
-    /// The argument, encoded (it stays in the task until its result is staged); `None` if
-    /// the task resolved on its way to the worker (then it must not be sent).
-    fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>>;
-    /// [`encode_arg`](Self::encode_arg), into `out`, if it fits there (straight where it is
-    /// sent from: shared memory for a big one).
+    /// The argument, encoded into `out` (it stays in the task until its result is staged),
+    /// unless `out` is full (see [`Place`]); `None` if the task resolved on its way to the
+    /// worker (then it must not be sent).
     fn encode_arg_into(
         &self,
         codec: Serialization,
@@ -704,21 +702,13 @@ where
         self.extras.as_ref()?.started.get().copied()
     }
 
-    fn encode_arg(&self, codec: Serialization) -> Option<Result<Vec<u8>, Error>> {
-        // The argument stays until the result is in: a child that dies with this task sent
-        // ahead and not started gives it back to the queue, to be sent again.
-        let encoded = || match &*lock(&self.arg) {
-            Some(arg) => W::encode_arg(codec, arg),
-            None => Err(Error::Terminated),
-        };
-        self.may_start().map(|start| start.and_then(|()| encoded()))
-    }
-
     fn encode_arg_into(
         &self,
         codec: Serialization,
         out: &mut Place<'_>,
     ) -> Option<Result<Encoded, Error>> {
+        // The argument stays until the result is in: a child that dies with this task sent
+        // ahead and not started gives it back to the queue, to be sent again.
         self.may_start().map(|start| {
             start.and_then(|()| match &*lock(&self.arg) {
                 Some(arg) => W::encode_arg_into(codec, arg, out),

@@ -69,6 +69,10 @@ fn exports() -> Exports {
         .export("leak", leak)
         .export("len", |bytes: Vec<u8>| bytes.len())
         .export("bytes", |n: usize| vec![7u8; n])
+        // The worker's pid and the shared memory it holds resident (`RssShmem`, in bytes).
+        .export("shared_resident", |()| {
+            (std::process::id(), shared_resident("self"))
+        })
         .export("data_len", |()| {
             worker::data::<Vec<u8>>()
                 .map(|data| data.map_or(0, |data| data.len()))
@@ -185,6 +189,17 @@ fn resident_memory() -> u64 {
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     // SAFETY: sysconf has no preconditions.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// The shared memory process `pid` ("self": this one) holds resident: `RssShmem`, in bytes.
+fn shared_resident(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("RssShmem:"))
+        .expect("RssShmem");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
 }
 
 // ---- Helpers --------------------------------------------------------------------------------
@@ -622,6 +637,67 @@ fn a_worker_over_the_recycle_limit_is_replaced_after_its_task() {
             tasks < 2 + 2 * (LIMIT as usize >> 20) / LEAK_MIB,
             "never recycled, at {rss} bytes resident"
         );
+    }
+    destroy(pool);
+}
+
+/// A frame bigger than a ring crosses in shared memory both sides map; once it was read, the
+/// worker does not keep it resident (beyond a few MiB kept for the next big frame): a 64 MiB
+/// argument or result does not leave 64 MiB in the child, nor in the pool, for the child's life.
+fn a_big_frame_leaves_no_shared_memory_resident() {
+    const BIG: usize = 64 << 20;
+    const KEPT: u64 = 16 << 20;
+    let pool = child_pool(1, 1)
+        .max_message_size(2 * BIG)
+        .build()
+        .expect("a pool");
+    let held = || -> (u32, u64) {
+        finish(pool.run_with::<(u32, u64), _>((), named("shared_resident"))).expect("a size")
+    };
+    let (pid, before) = held();
+    let len = finish(pool.run_with::<usize, _>(vec![3u8; BIG], named("len")));
+    assert_eq!(len, Ok(BIG));
+    let (after_argument, child) = held();
+    assert_eq!(after_argument, pid, "the same worker");
+    assert!(
+        child < before + KEPT,
+        "a 64 MiB argument left {child} bytes of shared memory resident in the child"
+    );
+    let made = finish(pool.run_with::<Vec<u8>, _>(BIG, named("bytes"))).expect("bytes");
+    assert_eq!(made.len(), BIG);
+    drop(made);
+    let (after_result, child) = held();
+    assert_eq!(after_result, pid, "the same worker");
+    assert!(
+        child < before + KEPT,
+        "a 64 MiB result left {child} bytes of shared memory resident in the child"
+    );
+    let pool_held = shared_resident("self");
+    assert!(
+        pool_held < 2 * KEPT,
+        "the pool holds {pool_held} bytes of shared memory"
+    );
+    destroy(pool);
+}
+
+/// `max_memory_limit_before_recycle` counts the child's memory, not the pool's shared memory
+/// for big frames: a worker under the limit that received an argument bigger than the limit
+/// (and dropped it) serves on, task after task.
+fn a_big_argument_does_not_push_a_worker_over_the_recycle_limit() {
+    const LIMIT: u64 = 48 << 20;
+    const BIG: usize = 64 << 20;
+    let pool = child_pool(1, 1)
+        .max_memory_limit_before_recycle(LIMIT)
+        .max_message_size(2 * BIG)
+        .build()
+        .expect("a pool");
+    let pid = pid_of(&pool);
+    for round in 0..3 {
+        let len = finish(pool.run_with::<usize, _>(vec![round as u8; BIG], named("len")));
+        assert_eq!(len, Ok(BIG));
+        for _ in 0..3 {
+            assert_eq!(pid_of(&pool), pid, "recycled after a big argument");
+        }
     }
     destroy(pool);
 }
@@ -1426,6 +1502,14 @@ fn main() {
         (
             "a_worker_over_the_recycle_limit_is_replaced_after_its_task",
             a_worker_over_the_recycle_limit_is_replaced_after_its_task,
+        ),
+        (
+            "a_big_frame_leaves_no_shared_memory_resident",
+            a_big_frame_leaves_no_shared_memory_resident,
+        ),
+        (
+            "a_big_argument_does_not_push_a_worker_over_the_recycle_limit",
+            a_big_argument_does_not_push_a_worker_over_the_recycle_limit,
         ),
         (
             "the_memory_limit_fails_the_task_with_resource_limit",

@@ -2,9 +2,11 @@
 //! memory of a child-process worker, `transport/bulk.rs`), instead of into a `Vec` first that
 //! is then copied there: a big argument is written once on its way to a child.
 //!
-//! A place has a fixed capacity. A value that does not fit leaves it *full*, whatever was
-//! written ([`Encoded::Full`]), and is encoded again elsewhere: a place never grows. Its
-//! lifetime is the memory's: a place over a writer's buffer borrows the writer.
+//! A place has a capacity. A place made [`growing`](Place::growing) asks its [`Grow`] for more
+//! memory when a value does not fit (the bytes written move there, and writing goes on: a value
+//! is encoded once, whatever its size); a fixed one, or one whose `Grow` has no more, is then
+//! *full*, whatever was written ([`Encoded::Full`]). Its lifetime is the memory's: a place over
+//! a writer's buffer borrows the writer.
 
 use std::io;
 use std::marker::PhantomData;
@@ -22,18 +24,31 @@ pub struct Place<'a> {
     capacity: usize,
     len: usize,
     full: bool,
+    /// Where more memory comes from, if anywhere.
+    grow: Option<&'a mut dyn Grow>,
     memory: PhantomData<&'a mut [u8]>,
+}
+
+/// More memory for a [`Place`] that is full: bigger, holding what was written.
+pub(crate) trait Grow {
+    /// Memory for at least `len + need` bytes, its first `len` those the place wrote so far
+    /// (moved there if it is new memory): its start and its capacity; `None` if there is no
+    /// more (the place is then full).
+    ///
+    /// The memory must be valid for writes, and not otherwise used, until the next call or
+    /// the end of the place's lifetime.
+    fn grow(&mut self, len: usize, need: usize) -> Option<(*mut u8, usize)>;
 }
 
 /// Where a value went (`pub` as [`Place`] is).
 pub enum Encoded {
     /// Into the place, whose [`len`](Place::len) counts its bytes.
     InPlace,
-    /// Nowhere: it did not fit (what the place holds is not to be read).
+    /// Nowhere: it did not fit, and the place could not grow (what it holds is not to be read).
     Full,
 }
 
-impl Place<'_> {
+impl<'a> Place<'a> {
     /// A place of `capacity` bytes at `start`.
     ///
     /// # Safety
@@ -47,7 +62,21 @@ impl Place<'_> {
             capacity,
             len: 0,
             full: false,
+            grow: None,
             memory: PhantomData,
+        }
+    }
+
+    /// A place of `capacity` bytes at `start`, which asks `grow` for more when it is full.
+    ///
+    /// # Safety
+    ///
+    /// As [`new`](Self::new), for the memory at `start`; then as [`Grow::grow`] promises.
+    pub(crate) unsafe fn growing(start: *mut u8, capacity: usize, grow: &'a mut dyn Grow) -> Self {
+        Place {
+            grow: Some(grow),
+            // SAFETY: the caller's promise.
+            ..unsafe { Place::new(start, capacity) }
         }
     }
 
@@ -66,7 +95,7 @@ impl Place<'_> {
     /// Appends `bytes` if they fit; otherwise writes nothing and the place is full.
     #[inline]
     pub(crate) fn put(&mut self, bytes: &[u8]) -> bool {
-        if self.full || bytes.len() > self.capacity - self.len {
+        if self.full || (bytes.len() > self.capacity - self.len && !self.make_room(bytes.len())) {
             self.full = true;
             return false;
         }
@@ -75,6 +104,26 @@ impl Place<'_> {
         unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(self.len), bytes.len()) };
         self.len += bytes.len();
         true
+    }
+
+    /// Grows the place to take `need` more bytes, if it can.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, need: usize) -> bool {
+        let Some(grow) = self.grow.as_deref_mut() else {
+            return false;
+        };
+        match grow.grow(self.len, need) {
+            Some((start, capacity)) => {
+                assert!(
+                    capacity >= self.len && capacity - self.len >= need,
+                    "grown enough"
+                );
+                (self.start, self.capacity) = (start, capacity);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Overwrites bytes already written, at `at` (a length field reserved before a value).
@@ -145,6 +194,56 @@ mod tests {
         assert!(!place.put(&[]));
         assert_eq!(place.len(), 8);
         assert_eq!(memory, [1, 9, 3, 4, 5, 6, 7, 8]);
+    }
+
+    /// Memory that doubles, up to a bound, moving what was written.
+    struct Doubling {
+        memory: Vec<u8>,
+        most: usize,
+        grown: usize,
+    }
+
+    impl Grow for Doubling {
+        fn grow(&mut self, len: usize, need: usize) -> Option<(*mut u8, usize)> {
+            let want = (len + need).max(2 * self.memory.len());
+            if len + need > self.most {
+                return None;
+            }
+            let mut bigger = vec![0; want.min(self.most)];
+            bigger[..len].copy_from_slice(&self.memory[..len]);
+            self.memory = bigger;
+            self.grown += 1;
+            Some((self.memory.as_mut_ptr(), self.memory.len()))
+        }
+    }
+
+    #[test]
+    fn a_growing_place_moves_what_it_wrote_and_stops_at_its_bound() {
+        let mut memory = vec![0u8; 4];
+        let start = memory.as_mut_ptr();
+        let mut grow = Doubling {
+            memory,
+            most: 40,
+            grown: 0,
+        };
+        let bytes: Vec<u8> = (1..=30).collect();
+        {
+            // SAFETY: the doubling memory's, replaced only through `grow`.
+            let mut place = unsafe { Place::growing(start, 4, &mut grow) };
+            for chunk in bytes.chunks(7) {
+                assert!(place.put(chunk));
+            }
+            place.patch(0, &[99]);
+            assert_eq!(place.len(), 30);
+            assert!(!place.is_full());
+            // Past its bound, it is full, and stays so.
+            assert!(!place.put(&[0; 11]));
+            assert!(place.is_full());
+            assert!(!place.put(&[0]));
+        }
+        assert_eq!(grow.memory[0], 99);
+        assert_eq!(grow.memory[1..30], bytes[1..]);
+        assert_eq!(grow.grown, 3, "4 -> 8 -> 16 -> 32 bytes");
     }
 
     #[test]

@@ -63,10 +63,7 @@ pub trait Carry<A, R>: Send + Sync + 'static {
     /// Whether the values only move: such a task cannot run on a child-process pool.
     const LOCAL: bool;
 
-    /// The argument, encoded for a child.
-    fn encode_arg(codec: Serialization, arg: &A) -> Result<Vec<u8>, Error>;
-
-    /// The argument, encoded for a child into `out`, if it fits there (see
+    /// The argument, encoded for a child into `out`, unless it is full (see
     /// [`Serialization::encode_into`]).
     fn encode_arg_into(
         codec: Serialization,
@@ -84,11 +81,6 @@ where
     R: DeserializeOwned + 'static,
 {
     const LOCAL: bool = false;
-
-    #[inline]
-    fn encode_arg(codec: Serialization, arg: &A) -> Result<Vec<u8>, Error> {
-        codec.encode(arg)
-    }
 
     #[inline]
     fn encode_arg_into(
@@ -110,10 +102,6 @@ impl<A, R> Carry<A, R> for Local {
 
     // The pool refuses a local task before it reaches a child-process worker
     // (`Pool::call_with`); should one get there anyway, it fails with this rather than panic.
-    fn encode_arg(_: Serialization, _: &A) -> Result<Vec<u8>, Error> {
-        Err(cannot_cross::<A>())
-    }
-
     fn encode_arg_into(_: Serialization, _: &A, _: &mut Place<'_>) -> Result<Encoded, Error> {
         Err(cannot_cross::<A>())
     }

@@ -477,9 +477,8 @@ impl ChildWorker {
         let codec = self.options.serialization;
         let task = self.next_task;
         let port = job.port();
-        let mut out = lock(&self.writer);
         // `None`: it resolved on its way here, nothing to send.
-        let sent = run::send(&mut out.writer, job, task, codec, self.max())?;
+        let (sent, mut out) = run::send(&self.writer, job, task, codec, self.max())?;
         self.next_task += 1;
         if sent.is_ok() && port.is_some() {
             // Its messages follow the `RUN` frame, in order, sent as the child reads them.

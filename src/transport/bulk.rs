@@ -14,9 +14,17 @@
 //! orders it among the others and carries its length. The writer writes a slot only while it
 //! is free (every frame it announced there was released); otherwise, and for a frame bigger
 //! than a slot, the frame goes the old way (the socket), so nothing ever waits for a slot and
-//! no reader can hold a writer up by keeping one. The pool's writer encodes a task's argument
-//! straight into its slot (`Writer::place_after`); the child's reader lends the frame in
+//! no reader can hold a writer up by keeping one. The pool encodes a task's argument
+//! straight into its slot, lent to the frame's `Draft` (`draft.rs`); the child's reader lends the frame in
 //! place ([`Payload::Lent`]) until the task has its argument decoded, and releases it then.
+//!
+//! A slot's pages exist once written, and stay in the memory file (and in both sides'
+//! resident memory, through their mappings) until given back: so a reader that consumed a
+//! frame reaching past [`KEEP`] bytes of its slot gives back the pages beyond (a hole punched
+//! in the file, which unmaps them from both sides), before it releases the slot. A worker that
+//! once moved a 100 MiB frame thus holds at most [`KEEP`] of it afterwards, in the pool and in
+//! the child, whose resident memory `max_memory_limit_before_recycle` reads; frames within
+//! [`KEEP`] (a slot's usual traffic) make no system call for it.
 //!
 //! The child is not trusted: the pool copies a frame out of the child's slot before anything
 //! reads it (the child could change it meanwhile), releases the slot at once, and checks the
@@ -37,6 +45,10 @@ use crate::Error;
 const FRAME: usize = 64;
 /// The least a slot is mapped: room for most arguments encoded in place.
 const FIRST_MAP: usize = 64 << 10;
+/// The bytes of a slot that stay resident once its frame is consumed: a frame up to this size
+/// (its slot's first line included) costs no system call and keeps its pages for the next; of
+/// a bigger one, the pages beyond are given back (a multiple of any page size).
+pub(crate) const KEEP: usize = 2 << 20;
 /// The largest frame a slot carries; bigger ones (up to `max_message_size`) take the socket.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const LARGEST: usize = if usize::BITS >= 64 { 1 << 30 } else { 64 << 20 };
@@ -157,6 +169,40 @@ impl Bulk {
             .clamp(FIRST_MAP, self.slot);
         Mapping::new(&self.file, direction as usize * self.slot, len)
     }
+
+    /// Gives back the pages of the slot of `direction` beyond its first [`KEEP`] bytes, up to
+    /// the end of a frame of `len` bytes just consumed, which no one reads or writes until the
+    /// slot is released: a hole punched in the memory file, which also unmaps them from the
+    /// other side. Nothing for a frame within [`KEEP`]; a failure only leaves them resident.
+    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    fn trim(&self, direction: Direction, len: usize) {
+        // Only Linux makes slots (`create`).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // To a page's end (64 KiB is a whole number of pages, and so is the slot): the
+            // rest of the frame's last page is unused too, and a page only partly punched
+            // stays.
+            let end = FRAME
+                .saturating_add(len)
+                .checked_next_multiple_of(FIRST_MAP)
+                .unwrap_or(usize::MAX)
+                .min(self.slot);
+            if end <= KEEP {
+                return;
+            }
+            let (Ok(offset), Ok(size)) = (
+                libc::off_t::try_from(direction as usize * self.slot + KEEP),
+                libc::off_t::try_from(end - KEEP),
+            ) else {
+                return;
+            };
+            let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            // SAFETY: fallocate on our fd, within the slot (`KEEP < end <= slot`); the seals
+            // allow a hole that keeps the size. Whoever maps those pages reads zeros after.
+            unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset, size) };
+        }
+    }
 }
 
 /// The size of a slot whose frames are at most `capacity` bytes: a whole number of pages.
@@ -276,9 +322,23 @@ impl BulkWriter {
     /// A place in the (free) slot for bytes `from..` of a frame: at least `want` bytes of the
     /// frame mapped, at most `limit`. `None` if they cannot be mapped.
     pub(crate) fn place(&mut self, from: usize, want: usize, limit: usize) -> Option<Place<'_>> {
+        if from > limit.min(self.capacity()) {
+            return None;
+        }
+        let (start, end) = self.memory(want, limit)?;
+        // SAFETY: `from..end` lies within the mapping, which lives as long as the place is
+        // used (the writer holds both, and maps anew only for the next place); the slot is
+        // free, so the reader does not read it.
+        Some(unsafe { Place::new(start.add(from), end - from) })
+    }
+
+    /// The (free) slot's frame memory, with at least `want` bytes of it mapped: its start and
+    /// how many bytes are mapped, at most `limit`. `None` if they cannot be mapped. Valid until
+    /// the next call (which may map the slot anew, elsewhere: what was written stays in it).
+    pub(crate) fn memory(&mut self, want: usize, limit: usize) -> Option<(*mut u8, usize)> {
         debug_assert!(self.is_free());
         let limit = limit.min(self.capacity());
-        if want > limit || from > limit {
+        if want > limit {
             return None;
         }
         if self.map.as_ref().is_none_or(|map| map.room() < want) {
@@ -287,11 +347,7 @@ impl BulkWriter {
             self.map = Some(map);
         }
         let map = self.map.as_ref().expect("mapped above");
-        let end = map.room().min(limit);
-        // SAFETY: `from..end` lies within the mapping, which lives as long as the place is
-        // used (the writer holds both, and maps anew only for the next place); the slot is
-        // free, so the reader does not read it.
-        Some(unsafe { Place::new(map.frame(from), end - from) })
+        Some((map.frame(0), map.room().min(limit)))
     }
 
     /// Copies `frame` into the (free) slot and holds it there; `false` if it cannot be
@@ -377,6 +433,7 @@ impl BulkReader {
         let body = match self.direction {
             // The child's side: the pool does not write the slot again before the release.
             Direction::ToChild => Payload::Lent(Box::new(Loan {
+                bulk: self.bulk.clone(),
                 map: map.clone(),
                 len: body,
                 taken: self.taken,
@@ -390,6 +447,7 @@ impl BulkReader {
                     ptr::copy_nonoverlapping(map.frame(5), bytes.as_mut_ptr(), body);
                     bytes.set_len(body);
                 }
+                self.bulk.trim(self.direction, len);
                 map.released().store(self.taken, Ordering::Release);
                 Payload::Owned(bytes)
             }
@@ -403,6 +461,7 @@ impl BulkReader {
 
 /// A frame's body lent where the pool wrote it (the child's side); dropped, it is released.
 struct Loan {
+    bulk: Arc<Bulk>,
     map: Arc<Mapping>,
     len: usize,
     /// The count of frames released once this one is.
@@ -420,6 +479,8 @@ impl Lent for Loan {
 
 impl Drop for Loan {
     fn drop(&mut self) {
+        // The frame: its kind and length, then the body.
+        self.bulk.trim(Direction::ToChild, 5 + self.len);
         self.map.released().store(self.taken, Ordering::Release);
     }
 }
@@ -504,6 +565,45 @@ mod tests {
             said.contains("exceeds max_message_size (50 bytes)"),
             "{said}"
         );
+    }
+
+    /// Bytes of the memory file held (its pages that exist).
+    fn held(bulk: &Bulk) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        bulk.file.metadata().expect("fstat").blocks() * 512
+    }
+
+    #[test]
+    fn a_big_frame_read_gives_back_the_pages_beyond_what_a_slot_keeps() {
+        let bulk = Bulk::create(32 << 20).expect("a memfd");
+        for direction in [Direction::ToChild, Direction::ToPool] {
+            let mut writer = bulk.writer(direction);
+            let mut reader = bulk.reader(direction);
+            for size in [KEEP / 2, 20 << 20, 300_000] {
+                let sent = frame(6, &vec![9; size]);
+                assert!(writer.put(&sent));
+                assert!(held(&bulk) >= size as u64, "written: held until read");
+                writer.announced();
+                let got = reader.take(sent.len(), usize::MAX).expect("a frame");
+                assert!(got.body.iter().all(|&byte| byte == 9));
+                drop(got);
+                assert!(writer.is_free());
+                // At most what each slot keeps.
+                assert!(
+                    held(&bulk) <= 2 * KEEP as u64,
+                    "{} bytes held after a frame of {size}",
+                    held(&bulk)
+                );
+            }
+        }
+        // The next frame finds the slot whole.
+        let mut writer = bulk.writer(Direction::ToPool);
+        let mut reader = bulk.reader(Direction::ToPool);
+        let body: Vec<u8> = (0..(8 << 20)).map(|i| (i % 251) as u8).collect();
+        assert!(writer.put(&frame(6, &body)));
+        writer.announced();
+        let got = reader.take(body.len() + 5, usize::MAX).expect("a frame");
+        assert!(*got.body == body[..]);
     }
 
     #[test]

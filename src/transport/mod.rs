@@ -7,6 +7,9 @@
 //!   sent on the socket (a frame too big for the ring otherwise, or a nudge for a reader
 //!   found asleep), or on the socket alone. The driver's never blocks (frames sent ahead
 //!   wait in it, and go out while the driver waits for results); the child's waits for room.
+//!   A [`Draft`](draft::Draft) is a frame written outside the writer (a task's argument, encoded by user
+//!   code while the writer is free for others), in memory that grows as it needs, the writer's
+//!   slot lent to it.
 //! - [`Reader`] reads the frames back in the order the ring gives, spinning before it sleeps
 //!   in `poll`, and never waits forever on the pool's side.
 //! - `socket.rs` holds the socket's system calls, `wait.rs` the spin-then-nap wait for a peer
@@ -17,6 +20,7 @@
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
 mod bulk;
+pub(crate) mod draft;
 #[cfg(unix)]
 mod exit;
 #[cfg(windows)]
@@ -52,7 +56,7 @@ pub(crate) use stream::Channel;
 pub(crate) use wait::Naps;
 #[cfg(unix)]
 pub(crate) use wake::Wake;
-pub(crate) use writer::{Backlog, Room, Writer};
+pub(crate) use writer::{Backlog, Writer};
 
 /// How often a waiting read looks at its worker's abort flag and deadline.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(50);

@@ -1,12 +1,14 @@
 //! [`Writer`], either side's writing end: frames into the ring, or announced there and
 //! written in the shared slot for big frames (`bulk.rs`) or sent on the socket (see
-//! `ring.rs`), or, without a ring, on the socket alone.
+//! `ring.rs`), or, without a ring, on the socket alone. A frame may also be written outside
+//! it (`draft.rs`), in memory it lends, and then sent.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::bulk::BulkWriter;
+use super::bulk::{BulkWriter, KEEP};
+use super::draft::Drafted;
 use super::exit::ExitWatch;
 use super::ring::{RingWriter, INLINE_MAX};
 use super::stream::{hung_up, poll, send_now};
@@ -36,15 +38,6 @@ pub(crate) struct Writer {
     peer: Option<ExitWatch>,
     /// Where a message is encoded: one buffer, reused.
     scratch: Vec<u8>,
-}
-
-/// Where a frame is written in place ([`Writer::place_after`]).
-#[derive(Clone, Copy)]
-pub(crate) enum Room {
-    /// In the writer's own buffer, for a frame small enough for the ring.
-    Small,
-    /// In the shared slot for big frames.
-    Slot,
 }
 
 /// A frame not placed yet.
@@ -158,64 +151,68 @@ impl Writer {
         self.send_frame(Pending::Frame(frame))
     }
 
-    /// A place for bytes `head..` of a frame whose first `head` bytes are written later
-    /// ([`send_placed`](Self::send_placed)): a task's argument, encoded in place, in `room`.
-    /// The frame stays within `max`. `None` if there is no such room now (a slot not free, or
-    /// not there; a head too big for the room).
-    pub(crate) fn place_after(&mut self, room: Room, head: usize, max: usize) -> Option<Place<'_>> {
-        // `max` counts a frame's kind and body; a place, its header too.
-        let limit = max.saturating_add(4);
-        match room {
-            Room::Small => {
-                let limit = limit.min(INLINE_MAX);
-                if head >= limit {
-                    return None;
-                }
-                self.scratch.clear();
-                self.scratch.reserve(limit);
-                // SAFETY: `head..limit` lies within the buffer's capacity, reserved above; the
-                // place borrows this writer, so nothing else touches the buffer meanwhile.
-                Some(unsafe { Place::new(self.scratch.as_mut_ptr().add(head), limit - head) })
-            }
-            Room::Slot => self.free_slot(head, head, limit),
+    /// Lends the slot for big frames to a [`Draft`](super::draft::Draft), if there is one, free, and the channel
+    /// works; meanwhile big frames sent take the socket. It comes back with the draft
+    /// ([`send_draft`](Self::send_draft), [`discard_draft`](Self::discard_draft)).
+    pub(crate) fn lend_slot(&mut self) -> Option<BulkWriter> {
+        if self.broken.is_some() || !self.bulk.as_ref()?.is_free() {
+            return None;
         }
+        self.bulk.take()
     }
 
-    /// Sends the frame of `size` bytes written in `room` after its first `head` bytes
-    /// ([`place_after`](Self::place_after)), which `write_head` writes in the place it is
-    /// given. As [`send`](Self::send) does.
-    pub(crate) fn send_placed(
+    /// Sends the frame of `drafted`, written in `buffer` or in the slot lent to it, after those
+    /// sent before; `write_head` writes its head in the place it is given. As
+    /// [`send`](Self::send) does; `buffer` gets another, to draft the next frame in.
+    #[inline]
+    pub(crate) fn send_draft(
         &mut self,
-        room: Room,
-        size: usize,
-        head: usize,
+        buffer: &mut Vec<u8>,
+        drafted: Drafted,
         write_head: impl FnOnce(&mut Place<'_>),
     ) -> Result<(), Error> {
-        match room {
-            Room::Small => {
-                assert!(size <= self.scratch.capacity(), "written within the place");
-                let mut frame = std::mem::take(&mut self.scratch);
-                // SAFETY: `..head` lies within the capacity (`head < size`), not otherwise
-                // used while the place lives.
-                let mut place = unsafe { Place::new(frame.as_mut_ptr(), head) };
-                write_head(&mut place);
-                assert!(
-                    place.len() == head && !place.is_full(),
-                    "the head fills its place"
-                );
-                // SAFETY: `..head` was just written, `head..size` by the caller in the place
-                // `place_after` gave, within the capacity.
-                unsafe { frame.set_len(size) };
-                self.send_frame(Pending::Frame(frame))
-            }
-            Room::Slot => {
-                let slot = self.bulk.as_mut().expect("a place was given");
-                let mut place = slot
-                    .place(0, head, head)
-                    .expect("mapped for the place given");
-                write_head(&mut place);
-                self.send_in_slot(size)
-            }
+        let Drafted {
+            slot,
+            in_slot,
+            head,
+            size,
+        } = drafted;
+        if slot.is_some() {
+            self.bulk = slot;
+        }
+        let written = |place: Place<'_>| {
+            assert!(
+                place.len() == head && !place.is_full(),
+                "the head fills its place"
+            );
+        };
+        if in_slot {
+            let slot = self.bulk.as_mut().expect("the frame is in it");
+            let mut place = slot.place(0, head, head).expect("mapped for the draft");
+            write_head(&mut place);
+            written(place);
+            return self.send_in_slot(size);
+        }
+        assert!(size <= buffer.capacity(), "drafted within the buffer");
+        // SAFETY: `..head` lies within the capacity (`head <= size`), not otherwise used while
+        // the place lives.
+        let mut place = unsafe { Place::new(buffer.as_mut_ptr(), head) };
+        write_head(&mut place);
+        written(place);
+        // SAFETY: `..head` was just written, `head..size` by the draft, within the capacity.
+        unsafe { buffer.set_len(size) };
+        let frame = std::mem::replace(buffer, std::mem::take(&mut self.scratch));
+        self.send_frame(Pending::Frame(frame))
+    }
+
+    /// Takes back the slot lent to `drafted`, whose frame is not sent; `buffer` is not kept
+    /// if it grew big (as [`recycle`](Self::recycle)).
+    pub(crate) fn discard_draft(&mut self, buffer: &mut Vec<u8>, drafted: Drafted) {
+        if drafted.slot.is_some() {
+            self.bulk = drafted.slot;
+        }
+        if buffer.capacity() > KEEP {
+            *buffer = Vec::new();
         }
     }
 
@@ -273,10 +270,12 @@ impl Writer {
         }
     }
 
-    /// Keeps a frame's buffer for the next one.
+    /// Keeps a frame's buffer for the next one, unless it is big: a worker that once sent
+    /// a big frame the slot did not take does not hold its memory for good.
     fn recycle(&mut self, frame: Pending) {
-        if let Pending::Frame(bytes) = frame {
-            self.scratch = bytes;
+        match frame {
+            Pending::Frame(bytes) if bytes.capacity() <= KEEP => self.scratch = bytes,
+            _ => {}
         }
     }
 

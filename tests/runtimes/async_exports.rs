@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tinypool::{worker, AbortController, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 
 use crate::common::{self, eventually, finish, next};
@@ -31,6 +32,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             stats_time_every_async_task_whatever_order_it_ends_in,
             an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running,
             async_tasks_with_a_signal_or_timeout_still_interleave,
+            a_serialize_that_sends_on_a_channel_of_the_same_worker_does_not_block_it,
         ],
         threads: [
             an_async_setup_is_refused,
@@ -81,6 +83,24 @@ pub fn exports() -> Exports {
         })
         .export("sync_identity", |()| identity())
         .export_async("tokio_echo", tokio_echo)
+        .export("talker", |talker: Talker| talker.0)
+}
+
+/// The caller's side of a channel that a [`Talker`] sends on when serialized.
+static TALK: Mutex<Option<Port<u32>>> = Mutex::new(None);
+
+/// A value whose `Serialize` sends 7 on the channel in [`TALK`], if any: user code that talks
+/// to another task while the pool encodes it.
+#[derive(Deserialize)]
+pub struct Talker(u32);
+
+impl Serialize for Talker {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Some(port) = TALK.lock().unwrap().as_ref() {
+            port.send(7).expect("the task listens");
+        }
+        serializer.serialize_u32(self.0)
+    }
 }
 
 /// Ends the process (typed, for an export's result).
@@ -471,5 +491,31 @@ fn an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running(runtime:
     let same: String = finish(pool.run_with((), RunOptions::new().name("sync_identity"))).unwrap();
     assert_eq!(same, before, "the same worker serves on");
     assert_eq!(exits.load(Ordering::SeqCst), 0, "no worker left");
+    common::destroy(pool);
+}
+
+/// An argument's `Serialize` runs on the pool's side, for a child: when it sends on the channel
+/// of a task running in that same child, its message goes out and the argument follows, on a
+/// worker that serves on (the message's bridge and the argument share the child's channel).
+fn a_serialize_that_sends_on_a_channel_of_the_same_worker_does_not_block_it(runtime: Runtime) {
+    let pool = pool(runtime, 2).build().unwrap();
+    let (held, port) = async_hold(&pool, 1);
+    assert_eq!(next(&port), Ok(1), "the task started");
+    *TALK.lock().unwrap() = Some(port.clone());
+    let talked = finish(pool.run_with::<u32, _>(Talker(5), RunOptions::new().name("talker")));
+    // The channel must not outlive the test in a static: it holds its bridge to the child.
+    *TALK.lock().unwrap() = None;
+    assert_eq!(talked, Ok(5));
+    // Threads move the argument: nothing was serialized, nothing sent.
+    if runtime == Runtime::Threads {
+        port.send(7).expect("the task listens");
+    }
+    let (tag, _, value) = finish(held).unwrap().unwrap();
+    assert_eq!((tag, value), (1, 7));
+    assert_eq!(
+        finish(pool.run_with::<u32, _>(Talker(6), RunOptions::new().name("talker"))),
+        Ok(6)
+    );
+    drop(port);
     common::destroy(pool);
 }

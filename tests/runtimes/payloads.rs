@@ -3,7 +3,10 @@
 //! child processes they cross in the shared slots for big frames, or, while a slot is taken,
 //! on the socket; either way every byte arrives, in order, and each task gets its own answer.
 
-use tinypool::{channel, worker, Exports, Pool, RunOptions, Runtime, Task};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tinypool::{channel, worker, Error, Exports, Pool, RunOptions, Runtime, Task};
 
 use crate::common::{destroy, finish, next};
 use crate::{bodies, Body};
@@ -16,6 +19,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             many_big_frames_in_a_row_cross_whole,
             big_frames_among_small_tasks_in_flight_keep_their_answers,
             big_messages_cross_a_task_channel_both_ways,
+            an_argument_is_serialized_once_whatever_its_size,
         ],
         threads: [],
     }
@@ -38,6 +42,39 @@ pub fn exports() -> Exports {
             }
             Ok(checksum(&bytes))
         })
+        .export("sum_words", |words: Counted| {
+            let bytes: Vec<u8> = words.0.iter().flat_map(|word| word.to_le_bytes()).collect();
+            (words.0.len(), checksum(&bytes))
+        })
+}
+
+/// How many times a [`Counted`] was serialized, in this process.
+static SERIALIZED: AtomicUsize = AtomicUsize::new(0);
+
+/// Words whose `Serialize` counts its calls: it is user code, with its side effects and its
+/// cost. postcard writes them one at a time, so that a big one crosses every room a child
+/// pool's frame grows through (its buffer, the shared slot mapped further and further) in the
+/// middle of a value.
+#[derive(Deserialize)]
+pub struct Counted(Vec<u32>);
+
+impl Serialize for Counted {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SERIALIZED.fetch_add(1, Ordering::SeqCst);
+        self.0.serialize(serializer)
+    }
+}
+
+/// `len` words of 5 bytes each in postcard, differing with `seed`.
+fn words(len: usize, seed: u32) -> Vec<u32> {
+    (0..len as u32)
+        .map(|i| (1 << 31) | i.wrapping_mul(2_654_435_761).wrapping_add(seed))
+        .collect()
+}
+
+fn words_checksum(words: &[u32]) -> u64 {
+    let bytes: Vec<u8> = words.iter().flat_map(|word| word.to_le_bytes()).collect();
+    checksum(&bytes)
 }
 
 /// `len` bytes that differ with `seed` and along the buffer (no period of 256: a byte out of
@@ -186,5 +223,60 @@ fn big_messages_cross_a_task_channel_both_ways(runtime: Runtime) {
     }
     drop(port);
     assert_eq!(finish(task), Ok(Ok(checksum(&argument))));
+    destroy(pool);
+}
+
+/// A task's argument is serialized once, whatever its size: small (a ring's frame), bigger
+/// (the shared slot, mapped at 64 KiB first, then further), bigger than `max_message_size`
+/// (refused, naming the cap), or big while the slot is taken by the task before it (on the
+/// socket). Threads move arguments and serialize none.
+fn an_argument_is_serialized_once_whatever_its_size(runtime: Runtime) {
+    const MAX: usize = 8 << 20;
+    let pool = crate::pool(runtime)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(2)
+        .max_message_size(MAX)
+        .build()
+        .expect("a pool");
+    let calls = |tasks: usize| match runtime {
+        Runtime::Threads => 0,
+        _ => tasks,
+    };
+    let run = |words: Vec<u32>| -> Task<(usize, u64)> {
+        pool.run_with(Counted(words), RunOptions::new().name("sum_words"))
+    };
+    for (seed, len) in [10, 1_000, 20_000, 300_000, 1_000_000, 20_000, 1_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        let sent = words(len, seed as u32);
+        let expected = (len, words_checksum(&sent));
+        SERIALIZED.store(0, Ordering::SeqCst);
+        assert_eq!(finish(run(sent)), Ok(expected), "{len} words");
+        assert_eq!(SERIALIZED.load(Ordering::SeqCst), calls(1), "{len} words");
+    }
+    // Two big ones in flight: the first holds the slot until its task is done.
+    SERIALIZED.store(0, Ordering::SeqCst);
+    let sent = [words(400_000, 1), words(400_000, 2)];
+    let tasks: Vec<_> = sent.iter().map(|words| run(words.clone())).collect();
+    for (task, words) in tasks.into_iter().zip(&sent) {
+        assert_eq!(finish(task), Ok((words.len(), words_checksum(words))));
+    }
+    assert_eq!(SERIALIZED.load(Ordering::SeqCst), calls(2), "two in flight");
+    // Over the cap: refused once encoded past it, the worker unharmed.
+    SERIALIZED.store(0, Ordering::SeqCst);
+    let over = words(2 * MAX / 5, 3);
+    let expected = (over.len(), words_checksum(&over));
+    match (runtime, finish(run(over))) {
+        (Runtime::Threads, result) => assert_eq!(result, Ok(expected)),
+        (_, Err(Error::Protocol { message })) => assert!(
+            message.contains(&format!("exceeds max_message_size ({MAX} bytes)")),
+            "{message}"
+        ),
+        (_, other) => panic!("expected the cap named, got {other:?}"),
+    }
+    assert_eq!(SERIALIZED.load(Ordering::SeqCst), calls(1), "over the cap");
+    let sent = words(5, 4);
+    assert_eq!(finish(run(sent.clone())), Ok((5, words_checksum(&sent))));
     destroy(pool);
 }

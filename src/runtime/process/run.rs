@@ -1,28 +1,40 @@
-//! A task's `RUN` frame on its way to the child, its argument encoded in place, after room left
-//! for the frame's head, which is written once the argument's length is known: first in the
-//! writer's own buffer, where a small frame is made before it goes in the ring; if it does not
-//! fit there, straight into the shared slot for big frames, while that is free (a big argument
-//! so costs the pool one copy, the encoding itself). Otherwise, and for an argument that does
-//! not fit the slot either, it is encoded on its own and framed as any message (see
-//! `transport/bulk.rs`).
+//! A task's `RUN` frame on its way to the child. Its argument is encoded once, in place, after
+//! room left for the frame's head, which is written once the argument's length is known: in a
+//! [`Draft`], outside the lock the driver's writer is shared under, since `Serialize` is user
+//! code, which may send on a task channel bridged to this very child (its bridge takes that
+//! lock) or take long. The draft starts in the driver thread's buffer, where a small frame is
+//! made before it goes in the ring; a bigger one moves on to the shared slot for big frames,
+//! lent by the writer while it is free (a big argument so costs the pool one copy, the encoding
+//! itself), and past it, or while it is taken, to the buffer grown (see `transport/draft.rs`).
+//! The lock is then taken once, to send the frame.
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::outbox::Outbox;
 use crate::codec::{Encoded, Place, Serialization};
-use crate::protocol::{Run, ToChild};
+use crate::protocol::Run;
+use crate::sync::lock;
 use crate::task::Job;
-use crate::transport::{Room, Writer};
+use crate::transport::draft::Draft;
 use crate::Error;
 
-/// Sends `job`'s `RUN` frame, as task `task`, through `writer`, in frames of at most `max`
-/// bytes; `None` if the task resolved on its way here (nothing is sent).
-pub(super) fn send(
-    writer: &mut Writer,
+thread_local! {
+    /// The driver thread's buffer for the frames it drafts, swapped with its writer's as each
+    /// goes out, so that no task allocates one.
+    static BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Sends `job`'s `RUN` frame, as task `task`, through `outbox`, in frames of at most `max`
+/// bytes; returns the outcome with the outbox still locked (what follows the frame is noted
+/// under the same lock), or `None` if the task resolved on its way here (nothing is sent).
+pub(super) fn send<'o>(
+    outbox: &'o Mutex<Outbox>,
     job: &Arc<dyn Job>,
     task: u64,
     codec: Serialization,
     max: usize,
-) -> Option<Result<(), Error>> {
+) -> Option<(Result<(), Error>, MutexGuard<'o, Outbox>)> {
     let run = Run {
         task,
         name: job.name(),
@@ -32,21 +44,48 @@ pub(super) fn send(
         arg: &[],
     };
     let head = run.head_size();
-    for room in [Room::Small, Room::Slot] {
-        let Some(mut place) = writer.place_after(room, head, max) else {
-            continue;
-        };
-        match job.encode_arg_into(codec, &mut place)? {
-            Ok(Encoded::InPlace) => {
-                let len = place.len();
-                let write_head = |out: &mut Place<'_>| run.write_head(head, len, out);
-                return Some(writer.send_placed(room, head + len, head, write_head));
-            }
-            // Bigger than this room: the next.
-            Ok(Encoded::Full) => {}
-            Err(error) => return Some(Err(error)),
+    let mut buffer = BUFFER.take();
+    let mut lend = || lock(outbox).writer.lend_slot();
+    let mut draft = Draft::new(&mut buffer, head, max, &mut lend);
+    let (encoded, len) = {
+        let mut place = draft.place();
+        (job.encode_arg_into(codec, &mut place), place.len())
+    };
+    let drafted = draft.finish(len);
+    let too_big = drafted.size > max.saturating_add(4);
+    let mut out = lock(outbox);
+    let sent = match encoded {
+        Some(Ok(Encoded::InPlace)) if !too_big => {
+            let write_head = |out: &mut Place<'_>| run.write_head(head, len, out);
+            Some(out.writer.send_draft(&mut buffer, drafted, write_head))
         }
-    }
-    let arg = job.encode_arg(codec)?;
-    Some(arg.and_then(|arg| writer.send(&ToChild::Run(Run { arg: &arg, ..run }), max)))
+        failed => {
+            out.writer.discard_draft(&mut buffer, drafted);
+            failed.map(|encoded| {
+                encoded.and_then(|encoded| {
+                    Err(Error::Protocol {
+                        message: match encoded {
+                            // Its place stopped growing at the frame cap.
+                            Encoded::Full => format!(
+                                "a message of more than {max} bytes exceeds max_message_size \
+                                 ({max} bytes)"
+                            ),
+                            Encoded::InPlace => format!(
+                                "a message of {} bytes exceeds max_message_size ({max} bytes)",
+                                drafted_len(head, len)
+                            ),
+                        },
+                    })
+                })
+            })
+        }
+    };
+    BUFFER.set(buffer);
+    sent.map(|sent| (sent, out))
+}
+
+/// The bytes a frame of a `head` and an argument of `len` bytes counts against
+/// `max_message_size` (all but its header).
+fn drafted_len(head: usize, len: usize) -> usize {
+    (head + len).saturating_sub(4)
 }
