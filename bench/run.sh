@@ -131,7 +131,16 @@ w2_batched() {
       ;;
   esac
 }
-w4_run() { record "w4 $1" "${@:2}" w4 "${w4[@]}"; }
+# tinypool's isolated children are forked from a fork server (`fork_server`); W4 again with
+# each spawned anew, for comparison.
+w4_run() {
+  record "w4 $1" "${@:2}" w4 "${w4[@]}"
+  case $1 in
+    tinypool-process*)
+      record "w4 spawn $1" env BENCH_LABEL=spawn BENCH_SPAWN=1 "${@:2}" w4 "${w4[@]}"
+      ;;
+  esac
+}
 w5_run() {
   record "w5copy $1" "${@:2}" w5copy "${w5[@]}"
   if threads "${1#node-}"; then
