@@ -42,20 +42,9 @@ mod attacks {
     /// What the teardown export's panic says, followed by its worker's pid.
     const TEARDOWN: &str = "teardown ran in";
 
-    /// A file `exports()` opened, as a program opens a log file for its workers.
-    static OPENED: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
-
     pub fn exports() -> Exports {
         crate::common::quiet_panics(TEARDOWN);
-        let _ = OPENED.set(std::fs::File::open("/dev/null").expect("/dev/null"));
         Exports::new()
-            .export("opened", |()| {
-                use std::os::fd::AsRawFd;
-                let fd = OPENED.get().expect("opened by exports()").as_raw_fd();
-                std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                    .map(|path| path.display().to_string())
-                    .map_err(|error| error.to_string())
-            })
             .export_default(|()| place())
             .export("fault", fault)
             .export("open_fds", |()| {
@@ -643,20 +632,6 @@ mod attacks {
         before.nothing_left();
     }
 
-    /// A file `exports()` opened stays open in the worker, spawned or forked, as the file it
-    /// was: not closed as if inherited, its number then taken by something else (the
-    /// worker's own channel, where what was written to the file would go).
-    pub fn what_exports_opened_stays_open_in_every_worker() {
-        for fork in [false, true] {
-            let pool = forking(1).fork_server(fork).build().unwrap();
-            let (_, parent) = finish(pool.run::<Place, _>(())).unwrap();
-            assert_eq!(parent != std::process::id(), fork);
-            let opened = finish(pool.run_with::<Result<String, String>, _>((), named("opened")));
-            assert_eq!(opened, Ok(Ok("/dev/null".to_owned())), "forked: {fork}");
-            destroy(pool);
-        }
-    }
-
     /// A pool shared by eight threads, each running isolated tasks: one server forks them all.
     pub fn workers_started_from_many_threads_at_once() {
         let before = Before::now();
@@ -747,10 +722,6 @@ fn main() {
         (
             "forked_workers_hold_only_their_channel_and_pools_leak_nothing",
             forked_workers_hold_only_their_channel_and_pools_leak_nothing,
-        ),
-        (
-            "what_exports_opened_stays_open_in_every_worker",
-            what_exports_opened_stays_open_in_every_worker,
         ),
         (
             "workers_started_from_many_threads_at_once",

@@ -150,8 +150,7 @@ fn fork_worker(
 }
 
 /// In a forked worker: ties its life to the server's, and moves `fds` to fds 3, 4, 5 (the
-/// control socket on fd 3 is replaced). What `exports()` opened in the server is the
-/// worker's copy, as with every other thing `exports()` made.
+/// control socket on fd 3 is replaced, the server's other descriptors closed).
 fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
     // SAFETY: prctl and getppid on this process. The death signal is not inherited by a fork.
     unsafe {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::posix;
 use crate::options::ProcessOptions;
 use crate::protocol::fork::{self, Control, FORK_ENV};
-use crate::protocol::{BULK_FD, CHILD_FD, RINGS_FD, VERSION};
+use crate::protocol::{CHILD_FD, VERSION};
 use crate::sync::lock;
 use crate::transport::ExitWatch;
 use crate::wait::deadline_after;
@@ -133,13 +133,7 @@ impl ForkServer {
         let (ours, theirs) = fork::socket_pair().ok()?;
         let mut env = env.to_vec();
         env.push((FORK_ENV.into(), "1".into()));
-        // The control socket on fd 3, and copies of it on the numbers a worker's channel takes
-        // after it (closed by the server once `exports()` ran): what `exports()` opens gets
-        // the numbers it would get in a spawned worker, none that a forked one's channel
-        // takes over.
-        let theirs_fd = theirs.as_raw_fd();
-        let fds = [CHILD_FD, RINGS_FD, BULK_FD].map(|fd| (theirs_fd, fd));
-        let pid = posix::spawn(options, &env, &fds).ok()?;
+        let pid = posix::spawn(options, &env, &[(theirs.as_raw_fd(), CHILD_FD)]).ok()?;
         drop(theirs);
         let server = ForkServer {
             control: ours,
