@@ -397,7 +397,10 @@ impl ChildWorker {
                     Err(error) => {
                         // The stream was cut (reset, or ended inside a frame): the child is
                         // dying, maybe not yet reapable. Report how it died, as at a clean end.
-                        let exited = self.child.try_wait().ok().flatten().is_some();
+                        // (Exited, maybe not yet reaped: a forked worker's status comes later,
+                        // from its fork server.)
+                        let exited = self.reader.peer_exited()
+                            || self.child.try_wait().ok().flatten().is_some();
                         if exited || self.reader.peer_closed() {
                             return Err(self.died());
                         }

@@ -10,7 +10,7 @@
 //! thread `exports()` started) refuses, and the pool spawns its workers instead.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process;
 
 use super::hygiene::close_inherited;
@@ -20,7 +20,7 @@ use crate::transport::pidfd_open;
 
 /// Serves as the pool's fork server on `control` until the pool is gone (then exits); returns
 /// only in a forked worker, with its channel on fd 3 (and its shared memory on fds 4 and 5)
-/// and nothing else of the server's open, to serve as a worker started so would.
+/// and none of the server's own descriptors open, to serve as a worker started so would.
 pub(super) fn serve(control: RawFd) {
     close_inherited(&[control]);
     if !fork::is_control_socket(control) {
@@ -72,17 +72,11 @@ pub(super) fn serve(control: RawFd) {
         }
         if polled[0].revents != 0 {
             match fork::receive(control, false) {
-                Ok(Some((Control::Fork, fds))) => match fork_worker(control, me, fds) {
+                Ok(Some((Control::Fork, fds))) => match fork_worker(control, me, fds, &mut workers)
+                {
                     Forked::Worker(pid, pidfd) => workers.push((pid, pidfd)),
                     Forked::Failed => {} // The pool spawns that worker instead.
-                    Forked::InWorker => {
-                        // Those numbers are the worker's own descriptors now (closed, or
-                        // replaced by its channel): not to be closed again.
-                        workers
-                            .into_iter()
-                            .for_each(|(_, pidfd)| _ = pidfd.into_raw_fd());
-                        return;
-                    }
+                    Forked::InWorker => return,
                 },
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                 // The pool is gone, or talks nonsense: nobody is left to serve.
@@ -116,12 +110,20 @@ enum Forked {
     InWorker,
 }
 
-/// Forks a worker with `fds` for its fds 3 and on; exits if the pool is gone.
-fn fork_worker(control: RawFd, server: libc::pid_t, fds: Vec<OwnedFd>) -> Forked {
+/// Forks a worker with `fds` for its fds 3 and on; exits if the pool is gone. In the worker,
+/// `workers` (the server's other workers and their pidfds) are none of its own: closed first.
+fn fork_worker(
+    control: RawFd,
+    server: libc::pid_t,
+    fds: Vec<OwnedFd>,
+    workers: &mut Vec<(libc::pid_t, OwnedFd)>,
+) -> Forked {
     // SAFETY: this process has one thread (checked at the start; it starts none), so the
     // child's copy of every lock and allocator is consistent.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        // Before the channel is placed, since one may sit on a number it takes.
+        workers.clear();
         become_worker(server, fds);
         return Forked::InWorker;
     }
@@ -148,7 +150,7 @@ fn fork_worker(control: RawFd, server: libc::pid_t, fds: Vec<OwnedFd>) -> Forked
 }
 
 /// In a forked worker: ties its life to the server's, and moves `fds` to fds 3, 4, 5 (the
-/// control socket on fd 3 is replaced, everything else of the server's is closed).
+/// control socket on fd 3 is replaced, the server's other descriptors closed).
 fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
     // SAFETY: prctl and getppid on this process. The death signal is not inherited by a fork.
     unsafe {
@@ -169,7 +171,7 @@ fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
     drop(fds);
     for (&copy, &target) in staged.iter().zip(&targets) {
         // SAFETY: dup2 from a copy this process owns onto a target, which it replaces (the
-        // control socket, on fd 3).
+        // control socket, on fd 3), then the copy closed.
         if copy < 0 || unsafe { libc::dup2(copy, target) } < 0 {
             eprintln!(
                 "tinypool worker: placing its channel: {}",
@@ -177,8 +179,9 @@ fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
             );
             process::exit(2);
         }
+        // SAFETY: as above.
+        unsafe { libc::close(copy) };
     }
-    close_inherited(&targets);
 }
 
 /// How many threads this process has (0 if that cannot be read).

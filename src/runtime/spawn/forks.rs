@@ -4,9 +4,11 @@
 //!
 //! The workers are the server's children, not the pool's: the server reaps each and says how
 //! it ended (`EXITED`), and the pool signals them through their pidfds, which a reused pid
-//! cannot mislead. A server that stops answering (killed from outside, or talking nonsense)
-//! is killed, which kills its workers with it (their parent-death signal, reported as
-//! SIGKILL), and the next worker starts a new one. A server that never became ready (it
+//! cannot mislead. A server that stops answering (killed from outside, or talking nonsense;
+//! or silent past `startup_timeout` on a `FORK`, or on a worker it should have reaped: stopped,
+//! or hung) is killed, which kills its workers with it (their parent-death signal, reported as
+//! SIGKILL), and the next worker starts a new one. Its workers' orphans are reaped where they
+//! land in this process (a child subreaper's). A server that never became ready (it
 //! refused: `exports()` left a thread running) is not tried again: the pool spawns its
 //! workers, as it does one whose `fork` failed.
 
@@ -109,6 +111,8 @@ impl Forks {
 pub(crate) struct ForkServer {
     control: OwnedFd,
     pid: libc::pid_t,
+    /// How long it may take to answer (`startup_timeout`): a `FORK`, or a worker's end.
+    answer_within: Duration,
     state: Mutex<State>,
 }
 
@@ -116,6 +120,8 @@ pub(crate) struct ForkServer {
 struct State {
     /// Wait statuses by pid, as `EXITED` said, until asked for.
     exited: HashMap<libc::pid_t, i32>,
+    /// Workers seen exited that it has not said a word of yet, and since when.
+    unsaid: HashMap<libc::pid_t, Instant>,
     /// It stopped answering: it was killed, and its workers with it.
     broken: bool,
 }
@@ -132,6 +138,7 @@ impl ForkServer {
         let server = ForkServer {
             control: ours,
             pid,
+            answer_within: options.startup_timeout,
             state: Mutex::default(),
         };
         let mut state = lock(&server.state);
@@ -171,6 +178,12 @@ impl ForkServer {
     }
 
     /// How worker `pid` ended, once it has (`watch` watches it); `block`: waits for that.
+    ///
+    /// The server reaps a worker and says so as soon as it exits. One that has not said so
+    /// within `answer_within` of the worker's exit is stopped (a `SIGSTOP`, a debugger) or
+    /// hung: its worker's status is read from `/proc` while the server still holds it (a
+    /// zombie), and the server is killed, so that neither this worker's task nor the next
+    /// start waits for it.
     pub(crate) fn wait(
         &self,
         pid: libc::pid_t,
@@ -178,31 +191,45 @@ impl ForkServer {
         block: bool,
     ) -> Option<ExitStatus> {
         loop {
-            let broken = {
-                let mut state = lock(&self.state);
-                if let Some(message) = self.next(&mut state, None) {
-                    let _ = message; // Only `EXITED` comes unasked.
+            let mut state = lock(&self.state);
+            if let Some(message) = self.next(&mut state, None) {
+                let _ = message; // Only `EXITED` comes unasked.
+                self.stop(&mut state);
+            }
+            let exited = watch.exited();
+            let status = if let Some(status) = state.exited.remove(&pid) {
+                Some(status)
+            } else if exited && state.broken {
+                // Its server went without a word of it: it died of its parent-death signal.
+                self.reap_orphan(watch);
+                Some(libc::SIGKILL)
+            } else if exited {
+                let since = *state.unsaid.entry(pid).or_insert_with(Instant::now);
+                (since.elapsed() >= self.answer_within).then(|| {
+                    let status = zombie_status(pid, self.pid);
                     self.stop(&mut state);
-                }
-                if let Some(status) = state.exited.remove(&pid) {
-                    return Some(ExitStatus::from_raw(status));
-                }
-                if state.broken && watch.exited() {
-                    // Its server went without a word of it: it died of its parent-death signal.
-                    return Some(ExitStatus::from_raw(libc::SIGKILL));
-                }
-                state.broken
+                    self.reap_orphan(watch);
+                    // Unknown once the server is gone: killed, as far as anyone can tell.
+                    status.unwrap_or(libc::SIGKILL)
+                })
+            } else {
+                None
             };
+            if let Some(status) = status {
+                state.unsaid.remove(&pid);
+                return Some(ExitStatus::from_raw(status));
+            }
             if !block {
                 return None;
             }
-            // Until the server says something, or (once it is gone) the worker dies too.
-            let mut polled = vec![];
-            if !broken {
-                polled.push(self.control.as_raw_fd());
-            }
-            polled.extend(watch.fd());
-            poll(&polled, Duration::from_millis(100));
+            // Until the server says something (the worker's exit, already seen, is no news),
+            // or, once the server is gone, until the worker dies too.
+            let news = match state.broken {
+                false => Some(self.control.as_raw_fd()),
+                true => watch.fd(),
+            };
+            drop(state);
+            poll(&news.into_iter().collect::<Vec<_>>(), POLL_LIMIT);
         }
     }
 
@@ -230,6 +257,25 @@ impl ForkServer {
         None
     }
 
+    /// Reaps an exited worker of the killed server if it became this process's child: the
+    /// orphans of a dead process go to the nearest child subreaper, which may be this process
+    /// (a supervisor, or the init of a container), and nobody else would reap them.
+    fn reap_orphan(&self, watch: &ExitWatch) {
+        let Some(pidfd) = watch.fd() else { return };
+        // SAFETY: waitid into locals: first for the server's death, leaving it to be reaped
+        // by `drop` (its orphans have their new parent once it is dead), then for the worker
+        // through its pidfd, which names no other process; `ECHILD` if it is not ours.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let dead = libc::WEXITED | libc::WNOWAIT;
+            while libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, dead) < 0
+                && std::io::Error::last_os_error().kind() == ErrorKind::Interrupted
+            {}
+            let flags = libc::WEXITED | libc::WNOHANG;
+            libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, flags);
+        }
+    }
+
     /// Kills the server (its workers die with it); it is reaped when dropped.
     fn stop(&self, state: &mut State) {
         state.broken = true;
@@ -248,6 +294,22 @@ impl Drop for ForkServer {
             {}
         }
     }
+}
+
+/// The longest a wait for a worker's end sleeps between two looks.
+const POLL_LIMIT: Duration = Duration::from_millis(100);
+
+/// The wait status of `pid`, if it is a zombie child of `server` (which has not reaped it):
+/// what `/proc/<pid>/stat` says in its 52nd field, `exit_code` (Linux 3.5).
+fn zombie_status(pid: libc::pid_t, server: libc::pid_t) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after `(comm)` (which may hold spaces): state, ppid, ..., exit_code.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ppid: libc::pid_t = fields.get(1)?.parse().ok()?;
+    if fields.first() != Some(&"Z") || ppid != server {
+        return None;
+    }
+    fields.get(52 - 3)?.parse().ok()
 }
 
 /// Waits up to `timeout` for one of `fds` to be readable (or closed).
