@@ -5,7 +5,10 @@
 
 mod common;
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tinypool::{Builder, Error, Exports, Pool, Runtime};
@@ -28,7 +31,13 @@ fn place() -> Place {
     (std::process::id(), parent, ran)
 }
 
+/// A file the worker program opened before it served (`FORK_TEST_KEEP` names it).
+static KEPT: OnceLock<Option<File>> = OnceLock::new();
+
 fn exports() -> Exports {
+    if let Some(path) = std::env::var_os("FORK_TEST_KEEP") {
+        let _ = KEPT.set(File::open(path).ok());
+    }
     if std::env::var_os("FORK_TEST_THREAD").is_some() {
         // A thread left running: a server cannot fork this process safely.
         std::thread::spawn(|| loop {
@@ -47,6 +56,16 @@ fn exports() -> Exports {
             Ok(0)
         })
         .export("env", |name: String| std::env::var(name).ok())
+        .export("kept", |()| -> Result<String, String> {
+            let file = KEPT
+                .get()
+                .and_then(Option::as_ref)
+                .ok_or("no file opened")?;
+            let mut text = vec![0; 64];
+            let read = file.read_at(&mut text, 0).map_err(|e| e.to_string())?;
+            text.truncate(read);
+            String::from_utf8(text).map_err(|e| e.to_string())
+        })
 }
 
 fn forking(isolate: bool) -> Builder {
@@ -202,4 +221,23 @@ fn only_child_processes_can_fork() {
         matches!(&threads, Err(Error::InvalidOptions(message)) if message.contains("fork_server")),
         "{threads:?}"
     );
+}
+
+#[test]
+fn what_the_program_opened_before_it_served_stays_open_in_its_workers() {
+    let path = std::env::temp_dir().join(format!("tinypool-kept-{}", std::process::id()));
+    std::fs::write(&path, "kept open").unwrap();
+    for fork in [false, true] {
+        let pool = forking(true)
+            .fork_server(fork)
+            .env("FORK_TEST_KEEP", &path)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let kept = finish(pool.run_with::<Result<String, String>, _>((), named("kept")));
+            assert_eq!(kept, Ok(Ok("kept open".to_owned())), "fork_server({fork})");
+        }
+        destroy(pool);
+    }
+    std::fs::remove_file(&path).unwrap();
 }

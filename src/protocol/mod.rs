@@ -91,8 +91,44 @@ pub(crate) const RINGS_FD: i32 = 4;
 /// `INIT`'s `bulk`).
 #[cfg(unix)]
 pub(crate) const BULK_FD: i32 = 5;
-/// The environment variable that marks a worker process; its value is the fd.
+/// The environment variable that marks a worker process; its value is the fd (Unix: followed
+/// by [`CLEAN`] when the child inherited no other descriptor, see [`Marker`]).
 pub(crate) const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
+/// What follows the fd in [`WORKER_ENV`] when the pool closed every other descriptor as it
+/// started the child (or the child is a fork server's, which did).
+#[cfg(unix)]
+const CLEAN: &str = ",clean";
+
+/// [`WORKER_ENV`]'s value on Unix: the channel's fd, and whether the child holds nothing else
+/// it inherited. A child that does closes what it inherited (descriptors without
+/// close-on-exec) before it serves; one that does not closes nothing, so that what the program
+/// opened before it served stays open.
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marker {
+    pub(crate) fd: i32,
+    pub(crate) clean: bool,
+}
+
+#[cfg(unix)]
+impl Marker {
+    pub(crate) fn parse(value: &std::ffi::OsStr) -> Option<Self> {
+        let value = value.to_str()?;
+        let (fd, clean) = match value.strip_suffix(CLEAN) {
+            Some(fd) => (fd, true),
+            None => (value, false),
+        };
+        Some(Marker {
+            fd: fd.parse().ok()?,
+            clean,
+        })
+    }
+
+    pub(crate) fn to_env(self) -> String {
+        let clean = if self.clean { CLEAN } else { "" };
+        format!("{}{clean}", self.fd)
+    }
+}
 /// The pool's process id, for the child to tie its life to (`PR_SET_PDEATHSIG`).
 pub(crate) const PARENT_ENV: &str = "TINYPOOL_WORKER_PARENT";
 /// What the child needs before `INIT`: the frame cap (`INIT` carries `worker_data`, which may

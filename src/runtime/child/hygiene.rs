@@ -7,19 +7,20 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use crate::protocol::{Init, BULK_FD, RINGS_FD, WORKER_ENV};
+use crate::protocol::{Init, Marker, BULK_FD, RINGS_FD, WORKER_ENV};
 use crate::transport::{Bulk, Region};
 
-/// The channel to the pool, the socket the marker names (fd 3), once every other descriptor
-/// inherited is closed; `Err` if this process was not started by a pool.
+/// The channel to the pool, the socket the marker names (fd 3), once every descriptor it
+/// inherited beside it is closed (unless the pool closed them as it started this process);
+/// `Err` if this process was not started by a pool.
 pub(super) fn open_channel(marker: &OsStr) -> Result<UnixStream, String> {
-    let fd: i32 = marker
-        .to_str()
-        .and_then(|text| text.parse().ok())
+    let Marker { fd, clean } = Marker::parse(marker)
         .ok_or_else(|| format!("{WORKER_ENV}={marker:?} is not a file descriptor"))?;
     // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
     // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
-    close_inherited(&[fd, RINGS_FD, BULK_FD]);
+    if !clean {
+        close_inherited(&[fd, RINGS_FD, BULK_FD]);
+    }
     if !is_unix_stream(fd) {
         return Err(format!(
             "this process was started as a tinypool worker ({WORKER_ENV}={fd}) but fd {fd} is \
@@ -48,33 +49,11 @@ pub(super) fn open_bulk(capacity: usize) -> Result<Arc<Bulk>, String> {
     Bulk::open(BULK_FD, capacity)
 }
 
-/// Closes every descriptor above stderr but those in `keep`.
+/// Closes every descriptor above stderr that this process inherited, but those in `keep`:
+/// those without close-on-exec, since every descriptor the program opened itself before it
+/// served (a log file `exports()` keeps, say) has it, as std opens them all so.
 pub(super) fn close_inherited(keep: &[i32]) {
     let mut open: Vec<i32> = Vec::new();
-    #[cfg(target_os = "linux")]
-    {
-        // close_range(2) (Linux 5.9): one call per gap between the descriptors kept.
-        let mut kept: Vec<u32> = keep
-            .iter()
-            .filter_map(|&fd| u32::try_from(fd).ok())
-            .collect();
-        kept.sort_unstable();
-        let mut from = 3u32;
-        let mut closed = true;
-        for last in kept.iter().copied().chain([u32::MAX]) {
-            if last > from {
-                let end = if last == u32::MAX { u32::MAX } else { last - 1 };
-                // SAFETY: close_range on descriptors this process owns and does not use:
-                // nothing in this process has opened anything yet but what `keep` holds.
-                closed &= unsafe { libc::syscall(libc::SYS_close_range, from, end, 0) } == 0;
-            }
-            from = from.max(last.saturating_add(1));
-        }
-        if closed {
-            return;
-        }
-    }
-    // Elsewhere (or an older kernel): the descriptors the system lists as open.
     for dir in ["/proc/self/fd", "/dev/fd"] {
         if let Ok(entries) = std::fs::read_dir(dir) {
             open.extend(
@@ -84,9 +63,16 @@ pub(super) fn close_inherited(keep: &[i32]) {
         }
     }
     for fd in open {
-        if fd > 2 && !keep.contains(&fd) {
-            // SAFETY: as above; the listing's own descriptor is already closed (EBADF).
-            unsafe { libc::close(fd) };
+        if fd <= 2 || keep.contains(&fd) {
+            continue;
+        }
+        // SAFETY: fcntl and close on descriptors this process holds and nothing in it uses
+        // (the listing's own is gone: EBADF).
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::close(fd);
+            }
         }
     }
 }

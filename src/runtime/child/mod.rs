@@ -59,13 +59,24 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
     if let Some(parent) = parent {
         tie_to_parent(&parent);
     }
-    // A fork server returns from here only in a worker it forked, its channel on fd 3.
+    // A fork server returns from here only in a worker it forked, its channel on fd 3 and
+    // nothing else of the server's open.
     #[cfg(target_os = "linux")]
-    if std::env::var_os(crate::protocol::fork::FORK_ENV).is_some() {
+    let fd = if std::env::var_os(crate::protocol::fork::FORK_ENV).is_some() {
         std::env::remove_var(crate::protocol::fork::FORK_ENV);
-        let control = fd.to_str().and_then(|fd| fd.parse().ok()).unwrap_or(-1);
-        zygote::serve(control);
-    }
+        let Some(marker) = crate::protocol::Marker::parse(&fd) else {
+            eprintln!("tinypool worker: {fd:?} is not a fork server's control socket");
+            process::exit(2);
+        };
+        zygote::serve(marker);
+        let clean = crate::protocol::Marker {
+            fd: crate::protocol::CHILD_FD,
+            clean: true,
+        };
+        OsString::from(clean.to_env())
+    } else {
+        fd
+    };
     match run(exports, &fd, &limits) {
         Ok(()) => process::exit(0),
         Err(message) => {

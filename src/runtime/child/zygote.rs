@@ -15,14 +15,18 @@ use std::process;
 
 use super::hygiene::close_inherited;
 use crate::protocol::fork::{self, Control, MAX_FDS};
-use crate::protocol::CHILD_FD;
+use crate::protocol::{Marker, BULK_FD, CHILD_FD, RINGS_FD};
 use crate::transport::pidfd_open;
 
 /// Serves as the pool's fork server on `control` until the pool is gone (then exits); returns
 /// only in a forked worker, with its channel on fd 3 (and its shared memory on fds 4 and 5)
 /// and none of the server's own descriptors open, to serve as a worker started so would.
-pub(super) fn serve(control: RawFd) {
-    close_inherited(&[control]);
+pub(super) fn serve(Marker { fd: control, clean }: Marker) {
+    // Its fds 4 and 5 are the pool's placeholders, which keep what `exports()` opened off the
+    // numbers of a worker's channel.
+    if !clean {
+        close_inherited(&[control, RINGS_FD, BULK_FD]);
+    }
     if !fork::is_control_socket(control) {
         eprintln!("tinypool worker: fd {control} is not a fork server's control socket");
         process::exit(2);
@@ -181,6 +185,11 @@ fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
         }
         // SAFETY: as above.
         unsafe { libc::close(copy) };
+    }
+    // The placeholders no descriptor of the worker's replaced (it has no shared memory).
+    for fd in CHILD_FD + targets.len() as RawFd..=BULK_FD {
+        // SAFETY: close on the server's placeholder, which nothing in this process uses.
+        unsafe { libc::close(fd) };
     }
 }
 

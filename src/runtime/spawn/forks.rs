@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::posix;
 use crate::options::ProcessOptions;
 use crate::protocol::fork::{self, Control, FORK_ENV};
-use crate::protocol::{CHILD_FD, VERSION};
+use crate::protocol::{BULK_FD, CHILD_FD, RINGS_FD, VERSION};
 use crate::sync::lock;
 use crate::transport::ExitWatch;
 use crate::wait::deadline_after;
@@ -133,7 +133,11 @@ impl ForkServer {
         let (ours, theirs) = fork::socket_pair().ok()?;
         let mut env = env.to_vec();
         env.push((FORK_ENV.into(), "1".into()));
-        let pid = posix::spawn(options, &env, &[(theirs.as_raw_fd(), CHILD_FD)]).ok()?;
+        // Its fds 4 and 5 taken too (by copies of the control socket), so that what
+        // `exports()` opens gets no number a worker's channel will take.
+        let control = theirs.as_raw_fd();
+        let fds = [(control, CHILD_FD), (control, RINGS_FD), (control, BULK_FD)];
+        let pid = posix::spawn(options, &env, &fds).ok()?;
         drop(theirs);
         let server = ForkServer {
             control: ours,

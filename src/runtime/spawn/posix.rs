@@ -131,6 +131,10 @@ fn spawn_with(
                 *theirs,
             ))?;
         }
+        if let Some(closefrom) = closefrom() {
+            let above = fds.iter().map(|&(_, theirs)| theirs).max().unwrap_or(2) + 1;
+            check(closefrom(actions.0, above))?;
+        }
         // As `Command` does: an empty signal mask, and SIGPIPE back to its default (a Rust
         // program ignores it, and ignored signals stay ignored across exec).
         let mut none: libc::sigset_t = std::mem::zeroed();
@@ -173,4 +177,33 @@ impl<T> Drop for Guard<T> {
         // SAFETY: the pointer was initialized by the matching `_init` and is destroyed once.
         unsafe { (self.1)(self.0) };
     }
+}
+
+/// `posix_spawn_file_actions_addclosefrom_np`.
+type CloseFrom =
+    unsafe extern "C" fn(*mut libc::posix_spawn_file_actions_t, libc::c_int) -> libc::c_int;
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), looked up once at run
+/// time so that older systems still run this program: with it, a child starts with no
+/// descriptor but those placed (whatever the pool's process left without close-on-exec), and
+/// needs to close none itself.
+fn closefrom() -> Option<CloseFrom> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static FOUND: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let address = *FOUND.get_or_init(|| {
+            let name = c"posix_spawn_file_actions_addclosefrom_np";
+            // SAFETY: dlsym with a NUL-terminated name, in every object loaded.
+            unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+        });
+        // SAFETY: the symbol, when glibc has it, is that function, of that signature.
+        (address != 0).then(|| unsafe { std::mem::transmute::<usize, CloseFrom>(address) })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
+/// Whether a child spawned here inherits no descriptor but those placed.
+pub(crate) fn closes_inherited() -> bool {
+    closefrom().is_some()
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::forks::ForkServer;
 use super::{posix, Forks, Started};
 use crate::options::ProcessOptions;
-use crate::protocol::{BULK_FD, CHILD_FD, RINGS_FD, WORKER_ENV};
+use crate::protocol::{Marker, BULK_FD, CHILD_FD, RINGS_FD, WORKER_ENV};
 use crate::transport::{Bulk, ExitWatch, Region};
 
 /// Starts a worker as `options` say, with this process's environment plus `env`: the child's
@@ -39,7 +39,11 @@ pub(crate) fn start(
     let mut fds = vec![(theirs.as_raw_fd(), CHILD_FD)];
     fds.extend(region_fd.as_ref().map(|fd| (fd.as_raw_fd(), RINGS_FD)));
     fds.extend(bulk.as_ref().map(|bulk| (bulk.fd(), BULK_FD)));
-    env.push((WORKER_ENV.into(), CHILD_FD.to_string().into()));
+    let marker = Marker {
+        fd: CHILD_FD,
+        clean: posix::closes_inherited(),
+    };
+    env.push((WORKER_ENV.into(), marker.to_env().into()));
     #[cfg(target_os = "linux")]
     let forked = (forks.fork(options, &env, &fds))
         .map(|(pid, watch, server)| ChildProcess::forked(pid, watch, server));
