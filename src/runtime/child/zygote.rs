@@ -59,9 +59,20 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
     if fork::send(control, Control::ready(), &[]).is_err() {
         process::exit(0);
     }
+    // The pool's process, watched beside the socket: a fork of the pool's (one that did not
+    // exec) would keep the pool's end of the socket open after the pool died.
+    // SAFETY: getppid has no preconditions.
+    let pool = unsafe { libc::getppid() };
+    let Some(pool_exit) = pidfd_open(pool) else {
+        process::exit(0);
+    };
+    // SAFETY: as above. Still its parent: the pidfd is the pool's, not a later process's.
+    if unsafe { libc::getppid() } != pool {
+        process::exit(0);
+    }
     let mut workers: Vec<(libc::pid_t, OwnedFd)> = Vec::new();
     loop {
-        let mut polled: Vec<libc::pollfd> = [control]
+        let mut polled: Vec<libc::pollfd> = [control, pool_exit.as_raw_fd()]
             .into_iter()
             .chain(workers.iter().map(|(_, pidfd)| pidfd.as_raw_fd()))
             .map(|fd| libc::pollfd {
@@ -73,6 +84,9 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
         // SAFETY: `polled` is a valid array of its length for the duration of the call.
         if unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as _, -1) } < 0 {
             continue; // EINTR
+        }
+        if polled[1].revents != 0 {
+            process::exit(0); // The pool is gone; its workers die with this process.
         }
         if polled[0].revents != 0 {
             match fork::receive(control, false) {
@@ -87,17 +101,17 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
                 _ => process::exit(0),
             }
         }
-        let ended: Vec<usize> = (1..polled.len())
+        let ended: Vec<usize> = (2..polled.len())
             .filter(|&at| polled[at].revents != 0)
             .collect();
         for at in ended.into_iter().rev() {
-            let (pid, _pidfd) = workers.swap_remove(at - 1);
+            let (pid, _pidfd) = workers.swap_remove(at - 2);
             let mut status = 0;
             // SAFETY: waitpid on our own child (its pidfd says it exited), into a local.
             if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
                 status = libc::SIGKILL; // Not reapable: report it killed.
             }
-            if fork::send(control, Control::Exited { pid, status }, &[]).is_err() {
+            if send(control, Control::Exited { pid, status }, &[]).is_err() {
                 process::exit(0);
             }
         }
@@ -135,7 +149,7 @@ fn fork_worker(
     let mut errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     if pid > 0 {
         if let Some(pidfd) = pidfd_open(pid) {
-            if fork::send(control, Control::Forked { pid }, &[pidfd.as_raw_fd()]).is_err() {
+            if send(control, Control::Forked { pid }, &[pidfd.as_raw_fd()]).is_err() {
                 process::exit(0);
             }
             return Forked::Worker(pid, pidfd);
@@ -147,7 +161,7 @@ fn fork_worker(
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     }
-    if fork::send(control, Control::Failed { errno }, &[]).is_err() {
+    if send(control, Control::Failed { errno }, &[]).is_err() {
         process::exit(0);
     }
     Forked::Failed
@@ -196,4 +210,24 @@ fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
 /// How many threads this process has (0 if that cannot be read).
 fn thread_count() -> i32 {
     std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count() as i32)
+}
+
+/// Sends `message` to the pool, waiting for room: a pool whose drivers have not read the
+/// `EXITED`s of many workers yet reads them as soon as one of them waits for its own, or asks
+/// for a fork. `Err` once the pool is gone.
+fn send(control: RawFd, message: Control, fds: &[RawFd]) -> std::io::Result<()> {
+    loop {
+        match fork::send(control, message, fds) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut room = libc::pollfd {
+                    fd: control,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, for the duration of the call.
+                unsafe { libc::poll(&mut room, 1, -1) };
+            }
+            sent => return sent,
+        }
+    }
 }
