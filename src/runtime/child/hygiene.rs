@@ -168,3 +168,48 @@ pub(super) fn resident_memory() -> u64 {
     #[cfg(not(target_os = "linux"))]
     0
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::close_inherited;
+
+    const CHILD: &str = "TINYPOOL_TEST_CLOSE_INHERITED";
+
+    fn is_open(fd: i32) -> bool {
+        // SAFETY: fcntl on a descriptor number; a closed one makes it fail.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+    }
+
+    /// What a worker does where the spawn could not close the pool's descriptors: it closes
+    /// those it inherited (a pipe without close-on-exec, as a C library may leave) and keeps
+    /// what the program opened itself (std opens with close-on-exec). Run in a process of its
+    /// own (this test binary again), since it closes descriptors.
+    #[test]
+    fn closes_what_it_inherited_and_keeps_what_the_program_opened() {
+        if std::env::var_os(CHILD).is_none() {
+            let name = "runtime::child::hygiene::tests::\
+                        closes_what_it_inherited_and_keeps_what_the_program_opened";
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads", "1"])
+                .env(CHILD, "1")
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "the test in a process of its own: {status}"
+            );
+            return;
+        }
+        let opened = std::fs::File::open("/proc/self/stat").unwrap();
+        let mut inherited = [0; 2];
+        // SAFETY: pipe writes two new descriptors into the array (no close-on-exec).
+        assert_eq!(unsafe { libc::pipe(inherited.as_mut_ptr()) }, 0);
+        let kept = inherited[1];
+        close_inherited(&[kept]);
+        assert!(is_open(opened.as_raw_fd()), "what the program opened");
+        assert!(!is_open(inherited[0]), "what it inherited");
+        assert!(is_open(kept), "what it was told to keep");
+    }
+}
