@@ -212,18 +212,6 @@ fn a_closed_pool_leaves_no_server() {
 }
 
 #[test]
-fn only_child_processes_can_fork() {
-    let threads = Pool::builder()
-        .exports(Exports::new().export_default(|()| 0u32))
-        .fork_server(true)
-        .build();
-    assert!(
-        matches!(&threads, Err(Error::InvalidOptions(message)) if message.contains("fork_server")),
-        "{threads:?}"
-    );
-}
-
-#[test]
 fn what_the_program_opened_before_it_served_stays_open_in_its_workers() {
     let path = std::env::temp_dir().join(format!("tinypool-kept-{}", std::process::id()));
     std::fs::write(&path, "kept open").unwrap();

@@ -25,6 +25,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             each_runtime_refuses_the_options_only_the_other_can_honour,
             duration_max_options_mean_never,
             children_get_env_and_argv,
+            a_fork_server_pool_serves_on_every_system,
         ],
         threads: [
             defaults_start_half_the_parallelism_and_grow_to_all_of_it,
@@ -471,4 +472,28 @@ fn builder_debug_shows_the_thread_limits() {
     let text = format!("{builder:?}");
     assert!(text.contains("min_threads: Some(1)"), "{text}");
     assert!(text.contains("max_threads: Some(2)"), "{text}");
+}
+
+/// `fork_server(true)` on a child-process pool: isolated tasks each get a fresh worker, forked
+/// on Linux, spawned elsewhere (where the option changes nothing). A threads pool refuses it.
+fn a_fork_server_pool_serves_on_every_system(runtime: Runtime) {
+    if runtime == Runtime::Threads {
+        let message = invalid_options(pool(runtime).fork_server(true).build());
+        assert!(message.contains("fork_server"), "{message}");
+        return;
+    }
+    let pool = pool(runtime)
+        .max_threads(2)
+        .isolate_workers(true)
+        .fork_server(true)
+        .build()
+        .unwrap();
+    let mut pids: Vec<u32> = (0..4)
+        .map(|_| crate::pid_of(&finish(call::<String>(&pool, "identity")).unwrap()))
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 4, "a fresh worker a task: {pids:?}");
+    assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
+    pool.destroy().wait().unwrap();
 }
