@@ -5,8 +5,9 @@
 //! pays a copy-on-write fault, with a TLB shoot-down to every core, for each page the parent
 //! writes next: a cost that grows with the parent's memory. `posix_spawn` starts the child
 //! without copying the parent (glibc uses `CLONE_VM | CLONE_VFORK`), and its file actions
-//! place the descriptors. What the child used to do before exec (its parent-death signal, its
-//! resource limits) it now does itself, first thing in `serve_if_worker`.
+//! place the descriptors, and (glibc 2.34 and later) close every other one the pool's process
+//! left without close-on-exec. What the child used to do before exec (its parent-death
+//! signal, its resource limits) it now does itself, first thing in `serve_if_worker`.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
