@@ -1249,6 +1249,28 @@ fn destroy_leaves_no_descriptor_and_no_shared_memory() {
     assert!(after == fds, "{}", common::procfs::fd_diff(&fds, &after));
 }
 
+/// The caller's side of a task's channel, still held after its worker is gone, holds none of
+/// that worker's descriptors or shared memory: a pool whose callers keep their ports leaks
+/// nothing once its workers go.
+fn a_held_channel_keeps_nothing_of_its_gone_worker() {
+    let fds = common::procfs::open_fds();
+    let pool = child_pool(1, 1).build().expect("a pool");
+    let (task, port, _) = start_fault(&pool, Fault::WaitForMessage, RunOptions::new());
+    port.send(7).expect("the task still runs");
+    assert_eq!(finish(task), Ok(7));
+    destroy(pool);
+    assert_eq!(
+        shared_memory_mappings(),
+        Vec::<String>::new(),
+        "left mapped while the port is held"
+    );
+    let after = common::procfs::open_fds();
+    assert!(after == fds, "{}", common::procfs::fd_diff(&fds, &after));
+    // Its task ended: the other side is gone, as after any task's end.
+    assert_eq!(port.send(8), Err(Error::Disconnected));
+    drop(port);
+}
+
 // ---- 12. destroy during an infinite loop -------------------------------------------------------
 
 fn destroy_kills_a_child_stuck_in_an_infinite_loop() {
@@ -1632,6 +1654,10 @@ fn main() {
         (
             "destroy_leaves_no_descriptor_and_no_shared_memory",
             destroy_leaves_no_descriptor_and_no_shared_memory,
+        ),
+        (
+            "a_held_channel_keeps_nothing_of_its_gone_worker",
+            a_held_channel_keeps_nothing_of_its_gone_worker,
         ),
     ]);
 }
