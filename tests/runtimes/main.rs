@@ -370,9 +370,12 @@ fn exports() -> Exports {
                 .map_err(|e| e.to_string())?
                 .ok_or("no directory")?;
             let dir = std::path::Path::new(&dir);
+            // The gate is read before the mark is written: a test that changes the gate once
+            // it sees a worker's mark does not change what that worker does.
+            let gate = std::fs::read_to_string(dir.join("gate"));
             std::fs::write(dir.join(spares::setup_name(&identity())), b"")
                 .map_err(|e| e.to_string())?;
-            match std::fs::read_to_string(dir.join("gate")).as_deref() {
+            match gate.as_deref() {
                 Ok("fail") => Err("the gate refuses this worker".to_owned()),
                 Ok("block") => {
                     let until = std::time::Instant::now() + Duration::from_secs(60);
