@@ -495,24 +495,7 @@ impl ChildWorker {
         let Some(port) = port else {
             return Some(task);
         };
-        // Weak: a caller may keep its side of the channel long after this worker is gone,
-        // and must not keep the worker's socket and shared memory with it. Messages to a
-        // worker that is gone are dropped, as those to a task that ended.
-        let writer = Arc::downgrade(&self.writer);
-        let max = self.max();
-        let closer = writer.clone();
-        let bridged = port.forward_encoded(
-            codec,
-            Box::new(move |message| match writer.upgrade() {
-                Some(writer) => lock(&writer).send_port(task, &message, max),
-                None => Ok(()),
-            }),
-            Box::new(move || {
-                if let Some(closer) = closer.upgrade() {
-                    lock(&closer).close_port(task, max);
-                }
-            }),
-        );
+        let bridged = outbox::bridge(&self.writer, port, task, codec, self.max());
         if let Err(error) = bridged {
             // The task runs on in the child; its result will be dropped. Its side of the
             // channel hears that the caller's closed, so a function waiting on it returns

@@ -1,9 +1,41 @@
 //! The driver's writing end ([`Outbox`]): the frames to the child, and the tasks whose channels
 //! it bridges now.
 
+use std::sync::{Arc, Mutex};
+
+use crate::channel::ErasedPort;
+use crate::codec::Serialization;
 use crate::protocol::ToChild;
+use crate::sync::lock;
 use crate::transport::Writer;
 use crate::Error;
+
+/// Forwards what the caller sends on `port`, the channel of task `task`, to the child through
+/// `outbox`, and its close. Weakly: a caller may keep its side of the channel long after the
+/// worker is gone, and must not keep the worker's socket and shared memory with it; messages
+/// to a worker that is gone are dropped, as those to a task that ended.
+pub(super) fn bridge(
+    outbox: &Arc<Mutex<Outbox>>,
+    port: &dyn ErasedPort,
+    task: u64,
+    codec: Serialization,
+    max: usize,
+) -> Result<(), Error> {
+    let sender = Arc::downgrade(outbox);
+    let closer = sender.clone();
+    port.forward_encoded(
+        codec,
+        Box::new(move |message| match sender.upgrade() {
+            Some(outbox) => lock(&outbox).send_port(task, &message, max),
+            None => Ok(()),
+        }),
+        Box::new(move || {
+            if let Some(outbox) = closer.upgrade() {
+                lock(&outbox).close_port(task, max);
+            }
+        }),
+    )
+}
 
 /// The driver's writing end, shared with the bridges of task channels, which write from the
 /// sender's thread.
