@@ -1,13 +1,14 @@
 //! The task handle: a result slot that is both a `Future` and blockable.
 //!
 //! One allocation per task, [`TaskCell`], holds the argument on its way in and the result on
-//! its way out. The scheduler sees it as a [`Job`]; the caller sees it as a [`Task`]. The result
-//! slot moves through `Pending → Staged → Ready → Taken`: a worker *stages* a result and
-//! *publishes* it once its own bookkeeping is done (so an isolated pool already counts the
-//! replacement worker when the caller wakes up), while an abort or `destroy` can complete the
-//! task with an error at any point before publication. Whatever comes first wins; everything
-//! after it is dropped. That is how every task resolves exactly once, and whoever resolves it
-//! counts its outcome in a [`Tally`] before its caller can see it (for `Pool::stats`).
+//! its way out. The scheduler sees it as a [`Job`]; the caller sees it as a [`Task`]. Its
+//! [`Slot`] moves through `Pending → Running → Staged → Ready → Taken`: a worker takes the
+//! argument, *stages* a result and *publishes* it once its own bookkeeping is done (so an
+//! isolated pool already counts the replacement worker when the caller wakes up), while an
+//! abort or `destroy` can complete the task with an error at any point before publication.
+//! Whatever comes first wins; everything after it is dropped. That is how every task resolves
+//! exactly once, and whoever resolves it counts its outcome in a [`Tally`] before its caller
+//! can see it (for `Pool::stats`).
 //!
 //! A cell is generic over its *wire* (see [`crate::exports::wire`]): a zero-sized type that
 //! says how its values would cross to a child process (serde, or not at all for a local
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::abort::AbortSignal;
@@ -28,197 +29,17 @@ use crate::channel::ErasedPort;
 use crate::codec::{Encoded, Place, Serialization};
 use crate::exports::wire::{Carry, Serde};
 use crate::exports::{Exports, DEFAULT_NAME};
-use crate::stats::{outcome, Tally};
-use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
-use crate::wait::{spin_until, Waiter};
+use crate::stats::Tally;
 use crate::Error;
 
 mod abort;
 #[cfg(all(test, loom))]
 mod loom;
+mod slot;
 mod spawned;
 
+pub(crate) use slot::{Completion, Outcome, Slot};
 pub(crate) use spawned::Spawn;
-
-enum State<R> {
-    Pending,
-    Staged(Held<R>),
-    Ready(Held<R>),
-    Taken,
-}
-
-/// A result as a slot holds it: the error boxed, since an [`Error`] is ten words and most
-/// results are values. (Every task's cell holds one; a saturated pool holds hundreds of
-/// thousands of cells, whose pages it faults in.)
-type Held<R> = Result<R, Box<Error>>;
-
-struct SlotInner<R> {
-    state: State<R>,
-    waiter: Waiter,
-    /// The worker's waker of an async task's future (see [`Slot::set_runner`]).
-    runner: Option<Waker>,
-}
-
-/// Where a result waits for its reader.
-pub(crate) struct Slot<R> {
-    /// Mirrors `state` being `Ready` or `Taken`, so that waiters can spin without the lock.
-    ready: AtomicBool,
-    inner: Mutex<SlotInner<R>>,
-}
-
-impl<R> Slot<R> {
-    pub(crate) fn new() -> Self {
-        Slot {
-            ready: AtomicBool::new(false),
-            inner: Mutex::new(SlotInner {
-                state: State::Pending,
-                waiter: Waiter::Nobody,
-                runner: None,
-            }),
-        }
-    }
-
-    /// A slot that already holds `result`.
-    pub(crate) fn ready(result: Result<R, Error>) -> Self {
-        let slot = Slot::new();
-        slot.complete(result);
-        slot
-    }
-
-    /// Holds `result` back until [`publish`](Self::publish); ignored if the task already
-    /// resolved.
-    fn stage(&self, result: Result<R, Error>) {
-        let mut inner = lock(&self.inner);
-        if let State::Pending = inner.state {
-            inner.state = State::Staged(result.map_err(Box::new));
-        }
-    }
-
-    /// Makes a staged result visible, counted in `tally`; returns false if the task had
-    /// already resolved (or nothing was staged).
-    fn publish(&self, tally: &Tally) -> bool {
-        let mut inner = lock(&self.inner);
-        match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Staged(held) => {
-                tally.count(outcome(&held));
-                // Its future ended: nothing is left to wake in the worker.
-                inner.runner = None;
-                self.make_ready(inner, held)
-            }
-            other => {
-                inner.state = other;
-                false
-            }
-        }
-    }
-
-    /// Resolves the task with `result` unless it already resolved; returns whether it did.
-    /// A staged result is dropped: an abort or a termination wins over it.
-    pub(crate) fn complete(&self, result: Result<R, Error>) -> bool {
-        self.complete_counted(result, None)
-    }
-
-    /// [`complete`](Self::complete), counting the outcome in `tally` if it resolves the task:
-    /// under the slot's lock, so before the result can be seen.
-    fn complete_counted(&self, result: Result<R, Error>, tally: Option<&Tally>) -> bool {
-        let inner = lock(&self.inner);
-        match inner.state {
-            State::Pending | State::Staged(_) => {
-                if let Some(tally) = tally {
-                    tally.count(outcome(&result));
-                }
-                self.make_ready(inner, result.map_err(Box::new))
-            }
-            State::Ready(_) | State::Taken => false,
-        }
-    }
-
-    fn make_ready(&self, mut inner: MutexGuard<'_, SlotInner<R>>, held: Held<R>) -> bool {
-        inner.state = State::Ready(held);
-        let waiter = std::mem::take(&mut inner.waiter);
-        let runner = inner.runner.take();
-        self.ready.store(true, Ordering::Release);
-        drop(inner);
-        waiter.wake();
-        // An async task resolved from outside (aborted, terminated): its worker drops its
-        // future at the poll this asks for.
-        if let Some(runner) = runner {
-            runner.wake();
-        }
-        true
-    }
-
-    pub(crate) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    fn take(&self) -> Result<R, Error> {
-        let mut inner = lock(&self.inner);
-        match std::mem::replace(&mut inner.state, State::Taken) {
-            State::Ready(held) => held.map_err(|error| *error),
-            _ => panic!("tinypool::Task polled after it returned its result"),
-        }
-    }
-
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<R, Error>> {
-        if !self.is_ready() {
-            let mut inner = lock(&self.inner);
-            if !matches!(inner.state, State::Ready(_) | State::Taken) {
-                inner.waiter.set_waker(cx.waker());
-                return Poll::Pending;
-            }
-        }
-        Poll::Ready(self.take())
-    }
-
-    /// Blocks until the result is ready or `deadline` passes (`None` then).
-    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<R, Error>> {
-        if !spin_until(|| self.is_ready()) {
-            {
-                let mut inner = lock(&self.inner);
-                if self.is_ready() {
-                    drop(inner);
-                    return Some(self.take());
-                }
-                inner.waiter = Waiter::Thread(thread::current());
-            }
-            while !self.is_ready() {
-                match deadline {
-                    None => thread::park(),
-                    Some(deadline) => {
-                        let now = Instant::now();
-                        if now >= deadline {
-                            let mut inner = lock(&self.inner);
-                            if self.is_ready() {
-                                break;
-                            }
-                            inner.waiter = Waiter::Nobody;
-                            return None;
-                        }
-                        thread::park_timeout(deadline - now);
-                    }
-                }
-            }
-        }
-        Some(self.take())
-    }
-}
-
-/// What a [`Task`] reads its result from.
-pub(crate) trait Completion<R>: Send + Sync {
-    fn slot(&self) -> &Slot<R>;
-
-    /// The task as its pool sees it, for [`Task::abort`]; `None` if it is no pool's task.
-    fn job(self: Arc<Self>) -> Option<Arc<dyn Job>> {
-        None
-    }
-}
-
-impl<R: Send> Completion<R> for Slot<R> {
-    fn slot(&self) -> &Slot<R> {
-        self
-    }
-}
 
 /// The handle to a task's result.
 ///
@@ -446,11 +267,13 @@ struct AbortHook {
 /// The one allocation behind a task: its argument, its result, and what the scheduler needs.
 /// `W`, its wire, says how the values cross to a child process ([`Serde`]), if they can.
 pub(crate) struct TaskCell<A, R, W = Serde> {
-    slot: Slot<R>,
-    arg: Mutex<Option<A>>,
-    name: Option<Cow<'static, str>>,
-    /// Boxed, as few tasks have them: a cell without them is 184 bytes rather than 216, and a
-    /// saturated pool allocates and faults in millions of cells a second.
+    /// The argument on its way in, the result on its way out.
+    slot: Slot<R, A>,
+    /// The export's name, unless it is the default one or not `'static` (then in `extras`).
+    name: Option<&'static str>,
+    /// Boxed, as few tasks have them. A saturated pool allocates and faults in millions of
+    /// cells a second: a cell of `(u64, u64) -> u64` is 104 bytes (with its `Arc`'s counts,
+    /// 120: the largest size `malloc` keeps in its fast bins).
     extras: Option<Box<Extras>>,
     /// No byte; a `fn` pointer so that the cell is `Send` and `Sync` whatever `W`.
     wire: PhantomData<fn() -> W>,
@@ -459,6 +282,8 @@ pub(crate) struct TaskCell<A, R, W = Serde> {
 /// What only a task with a channel, an abort signal, a timeout or a priority needs, or one
 /// whose submission is timed.
 struct Extras {
+    /// The export's name, when it was given as a `String`.
+    name: Option<String>,
     port: Option<Box<dyn ErasedPort>>,
     abortable: bool,
     /// Abortable, and its export is not async: see [`Job::exclusive`].
@@ -489,9 +314,19 @@ where
         priority: i32,
         submitted: Option<Instant>,
     ) -> Self {
-        let boxed = port.is_some() || abortable || priority != 0 || submitted.is_some();
+        let (name, owned_name) = match name {
+            Some(Cow::Borrowed(name)) => (Some(name), None),
+            Some(Cow::Owned(name)) => (None, Some(name)),
+            None => (None, None),
+        };
+        let boxed = owned_name.is_some()
+            || port.is_some()
+            || abortable
+            || priority != 0
+            || submitted.is_some();
         let extras = boxed.then(|| {
             Box::new(Extras {
+                name: owned_name,
                 port,
                 abortable,
                 exclusive: abortable,
@@ -503,8 +338,7 @@ where
             })
         });
         TaskCell {
-            slot: Slot::new(),
-            arg: Mutex::new(Some(arg)),
+            slot: Slot::with_arg(arg),
             name,
             extras,
             wire: PhantomData,
@@ -586,14 +420,17 @@ where
 
     /// Takes the argument to start the task (see [`may_start`](Self::may_start)).
     fn take_arg(&self) -> Option<Result<A, Error>> {
-        // The scheduler starts a job once; the error only keeps a broken invariant from
-        // turning into a hang.
-        // Not `ok_or`: an `Error` made and dropped on every task's path.
-        let taken = || match lock(&self.arg).take() {
-            Some(arg) => Ok(arg),
-            None => Err(Error::Terminated),
-        };
-        self.may_start().map(|start| start.and_then(|()| taken()))
+        match self.may_start()? {
+            Ok(()) => self.slot.take_arg().map(Ok),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// The name of the export to run.
+    fn export_name(&self) -> &str {
+        self.name
+            .or_else(|| self.extras.as_ref()?.name.as_deref())
+            .unwrap_or(DEFAULT_NAME)
     }
 
     fn resolved(&self, did: bool) -> bool {
@@ -611,7 +448,7 @@ where
     R: Send + 'static,
     W: Carry<A, R>,
 {
-    fn slot(&self) -> &Slot<R> {
+    fn slot(&self) -> &dyn Outcome<R> {
         &self.slot
     }
 
@@ -669,7 +506,7 @@ where
     }
 
     fn name(&self) -> &str {
-        self.name.as_deref().unwrap_or(DEFAULT_NAME)
+        self.export_name()
     }
 
     fn port(&self) -> Option<&dyn ErasedPort> {
@@ -709,12 +546,12 @@ where
     ) -> Option<Result<Encoded, Error>> {
         // The argument stays until the result is in: a child that dies with this task sent
         // ahead and not started gives it back to the queue, to be sent again.
-        self.may_start().map(|start| {
-            start.and_then(|()| match &*lock(&self.arg) {
-                Some(arg) => W::encode_arg_into(codec, arg, out),
-                None => Err(Error::Terminated),
-            })
-        })
+        match self.may_start()? {
+            Ok(()) => self
+                .slot
+                .lend_arg(|arg| W::encode_arg_into(codec, arg, out)),
+            Err(error) => Some(Err(error)),
+        }
     }
 
     fn arg_type(&self) -> &'static str {
@@ -726,7 +563,6 @@ where
     }
 
     fn stage_encoded(&self, codec: Serialization, result: Result<&[u8], Error>) {
-        drop(lock(&self.arg).take());
         self.slot
             .stage(result.and_then(|bytes| W::decode_result(codec, bytes)));
     }

@@ -22,9 +22,9 @@ use super::queue::Queue;
 use super::state::JobRef;
 use crate::sync::{lock, AtomicBool, Mutex, Ordering};
 
-/// Aligned to its own cache lines (128 bytes: two, for the adjacent-line prefetcher), so that
-/// the workers' writes to the pool's state next to it do not slow every submitter down.
-#[repr(align(128))]
+/// Held on cache lines of its own ([`CachePadded`](crate::sync::CachePadded) in the
+/// scheduler), so that the workers' writes to the pool's state next to it do not slow every
+/// submitter down.
 pub(super) struct Intake {
     inner: Mutex<Inner>,
     /// `inner.open`, readable without the lock: a submitter that sees it closed goes straight

@@ -93,7 +93,9 @@ use crate::hooks::{Exit, WorkerHooks, WorkerInfo};
 use crate::runtime::{Launcher, WorkerOptions};
 use crate::stats::Tally;
 // From `std`, or from loom under `--cfg loom` (see loom.rs).
-use crate::sync::{lock, wait_timeout, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    lock, wait_timeout, AtomicUsize, CachePadded, Condvar, Mutex, MutexGuard, Ordering,
+};
 use crate::task::{Origin, Slot, Task};
 use crate::wait::deadline_after;
 use crate::Error;
@@ -145,9 +147,12 @@ pub(crate) struct Scheduler {
     /// Makes the workers, each handed `worker_options`.
     launcher: Box<dyn Launcher>,
     worker_options: Arc<WorkerOptions>,
-    state: Mutex<SchedulerState>,
-    /// Tasks submitted while the pool is saturated, on their way to the queue.
-    intake: Intake,
+    /// On cache lines of its own: the workers write it on every task, and a submitter reads
+    /// the fields around it (its options, the origin its tasks lead back to) on every task.
+    state: CachePadded<Mutex<SchedulerState>>,
+    /// Tasks submitted while the pool is saturated, on their way to the queue; on lines of
+    /// their own too, apart from the state.
+    intake: CachePadded<Intake>,
     /// Notified whenever a worker thread finishes.
     thread_finished: Condvar,
     created: Instant,
@@ -167,7 +172,7 @@ impl Scheduler {
         worker_options: WorkerOptions,
     ) -> Arc<Self> {
         let scheduler = Arc::new_cyclic(|weak| Scheduler {
-            state: Mutex::new(SchedulerState {
+            state: CachePadded(Mutex::new(SchedulerState {
                 ids_in_use: vec![false; options.max_threads],
                 note_exits: options.hooks.wants_exit(),
                 spares: Spares {
@@ -176,12 +181,12 @@ impl Scheduler {
                     list: Vec::new(),
                 },
                 ..SchedulerState::default()
-            }),
+            })),
             options,
             concurrency: worker_options.concurrent_tasks_per_worker,
             launcher,
             worker_options: Arc::new(worker_options),
-            intake: Intake::new(),
+            intake: CachePadded(Intake::new()),
             thread_finished: Condvar::new(),
             created: Instant::now(),
             timer: Timer::new(Arc::new(PoolOrigin(weak.clone()))),
@@ -200,7 +205,7 @@ impl Scheduler {
 
     /// The state lock.
     fn lock(&self) -> MutexGuard<'_, SchedulerState> {
-        lock(&self.state)
+        lock(&*self.state)
     }
 
     // ---- The intake (see intake.rs) ---------------------------------------------------------

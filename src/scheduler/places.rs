@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::sync::{AtomicBool, Ordering};
-use crate::task::{Completion, Slot};
+use crate::task::{Completion, Outcome, Slot};
 use crate::Error;
 
 /// The places permits hold in a bounded queue, and who waits for one.
@@ -99,7 +99,7 @@ pub(crate) struct Ticket {
 }
 
 impl Completion<()> for Ticket {
-    fn slot(&self) -> &Slot<()> {
+    fn slot(&self) -> &dyn Outcome<()> {
         &self.slot
     }
 }

@@ -13,7 +13,7 @@ use crate::runtime::WorkerStart;
 use crate::stats::Tally;
 use crate::sync::thread::JoinHandle;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
-use crate::task::{Completion, Job, Slot};
+use crate::task::{Completion, Job, Outcome, Slot};
 use crate::wait::Doorbell;
 
 pub(super) use super::queue::{same, JobRef};
@@ -245,7 +245,7 @@ impl Countdown {
 }
 
 impl Completion<()> for Countdown {
-    fn slot(&self) -> &Slot<()> {
+    fn slot(&self) -> &dyn Outcome<()> {
         &self.slot
     }
 }

@@ -2,6 +2,7 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
 
 use super::*;
+use crate::sync::{AtomicUsize, Ordering};
 
 fn aborted() -> Error {
     Error::Aborted { reason: None }
@@ -69,5 +70,44 @@ fn a_waker_registered_before_completion_is_woken() {
         };
         assert_eq!(::loom::future::block_on(Task::<u32>::new(slot)), Ok(3));
         worker.join().unwrap();
+    });
+}
+
+/// An argument that counts its drops.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_abort_while_the_argument_is_lent_out_drops_it_once() {
+    ::loom::model(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Slot::<u32, Counted>::with_arg(Counted(drops.clone())));
+        let driver = {
+            let slot = slot.clone();
+            ::loom::thread::spawn(move || {
+                // Encoded, sent, and its result staged straight from `Pending`.
+                let lent = slot.lend_arg(|arg| Arc::strong_count(&arg.0));
+                slot.stage(Ok(1));
+                (lent.is_some(), slot.publish(&Tally::owned()))
+            })
+        };
+        let aborted_first = slot.complete(Err(aborted()));
+        let (lent, published) = driver.join().unwrap();
+        assert!(published != aborted_first, "exactly one resolves the task");
+        assert!(lent || aborted_first, "only a resolved task lends nothing");
+        let expected = if published { Ok(1) } else { Err(aborted()) };
+        assert_eq!(slot.wait(None), Some(expected));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped once the task resolved"
+        );
+        drop(slot);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "and never twice");
     });
 }

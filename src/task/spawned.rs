@@ -9,9 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use super::{Slot, State, TaskCell};
-use crate::exports::{Exports, LocalFuture, DEFAULT_NAME};
-use crate::sync::lock;
+use super::TaskCell;
+use crate::exports::{Exports, LocalFuture};
 use crate::Error;
 
 impl<A, R, W> TaskCell<A, R, W>
@@ -22,7 +21,7 @@ where
 {
     /// [`Spawn::start_async`].
     fn spawn(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>> {
-        let name = self.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let name = self.export_name();
         let export = exports.get(name)?;
         if !export.is_async() {
             return None;
@@ -48,23 +47,6 @@ where
             cell: self,
             future: Some(future),
         }))
-    }
-}
-
-impl<R> Slot<R> {
-    /// Marks the task as an async one, running on a worker whose `waker` polls its future:
-    /// whatever resolves it from outside wakes that future, to be dropped.
-    pub(super) fn set_runner(&self, waker: &Waker) {
-        lock(&self.inner).runner = Some(waker.clone());
-    }
-
-    pub(super) fn has_runner(&self) -> bool {
-        lock(&self.inner).runner.is_some()
-    }
-
-    /// Whether a result is staged or the task resolved.
-    pub(super) fn is_settled(&self) -> bool {
-        self.is_ready() || !matches!(lock(&self.inner).state, State::Pending)
     }
 }
 

@@ -57,6 +57,15 @@ fn default_and_named_exports(runtime: Runtime) {
     assert_eq!(finish(pool.run::<i32, _>((4, 6))), Ok(10));
     let product = pool.run_with::<i32, _>((4, 6), RunOptions::new().name("multiply"));
     assert_eq!(finish(product), Ok(24));
+    // A name made at run time (a `String`) reaches its export as a `&'static str` does.
+    let owned = format!("multi{}", "ply");
+    let product = pool.run_with::<i32, _>((4, 6), RunOptions::new().name(owned));
+    assert_eq!(finish(product), Ok(24));
+    let missing = pool.run_with::<i32, _>((4, 6), RunOptions::new().name(format!("x{}", 1)));
+    assert_eq!(
+        finish(missing),
+        Err(Error::NoSuchFunction { name: "x1".into() })
+    );
     let pool_b = pool_with_name(runtime);
     assert_eq!(finish(pool_b.run::<i32, _>((4, 6))), Ok(24));
     pool.destroy().wait().unwrap();

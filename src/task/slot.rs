@@ -1,0 +1,281 @@
+//! The result slot: where a task's argument waits for its worker and its result for its
+//! reader, under one lock.
+//!
+//! A slot moves through `Pending(argument) → Running → Staged → Ready → Taken`. A worker takes
+//! the argument (`Running`), *stages* a result and *publishes* it once its own bookkeeping is
+//! done; a child process's driver only lends the argument out to encode it (it comes back, so
+//! that a task whose child died before starting it can be sent again) and stages the decoded
+//! result straight from `Pending`. An abort or `destroy` completes the task with an error at
+//! any point before publication. Whatever comes first wins; everything after it is dropped.
+//!
+//! The argument and the result share the state's one variant tag and bytes: a saturated pool
+//! holds hundreds of thousands of cells and faults their pages in, so every word counts.
+//! What the slot drops (an argument, a staged result beaten by an abort) is dropped after its
+//! lock is released: user code does not run under it.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use super::Job;
+use crate::stats::{outcome, Tally};
+use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
+use crate::wait::{spin_until, Waiter};
+use crate::Error;
+
+enum State<R, A> {
+    /// Not started: the argument waits here.
+    Pending(A),
+    /// Started: the argument is out, taken by the worker or lent to an encoder.
+    Running,
+    Staged(Held<R>),
+    Ready(Held<R>),
+    Taken,
+}
+
+/// A result as a slot holds it: the error boxed, since an [`Error`] is ten words and most
+/// results are values.
+type Held<R> = Result<R, Box<Error>>;
+
+struct SlotInner<R, A> {
+    state: State<R, A>,
+    waiter: Waiter,
+    /// The worker's waker of an async task's future (see [`Slot::set_runner`]).
+    runner: Option<Waker>,
+}
+
+/// Where a task's argument waits for its worker and its result for its reader. `A` is `()`
+/// for what has no argument (a reservation's ticket, a countdown).
+pub(crate) struct Slot<R, A = ()> {
+    /// Mirrors `state` being `Ready` or `Taken`, so that waiters can spin without the lock.
+    ready: AtomicBool,
+    inner: Mutex<SlotInner<R, A>>,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new() -> Self {
+        Slot::with_arg(())
+    }
+
+    /// A slot that already holds `result`.
+    pub(crate) fn ready(result: Result<R, Error>) -> Self {
+        let slot = Slot::new();
+        slot.complete(result);
+        slot
+    }
+}
+
+impl<R, A> Slot<R, A> {
+    /// A pending slot holding its task's argument.
+    pub(crate) fn with_arg(arg: A) -> Self {
+        Slot {
+            ready: AtomicBool::new(false),
+            inner: Mutex::new(SlotInner {
+                state: State::Pending(arg),
+                waiter: Waiter::Nobody,
+                runner: None,
+            }),
+        }
+    }
+
+    /// Takes the argument to run the task: `None` if it resolved, or was started already.
+    pub(super) fn take_arg(&self) -> Option<A> {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.state, State::Running) {
+            State::Pending(arg) => Some(arg),
+            other => {
+                inner.state = other;
+                None
+            }
+        }
+    }
+
+    /// Runs `f` on the argument, lent out of the slot and outside its lock (`f` is user code:
+    /// an encoder), then puts it back unless the task resolved meanwhile. `None` if there is
+    /// no argument to lend (resolved, or started).
+    pub(super) fn lend_arg<T>(&self, f: impl FnOnce(&A) -> T) -> Option<T> {
+        let arg = self.take_arg()?;
+        let out = f(&arg);
+        let mut inner = lock(&self.inner);
+        if let State::Running = inner.state {
+            inner.state = State::Pending(arg);
+        } else {
+            drop(inner);
+            drop(arg);
+        }
+        Some(out)
+    }
+
+    /// Holds `result` back until [`publish`](Self::publish); ignored if the task already
+    /// resolved. A driver stages straight from `Pending`: the argument is dropped then.
+    pub(super) fn stage(&self, result: Result<R, Error>) {
+        let mut inner = lock(&self.inner);
+        if let State::Pending(_) | State::Running = inner.state {
+            let old = std::mem::replace(&mut inner.state, State::Staged(result.map_err(Box::new)));
+            drop(inner);
+            drop(old);
+        }
+    }
+
+    /// Makes a staged result visible, counted in `tally`; returns false if the task had
+    /// already resolved (or nothing was staged).
+    pub(super) fn publish(&self, tally: &Tally) -> bool {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.state, State::Taken) {
+            State::Staged(held) => {
+                tally.count(outcome(&held));
+                // Its future ended: nothing is left to wake in the worker.
+                inner.runner = None;
+                self.make_ready(inner, held);
+                true
+            }
+            other => {
+                inner.state = other;
+                false
+            }
+        }
+    }
+
+    /// Resolves the task with `result` unless it already resolved; returns whether it did.
+    /// A staged result is dropped: an abort or a termination wins over it.
+    pub(crate) fn complete(&self, result: Result<R, Error>) -> bool {
+        self.complete_counted(result, None)
+    }
+
+    /// [`complete`](Self::complete), counting the outcome in `tally` if it resolves the task:
+    /// under the slot's lock, so before the result can be seen.
+    pub(super) fn complete_counted(&self, result: Result<R, Error>, tally: Option<&Tally>) -> bool {
+        let inner = lock(&self.inner);
+        if let State::Ready(_) | State::Taken = inner.state {
+            return false;
+        }
+        if let Some(tally) = tally {
+            tally.count(outcome(&result));
+        }
+        drop(self.make_ready(inner, result.map_err(Box::new)));
+        true
+    }
+
+    /// Resolves the task with `held` and wakes its reader (and the worker running its future,
+    /// if any); returns what the state held before, to be dropped by the caller.
+    fn make_ready(&self, mut inner: MutexGuard<'_, SlotInner<R, A>>, held: Held<R>) -> State<R, A> {
+        let old = std::mem::replace(&mut inner.state, State::Ready(held));
+        let waiter = std::mem::take(&mut inner.waiter);
+        let runner = inner.runner.take();
+        self.ready.store(true, Ordering::Release);
+        drop(inner);
+        waiter.wake();
+        // An async task resolved from outside (aborted, terminated): its worker drops its
+        // future at the poll this asks for.
+        if let Some(runner) = runner {
+            runner.wake();
+        }
+        old
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether a result is staged or the task resolved: an async task's future is done.
+    pub(super) fn is_settled(&self) -> bool {
+        self.is_ready()
+            || matches!(
+                lock(&self.inner).state,
+                State::Staged(_) | State::Ready(_) | State::Taken
+            )
+    }
+
+    /// Marks the task as an async one, running on a worker whose `waker` polls its future:
+    /// whatever resolves it from outside wakes that future, to be dropped.
+    pub(super) fn set_runner(&self, waker: &Waker) {
+        lock(&self.inner).runner = Some(waker.clone());
+    }
+
+    pub(super) fn has_runner(&self) -> bool {
+        lock(&self.inner).runner.is_some()
+    }
+
+    fn take(&self) -> Result<R, Error> {
+        let mut inner = lock(&self.inner);
+        match std::mem::replace(&mut inner.state, State::Taken) {
+            State::Ready(held) => held.map_err(|error| *error),
+            _ => panic!("tinypool::Task polled after it returned its result"),
+        }
+    }
+}
+
+/// A slot as the [`Task`](super::Task) waiting on it sees it, whatever its argument's type.
+pub(crate) trait Outcome<R>: Send + Sync {
+    /// Whether the result is ready.
+    fn is_ready(&self) -> bool;
+    /// The result if it is ready; otherwise `cx`'s waker is registered.
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<R, Error>>;
+    /// Blocks until the result is ready or `deadline` passes (`None` then).
+    fn wait(&self, deadline: Option<Instant>) -> Option<Result<R, Error>>;
+}
+
+impl<R: Send, A: Send> Outcome<R> for Slot<R, A> {
+    fn is_ready(&self) -> bool {
+        Slot::is_ready(self)
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Result<R, Error>> {
+        if !self.is_ready() {
+            let mut inner = lock(&self.inner);
+            if !matches!(inner.state, State::Ready(_) | State::Taken) {
+                inner.waiter.set_waker(cx.waker());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.take())
+    }
+
+    fn wait(&self, deadline: Option<Instant>) -> Option<Result<R, Error>> {
+        if !spin_until(|| self.is_ready()) {
+            {
+                let mut inner = lock(&self.inner);
+                if self.is_ready() {
+                    drop(inner);
+                    return Some(self.take());
+                }
+                inner.waiter = Waiter::Thread(thread::current());
+            }
+            while !self.is_ready() {
+                match deadline {
+                    None => thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            let mut inner = lock(&self.inner);
+                            if self.is_ready() {
+                                break;
+                            }
+                            inner.waiter = Waiter::Nobody;
+                            return None;
+                        }
+                        thread::park_timeout(deadline - now);
+                    }
+                }
+            }
+        }
+        Some(self.take())
+    }
+}
+
+/// What a [`Task`](super::Task) reads its result from.
+pub(crate) trait Completion<R>: Send + Sync {
+    fn slot(&self) -> &dyn Outcome<R>;
+
+    /// The task as its pool sees it, for [`Task::abort`](super::Task::abort); `None` if it is
+    /// no pool's task.
+    fn job(self: Arc<Self>) -> Option<Arc<dyn Job>> {
+        None
+    }
+}
+
+impl<R: Send> Completion<R> for Slot<R> {
+    fn slot(&self) -> &dyn Outcome<R> {
+        self
+    }
+}
