@@ -30,7 +30,10 @@
 //! order, so either the reader sees the chunk or the writer sees it asleep.
 //!
 //! A peer may be broken or hostile: every header and position read from the region is checked
-//! before use, and bytes are only copied out of it, never borrowed.
+//! before use, and bytes are only copied out of it, never borrowed. A chunk that holds one
+//! whole frame (as every writer here makes them) is copied out whole, straight into the
+//! frame's body, its header read from the copy ([`RingReader::take_frame`]); anything else is
+//! read as the byte stream it is.
 
 use std::io;
 use std::ptr;
@@ -362,23 +365,6 @@ impl RingReader {
             .store(u32::from(sleeping), Ordering::SeqCst);
     }
 
-    /// Whether the chunk at the head is surely not one of the slot for big frames (a frame
-    /// in the ring or on the socket): a look at its kind, nothing checked.
-    #[inline]
-    pub(crate) fn not_bulk(&self) -> bool {
-        let tail = self.control().tail.0.load(Ordering::SeqCst);
-        if tail == self.head {
-            return false;
-        }
-        let at = self.head as usize % RING;
-        let kind = self
-            .region
-            .header(self.direction, at)
-            .load(Ordering::Relaxed)
-            >> LEN_BITS;
-        kind == INLINE || kind == SOCKET
-    }
-
     /// The chunk at the head, past any wrap; `None` if the ring is empty, an error if what
     /// the writer published makes no sense.
     pub(crate) fn chunk(&mut self) -> io::Result<Option<Chunk>> {
@@ -461,6 +447,50 @@ impl RingReader {
             self.advance(chunk_size(len));
         }
         n
+    }
+
+    /// Takes the inline chunk at `at` (`len` bytes, from [`chunk`](Self::chunk)) as one
+    /// frame, if it is one whole frame of at most `max` bytes (kind and body) not begun yet:
+    /// its kind, its body copied into `body` (which it replaces), and the ring moved past it.
+    /// `None`, and nothing moved, otherwise: a frame cut across chunks, several in one (a
+    /// writer may cut the stream as it likes), or one the byte stream then refuses.
+    ///
+    /// Each byte is read once, and only the copy is looked at: the writer (a child, for the
+    /// pool) may change the chunk meanwhile, which can only make the copy wrong, never the
+    /// read out of bounds.
+    pub(crate) fn take_frame(
+        &mut self,
+        at: usize,
+        len: usize,
+        max: usize,
+        body: &mut Vec<u8>,
+    ) -> Option<u8> {
+        if self.taken != 0 || len < 5 {
+            return None;
+        }
+        let mut head = [0u8; 5];
+        // SAFETY: `at + 4 + len <= RING` and `5 <= len`, checked by `chunk`; the bytes are
+        // below the tail the writer published. Copied, never borrowed.
+        unsafe {
+            let from = self.region.data(self.direction).add(at + 4);
+            ptr::copy_nonoverlapping(from, head.as_mut_ptr(), 5);
+        }
+        let header = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if header != len - 4 || header > max {
+            return None;
+        }
+        let rest = len - 5;
+        body.clear();
+        body.reserve(rest);
+        // SAFETY: from the ring as above (`at + 9 + rest = at + 4 + len <= RING`), into the
+        // `rest` bytes of capacity just reserved, which `set_len` then counts as written.
+        unsafe {
+            let from = self.region.data(self.direction).add(at + 9);
+            ptr::copy_nonoverlapping(from, body.as_mut_ptr(), rest);
+            body.set_len(rest);
+        }
+        self.advance(chunk_size(len));
+        Some(head[4])
     }
 
     /// Moves past the `Socket`, `Nudge` or `Bulk` chunk [`chunk`](Self::chunk) returned.
