@@ -576,6 +576,28 @@ mod tests {
         }
     }
 
+    /// Frames a writer sends, written in place in the ring when they fit it (or on the
+    /// socket, announced there, when they do not), read back as they were sent, in order.
+    #[test]
+    fn frames_written_in_place_read_back_in_order() {
+        use crate::protocol::ToChild;
+        use crate::transport::Writer;
+        let (mut reader, _, theirs, region) = channel();
+        let mut writer = Writer::waiting(theirs);
+        writer.attach(region.writer(Direction::ToChild));
+        for task in 0..2_000u64 {
+            let message: Vec<u8> = (0..(task * 7) % 3_000).map(|i| i as u8).collect();
+            let sent = ToChild::Port {
+                task,
+                message: &message,
+            };
+            writer.send(&sent, MAX).unwrap();
+            let frame = reader.read_frame(MAX).unwrap().expect("a frame");
+            assert_eq!(ToChild::decode(&frame).unwrap(), sent);
+            reader.recycle(frame);
+        }
+    }
+
     /// A frame cut in two chunks, the first at the ring's end and the second at its start,
     /// reads whole, from the stream; so do frames sharing a chunk; and the reader goes back
     /// to taking whole frames from the ring after them.

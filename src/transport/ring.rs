@@ -40,6 +40,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use crate::codec::Place;
+
 /// Bytes of one ring.
 const RING: usize = 8 << 10;
 /// The largest frame that travels in a ring; bigger ones go over the socket, where a copy
@@ -268,8 +270,25 @@ impl RingWriter {
     /// Appends a chunk if the ring has room for it now. Every chunk but a nudge leaves room
     /// for one, so that a reader found asleep can always be woken.
     fn try_chunk(&mut self, kind: u32, bytes: &[u8], len: usize) -> bool {
+        self.try_chunk_with(kind, bytes.len(), len, |body| {
+            // SAFETY: `body` takes `bytes.len()` bytes (see `try_chunk_with`), this process's
+            // own memory, which the ring does not overlap.
+            unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), body, bytes.len()) }
+        })
+    }
+
+    /// [`try_chunk`](Self::try_chunk), its `bytes` bytes written by `fill` at the pointer it
+    /// is given: the chunk's place in the ring, `bytes` bytes this side alone writes.
+    #[inline]
+    fn try_chunk_with(
+        &mut self,
+        kind: u32,
+        bytes: usize,
+        len: usize,
+        fill: impl FnOnce(*mut u8),
+    ) -> bool {
         debug_assert!(len <= LEN_MASK as usize);
-        let size = chunk_size(bytes.len());
+        let size = chunk_size(bytes);
         let head = self.control().head.0.load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head) as usize;
         let at = self.tail as usize % RING;
@@ -286,10 +305,7 @@ impl RingWriter {
         let at = (at + skip) % RING;
         // SAFETY: `at + size <= RING` (a chunk never straddles the end), and the reader is
         // done with these bytes (they lie beyond the tail and within `RING` of its head).
-        unsafe {
-            let body = self.region.data(self.direction).add(at + 4);
-            ptr::copy_nonoverlapping(bytes.as_ptr(), body, bytes.len());
-        }
+        fill(unsafe { self.region.data(self.direction).add(at + 4) });
         self.region
             .header(self.direction, at)
             .store(kind << LEN_BITS | len as u32, Ordering::Relaxed);
@@ -302,6 +318,25 @@ impl RingWriter {
     pub(crate) fn try_inline(&mut self, frame: &[u8]) -> bool {
         debug_assert!(!frame.is_empty() && frame.len() <= INLINE_MAX);
         self.try_chunk(INLINE, frame, frame.len())
+    }
+
+    /// Appends a frame of `len` bytes (at most [`INLINE_MAX`]) that `write` writes in place,
+    /// if the ring has room now: no copy of it is made on the way.
+    #[inline]
+    pub(crate) fn try_inline_with(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut Place<'_>),
+    ) -> bool {
+        debug_assert!(len > 0 && len <= INLINE_MAX);
+        self.try_chunk_with(INLINE, len, len, |body| {
+            // SAFETY: `body` is `len` bytes of the ring this side alone writes now (see
+            // `try_chunk_with`), not otherwise used while the place lives.
+            let mut place = unsafe { Place::new(body, len) };
+            write(&mut place);
+            // A chunk published short would hand the reader bytes nobody wrote.
+            assert!(place.len() == len, "the frame fills its chunk");
+        })
     }
 
     /// Announces `len` bytes that the writer then sends on the socket, if the ring has room.
