@@ -806,7 +806,7 @@ mod tests {
             let frame = Frame { kind, body: body.into() };
             match ToChild::decode(&frame) {
                 Ok(message) => {
-                    prop_assert!([INIT, RUN, PORT, PORT_CLOSED, STOP].contains(&kind));
+                    prop_assert!([INIT, RUN, PORT, PORT_CLOSED, STOP, ABORT].contains(&kind));
                     let again = wire(&message);
                     prop_assert_eq!(ToChild::decode(&again)?, message);
                 }

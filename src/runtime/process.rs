@@ -549,6 +549,7 @@ impl ChildWorker {
                 }),
                 Err(error) => Err(error),
             };
+            self.reader.recycle(frame);
             match parsed {
                 Ok(Some(flow)) => {
                     if job.port().is_some() {

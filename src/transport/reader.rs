@@ -1,6 +1,12 @@
 //! [`Reader`], either side's reading end: the frames from the other side, out of the ring,
 //! the shared slot for big frames and the socket in the order the ring gives, or from the
 //! socket alone (before the handshake ends, or without a ring).
+//!
+//! A frame whole in one chunk of the ring (every frame a writer here puts there) or in the slot
+//! is taken from there directly: copied out of the ring into a body the reader recycles
+//! (handed back with [`Reader::recycle`]), so that such a frame costs no allocation and no
+//! pass through the stream's buffer. Anything else (a frame on the socket, or cut across
+//! chunks, as the ring's format allows) is read from the byte stream, buffered.
 
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
@@ -8,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::bulk::BulkReader;
 use super::exit::ExitWatch;
-use super::ring::{Chunk, RingReader};
+use super::ring::{Chunk, RingReader, INLINE_MAX};
 #[cfg(unix)]
 use super::stream::poll_woken;
 use super::stream::{peer_closed, poll, poll_readable, recv_now, settle};
@@ -16,7 +22,7 @@ use super::stream::{peer_closed, poll, poll_readable, recv_now, settle};
 use super::wake::Wake;
 use super::Channel;
 use super::POLL_INTERVAL;
-use crate::protocol::{read_frame, Frame};
+use crate::protocol::{read_frame, Frame, Payload};
 use crate::sync::{AtomicBool, Ordering};
 use crate::wait::spin_until;
 use crate::Error;
@@ -30,7 +36,13 @@ use crate::Error;
 /// flag, and a deadline only for `INIT`.
 pub(crate) struct Reader {
     buffered: BufReader<Stream>,
+    /// The body of the next frame taken from a chunk of the ring: a frame's, given back.
+    spare: Vec<u8>,
 }
+
+/// The biggest body [`Reader::recycle`] keeps: one grown (at most doubled) for any frame of a
+/// ring.
+const KEEP: usize = 2 * INLINE_MAX;
 
 /// The bytes of the stream, unbuffered.
 struct Stream {
@@ -84,6 +96,7 @@ impl Reader {
         };
         Reader {
             buffered: BufReader::with_capacity(64 << 10, stream),
+            spare: Vec::new(),
         }
     }
 
@@ -129,13 +142,30 @@ impl Reader {
     /// Reads one frame, waiting for it. `Ok(None)` at a clean end of the stream.
     pub(crate) fn read_frame(&mut self, max: usize) -> Result<Option<Frame>, Error> {
         // A frame starts where the buffer ends (a read returns bytes of one chunk, and a
-        // chunk holds whole frames): one in the slot is taken from there, unbuffered.
+        // chunk holds whole frames): one whole in a chunk or in the slot is taken from there,
+        // unbuffered.
         if self.buffered.buffer().is_empty() {
-            if let Some(frame) = self.buffered.get_mut().bulk_frame(max)? {
+            let stream = self.buffered.get_mut();
+            if let Some(frame) = stream.whole_frame(max, &mut self.spare)? {
                 return Ok(Some(frame));
             }
         }
         read_frame(&mut self.buffered, max)
+    }
+
+    /// Gives back a frame read, once done with it: its body, unless big or lent, takes the
+    /// next frame from the ring.
+    pub(crate) fn recycle(&mut self, frame: Frame) {
+        self.recycle_body(frame.body);
+    }
+
+    /// [`recycle`](Self::recycle), for a frame's body alone.
+    pub(crate) fn recycle_body(&mut self, body: Payload) {
+        if let Payload::Owned(body) = body {
+            if body.capacity() <= KEEP && body.capacity() > self.spare.capacity() {
+                self.spare = body;
+            }
+        }
     }
 
     /// [`read_frame`](Self::read_frame), reading nothing past the frame: the child's `INIT`,
@@ -335,13 +365,12 @@ impl Stream {
         })
     }
 
-    /// The next frame if it is in the slot for big frames, waiting for the next chunk;
-    /// `Ok(None)` if it is elsewhere (or the stream ended: a read then says so).
-    fn bulk_frame(&mut self, max: usize) -> Result<Option<Frame>, Error> {
-        match &self.ring {
-            // Most frames: a glance at the kind of the next chunk.
-            Some(ring) if self.bulk.is_some() && !ring.not_bulk() => {}
-            _ => return Ok(None),
+    /// The next frame if it is whole in the next chunk of the ring (its body copied into
+    /// `spare`, taken), or in the slot for big frames, waiting for the next chunk; `Ok(None)`
+    /// if it is elsewhere (or the stream ended: a read then says so).
+    fn whole_frame(&mut self, max: usize, spare: &mut Vec<u8>) -> Result<Option<Frame>, Error> {
+        if self.ring.is_none() {
+            return Ok(None);
         }
         let failed = |e: io::Error| Error::Protocol {
             message: format!("reading the worker channel: {e}"),
@@ -359,18 +388,28 @@ impl Stream {
                 }
                 continue;
             }
-            let ring = self.ring.as_mut().expect("a slot comes with a ring");
+            let ring = self.ring.as_mut().expect("checked above");
             match ring.chunk().map_err(failed)? {
+                Some(Chunk::Inline { at, len }) => {
+                    let kind = ring.take_frame(at, len, max, spare);
+                    return Ok(kind.map(|kind| Frame {
+                        kind,
+                        body: Payload::Owned(std::mem::take(spare)),
+                    }));
+                }
+                // Without a slot, the stream's read refuses it.
                 Some(Chunk::Bulk(len)) => {
+                    let Some(slot) = self.bulk.as_mut() else {
+                        return Ok(None);
+                    };
                     ring.skip();
-                    let slot = self.bulk.as_mut().expect("checked above");
                     return slot.take(len, max).map(Some);
                 }
                 Some(Chunk::Nudge(len)) => {
                     ring.skip();
                     self.to_skip = len;
                 }
-                Some(Chunk::Inline { .. } | Chunk::Socket(_)) => return Ok(None),
+                Some(Chunk::Socket(_)) => return Ok(None),
                 None => {
                     if !self.wait_chunk().map_err(failed)? {
                         return Ok(None);
@@ -464,6 +503,190 @@ impl Read for Stream {
                     if !self.wait_chunk()? {
                         return Ok(0);
                     }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::super::ring::RingWriter;
+    use super::super::{Direction, Region};
+    use super::*;
+
+    const MAX: usize = 1 << 16;
+
+    /// A child's reader of the ring of a new region, the pool's end of that ring, and the
+    /// pool's end of the socket (dropped: the end of the stream once the ring is read).
+    fn channel() -> (Reader, RingWriter, UnixStream, Arc<Region>) {
+        let (region, _fd) = Region::create().expect("a shared region");
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let mut reader = Reader::from_pool(ours);
+        reader.attach(region.reader(Direction::ToChild));
+        (reader, region.writer(Direction::ToChild), theirs, region)
+    }
+
+    /// A frame's bytes: header, kind, body.
+    fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut bytes = (body.len() as u32 + 1).to_le_bytes().to_vec();
+        bytes.push(kind);
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    fn protocol_error(read: Result<Option<Frame>, Error>) -> String {
+        match read {
+            Err(Error::Protocol { message }) => message,
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    /// Frames of every size a ring carries go round it many times, each whole in a chunk,
+    /// and come out as they went in; a body given back takes the next frame, so that no frame
+    /// allocates once the reader holds one big enough.
+    #[test]
+    fn whole_frames_are_taken_from_the_ring_in_recycled_bodies() {
+        let (mut reader, mut writer, _theirs, _region) = channel();
+        let mut body_at = None;
+        for round in 0..3_000usize {
+            // The biggest first: no later one needs more room.
+            let len = (INLINE_MAX - 5 + round * 53) % (INLINE_MAX - 4);
+            let body: Vec<u8> = (0..len).map(|i| (i ^ round) as u8).collect();
+            assert!(
+                writer.try_inline(&frame(round as u8, &body)),
+                "read as it goes"
+            );
+            let read = reader.read_frame(MAX).unwrap().expect("a frame");
+            assert_eq!((read.kind, &read.body[..]), (round as u8, &body[..]));
+            if len > 0 {
+                let at = read.body.as_ptr();
+                assert!(
+                    body_at.is_none_or(|before| before == at),
+                    "a body allocated"
+                );
+                body_at = Some(at);
+            }
+            reader.recycle(read);
+        }
+    }
+
+    /// Frames a writer sends, written in place in the ring when they fit it (or on the
+    /// socket, announced there, when they do not), read back as they were sent, in order.
+    #[test]
+    fn frames_written_in_place_read_back_in_order() {
+        use crate::protocol::ToChild;
+        use crate::transport::Writer;
+        let (mut reader, _, theirs, region) = channel();
+        let mut writer = Writer::waiting(theirs);
+        writer.attach(region.writer(Direction::ToChild));
+        for task in 0..2_000u64 {
+            let message: Vec<u8> = (0..(task * 7) % 3_000).map(|i| i as u8).collect();
+            let sent = ToChild::Port {
+                task,
+                message: &message,
+            };
+            writer.send(&sent, MAX).unwrap();
+            let frame = reader.read_frame(MAX).unwrap().expect("a frame");
+            assert_eq!(ToChild::decode(&frame).unwrap(), sent);
+            reader.recycle(frame);
+        }
+    }
+
+    /// A frame cut in two chunks, the first at the ring's end and the second at its start,
+    /// reads whole, from the stream; so do frames sharing a chunk; and the reader goes back
+    /// to taking whole frames from the ring after them.
+    #[test]
+    fn a_frame_cut_around_the_rings_end_reads_whole() {
+        let (mut reader, mut writer, _theirs, _region) = channel();
+        // Filler frames, read as written, until a chunk of 64 bytes no longer fits before the
+        // end of the ring: the next one's first part lands there, its second at the start.
+        let mut written = 0usize;
+        while (8 << 10) - written % (8 << 10) > 64 {
+            let filler = frame(1, &[9; 23]);
+            assert!(writer.try_inline(&filler));
+            written += 4 + filler.len().div_ceil(4) * 4;
+            assert_eq!(reader.read_frame(MAX).unwrap().unwrap().kind, 1);
+        }
+        let cut = frame(7, &(0..200u8).collect::<Vec<_>>());
+        let room = (8 << 10) - written % (8 << 10) - 4;
+        assert!(writer.try_inline(&cut[..room]), "the first part at the end");
+        assert!(writer.try_inline(&cut[room..]), "the rest at the start");
+        let mut two = frame(2, b"two");
+        two.extend(frame(3, b"three"));
+        assert!(writer.try_inline(&two));
+        assert!(writer.try_inline(&frame(4, b"four")));
+        let read = reader.read_frame(MAX).unwrap().unwrap();
+        assert_eq!((read.kind, &read.body[..]), (7, &cut[5..]));
+        for (kind, body) in [(2, &b"two"[..]), (3, b"three"), (4, b"four")] {
+            let read = reader.read_frame(MAX).unwrap().unwrap();
+            assert_eq!((read.kind, &read.body[..]), (kind, body));
+        }
+    }
+
+    /// Hostile lengths in a chunk: an empty frame, a frame above the cap, and one longer than
+    /// what follows it are each a protocol error, never a read past the chunk or a buffer
+    /// sized from the length.
+    #[test]
+    fn hostile_lengths_in_a_chunk_are_protocol_errors() {
+        let (mut reader, mut writer, _theirs, _region) = channel();
+        assert!(writer.try_inline(&[0, 0, 0, 0, 3, 1, 2, 3]));
+        assert!(protocol_error(reader.read_frame(MAX)).contains("empty frame"));
+
+        let (mut reader, mut writer, _theirs, _region) = channel();
+        let mut huge = u32::MAX.to_le_bytes().to_vec();
+        huge.extend([3, 1, 2, 3]);
+        assert!(writer.try_inline(&huge));
+        assert!(protocol_error(reader.read_frame(MAX)).contains("exceeds"));
+
+        // Within the cap, but longer than the chunk, and then the pool is gone.
+        let (mut reader, mut writer, theirs, _region) = channel();
+        let mut long = 1000u32.to_le_bytes().to_vec();
+        long.extend([3; 60]);
+        assert!(writer.try_inline(&long));
+        drop(theirs);
+        assert!(protocol_error(reader.read_frame(MAX)).contains("ended inside a frame"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Any bytes, cut in any chunks (whole frames among them), read as the byte stream
+        /// reads them: the same frames, then the same end or a protocol error.
+        #[test]
+        fn any_chunks_read_as_the_stream(
+            chunks in vec(
+                prop_oneof![
+                    vec(any::<u8>(), 1..300),
+                    (any::<u8>(), vec(any::<u8>(), 0..300)).prop_map(|(kind, body)| frame(kind, &body)),
+                ],
+                0..20,
+            ),
+            max in 1usize..600,
+        ) {
+            let (mut reader, mut writer, theirs, _region) = channel();
+            for chunk in &chunks {
+                prop_assert!(writer.try_inline(chunk), "the ring takes 6 KiB");
+            }
+            drop(theirs);
+            let stream: Vec<u8> = chunks.concat();
+            let mut expected = &stream[..];
+            loop {
+                let want = crate::protocol::read_frame(&mut expected, max);
+                let got = reader.read_frame(max);
+                match (want, got) {
+                    (Ok(Some(want)), Ok(Some(got))) => {
+                        prop_assert_eq!(&want, &got);
+                        reader.recycle(got);
+                    }
+                    (Ok(None), Ok(None)) => break,
+                    (Err(Error::Protocol { .. }), Err(Error::Protocol { .. })) => break,
+                    (want, got) => prop_assert!(false, "{:?} read as {:?}", want, got),
                 }
             }
         }

@@ -30,12 +30,17 @@
 //! order, so either the reader sees the chunk or the writer sees it asleep.
 //!
 //! A peer may be broken or hostile: every header and position read from the region is checked
-//! before use, and bytes are only copied out of it, never borrowed.
+//! before use, and bytes are only copied out of it, never borrowed. A chunk that holds one
+//! whole frame (as every writer here makes them) is copied out whole, straight into the
+//! frame's body, its header read from the copy ([`RingReader::take_frame`]); anything else is
+//! read as the byte stream it is.
 
 use std::io;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+
+use crate::codec::Place;
 
 /// Bytes of one ring.
 const RING: usize = 8 << 10;
@@ -265,8 +270,25 @@ impl RingWriter {
     /// Appends a chunk if the ring has room for it now. Every chunk but a nudge leaves room
     /// for one, so that a reader found asleep can always be woken.
     fn try_chunk(&mut self, kind: u32, bytes: &[u8], len: usize) -> bool {
+        self.try_chunk_with(kind, bytes.len(), len, |body| {
+            // SAFETY: `body` takes `bytes.len()` bytes (see `try_chunk_with`), this process's
+            // own memory, which the ring does not overlap.
+            unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), body, bytes.len()) }
+        })
+    }
+
+    /// [`try_chunk`](Self::try_chunk), its `bytes` bytes written by `fill` at the pointer it
+    /// is given: the chunk's place in the ring, `bytes` bytes this side alone writes.
+    #[inline]
+    fn try_chunk_with(
+        &mut self,
+        kind: u32,
+        bytes: usize,
+        len: usize,
+        fill: impl FnOnce(*mut u8),
+    ) -> bool {
         debug_assert!(len <= LEN_MASK as usize);
-        let size = chunk_size(bytes.len());
+        let size = chunk_size(bytes);
         let head = self.control().head.0.load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head) as usize;
         let at = self.tail as usize % RING;
@@ -283,10 +305,7 @@ impl RingWriter {
         let at = (at + skip) % RING;
         // SAFETY: `at + size <= RING` (a chunk never straddles the end), and the reader is
         // done with these bytes (they lie beyond the tail and within `RING` of its head).
-        unsafe {
-            let body = self.region.data(self.direction).add(at + 4);
-            ptr::copy_nonoverlapping(bytes.as_ptr(), body, bytes.len());
-        }
+        fill(unsafe { self.region.data(self.direction).add(at + 4) });
         self.region
             .header(self.direction, at)
             .store(kind << LEN_BITS | len as u32, Ordering::Relaxed);
@@ -299,6 +318,25 @@ impl RingWriter {
     pub(crate) fn try_inline(&mut self, frame: &[u8]) -> bool {
         debug_assert!(!frame.is_empty() && frame.len() <= INLINE_MAX);
         self.try_chunk(INLINE, frame, frame.len())
+    }
+
+    /// Appends a frame of `len` bytes (at most [`INLINE_MAX`]) that `write` writes in place,
+    /// if the ring has room now: no copy of it is made on the way.
+    #[inline]
+    pub(crate) fn try_inline_with(
+        &mut self,
+        len: usize,
+        write: impl FnOnce(&mut Place<'_>),
+    ) -> bool {
+        debug_assert!(len > 0 && len <= INLINE_MAX);
+        self.try_chunk_with(INLINE, len, len, |body| {
+            // SAFETY: `body` is `len` bytes of the ring this side alone writes now (see
+            // `try_chunk_with`), not otherwise used while the place lives.
+            let mut place = unsafe { Place::new(body, len) };
+            write(&mut place);
+            // A chunk published short would hand the reader bytes nobody wrote.
+            assert!(place.len() == len, "the frame fills its chunk");
+        })
     }
 
     /// Announces `len` bytes that the writer then sends on the socket, if the ring has room.
@@ -360,23 +398,6 @@ impl RingReader {
             .sleeping
             .0
             .store(u32::from(sleeping), Ordering::SeqCst);
-    }
-
-    /// Whether the chunk at the head is surely not one of the slot for big frames (a frame
-    /// in the ring or on the socket): a look at its kind, nothing checked.
-    #[inline]
-    pub(crate) fn not_bulk(&self) -> bool {
-        let tail = self.control().tail.0.load(Ordering::SeqCst);
-        if tail == self.head {
-            return false;
-        }
-        let at = self.head as usize % RING;
-        let kind = self
-            .region
-            .header(self.direction, at)
-            .load(Ordering::Relaxed)
-            >> LEN_BITS;
-        kind == INLINE || kind == SOCKET
     }
 
     /// The chunk at the head, past any wrap; `None` if the ring is empty, an error if what
@@ -461,6 +482,50 @@ impl RingReader {
             self.advance(chunk_size(len));
         }
         n
+    }
+
+    /// Takes the inline chunk at `at` (`len` bytes, from [`chunk`](Self::chunk)) as one
+    /// frame, if it is one whole frame of at most `max` bytes (kind and body) not begun yet:
+    /// its kind, its body copied into `body` (which it replaces), and the ring moved past it.
+    /// `None`, and nothing moved, otherwise: a frame cut across chunks, several in one (a
+    /// writer may cut the stream as it likes), or one the byte stream then refuses.
+    ///
+    /// Each byte is read once, and only the copy is looked at: the writer (a child, for the
+    /// pool) may change the chunk meanwhile, which can only make the copy wrong, never the
+    /// read out of bounds.
+    pub(crate) fn take_frame(
+        &mut self,
+        at: usize,
+        len: usize,
+        max: usize,
+        body: &mut Vec<u8>,
+    ) -> Option<u8> {
+        if self.taken != 0 || len < 5 {
+            return None;
+        }
+        let mut head = [0u8; 5];
+        // SAFETY: `at + 4 + len <= RING` and `5 <= len`, checked by `chunk`; the bytes are
+        // below the tail the writer published. Copied, never borrowed.
+        unsafe {
+            let from = self.region.data(self.direction).add(at + 4);
+            ptr::copy_nonoverlapping(from, head.as_mut_ptr(), 5);
+        }
+        let header = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if header != len - 4 || header > max {
+            return None;
+        }
+        let rest = len - 5;
+        body.clear();
+        body.reserve(rest);
+        // SAFETY: from the ring as above (`at + 9 + rest = at + 4 + len <= RING`), into the
+        // `rest` bytes of capacity just reserved, which `set_len` then counts as written.
+        unsafe {
+            let from = self.region.data(self.direction).add(at + 9);
+            ptr::copy_nonoverlapping(from, body.as_mut_ptr(), rest);
+            body.set_len(rest);
+        }
+        self.advance(chunk_size(len));
+        Some(head[4])
     }
 
     /// Moves past the `Socket`, `Nudge` or `Bulk` chunk [`chunk`](Self::chunk) returned.

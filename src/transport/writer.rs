@@ -137,6 +137,17 @@ impl Writer {
     /// the frame is all out, and fails if the socket does.
     pub(crate) fn send(&mut self, message: &impl Message, max: usize) -> Result<(), Error> {
         let size = message.measure(max)?;
+        if size <= INLINE_MAX && self.pending.is_empty() && self.broken.is_none() {
+            // Most frames: written straight into the ring, when it has room now.
+            if let Some(ring) = &mut self.ring {
+                if ring.try_inline_with(size, |place| message.write(size, place)) {
+                    if ring.reader_sleeping() && ring.nudge() {
+                        self.owe(&[0]);
+                    }
+                    return self.sent();
+                }
+            }
+        }
         if size > INLINE_MAX {
             // Straight into the slot, when it is free.
             if let Some(mut place) = self.free_slot(0, size, size) {
@@ -245,8 +256,7 @@ impl Writer {
                 } else {
                     self.recycle(frame);
                 }
-                self.flush();
-                Ok(())
+                self.sent()
             }
             Mode::Wait => {
                 let placed = spin_then_nap(
@@ -260,13 +270,25 @@ impl Writer {
                     std::process::exit(0);
                 }
                 self.recycle(frame);
-                match &self.broken {
-                    None => Ok(()),
-                    Some(error) => Err(Error::Protocol {
-                        message: format!("writing the worker channel: {error}"),
-                    }),
-                }
+                self.sent()
             }
+        }
+    }
+
+    /// After a frame was placed (or, the driver's, kept to send later): the driver sends what
+    /// the socket owes now; the child reports a broken channel.
+    fn sent(&mut self) -> Result<(), Error> {
+        match self.mode {
+            Mode::Ahead => {
+                self.flush();
+                Ok(())
+            }
+            Mode::Wait => match &self.broken {
+                None => Ok(()),
+                Some(error) => Err(Error::Protocol {
+                    message: format!("writing the worker channel: {error}"),
+                }),
+            },
         }
     }
 

@@ -341,7 +341,7 @@ fn serve_in_order(
                 }
                 let result = run.call(exports.get_serde(run.name()), init.codec);
                 // Before the answer: the pool's next big frame may then take the slot.
-                drop(run);
+                inbound.recycle(run.body);
                 if let Some(bridge) = bridge {
                     context::set_task_port(TaskPort::None);
                     lock(&inbound.current).clear();
@@ -413,11 +413,12 @@ impl Inbound {
     /// Reads frames until the next task or the order to stop, delivering channel messages on
     /// the way. Ends the process when the pool is gone or talks nonsense.
     fn next_command(&self) -> Command {
+        // Held throughout: only the thread reading the channel takes it.
+        let mut reader = lock(&self.reader);
         loop {
             // The next task usually follows within microseconds: the read spins before it
             // blocks.
-            let frame = lock(&self.reader).read_frame(self.max);
-            let frame = match frame {
+            let frame = match reader.read_frame(self.max) {
                 // The pool is gone: nobody is left to serve.
                 Ok(None) => process::exit(0),
                 Ok(Some(frame)) => frame,
@@ -478,6 +479,17 @@ impl Inbound {
                 }),
                 Err(error) => nonsense(error),
             }
+            reader.recycle(frame);
+        }
+    }
+
+    /// Gives back a task's frame, once done with it, to take a next one from the ring
+    /// without an allocation; unless the reader is busy (reading for a task with a channel,
+    /// or in a child with async exports): then it is dropped, and the reader allocates.
+    fn recycle(&self, body: Payload) {
+        match self.reader.try_lock() {
+            Ok(mut reader) => reader.recycle_body(body),
+            Err(_) => drop(body),
         }
     }
 

@@ -192,7 +192,9 @@ impl ChildWorker {
             let Some(frame) = frame? else {
                 continue;
             };
-            match self.take_frame(&frame, job) {
+            let taken = self.take_frame(&frame, job);
+            self.reader.recycle(frame);
+            match taken {
                 Ok(Taken::Finished) => continue, // Found gone at the top.
                 Ok(Taken::Early) => early = true,
                 Ok(Taken::Nothing) => {}
