@@ -6,6 +6,11 @@
 //! first spin on an atomic, then yield (which lets the other thread run when both share one
 //! core), and only then park. The budget is small and fixed, so an idle pool parks within
 //! microseconds and burns no CPU.
+//!
+//! A caller waiting for its task stops yielding as soon as a yield let another thread run on
+//! its core ([`spin_until_alone`]): on a shared core every yielding thread takes a turn in the
+//! scheduler's round robin, and a caller whose task makes a round trip through a child
+//! process's driver and the child would take one in each of the two rounds that trip needs.
 
 use std::task::Waker;
 
@@ -31,13 +36,8 @@ const YIELDS: u32 = 1;
 /// Spins, then yields, until `done` returns true or the budget runs out; returns the last
 /// answer of `done`.
 pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    for round in 0..SPIN_ROUNDS {
-        if done() {
-            return true;
-        }
-        for _ in 0..(1u32 << round) {
-            spin_loop();
-        }
+    if spin(&mut done) {
+        return true;
     }
     for _ in 0..YIELDS {
         if done() {
@@ -46,6 +46,80 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
         thread::yield_now();
     }
     done()
+}
+
+/// At most about what a `yield_now` that let no other thread run takes (a system call: ~0.5 µs
+/// on a 2-vCPU VM, under 1 µs at the 99.9th percentile). One that took longer let another
+/// thread run on this core, for at least two context switches.
+#[cfg(not(loom))]
+const LONE_YIELD: std::time::Duration = std::time::Duration::from_micros(3);
+
+/// How often a thread that learned to skip its yields ([`spin_until_alone`]) yields once
+/// again, to see whether it still shares its core: one wait in this many.
+#[cfg(not(loom))]
+const PROBE_EVERY: u8 = 32;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// Waits left before this thread yields again (0: it yields): set when a yield let
+    /// another thread run and the wait went on, counted down by each wait after it.
+    static SKIP_YIELDS: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// [`spin_until`] for a waiter that would rather be woken than take turns with the threads it
+/// waits for (a caller waiting for its task): once one of its yields let another thread run
+/// on its core and the wait still went on, the thread's next waits skip their yields (they
+/// spin, then return `done`'s answer, for the caller to park), but for one in
+/// [`PROBE_EVERY`], which yields to see whether the core is still shared. Alone on its core,
+/// its yields return at once and it yields as `spin_until` does.
+///
+/// Pinned to one core, a child process's task is a round trip through three threads (caller,
+/// driver, child) that the scheduler runs in turn: a caller that yields takes a turn in every
+/// round, six context switches a round trip instead of four. Were the caller's task a thread's,
+/// the worker it yields to usually finishes the task in that turn: the wait ends, and nothing
+/// is learned.
+#[cfg(not(loom))]
+pub(crate) fn spin_until_alone(mut done: impl FnMut() -> bool) -> bool {
+    if spin(&mut done) {
+        return true;
+    }
+    let skip = SKIP_YIELDS.get();
+    if skip > 0 {
+        SKIP_YIELDS.set(skip - 1);
+        return done();
+    }
+    for _ in 0..YIELDS {
+        let before = std::time::Instant::now();
+        thread::yield_now();
+        if done() {
+            return true;
+        }
+        if before.elapsed() > LONE_YIELD {
+            // Another thread ran, and the wait goes on: it will need more turns.
+            SKIP_YIELDS.set(PROBE_EVERY);
+            return false;
+        }
+    }
+    false
+}
+
+/// loom models no clock, and its runs must not depend on one: the plain spin.
+#[cfg(loom)]
+pub(crate) fn spin_until_alone(done: impl FnMut() -> bool) -> bool {
+    spin_until(done)
+}
+
+/// The busy-spinning rounds; whether `done` said so.
+fn spin(done: &mut impl FnMut() -> bool) -> bool {
+    for round in 0..SPIN_ROUNDS {
+        if done() {
+            return true;
+        }
+        for _ in 0..(1u32 << round) {
+            spin_loop();
+        }
+    }
+    false
 }
 
 /// Whoever waits for an event: nobody, a blocked thread, or an async task.

@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::Job;
 use crate::stats::{outcome, Tally};
 use crate::sync::{lock, thread, AtomicBool, Mutex, MutexGuard, Ordering};
-use crate::wait::{spin_until, Waiter};
+use crate::wait::{spin_until_alone, Waiter};
 use crate::Error;
 
 enum State<R, A> {
@@ -232,7 +232,7 @@ impl<R: Send, A: Send> Outcome<R> for Slot<R, A> {
     }
 
     fn wait(&self, deadline: Option<Instant>) -> Option<Result<R, Error>> {
-        if !spin_until(|| self.is_ready()) {
+        if !spin_until_alone(|| self.is_ready()) {
             {
                 let mut inner = lock(&self.inner);
                 if self.is_ready() {
