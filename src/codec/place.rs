@@ -106,6 +106,25 @@ impl<'a> Place<'a> {
         true
     }
 
+    /// Appends `len` bytes that `write` writes at the pointer it is given, if they fit (as
+    /// [`put`](Self::put) does): several fields at once, checked once.
+    ///
+    /// # Safety
+    ///
+    /// `write` must write all `len` bytes at the pointer it is given, and nothing else; it may
+    /// not read them (the memory may be shared with another process).
+    #[inline]
+    pub(crate) unsafe fn put_with(&mut self, len: usize, write: impl FnOnce(*mut u8)) -> bool {
+        if self.full || (len > self.capacity - self.len && !self.make_room(len)) {
+            self.full = true;
+            return false;
+        }
+        // SAFETY: `self.len + len <= capacity`, within the memory `new` was promised.
+        write(unsafe { self.start.add(self.len) });
+        self.len += len;
+        true
+    }
+
     /// Grows the place to take `need` more bytes, if it can.
     #[cold]
     #[inline(never)]
