@@ -14,7 +14,7 @@ use crate::Error;
 mod depth;
 mod place;
 
-pub(crate) use place::{Encoded, Grow, Place};
+pub(crate) use place::{copy_to, Encoded, Grow, Place};
 
 /// The format arguments, results, worker data and channel messages take between a pool and
 /// its child-process workers (Tinypool's `serialization` option). The threads runtime

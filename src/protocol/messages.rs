@@ -6,14 +6,12 @@
 //! that nothing is copied on the way to the wire but into the frame; decoding borrows from the
 //! frame read, and checks every field, the kind, and that nothing is left over.
 
-use std::ptr;
-
 use super::ABORT;
 use super::{
     protocol, Body, Encoder, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
     PORT_CLOSED, RUN, STOP, VERSION,
 };
-use crate::codec::{Place, Serialization};
+use crate::codec::{copy_to, Place, Serialization};
 use crate::{Error, TypeRole};
 
 /// What a pool sends its child.
@@ -158,7 +156,7 @@ impl Cursor {
     unsafe fn put(&mut self, bytes: &[u8]) {
         // SAFETY: the caller's promise.
         unsafe {
-            ptr::copy_nonoverlapping(bytes.as_ptr(), self.0, bytes.len());
+            copy_to(bytes, self.0);
             self.0 = self.0.add(bytes.len());
         }
     }

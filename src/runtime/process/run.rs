@@ -51,14 +51,17 @@ pub(super) fn send<'o>(
         let mut place = draft.place();
         (job.encode_arg_into(codec, &mut place), place.len())
     };
-    let drafted = draft.finish(len);
+    let mut drafted = draft.finish(len);
     let too_big = drafted.size > max.saturating_add(4);
+    let send = matches!(encoded, Some(Ok(Encoded::InPlace))) && !too_big;
+    if send {
+        drafted.write_head(&mut buffer, |out: &mut Place<'_>| {
+            run.write_head(head, len, out)
+        });
+    }
     let mut out = lock(outbox);
     let sent = match encoded {
-        Some(Ok(Encoded::InPlace)) if !too_big => {
-            let write_head = |out: &mut Place<'_>| run.write_head(head, len, out);
-            Some(out.writer.send_draft(&mut buffer, drafted, write_head))
-        }
+        Some(Ok(Encoded::InPlace)) if send => Some(out.writer.send_draft(&mut buffer, drafted)),
         failed => {
             out.writer.discard_draft(&mut buffer, drafted);
             failed.map(|encoded| {
