@@ -8,8 +8,8 @@
 
 use super::ABORT;
 use super::{
-    protocol, Body, Encoder, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
-    PORT_CLOSED, RUN, STOP, VERSION,
+    protocol, Body, Encoder, Fields, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING,
+    PORT, PORT_CLOSED, RUN, STOP, VERSION,
 };
 use crate::codec::{copy_to, Place, Serialization};
 use crate::{Error, TypeRole};
@@ -142,6 +142,42 @@ impl Run<'_> {
     }
 }
 
+impl<'a> Run<'a> {
+    /// A well-formed `RUN` body, read at once ([`Fields`]); `None` for anything else.
+    #[inline]
+    fn read(body: &'a [u8]) -> Option<Self> {
+        let mut fields = Fields::new(body);
+        let run = Run {
+            task: fields.u64()?,
+            name: fields.str()?,
+            arg_type: fields.str()?,
+            result_type: fields.str()?,
+            port_type: fields.str()?,
+            arg: fields.bytes()?,
+        };
+        fields.end().then_some(run)
+    }
+}
+
+impl<'a> Done<'a> {
+    /// A well-formed `DONE` body with a value, read at once ([`Fields`]); `None` for
+    /// anything else (an error, say).
+    #[inline]
+    fn read_value(body: &'a [u8]) -> Option<Self> {
+        let mut fields = Fields::new(body);
+        let (task, rss) = (fields.u64()?, fields.u64()?);
+        if fields.u8()? != 0 {
+            return None;
+        }
+        let value = fields.bytes()?;
+        fields.end().then_some(Done {
+            task,
+            rss,
+            outcome: Ok(value),
+        })
+    }
+}
+
 /// Writes bytes one after another through a raw pointer (the memory may be shared).
 struct Cursor(*mut u8);
 
@@ -227,6 +263,16 @@ impl Message for ToChild<'_> {
 impl<'a> ToChild<'a> {
     /// Decodes a frame from the pool.
     pub(crate) fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        if frame.kind == RUN {
+            if let Some(run) = Run::read(&frame.body) {
+                return Ok(ToChild::Run(run));
+            }
+        }
+        Self::read_fields(frame)
+    }
+
+    /// [`decode`](Self::decode), field by field, each read checked.
+    fn read_fields(frame: &'a Frame) -> Result<Self, Error> {
         let mut body = Body::new(&frame.body);
         let message = match frame.kind {
             INIT => ToChild::Init(Init::fields(&mut body)?),
@@ -295,6 +341,16 @@ impl Message for ToPool<'_> {
 impl<'a> ToPool<'a> {
     /// Decodes a frame from a child.
     pub(crate) fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        if frame.kind == DONE {
+            if let Some(done) = Done::read_value(&frame.body) {
+                return Ok(ToPool::Done(done));
+            }
+        }
+        Self::read_fields(frame)
+    }
+
+    /// [`decode`](Self::decode), field by field, each read checked.
+    fn read_fields(frame: &'a Frame) -> Result<Self, Error> {
         let mut body = Body::new(&frame.body);
         let message = match frame.kind {
             HELLO => ToPool::Hello(Hello::fields(&mut body)?),
@@ -846,6 +902,40 @@ mod tests {
                 let frame = wire(&sent);
                 prop_assert_eq!(ToPool::decode(&frame)?, sent);
                 cuts_and_extensions_are_refused(&frame, pool_decodes)?;
+            }
+        }
+
+        /// A `RUN` and a `DONE` with a value read at once, whole, exactly when they read so
+        /// field by field, and alike: whatever their bytes, or a valid frame's with one byte
+        /// changed, cut or added.
+        #[test]
+        fn frames_read_at_once_read_as_field_by_field(
+            (task, name, arg) in (any::<u64>(), text(), bytes()),
+            (at, byte, how) in (any::<usize>(), any::<u8>(), 0..4u8),
+            random in bytes(),
+        ) {
+            let run = wire(&ToChild::Run(Run {
+                task, name: &name, arg_type: "A", result_type: "", port_type: "P", arg: &arg,
+            }));
+            let done = wire(&ToPool::Done(Done { task, rss: 3, outcome: Ok(&arg) }));
+            for (kind, valid) in [(RUN, &run.body), (DONE, &done.body)] {
+                let mut body = valid.to_vec();
+                match how {
+                    0 if !body.is_empty() => body[at % valid.len()] = byte,
+                    1 => body.truncate(at % (valid.len() + 1)),
+                    2 => body.insert(at % (valid.len() + 1), byte),
+                    _ => body.clone_from(&random),
+                }
+                let frame = Frame { kind, body: body.into() };
+                if kind == RUN {
+                    let slow = ToChild::read_fields(&frame).ok();
+                    prop_assert_eq!(Run::read(&frame.body).map(ToChild::Run), slow);
+                } else {
+                    let slow = ToPool::read_fields(&frame).ok().filter(|done| {
+                        matches!(done, ToPool::Done(Done { outcome: Ok(_), .. }))
+                    });
+                    prop_assert_eq!(Done::read_value(&frame.body).map(ToPool::Done), slow);
+                }
             }
         }
 
