@@ -321,13 +321,20 @@ impl Message for ToPool<'_> {
                     out.str(name);
                 }
             }
-            ToPool::Done(done) => {
-                out.u64(done.task).u64(done.rss);
-                match &done.outcome {
-                    Ok(value) => out.u8(0).bytes(value),
-                    Err(error) => out.u8(1).error(error),
-                };
-            }
+            ToPool::Done(done) => match &done.outcome {
+                Ok(value) => {
+                    // Every task's: its fixed fields put at once, then the value.
+                    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+                    let mut head = [0u8; 21];
+                    head[..8].copy_from_slice(&done.task.to_le_bytes());
+                    head[8..16].copy_from_slice(&done.rss.to_le_bytes());
+                    head[17..].copy_from_slice(&len.to_le_bytes());
+                    out.raw(&head).raw(value);
+                }
+                Err(error) => {
+                    out.u64(done.task).u64(done.rss).u8(1).error(error);
+                }
+            },
             ToPool::Panicking { message } => {
                 out.str(message);
             }
@@ -537,6 +544,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::read_frame;
+    use super::super::tests::{build, Field};
     use super::*;
 
     const MAX: usize = 1 << 16;
@@ -894,6 +902,17 @@ mod tests {
             let expected = Done { task, rss, outcome: value.as_deref().map_err(as_sent) };
             prop_assert_eq!(ToPool::decode(&frame)?, ToPool::Done(expected));
             cuts_and_extensions_are_refused(&frame, pool_decodes)?;
+        }
+
+        /// A `DONE`'s fixed fields, put at once, are those the table lays out.
+        #[test]
+        fn a_done_is_its_fields(
+            (task, rss) in any::<(u64, u64)>(),
+            value in bytes(),
+        ) {
+            let done = ToPool::Done(Done { task, rss, outcome: Ok(&value) });
+            let fields = [Field::U64(task), Field::U64(rss), Field::Raw(&[0]), Field::Bytes(&value)];
+            prop_assert_eq!(done.to_frame(MAX)?, build(DONE, &fields, MAX)?);
         }
 
         #[test]

@@ -222,8 +222,10 @@ pub(crate) trait Message {
     /// Writes the frame, of `size` bytes as [`measure`](Self::measure) found, to `out`.
     fn write<S: Sink>(&self, size: usize, out: &mut S) {
         let header = u32::try_from(size - 4).expect("measured");
-        out.put(&header.to_le_bytes());
-        out.put(&[self.kind()]);
+        // The header and the kind, put at once.
+        let mut head = [self.kind(); 5];
+        head[..4].copy_from_slice(&header.to_le_bytes());
+        out.put(&head);
         self.fields(&mut Encoder(out));
     }
 
