@@ -219,6 +219,7 @@ mod tests {
     use std::sync::Arc;
 
     use std::os::unix::net::UnixStream;
+    use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::protocol::{Run, ToChild};
@@ -339,6 +340,9 @@ mod tests {
             task += 1;
         }
         assert!(in_ring.len() > 2 && in_ring[..in_ring.len() - 1].iter().all(|&in_ring| in_ring));
+        // The driver sees that a frame waits, without the writer's lock.
+        let backlog = writer.backlog_flag();
+        assert!(backlog.load(Ordering::Acquire));
         let mut read = 0;
         let read_one = |reader: &mut Reader, read: &mut u64| {
             let frame = reader
@@ -362,6 +366,7 @@ mod tests {
         }
         // Nothing waits: straight into the ring again.
         assert!(writer.flush().expect("the channel works").is_empty());
+        assert!(!backlog.load(Ordering::Acquire));
         assert!(send_run(&mut writer, &mut buffer, task, &arg(task)));
         read_one(&mut reader, &mut read);
     }

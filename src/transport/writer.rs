@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bulk::{BulkWriter, KEEP};
@@ -38,6 +40,10 @@ pub(crate) struct Writer {
     peer: Option<ExitWatch>,
     /// Where a message is encoded: one buffer, reused.
     scratch: Vec<u8>,
+    /// Whether frames wait or writing failed, as of the last frame sent or flush: the driver
+    /// reads it without the lock the writer is shared under, to flush only then
+    /// ([`backlog_flag`](Self::backlog_flag)).
+    backlog: Arc<AtomicBool>,
 }
 
 /// A frame not placed yet.
@@ -72,6 +78,12 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
+    /// Nothing waits.
+    pub(crate) const EMPTY: Backlog = Backlog {
+        ring: false,
+        socket: false,
+    };
+
     pub(crate) fn is_empty(&self) -> bool {
         !self.ring && !self.socket
     }
@@ -108,7 +120,21 @@ impl Writer {
             broken: None,
             peer,
             scratch: Vec::new(),
+            backlog: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A flag that is set whenever frames wait or writing failed, as of the last frame sent
+    /// or [`flush`](Self::flush), and clear otherwise: while it is clear, a flush has nothing
+    /// to do (frames sent since, by other threads, set it as they go).
+    pub(crate) fn backlog_flag(&self) -> Arc<AtomicBool> {
+        self.backlog.clone()
+    }
+
+    /// Updates the [`backlog_flag`](Self::backlog_flag).
+    fn note_backlog(&self) {
+        let backlog = !self.pending.is_empty() || !self.owed.is_empty() || self.broken.is_some();
+        self.backlog.store(backlog, Ordering::Release);
     }
 
     /// From now on, frames travel in `ring` (after the handshake).
@@ -288,6 +314,8 @@ impl Writer {
             Mode::Ahead => {
                 if !self.pending.is_empty() || !self.owed.is_empty() {
                     self.flush();
+                } else {
+                    self.note_backlog();
                 }
                 Ok(())
             }
@@ -340,6 +368,7 @@ impl Writer {
             self.owed = owed;
             self.owed.drain(..sent);
         }
+        self.note_backlog();
         if self.broken.is_some() {
             return None;
         }
@@ -368,6 +397,7 @@ impl Writer {
             // forked may hold the socket.
             if hung_up(&self.socket) || self.peer.as_ref().is_some_and(ExitWatch::exited) {
                 self.broken = Some(io::ErrorKind::BrokenPipe.into());
+                self.note_backlog();
                 break;
             }
             if backlog.socket {
