@@ -3,8 +3,9 @@
 //! task channel bridged to the same child, through that very writer: under its lock, that
 //! would deadlock the driver's thread on itself.
 //!
-//! The frame's first `head` bytes are left for later ([`Writer::send_draft`] writes them once
-//! the body's length is known). The body is encoded once, in place, into memory that grows as
+//! The frame's first `head` bytes are left for later ([`Drafted::write_head`] writes them once
+//! the body's length is known, still outside the lock), and [`Writer::send_draft`] sends the
+//! frame: a small one is copied straight into the ring when nothing waits before it. The body is encoded once, in place, into memory that grows as
 //! it needs (a growing [`Place`]): the caller's buffer while the frame fits a ring; then the
 //! writer's slot for big frames, lent to the draft (`Writer::lend_slot`) if it is free, mapped
 //! further as the frame grows (what was written stays in the memory file), so that a big

@@ -6,7 +6,8 @@
 //! made before it goes in the ring; a bigger one moves on to the shared slot for big frames,
 //! lent by the writer while it is free (a big argument so costs the pool one copy, the encoding
 //! itself), and past it, or while it is taken, to the buffer grown (see `transport/draft.rs`).
-//! The lock is then taken once, to send the frame.
+//! The head is written there too, still outside the lock, which is then taken once, to send
+//! the frame (a small one is copied into the ring then, unless frames wait before it).
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
