@@ -4,7 +4,7 @@ use std::any::{type_name, Any, TypeId};
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use postcard::ser_flavors::{AllocVec, Flavor};
+use postcard::ser_flavors::Flavor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -14,7 +14,7 @@ use crate::Error;
 mod depth;
 mod place;
 
-pub(crate) use place::{Encoded, Grow, Place};
+pub(crate) use place::{copy_to, Encoded, Grow, Place};
 
 /// The format arguments, results, worker data and channel messages take between a pool and
 /// its child-process workers (Tinypool's `serialization` option). The threads runtime
@@ -106,7 +106,7 @@ impl Serialization {
         match self {
             Serialization::Postcard => {
                 let mut serializer = postcard::Serializer {
-                    output: AllocVec::new(),
+                    output: Output(spare()),
                 };
                 value
                     .serialize(depth::Ser::new(&mut serializer, too_deep))
@@ -115,7 +115,8 @@ impl Serialization {
             }
             #[cfg(feature = "json")]
             Serialization::Json => {
-                let mut encoded = Vec::with_capacity(128);
+                let mut encoded = spare();
+                encoded.reserve(128);
                 value
                     .serialize(depth::Ser::new(
                         &mut serde_json::Serializer::new(&mut encoded),
@@ -201,6 +202,53 @@ impl Serialization {
     /// Whether this build can use the format.
     pub(crate) fn available(self) -> bool {
         cfg!(feature = "json") || self != Serialization::Json
+    }
+}
+
+thread_local! {
+    /// The memory of an encoded value given back ([`recycle`]), for the next value this thread
+    /// encodes ([`Serialization::encode`]): a child's results so take no allocation each.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// The most memory [`recycle`] keeps: a thread that once encoded a big value does not hold it.
+const SPARE_MAX: usize = 64 << 10;
+
+/// Gives back `bytes`, an encoded value done with, for this thread's next one to go in.
+pub(crate) fn recycle(mut bytes: Vec<u8>) {
+    if bytes.capacity() <= SPARE_MAX {
+        bytes.clear();
+        // A thread past its locals' end frees it instead.
+        let _ = SPARE.try_with(|spare| spare.set(bytes));
+    }
+}
+
+/// Empty memory for a value to be encoded in: what was last given back, if anything.
+fn spare() -> Vec<u8> {
+    SPARE.try_with(Cell::take).unwrap_or_default()
+}
+
+/// postcard writes an encoded value into a `Vec` through this flavor, which, unlike its own,
+/// starts with the memory it is given ([`spare`]).
+struct Output(Vec<u8>);
+
+impl Flavor for Output {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
     }
 }
 
@@ -702,6 +750,27 @@ mod tests {
             );
         }
         transparent(value);
+    }
+
+    /// A value encoded after one was given back goes in its memory, and reads as it would
+    /// have anyway; big memory is not kept.
+    #[test]
+    fn an_encoded_value_given_back_takes_the_next_one() {
+        for codec in codecs() {
+            let first = codec.encode(&(1u64, "one")).unwrap();
+            let memory = first.as_ptr();
+            recycle(first);
+            let second = codec.encode(&(2u64, "two")).unwrap();
+            assert_eq!(second.as_ptr(), memory);
+            assert_eq!(second, plain_encode(codec, &(2u64, "two")));
+            recycle(second);
+            let big = Vec::with_capacity(SPARE_MAX + 1);
+            let memory = big.as_ptr();
+            recycle(big);
+            let third = codec.encode(&3u8).unwrap();
+            assert_ne!(third.as_ptr(), memory, "big memory is not kept");
+            assert_eq!(third, plain_encode(codec, &3u8));
+        }
     }
 
     #[test]

@@ -101,8 +101,27 @@ impl<'a> Place<'a> {
         }
         // SAFETY: `len + bytes.len() <= capacity`, within the memory `new` was promised;
         // `bytes` is this process's own memory, which the place does not overlap.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(self.len), bytes.len()) };
+        unsafe { copy_to(bytes, self.start.add(self.len)) };
         self.len += bytes.len();
+        true
+    }
+
+    /// Appends `len` bytes that `write` writes at the pointer it is given, if they fit (as
+    /// [`put`](Self::put) does): several fields at once, checked once.
+    ///
+    /// # Safety
+    ///
+    /// `write` must write all `len` bytes at the pointer it is given, and nothing else; it may
+    /// not read them (the memory may be shared with another process).
+    #[inline]
+    pub(crate) unsafe fn put_with(&mut self, len: usize, write: impl FnOnce(*mut u8)) -> bool {
+        if self.full || (len > self.capacity - self.len && !self.make_room(len)) {
+            self.full = true;
+            return false;
+        }
+        // SAFETY: `self.len + len <= capacity`, within the memory `new` was promised.
+        write(unsafe { self.start.add(self.len) });
+        self.len += len;
         true
     }
 
@@ -125,15 +144,41 @@ impl<'a> Place<'a> {
             None => false,
         }
     }
+}
 
-    /// Overwrites bytes already written, at `at` (a length field reserved before a value).
-    pub(crate) fn patch(&mut self, at: usize, bytes: &[u8]) {
-        assert!(
-            at <= self.len && bytes.len() <= self.len - at,
-            "only written bytes are patched"
-        );
-        // SAFETY: within the bytes written, so within the memory `new` was promised.
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.start.add(at), bytes.len()) };
+/// Copies `bytes` to `to`, only writing there. Most fields of a frame, and what an encoder
+/// puts at a time, are a few bytes long: up to 16, two overlapping moves of a word or half
+/// a word each, inline, instead of a call to `memcpy`.
+///
+/// # Safety
+///
+/// `bytes.len()` bytes at `to` must be valid for writes and not overlap `bytes`.
+#[inline(always)]
+pub(crate) unsafe fn copy_to(bytes: &[u8], to: *mut u8) {
+    let len = bytes.len();
+    let from = bytes.as_ptr();
+    // SAFETY: every read lies within `bytes` and every write within `len` bytes at `to`
+    // (both moves of a pair fit `len` bytes: `len` is at least the width of one); unaligned
+    // reads and writes are allowed anywhere.
+    unsafe {
+        if len > 16 {
+            ptr::copy_nonoverlapping(from, to, len);
+        } else if len >= 8 {
+            let (first, last) = (from.cast::<u64>().read_unaligned(), from.add(len - 8));
+            let last = last.cast::<u64>().read_unaligned();
+            to.cast::<u64>().write_unaligned(first);
+            to.add(len - 8).cast::<u64>().write_unaligned(last);
+        } else if len >= 4 {
+            let (first, last) = (from.cast::<u32>().read_unaligned(), from.add(len - 4));
+            let last = last.cast::<u32>().read_unaligned();
+            to.cast::<u32>().write_unaligned(first);
+            to.add(len - 4).cast::<u32>().write_unaligned(last);
+        } else if len > 0 {
+            // 1 to 3 bytes: the first, the middle and the last cover them.
+            to.write(from.read());
+            to.add(len / 2).write(from.add(len / 2).read());
+            to.add(len - 1).write(from.add(len - 1).read());
+        }
     }
 }
 
@@ -180,6 +225,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_and_long_copies_write_exactly_their_bytes() {
+        for len in 0..=40 {
+            let bytes: Vec<u8> = (1..=len as u8).collect();
+            let mut memory = [0u8; 48];
+            // SAFETY: `len + 4 <= 48` bytes of a local array, which `bytes` does not overlap.
+            unsafe { copy_to(&bytes, memory.as_mut_ptr().add(4)) };
+            assert_eq!(memory[..4], [0; 4]);
+            assert_eq!(memory[4..4 + len], bytes[..]);
+            assert!(
+                memory[4 + len..].iter().all(|&byte| byte == 0),
+                "{len} bytes"
+            );
+        }
+    }
+
+    #[test]
     fn a_place_takes_what_fits_and_then_nothing() {
         let mut memory = [0u8; 8];
         // SAFETY: a local array, not otherwise used while the place lives.
@@ -187,13 +248,12 @@ mod tests {
         assert!(place.put(&[1, 2, 3]));
         assert!(place.put(&[4, 5, 6, 7, 8]));
         assert!(!place.is_full());
-        place.patch(1, &[9]);
         // Nothing more fits, not even a byte, and it stays full.
         assert!(!place.put(&[10]));
         assert!(place.is_full());
         assert!(!place.put(&[]));
         assert_eq!(place.len(), 8);
-        assert_eq!(memory, [1, 9, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(memory, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     /// Memory that doubles, up to a bound, moving what was written.
@@ -233,7 +293,6 @@ mod tests {
             for chunk in bytes.chunks(7) {
                 assert!(place.put(chunk));
             }
-            place.patch(0, &[99]);
             assert_eq!(place.len(), 30);
             assert!(!place.is_full());
             // Past its bound, it is full, and stays so.
@@ -241,18 +300,7 @@ mod tests {
             assert!(place.is_full());
             assert!(!place.put(&[0]));
         }
-        assert_eq!(grow.memory[0], 99);
-        assert_eq!(grow.memory[1..30], bytes[1..]);
+        assert_eq!(grow.memory[..30], bytes[..]);
         assert_eq!(grow.grown, 3, "4 -> 8 -> 16 -> 32 bytes");
-    }
-
-    #[test]
-    #[should_panic(expected = "only written bytes are patched")]
-    fn a_patch_beyond_what_was_written_panics() {
-        let mut memory = [0u8; 8];
-        // SAFETY: as above.
-        let mut place = unsafe { Place::new(memory.as_mut_ptr(), memory.len()) };
-        place.put(&[1, 2]);
-        place.patch(1, &[0, 0]);
     }
 }

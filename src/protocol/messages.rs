@@ -8,10 +8,10 @@
 
 use super::ABORT;
 use super::{
-    protocol, Body, Encoder, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING, PORT,
-    PORT_CLOSED, RUN, STOP, VERSION,
+    protocol, Body, Encoder, Fields, Frame, Message, Sink, DONE, HELLO, INIT, MAGIC, PANICKING,
+    PORT, PORT_CLOSED, RUN, STOP, VERSION,
 };
-use crate::codec::{Place, Serialization};
+use crate::codec::{copy_to, Place, Serialization};
 use crate::{Error, TypeRole};
 
 /// What a pool sends its child.
@@ -101,22 +101,100 @@ impl Run<'_> {
     /// the argument's length): what [`write_head`](Self::write_head) writes, the argument
     /// following it, encoded in place.
     pub(crate) fn head_size(&self) -> usize {
-        let mut len = 5; // The header and the kind.
-        ToChild::Run(Run { arg: &[], ..*self }).fields(&mut Encoder(&mut len));
-        len
+        // The header, the kind, the task, four strings' lengths and bytes, the argument's
+        // length: as `fields` writes them (a test checks), added up without a walk.
+        let strings = self.name.len() + self.arg_type.len();
+        let strings = strings + self.result_type.len() + self.port_type.len();
+        4 + 1 + 8 + 4 * 4 + strings + 4
     }
 
     /// Writes this frame's head, of `head` bytes ([`head_size`](Self::head_size)), to `out`,
     /// for an argument of `arg_len` bytes that follows it (`self.arg` is not written). The
     /// frame, head and argument, must be within the cap (the caller's place for both was).
+    ///
+    /// The fields go in with one check of room and one copy each (this runs for every task),
+    /// the bytes `fields` would write.
+    #[inline]
     pub(crate) fn write_head(&self, head: usize, arg_len: usize, out: &mut Place<'_>) {
         debug_assert_eq!(head, self.head_size());
-        ToChild::Run(Run { arg: &[], ..*self }).write(head, out);
         // The lengths that count the argument: the frame's, and the argument's own.
         let frame = u32::try_from(head - 4 + arg_len).expect("a frame within the cap");
         let arg = u32::try_from(arg_len).expect("a frame within the cap");
-        out.patch(0, &frame.to_le_bytes());
-        out.patch(head - 4, &arg.to_le_bytes());
+        let field = |text: &str| u32::try_from(text.len()).expect("a frame within the cap");
+        let write = |at: *mut u8| {
+            let mut cursor = Cursor(at);
+            // SAFETY: the fields add up to `head` bytes (`head_size`), the place's.
+            unsafe {
+                cursor.put(&frame.to_le_bytes());
+                cursor.put(&[RUN]);
+                cursor.put(&self.task.to_le_bytes());
+                for text in [self.name, self.arg_type, self.result_type, self.port_type] {
+                    cursor.put(&field(text).to_le_bytes());
+                    cursor.put(text.as_bytes());
+                }
+                cursor.put(&arg.to_le_bytes());
+            }
+            debug_assert_eq!(cursor.0 as usize - at as usize, head, "measured alike");
+        };
+        // SAFETY: `write` writes the head's `head` bytes, only writing.
+        let fits = unsafe { out.put_with(head, write) };
+        debug_assert!(fits, "a place holds the head measured for it");
+    }
+}
+
+impl<'a> Run<'a> {
+    /// A well-formed `RUN` body, read at once ([`Fields`]); `None` for anything else.
+    #[inline]
+    fn read(body: &'a [u8]) -> Option<Self> {
+        let mut fields = Fields::new(body);
+        let run = Run {
+            task: fields.u64()?,
+            name: fields.str()?,
+            arg_type: fields.str()?,
+            result_type: fields.str()?,
+            port_type: fields.str()?,
+            arg: fields.bytes()?,
+        };
+        fields.end().then_some(run)
+    }
+}
+
+impl<'a> Done<'a> {
+    /// A well-formed `DONE` body with a value, read at once ([`Fields`]); `None` for
+    /// anything else (an error, say).
+    #[inline]
+    fn read_value(body: &'a [u8]) -> Option<Self> {
+        let mut fields = Fields::new(body);
+        let (task, rss) = (fields.u64()?, fields.u64()?);
+        if fields.u8()? != 0 {
+            return None;
+        }
+        let value = fields.bytes()?;
+        fields.end().then_some(Done {
+            task,
+            rss,
+            outcome: Ok(value),
+        })
+    }
+}
+
+/// Writes bytes one after another through a raw pointer (the memory may be shared).
+struct Cursor(*mut u8);
+
+impl Cursor {
+    /// Writes `bytes` and moves past them.
+    ///
+    /// # Safety
+    ///
+    /// `bytes.len()` bytes at the cursor must be valid for writes, this process's memory
+    /// `bytes` does not overlap.
+    #[inline(always)]
+    unsafe fn put(&mut self, bytes: &[u8]) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            copy_to(bytes, self.0);
+            self.0 = self.0.add(bytes.len());
+        }
     }
 }
 
@@ -185,6 +263,16 @@ impl Message for ToChild<'_> {
 impl<'a> ToChild<'a> {
     /// Decodes a frame from the pool.
     pub(crate) fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        if frame.kind == RUN {
+            if let Some(run) = Run::read(&frame.body) {
+                return Ok(ToChild::Run(run));
+            }
+        }
+        Self::read_fields(frame)
+    }
+
+    /// [`decode`](Self::decode), field by field, each read checked.
+    fn read_fields(frame: &'a Frame) -> Result<Self, Error> {
         let mut body = Body::new(&frame.body);
         let message = match frame.kind {
             INIT => ToChild::Init(Init::fields(&mut body)?),
@@ -233,13 +321,20 @@ impl Message for ToPool<'_> {
                     out.str(name);
                 }
             }
-            ToPool::Done(done) => {
-                out.u64(done.task).u64(done.rss);
-                match &done.outcome {
-                    Ok(value) => out.u8(0).bytes(value),
-                    Err(error) => out.u8(1).error(error),
-                };
-            }
+            ToPool::Done(done) => match &done.outcome {
+                Ok(value) => {
+                    // Every task's: its fixed fields put at once, then the value.
+                    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+                    let mut head = [0u8; 21];
+                    head[..8].copy_from_slice(&done.task.to_le_bytes());
+                    head[8..16].copy_from_slice(&done.rss.to_le_bytes());
+                    head[17..].copy_from_slice(&len.to_le_bytes());
+                    out.raw(&head).raw(value);
+                }
+                Err(error) => {
+                    out.u64(done.task).u64(done.rss).u8(1).error(error);
+                }
+            },
             ToPool::Panicking { message } => {
                 out.str(message);
             }
@@ -253,6 +348,16 @@ impl Message for ToPool<'_> {
 impl<'a> ToPool<'a> {
     /// Decodes a frame from a child.
     pub(crate) fn decode(frame: &'a Frame) -> Result<Self, Error> {
+        if frame.kind == DONE {
+            if let Some(done) = Done::read_value(&frame.body) {
+                return Ok(ToPool::Done(done));
+            }
+        }
+        Self::read_fields(frame)
+    }
+
+    /// [`decode`](Self::decode), field by field, each read checked.
+    fn read_fields(frame: &'a Frame) -> Result<Self, Error> {
         let mut body = Body::new(&frame.body);
         let message = match frame.kind {
             HELLO => ToPool::Hello(Hello::fields(&mut body)?),
@@ -439,6 +544,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::super::read_frame;
+    use super::super::tests::{build, Field};
     use super::*;
 
     const MAX: usize = 1 << 16;
@@ -627,14 +733,22 @@ mod tests {
     /// frame `encode` makes, whatever the argument's length.
     #[test]
     fn a_run_written_in_place_is_the_frame_encoded() {
-        for len in [0, 1, 127, 128, 3_000, 70_000] {
+        let names = [
+            ("export", "A", "R", "P"),
+            ("", "", "", ""),
+            ("naïve::name", "alloc::vec::Vec<(u64, u64)>", "Résultat", ""),
+        ];
+        for (len, (name, arg_type, result_type, port_type)) in [0, 1, 127, 128, 3_000, 70_000]
+            .into_iter()
+            .zip(names.iter().cycle())
+        {
             let arg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let run = Run {
-                task: 7,
-                name: "export",
-                arg_type: "A",
-                result_type: "R",
-                port_type: "P",
+                task: 7 + len as u64,
+                name,
+                arg_type,
+                result_type,
+                port_type,
                 arg: &[],
             };
             let head = run.head_size();
@@ -790,12 +904,57 @@ mod tests {
             cuts_and_extensions_are_refused(&frame, pool_decodes)?;
         }
 
+        /// A `DONE`'s fixed fields, put at once, are those the table lays out.
+        #[test]
+        fn a_done_is_its_fields(
+            (task, rss) in any::<(u64, u64)>(),
+            value in bytes(),
+        ) {
+            let done = ToPool::Done(Done { task, rss, outcome: Ok(&value) });
+            let fields = [Field::U64(task), Field::U64(rss), Field::Raw(&[0]), Field::Bytes(&value)];
+            prop_assert_eq!(done.to_frame(MAX)?, build(DONE, &fields, MAX)?);
+        }
+
         #[test]
         fn the_other_frames_to_a_pool_round_trip(task in any::<u64>(), message in bytes(), text in text()) {
             for sent in [ToPool::Port { task, message: &message }, ToPool::Panicking { message: &text }] {
                 let frame = wire(&sent);
                 prop_assert_eq!(ToPool::decode(&frame)?, sent);
                 cuts_and_extensions_are_refused(&frame, pool_decodes)?;
+            }
+        }
+
+        /// A `RUN` and a `DONE` with a value read at once, whole, exactly when they read so
+        /// field by field, and alike: whatever their bytes, or a valid frame's with one byte
+        /// changed, cut or added.
+        #[test]
+        fn frames_read_at_once_read_as_field_by_field(
+            (task, name, arg) in (any::<u64>(), text(), bytes()),
+            (at, byte, how) in (any::<usize>(), any::<u8>(), 0..4u8),
+            random in bytes(),
+        ) {
+            let run = wire(&ToChild::Run(Run {
+                task, name: &name, arg_type: "A", result_type: "", port_type: "P", arg: &arg,
+            }));
+            let done = wire(&ToPool::Done(Done { task, rss: 3, outcome: Ok(&arg) }));
+            for (kind, valid) in [(RUN, &run.body), (DONE, &done.body)] {
+                let mut body = valid.to_vec();
+                match how {
+                    0 if !body.is_empty() => body[at % valid.len()] = byte,
+                    1 => body.truncate(at % (valid.len() + 1)),
+                    2 => body.insert(at % (valid.len() + 1), byte),
+                    _ => body.clone_from(&random),
+                }
+                let frame = Frame { kind, body: body.into() };
+                if kind == RUN {
+                    let slow = ToChild::read_fields(&frame).ok();
+                    prop_assert_eq!(Run::read(&frame.body).map(ToChild::Run), slow);
+                } else {
+                    let slow = ToPool::read_fields(&frame).ok().filter(|done| {
+                        matches!(done, ToPool::Done(Done { outcome: Ok(_), .. }))
+                    });
+                    prop_assert_eq!(Done::read_value(&frame.body).map(ToPool::Done), slow);
+                }
             }
         }
 

@@ -222,8 +222,10 @@ pub(crate) trait Message {
     /// Writes the frame, of `size` bytes as [`measure`](Self::measure) found, to `out`.
     fn write<S: Sink>(&self, size: usize, out: &mut S) {
         let header = u32::try_from(size - 4).expect("measured");
-        out.put(&header.to_le_bytes());
-        out.put(&[self.kind()]);
+        // The header and the kind, put at once.
+        let mut head = [self.kind(); 5];
+        head[..4].copy_from_slice(&header.to_le_bytes());
+        out.put(&head);
         self.fields(&mut Encoder(out));
     }
 
@@ -438,14 +440,7 @@ impl<'a> Body<'a> {
     }
 
     pub(crate) fn str(&mut self) -> Result<&'a str, Error> {
-        let bytes = self.bytes()?;
-        // Most strings (exports' and types' names) are ASCII, which a word at a time shows
-        // faster than a check of UTF-8 walks its bytes.
-        if bytes.is_ascii() {
-            // SAFETY: ASCII is UTF-8.
-            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
-        }
-        std::str::from_utf8(bytes).map_err(|_| protocol("a string is not UTF-8"))
+        text(self.bytes()?).ok_or_else(|| protocol("a string is not UTF-8"))
     }
 
     /// Fails unless every byte was read.
@@ -455,6 +450,81 @@ impl<'a> Body<'a> {
         } else {
             Err(protocol("trailing bytes in frame"))
         }
+    }
+}
+
+/// `bytes` as a string, if they are UTF-8. Most strings (exports' and types' names) are ASCII,
+/// which a word at a time shows faster than a check of UTF-8 walks their bytes.
+#[inline]
+fn text(bytes: &[u8]) -> Option<&str> {
+    if is_ascii(bytes) {
+        // SAFETY: ASCII is UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
+}
+
+/// Whether `bytes` are ASCII: up to 16, from two overlapping words or half words read at
+/// once (the standard library goes byte by byte below a word); more, as it does.
+#[inline]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let len = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        0 => true,
+        1..=3 => (bytes[0] | bytes[len / 2] | bytes[len - 1]) < 0x80,
+        4..=7 => (half(0) | half(len - 4)) & HIGH as u32 == 0,
+        8..=16 => (word(0) | word(len - 8)) & HIGH == 0,
+        _ => bytes.is_ascii(),
+    }
+}
+
+/// [`Body`]'s reads without an error to make: the frames of every task (`RUN`, a `DONE` with a
+/// value) are read so first, whole, and read again with a `Body` only if that fails, for the
+/// error. What reads whole here reads alike there (a test checks).
+pub(crate) struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Fields { rest: body }
+    }
+
+    #[inline]
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = self.rest.split_at_checked(n)?;
+        self.rest = tail;
+        Some(head)
+    }
+
+    #[inline]
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+
+    #[inline]
+    pub(crate) fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        self.take(len as usize)
+    }
+
+    #[inline]
+    pub(crate) fn str(&mut self) -> Option<&'a str> {
+        text(self.bytes()?)
+    }
+
+    /// Whether every byte was read.
+    #[inline]
+    pub(crate) fn end(&self) -> bool {
+        self.rest.is_empty()
     }
 }
 
@@ -504,6 +574,22 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> Result<Option<Frame>, Error> {
         read_frame(&mut &bytes[..], MAX)
+    }
+
+    #[test]
+    fn ascii_is_told_from_the_rest_at_every_length() {
+        for len in 0..=40 {
+            for at in 0..len {
+                let mut bytes = vec![b'a'; len];
+                assert!(is_ascii(&bytes));
+                bytes[at] = 0x80;
+                assert!(!is_ascii(&bytes), "{len} bytes, 0x80 at {at}");
+                bytes[at] = 0xff;
+                assert!(!is_ascii(&bytes), "{len} bytes, 0xff at {at}");
+                bytes[at] = 0x7f;
+                assert!(is_ascii(&bytes));
+            }
+        }
     }
 
     #[test]

@@ -72,18 +72,21 @@ impl Launcher for Processes {
             bulk,
         } = spawn::start(options, env, &self.forks).map_err(failed)?;
         let watch = child.watch();
+        let reader = Reader::from_child(
+            ours.try_clone().map_err(|e| failed(e.to_string()))?,
+            me.retired.clone(),
+            watch.clone(),
+        );
+        let writer = Writer::ahead(ours, watch);
         let mut worker = ChildWorker {
             pool: pool.clone(),
             options: options.clone(),
             retired: me.retired.clone(),
             tally: me.tally.clone(),
             child,
-            reader: Reader::from_child(
-                ours.try_clone().map_err(|e| failed(e.to_string()))?,
-                me.retired.clone(),
-                watch.clone(),
-            ),
-            writer: Arc::new(Mutex::new(Outbox::new(Writer::ahead(ours, watch)))),
+            reader,
+            backlog: writer.backlog_flag(),
+            writer: Arc::new(Mutex::new(Outbox::new(writer))),
             region,
             bulk,
             depth: pool.concurrent_tasks_per_worker,
@@ -186,6 +189,8 @@ struct ChildWorker {
     child: ChildProcess,
     reader: Reader,
     writer: Arc<Mutex<Outbox>>,
+    /// Whether frames wait in the writer, or writing failed ([`Writer::backlog_flag`]).
+    backlog: Arc<AtomicBool>,
     /// The rings shared with the child (Linux), in use once the handshake is done, and the
     /// slots for big frames.
     region: Option<Arc<Region>>,
@@ -419,6 +424,10 @@ impl ChildWorker {
     /// Sends more of the frames sent ahead, if some wait; returns what those still wait for,
     /// or `None` once writing failed (the child is dead or dying).
     fn flush_pending(&self) -> Option<Backlog> {
+        if !self.backlog.load(Ordering::Acquire) {
+            // Nothing waits (most of the time): no lock to take.
+            return Some(Backlog::EMPTY);
+        }
         lock(&self.writer).writer.flush()
     }
 

@@ -3,8 +3,9 @@
 //! task channel bridged to the same child, through that very writer: under its lock, that
 //! would deadlock the driver's thread on itself.
 //!
-//! The frame's first `head` bytes are left for later ([`Writer::send_draft`] writes them once
-//! the body's length is known). The body is encoded once, in place, into memory that grows as
+//! The frame's first `head` bytes are left for later ([`Drafted::write_head`] writes them once
+//! the body's length is known, still outside the lock), and [`Writer::send_draft`] sends the
+//! frame: a small one is copied straight into the ring when nothing waits before it. The body is encoded once, in place, into memory that grows as
 //! it needs (a growing [`Place`]): the caller's buffer while the frame fits a ring; then the
 //! writer's slot for big frames, lent to the draft (`Writer::lend_slot`) if it is free, mapped
 //! further as the frame grows (what was written stays in the memory file), so that a big
@@ -53,6 +54,8 @@ pub(crate) struct Drafted {
     pub(super) head: usize,
     /// The frame's bytes, its head included.
     pub(crate) size: usize,
+    /// Whether its head was written ([`write_head`](Self::write_head)).
+    pub(super) headed: bool,
 }
 
 impl<'a> Draft<'a> {
@@ -104,6 +107,7 @@ impl<'a> Draft<'a> {
             in_slot: self.in_slot,
             head: self.head,
             size: self.head.saturating_add(len),
+            headed: false,
         }
     }
 
@@ -128,6 +132,36 @@ impl<'a> Draft<'a> {
         // within the limit (checked by `grow`).
         let start = unsafe { self.buffer.as_mut_ptr().add(self.head) };
         (start, capacity - self.head)
+    }
+}
+
+impl Drafted {
+    /// Writes the frame's head, where its body is (in `buffer`, the draft's, or in the slot):
+    /// `write` fills the place it is given, of the head's bytes. Still outside the writer's
+    /// lock, once the frame is to be sent.
+    pub(crate) fn write_head(&mut self, buffer: &mut Vec<u8>, write: impl FnOnce(&mut Place<'_>)) {
+        let written = |place: Place<'_>| {
+            assert!(
+                place.len() == self.head && !place.is_full(),
+                "the head fills its place"
+            );
+        };
+        if self.in_slot {
+            let slot = self.slot.as_mut().expect("the frame is in it");
+            let mut place = slot
+                .place(0, self.head, self.head)
+                .expect("mapped for the draft");
+            write(&mut place);
+            written(place);
+        } else {
+            assert!(self.size <= buffer.capacity(), "drafted within the buffer");
+            // SAFETY: `..head` lies within the capacity (`head <= size`), not otherwise used
+            // while the place lives.
+            let mut place = unsafe { Place::new(buffer.as_mut_ptr(), self.head) };
+            write(&mut place);
+            written(place);
+        }
+        self.headed = true;
     }
 }
 
@@ -185,8 +219,12 @@ mod tests {
     use std::cell::Cell;
     use std::sync::Arc;
 
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::Ordering;
+
     use super::*;
-    use crate::transport::{Bulk, Direction};
+    use crate::protocol::{Run, ToChild};
+    use crate::transport::{Bulk, Direction, ExitWatch, Reader, Region, Writer};
 
     const HEAD: usize = 40;
 
@@ -252,6 +290,86 @@ mod tests {
         // Bigger than the slot: out of it, back to the buffer.
         let bigger = pattern(3 << 20);
         assert!(matches!(draft(&bulk, true, max, &bigger), (Body::Buffer(b), 1) if b == bigger));
+    }
+
+    /// Drafts a `RUN` frame of task `task` with `arg` for its argument, in `buffer`, and sends
+    /// it through `writer`; says whether it went straight into the ring (`buffer` kept its
+    /// memory) and what the child should read.
+    fn send_run(writer: &mut Writer, buffer: &mut Vec<u8>, task: u64, arg: &[u8]) -> bool {
+        let run = Run {
+            task,
+            name: "export",
+            arg_type: "Arg",
+            result_type: "Result",
+            port_type: "",
+            arg: &[],
+        };
+        let head = run.head_size();
+        let mut lend = || None;
+        let mut draft = Draft::new(buffer, head, usize::MAX, &mut lend);
+        let len = {
+            let mut place = draft.place();
+            assert!(place.put(arg));
+            place.len()
+        };
+        let mut drafted = draft.finish(len);
+        drafted.write_head(buffer, |out| run.write_head(head, len, out));
+        let memory = buffer.as_ptr();
+        writer.send_draft(buffer, drafted).expect("sent");
+        buffer.as_ptr() == memory
+    }
+
+    /// A small drafted frame is copied straight into the ring while nothing waits before it;
+    /// one the ring has no room for waits in its buffer (the draft gets another), and those
+    /// after it wait behind it, even once the ring has room: all are read as they were sent.
+    #[test]
+    fn drafts_go_straight_into_the_ring_or_wait_their_turn() {
+        let (region, _fd) = Region::create().expect("a shared region");
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let mut reader = Reader::from_pool(ours);
+        reader.attach(region.reader(Direction::ToChild));
+        let us = libc::pid_t::try_from(std::process::id()).expect("a pid");
+        let mut writer = Writer::ahead(theirs, ExitWatch::new(us));
+        writer.attach(region.writer(Direction::ToChild));
+        let mut buffer = Vec::new();
+        let arg = |task: u64| pattern(100 + (task as usize * 37) % 500);
+        let mut in_ring = Vec::new();
+        let mut task = 0;
+        // Unread, the ring fills: the frame that finds no room waits.
+        while in_ring.last() != Some(&false) {
+            in_ring.push(send_run(&mut writer, &mut buffer, task, &arg(task)));
+            task += 1;
+        }
+        assert!(in_ring.len() > 2 && in_ring[..in_ring.len() - 1].iter().all(|&in_ring| in_ring));
+        // The driver sees that a frame waits, without the writer's lock.
+        let backlog = writer.backlog_flag();
+        assert!(backlog.load(Ordering::Acquire));
+        let mut read = 0;
+        let read_one = |reader: &mut Reader, read: &mut u64| {
+            let frame = reader
+                .read_frame(usize::MAX)
+                .expect("a frame")
+                .expect("a frame");
+            let ToChild::Run(run) = ToChild::decode(&frame).expect("a RUN") else {
+                panic!("not a RUN");
+            };
+            assert_eq!((run.task, run.name), (*read, "export"));
+            assert_eq!(run.arg, &arg(*read)[..]);
+            *read += 1;
+        };
+        // Room again, but a frame waits: the next one goes behind it.
+        read_one(&mut reader, &mut read);
+        assert!(!send_run(&mut writer, &mut buffer, task, &arg(task)));
+        task += 1;
+        while read < task {
+            writer.flush().expect("the channel works");
+            read_one(&mut reader, &mut read);
+        }
+        // Nothing waits: straight into the ring again.
+        assert!(writer.flush().expect("the channel works").is_empty());
+        assert!(!backlog.load(Ordering::Acquire));
+        assert!(send_run(&mut writer, &mut buffer, task, &arg(task)));
+        read_one(&mut reader, &mut read);
     }
 
     #[test]

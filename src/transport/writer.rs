@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bulk::{BulkWriter, KEEP};
@@ -38,6 +40,10 @@ pub(crate) struct Writer {
     peer: Option<ExitWatch>,
     /// Where a message is encoded: one buffer, reused.
     scratch: Vec<u8>,
+    /// Whether frames wait or writing failed, as of the last frame sent or flush: the driver
+    /// reads it without the lock the writer is shared under, to flush only then
+    /// ([`backlog_flag`](Self::backlog_flag)).
+    backlog: Arc<AtomicBool>,
 }
 
 /// A frame not placed yet.
@@ -72,6 +78,12 @@ pub(crate) struct Backlog {
 }
 
 impl Backlog {
+    /// Nothing waits.
+    pub(crate) const EMPTY: Backlog = Backlog {
+        ring: false,
+        socket: false,
+    };
+
     pub(crate) fn is_empty(&self) -> bool {
         !self.ring && !self.socket
     }
@@ -108,7 +120,21 @@ impl Writer {
             broken: None,
             peer,
             scratch: Vec::new(),
+            backlog: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A flag that is set whenever frames wait or writing failed, as of the last frame sent
+    /// or [`flush`](Self::flush), and clear otherwise: while it is clear, a flush has nothing
+    /// to do (frames sent since, by other threads, set it as they go).
+    pub(crate) fn backlog_flag(&self) -> Arc<AtomicBool> {
+        self.backlog.clone()
+    }
+
+    /// Updates the [`backlog_flag`](Self::backlog_flag).
+    fn note_backlog(&self) {
+        let backlog = !self.pending.is_empty() || !self.owed.is_empty() || self.broken.is_some();
+        self.backlog.store(backlog, Ordering::Release);
     }
 
     /// From now on, frames travel in `ring` (after the handshake).
@@ -137,16 +163,8 @@ impl Writer {
     /// the frame is all out, and fails if the socket does.
     pub(crate) fn send(&mut self, message: &impl Message, max: usize) -> Result<(), Error> {
         let size = message.measure(max)?;
-        if size <= INLINE_MAX && self.pending.is_empty() && self.broken.is_none() {
-            // Most frames: written straight into the ring, when it has room now.
-            if let Some(ring) = &mut self.ring {
-                if ring.try_inline_with(size, |place| message.write(size, place)) {
-                    if ring.reader_sleeping() && ring.nudge() {
-                        self.owe(&[0]);
-                    }
-                    return self.sent();
-                }
-            }
+        if self.try_ring_now(size, |place| message.write(size, place)) {
+            return self.sent();
         }
         if size > INLINE_MAX {
             // Straight into the slot, when it is free.
@@ -162,6 +180,26 @@ impl Writer {
         self.send_frame(Pending::Frame(frame))
     }
 
+    /// Most frames: a frame of `size` bytes that `write` writes straight into the ring, if it
+    /// is small, nothing waits before it, and the ring has room now; `false` if not (nothing
+    /// was written).
+    #[inline]
+    fn try_ring_now(&mut self, size: usize, write: impl FnOnce(&mut Place<'_>)) -> bool {
+        if size > INLINE_MAX || !self.pending.is_empty() || self.broken.is_some() {
+            return false;
+        }
+        let Some(ring) = &mut self.ring else {
+            return false;
+        };
+        if !ring.try_inline_with(size, write) {
+            return false;
+        }
+        if ring.reader_sleeping() && ring.nudge() {
+            self.owe(&[0]);
+        }
+        true
+    }
+
     /// Lends the slot for big frames to a [`Draft`](super::draft::Draft), if there is one, free, and the channel
     /// works; meanwhile big frames sent take the socket. It comes back with the draft
     /// ([`send_draft`](Self::send_draft), [`discard_draft`](Self::discard_draft)).
@@ -172,46 +210,40 @@ impl Writer {
         self.bulk.take()
     }
 
-    /// Sends the frame of `drafted`, written in `buffer` or in the slot lent to it, after those
-    /// sent before; `write_head` writes its head in the place it is given. As
-    /// [`send`](Self::send) does; `buffer` gets another, to draft the next frame in.
+    /// Sends the frame of `drafted`, written in `buffer` or in the slot lent to it, its head
+    /// included ([`Drafted::write_head`]), after those sent before. As [`send`](Self::send)
+    /// does: a small frame is copied straight into the ring when nothing waits before it and
+    /// the ring has room now, and otherwise waits in `buffer`, which then gets another, to
+    /// draft the next frame in.
     #[inline]
     pub(crate) fn send_draft(
         &mut self,
         buffer: &mut Vec<u8>,
         drafted: Drafted,
-        write_head: impl FnOnce(&mut Place<'_>),
     ) -> Result<(), Error> {
         let Drafted {
             slot,
             in_slot,
-            head,
             size,
+            headed,
+            ..
         } = drafted;
+        assert!(headed, "a frame goes out with its head");
         if slot.is_some() {
             self.bulk = slot;
         }
-        let written = |place: Place<'_>| {
-            assert!(
-                place.len() == head && !place.is_full(),
-                "the head fills its place"
-            );
-        };
         if in_slot {
-            let slot = self.bulk.as_mut().expect("the frame is in it");
-            let mut place = slot.place(0, head, head).expect("mapped for the draft");
-            write_head(&mut place);
-            written(place);
             return self.send_in_slot(size);
         }
         assert!(size <= buffer.capacity(), "drafted within the buffer");
-        // SAFETY: `..head` lies within the capacity (`head <= size`), not otherwise used while
-        // the place lives.
-        let mut place = unsafe { Place::new(buffer.as_mut_ptr(), head) };
-        write_head(&mut place);
-        written(place);
-        // SAFETY: `..head` was just written, `head..size` by the draft, within the capacity.
+        // SAFETY: `..head` was written by `Drafted::write_head`, `head..size` by the draft,
+        // within the capacity.
         unsafe { buffer.set_len(size) };
+        if self.try_ring_now(size, |place| {
+            place.put(buffer);
+        }) {
+            return self.sent();
+        }
         let frame = std::mem::replace(buffer, std::mem::take(&mut self.scratch));
         self.send_frame(Pending::Frame(frame))
     }
@@ -280,7 +312,11 @@ impl Writer {
     fn sent(&mut self) -> Result<(), Error> {
         match self.mode {
             Mode::Ahead => {
-                self.flush();
+                if !self.pending.is_empty() || !self.owed.is_empty() {
+                    self.flush();
+                } else {
+                    self.note_backlog();
+                }
                 Ok(())
             }
             Mode::Wait => match &self.broken {
@@ -332,6 +368,7 @@ impl Writer {
             self.owed = owed;
             self.owed.drain(..sent);
         }
+        self.note_backlog();
         if self.broken.is_some() {
             return None;
         }
@@ -360,6 +397,7 @@ impl Writer {
             // forked may hold the socket.
             if hung_up(&self.socket) || self.peer.as_ref().is_some_and(ExitWatch::exited) {
                 self.broken = Some(io::ErrorKind::BrokenPipe.into());
+                self.note_backlog();
                 break;
             }
             if backlog.socket {

@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::process;
 use std::sync::{Arc, Mutex};
 
-use crate::codec::Serialization;
+use crate::codec::{self, Serialization};
 use crate::exports::{Exports, SerdeFunction};
 use crate::panics;
 use crate::panics::panic_message;
@@ -544,15 +544,18 @@ fn send_result(
     };
     let outcome = error.map_or(Ok(&value[..]), Err);
     let mut writer = lock(writer);
-    match writer.send(&ToPool::Done(Done { task, rss, outcome }), max) {
+    let sent = match writer.send(&ToPool::Done(Done { task, rss, outcome }), max) {
         // A result too big for a frame becomes the task's error.
         Err(error) if !writer.is_broken() => {
             let outcome = Err(error);
             writer.send(&ToPool::Done(Done { task, rss, outcome }), max)
         }
         sent => sent,
-    }
-    .map_err(|e| e.to_string())
+    };
+    drop(writer);
+    // The next result is encoded in its memory.
+    codec::recycle(value);
+    sent.map_err(|e| e.to_string())
 }
 
 /// Tells the pool the panic message before the default hook prints it, in case the process

@@ -6,7 +6,8 @@
 //! made before it goes in the ring; a bigger one moves on to the shared slot for big frames,
 //! lent by the writer while it is free (a big argument so costs the pool one copy, the encoding
 //! itself), and past it, or while it is taken, to the buffer grown (see `transport/draft.rs`).
-//! The lock is then taken once, to send the frame.
+//! The head is written there too, still outside the lock, which is then taken once, to send
+//! the frame (a small one is copied into the ring then, unless frames wait before it).
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,14 +52,17 @@ pub(super) fn send<'o>(
         let mut place = draft.place();
         (job.encode_arg_into(codec, &mut place), place.len())
     };
-    let drafted = draft.finish(len);
+    let mut drafted = draft.finish(len);
     let too_big = drafted.size > max.saturating_add(4);
+    let send = matches!(encoded, Some(Ok(Encoded::InPlace))) && !too_big;
+    if send {
+        drafted.write_head(&mut buffer, |out: &mut Place<'_>| {
+            run.write_head(head, len, out)
+        });
+    }
     let mut out = lock(outbox);
     let sent = match encoded {
-        Some(Ok(Encoded::InPlace)) if !too_big => {
-            let write_head = |out: &mut Place<'_>| run.write_head(head, len, out);
-            Some(out.writer.send_draft(&mut buffer, drafted, write_head))
-        }
+        Some(Ok(Encoded::InPlace)) if send => Some(out.writer.send_draft(&mut buffer, drafted)),
         failed => {
             out.writer.discard_draft(&mut buffer, drafted);
             failed.map(|encoded| {
