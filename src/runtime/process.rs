@@ -190,7 +190,8 @@ struct ChildWorker {
     reader: Reader,
     writer: Arc<Mutex<Outbox>>,
     /// Whether frames wait in the writer, or writing failed ([`Writer::backlog_flag`]).
-    backlog: Arc<AtomicBool>,
+    /// (`std`'s atomic even under loom, which does not model this runtime: it is the writer's.)
+    backlog: Arc<std::sync::atomic::AtomicBool>,
     /// The rings shared with the child (Linux), in use once the handshake is done, and the
     /// slots for big frames.
     region: Option<Arc<Region>>,
