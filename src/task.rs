@@ -38,7 +38,7 @@ mod loom;
 mod slot;
 mod spawned;
 
-pub(crate) use slot::{Completion, Outcome, Slot};
+pub(crate) use slot::{Completion, Leftover, Outcome, Slot};
 pub(crate) use spawned::Spawn;
 
 /// The handle to a task's result.
@@ -194,6 +194,10 @@ pub(crate) trait Job: Send + Sync + Spawn {
     /// Resolves the task with `error` unless it already resolved, counted in `tally`; returns
     /// whether it did.
     fn fail(&self, error: Error, tally: &Tally) -> bool;
+    /// [`fail`](Job::fail), for a caller holding a lock of the pool: what the task held (a
+    /// child's task keeps its argument for a resend) comes back, to be dropped once that lock
+    /// is released; `None` if the task had already resolved.
+    fn fail_leaving(&self, error: Error, tally: &Tally) -> Option<Leftover>;
     /// The export to run.
     fn name(&self) -> &str;
     /// The worker side of the task's channel, if it was given one.
@@ -493,8 +497,12 @@ where
     }
 
     fn fail(&self, error: Error, tally: &Tally) -> bool {
-        let did = self.slot.complete_counted(Err(error), Some(tally));
-        if did {
+        self.fail_leaving(error, tally).is_some()
+    }
+
+    fn fail_leaving(&self, error: Error, tally: &Tally) -> Option<Leftover> {
+        let leftover = self.slot.complete_leaving(Err(error), Some(tally));
+        if leftover.is_some() {
             // The task ended (cancelled, aborted, terminated, refused): close its channel, so
             // the caller drains and then gets `Disconnected` instead of waiting forever, and
             // a function still blocked on the port wakes up.
@@ -502,7 +510,8 @@ where
                 port.close();
             }
         }
-        self.resolved(did)
+        self.resolved(leftover.is_some());
+        leftover
     }
 
     fn name(&self) -> &str {

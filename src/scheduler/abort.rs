@@ -71,9 +71,12 @@ impl Scheduler {
                 Error::TimedOut { .. } => Exit::TimedOut,
                 _ => Exit::Aborted,
             };
-            if !job.fail(error, &self.tally) {
+            // Failed under the lock, so that the worker cannot book the task meanwhile; what
+            // it held (a child's task keeps its argument) is dropped once the lock is released:
+            // user code, which may call the pool.
+            let Some(leftover) = job.fail_leaving(error, &self.tally) else {
                 return; // It resolved first.
-            }
+            };
             // A thread cannot be stopped: retire the worker, so that it leaves once the
             // function returns and no longer counts toward `max_threads`. Nothing else was
             // running on it; what it had taken and not started goes back to the head of the
@@ -91,6 +94,7 @@ impl Scheduler {
             let starts = self.replenish(&mut state);
             let idle = self.settle(&mut state);
             drop(state);
+            drop(leftover);
             self.start_all(starts);
             resolve(idle);
         }

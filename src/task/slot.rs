@@ -11,7 +11,9 @@
 //! The argument and the result share the state's one variant tag and bytes: a saturated pool
 //! holds hundreds of thousands of cells and faults their pages in, so every word counts.
 //! What the slot drops (an argument, a staged result beaten by an abort) is dropped after its
-//! lock is released: user code does not run under it.
+//! lock is released: user code does not run under it. A caller that resolves a task under a
+//! lock of its own (the scheduler's, aborting a running task) takes it as a [`Leftover`]
+//! instead, to drop once that lock is released too.
 
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -42,6 +44,14 @@ struct SlotInner<R, A> {
     waiter: Waiter,
     /// The worker's waker of an async task's future (see [`Slot::set_runner`]).
     runner: Option<Waker>,
+}
+
+/// What a task held when it was resolved from outside (its argument, kept for a resend to a
+/// child; a result staged): dropping it runs user code, which may call the pool, so whoever
+/// resolved the task under a lock drops it once that lock is released.
+#[must_use = "dropped once no lock is held"]
+pub(crate) struct Leftover {
+    _held: Option<Box<dyn Send>>,
 }
 
 /// Where a task's argument waits for its worker and its result for its reader. `A` is `()`
@@ -145,15 +155,40 @@ impl<R, A> Slot<R, A> {
     /// [`complete`](Self::complete), counting the outcome in `tally` if it resolves the task:
     /// under the slot's lock, so before the result can be seen.
     pub(super) fn complete_counted(&self, result: Result<R, Error>, tally: Option<&Tally>) -> bool {
+        self.resolve(result, tally).map(drop).is_some()
+    }
+
+    /// [`complete_counted`](Self::complete_counted), handing back what the task held instead
+    /// of dropping it; `None` if it had already resolved.
+    pub(super) fn complete_leaving(
+        &self,
+        result: Result<R, Error>,
+        tally: Option<&Tally>,
+    ) -> Option<Leftover>
+    where
+        R: Send + 'static,
+        A: Send + 'static,
+    {
+        let old = self.resolve(result, tally)?;
+        let held: Option<Box<dyn Send>> = match old {
+            // Nothing to drop (a worker has the argument), and nothing to allocate.
+            State::Running => None,
+            old => Some(Box::new(old)),
+        };
+        Some(Leftover { _held: held })
+    }
+
+    /// Resolves the task with `result`, counted in `tally`, unless it already resolved;
+    /// returns what the state held before.
+    fn resolve(&self, result: Result<R, Error>, tally: Option<&Tally>) -> Option<State<R, A>> {
         let inner = lock(&self.inner);
         if let State::Ready(_) | State::Taken = inner.state {
-            return false;
+            return None;
         }
         if let Some(tally) = tally {
             tally.count(outcome(&result));
         }
-        drop(self.make_ready(inner, result.map_err(Box::new)));
-        true
+        Some(self.make_ready(inner, result.map_err(Box::new)))
     }
 
     /// Resolves the task with `held` and wakes its reader (and the worker running its future,
@@ -277,5 +312,47 @@ pub(crate) trait Completion<R>: Send + Sync {
 impl<R: Send> Completion<R> for Slot<R> {
     fn slot(&self) -> &dyn Outcome<R> {
         self
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// A value that counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Resolving a task from outside hands back its argument (kept for a resend), or a result
+    /// staged, undropped: dropped with the leftover, once; nothing comes back if it resolved.
+    #[test]
+    fn a_leftover_holds_the_argument_or_staged_result_until_dropped() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Slot::<u32, Counted>::with_arg(Counted(drops.clone()));
+        assert_eq!(slot.lend_arg(|_| ()), Some(()), "lent and put back");
+        let leftover = slot.complete_leaving(Err(Error::Terminated), None);
+        assert!(leftover.is_some(), "it resolved the task");
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "the argument waits");
+        drop(leftover);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped with the leftover");
+        assert!(slot
+            .complete_leaving(Err(Error::Terminated), None)
+            .is_none());
+        assert_eq!(slot.wait(None), Some(Err(Error::Terminated)));
+
+        let staged = Slot::<Counted, ()>::new();
+        staged.stage(Ok(Counted(drops.clone())));
+        let leftover = staged.complete_leaving(Err(Error::Terminated), None);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the staged result waits");
+        drop(leftover);
+        assert_eq!(drops.load(Ordering::SeqCst), 2, "dropped with the leftover");
+        assert!(matches!(staged.wait(None), Some(Err(Error::Terminated))));
     }
 }

@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Runtime, Task};
 
 use crate::common::{
@@ -35,6 +36,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             one_signal_aborts_every_task_that_shares_it,
             a_running_abort_replaces_the_worker_at_once,
             an_abort_of_a_task_handed_to_a_starting_worker_fails_it,
+            an_aborted_running_tasks_argument_is_dropped_outside_the_pools_lock,
         ],
         threads: [
             abort_while_running_fails_the_task_at_once,
@@ -713,4 +715,54 @@ fn every_function_sharing_an_aborted_signal_returns_and_the_queued_ones_never_ru
     pool.destroy().wait().unwrap();
     assert_eq!(live(P), 0);
     assert_eq!(started.get(), 2, "the queued tasks never ran");
+}
+
+/// An argument whose `Drop` (user code) reads its pool's stats, taking the pool's lock; it
+/// crosses to a child as nothing, and is dropped there without a pool.
+#[derive(Serialize, Deserialize)]
+pub struct Probe {
+    #[serde(skip)]
+    pool: Option<Pool>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            let _ = pool.stats();
+        }
+    }
+}
+
+/// The "probe" export: announces itself on its channel, then waits until it closes.
+pub fn probe(_: Probe) {
+    let port = worker::port::<u32>().expect("a channel");
+    port.send(0).expect("the caller listens");
+    while port.recv().is_ok() {}
+}
+
+/// The abort of a running task drops its argument, if the pool still holds it (a child's task,
+/// kept for a resend), with no lock of the pool held: its `Drop` may call the pool.
+fn an_aborted_running_tasks_argument_is_dropped_outside_the_pools_lock(runtime: Runtime) {
+    let pool = pool(runtime).max_threads(1).build().unwrap();
+    let controller = AbortController::new();
+    let (port, theirs) = tinypool::channel::<u32>();
+    let options = RunOptions::new()
+        .name("probe")
+        .channel(theirs)
+        .signal(controller.signal());
+    let task = pool.run_with::<(), _>(
+        Probe {
+            pool: Some(pool.clone()),
+        },
+        options,
+    );
+    assert_eq!(next(&port), Ok(0), "the task runs");
+    crate::common::within("the abort", move || controller.abort());
+    assert_eq!(finish(task), Err(aborted(None)));
+    assert_eq!(
+        finish(call::<u32>(&pool, "counter")),
+        Ok(0),
+        "a fresh worker"
+    );
+    pool.destroy().wait().unwrap();
 }

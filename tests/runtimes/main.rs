@@ -140,6 +140,8 @@ fn exports() -> Exports {
             }
             answered
         })
+        // Announces itself on its channel, then waits until the channel closes.
+        .export("probe", abort::probe)
         // Announces itself on its channel, if it has one, then spins until aborted.
         .export("spin", |()| {
             if let Ok(port) = worker::port::<u32>() {
