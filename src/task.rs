@@ -437,6 +437,23 @@ where
             .unwrap_or(DEFAULT_NAME)
     }
 
+    /// The worker side of its channel, if it was given one ([`Job::port`]).
+    fn channel(&self) -> Option<&dyn ErasedPort> {
+        self.extras.as_ref()?.port.as_deref()
+    }
+
+    /// After a failure that resolved the task (`did`): its channel closes, so that the caller
+    /// drains and then gets `Disconnected` instead of waiting forever, and a function still
+    /// blocked on the port wakes up (cancelled, aborted, terminated, refused).
+    fn failed(&self, did: bool) -> bool {
+        if did {
+            if let Some(port) = self.channel() {
+                port.close();
+            }
+        }
+        self.resolved(did)
+    }
+
     fn resolved(&self, did: bool) -> bool {
         if did && self.extras.is_some() {
             self.remove_abort_hook();
@@ -497,20 +514,14 @@ where
     }
 
     fn fail(&self, error: Error, tally: &Tally) -> bool {
-        self.fail_leaving(error, tally).is_some()
+        // What the task held is dropped here, once the slot's lock is released: no box for it.
+        let did = self.slot.complete_counted(Err(error), Some(tally));
+        self.failed(did)
     }
 
     fn fail_leaving(&self, error: Error, tally: &Tally) -> Option<Leftover> {
         let leftover = self.slot.complete_leaving(Err(error), Some(tally));
-        if leftover.is_some() {
-            // The task ended (cancelled, aborted, terminated, refused): close its channel, so
-            // the caller drains and then gets `Disconnected` instead of waiting forever, and
-            // a function still blocked on the port wakes up.
-            if let Some(port) = self.port() {
-                port.close();
-            }
-        }
-        self.resolved(leftover.is_some());
+        self.failed(leftover.is_some());
         leftover
     }
 
@@ -519,7 +530,7 @@ where
     }
 
     fn port(&self) -> Option<&dyn ErasedPort> {
-        self.extras.as_ref()?.port.as_deref()
+        self.channel()
     }
 
     fn abortable(&self) -> bool {

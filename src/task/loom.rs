@@ -1,6 +1,7 @@
 //! Model checks of the result slot under every interleaving loom finds:
 //! `RUSTFLAGS="--cfg loom" cargo test --lib loom`.
 
+use super::slot::Counted;
 use super::*;
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -71,15 +72,6 @@ fn a_waker_registered_before_completion_is_woken() {
         assert_eq!(::loom::future::block_on(Task::<u32>::new(slot)), Ok(3));
         worker.join().unwrap();
     });
-}
-
-/// An argument that counts its drops.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 #[test]

@@ -315,20 +315,23 @@ impl<R: Send> Completion<R> for Slot<R> {
     }
 }
 
+/// A value that counts its drops: a task's argument or result in the tests of this slot and
+/// its loom models.
+#[cfg(test)]
+pub(super) struct Counted(pub(super) Arc<crate::sync::AtomicUsize>);
+
+#[cfg(test)]
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use crate::sync::AtomicUsize;
 
     use super::*;
-
-    /// A value that counts its drops.
-    struct Counted(Arc<AtomicUsize>);
-
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
 
     /// Resolving a task from outside hands back its argument (kept for a resend), or a result
     /// staged, undropped: dropped with the leftover, once; nothing comes back if it resolved.
