@@ -14,7 +14,7 @@ use std::time::Duration;
 use tinypool::{Builder, Error, Exports, Pool, Runtime};
 
 use common::procfs::gone;
-use common::{destroy, eventually, finish, named};
+use common::{destroy, eventually, finish, named, next};
 
 tinypool::test_workers!(exports);
 
@@ -167,7 +167,7 @@ fn a_killed_server_takes_its_workers_and_a_new_one_serves_the_next_tasks() {
     let pool = forking(false).build().unwrap();
     let (caller, worker) = tinypool::channel::<Place>();
     let held = pool.run_with::<Result<u32, String>, _>((), named("hold").channel(worker));
-    let (pid, server, _) = caller.recv().expect("the held task says where it runs");
+    let (pid, server, _) = next(&caller).expect("the held task says where it runs");
     // SAFETY: SIGKILL to the server, a process of this test's pool.
     unsafe { libc::kill(server as libc::pid_t, libc::SIGKILL) };
     let lost = finish(held);

@@ -199,13 +199,22 @@ mod attacks {
         }
     }
 
+    /// `test`, then a check that it left no child process (not even a zombie) and no
+    /// descriptor more than it found.
+    pub fn leaves_nothing(test: fn()) -> Box<dyn Fn()> {
+        Box::new(move || {
+            let before = Before::now();
+            test();
+            before.nothing_left();
+        })
+    }
+
     // ---- The server stopped or killed ----------------------------------------------------------
 
     /// A worker that ends while its server is stopped (SIGSTOP: it can neither reap it nor say
     /// how it ended): its task still fails within the bound, with the worker's own exit code,
     /// and the pool serves on and leaves nothing behind.
     pub fn a_worker_that_ends_while_its_server_is_stopped_fails_its_task() {
-        let before = Before::now();
         let pool = forking(1)
             .startup_timeout(Duration::from_millis(500))
             .build()
@@ -231,13 +240,11 @@ mod attacks {
         assert_ne!(parent, server, "not by the stopped server");
         destroy(pool);
         eventually("the stopped server gone", || gone(server) && gone(pid));
-        before.nothing_left();
     }
 
     /// `destroy` of a pool whose server is stopped, its workers idle: they stop, the pool is
     /// destroyed in time, and the server is killed and reaped.
     pub fn destroy_with_a_stopped_server_leaves_nothing() {
-        let before = Before::now();
         let pool = forking(2)
             .min_threads(2)
             .startup_timeout(Duration::from_millis(500))
@@ -253,14 +260,20 @@ mod attacks {
         eventually("the workers gone", || {
             places.iter().all(|&(pid, _)| gone(pid))
         });
-        before.nothing_left();
     }
 
     /// In a pool whose process is a child subreaper (a supervisor, say), workers orphaned by
     /// their killed server become its children: they are reaped too, not left as zombies.
     pub fn a_subreaper_pool_reaps_the_workers_of_a_killed_server() {
         set_child_subreaper(true);
-        let before = Before::now();
+        // Off again however the test ends: later tests of this process must not reap orphans.
+        struct Unset;
+        impl Drop for Unset {
+            fn drop(&mut self) {
+                set_child_subreaper(false);
+            }
+        }
+        let _unset = Unset;
         let pool = forking(2).build().unwrap();
         let held: Vec<(Task<u32>, Port<u32>, u32)> = (0..2)
             .map(|_| start_fault(&pool, Fault::WaitForMessage, RunOptions::new()))
@@ -290,12 +303,10 @@ mod attacks {
                 left.push(pid);
             }
         }
-        set_child_subreaper(false);
         assert!(
             left.is_empty(),
             "orphaned workers left as zombies: {statuses:?}"
         );
-        before.nothing_left();
     }
 
     fn set_child_subreaper(on: bool) {
@@ -308,7 +319,6 @@ mod attacks {
     /// `startup_timeout`: the server is replaced, its workers die with it (their tasks fail
     /// with SIGKILL), and the new task runs.
     pub fn a_stopped_server_holds_no_start_past_the_startup_timeout() {
-        let before = Before::now();
         let pool = forking(2)
             .startup_timeout(Duration::from_millis(500))
             .build()
@@ -332,13 +342,11 @@ mod attacks {
         drop(port);
         destroy(pool);
         eventually("the stopped server gone", || gone(server) && gone(pid));
-        before.nothing_left();
     }
 
     /// The server killed while a worker's start waits for it (stopped first, so that the
     /// start waits): the start goes to a new server.
     pub fn a_server_killed_during_a_start_is_replaced() {
-        let before = Before::now();
         let pool = forking(2)
             .thread_name("fsk")
             .startup_timeout(Duration::from_secs(20))
@@ -361,7 +369,6 @@ mod attacks {
         drop(port);
         destroy(pool);
         assert!(gone(next));
-        before.nothing_left();
     }
 
     // ---- Many workers, and their ends ------------------------------------------------------------
@@ -369,7 +376,6 @@ mod attacks {
     /// 500 isolated tasks on 8 workers at once: each runs in a fresh worker forked by one
     /// server, and destroy leaves no process, zombie or descriptor.
     pub fn five_hundred_isolated_tasks_on_eight_forked_workers() {
-        let before = Before::now();
         let pool = forking(8).isolate_workers(true).build().unwrap();
         let tasks: Vec<Task<Place>> = (0..500).map(|_| pool.run(())).collect();
         let places: Vec<Place> = tasks
@@ -385,13 +391,11 @@ mod attacks {
         assert_eq!(pids.len(), 500, "a worker per task");
         destroy(pool);
         assert!(gone(server));
-        before.nothing_left();
     }
 
     /// A worker that forks a helper (which holds its channel) and exits: its task fails with
     /// its exit code at once, and the pool serves on.
     pub fn a_forked_worker_that_forks_and_exits_fails_its_task_with_its_code() {
-        let before = Before::now();
         let pool = forking(1).build().unwrap();
         let (task, port, pid) = start_fault(&pool, Fault::ForkThenExit(3), RunOptions::new());
         let helper = Killed(finish_port(&port));
@@ -409,7 +413,6 @@ mod attacks {
         assert_ne!(finish(pool.run::<Place, _>(())).unwrap().0, pid);
         destroy(pool);
         drop(helper);
-        before.nothing_left();
     }
 
     fn finish_port(port: &Port<u32>) -> u32 {
@@ -421,7 +424,6 @@ mod attacks {
     /// SIGKILL from outside: a busy worker's task fails naming the signal; an idle worker's
     /// death goes to `on_error`, naming it; a new worker is forked by the same server.
     pub fn a_forked_worker_killed_from_outside_is_reported_with_its_signal() {
-        let before = Before::now();
         let (errors, hook) = collect_errors();
         let pool = forking(1).min_threads(1).on_error(hook).build().unwrap();
         let (task, port, busy) = start_fault(&pool, Fault::WaitForMessage, RunOptions::new());
@@ -443,13 +445,11 @@ mod attacks {
         let (next, parent) = finish(pool.run::<Place, _>(())).unwrap();
         assert!(next != idle && parent == server);
         destroy(pool);
-        before.nothing_left();
     }
 
     /// `abort` and `timeout` of a task on a forked worker kill that worker (SIGTERM, then
     /// SIGKILL after `terminate_timeout` for one deaf to SIGTERM, through its pidfd).
     pub fn abort_and_timeout_kill_a_forked_worker() {
-        let before = Before::now();
         let pool = forking(1)
             .terminate_timeout(Duration::from_millis(200))
             .build()
@@ -468,7 +468,6 @@ mod attacks {
         assert_eq!(finish(task), Err(Error::TimedOut { after: timeout }));
         eventually("the timed-out worker killed", || gone(spinning));
         destroy(pool);
-        before.nothing_left();
     }
 
     /// `destroy` while workers are starting: every task resolves, destroy returns in time, and
@@ -496,7 +495,6 @@ mod attacks {
     /// `recycle_workers` and `max_memory_limit_before_recycle`: the next worker is a new fork of
     /// the same server.
     pub fn recycled_workers_are_forked_again() {
-        let before = Before::now();
         let pool = forking(1).build().unwrap();
         let (first, server) = finish(pool.run::<Place, _>(())).unwrap();
         recycle(&pool);
@@ -513,12 +511,10 @@ mod attacks {
         assert!(places.iter().all(|&(_, parent)| parent == places[0].1));
         assert!(places[0].0 != places[1].0 && places[1].0 != places[2].0);
         destroy(pool);
-        before.nothing_left();
     }
 
     /// `max_cpu_time` holds for a forked worker: its spinning task fails with `ResourceLimit`.
     pub fn the_cpu_time_limit_holds_for_a_forked_worker() {
-        let before = Before::now();
         let pool = forking(1)
             .resource_limits(ResourceLimits::new().max_cpu_time(Duration::from_secs(1)))
             .build()
@@ -533,12 +529,10 @@ mod attacks {
             })
         );
         destroy(pool);
-        before.nothing_left();
     }
 
     /// `setup` runs in each forked worker (not in the server), `teardown` too.
     pub fn setup_and_teardown_run_in_each_forked_worker() {
-        let before = Before::now();
         let (errors, hook) = collect_errors();
         let pool = forking(2)
             .setup("setup")
@@ -563,12 +557,10 @@ mod attacks {
                 "{said}: {errors:?}"
             );
         }
-        before.nothing_left();
     }
 
     /// Async exports, channels and `concurrent_tasks_per_worker` on forked workers.
     pub fn async_exports_and_concurrent_tasks_on_forked_workers() {
-        let before = Before::now();
         let pool = forking(2).concurrent_tasks_per_worker(4).build().unwrap();
         let tasks: Vec<Task<Place>> = (0..16)
             .map(|_| pool.run_with(20u64, named("async_place")))
@@ -585,7 +577,6 @@ mod attacks {
         assert_eq!(finish(task), Ok(42));
         drop(port);
         destroy(pool);
-        before.nothing_left();
     }
 
     // ---- Descriptors ---------------------------------------------------------------------------
@@ -634,7 +625,6 @@ mod attacks {
 
     /// A pool shared by eight threads, each running isolated tasks: one server forks them all.
     pub fn workers_started_from_many_threads_at_once() {
-        let before = Before::now();
         let pool = forking(8).isolate_workers(true).build().unwrap();
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -652,7 +642,6 @@ mod attacks {
             .collect();
         assert!(servers.iter().all(|&server| server == servers[0]));
         destroy(pool);
-        before.nothing_left();
     }
 }
 
@@ -662,7 +651,8 @@ tinypool::test_workers!(attacks::exports);
 #[cfg(target_os = "linux")]
 fn main() {
     use attacks::*;
-    common::run_tests(&[
+    // Each test must leave no child process and no descriptor behind.
+    let tests: &[(&str, fn())] = &[
         (
             "a_worker_that_ends_while_its_server_is_stopped_fails_its_task",
             a_worker_that_ends_while_its_server_is_stopped_fails_its_task,
@@ -727,7 +717,13 @@ fn main() {
             "workers_started_from_many_threads_at_once",
             workers_started_from_many_threads_at_once,
         ),
-    ]);
+    ];
+    common::run_cases(
+        tests
+            .iter()
+            .map(|&(name, test)| (name.to_owned(), leaves_nothing(test)))
+            .collect(),
+    );
 }
 
 /// Elsewhere there is no fork server: nothing to attack.

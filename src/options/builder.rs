@@ -270,8 +270,8 @@ impl Builder {
     /// one per worker) nor in `Pool::threads`, gets no hook call (one that never serves gets
     /// none), and is dropped when its worker idles, after `idle_timeout` unneeded, and on
     /// close, destroy or recycle; one that fails to start reports to
-    /// [`on_error`](Builder::on_error). Child processes on Linux start twice as fast forked
-    /// from a fork server ([`fork_server`](Builder::fork_server)) as executed anew.
+    /// [`on_error`](Builder::on_error). On Linux, child processes can also be forked from a
+    /// fork server rather than executed anew ([`fork_server`](Builder::fork_server)).
     ///
     /// ```
     /// use std::cell::Cell;

@@ -77,8 +77,8 @@ unsafe fn exited_pid(info: &libc::siginfo_t) -> libc::pid_t {
     info.si_pid
 }
 
-/// A pidfd for `pid` (Linux 5.3 and later; `None` before): a child not yet reaped, or this
-/// process.
+/// A pidfd for `pid` (Linux 5.3 and later; `None` before): a child not yet reaped, this
+/// process, or a fork server's parent (the pool), which it watches.
 #[cfg(target_os = "linux")]
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
     // SAFETY: the pidfd_open system call; the fd is owned from here on.

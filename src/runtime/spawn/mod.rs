@@ -1,7 +1,7 @@
 //! Starting a worker process, with its end of the channel in place and the marker in its
-//! environment, and watching it to its end: `unix.rs` with `posix_spawn` (`posix.rs`) or
-//! forked from the pool's fork server (`forks.rs`, Linux; the child's end of a socket pair on
-//! fd 3, the shared rings on fd 4, the shared slots for big frames on fd 5),
+//! environment, and watching it to its end: `unix.rs`, the child's end of a socket pair on fd 3,
+//! the shared rings on fd 4 and the shared slots for big frames on fd 5, with `posix_spawn`
+//! (`posix.rs`) or forked from the pool's fork server (`forks.rs`, Linux),
 //! `windows.rs` with `CreateProcessW` (the child's ends of two anonymous pipes and the section
 //! of the rings, inherited by handle, in a Job Object that kills it with the pool's process).
 //! Both give the driver the same [`Started`] and the same
