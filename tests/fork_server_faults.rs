@@ -17,7 +17,7 @@ mod attacks {
     use tinypool::{worker, AbortController, Builder, Error, Exports, Pool, Port, RunOptions};
     use tinypool::{ResourceLimits, Runtime, Task};
 
-    use crate::common::procfs::{child_pids, fd_diff, gone, live, open_fds};
+    use crate::common::procfs::{child_pids, fd_diff, gone, live, open_fds, parent_of};
     use crate::common::{collect_errors, destroy, eventually, finish, named, recycle, BOUND};
 
     /// What the `fault` export does, after it sent its pid on the task's channel.
@@ -135,14 +135,6 @@ mod attacks {
             .max_threads(max)
             .fork_server(true)
             .terminate_timeout(Duration::from_secs(5))
-    }
-
-    /// The parent of `pid`, from `/proc` (0 if it is gone).
-    fn parent_of(pid: u32) -> u32 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rfind(')')
-            .and_then(|at| stat[at + 1..].split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
     }
 
     /// Starts `fault` with a channel: the task, the test's side of the channel, and the pid of

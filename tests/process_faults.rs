@@ -310,12 +310,7 @@ fn play(role: &str) -> ! {
             pids.sort_unstable();
             assert_eq!(ran, pids, "the tasks ran on the pool's two workers");
             if forked {
-                let stat = std::fs::read_to_string(format!("/proc/{}/stat", pids[0]));
-                let stat = stat.expect("a worker's stat");
-                let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 1..]
-                    .split_whitespace()
-                    .collect();
-                let server: u32 = fields[1].parse().expect("its parent's pid");
+                let server = common::procfs::parent_of(pids[0]);
                 assert_ne!(server, std::process::id(), "forked by a server");
                 pids.push(server);
                 // A fork of this process that outlives it, holding its end of the server's

@@ -15,6 +15,14 @@ fn stat_fields(stat: &str) -> Option<Vec<&str>> {
     Some(stat[stat.rfind(')')? + 1..].split_whitespace().collect())
 }
 
+/// The parent of process `pid` (0 if it is gone).
+pub fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_fields(&stat)
+        .and_then(|fields| fields.get(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The names (with their state) of this process's threads whose name passes `named` and that
 /// have not begun to exit.
 ///
