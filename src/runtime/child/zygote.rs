@@ -145,8 +145,9 @@ fn fork_worker(
         become_worker(server, fds);
         return Forked::InWorker;
     }
-    drop(fds);
+    // Read before anything else makes a system call (closing `fds` does).
     let mut errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    drop(fds);
     if pid > 0 {
         if let Some(pidfd) = pidfd_open(pid) {
             if send(control, Control::Forked { pid }, &[pidfd.as_raw_fd()]).is_err() {

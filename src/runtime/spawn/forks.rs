@@ -196,8 +196,8 @@ impl ForkServer {
     ) -> Option<ExitStatus> {
         loop {
             let mut state = lock(&self.state);
-            if let Some(message) = self.next(&mut state, None) {
-                let _ = message; // Only `EXITED` comes unasked.
+            // Only `EXITED` comes unasked.
+            if self.next(&mut state, None).is_some() {
                 self.stop(&mut state);
             }
             let exited = watch.exited();
