@@ -317,7 +317,7 @@
 //! |---|---|
 //! | `json` | [`Serialization::Json`], for serde types postcard cannot carry (untagged enums, `#[serde(flatten)]`) |
 //! | `tokio` | async exports ([`Exports::export_async`]) run on a current-thread [tokio](https://docs.rs/tokio) runtime per worker, with I/O and time enabled, so `tokio::time` and `tokio::net` work inside them (without it, a small executor of the crate's own polls them) |
-//! | `tracing` | [`tracing`](https://docs.rs/tracing) spans and events: a `DEBUG` span `task` per task (fields `export`, `worker`, `wait_us`, `run_us`), `DEBUG` events when a worker starts or exits (with its [`Exit`]), a `WARN` event when one dies; all with the target `tinypool` |
+//! | `tracing` | [`tracing`](https://docs.rs/tracing) spans and events: a `DEBUG` span `task` per task (fields `export`, `worker`, `wait_us`, `run_us`), `DEBUG` events when a worker starts or exits (with its [`Exit`]), a `WARN` event when one dies, and one when a [fork server](Builder::fork_server) cannot serve (field `reason`); all with the target `tinypool` |
 //!
 //! ## Platforms
 //!

@@ -9,6 +9,7 @@
 //! | a worker started (setup done) | `DEBUG` | event `worker started` | `worker`, `pid` (a child's) |
 //! | a worker stopped (teardown run, child reaped) | `DEBUG` | event `worker exited` | `worker`, `pid`, `exit` (the [`Exit`], displayed) |
 //! | a worker died ([`Exit::Crashed`]) | `WARN` | event `worker died` | `worker`, `pid`, `exit`, `code`, `signal` |
+//! | a fork server ([`Builder::fork_server`](crate::Builder::fork_server), Linux) did not become ready: the pool spawns its workers | `WARN` | event `fork server unusable` | `reason` (why, displayed: it refused, as a process of more than one thread; it did not answer; ...) |
 //!
 //! Every event has the target `tinypool`. In the child-process runtime the task's span is the
 //! driver's: it covers the wait for the child's result, on the worker's thread of the pool's
@@ -173,3 +174,13 @@ pub(crate) fn worker_exited(worker: usize, pid: Option<u32>, exit: &Exit) {
 #[cfg(not(feature = "tracing"))]
 #[inline(always)]
 pub(crate) fn worker_exited(_worker: usize, _pid: Option<u32>, _exit: &Exit) {}
+
+/// A pool's fork server did not become ready, for `reason`: its workers are spawned.
+#[cfg(all(feature = "tracing", target_os = "linux"))]
+pub(crate) fn fork_server_unusable(reason: &dyn std::fmt::Display) {
+    tracing::warn!(target: "tinypool", reason = %reason, "fork server unusable");
+}
+
+#[cfg(all(not(feature = "tracing"), target_os = "linux"))]
+#[inline(always)]
+pub(crate) fn fork_server_unusable(_reason: &dyn std::fmt::Display) {}

@@ -2,7 +2,8 @@
 //! (its export, worker, wait and run times), inside which a threads pool's function runs; a
 //! `worker started` and a `worker exited` event per worker (with why it left); and a
 //! `worker died` warning for a child that died, with its exit status; and async tasks that
-//! interleave on one worker, each in a span of its own. Built only with the feature (`cargo
+//! interleave on one worker, each in a span of its own; and a `fork server unusable` warning
+//! that says why a pool's fork server refused (Linux). Built only with the feature (`cargo
 //! test --all-features`).
 #![cfg(feature = "tracing")]
 
@@ -27,7 +28,16 @@ tinypool::test_workers!(exports);
 /// concurrently.
 const ASYNC_ENV: &str = "TINYPOOL_TEST_TRACING_ASYNC";
 
+/// Set in a child's environment: its `exports()` leaves a thread running, so that a fork
+/// server of that program refuses to serve.
+const THREAD_ENV: &str = "TINYPOOL_TEST_TRACING_THREAD";
+
 fn exports() -> Exports {
+    if std::env::var_os(THREAD_ENV).is_some() {
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
+    }
     let exports = Exports::new()
         .export_default(|(a, b): (i32, i32)| a + b)
         // An event of the user's own, inside the task's span in a threads pool.
@@ -378,4 +388,34 @@ fn async_tasks_in_a_child_each_have_one_span() {
     interleave(&pool);
     pool.destroy().wait().unwrap();
     one_span_each();
+}
+
+/// A fork server whose `exports()` left a thread running refuses to fork (`REFUSED`): the
+/// pool says why, once, and spawns its workers instead.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fork_server_that_refuses_says_why() {
+    let _serial = start();
+    let pool = Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(1)
+        .max_threads(1)
+        .isolate_workers(true)
+        .fork_server(true)
+        .env(THREAD_ENV, "1")
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(finish(pool.run::<i32, _>((2, 3))), Ok(5));
+    }
+    pool.destroy().wait().unwrap();
+    let unusable = events("fork server unusable");
+    assert_eq!(unusable.len(), 1, "said once: {unusable:?}");
+    let (level, fields) = &unusable[0];
+    assert_eq!(*level, Level::WARN);
+    let reason = &fields["reason"];
+    assert!(
+        reason.contains("refused") && reason.contains("2 threads"),
+        "{reason}"
+    );
 }

@@ -210,8 +210,9 @@ impl Builder {
     /// only what may be copied: not a random generator (every worker would draw the same
     /// numbers), not a connection (every worker would share one socket), not a thread (a
     /// process of more than one thread cannot fork safely: its server refuses, and the pool
-    /// spawns every worker instead; so does a `main` that starts a runtime's threads before
-    /// it serves, as `#[tokio::main]` does). Workers see the environment as it was when the
+    /// spawns every worker instead, with a `tracing` warning `fork server unusable` that says
+    /// why; so does a `main` that starts a runtime's threads before it serves, as
+    /// `#[tokio::main]` does). Workers see the environment as it was when the
     /// server started. If the server cannot start, the pool spawns its workers; if it dies
     /// (killed from outside, say), the workers it forked die with it (their tasks fail with
     /// [`Error::WorkerExited`](crate::Error::WorkerExited)) and a new server starts with the

@@ -10,7 +10,7 @@
 //! | tag | direction | fields | descriptors |
 //! |---|---|---|---|
 //! | `READY` (1) | server → pool, first | a: [`VERSION`] | |
-//! | `REFUSED` (2) | server → pool, first, then it exits | a: its thread count (forking a process of more than one thread is not safe) | |
+//! | `REFUSED` (2) | server → pool, first, then it exits | a: its thread count (forking a process of more than one thread is not safe), or 0 where the kernel has no pidfds | |
 //! | `FORK` (3) | pool → server | a: descriptor count | the worker's fd 3 (its channel), then fd 4 and fd 5 if any |
 //! | `FORKED` (4) | server → pool | a: the worker's pid | its pidfd |
 //! | `FAILED` (5) | server → pool | a: `fork`'s errno | |

@@ -23,6 +23,8 @@ use crate::Error;
 #[cfg(any(unix, windows))]
 pub(crate) mod child;
 pub(crate) mod executor;
+#[cfg(unix)]
+mod fds;
 #[cfg(any(unix, windows))]
 pub(crate) mod process;
 #[cfg(any(unix, windows))]

@@ -2,7 +2,7 @@
 //! descriptors it closes or checks, its tie to the pool's life, its resource limits, its
 //! resident memory (Unix; `hygiene_windows.rs` is the Windows twin).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -10,12 +10,20 @@ use std::sync::Arc;
 use crate::protocol::{Init, Marker, BULK_FD, RINGS_FD, WORKER_ENV};
 use crate::transport::{Bulk, Region};
 
+/// What the marker says on Unix: the channel's fd, and whether the pool closed what else
+/// this process inherited.
+pub(super) type ChannelMarker = Marker;
+
+/// The marker ([`WORKER_ENV`]'s value), read once: `Err` if it names no descriptor.
+pub(super) fn read_marker(marker: OsString) -> Result<Marker, String> {
+    Marker::parse(&marker)
+        .ok_or_else(|| format!("{WORKER_ENV}={marker:?} is not a file descriptor"))
+}
+
 /// The channel to the pool, the socket the marker names (fd 3), once every descriptor it
 /// inherited beside it is closed (unless the pool closed them as it started this process);
 /// `Err` if this process was not started by a pool.
-pub(super) fn open_channel(marker: &OsStr) -> Result<UnixStream, String> {
-    let Marker { fd, clean } = Marker::parse(marker)
-        .ok_or_else(|| format!("{WORKER_ENV}={marker:?} is not a file descriptor"))?;
+pub(super) fn open_channel(Marker { fd, clean }: Marker) -> Result<UnixStream, String> {
     // A worker keeps stdin, stdout, stderr and its channel; whatever else the pool's process
     // left open without close-on-exec (a listening socket, say) is not the worker's to hold.
     if !clean {

@@ -5,7 +5,7 @@
 //! `resource_limits`), so there is nothing to close, no tie to make and no limit to apply
 //! here; only a crash is made to end it at once, and its handles kept from grandchildren.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle, RawHandle};
 use std::sync::{Arc, Mutex};
 
@@ -23,11 +23,19 @@ use crate::transport::{Channel, Region};
 /// The section of the rings the marker named, until [`map_rings`] maps it.
 static SECTION: Mutex<Option<usize>> = Mutex::new(None);
 
+/// The marker as Windows has it: its text, read once, by [`open_channel`].
+pub(super) type ChannelMarker = OsString;
+
+/// The marker ([`WORKER_ENV`]'s value), as [`open_channel`] reads it.
+pub(super) fn read_marker(marker: OsString) -> Result<OsString, String> {
+    Ok(marker)
+}
+
 /// The channel to the pool: the two pipe handles the marker names (`"<read>,<write>"`, then
 /// `",<section>"` where the pool shares rings, as inherited); `Err` if this process was not
 /// started by a pool. First, a crash (an exception nothing handles) is made to end this
 /// process at once, its exception's code its exit code (see [`die_of_unhandled_exception`]).
-pub(super) fn open_channel(marker: &OsStr) -> Result<Channel, String> {
+pub(super) fn open_channel(marker: OsString) -> Result<Channel, String> {
     // SAFETY: installs a filter that only reads the record it is given and ends the process.
     unsafe { SetUnhandledExceptionFilter(Some(die_of_unhandled_exception)) };
     let handles: Option<Vec<usize>> = marker

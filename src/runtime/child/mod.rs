@@ -59,25 +59,27 @@ pub(crate) fn serve(exports: Exports, fd: OsString) -> ! {
     if let Some(parent) = parent {
         tie_to_parent(&parent);
     }
+    let marker = match hygiene::read_marker(fd) {
+        Ok(marker) => marker,
+        Err(message) => {
+            eprintln!("tinypool worker: {message}");
+            process::exit(2)
+        }
+    };
     // A fork server returns from here only in a worker it forked, its channel on fd 3 and
     // nothing else of the server's open.
     #[cfg(target_os = "linux")]
-    let fd = if std::env::var_os(crate::protocol::fork::FORK_ENV).is_some() {
+    let marker = if std::env::var_os(crate::protocol::fork::FORK_ENV).is_some() {
         std::env::remove_var(crate::protocol::fork::FORK_ENV);
-        let Some(marker) = crate::protocol::Marker::parse(&fd) else {
-            eprintln!("tinypool worker: {fd:?} is not a fork server's control socket");
-            process::exit(2);
-        };
         zygote::serve(marker);
-        let clean = crate::protocol::Marker {
+        crate::protocol::Marker {
             fd: crate::protocol::CHILD_FD,
             clean: true,
-        };
-        OsString::from(clean.to_env())
+        }
     } else {
-        fd
+        marker
     };
-    match run(exports, &fd, &limits) {
+    match run(exports, marker, &limits) {
         Ok(()) => process::exit(0),
         Err(message) => {
             eprintln!("tinypool worker: {message}");
@@ -194,7 +196,7 @@ impl RunFrame {
     }
 }
 
-fn run(exports: Exports, marker: &OsString, limits: &Limits) -> Result<(), String> {
+fn run(exports: Exports, marker: hygiene::ChannelMarker, limits: &Limits) -> Result<(), String> {
     let stream = open_channel(marker)?;
     let writer: Out = Arc::new(Mutex::new(Writer::waiting(
         stream.try_clone().map_err(|e| e.to_string())?,

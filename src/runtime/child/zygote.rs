@@ -5,8 +5,10 @@
 //! loader cost a fresh worker.
 //!
 //! The server reaps its workers and tells the pool how each ended; it exits when the pool's
-//! end of the control socket closes, and its workers die with it (`PR_SET_PDEATHSIG`), as it
-//! dies with the pool. Forking is only safe with one thread: a server that finds more (a
+//! end of the control socket closes or the pool's process dies (whether it waits for the
+//! pool's word or for room to send its own), and its workers die with it
+//! (`PR_SET_PDEATHSIG`). A worker's descriptors go to their numbers as a spawned worker's do
+//! (`runtime/fds.rs`). Forking is only safe with one thread: a server that finds more (a
 //! thread `exports()` started) refuses, and the pool spawns its workers instead.
 
 use std::io::Write;
@@ -14,8 +16,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process;
 
 use super::hygiene::close_inherited;
-use crate::protocol::fork::{self, Control, MAX_FDS};
+use crate::protocol::fork::{self, Control};
 use crate::protocol::{Marker, BULK_FD, CHILD_FD, RINGS_FD};
+use crate::runtime::fds::staged;
 use crate::transport::pidfd_open;
 
 /// Serves as the pool's fork server on `control` until the pool is gone (then exits); returns
@@ -70,9 +73,13 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
     if unsafe { libc::getppid() } != pool {
         process::exit(0);
     }
+    let link = Link {
+        control,
+        pool: pool_exit.as_raw_fd(),
+    };
     let mut workers: Vec<(libc::pid_t, OwnedFd)> = Vec::new();
     loop {
-        let mut polled: Vec<libc::pollfd> = [control, pool_exit.as_raw_fd()]
+        let mut polled: Vec<libc::pollfd> = [control, link.pool]
             .into_iter()
             .chain(workers.iter().map(|(_, pidfd)| pidfd.as_raw_fd()))
             .map(|fd| libc::pollfd {
@@ -90,8 +97,7 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
         }
         if polled[0].revents != 0 {
             match fork::receive(control, false) {
-                Ok(Some((Control::Fork, fds))) => match fork_worker(control, me, fds, &mut workers)
-                {
+                Ok(Some((Control::Fork, fds))) => match fork_worker(&link, me, fds, &mut workers) {
                     Forked::Worker(pid, pidfd) => workers.push((pid, pidfd)),
                     Forked::Failed => {} // The pool spawns that worker instead.
                     Forked::InWorker => return,
@@ -111,7 +117,7 @@ pub(super) fn serve(Marker { fd: control, clean }: Marker) {
             if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
                 status = libc::SIGKILL; // Not reapable: report it killed.
             }
-            if send(control, Control::Exited { pid, status }, &[]).is_err() {
+            if link.send(Control::Exited { pid, status }, &[]).is_err() {
                 process::exit(0);
             }
         }
@@ -131,7 +137,7 @@ enum Forked {
 /// Forks a worker with `fds` for its fds 3 and on; exits if the pool is gone. In the worker,
 /// `workers` (the server's other workers and their pidfds) are none of its own: closed first.
 fn fork_worker(
-    control: RawFd,
+    link: &Link,
     server: libc::pid_t,
     fds: Vec<OwnedFd>,
     workers: &mut Vec<(libc::pid_t, OwnedFd)>,
@@ -150,7 +156,10 @@ fn fork_worker(
     drop(fds);
     if pid > 0 {
         if let Some(pidfd) = pidfd_open(pid) {
-            if send(control, Control::Forked { pid }, &[pidfd.as_raw_fd()]).is_err() {
+            if link
+                .send(Control::Forked { pid }, &[pidfd.as_raw_fd()])
+                .is_err()
+            {
                 process::exit(0);
             }
             return Forked::Worker(pid, pidfd);
@@ -162,7 +171,7 @@ fn fork_worker(
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
     }
-    if send(control, Control::Failed { errno }, &[]).is_err() {
+    if link.send(Control::Failed { errno }, &[]).is_err() {
         process::exit(0);
     }
     Forked::Failed
@@ -178,28 +187,22 @@ fn become_worker(server: libc::pid_t, fds: Vec<OwnedFd>) {
             process::exit(0);
         }
     }
-    let targets: Vec<RawFd> = (0..fds.len() as RawFd).map(|at| CHILD_FD + at).collect();
-    // First all copied above every target, the originals closed (one may sit on a target),
-    // then each copy placed.
-    let above = CHILD_FD + MAX_FDS as RawFd;
-    let staged: Vec<RawFd> = fds
-        .iter()
-        // SAFETY: fcntl on a descriptor this process owns.
-        .map(|fd| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, above) })
-        .collect();
-    drop(fds);
-    for (&copy, &target) in staged.iter().zip(&targets) {
-        // SAFETY: dup2 from a copy this process owns onto a target, which it replaces (the
-        // control socket, on fd 3), then the copy closed.
-        if copy < 0 || unsafe { libc::dup2(copy, target) } < 0 {
-            eprintln!(
-                "tinypool worker: placing its channel: {}",
-                std::io::Error::last_os_error()
-            );
-            process::exit(2);
+    let targets: Vec<(RawFd, RawFd)> = fds.iter().map(AsRawFd::as_raw_fd).zip(CHILD_FD..).collect();
+    // Copied first, the originals closed (one may sit on a target), then each copy placed.
+    let placed = staged(&targets).and_then(|staged| {
+        drop(fds);
+        for (copy, target) in staged {
+            // SAFETY: dup2 from a copy this process owns onto a target, which it replaces
+            // (the control socket, on fd 3); the copy is closed after.
+            if unsafe { libc::dup2(copy.as_raw_fd(), target) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
-        // SAFETY: as above.
-        unsafe { libc::close(copy) };
+        Ok(())
+    });
+    if let Err(error) = placed {
+        eprintln!("tinypool worker: placing its channel: {error}");
+        process::exit(2);
     }
     // The placeholders no descriptor of the worker's replaced (it has no shared memory).
     for fd in CHILD_FD + targets.len() as RawFd..=BULK_FD {
@@ -213,22 +216,73 @@ fn thread_count() -> i32 {
     std::fs::read_dir("/proc/self/task").map_or(0, |tasks| tasks.count() as i32)
 }
 
-/// Sends `message` to the pool, waiting for room: a pool whose drivers have not read the
-/// `EXITED`s of many workers yet reads them as soon as one of them waits for its own, or asks
-/// for a fork. `Err` once the pool is gone.
-fn send(control: RawFd, message: Control, fds: &[RawFd]) -> std::io::Result<()> {
-    loop {
-        match fork::send(control, message, fds) {
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                let mut room = libc::pollfd {
-                    fd: control,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, for the duration of the call.
-                unsafe { libc::poll(&mut room, 1, -1) };
+/// The server's ends of its ties to the pool: the control socket, and the pool's pidfd.
+struct Link {
+    control: RawFd,
+    /// Readable once the pool's process is gone.
+    pool: RawFd,
+}
+
+impl Link {
+    /// Sends `message` to the pool, waiting for room: a pool whose drivers have not read the
+    /// `EXITED`s of many workers yet reads them as soon as one of them waits for its own, or
+    /// asks for a fork. `Err` once the pool is gone: its end closed, or its process exited
+    /// (while a fork of it that did not exec holds its end of the socket, which stays full).
+    fn send(&self, message: Control, fds: &[RawFd]) -> std::io::Result<()> {
+        loop {
+            match fork::send(self.control, message, fds) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    let mut polled = [(self.control, libc::POLLOUT), (self.pool, libc::POLLIN)]
+                        .map(|(fd, events)| libc::pollfd {
+                            fd,
+                            events,
+                            revents: 0,
+                        });
+                    // SAFETY: a valid array of two pollfds, for the duration of the call.
+                    let woken = unsafe { libc::poll(polled.as_mut_ptr(), 2, -1) };
+                    if woken > 0 && polled[1].revents != 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+                    }
+                }
+                sent => return sent,
             }
-            sent => return sent,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// The pool's end is held open (by a fork of the pool's that did not exec, say) and reads
+    /// nothing, so the server's socket is full; then the pool's process dies. A send that
+    /// waits for room sees that death, rather than wait for ever.
+    #[test]
+    fn a_send_waiting_for_room_ends_when_the_pool_dies() {
+        let (held, control) = fork::socket_pair().unwrap();
+        let exited = Control::Exited { pid: 1, status: 0 };
+        while fork::send(control.as_raw_fd(), exited, &[]).is_ok() {}
+        let mut pool = std::process::Command::new("sleep")
+            .arg("3600")
+            .spawn()
+            .expect("sleep(1) runs");
+        let pool_exit = pidfd_open(pool.id() as libc::pid_t).expect("a pidfd");
+        let (done, sent) = mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            let link = Link {
+                control: control.as_raw_fd(),
+                pool: pool_exit.as_raw_fd(),
+            };
+            done.send(link.send(exited, &[])).unwrap();
+        });
+        pool.kill().unwrap();
+        pool.wait().unwrap();
+        let sent = sent.recv_timeout(Duration::from_secs(60));
+        let error = sent.expect("the send ends").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+        sender.join().unwrap();
+        drop(held);
     }
 }

@@ -11,10 +11,11 @@
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::options::{ChildOutput, ProcessOptions};
+use crate::runtime::fds::staged;
 
 /// Starts the worker executable as `options` say (as the program at its path, with its
 /// arguments, stdout and stderr) with this process's environment plus `env`, in a process
@@ -53,19 +54,8 @@ pub(crate) fn spawn(
         pair.push(value);
         envp.push(c_string(&pair)?);
     }
-    // Each descriptor first gets a number above every target, so that no dup2 overwrites
-    // the source of another; these copies close on exec, the targets do not.
-    let above = fds.iter().map(|&(_, theirs)| theirs).max().unwrap_or(2) + 1;
-    let mut staged: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(fds.len());
-    for &(ours, theirs) in fds {
-        // SAFETY: fcntl on a descriptor the caller owns; the copy is owned from here on.
-        let copy = unsafe { libc::fcntl(ours, libc::F_DUPFD_CLOEXEC, above) };
-        if copy < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `copy` was just created and nothing else owns it.
-        staged.push((unsafe { OwnedFd::from_raw_fd(copy) }, theirs));
-    }
+    // The file actions place copies (which close on exec; the targets do not).
+    let staged = staged(fds)?;
     let output = Output {
         stdout: options.stdout,
         stderr: options.stderr,
