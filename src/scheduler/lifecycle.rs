@@ -50,12 +50,17 @@ impl Scheduler {
                 (None, id)
             }
             None => {
-                let index = state
-                    .ids_in_use
-                    .iter()
-                    .position(|used| !used)
-                    .expect("callers never exceed max_threads");
-                state.ids_in_use[index] = true;
+                // The lowest free id; a new one only when all are taken (callers never
+                // exceed `max_threads`, so neither does the list).
+                let ids = &mut state.ids_in_use;
+                let index = match ids.iter().position(|used| !used) {
+                    Some(index) => index,
+                    None => {
+                        ids.push(false);
+                        ids.len() - 1
+                    }
+                };
+                ids[index] = true;
                 let start = Self::new_thread(state, index + 1, false);
                 state.workers.push(WorkerRecord::new(
                     start.serial,

@@ -108,6 +108,17 @@ fn check_consistent(scheduler: &Scheduler) {
             "a live worker without a running thread"
         );
     }
+    // The list grows as workers are reserved: what it lacks is no one's.
+    assert!(
+        state.ids_in_use.len() <= in_use.len(),
+        "more ids than max_threads"
+    );
+    let beyond = in_use.get(state.ids_in_use.len()..).unwrap_or_default();
+    assert!(
+        beyond.iter().all(|used| !used),
+        "a worker's id is not in the list"
+    );
+    in_use.truncate(state.ids_in_use.len());
     assert_eq!(
         state.ids_in_use, in_use,
         "ids_in_use disagrees with the workers"

@@ -173,7 +173,9 @@ impl Scheduler {
     ) -> Arc<Self> {
         let scheduler = Arc::new_cyclic(|weak| Scheduler {
             state: CachePadded(Mutex::new(SchedulerState {
-                ids_in_use: vec![false; options.max_threads],
+                // Grown as workers are reserved, never sized by `max_threads` up front: that
+                // may be `usize::MAX` ("no limit"), which no vector can hold.
+                ids_in_use: Vec::new(),
                 note_exits: options.hooks.wants_exit(),
                 spares: Spares {
                     enabled: options.isolate_workers && launcher.spares_pay(&worker_options),

@@ -24,7 +24,8 @@ pub(super) struct SchedulerState {
     pub(super) queue: Queue,
     /// The live workers: reserved, starting or running; not the retired ones.
     pub(super) workers: Vec<WorkerRecord>,
-    /// `ids_in_use[id - 1]`: whether a live worker has that id.
+    /// `ids_in_use[id - 1]`: whether a live worker has that id. As long as the most workers
+    /// that were alive at once (at most `max_threads`): every id handed out is below its end.
     pub(super) ids_in_use: Vec<bool>,
     pub(super) next_serial: u64,
     pub(super) destroyed: bool,

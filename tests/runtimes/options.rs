@@ -24,6 +24,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             build_starts_min_threads_and_refuses_conflicting_limits,
             each_runtime_refuses_the_options_only_the_other_can_honour,
             duration_max_options_mean_never,
+            max_threads_usize_max_builds_a_pool_that_grows_on_demand,
             children_get_env_and_argv,
             a_fork_server_pool_serves_on_every_system,
         ],
@@ -162,6 +163,31 @@ fn duration_max_options_mean_never(runtime: Runtime) {
     let pool = build();
     assert_eq!(finish(pool.run::<i32, _>((1, 2))), Ok(3));
     assert_eq!(block_on(pool.destroy()), Ok(()));
+}
+
+/// `max_threads(usize::MAX)` (with `MaxQueue::Auto`, its square saturated) is "no limit": the
+/// pool builds, starts only `min_threads`, grows a worker per task held at once, and is
+/// destroyed; nothing is sized by the limit up front.
+fn max_threads_usize_max_builds_a_pool_that_grows_on_demand(runtime: Runtime) {
+    let pool = pool(runtime)
+        .min_threads(1)
+        .max_threads(usize::MAX)
+        .max_queue(MaxQueue::Auto)
+        .build()
+        .expect("a pool with no practical limit");
+    assert_eq!(pool.threads(), 1);
+    let holds: Vec<_> = (0..3).map(|tag| hold(&pool, tag)).collect();
+    for (tag, (_, port)) in (0..).zip(&holds) {
+        assert_eq!(next(port), Ok(tag), "all three run at once");
+    }
+    assert_eq!(pool.threads(), 3);
+    for (_, port) in &holds {
+        port.send(0).unwrap();
+    }
+    for (tag, (task, _)) in (0..).zip(holds) {
+        assert_eq!(held(task).0, tag);
+    }
+    assert_eq!(pool.destroy().wait(), Ok(()));
 }
 
 fn children_get_env_and_argv(runtime: Runtime) {
