@@ -249,18 +249,29 @@ impl Scheduler {
         if state.queue.fifo_len() < concurrency - state.workers[index].load() {
             self.take_intake(state, false);
         }
-        let SchedulerState { queue, workers, .. } = state;
-        let record = &mut workers[index];
-        while record.load() < concurrency {
-            let Some(head) = queue.front() else { break };
-            if record.exclusive_for(&**head) {
-                if record.load() == 0 {
-                    record.exclusive = true;
-                    record.inbox.extend(queue.pop_front());
+        loop {
+            let SchedulerState { queue, workers, .. } = &mut *state;
+            let record = &mut workers[index];
+            while record.load() < concurrency {
+                let Some(head) = queue.front() else { break };
+                if record.exclusive_for(&**head) {
+                    if record.load() == 0 {
+                        record.exclusive = true;
+                        record.inbox.extend(queue.pop_front());
+                    }
+                    break;
                 }
-                break;
+                record.inbox.extend(queue.pop_front());
             }
-            record.inbox.extend(queue.pop_front());
+            // Left with room, the worker may wait on its async tasks without coming back to
+            // this lock, the only place that drains the intake: a task offered there would
+            // wait unseen for as long as they run (forever, for a future that never ends). So
+            // the intake closes (what it took meanwhile joins the queue, for one more pass),
+            // and the next task is handed to a worker, whose doorbell it rings.
+            let room = record.load() < concurrency;
+            if !room || !state.intake_open || !self.take_intake(state, true) {
+                return;
+            }
         }
     }
 

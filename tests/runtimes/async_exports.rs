@@ -33,6 +33,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             an_async_task_with_a_timeout_shares_its_worker_and_leaves_it_running,
             async_tasks_with_a_signal_or_timeout_still_interleave,
             a_serialize_that_sends_on_a_channel_of_the_same_worker_does_not_block_it,
+            a_task_reaches_a_worker_left_with_room_after_its_queue_drained,
         ],
         threads: [
             an_async_setup_is_refused,
@@ -229,6 +230,29 @@ fn async_tasks_interleave_on_one_worker(runtime: Runtime) {
     workers.dedup();
     assert_eq!(workers.len(), 1, "one worker ran them all");
     common::destroy(pool);
+}
+
+/// A worker that was full (tasks queued behind it) and then drained its queue waits on its
+/// async tasks with room to spare: a task submitted then reaches it at once, though nothing
+/// it holds finishes (here, a future that never does).
+fn a_task_reaches_a_worker_left_with_room_after_its_queue_drained(runtime: Runtime) {
+    let pool = pool(runtime, 2).build().unwrap();
+    let forever: Task<u32> = pool.run_with((), RunOptions::new().name("async_forever"));
+    let (held, port) = async_hold(&pool, 0);
+    assert_eq!(next(&port), Ok(0), "the worker holds both: it is full");
+    let double = |n: u32| pool.run_with::<u32, _>(n, RunOptions::new().name("async_double"));
+    let queued = double(1);
+    assert_eq!(pool.queue_size(), 1, "queued behind the full worker");
+    port.send(5).unwrap();
+    assert_eq!(finish(held).unwrap().unwrap().2, 5);
+    assert_eq!(finish(queued), Ok(2));
+    // Only `forever` is left on the worker, which waits on it.
+    assert_eq!(finish(double(3)), Ok(6));
+    let sync: Result<String, Error> =
+        finish(pool.run_with((), RunOptions::new().name("sync_identity")));
+    assert!(sync.is_ok(), "{sync:?}");
+    common::destroy(pool);
+    assert_eq!(finish(forever), Err(Error::Terminated));
 }
 
 /// With `record_timing`, every async task is timed, those that end before older ones too: the
