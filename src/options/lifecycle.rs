@@ -173,6 +173,7 @@ impl Builder {
     /// (default: they are dropped).
     ///
     /// The hook runs on a worker's thread: keep it short (log, or send the error elsewhere).
+    /// A panic in it is caught (after the panic hook printed it): the worker goes on.
     ///
     /// ```
     /// use std::sync::mpsc;

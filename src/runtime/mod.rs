@@ -92,10 +92,19 @@ impl Reporter {
         Reporter { hook }
     }
 
-    /// Calls the hook, if any.
+    /// Calls the hook, if any. A hook that panics is caught: it runs on a worker's thread
+    /// (in the middle of its start, its stop, its teardown's report), which must not unwind
+    /// (its tasks would fail as `Terminated`, its exit hook be skipped). Its panic has nowhere
+    /// to be reported but the panic hook, which has printed it already.
     pub(crate) fn report(&self, error: Error) {
         if let Some(hook) = &self.hook {
-            hook(error);
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(error)));
+            if let Err(payload) = caught {
+                // Nor may the payload's own drop unwind the worker.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    drop(payload);
+                }));
+            }
         }
     }
 }

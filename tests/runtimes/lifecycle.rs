@@ -28,6 +28,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             closed_workers_exit_with_closed,
             a_dead_child_exits_crashed_with_its_status_and_a_thread_survives_a_panic,
             a_panicking_hook_does_not_break_the_pool,
+            an_on_error_hook_that_panics_breaks_nothing,
         ],
         threads: [],
     }
@@ -497,6 +498,49 @@ fn a_panicking_hook_does_not_break_the_pool(runtime: Runtime) {
         ),
         (2, 2, 4),
         "{errors:?}"
+    );
+}
+
+/// An `on_error` hook that panics (here, at every error: a start hook's panic, a teardown's) is
+/// caught too: the worker goes on serving, each worker still gets its one exit call, and
+/// `destroy` is clean.
+fn an_on_error_hook_that_panics_breaks_nothing(runtime: Runtime) {
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let seen = Seen::default();
+    let (starts, ears) = (seen.starts.clone(), heard.clone());
+    let pool = seen
+        .hooked(pool(runtime))
+        .min_threads(1)
+        .max_threads(1)
+        .teardown("panic_teardown")
+        .on_worker_start(move |info| {
+            starts.lock().unwrap().push(info.clone());
+            panic!("hook failed on purpose")
+        })
+        .on_error(move |error| {
+            ears.lock().unwrap().push(error.to_string());
+            panic!("on_error failed on purpose")
+        })
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        assert_eq!(finish(pool.run::<i32, _>((n, 1))), Ok(n + 1));
+    }
+    common::recycle(&pool);
+    assert_eq!(finish(pool.run::<i32, _>((4, 1))), Ok(5));
+    assert_eq!(pool.destroy().wait(), Ok(()));
+    assert_eq!(seen.starts().len(), 2, "two workers in turn");
+    assert_eq!(seen.exits(), [Exit::Recycled, Exit::Destroyed]);
+    let heard = heard.lock().unwrap();
+    let about = |what: &str| heard.iter().filter(|said| said.contains(what)).count();
+    assert_eq!(
+        (
+            about("on_worker_start"),
+            about("teardown failed"),
+            heard.len()
+        ),
+        (2, 2, 4),
+        "{heard:?}"
     );
 }
 
