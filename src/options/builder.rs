@@ -367,7 +367,7 @@ impl Builder {
     }
 
     /// The prefix of the worker threads' names, which end in `-<worker id>` (default:
-    /// `"tinypool"`).
+    /// `"tinypool"`). A NUL byte in it is [`Error::InvalidOptions`] at `build`.
     pub fn thread_name(mut self, prefix: impl Into<String>) -> Self {
         self.thread_name = prefix.into();
         self

@@ -74,6 +74,10 @@ impl Builder {
         if max_threads == 0 {
             return invalid("max_threads must be at least 1");
         }
+        if self.thread_name.contains('\0') {
+            // std panics when it names a thread so: refused here, not as a worker starts.
+            return invalid("thread_name must not contain a NUL byte");
+        }
         if self.concurrent_tasks_per_worker == 0 {
             return invalid("concurrent_tasks_per_worker must be at least 1");
         }

@@ -25,6 +25,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             each_runtime_refuses_the_options_only_the_other_can_honour,
             duration_max_options_mean_never,
             max_threads_usize_max_builds_a_pool_that_grows_on_demand,
+            a_thread_name_with_a_nul_byte_is_invalid,
             children_get_env_and_argv,
             a_fork_server_pool_serves_on_every_system,
         ],
@@ -188,6 +189,14 @@ fn max_threads_usize_max_builds_a_pool_that_grows_on_demand(runtime: Runtime) {
         assert_eq!(held(task).0, tag);
     }
     assert_eq!(pool.destroy().wait(), Ok(()));
+}
+
+/// A thread name cannot hold a NUL byte (the system's names are C strings): `build` refuses
+/// such a prefix, naming the option, instead of panicking as it starts its first worker.
+fn a_thread_name_with_a_nul_byte_is_invalid(runtime: Runtime) {
+    let built = pool(runtime).thread_name("tiny\0pool").build();
+    let message = invalid_options(built);
+    assert!(message.contains("thread_name"), "{message}");
 }
 
 fn children_get_env_and_argv(runtime: Runtime) {
