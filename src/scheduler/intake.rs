@@ -10,10 +10,11 @@
 //!
 //! The rules that keep every task found (all under the state lock, taken before this one; the
 //! scheduler's `take_intake` and `open_intake_if_saturated` apply them):
-//! - open only while every worker is full (it holds `concurrent_tasks_per_worker` tasks), so
-//!   that each comes back to the state lock as a task ends; a worker that finds itself with
-//!   room once the queue is drained closes it (with room, it may wait on async tasks that
-//!   never end, and never come back);
+//! - open only while every worker is busy, so that each comes back to the state lock as a
+//!   task ends; a worker of async tasks, which waits on them with room for more, only while
+//!   it is full (`concurrent_tasks_per_worker` tasks), and one that finds itself with room
+//!   once the queue is drained closes it (with room, it may wait on tasks that never end, and
+//!   never come back);
 //! - a worker about to idle, a pool losing a worker and a destroyed pool close it, and move
 //!   what it holds to the queue (or fail it);
 //! - a task goes to the queue only after what the intake holds, so that FIFO holds.

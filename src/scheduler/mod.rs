@@ -226,9 +226,9 @@ impl Scheduler {
     }
 
     /// Opens the intake when a task joins the queue of a pool that can do nothing else with
-    /// the next ones: it is at `max_threads`, every worker is full (so each comes back to the
-    /// lock, as a task ends: a worker with room may be waiting on async tasks that never end),
-    /// and the queue is unbounded.
+    /// the next ones: it is at `max_threads`, every worker is saturated (so each comes back to
+    /// the lock as a task ends: a worker of async tasks with room may wait on tasks that never
+    /// end), and the queue is unbounded.
     fn open_intake_if_saturated(&self, state: &mut SchedulerState) {
         let saturated = !state.intake_open
             && !state.destroyed
@@ -236,7 +236,10 @@ impl Scheduler {
             && self.options.max_queue.is_none()
             && !state.queue.is_empty()
             && state.workers.len() == self.options.max_threads
-            && state.workers.iter().all(|w| w.load() >= self.concurrency);
+            && state
+                .workers
+                .iter()
+                .all(|w| w.is_saturated(self.concurrency));
         if saturated {
             self.intake.open();
             state.intake_open = true;

@@ -109,6 +109,10 @@ pub(super) struct WorkerRecord {
     /// `HELLO`), sorted: an abortable task of one of them may share it. Empty for a worker
     /// thread, whose pool knows its exports at submit (see [`Job::exclusive`]).
     pub(super) async_exports: Vec<String>,
+    /// It runs several tasks at once and waits for them with room for more, without coming
+    /// back to the lock as they end (a worker of async exports, which a task may keep waiting
+    /// for ever): see the intake's rules. Set as its loop begins.
+    pub(super) waits_with_room: bool,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
     pub(super) recycle: bool,
     pub(super) bell: Arc<Doorbell>,
@@ -141,6 +145,7 @@ impl WorkerRecord {
             running: VecDeque::new(),
             exclusive,
             async_exports: Vec::new(),
+            waits_with_room: false,
             recycle: false,
             bell,
             retired,
@@ -152,6 +157,13 @@ impl WorkerRecord {
 
     pub(super) fn load(&self) -> usize {
         self.inbox.len() + self.running.len()
+    }
+
+    /// Busy, and back at the lock as its tasks end: so it finds what the intake holds. One
+    /// that [`waits_with_room`](Self::waits_with_room) is only once it is full.
+    pub(super) fn is_saturated(&self, concurrency: usize) -> bool {
+        let load = self.load();
+        load > 0 && (!self.waits_with_room || load >= concurrency)
     }
 
     /// Whether it holds an exclusive task, which it runs alone.

@@ -99,6 +99,9 @@ impl Scheduler {
         };
         let tally = &*me.me.tally;
         let mut state = self.lock();
+        if let Some(index) = state.position(me.serial) {
+            state.workers[index].waits_with_room = depth > 1 && !shift.sends_ahead;
+        }
         // Until it finds itself retired (aborted, recycled while idle, the pool destroyed).
         while let Some(index) = state.position(me.serial) {
             // BUSY
@@ -263,12 +266,12 @@ impl Scheduler {
                 }
                 record.inbox.extend(queue.pop_front());
             }
-            // Left with room, the worker may wait on its async tasks without coming back to
+            // Left with room, a worker of async tasks may wait on them without coming back to
             // this lock, the only place that drains the intake: a task offered there would
             // wait unseen for as long as they run (forever, for a future that never ends). So
             // the intake closes (what it took meanwhile joins the queue, for one more pass),
             // and the next task is handed to a worker, whose doorbell it rings.
-            let room = record.load() < concurrency;
+            let room = record.waits_with_room && record.load() < concurrency;
             if !room || !state.intake_open || !self.take_intake(state, true) {
                 return;
             }
