@@ -99,11 +99,6 @@ impl Executor {
         })
     }
 
-    /// Whether it holds no future.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.free.len() == self.slots.len()
-    }
-
     /// Makes a future with the waker of a free slot and keeps it there, to be polled at the
     /// next turn; returns whether `make` made one. `make` runs inside the tokio runtime (with
     /// the feature), so that the future may use it from its very creation.

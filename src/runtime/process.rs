@@ -259,7 +259,7 @@ impl ChildWorker {
         };
         let hello = Hello::expect(&hello)?;
         if !hello.async_exports.is_empty() {
-            self.flights = Some(Flights::new(hello.async_exports, &self.bell, worker_id));
+            self.flights = Some(Flights::new(hello.async_exports, worker_id));
             // Its driver sleeps in `poll` with tasks in flight: a ring must reach it there.
             #[cfg(unix)]
             self.reader

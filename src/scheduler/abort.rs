@@ -58,13 +58,19 @@ impl Scheduler {
             job.fail(error, &self.tally);
             resolve(idle);
         } else if let Some(index) = running {
-            if state.workers[index].running.len() > 1 || job.runs_async() {
+            let runs_async = job.runs_async();
+            if state.workers[index].running.len() > 1 || runs_async {
                 // Sent to a child with others (`Task::abort` of a task that does not run
                 // alone): stopping the child would stop them too. It fails now; the child
-                // finishes it, and that result is dropped. An async task's worker drops its
-                // future at its next poll (the failure wakes it), and goes on.
+                // finishes it, and that result is dropped. An async task's worker, rung once
+                // the task failed, drops its future (a child's driver tells the child to) and
+                // goes on.
+                let bell = runs_async.then(|| state.workers[index].bell.clone());
                 drop(state);
                 job.fail(error, &self.tally);
+                if let Some(bell) = bell {
+                    bell.ring();
+                }
                 return;
             }
             let exit = match error {

@@ -16,7 +16,7 @@
 //! instead, to drop once that lock is released too.
 
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::Job;
@@ -42,8 +42,6 @@ type Held<R> = Result<R, Box<Error>>;
 struct SlotInner<R, A> {
     state: State<R, A>,
     waiter: Waiter,
-    /// The worker's waker of an async task's future (see [`Slot::set_runner`]).
-    runner: Option<Waker>,
 }
 
 /// What a task held when it was resolved from outside (its argument, kept for a resend to a
@@ -59,6 +57,9 @@ pub(crate) struct Leftover {
 pub(crate) struct Slot<R, A = ()> {
     /// Mirrors `state` being `Ready` or `Taken`, so that waiters can spin without the lock.
     ready: AtomicBool,
+    /// Started as an async task (see [`Slot::mark_async`]). Beside `ready`, in bytes the lock's
+    /// alignment leaves free.
+    is_async: AtomicBool,
     inner: Mutex<SlotInner<R, A>>,
 }
 
@@ -80,10 +81,10 @@ impl<R, A> Slot<R, A> {
     pub(crate) fn with_arg(arg: A) -> Self {
         Slot {
             ready: AtomicBool::new(false),
+            is_async: AtomicBool::new(false),
             inner: Mutex::new(SlotInner {
                 state: State::Pending(arg),
                 waiter: Waiter::Nobody,
-                runner: None,
             }),
         }
     }
@@ -134,8 +135,6 @@ impl<R, A> Slot<R, A> {
         match std::mem::replace(&mut inner.state, State::Taken) {
             State::Staged(held) => {
                 tally.count(outcome(&held));
-                // Its future ended: nothing is left to wake in the worker.
-                inner.runner = None;
                 self.make_ready(inner, held);
                 true
             }
@@ -191,20 +190,14 @@ impl<R, A> Slot<R, A> {
         Some(self.make_ready(inner, result.map_err(Box::new)))
     }
 
-    /// Resolves the task with `held` and wakes its reader (and the worker running its future,
-    /// if any); returns what the state held before, to be dropped by the caller.
+    /// Resolves the task with `held` and wakes its reader; returns what the state held before,
+    /// to be dropped by the caller.
     fn make_ready(&self, mut inner: MutexGuard<'_, SlotInner<R, A>>, held: Held<R>) -> State<R, A> {
         let old = std::mem::replace(&mut inner.state, State::Ready(held));
         let waiter = std::mem::take(&mut inner.waiter);
-        let runner = inner.runner.take();
         self.ready.store(true, Ordering::Release);
         drop(inner);
         waiter.wake();
-        // An async task resolved from outside (aborted, terminated): its worker drops its
-        // future at the poll this asks for.
-        if let Some(runner) = runner {
-            runner.wake();
-        }
         old
     }
 
@@ -221,14 +214,16 @@ impl<R, A> Slot<R, A> {
             )
     }
 
-    /// Marks the task as an async one, running on a worker whose `waker` polls its future:
-    /// whatever resolves it from outside wakes that future, to be dropped.
-    pub(super) fn set_runner(&self, waker: &Waker) {
-        lock(&self.inner).runner = Some(waker.clone());
+    /// Marks the task as an async one, started on its worker: resolved from outside, it leaves
+    /// that worker be (the scheduler rings the worker's doorbell, and the worker drops the
+    /// task's future).
+    pub(super) fn mark_async(&self) {
+        self.is_async.store(true, Ordering::Release);
     }
 
-    pub(super) fn has_runner(&self) -> bool {
-        lock(&self.inner).runner.is_some()
+    /// Started as an async task and not resolved (a result staged counts as not resolved).
+    pub(super) fn runs_async(&self) -> bool {
+        self.is_async.load(Ordering::Acquire) && !self.is_ready()
     }
 
     fn take(&self) -> Result<R, Error> {

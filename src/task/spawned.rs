@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use super::TaskCell;
 use crate::exports::{Exports, LocalFuture};
@@ -20,7 +20,7 @@ where
     W: 'static,
 {
     /// [`Spawn::start_async`].
-    fn spawn(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>> {
+    fn spawn(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>> {
         let name = self.export_name();
         let export = exports.get(name)?;
         if !export.is_async() {
@@ -42,7 +42,7 @@ where
             }
             (Ok(()), None) => unreachable!("a successful start fills the future"),
         };
-        self.slot.set_runner(waker);
+        self.slot.mark_async();
         Some(Box::pin(Spawned {
             cell: self,
             future: Some(future),
@@ -52,17 +52,18 @@ where
 
 /// A task as a worker thread sees it when its export may be async.
 pub(crate) trait Spawn {
-    /// Starts the task if its export is async: its future, which the worker polls with
-    /// `waker` and which stages the result; the task is then marked as async
+    /// Starts the task if its export is async: its future, which the worker polls and which
+    /// stages the result; the task is then marked as async
     /// ([`runs_async`](Spawn::runs_async)). `None` if the export is not async, or the task
     /// cannot start (then [`Job::run`](super::Job::run) says why).
-    fn start_async(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>>;
+    fn start_async(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>>;
     /// Whether it was started as an async task and has not resolved: an abort only drops
     /// its future, and its worker goes on.
     fn runs_async(&self) -> bool;
-    /// Marks it as an async task that a child process runs: whatever resolves it from outside
-    /// wakes `waker` (its driver's), which tells the child to drop its future.
-    fn runs_in_child(&self, waker: &Waker);
+    /// Marks it as an async task that a child process runs: resolved from outside, it leaves
+    /// its worker be (the scheduler rings the worker's doorbell, and the driver tells the
+    /// child to drop the task's future).
+    fn runs_in_child(&self);
     /// Whether it resolved (an async task's [`worker::aborted`](crate::worker::aborted)).
     fn ended(&self) -> bool;
     /// Whether its result is staged or it resolved: an async task's future is done.
@@ -75,16 +76,16 @@ where
     R: Send + 'static,
     W: 'static,
 {
-    fn start_async(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>> {
-        self.spawn(exports, waker)
+    fn start_async(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>> {
+        self.spawn(exports)
     }
 
     fn runs_async(&self) -> bool {
-        self.slot.has_runner()
+        self.slot.runs_async()
     }
 
-    fn runs_in_child(&self, waker: &Waker) {
-        self.slot.set_runner(waker);
+    fn runs_in_child(&self) {
+        self.slot.mark_async();
     }
 
     fn ended(&self) -> bool {

@@ -37,6 +37,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
         ],
         threads: [
             an_async_setup_is_refused,
+            an_aborted_async_task_alone_on_its_worker_has_its_future_dropped_at_once,
         ],
     }
 }
@@ -82,9 +83,32 @@ pub fn exports() -> Exports {
             yield_once().await;
             exit_now(code)
         })
+        // Says it started, then waits forever holding a guard that counts its drop in
+        // `GUARDS_DROPPED` (in the process that runs it).
+        .export_async("async_guarded", |()| async move {
+            let guard = Guard;
+            if let Ok(port) = worker::port::<u32>() {
+                let _ = port.send(0);
+            }
+            std::future::pending::<()>().await;
+            drop(guard);
+            0u32
+        })
         .export("sync_identity", |()| identity())
         .export_async("tokio_echo", tokio_echo)
         .export("talker", |talker: Talker| talker.0)
+}
+
+/// How many `async_guarded` futures were dropped in this process.
+static GUARDS_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop in [`GUARDS_DROPPED`].
+struct Guard;
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        GUARDS_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// The caller's side of a channel that a [`Talker`] sends on when serialized.
@@ -392,6 +416,26 @@ fn an_async_setup_is_refused() {
             other => panic!("expected InvalidOptions for an async {option}, got {other:?}"),
         }
     }
+}
+
+/// The task aborted is the one its worker waits for, and no task follows: its future is
+/// dropped all the same, not kept until the worker's next task. (Threads only: the future's
+/// drop is counted in this process. The pool closes the task's channel either way, so that
+/// says nothing of the future.)
+fn an_aborted_async_task_alone_on_its_worker_has_its_future_dropped_at_once() {
+    let pool = pool(Runtime::Threads, 4).build().unwrap();
+    let (started, theirs) = tinypool::channel::<u32>();
+    let task: Task<u32> =
+        pool.run_with((), RunOptions::new().name("async_guarded").channel(theirs));
+    assert_eq!(next(&started), Ok(0));
+    assert_eq!(GUARDS_DROPPED.load(Ordering::SeqCst), 0, "it waits");
+    task.abort();
+    assert_eq!(finish(task), Err(Error::Aborted { reason: None }));
+    eventually("its future is dropped", || {
+        GUARDS_DROPPED.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(pool.workers().len(), 1, "its worker was not retired");
+    common::destroy(pool);
 }
 
 /// A sync export's task runs on a worker with async tasks in flight, and they finish after.

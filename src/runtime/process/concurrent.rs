@@ -23,7 +23,6 @@
 //!   had all started, so none goes back to the queue.
 
 use std::sync::Arc;
-use std::task::{Wake, Waker};
 use std::time::Duration;
 #[cfg(windows)]
 use std::time::Instant;
@@ -33,7 +32,6 @@ use crate::protocol::{Done, Frame, ToChild, ToPool};
 use crate::sync::lock;
 use crate::task::Job;
 use crate::trace::{self, AsyncSpan};
-use crate::wait::Doorbell;
 use crate::Error;
 
 /// How often a driver waiting for its child's answers looks at its doorbell, where a ring
@@ -47,9 +45,6 @@ pub(super) struct Flights {
     async_exports: Vec<String>,
     /// The tasks sent and not answered, in the order sent.
     flying: Vec<Flight>,
-    /// Rings the worker's doorbell: the waker of its async tasks, woken when they resolve
-    /// from outside.
-    waker: Waker,
     /// A `DONE` said the child passed its memory limit: the worker leaves once its tasks end.
     over: bool,
     /// The worker's id (for its tasks' trace spans).
@@ -67,26 +62,12 @@ struct Flight {
     span: AsyncSpan,
 }
 
-/// Rings a doorbell.
-struct Ring(Arc<Doorbell>);
-
-impl Wake for Ring {
-    fn wake(self: Arc<Self>) {
-        self.0.ring();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.ring();
-    }
-}
-
 impl Flights {
-    pub(super) fn new(mut async_exports: Vec<String>, bell: &Arc<Doorbell>, worker: usize) -> Self {
+    pub(super) fn new(mut async_exports: Vec<String>, worker: usize) -> Self {
         async_exports.sort_unstable();
         Flights {
             async_exports,
             flying: Vec::new(),
-            waker: Waker::from(Arc::new(Ring(bell.clone()))),
             over: false,
             worker,
         }
@@ -129,7 +110,7 @@ impl ChildWorker {
                 .binary_search_by(|name| (**name).cmp(job.name()))
                 .is_ok();
             if is_async {
-                job.runs_in_child(&flights.waker);
+                job.runs_in_child();
             }
             let span = trace::task_async(&**job, flights.worker);
             flights.flying.push(Flight {
