@@ -72,7 +72,8 @@ impl Builder {
         self
     }
 
-    /// Child processes: the arguments each child is started with (default: none).
+    /// Child processes: the arguments each child is started with (default: none). One with a
+    /// NUL byte is refused by `build()` ([`Error::InvalidOptions`](crate::Error::InvalidOptions)).
     ///
     /// ```
     /// use tinypool::{Pool, Runtime};
@@ -93,7 +94,9 @@ impl Builder {
     }
 
     /// Child processes: sets an environment variable for each child, as `Command::env` does.
-    /// Children inherit this process's environment, then these are applied.
+    /// Children inherit this process's environment, then these are applied. `build()` refuses
+    /// ([`Error::InvalidOptions`](crate::Error::InvalidOptions)) an empty key, a key with `=`,
+    /// and a NUL byte in either.
     ///
     /// ```
     /// use tinypool::{Error, Exports, Pool, Runtime};

@@ -2,6 +2,7 @@
 //! options the chosen runtime cannot honour refused with [`Error::InvalidOptions`].
 
 use std::any::type_name;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -158,6 +159,21 @@ impl Builder {
         }
         if self.max_message_size < 64 {
             return invalid("max_message_size must be at least 64 bytes".into());
+        }
+        // The system takes them as NUL-terminated strings, and the environment as `KEY=VALUE`:
+        // refused here, not as each worker fails to start.
+        let nul = |text: &OsStr| text.as_encoded_bytes().contains(&0);
+        if let Some(arg) = self.argv.iter().find(|arg| nul(arg)) {
+            return invalid(format!("argv: {arg:?} contains a NUL byte"));
+        }
+        for (key, value) in &self.env {
+            let bytes = key.as_encoded_bytes();
+            if bytes.is_empty() || bytes.contains(&b'=') || nul(key) || nul(value) {
+                return invalid(format!(
+                    "env: {key:?} = {value:?}: a key must be non-empty and hold no '=', and \
+                     neither may hold a NUL byte"
+                ));
+            }
         }
         let (program, executable) = match &self.filename {
             Some(path) => {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use tinypool::{
-    ChildOutput, Error, Exports, MaxQueue, Pool, ResourceLimits, RunOptions, Runtime, Task,
+    Builder, ChildOutput, Error, Exports, MaxQueue, Pool, ResourceLimits, RunOptions, Runtime, Task,
 };
 
 use crate::common::{
@@ -26,6 +26,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             duration_max_options_mean_never,
             max_threads_usize_max_builds_a_pool_that_grows_on_demand,
             a_thread_name_with_a_nul_byte_is_invalid,
+            env_and_argv_the_system_cannot_pass_are_invalid,
             children_get_env_and_argv,
             a_fork_server_pool_serves_on_every_system,
         ],
@@ -197,6 +198,23 @@ fn a_thread_name_with_a_nul_byte_is_invalid(runtime: Runtime) {
     let built = pool(runtime).thread_name("tiny\0pool").build();
     let message = invalid_options(built);
     assert!(message.contains("thread_name"), "{message}");
+}
+
+/// What no system can pass to a child (a NUL byte, an environment key that is empty or holds
+/// `=`) is refused by `build()`, not by each worker's start. (On threads, `env` and `argv` are
+/// refused at all.)
+fn env_and_argv_the_system_cannot_pass_are_invalid(runtime: Runtime) {
+    let cases: [(&str, Builder); 5] = [
+        ("argv", pool(runtime).argv(["ok", "a\0b"])),
+        ("env", pool(runtime).env("A\0B", "x")),
+        ("env", pool(runtime).env("KEY", "x\0y")),
+        ("env", pool(runtime).env("A=B", "x")),
+        ("env", pool(runtime).env("", "x")),
+    ];
+    for (option, builder) in cases {
+        let message = invalid_options(builder.build());
+        assert!(message.starts_with(option), "{message}");
+    }
 }
 
 fn children_get_env_and_argv(runtime: Runtime) {
