@@ -257,14 +257,16 @@ impl Scheduler {
             let record = &mut workers[index];
             while record.load() < concurrency {
                 let Some(head) = queue.front() else { break };
-                if record.exclusive_for(&**head) {
-                    if record.load() == 0 {
-                        record.exclusive = true;
-                        record.inbox.extend(queue.pop_front());
-                    }
+                let exclusive = record.exclusive_for(&**head);
+                if exclusive && record.load() > 0 {
                     break;
                 }
-                record.inbox.extend(queue.pop_front());
+                let job = queue.pop_front().expect("its front was just seen");
+                record.inbox.push_back(job);
+                if exclusive {
+                    record.exclusive = true;
+                    break;
+                }
             }
             // Left with room, a worker of async tasks may wait on them without coming back to
             // this lock, the only place that drains the intake: a task offered there would
