@@ -251,8 +251,9 @@ impl Pool {
     /// (not the tasks themselves): a worker still running its teardown by then is named in
     /// [`Error::TerminateTimeout`]. [`destroy`](Pool::destroy) cuts a close short (the tasks
     /// still queued fail with [`Error::Terminated`], and the `Close` resolves). Closing twice
-    /// is fine; closing a destroyed pool resolves at once. Do not wait on it from inside a
-    /// task of the same pool: that task is one the close waits for.
+    /// is fine; closing a destroyed pool resolves at once. Waited on (or awaited) inside a
+    /// task or a hook of one of the pool's own workers, it resolves once every *other*
+    /// worker has stopped: that one stops when its task returns.
     ///
     /// ```
     /// use tinypool::{Error, Exports, Pool, Task};

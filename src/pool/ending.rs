@@ -60,7 +60,8 @@ impl Destroy {
     /// # Ok::<(), tinypool::Error>(())
     /// ```
     pub fn wait(self) -> Result<(), Error> {
-        self.scheduler.join_threads(self.deadline)
+        let own = self.scheduler.own_worker();
+        self.scheduler.join_threads(self.deadline, own)
     }
 }
 
@@ -69,13 +70,15 @@ impl Future for Destroy {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.reaper.is_none() {
+            // Asked here, on the thread that awaits: the reaper runs no worker.
+            let own = self.scheduler.own_worker();
             let (scheduler, deadline) = (self.scheduler.clone(), self.deadline);
             match reaper(&self.scheduler, "destroy", move || {
-                scheduler.join_threads(deadline)
+                scheduler.join_threads(deadline, own)
             }) {
                 Some(reaper) => self.reaper = Some(reaper),
                 // No thread to wait on: wait here, which is bounded by the deadline.
-                None => return Poll::Ready(self.scheduler.join_threads(self.deadline)),
+                None => return Poll::Ready(self.scheduler.join_threads(self.deadline, own)),
             }
         }
         let reaper = self.reaper.as_mut().expect("set above");
@@ -144,7 +147,7 @@ impl Close {
     /// # Ok::<(), Error>(())
     /// ```
     pub fn wait(self) -> Result<(), Error> {
-        self.scheduler.wait_closed()
+        self.scheduler.wait_closed(self.scheduler.own_worker())
     }
 }
 
@@ -157,11 +160,13 @@ impl Future for Close {
             if let Some(result) = self.scheduler.closed_already() {
                 return Poll::Ready(result);
             }
+            // Asked here, on the thread that awaits: the reaper runs no worker.
+            let own = self.scheduler.own_worker();
             let scheduler = self.scheduler.clone();
-            match reaper(&self.scheduler, "close", move || scheduler.wait_closed()) {
+            match reaper(&self.scheduler, "close", move || scheduler.wait_closed(own)) {
                 Some(reaper) => self.reaper = Some(reaper),
                 // No thread to wait on: wait here.
-                None => return Poll::Ready(self.scheduler.wait_closed()),
+                None => return Poll::Ready(self.scheduler.wait_closed(own)),
             }
         }
         let reaper = self.reaper.as_mut().expect("set above");

@@ -195,6 +195,7 @@ impl Scheduler {
             }
         }
         let _finished = Finished(&self, me.serial);
+        let _marked = OwnWorker::mark(&self, me.serial);
         // The setup export runs in here (see the runtimes): a worker whose setup fails does
         // not start.
         let mut worker = match self.launcher.start(&self.worker_options, &me.me) {
@@ -378,14 +379,16 @@ impl Scheduler {
     // ---- Join -----------------------------------------------------------------------------------
 
     /// Waits until every worker thread has finished or `deadline` passes, and joins them.
-    /// The calling thread, when it is one of them, is not waited for.
-    pub(crate) fn join_threads(&self, deadline: Instant) -> Result<(), Error> {
+    /// The calling thread, when it is one of them, is not waited for, nor is the thread of
+    /// worker `own` (whose task awaits this on another thread).
+    pub(crate) fn join_threads(&self, deadline: Instant, own: Option<u64>) -> Result<(), Error> {
         let me = thread::current().id();
         let is_me = |record: &ThreadRecord| {
-            record
-                .handle
-                .as_ref()
-                .is_some_and(|handle| handle.thread().id() == me)
+            Some(record.serial) == own
+                || record
+                    .handle
+                    .as_ref()
+                    .is_some_and(|handle| handle.thread().id() == me)
         };
         let mut state = self.lock();
         let stuck = loop {
@@ -417,6 +420,45 @@ impl Scheduler {
             None => Ok(()),
             Some(worker) => Err(Error::TerminateTimeout { worker }),
         }
+    }
+}
+
+#[cfg(not(loom))]
+thread_local! {
+    /// The scheduler (its address) and the serial of the worker this thread runs, if any.
+    static OWN_WORKER: std::cell::Cell<Option<(usize, u64)>> = const { std::cell::Cell::new(None) };
+}
+// loom runs its threads as coroutines of one OS thread: a std thread-local would be shared.
+#[cfg(loom)]
+loom::thread_local! {
+    static OWN_WORKER: std::cell::Cell<Option<(usize, u64)>> = std::cell::Cell::new(None);
+}
+
+/// Marks the current thread as the one of a worker of a scheduler while it lives: a wait for
+/// that pool's end from inside one of its tasks or hooks knows not to wait for its own worker.
+struct OwnWorker;
+
+impl OwnWorker {
+    fn mark(scheduler: &Scheduler, serial: u64) -> OwnWorker {
+        let address = scheduler as *const Scheduler as usize;
+        OWN_WORKER.with(|own| own.set(Some((address, serial))));
+        OwnWorker
+    }
+}
+
+impl Drop for OwnWorker {
+    fn drop(&mut self) {
+        OWN_WORKER.with(|own| own.set(None));
+    }
+}
+
+impl Scheduler {
+    /// The serial of this pool's worker that the current thread runs, if it runs one (a task
+    /// or a hook of that worker is calling).
+    pub(crate) fn own_worker(&self) -> Option<u64> {
+        let address = self as *const Scheduler as usize;
+        let own = OWN_WORKER.with(|own| own.get())?;
+        (own.0 == address).then_some(own.1)
     }
 }
 

@@ -131,7 +131,10 @@ fn check_consistent(scheduler: &Scheduler) {
 /// `Pool::destroy().wait()`: every worker retired, every thread finished.
 fn destroy(scheduler: &Arc<Scheduler>) {
     scheduler.shut_down();
-    assert_eq!(scheduler.join_threads(scheduler.stop_deadline()), Ok(()));
+    assert_eq!(
+        scheduler.join_threads(scheduler.stop_deadline(), None),
+        Ok(())
+    );
     let state = scheduler.lock();
     assert!(state.workers.is_empty() && state.queue.is_empty());
     assert!(state.threads.iter().all(|record| record.finished));
@@ -209,7 +212,7 @@ fn loom_destroy_races_a_running_task() {
             let scheduler = scheduler.clone();
             ::loom::thread::spawn(move || {
                 scheduler.shut_down();
-                scheduler.join_threads(scheduler.stop_deadline())
+                scheduler.join_threads(scheduler.stop_deadline(), None)
             })
         };
         let outcome = task.wait();
@@ -278,7 +281,7 @@ fn loom_close_races_the_intake() {
             let scheduler = scheduler.clone();
             ::loom::thread::spawn(move || {
                 scheduler.close();
-                scheduler.wait_closed()
+                scheduler.wait_closed(None)
             })
         };
         let last = run(&scheduler, (5, 6), None).wait();
@@ -376,7 +379,7 @@ fn loom_close_races_a_grant() {
         }
         closer.join().unwrap();
         assert_eq!(permits(&scheduler), (0, 0));
-        assert_eq!(scheduler.wait_closed(), Ok(()));
+        assert_eq!(scheduler.wait_closed(None), Ok(()));
     });
 }
 

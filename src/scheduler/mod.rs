@@ -252,8 +252,12 @@ impl Scheduler {
     /// made it idle: wakes whoever waits for the drain, and returns the idle waiters to
     /// resolve once the lock is released (and the task just finished, if any, published).
     fn settle(&self, state: &mut SchedulerState) -> Vec<Arc<Slot<()>>> {
-        if state.closing && state.workers.is_empty() {
+        if state.closing && state.workers.len() <= 1 {
+            // Also for the last but one: a close waited for inside a task of the last one
+            // waits for the others only (see `wait_closed`).
             self.thread_finished.notify_all();
+        }
+        if state.closing && state.workers.is_empty() {
             // Drained: nothing is left to time out.
             self.timer.halt();
         }
@@ -308,18 +312,26 @@ impl Scheduler {
         refused.deliver();
     }
 
-    /// Waits until a closed pool has drained (no worker left), then for its threads to
+    /// Waits until a closed pool has drained (no worker left but `own`, the worker whose task
+    /// or hook is waiting, if any: it stops once that returns), then for its threads to
     /// finish, for at most `terminate_timeout` from the drain on.
-    pub(crate) fn wait_closed(&self) -> Result<(), Error> {
+    pub(crate) fn wait_closed(&self, own: Option<u64>) -> Result<(), Error> {
         let mut state = self.lock();
         // Unbounded: the tasks themselves may take as long as they take. (Notified by
-        // `settle` when the last worker goes, and by `destroy`.)
-        while !state.workers.is_empty() {
+        // `settle` when the last workers go, and by `destroy`.)
+        while state
+            .workers
+            .iter()
+            .any(|worker| Some(worker.serial) != own)
+        {
             state = wait_timeout(&self.thread_finished, state, Duration::from_secs(3600));
         }
         drop(state);
-        self.timer.join();
-        self.join_threads(self.stop_deadline())
+        if own.is_none() {
+            // The timer's thread stops with the last worker, which may be the caller's.
+            self.timer.join();
+        }
+        self.join_threads(self.stop_deadline(), own)
     }
 
     /// What a close resolves with, if it is over already: no worker left, and every thread
@@ -332,7 +344,7 @@ impl Scheduler {
             }
         }
         self.timer.join();
-        Some(self.join_threads(Instant::now()))
+        Some(self.join_threads(Instant::now(), None))
     }
 
     /// A task resolved once nothing is queued or running (at once if so).

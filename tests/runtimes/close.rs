@@ -3,9 +3,11 @@
 //! stops. `destroy` cuts a close short. And what waits on a busy pool: `idle()`, and
 //! `needs_drain()` at `max_queue`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
-use tinypool::{AbortController, Error, MaxQueue, RunOptions, Runtime, Task};
+use tinypool::{AbortController, Error, Exports, MaxQueue, Pool, RunOptions, Runtime, Task};
 
 use crate::common::{
     block_on, block_on_until, eventually, finish, next,
@@ -25,7 +27,10 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             idle_resolves_once_the_tasks_finished,
             needs_drain_says_when_the_queue_is_at_max_queue,
         ],
-        threads: [],
+        threads: [
+            close_waited_inside_a_task_waits_for_the_other_workers_only,
+            close_awaited_inside_an_async_task_resolves,
+        ],
     }
 }
 
@@ -246,4 +251,88 @@ fn needs_drain_says_when_the_queue_is_at_max_queue(runtime: Runtime) {
     port.send(0).unwrap();
     assert_eq!(held(blocker).3, 0);
     assert!(queued.into_iter().all(|t| finish(t).is_ok()));
+}
+
+/// A pool its own exports can reach (taken out at the end: the pool holds its exports).
+type Reach = Arc<Mutex<Option<Pool>>>;
+
+fn reach(reach: &Reach) -> Pool {
+    reach
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the pool is set before any task runs")
+}
+
+/// A task that closes its own pool and waits for the close: the wait ends once the other
+/// worker has finished its task and stopped (its task's flag is set by then), not never; its
+/// own worker stops once the task returns.
+fn close_waited_inside_a_task_waits_for_the_other_workers_only() {
+    let reached: Reach = Arc::default();
+    let other_done = Arc::new(AtomicBool::new(false));
+    let (release, released) = mpsc::channel::<()>();
+    let (closing, closing_seen) = mpsc::channel::<()>();
+    let (released, closing) = (Mutex::new(released), Mutex::new(closing));
+    let exports = Exports::new()
+        .export("other", {
+            let done = other_done.clone();
+            move |()| {
+                let _ = released.lock().unwrap().recv();
+                done.store(true, Ordering::SeqCst);
+                1u32
+            }
+        })
+        .export("closer", {
+            let (reached, done) = (reached.clone(), other_done.clone());
+            move |()| {
+                closing.lock().unwrap().send(()).unwrap();
+                let closed = reach(&reached).close().wait();
+                (closed == Ok(()), done.load(Ordering::SeqCst))
+            }
+        });
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(2)
+        .max_threads(2)
+        .build()
+        .unwrap();
+    *reached.lock().unwrap() = Some(pool.clone());
+    let other: Task<u32> = pool.run_with((), RunOptions::new().name("other"));
+    let closer: Task<(bool, bool)> = pool.run_with((), RunOptions::new().name("closer"));
+    closing_seen.recv().unwrap();
+    release.send(()).unwrap();
+    assert_eq!(
+        finish(closer),
+        Ok((true, true)),
+        "closed once the other worker stopped"
+    );
+    assert_eq!(finish(other), Ok(1));
+    assert_eq!(pool.close().wait(), Ok(()));
+    assert_eq!(pool.threads(), 0);
+    reached.lock().unwrap().take();
+}
+
+/// The same close, awaited by an async export: its worker's executor keeps running while the
+/// close waits (on a thread of its own) for the pool's other workers only.
+fn close_awaited_inside_an_async_task_resolves() {
+    let reached: Reach = Arc::default();
+    let exports = Exports::new().export_async("closer", {
+        let reached = reached.clone();
+        move |()| {
+            let pool = reach(&reached);
+            async move { pool.close().await == Ok(()) }
+        }
+    });
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap();
+    *reached.lock().unwrap() = Some(pool.clone());
+    let closer: Task<bool> = pool.run_with((), RunOptions::new().name("closer"));
+    assert_eq!(finish(closer), Ok(true));
+    assert_eq!(pool.close().wait(), Ok(()));
+    assert_eq!(pool.threads(), 0);
+    reached.lock().unwrap().take();
 }
