@@ -15,19 +15,18 @@ use std::time::{Duration, Instant};
 use super::spawn::{self, limit_hit, signal_of, ChildProcess, Started};
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
 use crate::options::ProcessOptions;
-use crate::protocol::{Done, Frame, Hello, Init, Limits, ToChild, ToPool, LIMITS_ENV, PARENT_ENV};
+use crate::protocol::{Done, Frame, Limits, ToChild, ToPool, LIMITS_ENV, PARENT_ENV};
 use crate::stats::Tally;
 // The flag the scheduler sets: loom's under `--cfg loom` (this runtime is not modelled).
 use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-#[cfg(unix)]
-use crate::transport::Wake;
-use crate::transport::{Backlog, Bulk, Direction, Naps, Reader, Region, Writer, POLL_INTERVAL};
+use crate::transport::{Backlog, Bulk, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
 mod concurrent;
+mod handshake;
 mod outbox;
 mod run;
 mod setup;
@@ -231,76 +230,6 @@ impl ChildWorker {
         let writer = &mut lock(&self.writer).writer;
         writer.send(message, self.max())?;
         writer.finish(deadline)
-    }
-
-    fn handshake(&mut self, worker_id: usize) -> Result<(), Refusal> {
-        let timeout = self.options.startup_timeout;
-        let deadline = deadline_after(timeout);
-        // In steps, so that a worker retired meanwhile (`destroy`) stops waiting at once.
-        let hello = loop {
-            let step = (Instant::now() + POLL_INTERVAL).min(deadline);
-            match self.next_before(step)? {
-                Next::Frame(frame) => break frame,
-                Next::Ended(_) => return Err(Refusal::Silent),
-                Next::Late if self.retired.load(Ordering::Acquire) => {
-                    return Err(Error::Terminated.into())
-                }
-                Next::Late if Instant::now() < deadline => {}
-                Next::Late => {
-                    return Err(Error::Protocol {
-                        message: format!(
-                            "no handshake within startup_timeout ({timeout:?}): does its main \
-                             call tinypool::worker::serve_if_worker first?"
-                        ),
-                    }
-                    .into())
-                }
-            }
-        };
-        let hello = Hello::expect(&hello)?;
-        if !hello.async_exports.is_empty() {
-            self.flights = Some(Flights::new(hello.async_exports, worker_id));
-            // Its driver sleeps in `poll` with tasks in flight: a ring must reach it there.
-            #[cfg(unix)]
-            self.reader
-                .hear(Wake::new(&self.bell).map_err(|e| Error::WorkerStartFailed {
-                    message: format!("making the driver's wake-up: {e}"),
-                })?);
-        }
-        let options = &self.options;
-        let init = ToChild::Init(Init {
-            worker_id,
-            codec: options.serialization,
-            max_message_size: options.max_message_size,
-            measure_memory: options.memory_recycle.is_some(),
-            rings: self.region.is_some(),
-            bulk: self.bulk.as_ref().map_or(0, |bulk| bulk.capacity()),
-            max_memory: options.max_memory.unwrap_or(0),
-            max_cpu_seconds: options.max_cpu_time.map_or(0, |time| {
-                // Whole seconds, rounded up: what RLIMIT_CPU counts in.
-                time.as_secs()
-                    .saturating_add(u64::from(time.subsec_nanos() > 0))
-            }),
-            teardown: self.pool.teardown.as_deref().unwrap_or(""),
-            setup: self.pool.setup.as_deref().unwrap_or(""),
-            worker_data: (options.worker_data.as_ref())
-                .map(|(type_name, bytes)| (*type_name, &bytes[..])),
-        });
-        self.send(&init, deadline_after(timeout))?;
-        // The child reads `INIT` from the socket, then everything else from the rings.
-        if let Some(region) = &self.region {
-            self.reader.attach(region.reader(Direction::ToPool));
-            let writer = &mut lock(&self.writer).writer;
-            writer.attach(region.writer(Direction::ToChild));
-            if let Some(bulk) = &self.bulk {
-                self.reader.attach_bulk(bulk.reader(Direction::ToPool));
-                writer.attach_bulk(bulk.writer(Direction::ToChild));
-            }
-        }
-        match self.pool.setup.clone() {
-            Some(setup) => self.await_setup(setup),
-            None => Ok(()),
-        }
     }
 
     /// Reads one frame, waiting at most until `deadline`: `Ok(None)` on timeout, an error
