@@ -595,11 +595,21 @@ impl RunningWorker for ChildWorker {
         let alive = matches!(self.child.try_wait(), Ok(None));
         if alive && self.send(&ToChild::Stop, deadline).is_ok() {
             // The child runs its teardown, reports a failure as a result for task 0, and exits.
-            while let Ok(Some(frame)) = self.read_before(deadline) {
-                if let Ok(ToPool::Done(done)) = ToPool::decode(&frame) {
-                    if let Err(error) = done.outcome {
+            // Its frames are read until that result, and not past the deadline even while
+            // more keep coming: a child that never stops talking must not hold `destroy`, nor
+            // have one failure reported again and again.
+            while Instant::now() < deadline {
+                let Ok(Some(frame)) = self.read_before(deadline) else {
+                    break;
+                };
+                if let Ok(ToPool::Done(Done {
+                    task: 0, outcome, ..
+                })) = ToPool::decode(&frame)
+                {
+                    if let Err(error) = outcome {
                         self.pool.reporter.report(error);
                     }
+                    break;
                 }
             }
         }

@@ -1,0 +1,224 @@
+//! Workers that keep talking: a child (or what it forked) that sends well-formed frames
+//! without end, at moments the pool only means to read what is left (its stop, the check of a
+//! child found dead) or while its task is aborted. A stream of frames that never ends must not
+//! hold the pool's driver: the child is killed at `terminate_timeout`, `destroy()` returns in
+//! time with no error, and no worker thread, child process or descriptor is left behind.
+//!
+//! (Garbage, lies about the rings and the big-frame slot, and answers for tasks never sent are
+//! `tests/bad_input.rs`'s; these workers say nothing wrong, they just never stop.)
+//!
+//! A `harness = false` binary: its pools re-execute it, as a worker or as a fake worker (see
+//! [`ROLE`]), so `main` first plays that part.
+
+mod common;
+
+#[cfg(target_os = "linux")]
+mod attacks {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use super::common::{destroy_within, procfs, BOUND};
+    use tinypool::{Builder, ChildOutput, Pool, Runtime};
+
+    /// Set on this binary re-executed as a fake worker: which one it plays (see [`fake_worker`]).
+    pub const ROLE: &str = "HOSTILE_ROLE";
+    const CHILD_FD: i32 = 3;
+
+    // The wire format, written out as `tests/bad_input.rs` does (so that the test speaks it
+    // without the crate's help): frames, then the rings of `src/transport/ring.rs`.
+    const HELLO: u8 = 1;
+    const INIT: u8 = 2;
+    const DONE: u8 = 6;
+    const MAGIC: &[u8; 8] = b"TINYPOOL";
+    const VERSION: u32 = 7;
+    const RINGS_FD: i32 = 4;
+    const RING: usize = 8 << 10;
+    const REGION: usize = 4096 + 2 * RING;
+    const KIND: u32 = 29;
+    const SOCKET: u32 = 1;
+
+    fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
+        frame.push(kind);
+        frame.extend_from_slice(body);
+        frame
+    }
+
+    fn hello() -> Vec<u8> {
+        let mut body = MAGIC.to_vec();
+        body.extend_from_slice(&VERSION.to_le_bytes());
+        body.extend_from_slice(&std::process::id().to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes()); // no async exports
+        frame(HELLO, &body)
+    }
+
+    fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header)?;
+        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+        stream.read_exact(&mut body)?;
+        let kind = body.remove(0);
+        Ok((kind, body))
+    }
+
+    /// The rings the pool shares with this process on fd 4, mapped.
+    fn rings() -> *mut u8 {
+        // SAFETY: maps the region the pool gave this process on fd 4.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                REGION,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                RINGS_FD,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "the rings");
+        base.cast()
+    }
+
+    /// Announces, as the first chunk of the ring to the pool, a stream of `len` bytes on the
+    /// socket (a `SOCKET` chunk: what a frame too big for the ring takes).
+    fn announce_on_socket(len: u64) {
+        let base = rings();
+        // SAFETY: the ring to the pool starts at 4096 + RING: the chunk (a header and 8 bytes)
+        // fits at its start; its tail is the first line of the ring's controls, at 192.
+        unsafe {
+            let ring = base.add(4096 + RING);
+            ring.cast::<u32>().write(SOCKET << KIND | 8);
+            std::ptr::copy_nonoverlapping(len.to_le_bytes().as_ptr(), ring.add(4), 8);
+            (*base.add(192).cast::<AtomicU32>()).store(12, Ordering::SeqCst);
+        }
+    }
+
+    /// Shakes hands as a worker of this version would, with rings (the floods announce their
+    /// frames there).
+    fn handshake(channel: &mut UnixStream) {
+        channel.write_all(&hello()).expect("hello");
+        let (kind, body) = read_frame(channel).expect("init");
+        assert_eq!(kind, INIT);
+        // worker id, codec, max_message_size, measure_memory, then whether there are rings.
+        assert_eq!(body[8 + 1 + 8 + 1], 1, "the pool shares rings");
+    }
+
+    /// Sends `frame` again and again until the pool is gone (its end of the socket closed):
+    /// on the socket, announced in the ring as one stream without end. The socket's buffer
+    /// holds thousands of them, so the pool finds it empty only if it reads them faster than
+    /// this process, which runs now and then, writes them.
+    fn flood(channel: &mut UnixStream, frame: &[u8]) -> ! {
+        announce_on_socket(1 << 62);
+        let frames = frame.repeat(4096);
+        while channel.write_all(&frames).is_ok() {}
+        std::process::exit(0)
+    }
+
+    /// A `DONE` of task 0 that says the teardown failed (`Error::Disconnected`): what a child
+    /// sends after `STOP` when its teardown fails.
+    fn teardown_failed() -> Vec<u8> {
+        let mut body = 0u64.to_le_bytes().to_vec(); // task 0
+        body.extend_from_slice(&0u64.to_le_bytes()); // no resident memory
+        body.extend_from_slice(&[1, 4]); // an error: `Disconnected`
+        frame(DONE, &body)
+    }
+
+    /// The parts this binary plays as a pool's fake worker, on fd 3, after a proper handshake:
+    /// - `stop-flood`: floods the pool with reports of a failed teardown ([`teardown_failed`]).
+    pub fn fake_worker(role: &str) -> ! {
+        // SAFETY: fd 3 is the channel the pool gave this process; nothing else owns it.
+        let mut channel = unsafe { UnixStream::from_raw_fd(CHILD_FD) };
+        handshake(&mut channel);
+        match role {
+            "stop-flood" => flood(&mut channel, &teardown_failed()),
+            other => panic!("no such role: {other}"),
+        }
+    }
+
+    /// A pool of this binary's real workers, their panics' messages (on stderr) discarded.
+    fn child_pool(prefix: &str) -> Builder {
+        Pool::builder()
+            .runtime(Runtime::ChildProcess)
+            .env("RUST_BACKTRACE", "0")
+            .stderr(ChildOutput::Null)
+            .min_threads(1)
+            .max_threads(1)
+            .terminate_timeout(Duration::from_millis(100))
+            .thread_name(prefix)
+    }
+
+    /// What `destroy()` must leave: no worker thread of `prefix`, no child process.
+    fn nothing_left(prefix: &str) {
+        wait_until("the worker threads ended", || procfs::live(prefix) == 0);
+        assert_eq!(procfs::children(), vec![]);
+    }
+
+    /// Waits (within [`BOUND`]) until `done` holds.
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + BOUND;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} within {BOUND:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `destroy()` of a pool whose child, told to stop, reports a failed teardown again and
+    /// again, returns in time with no error, and leaves neither the worker's thread nor its
+    /// child: the pool reads what its child says after `STOP` until `terminate_timeout`, and
+    /// reports the teardown's failure once, not for as long as the child repeats it. (The
+    /// `on_error` hook here takes a millisecond, as one that writes a log may: the pool then
+    /// reads slower than the child writes, and never finds the stream dry.)
+    pub fn destroy_stops_a_child_that_never_stops_talking() {
+        let before = procfs::open_fds();
+        let reports = Arc::new(AtomicUsize::new(0));
+        let pool = child_pool("hostile-s")
+            .env(ROLE, "stop-flood")
+            .on_error({
+                let reports = reports.clone();
+                move |_| {
+                    reports.fetch_add(1, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .build()
+            .expect("a pool");
+        wait_until("the worker started", || pool.threads() == 1);
+        assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
+        drop(pool);
+        nothing_left("hostile-s");
+        assert_eq!(
+            reports.load(Ordering::SeqCst),
+            1,
+            "one teardown, one report"
+        );
+        let after = procfs::open_fds();
+        assert_eq!(before, after, "{}", procfs::fd_diff(&before, &after));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    use attacks::*;
+    use tinypool::worker;
+    if let Some(role) = std::env::var_os(ROLE) {
+        fake_worker(&role.to_string_lossy());
+    }
+    worker::serve_if_worker(tinypool::Exports::new());
+    let cases: [(&str, fn()); 1] = [(
+        "destroy_stops_a_child_that_never_stops_talking",
+        destroy_stops_a_child_that_never_stops_talking,
+    )];
+    common::run_cases(
+        cases
+            .into_iter()
+            .map(|(name, body)| (name.to_owned(), Box::new(body) as Box<dyn Fn()>))
+            .collect(),
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {}
