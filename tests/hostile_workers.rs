@@ -23,10 +23,12 @@ mod attacks {
     use std::time::{Duration, Instant};
 
     use super::common::{destroy_within, procfs, BOUND};
-    use tinypool::{Builder, ChildOutput, Pool, Runtime};
+    use tinypool::{Builder, ChildOutput, Exports, Pool, Runtime};
 
     /// Set on this binary re-executed as a fake worker: which one it plays (see [`fake_worker`]).
     pub const ROLE: &str = "HOSTILE_ROLE";
+    /// A file the `chatty_setup` export makes when it starts.
+    const MARK: &str = "HOSTILE_MARK";
     const CHILD_FD: i32 = 3;
 
     // The wire format, written out as `tests/bad_input.rs` does (so that the test speaks it
@@ -139,6 +141,25 @@ mod attacks {
         }
     }
 
+    /// The real worker's exports, which talk without end ([`keep_panicking`]):
+    /// - `chatty_setup`, a setup export, once it made the file [`MARK`] names.
+    pub fn exports() -> Exports {
+        Exports::new().export("chatty_setup", |()| {
+            std::fs::write(std::env::var_os(MARK).expect("a mark"), b"").expect("the mark");
+            keep_panicking();
+        })
+    }
+
+    /// Panics and catches the panic again and again, each panic's message sent to the pool by
+    /// the worker's panic hook, for two minutes (far beyond any test: a bug cannot leave it
+    /// running long).
+    fn keep_panicking() {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            let _ = std::panic::catch_unwind(|| panic!("still talking"));
+        }
+    }
+
     /// A pool of this binary's real workers, their panics' messages (on stderr) discarded.
     fn child_pool(prefix: &str) -> Builder {
         Pool::builder()
@@ -198,6 +219,24 @@ mod attacks {
         let after = procfs::open_fds();
         assert_eq!(before, after, "{}", procfs::fd_diff(&before, &after));
     }
+
+    /// A setup export that keeps reporting panics, and so never ends, does not hold
+    /// `destroy()`: the worker still starting stops waiting for its setup, its child is killed,
+    /// and nothing is left.
+    pub fn destroy_stops_a_setup_that_never_stops_talking() {
+        let mark = std::env::temp_dir().join(format!("hostile-setup-{}", std::process::id()));
+        let _ = std::fs::remove_file(&mark);
+        let pool = child_pool("hostile-u")
+            .setup("chatty_setup")
+            .env(MARK, &mark)
+            .build()
+            .expect("a pool");
+        wait_until("the setup runs", || mark.exists());
+        assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
+        drop(pool);
+        nothing_left("hostile-u");
+        std::fs::remove_file(&mark).expect("the mark");
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -207,11 +246,17 @@ fn main() {
     if let Some(role) = std::env::var_os(ROLE) {
         fake_worker(&role.to_string_lossy());
     }
-    worker::serve_if_worker(tinypool::Exports::new());
-    let cases: [(&str, fn()); 1] = [(
-        "destroy_stops_a_child_that_never_stops_talking",
-        destroy_stops_a_child_that_never_stops_talking,
-    )];
+    worker::serve_if_worker(exports());
+    let cases: [(&str, fn()); 2] = [
+        (
+            "destroy_stops_a_child_that_never_stops_talking",
+            destroy_stops_a_child_that_never_stops_talking,
+        ),
+        (
+            "destroy_stops_a_setup_that_never_stops_talking",
+            destroy_stops_a_setup_that_never_stops_talking,
+        ),
+    ];
     common::run_cases(
         cases
             .into_iter()

@@ -16,11 +16,14 @@ impl ChildWorker {
     /// retirement (`destroy`).
     pub(super) fn await_setup(&mut self, name: String) -> Result<(), Refusal> {
         loop {
+            // Looked at before each frame, not only when none came: a setup that keeps
+            // talking (a panic caught in a loop sends a frame each time) would otherwise hold
+            // this loop, and `destroy`, for as long as it runs.
+            if self.retired.load(Ordering::Acquire) {
+                return Err(Error::Terminated.into());
+            }
             let frame = match self.next_before(Instant::now() + POLL_INTERVAL)? {
                 Next::Frame(frame) => frame,
-                Next::Late if self.retired.load(Ordering::Acquire) => {
-                    return Err(Error::Terminated.into())
-                }
                 Next::Late => continue,
                 Next::Ended(_) => return Err(Refusal::SetupDied(name)),
             };
