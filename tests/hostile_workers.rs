@@ -22,8 +22,10 @@ mod attacks {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::common::{destroy_within, procfs, BOUND};
-    use tinypool::{Builder, ChildOutput, Exports, Pool, Runtime};
+    use super::common::{self, destroy_within, procfs, BOUND};
+    use tinypool::{
+        worker, AbortController, Builder, ChildOutput, Error, Exports, Pool, RunOptions, Runtime,
+    };
 
     /// Set on this binary re-executed as a fake worker: which one it plays (see [`fake_worker`]).
     pub const ROLE: &str = "HOSTILE_ROLE";
@@ -142,12 +144,21 @@ mod attacks {
     }
 
     /// The real worker's exports, which talk without end ([`keep_panicking`]):
-    /// - `chatty_setup`, a setup export, once it made the file [`MARK`] names.
+    /// - `chatty_setup`, a setup export, once it made the file [`MARK`] names;
+    /// - `chatty_deaf` ignores SIGTERM, and says on its channel that it runs first.
     pub fn exports() -> Exports {
-        Exports::new().export("chatty_setup", |()| {
-            std::fs::write(std::env::var_os(MARK).expect("a mark"), b"").expect("the mark");
-            keep_panicking();
-        })
+        Exports::new()
+            .export("chatty_deaf", |()| {
+                // SAFETY: sets a signal disposition.
+                unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+                let port = worker::port::<u8>().expect("run with a channel");
+                port.send(1).expect("the caller listens");
+                keep_panicking();
+            })
+            .export("chatty_setup", |()| {
+                std::fs::write(std::env::var_os(MARK).expect("a mark"), b"").expect("the mark");
+                keep_panicking();
+            })
     }
 
     /// Panics and catches the panic again and again, each panic's message sent to the pool by
@@ -237,6 +248,28 @@ mod attacks {
         nothing_left("hostile-u");
         std::fs::remove_file(&mark).expect("the mark");
     }
+
+    /// An aborted task whose child ignores SIGTERM and keeps reporting panics: the
+    /// child is killed at `terminate_timeout` after the abort, however many frames it still
+    /// sends, and `destroy()` then returns with nothing left.
+    pub fn an_aborted_chatty_child_deaf_to_sigterm_is_killed() {
+        let pool = child_pool("hostile-c").build().expect("a pool");
+        let (caller, port) = tinypool::channel::<u8>();
+        let controller = AbortController::new();
+        let options = RunOptions::new()
+            .name("chatty_deaf")
+            .channel(port)
+            .signal(controller.signal());
+        let task = pool.run_with::<(), _>((), options);
+        assert_eq!(common::next(&caller), Ok(1), "the task talks");
+        let pid = pool.workers()[0].pid.expect("a child");
+        controller.abort();
+        assert!(matches!(common::finish(task), Err(Error::Aborted { .. })));
+        wait_until("the aborted child killed", || procfs::gone(pid));
+        assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
+        drop(pool);
+        nothing_left("hostile-c");
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -247,7 +280,7 @@ fn main() {
         fake_worker(&role.to_string_lossy());
     }
     worker::serve_if_worker(exports());
-    let cases: [(&str, fn()); 2] = [
+    let cases: [(&str, fn()); 3] = [
         (
             "destroy_stops_a_child_that_never_stops_talking",
             destroy_stops_a_child_that_never_stops_talking,
@@ -255,6 +288,10 @@ fn main() {
         (
             "destroy_stops_a_setup_that_never_stops_talking",
             destroy_stops_a_setup_that_never_stops_talking,
+        ),
+        (
+            "an_aborted_chatty_child_deaf_to_sigterm_is_killed",
+            an_aborted_chatty_child_deaf_to_sigterm_is_killed,
         ),
     ];
     common::run_cases(

@@ -94,6 +94,7 @@ impl Launcher for Processes {
             last_panic: None,
             bell: me.bell.clone(),
             flights: None,
+            kill_at: None,
         };
         if let Err(refusal) = worker.handshake(me.id) {
             // A child that died in its setup is reaped, to say how it ended.
@@ -210,6 +211,10 @@ struct ChildWorker {
     /// The tasks in flight of a child with async exports, which it runs concurrently; `None`
     /// for a child without (see `process/concurrent.rs`).
     flights: Option<Flights>,
+    /// When a retired worker's child is killed: set at the first look after its retirement
+    /// (which sends SIGTERM), kept across reads, so that a child that keeps sending frames
+    /// still dies at `terminate_timeout`.
+    kill_at: Option<Instant>,
 }
 
 /// Why waiting for a frame stopped without one.
@@ -298,14 +303,13 @@ impl ChildWorker {
                 reader.ready()
             });
         }
-        let mut kill_deadline = None;
         loop {
             let Some(backlog) = self.flush_pending() else {
                 // The child stopped reading for good: it is dead or dying.
                 return Err(self.died());
             };
             if self.retired.load(Ordering::Acquire) {
-                let deadline = *kill_deadline.get_or_insert_with(|| {
+                let deadline = *self.kill_at.get_or_insert_with(|| {
                     self.child.terminate();
                     deadline_after(self.pool.terminate_timeout)
                 });
