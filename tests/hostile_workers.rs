@@ -38,6 +38,7 @@ mod attacks {
     const HELLO: u8 = 1;
     const INIT: u8 = 2;
     const DONE: u8 = 6;
+    const PANICKING: u8 = 7;
     const MAGIC: &[u8; 8] = b"TINYPOOL";
     const VERSION: u32 = 7;
     const RINGS_FD: i32 = 4;
@@ -59,6 +60,13 @@ mod attacks {
         body.extend_from_slice(&std::process::id().to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes()); // no async exports
         frame(HELLO, &body)
+    }
+
+    /// A `PANICKING` frame: what a child's panic hook says, which the pool reads and notes.
+    fn panicking(message: &[u8]) -> Vec<u8> {
+        let mut body = (message.len() as u32).to_le_bytes().to_vec();
+        body.extend_from_slice(message);
+        frame(PANICKING, &body)
     }
 
     fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
@@ -101,6 +109,28 @@ mod attacks {
         }
     }
 
+    /// Waits until the pool sent a task (the tail of the ring to the child moved).
+    fn wait_for_a_task() {
+        let base = rings();
+        // SAFETY: the tail of the ring to the child, the region's first line.
+        let tail = unsafe { &*base.cast::<AtomicU32>() };
+        while tail.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+    }
+
+    /// Forks a helper that floods the pool with `PANICKING` frames, and exits.
+    fn orphan(channel: &mut UnixStream) -> ! {
+        // SAFETY: fork in a process with one thread; the child only floods and exits.
+        match unsafe { libc::fork() } {
+            0 => flood(channel, &panicking(b"still talking")),
+            pid => {
+                assert!(pid > 0, "fork");
+                std::process::exit(0)
+            }
+        }
+    }
+
     /// Shakes hands as a worker of this version would, with rings (the floods announce their
     /// frames there).
     fn handshake(channel: &mut UnixStream) {
@@ -132,13 +162,22 @@ mod attacks {
     }
 
     /// The parts this binary plays as a pool's fake worker, on fd 3, after a proper handshake:
-    /// - `stop-flood`: floods the pool with reports of a failed teardown ([`teardown_failed`]).
+    /// - `stop-flood`: floods the pool with reports of a failed teardown ([`teardown_failed`]);
+    /// - `orphan-flood`: forks a helper that floods the pool with `PANICKING` frames, and exits:
+    ///   the pool finds its child dead while frames keep coming from the helper, which holds
+    ///   the channel and the rings;
+    /// - `task-orphan`: the same once it was sent a task.
     pub fn fake_worker(role: &str) -> ! {
         // SAFETY: fd 3 is the channel the pool gave this process; nothing else owns it.
         let mut channel = unsafe { UnixStream::from_raw_fd(CHILD_FD) };
         handshake(&mut channel);
         match role {
             "stop-flood" => flood(&mut channel, &teardown_failed()),
+            "orphan-flood" => orphan(&mut channel),
+            "task-orphan" => {
+                wait_for_a_task();
+                orphan(&mut channel)
+            }
             other => panic!("no such role: {other}"),
         }
     }
@@ -231,6 +270,47 @@ mod attacks {
         assert_eq!(before, after, "{}", procfs::fd_diff(&before, &after));
     }
 
+    /// A child that exits while a process it forked keeps writing frames into its channel is
+    /// found dead and replaced, and `destroy()` then returns with nothing left: the pool reads
+    /// a dead child's last words for a bounded time, not for as long as its helper talks.
+    pub fn a_dead_child_whose_helper_keeps_talking_is_found_dead() {
+        let (errors, on_error) = common::collect_errors();
+        let pool = child_pool("hostile-o")
+            .env(ROLE, "orphan-flood")
+            .on_error(on_error)
+            .build()
+            .expect("a pool");
+        wait_until("the dead child reported", || {
+            !errors.lock().unwrap().is_empty()
+        });
+        assert!(
+            matches!(errors.lock().unwrap()[0], Error::WorkerExited { .. }),
+            "{:?}",
+            errors.lock().unwrap()
+        );
+        assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
+        drop(pool);
+        nothing_left("hostile-o");
+    }
+
+    /// A child that exits in the middle of a task while a process it forked keeps writing
+    /// frames into its channel fails its task with `Error::WorkerExited`, as any child that
+    /// dies does: its last words are read, not its helper's for as long as it talks.
+    pub fn a_task_whose_child_dies_while_its_helper_talks_fails() {
+        let pool = child_pool("hostile-t")
+            .env(ROLE, "task-orphan")
+            .build()
+            .expect("a pool");
+        let task = pool.run::<i32, _>(1);
+        assert!(
+            matches!(common::finish(task), Err(Error::WorkerExited { .. })),
+            "the task fails"
+        );
+        assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
+        drop(pool);
+        nothing_left("hostile-t");
+    }
+
     /// A setup export that keeps reporting panics, and so never ends, does not hold
     /// `destroy()`: the worker still starting stops waiting for its setup, its child is killed,
     /// and nothing is left.
@@ -280,10 +360,18 @@ fn main() {
         fake_worker(&role.to_string_lossy());
     }
     worker::serve_if_worker(exports());
-    let cases: [(&str, fn()); 3] = [
+    let cases: [(&str, fn()); 5] = [
         (
             "destroy_stops_a_child_that_never_stops_talking",
             destroy_stops_a_child_that_never_stops_talking,
+        ),
+        (
+            "a_dead_child_whose_helper_keeps_talking_is_found_dead",
+            a_dead_child_whose_helper_keeps_talking_is_found_dead,
+        ),
+        (
+            "a_task_whose_child_dies_while_its_helper_talks_fails",
+            a_task_whose_child_dies_while_its_helper_talks_fails,
         ),
         (
             "destroy_stops_a_setup_that_never_stops_talking",

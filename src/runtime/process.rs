@@ -36,6 +36,10 @@ use outbox::Outbox;
 
 /// How often an idle driver checks that its child is alive.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// The most frames read of a child found dead: its last words.
+const LAST_WORDS: usize = 16;
+/// How many frames of a task a driver reads between two looks at its child's exit.
+const LOOK_EVERY: u32 = 64;
 
 pub(crate) struct Processes {
     options: Arc<ProcessOptions>,
@@ -95,6 +99,8 @@ impl Launcher for Processes {
             bell: me.bell.clone(),
             flights: None,
             kill_at: None,
+            reads: 0,
+            dead_since: None,
         };
         if let Err(refusal) = worker.handshake(me.id) {
             // A child that died in its setup is reaped, to say how it ended.
@@ -215,6 +221,10 @@ struct ChildWorker {
     /// (which sends SIGTERM), kept across reads, so that a child that keeps sending frames
     /// still dies at `terminate_timeout`.
     kill_at: Option<Instant>,
+    /// Frames read by [`next_frame_by`](Self::next_frame_by), and when the child was found
+    /// exited with frames still coming (see [`talks_past_death`](Self::talks_past_death)).
+    reads: u32,
+    dead_since: Option<Instant>,
 }
 
 /// Why waiting for a frame stopped without one.
@@ -331,6 +341,7 @@ impl ChildWorker {
                 || self.reader.peer_exited()
             {
                 match self.reader.read_frame(self.max()) {
+                    Ok(Some(_)) if self.talks_past_death() => return Err(self.died()),
                     Ok(Some(frame)) => return Ok(Some(frame)),
                     Ok(None) => return Err(self.died()),
                     Err(error) => {
@@ -353,6 +364,18 @@ impl ChildWorker {
                 return Ok(None);
             }
         }
+    }
+
+    /// Whether the child, found exited, went on sending frames for `terminate_timeout`: a
+    /// process it forked holds its channel and writes without end, and its task must fail as
+    /// at any death. Looked at every [`LOOK_EVERY`] frames read (it costs a system call).
+    fn talks_past_death(&mut self) -> bool {
+        self.reads = self.reads.wrapping_add(1);
+        if !self.reads.is_multiple_of(LOOK_EVERY) || !self.reader.peer_exited() {
+            return false;
+        }
+        let since = *self.dead_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.pool.terminate_timeout
     }
 
     /// Sends more of the frames sent ahead, if some wait; returns what those still wait for,
@@ -570,9 +593,14 @@ impl RunningWorker for ChildWorker {
             Ok(None) => Flow::Continue,
             Ok(Some(status)) => {
                 // A panic of the last task was caught and reported with it: not these last
-                // words. Drain what the child said before dying (its panic message, say).
+                // words. Drain what the child said before dying (its panic message, say): a
+                // few frames at most (`note_panic` keeps four), since a process it forked may
+                // hold its channel and write on without end.
                 self.last_panic = None;
-                while let Ok(Some(frame)) = self.read_before(Instant::now()) {
+                for _ in 0..LAST_WORDS {
+                    let Ok(Some(frame)) = self.read_before(Instant::now()) else {
+                        break;
+                    };
                     let Ok(ToPool::Panicking { message }) = ToPool::decode(&frame) else {
                         break;
                     };
