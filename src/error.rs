@@ -247,6 +247,20 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// `text` cut to at most `limit` bytes, at a character's boundary, and marked with `…`.
+fn cut_text(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
+}
+
 /// What has the wrong type in an [`Error::TypeMismatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -279,6 +293,57 @@ impl fmt::Display for TypeRole {
 }
 
 impl Error {
+    /// The same error with each of its texts cut to at most `limit` bytes (and `…`): what a
+    /// child sends when the whole would not fit in a frame (a long panic message, say).
+    pub(crate) fn cut_to(self, limit: usize) -> Error {
+        let cut = |text: String| cut_text(text, limit);
+        match self {
+            Error::Panicked { message, location } => Error::Panicked {
+                message: cut(message),
+                location: location.map(cut),
+            },
+            Error::NoSuchFunction { name } => Error::NoSuchFunction { name: cut(name) },
+            Error::TypeMismatch {
+                what,
+                expected,
+                found,
+            } => Error::TypeMismatch {
+                what: match what {
+                    TypeRole::Argument { function } => TypeRole::Argument {
+                        function: cut(function),
+                    },
+                    TypeRole::Result { function } => TypeRole::Result {
+                        function: cut(function),
+                    },
+                    other => other,
+                },
+                expected: cut(expected),
+                found: cut(found),
+            },
+            Error::Aborted { reason } => Error::Aborted {
+                reason: reason.map(cut),
+            },
+            Error::InvalidOptions(message) => Error::InvalidOptions(cut(message)),
+            Error::WorkerStartFailed { message } => Error::WorkerStartFailed {
+                message: cut(message),
+            },
+            Error::WorkerExited {
+                code,
+                signal,
+                message,
+            } => Error::WorkerExited {
+                code,
+                signal,
+                message: message.map(cut),
+            },
+            Error::ResourceLimit { limit: which } => Error::ResourceLimit { limit: cut(which) },
+            Error::Protocol { message } => Error::Protocol {
+                message: cut(message),
+            },
+            other => other,
+        }
+    }
+
     /// The error's kind: its variant without its fields, to count, compare or match on
     /// cheaply (as [`std::io::ErrorKind`] is to [`std::io::Error`]). [`Stats`](crate::Stats)
     /// counts failed tasks by kind.
@@ -434,6 +499,32 @@ fn exception(code: i32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cut text fits its limit, ends at a character's boundary with `…`, and keeps what it
+    /// keeps; a text that fits is left alone.
+    #[test]
+    fn a_cut_text_fits_and_keeps_whole_characters() {
+        let text = "héllo wörld, ünïcode ✓✓✓ and more";
+        for limit in 3..=text.len() + 1 {
+            let cut = cut_text(text.to_owned(), limit);
+            assert!(cut.len() <= limit, "{cut:?} over {limit}");
+            match cut.strip_suffix('…') {
+                Some(kept) if text.len() > limit => assert!(text.starts_with(kept), "{cut:?}"),
+                _ => assert_eq!(cut, text, "cut at {limit}"),
+            }
+        }
+        let error = Error::Panicked {
+            message: "x".repeat(100),
+            location: Some("src/lib.rs:1:1".to_owned()),
+        };
+        match error.cut_to(8) {
+            Error::Panicked { message, location } => {
+                assert_eq!(message, "xxxxx…");
+                assert_eq!(location.as_deref(), Some("src/l…"));
+            }
+            other => panic!("the kind changed: {other:?}"),
+        }
+    }
 
     fn mismatch(what: TypeRole) -> String {
         Error::type_mismatch(what, "(i32, i32)", "(u32, u32)").to_string()

@@ -26,6 +26,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             default_and_named_exports,
             unknown_names_fail_their_task,
             a_panic_fails_only_its_task,
+            a_panic_message_too_long_for_a_frame_is_cut_not_lost,
             a_panic_with_a_non_string_payload_fails_the_task,
             types_must_match_exactly,
             domain_errors_are_result_values_not_task_errors,
@@ -117,6 +118,41 @@ fn a_panic_fails_only_its_task(runtime: Runtime) {
     assert_eq!(before, after, "the same worker serves on");
     assert_eq!(pool.threads(), 1);
     pool.destroy().wait().unwrap();
+}
+
+/// A child's panic message longer than `max_message_size` still fails its task as a panic
+/// (its message cut to fit, marked with `…`), in a frame barely bigger than the task's own;
+/// the same worker serves on. (On threads nothing crosses a frame: the message is whole.)
+fn a_panic_message_too_long_for_a_frame_is_cut_not_lost(runtime: Runtime) {
+    for max in [256, 4096] {
+        let pool = pool(runtime)
+            .max_threads(1)
+            .max_message_size(max)
+            .build()
+            .unwrap();
+        let before: String = finish(call(&pool, "identity")).unwrap();
+        let long = pool.run_with::<i32, _>(("ab".to_owned(), 4096u32), named("panic_long"));
+        match finish(long) {
+            Err(Error::Panicked { message, .. }) if runtime == Runtime::Threads => {
+                assert_eq!(message, "ab".repeat(4096));
+            }
+            Err(Error::Panicked { message, .. }) => {
+                assert!(message.ends_with('…'), "{message}");
+                assert!(
+                    message.len() <= max / 16,
+                    "{} > {}",
+                    message.len(),
+                    max / 16
+                );
+                let kept = message.trim_end_matches('…');
+                assert!("ab".repeat(4096).starts_with(kept), "{message}");
+            }
+            other => panic!("expected a panic, got {other:?} (max_message_size {max})"),
+        }
+        let after: String = finish(call(&pool, "identity")).unwrap();
+        assert_eq!(before, after, "the same worker serves on");
+        pool.destroy().wait().unwrap();
+    }
 }
 
 /// A panic with a payload that is not a string still fails only its task.

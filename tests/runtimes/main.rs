@@ -113,6 +113,9 @@ fn exports() -> Exports {
         .export_default(|(a, b): (i32, i32)| a + b)
         .export("multiply", |(a, b): (i32, i32)| a * b)
         .export("panic", |message: String| -> i32 { panic!("{message}") })
+        .export("panic_long", |(part, times): (String, u32)| -> i32 {
+            panic!("{}", part.repeat(times as usize))
+        })
         .export("id", |()| worker::id())
         .export("identity", |()| identity())
         .export("counter", |()| COUNTER.with(|c| c.replace(c.get() + 1)))

@@ -545,14 +545,21 @@ fn send_result(
         Err(error) => (Vec::new(), Some(error)),
     };
     let outcome = error.map_or(Ok(&value[..]), Err);
+    let done = ToPool::Done(Done { task, rss, outcome });
     let mut writer = lock(writer);
-    let sent = match writer.send(&ToPool::Done(Done { task, rss, outcome }), max) {
-        // A result too big for a frame becomes the task's error.
-        Err(error) if !writer.is_broken() => {
+    let sent = match (writer.send(&done, max), done) {
+        // Too big for a frame: a value becomes the task's error (that it is too big); an error
+        // (a long panic message, say) keeps its kind, its texts cut to fit (at most four, of
+        // max/16 bytes each, in a frame of at least 64 bytes).
+        (Err(too_big), ToPool::Done(done)) if !writer.is_broken() => {
+            let error = done
+                .outcome
+                .err()
+                .map_or(too_big, |error| error.cut_to(max / 16));
             let outcome = Err(error);
             writer.send(&ToPool::Done(Done { task, rss, outcome }), max)
         }
-        sent => sent,
+        (sent, _) => sent,
     };
     drop(writer);
     // The next result is encoded in its memory.
