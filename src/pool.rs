@@ -253,7 +253,8 @@ impl Pool {
     /// still queued fail with [`Error::Terminated`], and the `Close` resolves). Closing twice
     /// is fine; closing a destroyed pool resolves at once. Waited on (or awaited) inside a
     /// task or a hook of one of the pool's own workers, it resolves once every *other*
-    /// worker has stopped: that one stops when its task returns.
+    /// worker has stopped: that one runs what is still queued once the task returns, then
+    /// stops.
     ///
     /// ```
     /// use tinypool::{Error, Exports, Pool, Task};

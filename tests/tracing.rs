@@ -414,8 +414,12 @@ fn a_fork_server_that_refuses_says_why() {
     let (level, fields) = &unusable[0];
     assert_eq!(*level, Level::WARN);
     let reason = &fields["reason"];
-    assert!(
-        reason.contains("refused") && reason.contains("2 threads"),
-        "{reason}"
-    );
+    // At least the two threads its `exports()` left (a runtime may start more).
+    let threads = reason
+        .split("had ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|count| count.parse::<u32>().ok());
+    assert!(reason.contains("refused"), "{reason}");
+    assert!(threads.is_some_and(|count| count >= 2), "{reason}");
 }

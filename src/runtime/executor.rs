@@ -42,6 +42,9 @@ pub(crate) struct Executor {
     shared: Arc<Shared>,
     /// The ready list, taken in one swap per turn.
     turn: Vec<usize>,
+    /// Futures other than the awaited one ended in the turn that ended `run_until`: their
+    /// tasks are staged, and must be published before the worker waits for the next.
+    others_ended: bool,
     #[cfg(feature = "tokio")]
     runtime: tokio::runtime::Runtime,
     /// Unparks this thread, which waits in [`block_on`].
@@ -89,6 +92,7 @@ impl Executor {
                 waiter: Mutex::new(None),
             }),
             turn: Vec::new(),
+            others_ended: false,
             #[cfg(feature = "tokio")]
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -130,6 +134,13 @@ impl Executor {
         }
     }
 
+    /// Whether futures other than the awaited one ended in the turn that last ended
+    /// [`run_until`](Self::run_until) with `true` (their tasks are staged, not published yet);
+    /// cleared by asking.
+    pub(crate) fn take_others_ended(&mut self) -> bool {
+        std::mem::take(&mut self.others_ended)
+    }
+
     /// Polls the futures as they are woken until `done` says so (`true`), or until another
     /// future finishes or `bell` rings (`false`; the ring is taken).
     pub(crate) fn run_until(&mut self, mut done: impl FnMut() -> bool, bell: &Doorbell) -> bool {
@@ -139,32 +150,32 @@ impl Executor {
             free,
             shared,
             turn,
+            others_ended,
             ..
         } = self;
         let turns = poll_fn(|cx| {
             set_waiter(shared, cx.waker());
             loop {
-                std::mem::swap(&mut *lock(&shared.ready), turn);
-                if turn.is_empty() {
+                let done_before = done();
+                let Some(ended) = poll_turn(shared, turn, slots, wakers, free) else {
                     break;
-                }
-                turn.sort_unstable();
-                turn.dedup();
-                let mut ended = false;
-                for &slot in turn.iter() {
-                    ended |= poll_slot(slots, wakers, free, slot);
-                }
-                turn.clear();
+                };
                 if done() {
+                    // One future ending is the awaited task's own (if it was not done yet);
+                    // any other's task is staged, for `take_others_ended` to say. What was
+                    // woken meanwhile is polled once more (see `poll_late`).
+                    let late = poll_late(shared, turn, slots, wakers, free);
+                    *others_ended |= ended + late > usize::from(!done_before);
                     return Poll::Ready(true);
                 }
-                if ended {
+                if ended > 0 {
                     // Another task finished: the scheduler publishes it now, not after this
                     // one.
                     return Poll::Ready(false);
                 }
             }
             if done() {
+                *others_ended |= poll_late(shared, turn, slots, wakers, free) > 0;
                 return Poll::Ready(true);
             }
             if bell.take_ring() {
@@ -197,6 +208,42 @@ fn set_waiter(shared: &Shared, waker: &Waker) {
 
 /// Polls the future in `slot`, if it is still there, and frees the slot once it finished;
 /// returns whether it did.
+/// Polls the futures woken since the last turn, in slot order; how many ended, or `None` if
+/// none was woken.
+fn poll_turn(
+    shared: &Shared,
+    turn: &mut Vec<usize>,
+    slots: &mut [Option<LocalFuture<()>>],
+    wakers: &[Waker],
+    free: &mut Vec<usize>,
+) -> Option<usize> {
+    std::mem::swap(&mut *lock(&shared.ready), turn);
+    if turn.is_empty() {
+        return None;
+    }
+    turn.sort_unstable();
+    turn.dedup();
+    let ended = turn
+        .iter()
+        .filter(|&&slot| poll_slot(slots, wakers, free, slot))
+        .count();
+    turn.clear();
+    Some(ended)
+}
+
+/// One more turn once the awaited task is done: a task resolved from outside wakes its future
+/// (which, polled, drops itself) before it reads as done, so this turn drops it now rather
+/// than whenever the worker next runs its executor. How many futures ended.
+fn poll_late(
+    shared: &Shared,
+    turn: &mut Vec<usize>,
+    slots: &mut [Option<LocalFuture<()>>],
+    wakers: &[Waker],
+    free: &mut Vec<usize>,
+) -> usize {
+    poll_turn(shared, turn, slots, wakers, free).unwrap_or(0)
+}
+
 fn poll_slot(
     slots: &mut [Option<LocalFuture<()>>],
     wakers: &[Waker],

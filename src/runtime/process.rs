@@ -40,6 +40,10 @@ const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 const LAST_WORDS: usize = 16;
 /// How many frames of a task a driver reads between two looks at its child's exit.
 const LOOK_EVERY: u32 = 64;
+/// How long frames may keep coming from a child found exited (at least; `terminate_timeout`
+/// if longer) before they are taken for a forked process's: what a dead child left in the
+/// rings and the socket is read in microseconds.
+const LAST_WORDS_WITHIN: Duration = Duration::from_secs(1);
 
 pub(crate) struct Processes {
     options: Arc<ProcessOptions>,
@@ -366,16 +370,18 @@ impl ChildWorker {
         }
     }
 
-    /// Whether the child, found exited, went on sending frames for `terminate_timeout`: a
-    /// process it forked holds its channel and writes without end, and its task must fail as
-    /// at any death. Looked at every [`LOOK_EVERY`] frames read (it costs a system call).
+    /// Whether the child, found exited, went on sending frames for `terminate_timeout` (at
+    /// least [`LAST_WORDS_WITHIN`], so that what it said before it died, its result among it,
+    /// is read first): a process it forked holds its channel and writes without end, and its
+    /// task must fail as at any death. Looked at every [`LOOK_EVERY`] frames read (it costs a
+    /// system call).
     fn talks_past_death(&mut self) -> bool {
         self.reads = self.reads.wrapping_add(1);
         if !self.reads.is_multiple_of(LOOK_EVERY) || !self.reader.peer_exited() {
             return false;
         }
         let since = *self.dead_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= self.pool.terminate_timeout
+        since.elapsed() >= self.pool.terminate_timeout.max(LAST_WORDS_WITHIN)
     }
 
     /// Sends more of the frames sent ahead, if some wait; returns what those still wait for,

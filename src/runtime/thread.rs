@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 
 use super::executor::Executor;
 use super::{Flow, Launcher, RunningWorker, WorkerOptions, WorkerStart};
@@ -59,7 +59,6 @@ impl Launcher for Threads {
             bell: me.bell.clone(),
             tally: me.tally.clone(),
             executor: None,
-            flying: Vec::new(),
             ran_ahead: false,
         }))
     }
@@ -81,34 +80,12 @@ struct ThreadWorker {
     tally: Arc<Tally>,
     /// Its async tasks; made for the first one.
     executor: Option<Executor>,
-    /// The async tasks started and not settled, each with the waker of its future: one
-    /// resolved from outside (aborted, timed out) is woken, and so dropped, at the worker's
-    /// next look ([`drop_ended`](ThreadWorker::drop_ended)), which the scheduler's ring of its
-    /// doorbell brings about.
-    flying: Vec<(Arc<dyn Job>, Waker)>,
-    /// Set when `start` ran plain functions' tasks to their end behind the oldest task.
+    /// Set when tasks behind the oldest ended: plain functions' tasks run to their end in
+    /// `start`, or async tasks whose futures ended in the turn that ended the oldest's.
     ran_ahead: bool,
 }
 
 impl ThreadWorker {
-    /// Drops the futures of the async tasks resolved from outside since the last look: wakes
-    /// each, and polls what is woken once (a resolved task's future, polled, drops itself).
-    /// Forgets the tasks whose futures ended.
-    fn drop_ended(&mut self) {
-        let mut woken = false;
-        self.flying.retain(|(job, waker)| {
-            if job.ended() {
-                waker.wake_by_ref();
-                woken = true;
-                return false;
-            }
-            !job.settled()
-        });
-        if let Some(executor) = self.executor.as_mut().filter(|_| woken) {
-            executor.run_until(|| true, &self.bell);
-        }
-    }
-
     /// Runs a plain function's task to its end, its channel in the context.
     fn run_sync(&self, job: &Arc<dyn Job>) {
         if job.port().is_some() {
@@ -170,15 +147,14 @@ impl RunningWorker for ThreadWorker {
                     }
                 },
             };
-            let (exports, id, flying) = (&self.exports, self.id, &mut self.flying);
+            let (exports, id) = (&self.exports, self.id);
             executor.spawn(|waker| {
                 let span = trace::task_async(&**job, id);
                 // Making the future may run the export's code: in the task's span too.
                 let future = {
                     let _entered = span.enter();
-                    job.clone().start_async(exports)?
+                    job.clone().start_async(exports, waker)?
                 };
-                flying.push((job.clone(), waker.clone()));
                 Some(Box::pin(InTask {
                     job: job.clone(),
                     future,
@@ -190,32 +166,32 @@ impl RunningWorker for ThreadWorker {
 
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         // (A pool without async exports asks nothing more: each question takes the task's lock.)
-        if self.runs_async {
-            self.drop_ended();
-            if job.settled() && !job.runs_async() {
-                return Flow::Continue; // Run in `start`, or resolved before it could start.
+        if self.runs_async && job.settled() && !job.runs_async() {
+            // Run in `start`, or resolved from outside: then its future, if it had one, was
+            // woken, and is polled (and drops itself) now, not at the worker's next task.
+            if let Some(executor) = self.executor.as_mut().filter(|_| job.ended()) {
+                executor.run_until(|| true, &self.bell);
             }
-            if job.runs_async() {
-                if std::mem::take(&mut self.ran_ahead) && !job.settled() {
-                    // Tasks behind this one finished in `start`: published before it is
-                    // waited for.
-                    return Flow::Pending;
-                }
-                let executor = self
-                    .executor
-                    .as_mut()
-                    .expect("an async task has its executor");
-                // Its future stages the result (then `runs_async` still holds, `ended` not
-                // yet), or the task resolves from outside.
-                let finished = executor.run_until(|| job.settled(), &self.bell);
-                // Resolved from outside meanwhile: its future is dropped now.
-                self.drop_ended();
-                return if finished {
-                    Flow::Continue
-                } else {
-                    Flow::Pending
-                };
+            return Flow::Continue;
+        }
+        if self.runs_async && job.runs_async() {
+            if std::mem::take(&mut self.ran_ahead) && !job.settled() {
+                // Tasks behind this one ended: published before it is waited for.
+                return Flow::Pending;
             }
+            let executor = self
+                .executor
+                .as_mut()
+                .expect("an async task has its executor");
+            // Its future stages the result (then `runs_async` still holds, `ended` not yet)
+            // or ends once the task resolved from outside (which woke it).
+            let finished = executor.run_until(|| job.settled(), &self.bell);
+            self.ran_ahead |= executor.take_others_ended();
+            return if finished {
+                Flow::Continue
+            } else {
+                Flow::Pending
+            };
         }
         self.run_sync(job);
         Flow::Continue

@@ -62,9 +62,9 @@ impl Scheduler {
             if state.workers[index].running.len() > 1 || runs_async {
                 // Sent to a child with others (`Task::abort` of a task that does not run
                 // alone): stopping the child would stop them too. It fails now; the child
-                // finishes it, and that result is dropped. An async task's worker, rung once
-                // the task failed, drops its future (a child's driver tells the child to) and
-                // goes on.
+                // finishes it, and that result is dropped. An async task's worker drops its
+                // future and goes on: a thread's, woken by the failure itself; a child's
+                // driver, rung once the task failed, tells the child to.
                 let bell = runs_async.then(|| state.workers[index].bell.clone());
                 drop(state);
                 job.fail(error, &self.tally);

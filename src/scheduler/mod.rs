@@ -47,7 +47,9 @@
 //! - **Close** ([`Scheduler::close`]). A closing pool refuses new tasks (`Closed`) and runs
 //!   what it holds; a worker that then finds nothing to do stops instead of idling, and no
 //!   worker is replaced beyond what the queue needs. It is *drained* once no worker is left;
-//!   only then does `terminate_timeout` start counting, for the teardowns.
+//!   only then does `terminate_timeout` start counting, for the teardowns. A close waited for
+//!   inside a task or hook of one of its own workers waits for the other workers only: that
+//!   one runs what is still queued once the waiting task returns, and stops.
 //! - **Idle.** The pool is idle when nothing is queued, in the intake, or held by a worker,
 //!   and no worker still has its last task to publish (a worker notes that in its record
 //!   when it goes idle, a store under the lock it holds anyway); `Pool::idle` waiters are

@@ -111,7 +111,8 @@ pub(super) struct WorkerRecord {
     pub(super) async_exports: Vec<String>,
     /// It runs several tasks at once and waits for them with room for more, without coming
     /// back to the lock as they end (a worker of async exports, which a task may keep waiting
-    /// for ever): see the intake's rules. Set as its loop begins.
+    /// for ever): see the intake's rules. Set as its loop begins (until then the intake may
+    /// open: harmless, since the loop's first refill closes it again when it has room).
     pub(super) waits_with_room: bool,
     /// Leaves once its inbox is empty, taking nothing new (`recycle_workers`).
     pub(super) recycle: bool,

@@ -16,7 +16,7 @@
 //! instead, to drop once that lock is released too.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use super::Job;
@@ -30,6 +30,10 @@ enum State<R, A> {
     Pending(A),
     /// Started: the argument is out, taken by the worker or lent to an encoder.
     Running,
+    /// Started as an async task on a worker thread, whose future this wakes: resolved from
+    /// outside, the task's future is polled once more, and drops itself. (In the bytes the
+    /// argument and the result take: no cell grows for it.)
+    RunningAsync(Waker),
     Staged(Held<R>),
     Ready(Held<R>),
     Taken,
@@ -121,7 +125,7 @@ impl<R, A> Slot<R, A> {
     /// resolved. A driver stages straight from `Pending`: the argument is dropped then.
     pub(super) fn stage(&self, result: Result<R, Error>) {
         let mut inner = lock(&self.inner);
-        if let State::Pending(_) | State::Running = inner.state {
+        if let State::Pending(_) | State::Running | State::RunningAsync(_) = inner.state {
             let old = std::mem::replace(&mut inner.state, State::Staged(result.map_err(Box::new)));
             drop(inner);
             drop(old);
@@ -170,8 +174,9 @@ impl<R, A> Slot<R, A> {
     {
         let old = self.resolve(result, tally)?;
         let held: Option<Box<dyn Send>> = match old {
-            // Nothing to drop (a worker has the argument), and nothing to allocate.
-            State::Running => None,
+            // Nothing to drop (a worker has the argument; its future's waker, woken already,
+            // is ours), and nothing to allocate.
+            State::Running | State::RunningAsync(_) => None,
             old => Some(Box::new(old)),
         };
         Some(Leftover { _held: held })
@@ -190,10 +195,17 @@ impl<R, A> Slot<R, A> {
         Some(self.make_ready(inner, result.map_err(Box::new)))
     }
 
-    /// Resolves the task with `held` and wakes its reader; returns what the state held before,
-    /// to be dropped by the caller.
+    /// Resolves the task with `held` and wakes its reader (and the future of an async task
+    /// resolved from outside, which its worker then drops); returns what the state held
+    /// before, to be dropped by the caller.
     fn make_ready(&self, mut inner: MutexGuard<'_, SlotInner<R, A>>, held: Held<R>) -> State<R, A> {
         let old = std::mem::replace(&mut inner.state, State::Ready(held));
+        if let State::RunningAsync(runner) = &old {
+            // Before the task reads as resolved (under the lock, and before `ready`): a worker
+            // that finds it resolved finds its future woken too, and polls it once more. (The
+            // runner is the worker's executor's waker, which takes no lock of ours.)
+            runner.wake_by_ref();
+        }
         let waiter = std::mem::take(&mut inner.waiter);
         self.ready.store(true, Ordering::Release);
         drop(inner);
@@ -215,9 +227,16 @@ impl<R, A> Slot<R, A> {
     }
 
     /// Marks the task as an async one, started on its worker: resolved from outside, it leaves
-    /// that worker be (the scheduler rings the worker's doorbell, and the worker drops the
-    /// task's future).
-    pub(super) fn mark_async(&self) {
+    /// that worker be, which drops the task's future. `runner`, on a worker thread: the
+    /// future's waker, woken then (a child's driver hears its doorbell instead, which the
+    /// scheduler rings).
+    pub(super) fn mark_async(&self, runner: Option<&Waker>) {
+        if let Some(runner) = runner {
+            let mut inner = lock(&self.inner);
+            if let State::Running = inner.state {
+                inner.state = State::RunningAsync(runner.clone());
+            }
+        }
         self.is_async.store(true, Ordering::Release);
     }
 

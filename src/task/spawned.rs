@@ -7,7 +7,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use super::TaskCell;
 use crate::exports::{Exports, LocalFuture};
@@ -20,7 +20,7 @@ where
     W: 'static,
 {
     /// [`Spawn::start_async`].
-    fn spawn(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>> {
+    fn spawn(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>> {
         let name = self.export_name();
         let export = exports.get(name)?;
         if !export.is_async() {
@@ -42,7 +42,7 @@ where
             }
             (Ok(()), None) => unreachable!("a successful start fills the future"),
         };
-        self.slot.mark_async();
+        self.slot.mark_async(Some(waker));
         Some(Box::pin(Spawned {
             cell: self,
             future: Some(future),
@@ -52,11 +52,12 @@ where
 
 /// A task as a worker thread sees it when its export may be async.
 pub(crate) trait Spawn {
-    /// Starts the task if its export is async: its future, which the worker polls and which
-    /// stages the result; the task is then marked as async
-    /// ([`runs_async`](Spawn::runs_async)). `None` if the export is not async, or the task
-    /// cannot start (then [`Job::run`](super::Job::run) says why).
-    fn start_async(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>>;
+    /// Starts the task if its export is async: its future, which the worker polls with
+    /// `waker` and which stages the result; the task is then marked as async
+    /// ([`runs_async`](Spawn::runs_async)): resolved from outside, it wakes `waker`, and its
+    /// future, polled, drops itself. `None` if the export is not async, or the task cannot
+    /// start (then [`Job::run`](super::Job::run) says why).
+    fn start_async(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>>;
     /// Whether it was started as an async task and has not resolved: an abort only drops
     /// its future, and its worker goes on.
     fn runs_async(&self) -> bool;
@@ -76,8 +77,8 @@ where
     R: Send + 'static,
     W: 'static,
 {
-    fn start_async(self: Arc<Self>, exports: &Exports) -> Option<LocalFuture<()>> {
-        self.spawn(exports)
+    fn start_async(self: Arc<Self>, exports: &Exports, waker: &Waker) -> Option<LocalFuture<()>> {
+        self.spawn(exports, waker)
     }
 
     fn runs_async(&self) -> bool {
@@ -85,7 +86,7 @@ where
     }
 
     fn runs_in_child(&self) {
-        self.slot.mark_async();
+        self.slot.mark_async(None);
     }
 
     fn ended(&self) -> bool {

@@ -5,7 +5,7 @@
 //! the `tokio` feature, tokio's time and I/O work inside them.
 
 use std::future::{poll_fn, Future};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
         threads: [
             an_async_setup_is_refused,
             an_aborted_async_task_alone_on_its_worker_has_its_future_dropped_at_once,
+            tasks_ending_in_the_same_turn_as_the_awaited_one_are_published,
         ],
     }
 }
@@ -435,6 +436,102 @@ fn an_aborted_async_task_alone_on_its_worker_has_its_future_dropped_at_once() {
         GUARDS_DROPPED.load(Ordering::SeqCst) == 1
     });
     assert_eq!(pool.workers().len(), 1, "its worker was not retired");
+    common::destroy(pool);
+}
+
+/// A gate async tasks wait at: opened once, it wakes every task waiting.
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    waiting: Mutex<Vec<Waker>>,
+}
+
+impl Gate {
+    fn pass(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            let mut waiting = self.waiting.lock().unwrap();
+            if self.open.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            waiting.push(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    fn open(&self) {
+        let mut waiting = self.waiting.lock().unwrap();
+        self.open.store(true, Ordering::SeqCst);
+        waiting.drain(..).for_each(Waker::wake);
+    }
+}
+
+/// Tasks A, D, B, C on one worker, in that order; the worker waits for A. C's poll blocks
+/// until A's and B's gate has opened, so that both are woken before the worker's next turn,
+/// which ends both: B, staged in the turn that ended A, is published then, not once D (which
+/// waits for the test) ends.
+fn tasks_ending_in_the_same_turn_as_the_awaited_one_are_published() {
+    let gate = Arc::new(Gate::default());
+    let later = Arc::new(Gate::default());
+    let (polled, polled_seen) = std::sync::mpsc::channel::<()>();
+    let (go, gone) = std::sync::mpsc::channel::<()>();
+    let (polled, gone) = (Mutex::new(polled), Arc::new(Mutex::new(gone)));
+    let exports = Exports::new()
+        .export_async("gated", {
+            let gate = gate.clone();
+            move |tag: u32| {
+                let gate = gate.clone();
+                async move {
+                    gate.pass().await;
+                    tag
+                }
+            }
+        })
+        .export_async("later", {
+            let later = later.clone();
+            move |tag: u32| {
+                let later = later.clone();
+                async move {
+                    later.pass().await;
+                    tag
+                }
+            }
+        })
+        // Blocks inside its first poll until the test lets it go.
+        .export_async("blocker", move |tag: u32| {
+            let (polled, gone) = (polled.lock().unwrap().clone(), gone.clone());
+            poll_fn(move |_| {
+                polled.send(()).unwrap();
+                gone.lock().unwrap().recv().unwrap();
+                Poll::Ready(tag)
+            })
+        });
+    let pool = Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .concurrent_tasks_per_worker(8)
+        .build()
+        .unwrap();
+    let run =
+        |name: &'static str, tag: u32| pool.run_with::<u32, _>(tag, RunOptions::new().name(name));
+    let a = run("gated", 1);
+    let d = run("later", 2);
+    let b = run("gated", 3);
+    // All three wait at their gates (the rings that brought them are taken) before C comes.
+    let waiting = |gate: &Gate| gate.waiting.lock().unwrap().len();
+    eventually("A, D and B wait", || {
+        waiting(&gate) == 2 && waiting(&later) == 1
+    });
+    let c = run("blocker", 4);
+    polled_seen.recv().unwrap(); // C is being polled: the worker is inside its turn.
+    gate.open(); // Wakes A and B, for the next turn.
+    go.send(()).unwrap();
+    assert_eq!(finish(c), Ok(4));
+    assert_eq!(finish(a), Ok(1));
+    assert_eq!(finish(b), Ok(3), "published while D still waits");
+    assert!(!d.is_finished());
+    later.open();
+    assert_eq!(finish(d), Ok(2));
     common::destroy(pool);
 }
 

@@ -540,27 +540,31 @@ fn send_result(
     max: usize,
 ) -> Result<(), String> {
     let rss = if measure_memory { resident_memory() } else { 0 };
-    let (value, error) = match result {
-        Ok(value) => (value, None),
-        Err(error) => (Vec::new(), Some(error)),
-    };
-    let outcome = error.map_or(Ok(&value[..]), Err);
-    let done = ToPool::Done(Done { task, rss, outcome });
     let mut writer = lock(writer);
-    let sent = match (writer.send(&done, max), done) {
-        // Too big for a frame: a value becomes the task's error (that it is too big); an error
-        // (a long panic message, say) keeps its kind, its texts cut to fit (at most four, of
-        // max/16 bytes each, in a frame of at least 64 bytes).
-        (Err(too_big), ToPool::Done(done)) if !writer.is_broken() => {
-            let error = done
-                .outcome
-                .err()
-                .map_or(too_big, |error| error.cut_to(max / 16));
-            let outcome = Err(error);
-            writer.send(&ToPool::Done(Done { task, rss, outcome }), max)
+    let (value, mut error, mut sent) = match result {
+        Ok(value) => {
+            let outcome = Ok(&value[..]);
+            let sent = writer.send(&ToPool::Done(Done { task, rss, outcome }), max);
+            // Too big for a frame: the task's error says so.
+            let too_big = match &sent {
+                Err(error) if !writer.is_broken() => Some(error.clone()),
+                _ => None,
+            };
+            (value, too_big, sent)
         }
-        (sent, _) => sent,
+        Err(error) => (Vec::new(), Some(error), Ok(())),
     };
+    // An error goes whole if it fits; if not (a long panic message, say), it keeps its kind,
+    // its texts cut by half until it fits.
+    let mut limit = max;
+    while let Some(unsent) = error.take() {
+        let outcome = Err(unsent.clone());
+        sent = writer.send(&ToPool::Done(Done { task, rss, outcome }), max);
+        if sent.is_err() && !writer.is_broken() && limit > 0 {
+            limit /= 2;
+            error = Some(unsent.cut_to(limit));
+        }
+    }
     drop(writer);
     // The next result is encoded in its memory.
     codec::recycle(value);

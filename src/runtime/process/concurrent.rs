@@ -4,10 +4,10 @@
 //! - **Starting.** Each task is sent as soon as the worker has room (the driver does not send
 //!   ahead: [`RunningWorker::sends_ahead`](super::RunningWorker::sends_ahead) is false), tasks
 //!   with channels too, each `PORT` frame naming its task. A task of an async export is
-//!   marked as one ([`Spawn::runs_in_child`](crate::task::Spawn::runs_in_child)): an abort,
-//!   a timeout or `destroy` resolves it at once and rings the worker's doorbell instead of
-//!   retiring the worker, and the driver then sends `ABORT`, so that the child drops its
-//!   future. A plain function's task is aborted as always: it fails, and its child is killed
+//!   marked as one ([`Spawn::runs_in_child`](crate::task::Spawn::runs_in_child)): an abort
+//!   or a timeout resolves it at once and rings the worker's doorbell instead of retiring the
+//!   worker, and the driver then sends `ABORT`, so that the child drops its future (`destroy`
+//!   retires the worker: the child stops, its futures with it). A plain function's task is aborted as always: it fails, and its child is killed
 //!   if nothing else runs there.
 //! - **Finishing.** The driver waits for the oldest task's `DONE`, and stages every other
 //!   `DONE` that comes first in its own task, then returns [`Flow::Pending`], so that the
