@@ -27,6 +27,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::wire::*;
 use common::{destroy, finish, named, procfs, BOUND};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -39,37 +40,8 @@ use tinypool::{worker, AbortController, Error, Exports, Pool, RunOptions, Runtim
 const ROLE: &str = "BAD_INPUT_ROLE";
 /// The bytes a fake worker sends, in hex.
 const BYTES: &str = "BAD_INPUT_BYTES";
-/// The fd a pool gives its worker (the protocol's `CHILD_FD`), and the marker's name.
-const CHILD_FD: i32 = 3;
+/// The marker's name.
 const WORKER_ENV: &str = "TINYPOOL_WORKER_FD";
-
-// The frames, as `src/protocol/mod.rs` describes them; written out again here on purpose, so that
-// the test speaks the wire format without the crate's help.
-const HELLO: u8 = 1;
-const INIT: u8 = 2;
-const RUN: u8 = 3;
-const PORT: u8 = 4;
-const STOP: u8 = 5;
-const DONE: u8 = 6;
-const PANICKING: u8 = 7;
-const PORT_CLOSED: u8 = 8;
-const MAGIC: &[u8; 8] = b"TINYPOOL";
-const VERSION: u32 = 7;
-
-// The rings of `src/transport/ring.rs`, written out as well: after `INIT` a pool's frames travel
-// in a region on fd 4: 4096 bytes of control lines (per ring three lines of 64 bytes: tail,
-// head, sleeping; the ring to the child first), then each ring's 8 KiB. A chunk is a `u32`
-// header (kind << 29 | length) and its bytes, padded to 4; kind 0 carries bytes, kind 1
-// announces bytes on the socket, kind 2 says a byte on the socket only woke the reader, kind 4
-// announces a frame in the slot for big frames (kinds 1 and 4 carry a `u64` length).
-const RINGS_FD: i32 = 4;
-const RING: usize = 8 << 10;
-const REGION: usize = 4096 + 2 * RING;
-const KIND: u32 = 29;
-// The slots for big frames of `src/transport/bulk.rs`: fd 5, the slot to the child, then the
-// slot to the pool, each `INIT`'s `bulk` plus a line of 64 bytes (the count of frames its
-// reader released), rounded up to a page and at least 64 KiB; a frame starts after that line.
-const BULK_FD: i32 = 5;
 
 // ---- Values that refuse to cross ----------------------------------------------------------
 
@@ -344,34 +316,8 @@ fn a_bad_teardown_in_a_child_is_reported() {
 
 // ---- 3. Garbage from a "worker" --------------------------------------------------------------
 
-fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
-    frame.push(kind);
-    frame.extend_from_slice(body);
-    frame
-}
-
 fn hello_body(magic: &[u8], version: u32) -> Vec<u8> {
     hello_naming(magic, version, &[])
-}
-
-/// A `HELLO` that names `async_exports`: the pool then drives the child as one that runs
-/// those exports' tasks concurrently, answered in any order.
-fn hello_naming(magic: &[u8], version: u32, async_exports: &[&str]) -> Vec<u8> {
-    let mut body = magic.to_vec();
-    body.extend_from_slice(&version.to_le_bytes());
-    body.extend_from_slice(&std::process::id().to_le_bytes());
-    body.extend_from_slice(&(async_exports.len() as u32).to_le_bytes());
-    for name in async_exports {
-        body.extend_from_slice(&str_field(name.as_bytes()));
-    }
-    body
-}
-
-fn str_field(text: &[u8]) -> Vec<u8> {
-    let mut field = (text.len() as u32).to_le_bytes().to_vec();
-    field.extend_from_slice(text);
-    field
 }
 
 /// The `DONE` of task 1: a result (`encoded`), no resident memory reported.
@@ -391,17 +337,6 @@ fn unhex(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
         .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
-}
-
-/// Reads one frame the simple way (the test trusts what the pool sends).
-fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header)?;
-    let len = u32::from_le_bytes(header) as usize;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body)?;
-    let kind = body.remove(0);
-    Ok((kind, body))
 }
 
 /// The parts this binary plays as a pool's fake worker, on fd 3:
@@ -493,19 +428,7 @@ struct Region(*mut u8);
 
 impl Region {
     fn map() -> Region {
-        // SAFETY: maps the region the pool gave this process on fd 4.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                REGION,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                RINGS_FD,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED, "the rings");
-        Region(base.cast())
+        Region(map_rings())
     }
 
     /// Line `line` (0 tail, 1 head, 2 sleeping) of ring `ring` (0 to the child, 1 to the pool).

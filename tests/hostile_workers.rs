@@ -14,7 +14,7 @@ mod common;
 
 #[cfg(target_os = "linux")]
 mod attacks {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::fd::FromRawFd;
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -22,7 +22,8 @@ mod attacks {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use super::common::{self, destroy_within, procfs, BOUND};
+    use super::common::wire::*;
+    use super::common::{self, destroy_within, procfs};
     use tinypool::{
         worker, AbortController, Builder, ChildOutput, Error, Exports, Pool, RunOptions, Runtime,
     };
@@ -31,35 +32,10 @@ mod attacks {
     pub const ROLE: &str = "HOSTILE_ROLE";
     /// A file the `chatty_setup` export makes when it starts.
     const MARK: &str = "HOSTILE_MARK";
-    const CHILD_FD: i32 = 3;
 
-    // The wire format, written out as `tests/bad_input.rs` does (so that the test speaks it
-    // without the crate's help): frames, then the rings of `src/transport/ring.rs`.
-    const HELLO: u8 = 1;
-    const INIT: u8 = 2;
-    const DONE: u8 = 6;
-    const PANICKING: u8 = 7;
-    const MAGIC: &[u8; 8] = b"TINYPOOL";
-    const VERSION: u32 = 7;
-    const RINGS_FD: i32 = 4;
-    const RING: usize = 8 << 10;
-    const REGION: usize = 4096 + 2 * RING;
-    const KIND: u32 = 29;
-    const SOCKET: u32 = 1;
-
-    fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut frame = ((body.len() + 1) as u32).to_le_bytes().to_vec();
-        frame.push(kind);
-        frame.extend_from_slice(body);
-        frame
-    }
-
+    /// A `HELLO` of this protocol's version, naming no async export.
     fn hello() -> Vec<u8> {
-        let mut body = MAGIC.to_vec();
-        body.extend_from_slice(&VERSION.to_le_bytes());
-        body.extend_from_slice(&std::process::id().to_le_bytes());
-        body.extend_from_slice(&0u32.to_le_bytes()); // no async exports
-        frame(HELLO, &body)
+        frame(HELLO, &hello_naming(MAGIC, VERSION, &[]))
     }
 
     /// A `PANICKING` frame: what a child's panic hook says, which the pool reads and notes.
@@ -69,36 +45,10 @@ mod attacks {
         frame(PANICKING, &body)
     }
 
-    fn read_frame(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
-        let mut header = [0u8; 4];
-        stream.read_exact(&mut header)?;
-        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
-        stream.read_exact(&mut body)?;
-        let kind = body.remove(0);
-        Ok((kind, body))
-    }
-
-    /// The rings the pool shares with this process on fd 4, mapped.
-    fn rings() -> *mut u8 {
-        // SAFETY: maps the region the pool gave this process on fd 4.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                REGION,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                RINGS_FD,
-                0,
-            )
-        };
-        assert_ne!(base, libc::MAP_FAILED, "the rings");
-        base.cast()
-    }
-
     /// Announces, as the first chunk of the ring to the pool, a stream of `len` bytes on the
     /// socket (a `SOCKET` chunk: what a frame too big for the ring takes).
     fn announce_on_socket(len: u64) {
-        let base = rings();
+        let base = map_rings();
         // SAFETY: the ring to the pool starts at 4096 + RING: the chunk (a header and 8 bytes)
         // fits at its start; its tail is the first line of the ring's controls, at 192.
         unsafe {
@@ -111,7 +61,7 @@ mod attacks {
 
     /// Waits until the pool sent a task (the tail of the ring to the child moved).
     fn wait_for_a_task() {
-        let base = rings();
+        let base = map_rings();
         // SAFETY: the tail of the ring to the child, the region's first line.
         let tail = unsafe { &*base.cast::<AtomicU32>() };
         while tail.load(Ordering::SeqCst) == 0 {
@@ -224,17 +174,8 @@ mod attacks {
 
     /// What `destroy()` must leave: no worker thread of `prefix`, no child process.
     fn nothing_left(prefix: &str) {
-        wait_until("the worker threads ended", || procfs::live(prefix) == 0);
+        common::eventually("the worker threads ended", || procfs::live(prefix) == 0);
         assert_eq!(procfs::children(), vec![]);
-    }
-
-    /// Waits (within [`BOUND`]) until `done` holds.
-    fn wait_until(what: &str, done: impl Fn() -> bool) {
-        let deadline = Instant::now() + BOUND;
-        while !done() {
-            assert!(Instant::now() < deadline, "{what} within {BOUND:?}");
-            thread::sleep(Duration::from_millis(10));
-        }
     }
 
     /// `destroy()` of a pool whose child, told to stop, reports a failed teardown again and
@@ -257,7 +198,7 @@ mod attacks {
             })
             .build()
             .expect("a pool");
-        wait_until("the worker started", || pool.threads() == 1);
+        common::eventually("the worker started", || pool.threads() == 1);
         assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
         drop(pool);
         nothing_left("hostile-s");
@@ -280,7 +221,7 @@ mod attacks {
             .on_error(on_error)
             .build()
             .expect("a pool");
-        wait_until("the dead child reported", || {
+        common::eventually("the dead child reported", || {
             !errors.lock().unwrap().is_empty()
         });
         assert!(
@@ -322,7 +263,7 @@ mod attacks {
             .env(MARK, &mark)
             .build()
             .expect("a pool");
-        wait_until("the setup runs", || mark.exists());
+        common::eventually("the setup runs", || mark.exists());
         assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
         drop(pool);
         nothing_left("hostile-u");
@@ -345,7 +286,7 @@ mod attacks {
         let pid = pool.workers()[0].pid.expect("a child");
         controller.abort();
         assert!(matches!(common::finish(task), Err(Error::Aborted { .. })));
-        wait_until("the aborted child killed", || procfs::gone(pid));
+        common::eventually("the aborted child killed", || procfs::gone(pid));
         assert_eq!(destroy_within(&pool, false), Ok(()), "destroy");
         drop(pool);
         nothing_left("hostile-c");

@@ -8,6 +8,8 @@ pub mod procfs;
 #[cfg(windows)]
 #[path = "winproc.rs"]
 pub mod procfs;
+#[cfg(unix)]
+pub mod wire;
 
 use std::future::Future;
 use std::pin::pin;
