@@ -436,6 +436,20 @@ impl Stream {
         if spin_until(|| self.ready()) {
             return Ok(true);
         }
+        // Deaf to the doorbell inside a read: a ring ends the driver's sleep between frames,
+        // where it is then taken; here, left rung, it would end every sleep at once, before
+        // the socket's end of a dead child could be seen, and the read would spin forever.
+        #[cfg(unix)]
+        let listening = std::mem::replace(&mut self.listening, false);
+        let waited = self.wait_chunk_deaf();
+        #[cfg(unix)]
+        {
+            self.listening = listening;
+        }
+        waited
+    }
+
+    fn wait_chunk_deaf(&mut self) -> io::Result<bool> {
         loop {
             let (readable, _) = self.sleep(false, self.wait_time());
             if self.ready() {
@@ -651,6 +665,31 @@ mod tests {
         assert!(writer.try_inline(&long));
         drop(theirs);
         assert!(protocol_error(reader.read_frame(MAX)).contains("ended inside a frame"));
+    }
+
+    /// The pool's read, entered to take what a dead child said last, ends at the socket's end
+    /// even while it listens to a doorbell that rang and was not taken yet (new work came as
+    /// the child died): it used to spin forever, every sleep ended by the ring before it could
+    /// see the socket's end, and the task it waited for never resolved.
+    #[test]
+    fn a_read_ends_at_a_dead_childs_end_even_with_its_doorbell_rung() {
+        let (region, _fd) = Region::create().expect("a shared region");
+        let (ours, theirs) = UnixStream::pair().expect("a socket pair");
+        let mut child = std::process::Command::new("true").spawn().expect("a child");
+        let peer = ExitWatch::new(child.id() as libc::pid_t);
+        child.wait().expect("the child exits");
+        let mut reader = Reader::from_child(ours, Arc::new(AtomicBool::new(false)), peer);
+        reader.attach(region.reader(Direction::ToPool));
+        let bell = Arc::new(crate::wait::Doorbell::new());
+        reader.hear(Wake::new(&bell).expect("a wake-up"));
+        reader.listen(true);
+        drop(theirs);
+        bell.ring();
+        assert!(reader.peer_exited());
+        let (done, read) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(reader.read_frame(MAX).map(|frame| frame.is_none())));
+        let read = read.recv_timeout(Duration::from_secs(30));
+        assert!(matches!(read, Ok(Ok(true))), "the read ended with {read:?}");
     }
 
     proptest! {
