@@ -34,6 +34,7 @@ pub fn bodies() -> Vec<(&'static str, Body)> {
             async_tasks_with_a_signal_or_timeout_still_interleave,
             a_serialize_that_sends_on_a_channel_of_the_same_worker_does_not_block_it,
             a_task_reaches_a_worker_left_with_room_after_its_queue_drained,
+            the_answer_to_an_abort_read_as_its_worker_leaves_is_no_error_of_the_pool,
         ],
         threads: [
             an_async_setup_is_refused,
@@ -532,6 +533,30 @@ fn tasks_ending_in_the_same_turn_as_the_awaited_one_are_published() {
     assert!(!d.is_finished());
     later.open();
     assert_eq!(finish(d), Ok(2));
+    common::destroy(pool);
+}
+
+/// An async task aborted while its worker waits for it alone: the worker (a child's driver)
+/// tells its child and goes idle, and the child's answer to that abort is still unread when
+/// the worker leaves (the pool closed). That answer is the task's, which resolved at its
+/// abort, not a teardown's failure: `on_error` hears nothing. (It heard `Aborted`, as a
+/// protocol error, and the panics of tasks aborted as they panicked.)
+fn the_answer_to_an_abort_read_as_its_worker_leaves_is_no_error_of_the_pool(runtime: Runtime) {
+    let (errors, hook) = common::collect_errors();
+    let pool = pool(runtime, 4).on_error(hook).build().unwrap();
+    let (task, port) = async_hold(&pool, 1);
+    assert_eq!(next(&port), Ok(1), "it started");
+    task.abort();
+    assert_eq!(finish(task), Err(Error::Aborted { reason: None }));
+    // Closing lets the worker look at its abort (and tell its child) before it leaves.
+    assert_eq!(
+        common::within("the close", {
+            let pool = pool.clone();
+            move || pool.close().wait()
+        }),
+        Ok(())
+    );
+    assert_eq!(*errors.lock().unwrap(), []);
     common::destroy(pool);
 }
 
