@@ -1,21 +1,30 @@
 //! Torture: many caller threads hammer one pool while faults are injected at random moments,
 //! with both runtimes and several configurations (isolation on and off, queue limits,
-//! concurrency, a pool-wide `task_timeout`). Injected: panics, aborts (before, at and after
-//! submission, some signals shared by several tasks), `Task::abort`/`abort_with` (by the
-//! caller and from other threads, before, while and after the task runs), timeouts (zero,
-//! tiny, firing while queued or running, `Duration::MAX`), `cancel_pending_tasks`,
-//! `recycle_workers`, `idle()`, a `destroy` or a `close` under load, and, with child
-//! processes, SIGKILL of random live workers from outside. Tasks get random priorities, and
-//! part of the load goes through `reserve()` and `Permit::run_with` (some `Reserve`s and
-//! `Permit`s dropped unused).
+//! concurrency, a pool-wide `task_timeout`, plain exports only or async ones beside them).
+//! In the configurations with async exports (tests/torture/asyncs.rs) half the load is async
+//! tasks, several in flight on each worker (`concurrent_tasks_per_worker`): ones that yield,
+//! ones woken by another thread (or tokio's timer, with the `tokio` feature), ones that never
+//! end until aborted or timed out, ones that panic after an await.
 //!
-//! Checked at the end of each round: every task resolved exactly once, every value is right,
-//! every error is one the injected faults explain (a permit's task is never refused for room,
-//! a task accepted before a `close` is never `Closed`), every `idle()` resolved, the pool
-//! still serves (or, closed, refuses), `pool.stats()` counts exactly what the callers
-//! received, kind by kind, every worker that started got its one `on_worker_exit`, and after
-//! `destroy` or `close` no worker thread (the timer's included), no child process (zombies
-//! included) and no file descriptor is left.
+//! Injected: panics, aborts (before, at and after submission, some signals shared by several
+//! tasks), `Task::abort`/`abort_with` (by the caller and from other threads, before, while
+//! and after the task runs), timeouts (zero, tiny, firing while queued or running,
+//! `Duration::MAX`), `cancel_pending_tasks`, `recycle_workers`, `idle()`, a `destroy` or a
+//! `close` under load, and, with child processes, SIGKILL of random live workers from
+//! outside. Tasks get random priorities, and part of the load goes through `reserve()` and
+//! `Permit::run_with` (some `Reserve`s and `Permit`s dropped unused).
+//!
+//! Checked at the end of each round: every task resolved exactly once (async ones included),
+//! every value is right, every error is one the injected faults explain (a permit's task is
+//! never refused for room, a task accepted before a `close` is never `Closed`, a child killed
+//! while a task panicked says that panic), every `idle()` resolved, the pool still serves
+//! (or, closed, refuses), `pool.stats()` counts exactly what the callers received, kind by
+//! kind, every worker that started got its one `on_worker_exit`, and after `destroy` or
+//! `close` no worker thread (the timer's included), no child process (zombies included) and
+//! no file descriptor is left. With threads, every future of an async export is dropped:
+//! once the load stopped and the pool idles (a task resolved from outside, by an abort or a
+//! timeout, has its future dropped by its worker at once), and after the pool's `destroy` or
+//! `close`.
 //!
 //! `TINYPOOL_TORTURE_SECS` (default 8) is the time spent hammering, split between the two
 //! runtimes; `TINYPOOL_TORTURE_SEED` replays a run's random choices (thread interleavings
@@ -23,6 +32,9 @@
 //! workers, so `main` first lets a worker serve.
 
 mod common;
+// Not a test target of its own: a module of this one.
+#[path = "torture/asyncs.rs"]
+mod asyncs;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +59,10 @@ const PANIC_PREFIX: &str = "torture panic ";
 const MAX_ROUND: Duration = Duration::from_secs(5);
 /// Tasks a caller keeps in flight at most.
 const MAX_IN_FLIGHT: usize = 8;
+/// Longest timeout of a task that never ends by itself (`async_pending`): every one has a
+/// bounded way to end, so that no caller waits on it for long (its own `reserve` on a pool
+/// whose places such tasks hold, a close).
+const PENDING_TIMEOUT: Duration = Duration::from_millis(20);
 
 // ---- The exports (identical in the test process and in its child workers) ------------------
 
@@ -73,6 +89,16 @@ fn exports() -> Exports {
             }
             mix(x)
         })
+}
+
+/// Set in the environment of the children of a configuration with async exports: they serve
+/// [`async_exports`]. The others serve plain ones only, so that the in-order child (and the
+/// thread worker that holds one task) keep their share of the storm.
+const ASYNC_ENV: &str = "TINYPOOL_TORTURE_ASYNC";
+
+/// [`exports`] and the async ones beside them.
+fn async_exports() -> Exports {
+    asyncs::with_async(exports())
 }
 
 // ---- A small deterministic PRNG -------------------------------------------------------------
@@ -133,6 +159,10 @@ struct Config {
     task_timeout_ms: Option<u64>,
     /// Workers forked from a fork server (child processes on Linux).
     forks: bool,
+    /// Async exports beside the plain ones, and half the load is async tasks. A thread worker
+    /// then holds up to `concurrency` tasks (else one); a child runs its tasks concurrently
+    /// (else in order).
+    asyncs: bool,
 }
 
 impl Config {
@@ -158,6 +188,7 @@ fn configs(runtime: Runtime) -> Vec<Config> {
         close_under_load: false,
         task_timeout_ms: None,
         forks: false,
+        asyncs: false,
     };
     let forks = processes && cfg!(target_os = "linux");
     vec![
@@ -203,9 +234,13 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             idle_timeout_ms: 1,
             ..base
         },
+        // Destroyed with async tasks in flight, up to 4 on each worker (its futures dropped
+        // as it leaves).
         Config {
             max_threads: 2,
+            concurrency: 4,
             destroy_under_load: true,
+            asyncs: true,
             ..base
         },
         // A close under load: no cancels, so that every task accepted before the close must
@@ -219,12 +254,59 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             cancels: false,
             ..base
         },
+        // Closed with async tasks in flight, up to 3 on each worker: the close waits for
+        // them (each one that never ends has a bounded timeout).
         Config {
             min_threads: 0,
             max_threads: 2,
+            concurrency: 3,
             idle_timeout_ms: 1,
             close_under_load: true,
             cancels: false,
+            asyncs: true,
+            ..base
+        },
+        // Async tasks, several on each worker, beside plain ones: an `Auto` queue.
+        Config {
+            min_threads: 2,
+            max_threads: 2,
+            max_queue: MaxQueue::Auto,
+            concurrency: 3,
+            idle_timeout_ms: 5,
+            forks,
+            asyncs: true,
+            ..base
+        },
+        // An unbounded queue, where the intake opens only while every worker is full, workers
+        // idling out and coming back.
+        Config {
+            min_threads: 0,
+            max_threads: 2,
+            concurrency: 4,
+            idle_timeout_ms: 1,
+            asyncs: true,
+            ..base
+        },
+        // No queue: a task is refused unless a worker has room for it.
+        Config {
+            max_threads: 3,
+            max_queue: MaxQueue::Limit(0),
+            concurrency: 2,
+            idle_timeout_ms: 2,
+            asyncs: true,
+            ..base
+        },
+        // Isolated workers (one task each, async or not, then a fresh worker), every task
+        // with a deadline.
+        Config {
+            min_threads: 0,
+            max_threads: 3,
+            isolate: true,
+            max_queue: MaxQueue::Limit(8),
+            concurrency: 3,
+            task_timeout_ms: Some(3),
+            forks,
+            asyncs: true,
             ..base
         },
     ]
@@ -234,7 +316,7 @@ fn configs(runtime: Runtime) -> Vec<Config> {
 
 /// What a submitted task was, to judge its outcome.
 struct Expect {
-    /// The value a successful run returns; `None` for a task that panics.
+    /// The value a successful run returns; `None` for a task that panics or never ends.
     value: Option<u64>,
     panic_message: Option<String>,
     /// The abort reason, for a task given a signal, and whether that signal has fired.
@@ -247,6 +329,11 @@ struct Expect {
     permit: bool,
     /// The pool was closing when its submission returned (so `Closed` is possible).
     after_close: bool,
+    /// It runs an async export (counted apart).
+    is_async: bool,
+    /// It never ends by itself (`async_pending`), and its caller aborts it as it comes to
+    /// wait for it (else its timeout ends it).
+    abort_at_wait: bool,
 }
 
 /// A task's `Task::abort`: the reason it is given (`abort` or `abort_with`), and whether an
@@ -289,6 +376,11 @@ struct Tally {
     idles: u64,
     closes_under_load: u64,
     worker_starts: u64,
+    /// Tasks of async exports, and how they ended.
+    async_submitted: u64,
+    async_outcomes: BTreeMap<&'static str, u64>,
+    /// Futures of async exports made in this process (threads), every one found dropped.
+    futures_made: u64,
     /// What the callers received, for the round's `pool.stats()` check: values, and errors by
     /// kind (every task waited on, the ones after the storm included).
     received_ok: u64,
@@ -325,6 +417,11 @@ impl Tally {
         self.idles += other.idles;
         self.closes_under_load += other.closes_under_load;
         self.worker_starts += other.worker_starts;
+        self.async_submitted += other.async_submitted;
+        for (key, n) in other.async_outcomes {
+            *self.async_outcomes.entry(key).or_default() += n;
+        }
+        self.futures_made += other.futures_made;
         self.received_ok += other.received_ok;
         for (kind, n) in other.received {
             *self.received.entry(kind).or_default() += n;
@@ -383,6 +480,18 @@ struct Round {
     /// `idle()`s that had not resolved when their caller moved on: each must resolve once the
     /// load stops.
     idles: Mutex<Vec<Idle>>,
+    /// The ids of the tasks that panic, noted before they are submitted.
+    panicking: Mutex<HashSet<u64>>,
+}
+
+impl Round {
+    /// Whether `message` is the panic of one task of this round.
+    fn a_panic_of_this_round(&self, message: &str) -> bool {
+        message
+            .strip_prefix(PANIC_PREFIX)
+            .and_then(|id| id.parse::<u64>().ok())
+            .is_some_and(|id| self.panicking.lock().unwrap().contains(&id))
+    }
 }
 
 /// Judges one outcome; returns its name for the tally, or a violation.
@@ -397,7 +506,7 @@ fn judge(
         Ok(value) => match expect.value {
             Some(right) if *value == right => Ok("ok"),
             Some(right) => Err(format!("wrong value {value}, expected {right}")),
-            None => Err(format!("a panicking task returned {value}")),
+            None => Err(format!("a task that panics or never ends returned {value}")),
         },
         Err(Error::Panicked { message, .. }) => match &expect.panic_message {
             Some(right) if message == right => Ok("panicked"),
@@ -442,8 +551,14 @@ fn judge(
             signal,
             message,
         }) if config.kills && *signal == killed_signal => {
-            // Killed while panicking, the child's last words are the panic's.
-            if message.is_none() || *message == expect.panic_message {
+            // Killed while panicking, the child's last words are the panic's: this task's, or,
+            // in a child that runs its tasks concurrently (async exports), that of a task
+            // panicking beside it as the child died (its death fails every task it ran).
+            let beside = config.asyncs
+                && message
+                    .as_deref()
+                    .is_some_and(|message| round.a_panic_of_this_round(message));
+            if message.is_none() || *message == expect.panic_message || beside {
                 Ok("worker killed")
             } else {
                 Err(format!("a killed worker said {message:?}"))
@@ -586,6 +701,9 @@ fn caller(round: &Round, seed: u64) -> Tally {
                 let id = round.next_id.fetch_add(1, Ordering::Relaxed);
                 let x = rng.next();
                 let kind = rng.below(100);
+                // Half the load of a pool with async exports runs them.
+                let asynchronous = config.asyncs && rng.chance(50);
+                let pends = asynchronous && (65..80).contains(&kind);
                 let mut options = RunOptions::new();
                 let mut expect = Expect {
                     value: Some(mix(x)),
@@ -598,6 +716,8 @@ fn caller(round: &Round, seed: u64) -> Tally {
                     timeout: None,
                     permit: matches!(via, Via::Permit(_)),
                     after_close: false,
+                    is_async: asynchronous,
+                    abort_at_wait: pends && rng.chance(50),
                 };
                 // A signal: a fresh controller, or one shared with earlier tasks.
                 if rng.chance(20) {
@@ -629,27 +749,66 @@ fn caller(round: &Round, seed: u64) -> Tally {
                     options = options.priority(rng.below(7) as i32 - 3);
                     tally.prioritized += 1;
                 }
-                if rng.chance(25) {
-                    let timeout = random_timeout(&mut rng);
+                // A task that never ends has a bounded timeout, its own or the pool's.
+                if rng.chance(25) || (pends && config.task_timeout().is_none()) {
+                    let mut timeout = random_timeout(&mut rng);
+                    if pends && timeout > PENDING_TIMEOUT {
+                        timeout = Duration::from_micros(
+                            rng.below(PENDING_TIMEOUT.as_micros() as u64 + 1),
+                        );
+                    }
                     options = options.timeout(timeout);
                     expect.timeout = Some(timeout);
                     tally.timeouts += 1;
                 }
-                let task = match kind {
-                    0..=49 => via.run(x, options),
-                    50..=79 => {
-                        let micros = rng.below(1_500) as u32;
-                        via.run((x, micros), options.name("slow"))
+                let task = if asynchronous {
+                    tally.async_submitted += 1;
+                    match kind {
+                        0..=39 => {
+                            let yields = rng.below(4) as u32;
+                            via.run((x, yields), options.name("async_mix"))
+                        }
+                        40..=64 => {
+                            let micros = rng.below(1_500) as u32;
+                            let tokio = rng.chance(50);
+                            via.run((x, micros, tokio), options.name("async_sleep"))
+                        }
+                        65..=79 => {
+                            expect.value = None;
+                            via.run(x, options.name("async_pending"))
+                        }
+                        _ => {
+                            expect.value = None;
+                            expect.panic_message = Some(format!("{PANIC_PREFIX}{id}"));
+                            round.panicking.lock().unwrap().insert(id);
+                            tally.panics_injected += 1;
+                            // After a yield, or after a wake-up from another thread.
+                            let micros = if rng.chance(50) {
+                                0
+                            } else {
+                                1 + rng.below(1_000) as u32
+                            };
+                            via.run((id, micros), options.name("async_panic"))
+                        }
                     }
-                    80..=87 => {
-                        let millis = 1 + rng.below(5) as u32;
-                        via.run((x, millis), options.name("hold"))
-                    }
-                    _ => {
-                        expect.value = None;
-                        expect.panic_message = Some(format!("{PANIC_PREFIX}{id}"));
-                        tally.panics_injected += 1;
-                        via.run(id, options.name("panic"))
+                } else {
+                    match kind {
+                        0..=49 => via.run(x, options),
+                        50..=79 => {
+                            let micros = rng.below(1_500) as u32;
+                            via.run((x, micros), options.name("slow"))
+                        }
+                        80..=87 => {
+                            let millis = 1 + rng.below(5) as u32;
+                            via.run((x, millis), options.name("hold"))
+                        }
+                        _ => {
+                            expect.value = None;
+                            expect.panic_message = Some(format!("{PANIC_PREFIX}{id}"));
+                            round.panicking.lock().unwrap().insert(id);
+                            tally.panics_injected += 1;
+                            via.run(id, options.name("panic"))
+                        }
                     }
                 };
                 // Read after the submission returned: if not closing yet, the pool had taken
@@ -784,6 +943,9 @@ fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally
             }
         }
     };
+    if expect.abort_at_wait && !task.is_finished() {
+        abort_task(&task, &expect.handle, false, tally);
+    }
     let outcome = if as_future {
         common::block_on_until(task, Instant::now() + BOUND)
     } else {
@@ -798,7 +960,12 @@ fn settle(round: &Round, in_flight: InFlight, as_future: bool, tally: &mut Tally
     tally.resolved += 1;
     tally.receive(&outcome);
     match judge(round, &expect, &outcome) {
-        Ok(name) => *tally.outcomes.entry(name).or_default() += 1,
+        Ok(name) => {
+            *tally.outcomes.entry(name).or_default() += 1;
+            if expect.is_async {
+                *tally.async_outcomes.entry(name).or_default() += 1;
+            }
+        }
         Err(violation) => tally.violations.push(violation),
     }
 }
@@ -833,6 +1000,7 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
         procfs::children()
     );
     let fds_before = procfs::open_fds();
+    let futures_before = asyncs::made();
     let reports: Arc<Mutex<Vec<Error>>> = Arc::default();
     // Workers that started, and the reasons the ones that left gave.
     let starts: Arc<AtomicU64> = Arc::default();
@@ -859,7 +1027,9 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
             None => builder,
         };
         let builder = match config.runtime {
+            Runtime::Threads if config.asyncs => builder.exports(async_exports()),
             Runtime::Threads => builder.exports(exports()),
+            _ if config.asyncs => builder.fork_server(config.forks).env(ASYNC_ENV, "1"),
             _ => builder.fork_server(config.forks),
         };
         builder.build().expect("a pool")
@@ -875,6 +1045,7 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
         next_id: AtomicU64::new(0),
         board: Mutex::default(),
         idles: Mutex::default(),
+        panicking: Mutex::default(),
     };
     let callers = 6;
     let mut tally = thread::scope(|scope| {
@@ -1016,6 +1187,14 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
                 pool.workers()
             ));
         }
+        // Every task resolved and the pool idles: each future was dropped, those of the tasks
+        // resolved from outside (aborted, timed out) too, whose workers were rung for it.
+        if let Err(live) = no_future_left(config) {
+            tally.violations.push(format!(
+                "{config:?}: {live} futures of async exports still alive while the pool idles, \
+                 every task resolved"
+            ));
+        }
         let ok = tally.outcomes.get("ok").copied().unwrap_or(0);
         let panicked = tally.outcomes.get("panicked").copied().unwrap_or(0);
         if pool.completed() < ok + panicked {
@@ -1086,6 +1265,14 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
 
     let killed = round.killed.lock().unwrap().clone();
     drop(round);
+
+    // The pool was destroyed (or closed): every future it made is dropped.
+    if let Err(live) = no_future_left(config) {
+        tally.violations.push(format!(
+            "{config:?}: {live} futures of async exports left after the pool's end"
+        ));
+    }
+    tally.futures_made = asyncs::made() - futures_before;
 
     // Nothing is left behind.
     let threads = procfs::live_threads(&prefix);
@@ -1160,6 +1347,15 @@ fn round(config: Config, index: u64, seed: u64, length: Duration) -> Tally {
     tally
 }
 
+/// With threads, waits (bounded) until no future of the async exports is alive in this process:
+/// `Err` with how many still are. (A child's futures live in the child.)
+fn no_future_left(config: Config) -> Result<(), u64> {
+    match config.runtime {
+        Runtime::Threads => asyncs::wait_none_live(BOUND),
+        _ => Ok(()),
+    }
+}
+
 fn torture(runtime: Runtime, budget: Duration, seed: u64) {
     let configs = configs(runtime);
     let length = (budget / configs.len() as u32).clamp(Duration::from_millis(200), MAX_ROUND);
@@ -1182,8 +1378,9 @@ fn torture(runtime: Runtime, budget: Duration, seed: u64) {
          (+ {} on resolved tasks), timeouts given {}, cancels {}, recycles {}, SIGKILLs {}, \
          destroys under load {}, closes under load {}); priorities given {}; permits run {}, \
          dropped {}, reserves dropped {}, refused {}; idle() calls {}; workers started {}; \
-         idle deaths reported {}; {} tasks served after the storms; stats() checked in every \
-         round; {} violations",
+         idle deaths reported {}; async tasks {} (outcomes {:?}), futures made in this \
+         process {} (every one dropped); {} tasks served after the storms; stats() checked in \
+         every round; {} violations",
         total.rounds,
         total.submitted,
         total.resolved,
@@ -1209,6 +1406,9 @@ fn torture(runtime: Runtime, budget: Duration, seed: u64) {
         total.idles,
         total.worker_starts,
         total.idle_deaths_reported,
+        total.async_submitted,
+        total.async_outcomes,
+        total.futures_made,
         total.served_after,
         total.violations.len(),
     );
@@ -1246,7 +1446,10 @@ fn seed() -> u64 {
 
 fn main() {
     common::quiet_panics(PANIC_PREFIX);
-    worker::serve_if_worker(exports());
+    worker::serve_if_worker(match std::env::var_os(ASYNC_ENV) {
+        Some(_) => async_exports(),
+        None => exports(),
+    });
     let seed = seed();
     let budget = budget();
     println!("torture: TINYPOOL_TORTURE_SEED={seed} TINYPOOL_TORTURE_SECS={budget:?}");
