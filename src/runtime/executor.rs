@@ -134,6 +134,15 @@ impl Executor {
         }
     }
 
+    /// Polls the futures woken since the last turn, if any (a task resolved from outside
+    /// wakes its future, which then drops itself): what ended counts for
+    /// [`take_others_ended`](Self::take_others_ended).
+    pub(crate) fn poll_woken(&mut self, bell: &Doorbell) {
+        if !lock(&self.shared.ready).is_empty() {
+            self.run_until(|| true, bell);
+        }
+    }
+
     /// Whether futures other than the awaited one ended in the turn that last ended
     /// [`run_until`](Self::run_until) with `true` (their tasks are staged, not published yet);
     /// cleared by asking.

@@ -167,10 +167,11 @@ impl RunningWorker for ThreadWorker {
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
         // (A pool without async exports asks nothing more: each question takes the task's lock.)
         if self.runs_async && job.settled() && !job.runs_async() {
-            // Run in `start`, or resolved from outside: then its future, if it had one, was
-            // woken, and is polled (and drops itself) now, not at the worker's next task.
-            if let Some(executor) = self.executor.as_mut().filter(|_| job.ended()) {
-                executor.run_until(|| true, &self.bell);
+            // Run in `start`, or resolved from outside. The futures woken meanwhile (its own,
+            // or those of other tasks resolved from outside, which drop themselves when
+            // polled) are polled now: this may be the worker's last look before it idles.
+            if let Some(executor) = self.executor.as_mut() {
+                executor.poll_woken(&self.bell);
             }
             return Flow::Continue;
         }

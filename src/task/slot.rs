@@ -217,6 +217,14 @@ impl<R, A> Slot<R, A> {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// [`is_ready`](Self::is_ready), asked of the state itself when the flag is not set yet:
+    /// what an async task's future asks when it is polled, since resolving the task wakes
+    /// that future before the flag is set (see `make_ready`), and the poll the wake brings
+    /// must see the task resolved.
+    pub(super) fn is_resolved(&self) -> bool {
+        self.is_ready() || matches!(lock(&self.inner).state, State::Ready(_) | State::Taken)
+    }
+
     /// Whether a result is staged or the task resolved: an async task's future is done.
     pub(super) fn is_settled(&self) -> bool {
         self.is_ready()

@@ -113,7 +113,7 @@ impl<A, R, W> Future for Spawned<A, R, W> {
         let Some(future) = this.future.as_mut() else {
             return Poll::Ready(());
         };
-        if this.cell.slot.is_ready() {
+        if this.cell.slot.is_resolved() {
             // Resolved from outside: the function's future is dropped here, on its worker,
             // and a drop that panics does not take the worker with it.
             let future = this.future.take();
