@@ -5,8 +5,11 @@
 //! the argument (`Running`), *stages* a result and *publishes* it once its own bookkeeping is
 //! done; a child process's driver only lends the argument out to encode it (it comes back, so
 //! that a task whose child died before starting it can be sent again) and stages the decoded
-//! result straight from `Pending`. An abort or `destroy` completes the task with an error at
-//! any point before publication. Whatever comes first wins; everything after it is dropped.
+//! result straight from `Pending`. An async task on a worker thread runs as
+//! `RunningAsync(waker)`: resolved from outside, it wakes its future (under the lock, before
+//! it reads as resolved), which, polled, finds it resolved and drops itself. An abort or
+//! `destroy` completes the task with an error at any point before publication. Whatever
+//! comes first wins; everything after it is dropped.
 //!
 //! The argument and the result share the state's one variant tag and bytes: a saturated pool
 //! holds hundreds of thousands of cells and faults their pages in, so every word counts.

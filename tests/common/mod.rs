@@ -304,3 +304,17 @@ pub fn quiet_panics(prefix: &'static str) {
         }
     }));
 }
+
+/// Returns `Pending` once (waking itself at once), then `Ready`: one await point.
+pub fn yield_once() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tinypool::{worker, AbortController, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 
-use crate::common::{self, eventually, finish, next};
+use crate::common::{self, eventually, finish, next, yield_once};
 use crate::{bodies, identity, Body};
 
 /// This module's test bodies, in the order they run.
@@ -161,20 +161,6 @@ fn sleep(duration: Duration) -> impl Future<Output = ()> {
             Poll::Ready(())
         } else {
             state.1 = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    })
-}
-
-/// Returns `Pending` once (waking itself at once), then `Ready`: one await point.
-fn yield_once() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
             Poll::Pending
         }
     })

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tinypool::Exports;
 
+use super::common::yield_once;
 use super::{mix, PANIC_PREFIX};
 
 /// Adds the async exports to `exports`.
@@ -140,20 +141,6 @@ pub fn wait_none_live(bound: Duration) -> Result<(), u64> {
 }
 
 // ---- Await points ---------------------------------------------------------------------------
-
-/// Returns `Pending` once (waking itself at once), then `Ready`: one await point.
-fn yield_once() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-}
 
 /// Whether an alarm rang, and the waker to wake when it does.
 type Alarm = Arc<Mutex<(bool, Option<Waker>)>>;
