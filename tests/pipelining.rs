@@ -2,7 +2,9 @@
 //! `RUN` frames together and the child runs them in order. These tests pin what a user relies
 //! on: every task still runs exactly once and resolves with its own outcome, when the child
 //! dies in the middle of a batch, when it passes its memory limit, with payloads larger than
-//! the socket's buffers, and next to a task with a channel.
+//! the socket's buffers, and next to a task with a channel. At one task per child, a child is
+//! sent its next task while it runs one (when tasks are queued): such a task still runs once,
+//! in order, and never waits behind a slow task while another worker is free.
 //!
 //! The pools here re-execute this test binary as their workers, which serve [`exports`] before
 //! the harness starts (`tinypool::test_workers!`). Tasks are held by *gates*, two FIFOs per
@@ -79,6 +81,15 @@ fn one_worker(concurrency: usize) -> Builder {
         .min_threads(1)
         .max_threads(1)
         .concurrent_tasks_per_worker(concurrency)
+}
+
+/// A pool of two child-process workers, one task at a time each.
+fn two_workers() -> Builder {
+    Pool::builder()
+        .runtime(Runtime::ChildProcess)
+        .min_threads(2)
+        .max_threads(2)
+        .concurrent_tasks_per_worker(1)
 }
 
 /// A fresh directory for one test's FIFOs and log.
@@ -324,4 +335,96 @@ fn many_small_tasks_through_two_pipelined_children_resolve_each_with_its_value()
         assert_eq!(finish(task), Ok(i.to_le_bytes().to_vec()));
     }
     pool.destroy().wait().unwrap();
+}
+
+/// At one task per child, the next task goes to the child while it runs one: they still run
+/// in order, each once.
+#[test]
+fn tasks_sent_ahead_run_in_order_each_once() {
+    let mut scene = Scene::new(one_worker(1));
+    let records = scene.records(1..=50);
+    let pid = scene.release();
+    for task in records {
+        assert_eq!(finish(task), Ok(pid));
+    }
+    let lines = scene.log();
+    assert_eq!(
+        lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    scene.end();
+}
+
+/// Two workers, both held at gates, and tasks queued behind them: `a`'s worker, let go, takes
+/// the slow task and, ahead, the first record. The slow task does not return; that record
+/// must not wait for it: it runs on `b`'s worker once that one is free, with all the others.
+#[test]
+fn a_task_sent_ahead_behind_a_slow_one_runs_on_the_next_free_worker() {
+    let pool = two_workers().build().unwrap();
+    let dir = scratch();
+    let (a, b) = (Gate::new(&pool, &dir, "a"), Gate::new(&pool, &dir, "b"));
+    a.wait_started();
+    b.wait_started();
+    let slow = Gate::new(&pool, &dir, "slow");
+    let log = dir.join("log").to_string_lossy().into_owned();
+    let records: Vec<Task<u32>> = (1..=4u32)
+        .map(|tag| pool.run_with((log.clone(), tag), RunOptions::new().name("record")))
+        .collect();
+    a.open();
+    let first = finish(a.task).unwrap();
+    slow.wait_started();
+    b.open();
+    let second = finish(b.task).unwrap();
+
+    for task in records {
+        assert_eq!(finish(task), Ok(second), "ran on the free worker");
+    }
+    // Each once. (The one taken back may run after the others: `b`'s worker may have taken
+    // those before the slow task's driver gave it back, a spin later.)
+    let mut lines: Vec<String> = (fs::read_to_string(dir.join("log")).unwrap().lines())
+        .map(str::to_owned)
+        .collect();
+    lines.sort_unstable();
+    let expected: Vec<String> = (1..=4).map(|tag| format!("{tag} {second}")).collect();
+    assert_eq!(lines, expected);
+    slow.open();
+    assert_eq!(finish(slow.task), Ok(first));
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// A task sent ahead to a child that dies before it got to it never ran: it runs once,
+/// elsewhere.
+#[test]
+fn a_task_sent_ahead_to_a_child_that_dies_runs_once_elsewhere() {
+    let pool = two_workers().build().unwrap();
+    let dir = scratch();
+    let (a, b) = (Gate::new(&pool, &dir, "a"), Gate::new(&pool, &dir, "b"));
+    a.wait_started();
+    b.wait_started();
+    let exit = pool.run_with::<u32, _>(3, RunOptions::new().name("exit"));
+    let log = dir.join("log").to_string_lossy().into_owned();
+    let records: Vec<Task<u32>> = (1..=3u32)
+        .map(|tag| pool.run_with((log.clone(), tag), RunOptions::new().name("record")))
+        .collect();
+    a.open();
+    let dead = finish(a.task).unwrap();
+    match finish(exit) {
+        Err(Error::WorkerExited { code, .. }) => assert_eq!(code, Some(3)),
+        other => panic!("expected WorkerExited, got {other:?}"),
+    }
+    b.open();
+    finish(b.task).unwrap();
+    for task in records {
+        assert_ne!(finish(task).unwrap(), dead, "not in the dead child");
+    }
+    let mut tags: Vec<u32> = fs::read_to_string(dir.join("log"))
+        .unwrap()
+        .lines()
+        .map(|line| line.split_once(' ').unwrap().0.parse().unwrap())
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, [1, 2, 3], "each once");
+    pool.destroy().wait().unwrap();
+    fs::remove_dir_all(dir).unwrap();
 }

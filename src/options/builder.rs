@@ -237,7 +237,11 @@ impl Builder {
     ///
     /// A task with a channel, or a plain function's task with an abort signal or a timeout,
     /// still runs alone. The default of 1 keeps a short task from waiting behind a long one
-    /// in a busy worker while another is free.
+    /// in a busy worker while another is free. Child processes at 1 are still sent their next
+    /// task while they run one, when tasks are queued (on Linux and Windows), so that a child
+    /// need not wait for its driver between two tasks; but the driver takes that task back if
+    /// the one before it has not ended by the time it would sleep (a few microseconds), and
+    /// the next free worker runs it: it never waits for a slow task.
     ///
     /// ```no_run
     /// use tinypool::{Exports, Pool, Runtime, Task};

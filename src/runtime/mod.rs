@@ -46,6 +46,19 @@ pub(crate) enum Flow {
     /// rang), which it takes and starts before it waits again. Only a worker that holds
     /// async tasks says so (see [`RunningWorker::finish`]).
     Pending,
+    /// The task has not finished, and is slow to: the task sent past the worker's depth (see
+    /// [`RunningWorker::may_send_ahead`]), which its child has not started, was taken back.
+    /// The scheduler gives that one, the last started, to another worker, then calls `finish`
+    /// for the same job again.
+    TookBack,
+}
+
+impl Flow {
+    /// Whether the task `finish` was called for has not finished: the scheduler calls
+    /// `finish` for it again.
+    pub(crate) fn unfinished(self) -> bool {
+        matches!(self, Flow::Pending | Flow::TookBack)
+    }
 }
 
 /// Who a new worker is, as its runtime needs to know.
@@ -158,6 +171,14 @@ pub(crate) trait RunningWorker {
     /// as it has room.
     fn sends_ahead(&self) -> bool {
         true
+    }
+
+    /// Whether it may be given one task more than its [`depth`](RunningWorker::depth) now,
+    /// while tasks are queued, so that its child finds its next task as soon as it ends one:
+    /// a child running one task at a time, which claims each task sent ahead before running
+    /// it. `finish` takes that task back ([`Flow::TookBack`]) if the one before it is slow.
+    fn may_send_ahead(&self) -> bool {
+        false
     }
 
     /// Whether it needs [`start`](RunningWorker::start) called: a worker thread of plain

@@ -21,10 +21,11 @@ use crate::stats::Tally;
 use crate::sync::lock;
 use crate::sync::{AtomicBool, Ordering};
 use crate::task::Job;
-use crate::transport::{Backlog, Bulk, Naps, Reader, Region, Writer, POLL_INTERVAL};
+use crate::transport::{Ahead, Backlog, Bulk, Naps, Reader, Region, Writer, POLL_INTERVAL};
 use crate::wait::{deadline_after, spin_until, Doorbell};
 use crate::Error;
 
+mod ahead;
 mod concurrent;
 mod handshake;
 mod outbox;
@@ -98,6 +99,8 @@ impl Launcher for Processes {
             bulk,
             depth: pool.concurrent_tasks_per_worker,
             in_flight: VecDeque::new(),
+            ahead: None,
+            took_back: false,
             next_task: 1,
             last_panic: None,
             bell: me.bell.clone(),
@@ -211,6 +214,10 @@ struct ChildWorker {
     /// The tasks started and not finished, oldest first: the id of each one's `RUN` frame, or
     /// `None` if nothing was sent (it resolved on its way, or could not be encoded).
     in_flight: VecDeque<Option<u64>>,
+    /// The task sent past the depth, until it is the oldest (see `process/ahead.rs`).
+    ahead: Option<Ahead>,
+    /// Whether it took a task back while the oldest runs: it sends none ahead until that ends.
+    took_back: bool,
     next_task: u64,
     /// What the child's panic hook said during the task (see [`note_panic`]): its last words
     /// if it then dies.
@@ -308,15 +315,7 @@ impl ChildWorker {
     /// when the doorbell rings while the reader listens for it ([`Reader::listen`]).
     fn next_frame_by(&mut self, until: Option<Instant>) -> Result<Option<Frame>, Broken> {
         self.reader.set_deadline(None);
-        // Most results come back within microseconds: spin on the ring before sleeping in
-        // `poll`, which costs a wake-up of tens of microseconds.
-        if !self.reader.ready() {
-            let (reader, writer) = (&mut self.reader, &self.writer);
-            spin_until(|| {
-                lock(writer).writer.flush();
-                reader.ready()
-            });
-        }
+        self.spin_for_frame();
         loop {
             let Some(backlog) = self.flush_pending() else {
                 // The child stopped reading for good: it is dead or dying.
@@ -368,6 +367,17 @@ impl ChildWorker {
                 return Ok(None);
             }
         }
+    }
+
+    /// Whether a frame comes within a spin: most results come back within microseconds, and
+    /// a sleep in `poll` costs a wake-up of tens of microseconds.
+    fn spin_for_frame(&mut self) -> bool {
+        let (reader, writer) = (&mut self.reader, &self.writer);
+        reader.ready()
+            || spin_until(|| {
+                lock(writer).writer.flush();
+                reader.ready()
+            })
     }
 
     /// Whether the child, found exited, went on sending frames for `terminate_timeout` (at
@@ -448,12 +458,16 @@ impl ChildWorker {
     /// Sends `job`'s `RUN` frame (or as much of it as the channel takes now: the rest goes
     /// out while the driver waits for results); returns the task's id, or `None` if nothing
     /// was sent.
-    fn send_run(&mut self, job: &Arc<dyn Job>) -> Option<u64> {
+    fn send_run(&mut self, job: &Arc<dyn Job>, ahead: bool) -> Option<u64> {
         let codec = self.options.serialization;
         let task = self.next_task;
         let port = job.port();
+        let mark = if ahead { self.mark_ahead(task) } else { None };
         // `None`: it resolved on its way here, nothing to send.
-        let (sent, mut out) = run::send(&self.writer, job, task, codec, self.max())?;
+        let Some((sent, mut out)) = run::send(&self.writer, job, task, codec, self.max()) else {
+            self.unmark_ahead(mark);
+            return None;
+        };
         self.next_task += 1;
         if sent.is_ok() && port.is_some() {
             // Its messages follow the `RUN` frame, in order, sent as the child reads them.
@@ -461,9 +475,11 @@ impl ChildWorker {
         }
         drop(out);
         if let Err(error) = sent {
+            self.unmark_ahead(mark);
             job.fail(error, &self.tally);
             return None;
         }
+        self.ahead = mark;
         let Some(port) = port else {
             return Some(task);
         };
@@ -484,7 +500,11 @@ impl ChildWorker {
             !self.in_flight.is_empty(),
             "the scheduler starts a job first"
         );
+        if self.takes_back() {
+            return Ok(Flow::TookBack);
+        }
         let Some(task) = self.in_flight.pop_front().flatten() else {
+            self.oldest_ended();
             return Ok(Flow::Continue); // Nothing was sent: it already resolved.
         };
         let codec = self.options.serialization;
@@ -524,6 +544,7 @@ impl ChildWorker {
             self.reader.recycle(frame);
             match parsed {
                 Ok(Some(flow)) => {
+                    self.oldest_ended();
                     if job.port().is_some() {
                         // Late messages of the caller are dropped here, not sent to the child.
                         lock(&self.writer).bridged.clear();
@@ -549,6 +570,10 @@ impl RunningWorker for ChildWorker {
         self.depth
     }
 
+    fn may_send_ahead(&self) -> bool {
+        self.can_send_ahead()
+    }
+
     fn sends_ahead(&self) -> bool {
         // A child with async exports takes each task as soon as it has room, and its tasks
         // end in any order: each has a span of its own.
@@ -570,7 +595,9 @@ impl RunningWorker for ChildWorker {
             return self.start_concurrent(jobs);
         }
         for job in jobs {
-            let task = self.send_run(job);
+            // Past its depth: sent ahead (see `process/ahead.rs`).
+            let ahead = self.in_flight.len() >= self.depth;
+            let task = self.send_run(job, ahead);
             self.in_flight.push_back(task);
         }
     }

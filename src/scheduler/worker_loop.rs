@@ -65,6 +65,8 @@ struct Shift {
     stopwatch: Stopwatch,
     /// The times of the task finished last, booked with it.
     sample: Option<Sample>,
+    /// The span of the task being finished, kept while `finish` is called again for it.
+    span: Option<trace::TaskSpan>,
 }
 
 /// How an idle worker's wait ended.
@@ -96,6 +98,7 @@ impl Scheduler {
             idle_since: None,
             stopwatch: Stopwatch::new(self.options.record_timing, worker.sends_ahead()),
             sample: None,
+            span: None,
         };
         let tally = &*me.me.tally;
         let mut state = self.lock();
@@ -105,7 +108,8 @@ impl Scheduler {
         // Until it finds itself retired (aborted, recycled while idle, the pool destroyed).
         while let Some(index) = state.position(me.serial) {
             // BUSY
-            if let Some(oldest) = self.take_batch(&mut state, index, &mut shift) {
+            let ahead = !isolated && worker.may_send_ahead();
+            if let Some(oldest) = self.take_batch(&mut state, index, &mut shift, ahead) {
                 // An isolated worker's successor starts now, while it runs its task.
                 let spare = if isolated {
                     Self::reserve_spare(&mut state, me.me.id)
@@ -131,6 +135,17 @@ impl Scheduler {
                     // The oldest has not finished: the others that did are published now,
                     // and the worker takes what it was given before it waits again.
                     state = self.publish_early(state, me.serial, &shift, tally);
+                    continue;
+                }
+                if flow == Flow::TookBack {
+                    // The oldest is slow: the task sent ahead behind it goes to a free
+                    // worker, or back to the head of the queue.
+                    let dropped = self.hand_back(&mut state, me.serial);
+                    if let Some(dropped) = dropped {
+                        drop(state);
+                        drop(dropped);
+                        state = self.lock();
+                    }
                     continue;
                 }
                 match self.book(state, me.serial, flow, &mut shift, tally) {
@@ -206,11 +221,14 @@ impl Scheduler {
     /// BUSY, under the lock: refills the worker's inbox from the queue, then moves what it may
     /// start to `running` (and to `shift.starting`, handed over once the lock is released).
     /// Returns the oldest task it runs, or `None` if it runs none.
+    /// With `ahead`, it may take one task past its depth, if one is queued (see
+    /// [`RunningWorker::may_send_ahead`]).
     fn take_batch(
         &self,
         state: &mut SchedulerState,
         index: usize,
         shift: &mut Shift,
+        ahead: bool,
     ) -> Option<JobRef> {
         self.refill(state, index);
         let record = &mut state.workers[index];
@@ -236,7 +254,33 @@ impl Scheduler {
             }
             record.running.push_back(job);
         }
-        record.running.front().cloned()
+        if ahead && !shift.draining {
+            self.take_ahead(state, index, shift);
+        }
+        state.workers[index].running.front().cloned()
+    }
+
+    /// BUSY, under the lock, after [`take_batch`](Self::take_batch) filled the worker: one task
+    /// more, sent ahead (see [`RunningWorker::may_send_ahead`]): the queue's head, if one is
+    /// queued and may share the worker (no channel, not exclusive), and the worker runs no
+    /// task with a channel (which runs alone).
+    fn take_ahead(&self, state: &mut SchedulerState, index: usize, shift: &mut Shift) {
+        if state.queue.fifo_len() == 0 {
+            self.take_intake(state, false);
+        }
+        let SchedulerState { queue, workers, .. } = &mut *state;
+        let record = &mut workers[index];
+        let full = record.running.len() == shift.depth && record.inbox.is_empty();
+        if !full || record.recycle || record.exclusive {
+            return;
+        }
+        let plain = |job: &JobRef| job.port().is_none() && !record.exclusive_for(&**job);
+        if !record.running.front().is_some_and(plain) || !queue.front().is_some_and(plain) {
+            return;
+        }
+        let job = queue.pop_front().expect("its front was just seen");
+        shift.starting.push(job.clone());
+        record.running.push_back(job);
     }
 
     /// Moves queued tasks into the worker's inbox while it has room, in the queue's order: an
@@ -321,6 +365,28 @@ impl Scheduler {
             return None;
         }
         Some(state)
+    }
+
+    /// BUSY, under the lock, after [`Flow::TookBack`]: the task sent ahead, the worker's last,
+    /// goes to an idle worker, or back to the head of the queue (it was taken from there, and
+    /// a free worker takes it next). Returns it instead if it resolved meanwhile (aborted),
+    /// to be dropped once the lock is released (what it holds is user code).
+    fn hand_back(&self, state: &mut SchedulerState, serial: u64) -> Option<JobRef> {
+        // Retired meanwhile (`destroy`): its tasks failed with it.
+        let index = state.position(serial)?;
+        let job = state.workers[index].running.pop_back()?;
+        if job.ended() {
+            return Some(job);
+        }
+        let idle = (state.workers.iter_mut()).find(|worker| worker.load() == 0 && !worker.recycle);
+        match idle {
+            Some(worker) => {
+                worker.inbox.push_back(job);
+                worker.bell.ring();
+            }
+            None => state.queue.push_front(job),
+        }
+        None
     }
 
     /// BUSY, under the lock, after [`Flow::Pending`]: takes the tasks that finished before
@@ -422,9 +488,11 @@ fn run_oldest(worker: &mut dyn RunningWorker, oldest: JobRef, shift: &mut Shift)
     }
     // Only a worker that makes its tasks' spans itself returns `Pending`: the one span made
     // here covers the task's whole run.
-    let span = (!shift.traces_tasks).then(|| trace::task(&*oldest, shift.worker));
+    let span = (shift.span.take())
+        .or_else(|| (!shift.traces_tasks).then(|| trace::task(&*oldest, shift.worker)));
     let flow = worker.finish(&oldest);
-    if flow == Flow::Pending {
+    if flow.unfinished() {
+        shift.span = span;
         return flow;
     }
     if let Some(span) = span {

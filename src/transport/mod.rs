@@ -17,9 +17,13 @@
 //!   child's exit beside the socket. Their Windows twins, `pipe.rs` and `exit_windows.rs`,
 //!   offer the same functions: the reader and writer are the same code on both.
 //!
+//! - `claims.rs`: a task sent ahead to a child is marked in a word of the rings' region, which
+//!   the child claims before it runs it, or the pool takes back first.
+//!
 //! What travels is frames (`protocol`): the transport sees only their bytes.
 
 mod bulk;
+mod claims;
 pub(crate) mod draft;
 #[cfg(unix)]
 mod exit;
@@ -47,6 +51,7 @@ use socket as stream;
 use std::time::Duration;
 
 pub(crate) use bulk::Bulk;
+pub(crate) use claims::Ahead;
 #[cfg(target_os = "linux")]
 pub(crate) use exit::pidfd_open;
 pub(crate) use exit::ExitWatch;

@@ -40,6 +40,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use super::claims::CLAIM_WORDS;
 use crate::codec::Place;
 
 /// Bytes of one ring.
@@ -50,6 +51,9 @@ pub(crate) const INLINE_MAX: usize = RING / 4;
 /// The control lines of both rings, then the two rings.
 const DATA: usize = 4096;
 const REGION: usize = DATA + 2 * RING;
+/// Where the claim words of tasks sent ahead lie (`claims.rs`): a line of the first page,
+/// after the two rings' controls.
+const CLAIMS: usize = 1024;
 
 const INLINE: u32 = 0;
 const SOCKET: u32 = 1;
@@ -199,6 +203,14 @@ impl Region {
         // mapped while `self` lives, 64-byte aligned, and zero-initialized or written only
         // through these atomics.
         unsafe { &*self.base.cast::<Control>().add(direction as usize) }
+    }
+
+    /// The claim words of the tasks sent ahead (`claims.rs`).
+    pub(super) fn claim_words(&self) -> &[AtomicU32; CLAIM_WORDS] {
+        const { assert!(CLAIMS >= 2 * size_of::<Control>() && CLAIMS + 64 <= DATA) };
+        // SAFETY: `CLAIM_WORDS` words at `CLAIMS`, 4-byte aligned within the first page, which
+        // is mapped while `self` lives, and zero-initialized or written only through atomics.
+        unsafe { &*self.base.add(CLAIMS).cast::<[AtomicU32; CLAIM_WORDS]>() }
     }
 
     fn data(&self, direction: Direction) -> *mut u8 {

@@ -24,7 +24,7 @@ use crate::protocol::{
 };
 use crate::sync::lock;
 use crate::sync::AtomicBool;
-use crate::transport::{Direction, Reader, Writer};
+use crate::transport::{Direction, Reader, Region, Writer};
 use crate::wait::{deadline_after, Doorbell};
 use crate::worker::context::{self, Context, Data, TaskPort};
 use crate::Error;
@@ -230,6 +230,7 @@ fn run(exports: Exports, marker: hygiene::ChannelMarker, limits: &Limits) -> Res
     let frame = frame.ok_or("the pool did not answer the handshake")?;
     let init = Init::expect(&frame).map_err(|e| e.to_string())?;
     limit_resources(&init)?;
+    let mut rings = None;
     if init.rings {
         // The pool writes to the rings from now on: without them this worker cannot serve.
         let region = map_rings()?;
@@ -243,6 +244,7 @@ fn run(exports: Exports, marker: hygiene::ChannelMarker, limits: &Limits) -> Res
             reader.attach_bulk(bulk.reader(Direction::ToChild));
             lock(&writer).attach_bulk(bulk.writer(Direction::ToPool));
         }
+        rings = Some(region);
     }
     context::set_context(Some(Context {
         id: init.worker_id,
@@ -263,6 +265,7 @@ fn run(exports: Exports, marker: hygiene::ChannelMarker, limits: &Limits) -> Res
         writer: writer.clone(),
         current: Mutex::default(),
         aborts: concurrently.then(Mutex::default),
+        rings,
         codec: init.codec,
         max,
     });
@@ -331,6 +334,11 @@ fn serve_in_order(
                 bridge,
                 abort: _,
             }) => {
+                if !inbound.claim(task) {
+                    // Sent ahead, and taken back: the pool gave it to another worker.
+                    inbound.recycle(run.body);
+                    continue;
+                }
                 if let Some(bridge) = &bridge {
                     *lock(&inbound.current) = vec![bridge.clone()];
                     context::set_task_port(TaskPort::Remote(bridge.clone()));
@@ -407,6 +415,8 @@ struct Inbound {
     current: Mutex<Vec<Arc<Bridge>>>,
     /// In a child with async exports: each task's abort, by task, until it ends.
     aborts: Option<Mutex<HashMap<u64, Arc<TaskAbort>>>>,
+    /// The rings' region, where a task sent ahead is claimed before it runs.
+    rings: Option<Arc<Region>>,
     codec: Serialization,
     max: usize,
 }
@@ -493,6 +503,12 @@ impl Inbound {
             Ok(mut reader) => reader.recycle_body(body),
             Err(_) => drop(body),
         }
+    }
+
+    /// Whether to run `task`: an ordinary task, or one sent ahead that this child claims now
+    /// (see `transport/claims.rs`); not one the pool took back.
+    fn claim(&self, task: u64) -> bool {
+        self.rings.as_ref().is_none_or(|rings| rings.claim(task))
     }
 
     /// Task `task`'s bridge, if it is running.

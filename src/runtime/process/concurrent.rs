@@ -102,7 +102,7 @@ impl ChildWorker {
     /// Sends `jobs`, each as soon as it comes (see the module's doc).
     pub(super) fn start_concurrent(&mut self, jobs: &[Arc<dyn Job>]) {
         for job in jobs {
-            let Some(task) = self.send_run(job) else {
+            let Some(task) = self.send_run(job, false) else {
                 continue; // Nothing was sent: it already resolved.
             };
             let flights = self.flights();
