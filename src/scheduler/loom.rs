@@ -15,6 +15,7 @@
 //! loom allows five threads per model, the models' own included, and every worker the
 //! scheduler spawns (a replacement too) is one.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +26,8 @@ use crate::hooks::WorkerHooks;
 use crate::options::RunOptions;
 use crate::reserve::Reserve;
 use crate::runtime::thread::Threads;
-use crate::runtime::{Reporter, WorkerOptions};
-use crate::task::Task;
+use crate::runtime::{Flow, Launcher, Reporter, RunningWorker, WorkerOptions, WorkerStart};
+use crate::task::{Job, Task};
 use crate::Error;
 
 /// `terminate_timeout`: never reached while a model runs (see the module's doc).
@@ -51,6 +52,18 @@ fn pool(min_threads: usize, max_threads: usize) -> Arc<Scheduler> {
 
 /// [`pool`] with a `max_queue`.
 fn bounded(min_threads: usize, max_threads: usize, max_queue: Option<usize>) -> Arc<Scheduler> {
+    build(min_threads, max_threads, max_queue, |threads| {
+        Box::new(threads)
+    })
+}
+
+/// [`bounded`], its threads runtime wrapped by `launcher`.
+fn build(
+    min_threads: usize,
+    max_threads: usize,
+    max_queue: Option<usize>,
+    launcher: impl FnOnce(Threads) -> Box<dyn Launcher>,
+) -> Arc<Scheduler> {
     let options = SchedulerOptions {
         min_threads,
         max_threads,
@@ -75,7 +88,74 @@ fn bounded(min_threads: usize, max_threads: usize, max_queue: Option<usize>) -> 
         concurrent_tasks_per_worker: 1,
         reporter: Reporter::default(),
     };
-    Scheduler::new(options, Box::new(threads), worker_options)
+    Scheduler::new(options, launcher(threads), worker_options)
+}
+
+/// A pool like [`pool`]'s (no `min_threads`) whose workers send a task ahead whenever the
+/// scheduler lets them ([`GivesBack`]).
+fn pool_sending_ahead(max_threads: usize) -> Arc<Scheduler> {
+    build(0, max_threads, None, |threads| Box::new(GivesBack(threads)))
+}
+
+/// The threads runtime, its workers sending a task ahead as a child's driver does, and giving
+/// it back the first time they finish the task before it: the scheduler's half of sending
+/// ahead (`take_ahead`, `hand_back`), explored with every worker always taking one.
+struct GivesBack(Threads);
+
+impl Launcher for GivesBack {
+    fn start(
+        &self,
+        pool: &Arc<WorkerOptions>,
+        me: &WorkerStart,
+    ) -> Result<Box<dyn RunningWorker>, Error> {
+        Ok(Box::new(GivingBack {
+            worker: self.0.start(pool, me)?,
+            started: VecDeque::new(),
+            took_back: false,
+        }))
+    }
+}
+
+struct GivingBack {
+    worker: Box<dyn RunningWorker>,
+    /// The tasks started and not finished: the oldest, and the one ahead.
+    started: VecDeque<Arc<dyn Job>>,
+    took_back: bool,
+}
+
+impl RunningWorker for GivingBack {
+    fn starts_ahead(&self) -> bool {
+        true
+    }
+
+    fn may_send_ahead(&self) -> bool {
+        self.started.len() <= 1 && !self.took_back
+    }
+
+    fn start(&mut self, jobs: &[Arc<dyn Job>]) {
+        self.started.extend(jobs.iter().cloned());
+        assert!(self.started.len() <= 2, "one task past the depth at most");
+    }
+
+    fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
+        assert!(std::ptr::addr_eq(
+            Arc::as_ptr(job),
+            Arc::as_ptr(&self.started[0])
+        ));
+        if self.started.len() == 2 && !self.took_back {
+            self.started.pop_back();
+            self.took_back = true;
+            return Flow::TookBack;
+        }
+        let flow = self.worker.finish(job);
+        self.started.pop_front();
+        self.took_back = false;
+        flow
+    }
+
+    fn stop(self: Box<Self>) {
+        self.worker.stop();
+    }
 }
 
 /// `Pool::run_with`: the default export, with an abort signal or without.
@@ -445,5 +525,21 @@ fn loom_a_timeout_races_the_worker() {
         destroy(&scheduler);
         counted_once(&scheduler, &outcome);
         assert!(!scheduler.timer.has_thread(), "the timer thread was joined");
+    });
+}
+
+/// Tasks queued behind two busy workers, which each take one ahead and give it back: every
+/// task resolves once, with its own value, on whichever worker, and nothing is left behind.
+#[test]
+fn loom_a_task_given_back_runs_once() {
+    model(2, || {
+        let scheduler = pool_sending_ahead(2);
+        let tasks: Vec<Task<i32>> = (0..4).map(|i| run(&scheduler, (i, 1), None)).collect();
+        for (i, task) in (0..).zip(tasks) {
+            assert_eq!(task.wait(), Ok(i + 1));
+        }
+        check_consistent(&scheduler);
+        assert_eq!(scheduler.completed(), 4);
+        destroy(&scheduler);
     });
 }
