@@ -479,7 +479,9 @@ impl ChildWorker {
             job.fail(error, &self.tally);
             return None;
         }
-        self.ahead = mark;
+        if mark.is_some() {
+            self.ahead = mark;
+        }
         let Some(port) = port else {
             return Some(task);
         };

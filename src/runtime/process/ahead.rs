@@ -7,8 +7,9 @@
 //! does. So it goes with a claim word (`transport/claims.rs`), which the child claims before
 //! running it; and when the answer of the task before it is slow (it does not come while the
 //! driver spins, which a round trip takes), the driver takes the task ahead back before it
-//! sleeps: [`Flow::TookBack`](super::Flow::TookBack), and the scheduler gives the task to another worker. It then
-//! sends none ahead until the slow task ends. Whoever comes first wins: the task runs once.
+//! sleeps ([`Flow::TookBack`](super::Flow::TookBack)), and the scheduler gives the task to
+//! another worker. It then sends none ahead until the slow task ends. Whoever comes first
+//! wins: the task runs once.
 //!
 //! Only through the rings: without them (macOS) nothing is sent ahead.
 
