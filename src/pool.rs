@@ -367,7 +367,9 @@ impl Pool {
 
     /// Fails every task that no worker has started with [`Error::Cancelled`]; running tasks
     /// finish. Tasks already sent to a child process count as started (see
-    /// [`Builder::concurrent_tasks_per_worker`](crate::Builder::concurrent_tasks_per_worker)).
+    /// [`Builder::concurrent_tasks_per_worker`](crate::Builder::concurrent_tasks_per_worker)),
+    /// but for a task sent ahead at one task per child that its driver then takes back from
+    /// behind a slow one: its child never started it, and it fails `Cancelled` then.
     ///
     /// ```
     /// use tinypool::{worker, Error, Exports, Pool, RunOptions, Task};

@@ -8,26 +8,25 @@
 //!
 //! The pools here re-execute this test binary as their workers, which serve [`exports`] before
 //! the harness starts (`tinypool::test_workers!`). Tasks are held by *gates*, two FIFOs per
-//! task: the task writes a byte to `started` (the test reads it: it is running) and then waits
-//! for the test to open and close `go`.
+//! task (`common::fifo`): the task writes a byte to `started` (the test reads it: it is
+//! running) and then waits for the test to open and close `go`.
 
 mod common;
 
-use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
 
 use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
 
+use common::fifo::{self, Gate};
 use common::finish;
 
 tinypool::test_workers!(exports);
 
 fn exports() -> Exports {
     Exports::new()
-        .export("gate", gate)
+        .export("gate", fifo::gate)
         .export("record", record)
         .export("exit", |code: i32| -> u32 { std::process::exit(code) })
         .export("leak", leak)
@@ -40,19 +39,6 @@ fn exports() -> Exports {
         })
 }
 
-/// Announces that it runs, then waits until the test lets it go; returns its pid.
-fn gate(dir: String) -> u32 {
-    let dir = Path::new(&dir);
-    File::options()
-        .write(true)
-        .open(dir.join("started"))
-        .and_then(|mut started| started.write_all(b"!"))
-        .expect("the test reads `started`");
-    let mut go = File::open(dir.join("go")).expect("the test opens `go`");
-    go.read_to_end(&mut Vec::new()).expect("reading `go`");
-    std::process::id()
-}
-
 /// Appends `tag pid` to the log at `path`; returns its pid.
 fn record((path, tag): (String, u32)) -> u32 {
     let pid = std::process::id();
@@ -61,7 +47,9 @@ fn record((path, tag): (String, u32)) -> u32 {
         .create(true)
         .open(path)
         .expect("the log opens");
-    writeln!(log, "{tag} {pid}").expect("the log is written");
+    // One write: tasks running at once in several children append to the same log.
+    log.write_all(format!("{tag} {pid}\n").as_bytes())
+        .expect("the log is written");
     pid
 }
 
@@ -92,55 +80,6 @@ fn two_workers() -> Builder {
         .concurrent_tasks_per_worker(1)
 }
 
-/// A fresh directory for one test's FIFOs and log.
-fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tinypool-pipelining-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("a scratch directory");
-    dir
-}
-
-/// A gated task and the test's side of its gate.
-struct Gate {
-    dir: PathBuf,
-    task: Task<u32>,
-}
-
-impl Gate {
-    fn new(pool: &Pool, dir: &Path, name: &str) -> Gate {
-        let dir = dir.join(name);
-        fs::create_dir(&dir).expect("the gate's directory");
-        for fifo in ["started", "go"] {
-            let path = CString::new(dir.join(fifo).into_os_string().into_encoded_bytes()).unwrap();
-            // SAFETY: mkfifo with a valid, NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
-        }
-        let task = pool.run_with::<u32, _>(
-            dir.to_string_lossy().into_owned(),
-            RunOptions::new().name("gate"),
-        );
-        Gate { dir, task }
-    }
-
-    /// Blocks until the task runs (opening a FIFO waits for its other end: no polling).
-    fn wait_started(&self) {
-        let mut byte = [0u8];
-        File::open(self.dir.join("started"))
-            .and_then(|mut started| started.read_exact(&mut byte))
-            .expect("the gated task announces itself");
-    }
-
-    /// Lets the task return.
-    fn open(&self) {
-        drop(File::options().write(true).open(self.dir.join("go")));
-    }
-}
-
 /// A test's pool, scratch directory and log, with a first task held at its gate: the tasks
 /// submitted next wait in the busy worker's hands, and go to its child together once the
 /// first one ends ([`Scene::release`]).
@@ -154,7 +93,7 @@ struct Scene {
 impl Scene {
     fn new(builder: Builder) -> Scene {
         let pool = builder.build().unwrap();
-        let dir = scratch();
+        let dir = fifo::scratch("pipelining");
         let first = Gate::new(&pool, &dir, "first");
         first.wait_started();
         Scene {
@@ -361,7 +300,7 @@ fn tasks_sent_ahead_run_in_order_each_once() {
 #[test]
 fn a_task_sent_ahead_behind_a_slow_one_runs_on_the_next_free_worker() {
     let pool = two_workers().build().unwrap();
-    let dir = scratch();
+    let dir = fifo::scratch("pipelining");
     let (a, b) = (Gate::new(&pool, &dir, "a"), Gate::new(&pool, &dir, "b"));
     a.wait_started();
     b.wait_started();
@@ -398,7 +337,7 @@ fn a_task_sent_ahead_behind_a_slow_one_runs_on_the_next_free_worker() {
 #[test]
 fn a_task_sent_ahead_to_a_child_that_dies_runs_once_elsewhere() {
     let pool = two_workers().build().unwrap();
-    let dir = scratch();
+    let dir = fifo::scratch("pipelining");
     let (a, b) = (Gate::new(&pool, &dir, "a"), Gate::new(&pool, &dir, "b"));
     a.wait_started();
     b.wait_started();

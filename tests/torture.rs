@@ -1,6 +1,7 @@
 //! Torture: many caller threads hammer one pool while faults are injected at random moments,
 //! with both runtimes and several configurations (isolation on and off, queue limits,
-//! concurrency, a pool-wide `task_timeout`, plain exports only or async ones beside them).
+//! concurrency, a pool-wide `task_timeout`, plain exports only or async ones beside them,
+//! child processes at one task each sent their next task ahead).
 //! In the configurations with async exports (tests/torture/asyncs.rs) half the load is async
 //! tasks, several in flight on each worker (`concurrent_tasks_per_worker`): ones that yield,
 //! ones woken by another thread (or tokio's timer, with the `tokio` feature), ones that never
@@ -294,6 +295,15 @@ fn configs(runtime: Runtime) -> Vec<Config> {
             concurrency: 2,
             idle_timeout_ms: 2,
             asyncs: true,
+            ..base
+        },
+        // Two workers at one task each for six callers: tasks queue, so a child is sent its
+        // next task while it runs one, which its driver takes back from behind a slow one
+        // (`hold`, `slow`) for a free worker, or a new one: above `min_threads` a worker idles
+        // out at once, while the task ahead was not queued.
+        Config {
+            min_threads: 1,
+            max_threads: 2,
             ..base
         },
         // Isolated workers (one task each, async or not, then a fresh worker), every task

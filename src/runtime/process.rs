@@ -455,47 +455,6 @@ impl ChildWorker {
         }
     }
 
-    /// Sends `job`'s `RUN` frame (or as much of it as the channel takes now: the rest goes
-    /// out while the driver waits for results); returns the task's id, or `None` if nothing
-    /// was sent.
-    fn send_run(&mut self, job: &Arc<dyn Job>, ahead: bool) -> Option<u64> {
-        let codec = self.options.serialization;
-        let task = self.next_task;
-        let port = job.port();
-        let mark = if ahead { self.mark_ahead(task) } else { None };
-        // `None`: it resolved on its way here, nothing to send.
-        let Some((sent, mut out)) = run::send(&self.writer, job, task, codec, self.max()) else {
-            self.unmark_ahead(mark);
-            return None;
-        };
-        self.next_task += 1;
-        if sent.is_ok() && port.is_some() {
-            // Its messages follow the `RUN` frame, in order, sent as the child reads them.
-            out.bridged.push(task);
-        }
-        drop(out);
-        if let Err(error) = sent {
-            self.unmark_ahead(mark);
-            job.fail(error, &self.tally);
-            return None;
-        }
-        if mark.is_some() {
-            self.ahead = mark;
-        }
-        let Some(port) = port else {
-            return Some(task);
-        };
-        let bridged = outbox::bridge(&self.writer, port, task, codec, self.max());
-        if let Err(error) = bridged {
-            // The task runs on in the child; its result will be dropped. Its side of the
-            // channel hears that the caller's closed, so a function waiting on it returns
-            // instead of holding the worker forever.
-            job.fail(error, &self.tally);
-            lock(&self.writer).close_port(task, self.max());
-        }
-        Some(task)
-    }
-
     /// Waits for the result of the oldest task started, `job`.
     fn finish_one(&mut self, job: &Arc<dyn Job>) -> Result<Flow, Broken> {
         debug_assert!(
@@ -505,7 +464,9 @@ impl ChildWorker {
         if self.takes_back() {
             return Ok(Flow::TookBack);
         }
-        let Some(task) = self.in_flight.pop_front().flatten() else {
+        // Left at the front until it ends: a task taken back meanwhile is the last.
+        let Some(task) = self.in_flight.front().copied().flatten() else {
+            self.in_flight.pop_front();
             self.oldest_ended();
             return Ok(Flow::Continue); // Nothing was sent: it already resolved.
         };
@@ -546,6 +507,7 @@ impl ChildWorker {
             self.reader.recycle(frame);
             match parsed {
                 Ok(Some(flow)) => {
+                    self.in_flight.pop_front();
                     self.oldest_ended();
                     if job.port().is_some() {
                         // Late messages of the caller are dropped here, not sent to the child.
@@ -553,6 +515,8 @@ impl ChildWorker {
                     }
                     return Ok(flow);
                 }
+                // Not its answer: the task ahead may still have to be taken back.
+                Ok(None) if self.takes_back() => return Ok(Flow::TookBack),
                 Ok(None) => {}
                 Err(error) => {
                     self.kill_and_reap(Duration::ZERO);
@@ -605,7 +569,10 @@ impl RunningWorker for ChildWorker {
     }
 
     fn finish(&mut self, job: &Arc<dyn Job>) -> Flow {
-        self.last_panic = None;
+        // Called again for the same task after it took one back: what that task said stays.
+        if !self.took_back {
+            self.last_panic = None;
+        }
         if self.flights.is_some() {
             return self.finish_concurrent(job);
         }

@@ -33,7 +33,9 @@
 //!   an async task's abort drops its future and its worker goes on). `Task::abort` may also hit
 //!   a task that shares its worker: one running in a child with tasks sent ahead to it only
 //!   fails (the child finishes it), and the tasks a retired worker had taken and not started
-//!   go back to the head of the queue.
+//!   go back to the head of the queue. At one task per child, the task sent ahead behind a
+//!   running one is taken back when that one is slow: its worker is retired then, if it was
+//!   aborted meanwhile (`worker_loop.rs`'s `hand_back`).
 //! - **Workers** ([`lifecycle`]). Reserved in the state under the lock (they count at once),
 //!   started outside it, *retired* when they leave (removed from the state, their id free,
 //!   the reason noted for `on_worker_exit`), replaced up to `min_threads` and what the queue
@@ -375,6 +377,7 @@ impl Scheduler {
         let (cancelled, idle, granted): (Vec<JobRef>, _, _) = {
             let mut state = self.lock();
             self.take_intake(&mut state, false);
+            state.cancels += 1;
             let SchedulerState { queue, workers, .. } = &mut *state;
             let mut cancelled: Vec<JobRef> = queue.drain();
             for worker in workers.iter_mut() {

@@ -36,6 +36,9 @@ pub(super) struct SchedulerState {
     pub(super) idle_waiters: Vec<Arc<Slot<()>>>,
     /// Tasks the workers ran to their end (`Pool::completed`).
     pub(super) completed: u64,
+    /// `cancel_pending_tasks` calls so far: a task sent ahead and taken back after one was
+    /// never started, and fails as a queued task did (see `worker_loop.rs`'s `hand_back`).
+    pub(super) cancels: u64,
     /// Every thread started and not joined yet, live workers' and retired ones'.
     pub(super) threads: Vec<ThreadRecord>,
     /// Whether the [`Intake`](super::intake::Intake) is open (it opens and closes only under

@@ -29,14 +29,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::meter::{Sample, Stopwatch};
-use super::state::{JobRef, Reservation, SchedulerState};
+use super::state::{JobRef, Reservation, Reserved, SchedulerState};
 use super::Scheduler;
 use crate::hooks::Exit;
 use crate::runtime::{Flow, RunningWorker};
 use crate::stats::Tally;
 use crate::sync::MutexGuard;
+use crate::task::Slot;
 use crate::trace;
 use crate::wait::deadline_after;
+use crate::Error;
 
 /// What the loop carries from one step to the next.
 struct Shift {
@@ -67,6 +69,45 @@ struct Shift {
     sample: Option<Sample>,
     /// The span of the task being finished, kept while `finish` is called again for it.
     span: Option<trace::TaskSpan>,
+    /// How many `cancel_pending_tasks` calls came before the task sent ahead was taken.
+    ahead_since: u64,
+}
+
+/// What a worker does once the lock is released after [`Scheduler::hand_back`].
+#[derive(Default)]
+struct HandedBack {
+    /// The task handed back, if it resolved meanwhile, dropped with the lock released: what
+    /// it holds is user code's.
+    dropped: Option<JobRef>,
+    /// The task handed back, cancelled since it was taken.
+    cancelled: Option<JobRef>,
+    /// The oldest, aborted meanwhile, whose worker was retired: its driver stops the child.
+    aborted: Option<JobRef>,
+    /// Workers to start: one for the task handed back, a retired worker's replacement.
+    starts: Vec<Reserved>,
+    /// `Pool::idle` waiters to resolve.
+    idle: Vec<Arc<Slot<()>>>,
+}
+
+impl HandedBack {
+    fn is_empty(&self) -> bool {
+        self.dropped.is_none()
+            && self.cancelled.is_none()
+            && self.aborted.is_none()
+            && self.starts.is_empty()
+            && self.idle.is_empty()
+    }
+
+    /// Does it, the lock released; returns the aborted oldest, if its worker was retired.
+    fn finish(self, scheduler: &Arc<Scheduler>) -> Option<JobRef> {
+        if let Some(job) = self.cancelled {
+            job.fail(Error::Cancelled, &scheduler.tally);
+        }
+        drop(self.dropped);
+        scheduler.start_all(self.starts);
+        super::resolve(self.idle);
+        self.aborted
+    }
 }
 
 /// How an idle worker's wait ended.
@@ -99,6 +140,7 @@ impl Scheduler {
             stopwatch: Stopwatch::new(self.options.record_timing, worker.sends_ahead()),
             sample: None,
             span: None,
+            ahead_since: 0,
         };
         let tally = &*me.me.tally;
         let mut state = self.lock();
@@ -139,11 +181,15 @@ impl Scheduler {
                 }
                 if flow == Flow::TookBack {
                     // The oldest is slow: the task sent ahead behind it goes to a free
-                    // worker, or back to the head of the queue.
-                    let dropped = self.hand_back(&mut state, me.serial);
-                    if let Some(dropped) = dropped {
+                    // worker, a new one, or back to the head of the queue.
+                    let after = self.hand_back(&mut state, me.serial, shift.ahead_since);
+                    if !after.is_empty() {
                         drop(state);
-                        drop(dropped);
+                        if let Some(oldest) = after.finish(self) {
+                            // Retired: it stops its child as at any abort of a running task
+                            // (the worker sees itself retired), and then leaves.
+                            worker.finish(&oldest);
+                        }
                         state = self.lock();
                     }
                     continue;
@@ -268,7 +314,12 @@ impl Scheduler {
         if state.queue.fifo_len() == 0 {
             self.take_intake(state, false);
         }
-        let SchedulerState { queue, workers, .. } = &mut *state;
+        let SchedulerState {
+            queue,
+            workers,
+            cancels,
+            ..
+        } = &mut *state;
         let record = &mut workers[index];
         let full = record.running.len() == shift.depth && record.inbox.is_empty();
         if !full || record.recycle || record.exclusive {
@@ -280,6 +331,7 @@ impl Scheduler {
         }
         let job = queue.pop_front().expect("its front was just seen");
         shift.starting.push(job.clone());
+        shift.ahead_since = *cancels;
         record.running.push_back(job);
     }
 
@@ -368,25 +420,50 @@ impl Scheduler {
     }
 
     /// BUSY, under the lock, after [`Flow::TookBack`]: the task sent ahead, the worker's last,
-    /// goes to an idle worker, or back to the head of the queue (it was taken from there, and
-    /// a free worker takes it next). Returns it instead if it resolved meanwhile (aborted),
-    /// to be dropped once the lock is released (what it holds is user code).
-    fn hand_back(&self, state: &mut SchedulerState, serial: u64) -> Option<JobRef> {
+    /// never started. It goes where a task submitted now would, in the queue's order (it was
+    /// the head when it was taken): to an idle worker, to a new worker if the pool has room for
+    /// one (a worker left while the task was ahead: it idled out, or stopped in a closing pool,
+    /// finding nothing queued), or it waits at the head of the queue for the next free worker.
+    /// It fails `Cancelled` instead if `cancel_pending_tasks` came since it was taken (`since`:
+    /// the count of cancels then), and it is dropped if it resolved meanwhile (aborted). And
+    /// if the oldest was aborted meanwhile (which could not stop the child while the task ahead
+    /// was on its way there), the worker now runs it alone, and is retired as that abort would
+    /// have retired it: its child is stopped.
+    fn hand_back(&self, state: &mut SchedulerState, serial: u64, since: u64) -> HandedBack {
+        let mut after = HandedBack::default();
         // Retired meanwhile (`destroy`): its tasks failed with it.
-        let index = state.position(serial)?;
-        let job = state.workers[index].running.pop_back()?;
+        let Some(index) = state.position(serial) else {
+            return after;
+        };
+        let Some(job) = state.workers[index].running.pop_back() else {
+            return after;
+        };
         if job.ended() {
-            return Some(job);
-        }
-        let idle = (state.workers.iter_mut()).find(|worker| worker.load() == 0 && !worker.recycle);
-        match idle {
-            Some(worker) => {
-                worker.inbox.push_back(job);
-                worker.bell.ring();
+            after.dropped = Some(job);
+        } else if state.cancels != since {
+            after.cancelled = Some(job);
+        } else {
+            state.queue.push_front(job);
+            let room = state.workers.len() < self.options.max_threads;
+            let SchedulerState { queue, workers, .. } = &mut *state;
+            if let Some(idle) = (workers.iter_mut()).find(|w| w.load() == 0 && !w.recycle) {
+                let head = queue.pop_front().expect("it was just put there");
+                idle.exclusive = idle.exclusive_for(&*head);
+                idle.inbox.push_back(head);
+                idle.bell.ring();
+            } else if room {
+                let head = state.queue.pop_front();
+                after.starts.push(Self::reserve(state, head));
             }
-            None => state.queue.push_front(job),
         }
-        None
+        let record = &mut state.workers[index];
+        if record.running.front().is_some_and(|oldest| oldest.ended()) {
+            after.aborted = record.running.pop_front();
+            let (starts, idle) = self.retire_aborted(state, index, Exit::Aborted);
+            after.starts.extend(starts);
+            after.idle = idle;
+        }
+        after
     }
 
     /// BUSY, under the lock, after [`Flow::Pending`]: takes the tasks that finished before

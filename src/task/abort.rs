@@ -9,14 +9,18 @@ impl<R: Send + 'static> Task<R> {
     /// [`Error::Aborted`] (no reason), as if its signal had fired.
     ///
     /// - Still queued, or taken by a worker that has not started it: it is removed, and never
-    ///   runs.
+    ///   runs. (A child process at `concurrent_tasks_per_worker(1)` may be sent its next task
+    ///   while it runs one, when tasks are queued: such a task fails at once, and the child
+    ///   skips it, unless it reached it first, as it ended the task before: then it runs, and
+    ///   its result is dropped.)
     /// - Running alone on its worker (always with threads and plain functions, which run one
-    ///   task at a time; with child processes, unless other tasks were sent ahead to the same
-    ///   child, which `concurrent_tasks_per_worker(1)` never does): it fails at once and its
+    ///   task at a time; with child processes, unless other tasks were sent with it to the
+    ///   same child, with `concurrent_tasks_per_worker` above 1): it fails at once and its
     ///   worker is retired and replaced, as for a signal. A thread leaves once the function
     ///   returns (which sees [`worker::aborted`](crate::worker::aborted) turn true); a child
-    ///   process is killed. Tasks the worker had taken and not started go back to the head of
-    ///   the queue, in order.
+    ///   process is killed (if the next task was on its way to it, once its driver took that
+    ///   task back, a few microseconds later). Tasks the worker had taken and not started go
+    ///   back to the head of the queue, in order.
     /// - Running as an async export's task
     ///   ([`Exports::export_async`](crate::Exports::export_async)): it fails at once, and its
     ///   worker drops its future at its next poll and goes on with its other tasks; nothing

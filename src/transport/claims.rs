@@ -24,9 +24,9 @@
 //! that one by mistake. The child may be hostile and write anything: the pool's only
 //! reaction to a word is whether its swap succeeds, or whether it may reuse the word.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::ring::Region;
+use super::ring::{Region, CLAIM_LINE};
 
 /// How many tasks may be out ahead at once, counting those taken back that the child has not
 /// reached yet.
@@ -62,6 +62,12 @@ impl Ahead {
 }
 
 impl Region {
+    /// The claim words, the first of the line the region keeps for them.
+    fn claim_words(&self) -> &[AtomicU32] {
+        const { assert!(CLAIM_WORDS <= CLAIM_LINE) };
+        &self.claim_line()[..CLAIM_WORDS]
+    }
+
     /// The pool's side, before it sends `task` ahead: marks it `READY` in a free word, or
     /// `None` if no word is free (it is then sent as an ordinary task).
     pub(crate) fn send_ahead(&self, task: u64) -> Option<Ahead> {

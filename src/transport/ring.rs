@@ -40,7 +40,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use super::claims::CLAIM_WORDS;
 use crate::codec::Place;
 
 /// Bytes of one ring.
@@ -54,6 +53,8 @@ const REGION: usize = DATA + 2 * RING;
 /// Where the claim words of tasks sent ahead lie (`claims.rs`): a line of the first page,
 /// after the two rings' controls.
 const CLAIMS: usize = 1024;
+/// The words of that line.
+pub(super) const CLAIM_LINE: usize = 16;
 
 const INLINE: u32 = 0;
 const SOCKET: u32 = 1;
@@ -205,12 +206,15 @@ impl Region {
         unsafe { &*self.base.cast::<Control>().add(direction as usize) }
     }
 
-    /// The claim words of the tasks sent ahead (`claims.rs`).
-    pub(super) fn claim_words(&self) -> &[AtomicU32; CLAIM_WORDS] {
-        const { assert!(CLAIMS >= 2 * size_of::<Control>() && CLAIMS + 64 <= DATA) };
-        // SAFETY: `CLAIM_WORDS` words at `CLAIMS`, 4-byte aligned within the first page, which
+    /// The line of the claim words of the tasks sent ahead (`claims.rs`, which uses the first
+    /// few).
+    pub(super) fn claim_line(&self) -> &[AtomicU32; CLAIM_LINE] {
+        const {
+            assert!(CLAIMS >= 2 * size_of::<Control>() && CLAIMS + 4 * CLAIM_LINE <= DATA);
+        };
+        // SAFETY: `CLAIM_LINE` words at `CLAIMS`, 4-byte aligned within the first page, which
         // is mapped while `self` lives, and zero-initialized or written only through atomics.
-        unsafe { &*self.base.add(CLAIMS).cast::<[AtomicU32; CLAIM_WORDS]>() }
+        unsafe { &*self.base.add(CLAIMS).cast::<[AtomicU32; CLAIM_LINE]>() }
     }
 
     fn data(&self, direction: Direction) -> *mut u8 {

@@ -1,7 +1,10 @@
 //! Helpers shared by the test binaries. Each uses a part of them; `procfs` is what `/proc`
-//! says about this process (threads, children, descriptors).
+//! says about this process (threads, children, descriptors); `fifo`, gates that hold tasks
+//! running in child processes.
 #![allow(dead_code)]
 
+#[cfg(unix)]
+pub mod fifo;
 #[cfg(unix)]
 pub mod procfs;
 // The same functions on Windows (built for it, run under Wine in CI).

@@ -8,8 +8,15 @@
 //! running it; and when the answer of the task before it is slow (it does not come while the
 //! driver spins, which a round trip takes), the driver takes the task ahead back before it
 //! sleeps ([`Flow::TookBack`](super::Flow::TookBack)), and the scheduler gives the task to
-//! another worker. It then sends none ahead until the slow task ends. Whoever comes first
-//! wins: the task runs once.
+//! another worker. It looks so before each wait for that answer, not only the first: a frame
+//! that is not the answer (the message of a panic the task caught, which comes at once) says
+//! nothing of how long the task still runs. It then sends none ahead until the slow task ends.
+//! Whoever comes first wins: the task runs once.
+//!
+//! A task past the depth that never went out (it resolved on its way: aborted, say) is given
+//! back the same way, so that the scheduler knows that the worker runs its oldest alone: a
+//! `Task::abort` of that one, which could not stop the child while another task was on its way
+//! there, then does (see the scheduler's `hand_back`).
 //!
 //! Only through the rings: without them (macOS) nothing is sent ahead.
 
@@ -39,23 +46,37 @@ impl ChildWorker {
         }
     }
 
-    /// Before it waits for the oldest's answer: takes the task ahead back if that answer does
-    /// not come within a spin and the child has not claimed the task. Returns whether it did
-    /// (the task, the last started, is no longer its to finish).
+    /// Before each wait for the oldest's answer (the first, and each after a frame that was not
+    /// the answer: a panic the task caught says so at once, and the task may run on for long):
+    /// takes the task ahead back if that answer does not come within a spin and the child has
+    /// not claimed the task; and drops, as taken back, a task past the depth that never went
+    /// out (it resolved on its way, or could not be encoded). Returns whether it did: the
+    /// task, the last started, is no longer its to finish.
     pub(super) fn takes_back(&mut self) -> bool {
-        // (Nothing to wait for if the oldest was never sent: it resolved on its way.)
-        let waits = matches!(self.in_flight.front(), Some(Some(_)));
-        if self.ahead.is_none() || !waits || self.spin_for_frame() {
+        // Past the depth, behind an oldest that was sent: nothing waits behind one that was
+        // not (it resolved on its way), since its end is read at once.
+        let behind = self.in_flight.len() > self.depth;
+        if !behind || !matches!(self.in_flight.front(), Some(Some(_))) {
             return false;
         }
-        let (Some(ahead), Some(region)) = (self.ahead.take(), &self.region) else {
-            return false;
-        };
-        if !region.take_back(ahead) {
-            return false; // The child started it: the oldest's answer is on its way.
+        match self.ahead {
+            // Never sent: the scheduler has it still, which it drops (it resolved).
+            None if self.in_flight.back() == Some(&None) => {}
+            // Sent as an ordinary task (no claim word was free): the child runs it in order.
+            None => return false,
+            Some(ahead) => {
+                if self.spin_for_frame() {
+                    return false;
+                }
+                self.ahead = None;
+                let region = self.region.as_ref().expect("sent ahead through the rings");
+                if !region.take_back(ahead) {
+                    return false; // The child started it: the oldest's answer is on its way.
+                }
+                debug_assert_eq!(self.in_flight.back(), Some(&Some(ahead.task())));
+            }
         }
-        let last = self.in_flight.pop_back();
-        debug_assert_eq!(last, Some(Some(ahead.task())), "the task ahead is the last");
+        self.in_flight.pop_back();
         self.took_back = true;
         true
     }

@@ -8,11 +8,15 @@
 //! itself), and past it, or while it is taken, to the buffer grown (see `transport/draft.rs`).
 //! The head is written there too, still outside the lock, which is then taken once, to send
 //! the frame (a small one is copied into the ring then, unless frames wait before it).
+//!
+//! [`ChildWorker::send_run`] gives the frame its task id, marks it in a claim word first when
+//! it goes ahead (`ahead.rs`), and bridges its channel once it is out.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::outbox::Outbox;
+use super::outbox::{self, Outbox};
+use super::ChildWorker;
 use crate::codec::{Encoded, Place, Serialization};
 use crate::protocol::Run;
 use crate::sync::lock;
@@ -24,6 +28,49 @@ thread_local! {
     /// The driver thread's buffer for the frames it drafts, swapped with its writer's as each
     /// goes out, so that no task allocates one.
     static BUFFER: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+impl ChildWorker {
+    /// Sends `job`'s `RUN` frame (or as much of it as the channel takes now: the rest goes
+    /// out while the driver waits for results); returns the task's id, or `None` if nothing
+    /// was sent.
+    pub(super) fn send_run(&mut self, job: &Arc<dyn Job>, ahead: bool) -> Option<u64> {
+        let codec = self.options.serialization;
+        let task = self.next_task;
+        let port = job.port();
+        let mark = if ahead { self.mark_ahead(task) } else { None };
+        // `None`: it resolved on its way here, nothing to send.
+        let Some((sent, mut out)) = send(&self.writer, job, task, codec, self.max()) else {
+            self.unmark_ahead(mark);
+            return None;
+        };
+        self.next_task += 1;
+        if sent.is_ok() && port.is_some() {
+            // Its messages follow the `RUN` frame, in order, sent as the child reads them.
+            out.bridged.push(task);
+        }
+        drop(out);
+        if let Err(error) = sent {
+            self.unmark_ahead(mark);
+            job.fail(error, &self.tally);
+            return None;
+        }
+        if mark.is_some() {
+            self.ahead = mark;
+        }
+        let Some(port) = port else {
+            return Some(task);
+        };
+        let bridged = outbox::bridge(&self.writer, port, task, codec, self.max());
+        if let Err(error) = bridged {
+            // The task runs on in the child; its result will be dropped. Its side of the
+            // channel hears that the caller's closed, so a function waiting on it returns
+            // instead of holding the worker forever.
+            job.fail(error, &self.tally);
+            lock(&self.writer).close_port(task, self.max());
+        }
+        Some(task)
+    }
 }
 
 /// Sends `job`'s `RUN` frame, as task `task`, through `outbox`, in frames of at most `max`
