@@ -212,7 +212,19 @@ fn aborting_a_running_task_and_the_one_behind_it_before_it_went_out_stops_its_ch
 /// driver looks again before each wait for the slow task's answer, not only before the first.
 #[test]
 fn a_task_sent_ahead_behind_a_slow_task_that_spoke_first_runs_on_the_free_worker() {
-    let pool = children(2, 2).build().unwrap();
+    spoke_first(children(2, 2));
+}
+
+/// The same with workers forked from a fork server, which map the claim words as spawned
+/// ones do.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_task_sent_ahead_to_a_forked_worker_behind_a_slow_task_runs_on_the_free_worker() {
+    spoke_first(children(2, 2).fork_server(true));
+}
+
+fn spoke_first(builder: Builder) {
+    let pool = builder.build().unwrap();
     let dir = fifo::scratch("sent-ahead");
     let (a, b) = (Gate::new(&pool, &dir, "a"), Gate::new(&pool, &dir, "b"));
     a.wait_started();

@@ -300,10 +300,11 @@ fn configs(runtime: Runtime) -> Vec<Config> {
         // Two workers at one task each for six callers: tasks queue, so a child is sent its
         // next task while it runs one, which its driver takes back from behind a slow one
         // (`hold`, `slow`) for a free worker, or a new one: above `min_threads` a worker idles
-        // out at once, while the task ahead was not queued.
+        // out at once, while the task ahead was not queued. Forked from a fork server.
         Config {
             min_threads: 1,
             max_threads: 2,
+            forks,
             ..base
         },
         // Isolated workers (one task each, async or not, then a fresh worker), every task
