@@ -543,3 +543,27 @@ fn loom_a_task_given_back_runs_once() {
         destroy(&scheduler);
     });
 }
+
+/// Two tasks on one worker, which takes the second ahead and gives it back, while the first is
+/// aborted (`Task::abort`): an abort that comes while the second is ahead only fails the first
+/// (a child would run on), and the worker is retired as it gives the second back (its child
+/// stopped then). Whenever the abort comes, each task resolves once, the second with its
+/// value, on this worker or its replacement, and the pool still serves.
+#[test]
+fn loom_an_abort_races_a_task_given_back() {
+    model(2, || {
+        let scheduler = pool_sending_ahead(1);
+        let first = run(&scheduler, (1, 2), None);
+        let second = run(&scheduler, (3, 4), None);
+        first.abort();
+        let outcome = first.wait();
+        assert!(
+            matches!(outcome, Ok(3) | Err(Error::Aborted { reason: None })),
+            "{outcome:?}"
+        );
+        assert_eq!(second.wait(), Ok(7));
+        check_consistent(&scheduler);
+        destroy(&scheduler);
+        assert_eq!(scheduler.stats().resolved(), 2, "each task counted once");
+    });
+}
