@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::PathBuf;
 
 use tinypool::{worker, Builder, Error, Exports, Pool, RunOptions, Runtime, Task};
@@ -41,16 +40,7 @@ fn exports() -> Exports {
 
 /// Appends `tag pid` to the log at `path`; returns its pid.
 fn record((path, tag): (String, u32)) -> u32 {
-    let pid = std::process::id();
-    let mut log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .expect("the log opens");
-    // One write: tasks running at once in several children append to the same log.
-    log.write_all(format!("{tag} {pid}\n").as_bytes())
-        .expect("the log is written");
-    pid
+    fifo::append(&path, tag)
 }
 
 /// Holds `mib` MiB of touched memory for the rest of the process; returns its pid.
@@ -124,14 +114,7 @@ impl Scene {
 
     /// The log's lines as (tag, pid), in the order they were written.
     fn log(&self) -> Vec<(u32, u32)> {
-        fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|line| {
-                let (tag, pid) = line.split_once(' ').expect("`tag pid`");
-                (tag.parse().unwrap(), pid.parse().unwrap())
-            })
-            .collect()
+        fifo::read_log(&self.log)
     }
 
     fn end(self) {

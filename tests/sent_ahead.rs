@@ -15,8 +15,7 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,24 +35,12 @@ fn exports() -> Exports {
         .export("gate", fifo::gate)
         .export("held_gate", |held: Held<String>| fifo::gate(held.value))
         .export("caught_then_gate", caught_then_gate)
-        .export("record", |(log, tag): (String, u32)| append(&log, tag))
-        .export("held_record", |held: Held<(String, u32)>| {
-            append(&held.value.0, held.value.1)
+        .export("record", |(log, tag): (String, u32)| {
+            fifo::append(&log, tag)
         })
-}
-
-/// Appends `tag pid` to the log at `log`; returns its pid.
-fn append(log: &str, tag: u32) -> u32 {
-    let pid = std::process::id();
-    let mut log = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(log)
-        .expect("the log opens");
-    // One write: tasks running at once in several children append to the same log.
-    log.write_all(format!("{tag} {pid}\n").as_bytes())
-        .expect("the log is written");
-    pid
+        .export("held_record", |held: Held<(String, u32)>| {
+            fifo::append(&held.value.0, held.value.1)
+        })
 }
 
 /// Catches a panic of its own (its message reaches the pool at once, through the child's panic
@@ -127,14 +114,7 @@ fn held_record(pool: &Pool, dir: &Path, tag: u32, hold: &Path) -> Task<u32> {
 
 /// The log's lines as (tag, pid), in the order they were written.
 fn log(dir: &Path) -> Vec<(u32, u32)> {
-    fs::read_to_string(dir.join("log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let (tag, pid) = line.split_once(' ').expect("`tag pid`");
-            (tag.parse().unwrap(), pid.parse().unwrap())
-        })
-        .collect()
+    fifo::read_log(&dir.join("log"))
 }
 
 fn end(pool: Pool, dir: PathBuf) {

@@ -2,7 +2,7 @@
 //! test). A gated task writes a byte to its `started` FIFO (the test reads it: the task runs),
 //! then waits until the test opens and closes its `go` FIFO. Opening a FIFO waits for its
 //! other end: nothing polls, nothing sleeps. A binary that uses [`Gate`] exports [`gate`] as
-//! `"gate"`.
+//! `"gate"`. Tasks that must show where and how often they ran [`append`] to a log.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -114,4 +114,30 @@ impl Gate {
     pub fn open(&self) {
         open_and_close(&self.dir.join("go"));
     }
+}
+
+/// Appends `tag pid` to the log at `log`, in one write (tasks running at once in several
+/// children append to the same log); returns this process's pid.
+pub fn append(log: &str, tag: u32) -> u32 {
+    let pid = std::process::id();
+    let mut log = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .expect("the log opens");
+    log.write_all(format!("{tag} {pid}\n").as_bytes())
+        .expect("the log is written");
+    pid
+}
+
+/// The log's lines as (tag, pid), in the order they were written (none if it is missing).
+pub fn read_log(log: &Path) -> Vec<(u32, u32)> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let (tag, pid) = line.split_once(' ').expect("`tag pid`");
+            (tag.parse().unwrap(), pid.parse().unwrap())
+        })
+        .collect()
 }
