@@ -112,6 +112,20 @@ fn held_record(pool: &Pool, dir: &Path, tag: u32, hold: &Path) -> Task<u32> {
     )
 }
 
+/// On a one-worker pool: a first task, let go, then `slow`, which runs (held at its gate), and
+/// behind it a record tagged 1, which the worker took with `slow` to send ahead, its encoding
+/// held by the FIFO `hold` in `dir`. Returns `slow`, that record and the worker's pid.
+fn slow_with_the_next_on_its_way(pool: &Pool, dir: &Path) -> (Gate, Task<u32>, u32) {
+    let first = Gate::new(pool, dir, "first");
+    first.wait_started();
+    let slow = Gate::new(pool, dir, "slow");
+    let next = held_record(pool, dir, 1, &dir.join("hold"));
+    first.open();
+    let pid = finish(first.task).unwrap();
+    slow.wait_started();
+    (slow, next, pid)
+}
+
 /// The log's lines as (tag, pid), in the order they were written.
 fn log(dir: &Path) -> Vec<(u32, u32)> {
     fifo::read_log(&dir.join("log"))
@@ -131,14 +145,7 @@ fn end(pool: Pool, dir: PathBuf) {
 fn aborting_a_running_task_with_the_next_one_on_its_way_stops_its_child() {
     let pool = children(1, 1).build().unwrap();
     let dir = fifo::scratch("sent-ahead");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    let slow = Gate::new(&pool, &dir, "slow");
-    let next = held_record(&pool, &dir, 1, &dir.join("hold"));
-    first.open();
-    let old = finish(first.task).unwrap();
-    // The worker took `slow`, and `next` to send ahead, whose encoding waits.
-    slow.wait_started();
+    let (slow, next, old) = slow_with_the_next_on_its_way(&pool, &dir);
     slow.task.abort();
     fifo::open_and_close(&dir.join("hold"));
 
@@ -284,13 +291,7 @@ fn a_task_taken_back_starts_a_worker_when_the_pool_has_room() {
 fn a_task_taken_back_after_a_cancel_is_cancelled() {
     let pool = children(1, 1).build().unwrap();
     let dir = fifo::scratch("sent-ahead");
-    let first = Gate::new(&pool, &dir, "first");
-    first.wait_started();
-    let slow = Gate::new(&pool, &dir, "slow");
-    let next = held_record(&pool, &dir, 1, &dir.join("hold"));
-    first.open();
-    let old = finish(first.task).unwrap();
-    slow.wait_started();
+    let (slow, next, old) = slow_with_the_next_on_its_way(&pool, &dir);
     pool.cancel_pending_tasks();
     // `next` goes out, ahead, and is taken back from behind `slow`.
     fifo::open_and_close(&dir.join("hold"));

@@ -17,8 +17,8 @@ use crate::common::{
     Counter, Gate,
 };
 use crate::{
-    aborted, bodies, call, held, hold, hold_with, loads, pids, pool, prefix, sizes, until_aborted,
-    Body, Held, Hold,
+    aborted, bodies, call, held, hold, hold_with, loads, one_thread, pids, pool, prefix, sizes,
+    until_aborted, Body, Held, Hold,
 };
 
 /// This module's test bodies, in the order they run.
@@ -427,12 +427,7 @@ fn abort_while_running_fails_the_task_at_once() {
             1u32
         })
     };
-    let pool = Pool::builder()
-        .exports(exports)
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread(exports);
     let controller = AbortController::new();
     let task = pool.run_with::<u32, _>((), with_signal(&controller));
     started.wait_for(1);
@@ -605,12 +600,7 @@ fn abort_reason_travels_in_the_error() {
             until_aborted();
         })
     };
-    let pool = Pool::builder()
-        .exports(exports)
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread(exports);
 
     let pre = AbortController::new();
     pre.abort_with("before");

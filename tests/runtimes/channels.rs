@@ -13,7 +13,7 @@ use std::time::Duration;
 use tinypool::{channel, worker, Error, Exports, Pool, Port, RunOptions, Runtime, Task};
 
 use crate::common::{block_on, finish, next, Counter, Gate, BOUND};
-use crate::{bodies, call, pool, Body};
+use crate::{bodies, call, one_thread, pool, Body};
 
 /// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
@@ -314,12 +314,7 @@ fn channel_of_a_running_task_closes_when_it_is_aborted_or_terminated() {
             port.recv().is_ok()
         })
     };
-    let pool = Pool::builder()
-        .exports(exports)
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread(exports);
 
     let controller = tinypool::AbortController::new();
     let (main_port, worker_port) = channel::<u32>();

@@ -13,7 +13,7 @@ use crate::common::{
     block_on, block_on_until, eventually, finish, next,
     procfs::{self, live},
 };
-use crate::{bodies, held, hold, pids, pool, prefix, sizes, Body};
+use crate::{bodies, held, hold, one_thread, pids, pool, prefix, sizes, Body};
 
 /// This module's test bodies, in the order they run.
 pub fn bodies() -> Vec<(&'static str, Body)> {
@@ -323,12 +323,7 @@ fn close_awaited_inside_an_async_task_resolves() {
             async move { pool.close().await == Ok(()) }
         }
     });
-    let pool = Pool::builder()
-        .exports(exports)
-        .min_threads(1)
-        .max_threads(1)
-        .build()
-        .unwrap();
+    let pool = one_thread(exports);
     *reached.lock().unwrap() = Some(pool.clone());
     let closer: Task<bool> = pool.run_with((), RunOptions::new().name("closer"));
     assert_eq!(finish(closer), Ok(true));

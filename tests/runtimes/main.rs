@@ -491,6 +491,16 @@ fn pool(runtime: Runtime) -> tinypool::Builder {
         .max_threads(2)
 }
 
+/// A pool of one worker thread serving `exports` (a test's own, for what it alone needs).
+fn one_thread(exports: Exports) -> Pool {
+    Pool::builder()
+        .exports(exports)
+        .min_threads(1)
+        .max_threads(1)
+        .build()
+        .unwrap()
+}
+
 /// Starts a "gate" task and waits until it runs; returns its handle and port.
 fn start_gate(pool: &Pool) -> (GateTask, Port<u32>) {
     let (port, theirs) = tinypool::channel::<u32>();
