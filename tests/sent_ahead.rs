@@ -41,6 +41,28 @@ fn exports() -> Exports {
         .export("held_record", |held: Held<(String, u32)>| {
             fifo::append(&held.value.0, held.value.1)
         })
+        .export("lie_in_claims", lie_in_claims)
+}
+
+/// A hostile worker's lie, told in the claim words of the region it shares with its pool (found
+/// by its name in `/proc/self/maps`): task `next` is marked taken back (so this child skips it,
+/// as if the pool had revoked it), and the other words hold nonsense (states no side writes).
+fn lie_in_claims(next: u64) -> u32 {
+    let maps = fs::read_to_string("/proc/self/maps").expect("the process's maps");
+    let line = (maps.lines())
+        .find(|line| line.ends_with("/memfd:tinypool (deleted)"))
+        .expect("the rings' region is mapped");
+    let start = line.split('-').next().expect("an address range");
+    let base = usize::from_str_radix(start, 16).expect("a hex address");
+    // SAFETY: the claim words, four `u32`s at offset 1024 of the region, which this process
+    // maps shared and writable for its life; the pool reads them only as atomics.
+    let words = unsafe { &*((base + 1024) as *const [std::sync::atomic::AtomicU32; 4]) };
+    words[0].store((next as u32) << 3 | 3, Ordering::SeqCst);
+    // States 7, 6 and 5: no side writes them, and the pool takes none for free.
+    for (k, word) in (0..).zip(&words[1..]) {
+        word.store(u32::MAX - k, Ordering::SeqCst);
+    }
+    std::process::id()
 }
 
 /// Catches a panic of its own (its message reaches the pool at once, through the child's panic
@@ -301,4 +323,31 @@ fn a_task_taken_back_after_a_cancel_is_cancelled() {
     assert_eq!(finish(slow.task), Ok(old), "a running task finishes");
     assert_eq!(log(&dir), []);
     end(pool, dir);
+}
+
+/// A child that lies in its claim words hurts only its own tasks: the task it was told to skip
+/// waits, as a task that never returns does (the pool sends nothing ahead to it any more:
+/// no word looks free), and `destroy` ends it in time, failing that task; nothing crashes,
+/// nothing is left.
+#[test]
+fn a_child_that_lies_in_its_claim_words_hurts_only_its_own_tasks() {
+    let pool = children(1, 1).build().unwrap();
+    // Its first task is task 1: it marks task 2, the next, as taken back.
+    let liar = finish(pool.run_with::<u32, _>(2u64, RunOptions::new().name("lie_in_claims")));
+    let liar = liar.expect("the lie is told");
+    let dir = fifo::scratch("sent-ahead");
+    let skipped = record(&pool, &dir, 1);
+    // Queued behind it, where a task would be sent ahead to an honest child.
+    let queued: Vec<Task<u32>> = (2..=4).map(|tag| record(&pool, &dir, tag)).collect();
+    assert_eq!(common::destroy_within(&pool, false), Ok(()));
+    assert_eq!(finish(skipped), Err(Error::Terminated));
+    for task in queued {
+        assert_eq!(finish(task), Err(Error::Terminated));
+    }
+    assert!(
+        log(&dir).is_empty(),
+        "the child skipped task 2 and was given no other"
+    );
+    assert!(common::procfs::gone(liar), "the lying child was reaped");
+    fs::remove_dir_all(dir).unwrap();
 }
